@@ -1,0 +1,23 @@
+//! The log's vocabulary: events (candles and run records), their fields and
+//! their byte encoding.
+
+mod candle;
+pub mod codec;
+mod decimal;
+mod interval;
+mod run;
+
+pub use candle::{Candle, CandleError, Symbol, SymbolError, MAX_SYMBOL_LEN};
+pub use decimal::{Decimal, DecimalError};
+pub use interval::Interval;
+pub use run::{Outcome, OutcomeStatus, Run, RunKind};
+
+/// Log sequence number: the 1-based, gap-free position of an event in the log.
+pub type Lsn = u64;
+
+/// One log record.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Event {
+    Candle(Candle),
+    Run(Run),
+}

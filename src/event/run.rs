@@ -1,0 +1,96 @@
+//! `Run` records: the history of sync, import and recovery runs, kept in the log itself.
+
+use super::Interval;
+
+/// What kind of run wrote a `Run` record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RunKind {
+    Sync,
+    Import,
+    Recovery,
+    Rebuild,
+}
+
+impl RunKind {
+    pub fn code(self) -> u8 {
+        match self {
+            RunKind::Sync => 1,
+            RunKind::Import => 2,
+            RunKind::Recovery => 3,
+            RunKind::Rebuild => 4,
+        }
+    }
+    pub fn from_code(c: u8) -> Option<RunKind> {
+        Some(match c {
+            1 => RunKind::Sync,
+            2 => RunKind::Import,
+            3 => RunKind::Recovery,
+            4 => RunKind::Rebuild,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Sync => "sync",
+            RunKind::Import => "import",
+            RunKind::Recovery => "recovery",
+            RunKind::Rebuild => "rebuild",
+        }
+    }
+}
+
+/// How one unit of a run (a symbol, or an imported file) ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OutcomeStatus {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+impl OutcomeStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            OutcomeStatus::Ok => 1,
+            OutcomeStatus::Failed => 2,
+            OutcomeStatus::Skipped => 3,
+        }
+    }
+    pub fn from_code(c: u8) -> Option<OutcomeStatus> {
+        Some(match c {
+            1 => OutcomeStatus::Ok,
+            2 => OutcomeStatus::Failed,
+            3 => OutcomeStatus::Skipped,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeStatus::Ok => "ok",
+            OutcomeStatus::Failed => "failed",
+            OutcomeStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// The outcome of one unit: `unit` is a symbol for a sync, a file name for an import.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Outcome {
+    pub unit: String,
+    pub interval: Option<Interval>,
+    pub status: OutcomeStatus,
+    /// New candle events appended (first versions and revisions).
+    pub appended: u64,
+    /// Of those, revisions of an existing candle.
+    pub revisions: u64,
+    pub message: String,
+}
+
+/// A run record: what ran, when, and how each unit ended.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Run {
+    pub kind: RunKind,
+    pub id: String,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    pub outcomes: Vec<Outcome>,
+}

@@ -1,0 +1,12 @@
+//! The segment log, candlelog's source of truth: segments of checksummed,
+//! zstd-compressed frames chained by blake3 (format/segment.md).
+
+pub mod error;
+pub mod frame;
+pub mod reader;
+pub mod segment;
+pub mod writer;
+
+pub use error::LogError;
+pub use reader::{decode_frame, scan_segment, Damage, FrameMeta, LogReader, ReplayEnd, SegmentEnd, SegmentScan};
+pub use writer::{LogWriter, SegmentInfo, Truncation, WriterOptions};

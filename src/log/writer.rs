@@ -1,0 +1,353 @@
+//! The log writer: frames a batch of events, appends it to the active segment,
+//! `fdatasync`s, and only then reports it committed. Rolls and seals segments.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::error::LogError;
+use super::frame::{encode_frame, FRAME_HEADER_LEN, MAX_RAW_LEN};
+use super::reader::{read_file, scan_segment, FrameMeta, SegmentEnd};
+use super::segment::{list_segments, segment_path, Footer, SegmentHeader, GENESIS_HASH, SEGMENT_HEADER_LEN};
+use crate::event::{codec, Event, Lsn};
+
+/// Tunables of the writer.
+#[derive(Clone, Copy, Debug)]
+pub struct WriterOptions {
+    /// Roll to a new segment once the active one reaches this size.
+    pub max_segment_bytes: u64,
+    /// zstd level for frame payloads.
+    pub zstd_level: i32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { max_segment_bytes: 64 << 20, zstd_level: 3 }
+    }
+}
+
+/// Half-written bytes removed from the tail of the active segment on open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
+    pub reason: String,
+}
+
+/// A segment's entry in the catalog kept by the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub seq: u64,
+    pub first_lsn: Lsn,
+    /// `first_lsn − 1` while empty.
+    pub last_lsn: Lsn,
+    pub bytes: u64,
+    pub sealed: bool,
+    pub base_hash: [u8; 32],
+    pub head_hash: [u8; 32],
+}
+
+struct Active {
+    file: File,
+    info: SegmentInfo,
+    frames: u64,
+}
+
+/// The single writer of a log directory. The caller holds the data
+/// directory's lock.
+pub struct LogWriter {
+    dir: PathBuf,
+    opts: WriterOptions,
+    active: Option<Active>,
+    last_seq: u64,
+    next_lsn: Lsn,
+    head_hash: [u8; 32],
+    last_commit_ms: i64,
+    poisoned: Option<String>,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Segments whose catalog entry changed since the last `take_catalog`.
+    changed: Vec<SegmentInfo>,
+}
+
+impl LogWriter {
+    /// Opens (creating if needed) the log in `dir`, truncating a torn tail.
+    pub fn open(dir: &Path, opts: WriterOptions) -> Result<(LogWriter, Vec<Truncation>), LogError> {
+        create_dir_durably(dir)?;
+        let compressor = zstd::bulk::Compressor::new(opts.zstd_level).map_err(|e| LogError::io("zstd init", dir, e))?;
+        let mut w = LogWriter {
+            dir: dir.to_path_buf(),
+            opts,
+            active: None,
+            last_seq: 0,
+            next_lsn: 1,
+            head_hash: GENESIS_HASH,
+            last_commit_ms: 0,
+            poisoned: None,
+            compressor,
+            changed: Vec::new(),
+        };
+        let mut truncations = Vec::new();
+        let mut segments = list_segments(dir).map_err(|e| LogError::io("list", dir, e))?;
+        // A crash while creating a segment can leave a file shorter than its header.
+        while let Some((_, path)) = segments.last() {
+            let len = std::fs::metadata(path).map_err(|e| LogError::io("stat", path, e))?.len();
+            if len >= SEGMENT_HEADER_LEN as u64 || !is_zero_or_prefix(path)? {
+                break;
+            }
+            truncations.push(Truncation { path: path.clone(), offset: 0, len, reason: "segment file created but its header never completed".into() });
+            std::fs::remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
+            sync_dir(dir)?;
+            segments.pop();
+        }
+        let Some((seq, path)) = segments.last().cloned() else {
+            return Ok((w, truncations));
+        };
+        let expect = match segments.len().checked_sub(2).and_then(|i| segments.get(i)) {
+            Some((_, prev)) => Some(previous_footer(prev)?),
+            None => None,
+        };
+        let data = read_file(&path)?;
+        let scan = scan_segment(&path, seq, &data, true, expect);
+        if let Some(d) = scan.damage.into_iter().next() {
+            return Err(d.into_error());
+        }
+        let header = scan.header.ok_or_else(|| LogError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            lsn: None,
+            message: "segment header unreadable".into(),
+            hint: super::error::HINT_RESTORE,
+        })?;
+        w.last_seq = seq;
+        w.next_lsn = scan.next_lsn;
+        w.head_hash = scan.head_hash;
+        w.last_commit_ms = scan.frames.last().map_or(0, |f| f.header.commit_ms);
+        let info = SegmentInfo {
+            seq,
+            first_lsn: header.first_lsn,
+            last_lsn: scan.next_lsn - 1,
+            bytes: scan.valid_end,
+            sealed: false,
+            base_hash: header.base_hash,
+            head_hash: scan.head_hash,
+        };
+        match scan.end {
+            SegmentEnd::Sealed(_) => {}
+            SegmentEnd::Open | SegmentEnd::Torn { .. } => {
+                let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| LogError::io("open", &path, e))?;
+                if let SegmentEnd::Torn { offset, len, reason } = scan.end {
+                    file.set_len(offset).map_err(|e| LogError::io("truncate", &path, e))?;
+                    file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
+                    tracing::warn!(segment = %path.display(), offset, len, "truncated torn tail: {reason}");
+                    truncations.push(Truncation { path: path.clone(), offset, len, reason });
+                }
+                let mut file = file;
+                file.seek(SeekFrom::Start(scan.valid_end)).map_err(|e| LogError::io("seek", &path, e))?;
+                w.active = Some(Active { file, info, frames: scan.frames.len() as u64 });
+            }
+            SegmentEnd::Damaged => unreachable_damaged(&path)?,
+        }
+        Ok((w, truncations))
+    }
+
+    pub fn head_lsn(&self) -> Lsn {
+        self.next_lsn - 1
+    }
+    pub fn head_hash(&self) -> [u8; 32] {
+        self.head_hash
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `events` as one or more frames (split below the frame size
+    /// limit) and `fdatasync`s once: a group commit. Returns the frames only
+    /// after they are durable.
+    pub fn append(&mut self, events: &[Event]) -> Result<Vec<FrameMeta>, LogError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(LogError::Poisoned { cause: cause.clone(), last_committed: self.head_lsn() });
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let result = self.append_inner(events);
+        if let Err(e) = &result {
+            // An unknown amount reached the file: refuse further appends; the
+            // next open truncates whatever is torn.
+            self.poisoned = Some(e.to_string());
+        }
+        result
+    }
+
+    fn append_inner(&mut self, events: &[Event]) -> Result<Vec<FrameMeta>, LogError> {
+        let now = now_ms().max(self.last_commit_ms);
+        let mut metas = Vec::new();
+        let mut buf = Vec::new();
+        let mut raw = Vec::with_capacity(64 * 1024);
+        let mut i = 0;
+        while i < events.len() {
+            raw.clear();
+            let first = i;
+            while i < events.len() && raw.len() < MAX_RAW_LEN / 4 && i - first < u32::MAX as usize {
+                codec::encode_event(&mut raw, &events[i]);
+                i += 1;
+            }
+            if raw.len() > MAX_RAW_LEN {
+                return Err(LogError::FrameTooLarge { what: "encoded event batch", size: raw.len(), max: MAX_RAW_LEN });
+            }
+            let payload = self.compressor.compress(&raw).map_err(|e| LogError::io("zstd compress", &self.dir, e))?;
+            let needs_roll = match &self.active {
+                None => true,
+                Some(a) => a.frames > 0 && a.info.bytes + buf.len() as u64 >= self.opts.max_segment_bytes,
+            };
+            if needs_roll {
+                self.flush(&mut buf)?;
+                self.roll()?;
+            }
+            let active = self.active.as_mut().ok_or_else(|| LogError::io("append", &self.dir, std::io::Error::other("no active segment")))?;
+            let offset = active.info.bytes + buf.len() as u64;
+            let count = (i - first) as u32;
+            let (header, hash) = encode_frame(&mut buf, &self.head_hash, self.next_lsn, count, now, &raw, &payload);
+            metas.push(FrameMeta { seq: active.info.seq, offset, header, hash });
+            self.head_hash = hash;
+            self.next_lsn += u64::from(count);
+        }
+        self.flush(&mut buf)?;
+        self.last_commit_ms = now;
+        Ok(metas)
+    }
+
+    /// Writes buffered frames to the active segment and `fdatasync`s them.
+    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), LogError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let Some(active) = self.active.as_mut() else { return Ok(()) };
+        let path = segment_path(&self.dir, active.info.seq);
+        active.file.write_all(buf).map_err(|e| LogError::io("write", &path, e))?;
+        active.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
+        let frames = count_frames(buf);
+        active.info.bytes += buf.len() as u64;
+        active.frames += frames;
+        active.info.last_lsn = self.next_lsn - 1;
+        active.info.head_hash = self.head_hash;
+        self.changed.push(active.info);
+        buf.clear();
+        Ok(())
+    }
+
+    /// Seals the active segment (if it holds frames) and opens a new one.
+    fn roll(&mut self) -> Result<(), LogError> {
+        self.seal()?;
+        let seq = self.last_seq + 1;
+        let path = segment_path(&self.dir, seq);
+        let header = SegmentHeader { seq, first_lsn: self.next_lsn, base_hash: self.head_hash, created_ms: now_ms() };
+        let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| LogError::io("create", &path, e))?;
+        file.write_all(&header.encode()).map_err(|e| LogError::io("write", &path, e))?;
+        file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
+        sync_dir(&self.dir)?;
+        let info = SegmentInfo {
+            seq,
+            first_lsn: self.next_lsn,
+            last_lsn: self.next_lsn - 1,
+            bytes: SEGMENT_HEADER_LEN as u64,
+            sealed: false,
+            base_hash: self.head_hash,
+            head_hash: self.head_hash,
+        };
+        self.changed.push(info);
+        self.active = Some(Active { file, info, frames: 0 });
+        self.last_seq = seq;
+        tracing::debug!(segment = seq, first_lsn = self.next_lsn, "created segment");
+        Ok(())
+    }
+
+    /// Writes the footer of the active segment so it never changes again. The
+    /// next append starts a new segment. An empty active segment stays open.
+    pub fn seal(&mut self) -> Result<Option<SegmentInfo>, LogError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(LogError::Poisoned { cause: cause.clone(), last_committed: self.head_lsn() });
+        }
+        let Some(active) = self.active.as_mut() else { return Ok(None) };
+        if active.frames == 0 {
+            return Ok(None);
+        }
+        let path = segment_path(&self.dir, active.info.seq);
+        let footer = Footer { last_lsn: self.next_lsn - 1, frame_count: active.frames, footer_offset: active.info.bytes, head_hash: self.head_hash };
+        let res = active.file.write_all(&footer.encode()).and_then(|_| active.file.sync_data());
+        if let Err(e) = res {
+            self.poisoned = Some(format!("sealing {}: {e}", path.display()));
+            return Err(LogError::io("seal", &path, e));
+        }
+        active.info.bytes += super::segment::FOOTER_LEN as u64;
+        active.info.sealed = true;
+        let info = active.info;
+        self.changed.push(info);
+        self.active = None;
+        tracing::debug!(segment = info.seq, last_lsn = info.last_lsn, "sealed segment");
+        Ok(Some(info))
+    }
+
+    /// Catalog entries changed since the last call, oldest first.
+    pub fn take_catalog(&mut self) -> Vec<SegmentInfo> {
+        std::mem::take(&mut self.changed)
+    }
+}
+
+fn count_frames(buf: &[u8]) -> u64 {
+    let mut pos = 0usize;
+    let mut n = 0;
+    while let Some(h) = buf.get(pos..pos + FRAME_HEADER_LEN) {
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        pos += super::frame::FRAME_OVERHEAD + len;
+        n += 1;
+    }
+    n
+}
+
+fn previous_footer(path: &Path) -> Result<(Lsn, [u8; 32]), LogError> {
+    let data = read_file(path)?;
+    let start = data.len().saturating_sub(super::segment::FOOTER_LEN);
+    match data.get(start..).and_then(Footer::decode) {
+        Some(f) => Ok((f.last_lsn + 1, f.head_hash)),
+        None => Err(LogError::Corrupt {
+            path: path.to_path_buf(),
+            offset: start as u64,
+            lsn: None,
+            message: "segment before the active one has no valid footer".into(),
+            hint: super::error::HINT_RESTORE,
+        }),
+    }
+}
+
+fn unreachable_damaged(path: &Path) -> Result<(), LogError> {
+    Err(LogError::Corrupt { path: path.to_path_buf(), offset: 0, lsn: None, message: "segment is damaged".into(), hint: super::error::HINT_RESTORE })
+}
+
+fn is_zero_or_prefix(path: &Path) -> Result<bool, LogError> {
+    let data = read_file(path)?;
+    let magic = super::segment::SEGMENT_MAGIC;
+    Ok(data.iter().all(|&b| b == 0) || magic.starts_with(&data[..data.len().min(magic.len())]))
+}
+
+/// Creates `dir` if missing and fsyncs its parent so the entry survives a crash.
+pub fn create_dir_durably(dir: &Path) -> Result<(), LogError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// fsyncs a directory so a created or removed entry is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| LogError::io("fsync directory", dir, e))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}

@@ -1,0 +1,239 @@
+//! The redb index: segment catalog, per-series cursors and candle digests
+//! (for exact de-duplication), and commit time → LSN (for point-in-time
+//! restore). Derived from the log; `rebuild` recreates it.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::Applied;
+use crate::event::{codec::candle_digest, Event, Interval, Lsn};
+use crate::log::SegmentInfo;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
+/// (symbol, interval code) → (first open, last open, candles, revisions)
+const CURSORS: TableDefinition<(&str, u8), (i64, i64, u64, u64)> = TableDefinition::new("cursors");
+/// (symbol, interval code, open time) → first 16 bytes of blake3(encoded candle)
+const DIGESTS: TableDefinition<(&str, u8, i64), [u8; 16]> = TableDefinition::new("digests");
+/// commit time (ms) → last LSN committed at that time
+const COMMITS: TableDefinition<i64, u64> = TableDefinition::new("commits");
+
+#[derive(Debug, thiserror::Error)]
+#[error("redb index {path}: {op}: {source}")]
+pub struct IndexError {
+    pub path: PathBuf,
+    pub op: &'static str,
+    #[source]
+    pub source: redb::Error,
+}
+
+/// One series' position, as `status` and the next sync see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub symbol: String,
+    pub interval: Interval,
+    pub first_open: i64,
+    pub last_open: i64,
+    pub candles: u64,
+    pub revisions: u64,
+}
+
+pub struct Index {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Index, IndexError> {
+        let db = Database::create(path).map_err(|e| ierr(path, "open", e))?;
+        let idx = Index { db, path: path.to_path_buf() };
+        let tx = idx.begin_write()?;
+        for_each_table(&tx, &idx.path)?;
+        tx.commit().map_err(|e| ierr(&idx.path, "commit", e))?;
+        Ok(idx)
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, IndexError> {
+        let mut tx = self.db.begin_write().map_err(|e| ierr(&self.path, "begin write", e))?;
+        tx.set_durability(Durability::Immediate).map_err(|e| ierr(&self.path, "set durability", e))?;
+        tx.set_quick_repair(true);
+        Ok(tx)
+    }
+
+    fn e<E: Into<redb::Error>>(&self, op: &'static str) -> impl FnOnce(E) -> IndexError + '_ {
+        move |e| ierr(&self.path, op, e)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn applied(&self) -> Result<Applied, IndexError> {
+        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let meta = tx.open_table(META).map_err(self.e("open meta"))?;
+        let lsn = meta.get("applied_lsn").map_err(self.e("read meta"))?.map(|v| crate::log::segment::le_u64(v.value())).unwrap_or(0);
+        let hash = meta.get("head_hash").map_err(self.e("read meta"))?.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()).unwrap_or([0; 32]);
+        Ok(Applied { lsn, hash })
+    }
+
+    /// Looks up the stored digest of each `(symbol, interval, open time)`.
+    pub fn digests(&self, keys: &[(&str, Interval, i64)]) -> Result<Vec<Option<[u8; 16]>>, IndexError> {
+        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+        keys.iter()
+            .map(|(s, i, o)| Ok(t.get((*s, i.code(), *o)).map_err(self.e("read digest"))?.map(|g| g.value())))
+            .collect()
+    }
+
+    /// Applies whole frames: `commits` holds (commit_ms, last LSN) per frame.
+    pub fn apply(&self, events: &[Event], commits: &[(i64, Lsn)], catalog: &[SegmentInfo], head: Applied) -> Result<(), IndexError> {
+        let tx = self.begin_write()?;
+        {
+            let mut digests = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+            let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+            let mut cache: std::collections::HashMap<(String, u8), (i64, i64, u64, u64)> = Default::default();
+            for e in events {
+                let Event::Candle(c) = e else { continue };
+                let code = c.interval.code();
+                let d = candle_digest(c);
+                let old = digests.insert((c.symbol.as_str(), code, c.open_time), d).map_err(self.e("write digest"))?.map(|g| g.value());
+                let key = (c.symbol.as_str().to_owned(), code);
+                let cur = match cache.get_mut(&key) {
+                    Some(v) => v,
+                    None => {
+                        let v = cursors.get((c.symbol.as_str(), code)).map_err(self.e("read cursor"))?.map(|g| g.value());
+                        cache.entry(key).or_insert(v.unwrap_or((i64::MAX, i64::MIN, 0, 0)))
+                    }
+                };
+                match old {
+                    None => {
+                        cur.0 = cur.0.min(c.open_time);
+                        cur.1 = cur.1.max(c.open_time);
+                        cur.2 += 1;
+                    }
+                    Some(o) if o != d => cur.3 += 1,
+                    Some(_) => {}
+                }
+            }
+            for ((sym, code), v) in &cache {
+                cursors.insert((sym.as_str(), *code), v).map_err(self.e("write cursor"))?;
+            }
+            let mut commit_t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
+            for &(ms, lsn) in commits {
+                let prev = commit_t.get(ms).map_err(self.e("read commit"))?.map(|g| g.value()).unwrap_or(0);
+                commit_t.insert(ms, prev.max(lsn)).map_err(self.e("write commit"))?;
+            }
+            let mut segs = tx.open_table(SEGMENTS).map_err(self.e("open segments"))?;
+            for s in catalog {
+                segs.insert(s.seq, encode_segment(s).as_slice()).map_err(self.e("write segment"))?;
+            }
+            let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
+            meta.insert("applied_lsn", head.lsn.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
+            meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
+        }
+        tx.commit().map_err(self.e("commit"))
+    }
+
+    /// Records catalog changes that carry no events (sealing a segment).
+    pub fn record_segments(&self, catalog: &[SegmentInfo]) -> Result<(), IndexError> {
+        let head = self.applied()?;
+        self.apply(&[], &[], catalog, head)
+    }
+
+    /// Empties every table, ready for a rebuild from the log.
+    pub fn clear(&self) -> Result<(), IndexError> {
+        let tx = self.begin_write()?;
+        tx.delete_table(META).map_err(self.e("delete meta"))?;
+        tx.delete_table(SEGMENTS).map_err(self.e("delete segments"))?;
+        tx.delete_table(CURSORS).map_err(self.e("delete cursors"))?;
+        tx.delete_table(DIGESTS).map_err(self.e("delete digests"))?;
+        tx.delete_table(COMMITS).map_err(self.e("delete commits"))?;
+        for_each_table(&tx, &self.path)?;
+        tx.commit().map_err(self.e("commit"))
+    }
+
+    pub fn cursors(&self) -> Result<Vec<Cursor>, IndexError> {
+        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let t = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(self.e("read cursors"))? {
+            let (k, v) = row.map_err(self.e("read cursors"))?;
+            let (sym, code) = k.value();
+            let (first_open, last_open, candles, revisions) = v.value();
+            if let Some(interval) = Interval::from_code(code) {
+                out.push(Cursor { symbol: sym.to_owned(), interval, first_open, last_open, candles, revisions });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn segments(&self) -> Result<Vec<SegmentInfo>, IndexError> {
+        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let t = tx.open_table(SEGMENTS).map_err(self.e("open segments"))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(self.e("read segments"))? {
+            let (_, v) = row.map_err(self.e("read segments"))?;
+            if let Some(s) = decode_segment(v.value()) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last LSN committed at or before `ms` (0 when none).
+    pub fn lsn_at(&self, ms: i64) -> Result<Lsn, IndexError> {
+        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
+        let last = t.range(..=ms).map_err(self.e("read commits"))?.next_back();
+        Ok(match last {
+            Some(row) => row.map_err(self.e("read commits"))?.1.value(),
+            None => 0,
+        })
+    }
+
+    pub fn candle_count(&self) -> Result<u64, IndexError> {
+        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+        t.len().map_err(self.e("count digests"))
+    }
+}
+
+fn for_each_table(tx: &redb::WriteTransaction, path: &Path) -> Result<(), IndexError> {
+    let e = |op| move |err: redb::TableError| ierr(path, op, err);
+    tx.open_table(META).map_err(e("open meta"))?;
+    tx.open_table(SEGMENTS).map_err(e("open segments"))?;
+    tx.open_table(CURSORS).map_err(e("open cursors"))?;
+    tx.open_table(DIGESTS).map_err(e("open digests"))?;
+    tx.open_table(COMMITS).map_err(e("open commits"))?;
+    Ok(())
+}
+
+/// seq, first_lsn, last_lsn, bytes (u64 LE each), sealed (u8), base hash, head hash.
+fn encode_segment(s: &SegmentInfo) -> Vec<u8> {
+    let mut b = Vec::with_capacity(97);
+    for v in [s.seq, s.first_lsn, s.last_lsn, s.bytes] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.push(u8::from(s.sealed));
+    b.extend_from_slice(&s.base_hash);
+    b.extend_from_slice(&s.head_hash);
+    b
+}
+
+fn decode_segment(b: &[u8]) -> Option<SegmentInfo> {
+    let u = |i: usize| b.get(i * 8..i * 8 + 8).map(crate::log::segment::le_u64);
+    Some(SegmentInfo {
+        seq: u(0)?,
+        first_lsn: u(1)?,
+        last_lsn: u(2)?,
+        bytes: u(3)?,
+        sealed: *b.get(32)? != 0,
+        base_hash: b.get(33..65)?.try_into().ok()?,
+        head_hash: b.get(65..97)?.try_into().ok()?,
+    })
+}
+
+fn ierr(path: &Path, op: &'static str, e: impl Into<redb::Error>) -> IndexError {
+    IndexError { path: path.to_path_buf(), op, source: e.into() }
+}

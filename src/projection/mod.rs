@@ -1,0 +1,33 @@
+//! Projections of the log: the SQLite `ohlcv_*` tables the agent reads and the
+//! redb index. Each records the LSN and chain hash it reflects, in the same
+//! transaction as its rows, so it can always be caught up or rebuilt.
+
+pub mod index;
+pub mod sqlite;
+
+pub use index::{Cursor, Index, IndexError};
+pub use sqlite::{Projection, ProjectionError, TableDigest};
+
+use crate::event::Lsn;
+
+/// The log position a projection reflects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub lsn: Lsn,
+    pub hash: [u8; 32],
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

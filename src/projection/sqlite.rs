@@ -1,0 +1,302 @@
+//! The SQLite projection: one `ohlcv_*` table per interval with the schema the
+//! agent already reads, plus `candlelog_state` (applied LSN and head hash),
+//! written in the same transaction as the rows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::{hex, unhex32, Applied};
+use crate::event::{Event, Interval};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("SQLite projection {path}: {op}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        op: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("SQLite projection {path}: {message}; run `candlelog rebuild` to rebuild it from the log")]
+    Untrusted { path: PathBuf, message: String },
+}
+
+/// Row count and blake3 digest of one table's rows in primary-key order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableDigest {
+    pub rows: u64,
+    pub digest: [u8; 32],
+}
+
+pub struct Projection {
+    conn: Connection,
+    path: PathBuf,
+    /// Tables known to exist.
+    tables: std::collections::HashSet<Interval>,
+    /// While rebuilding, secondary indexes are created at the end.
+    defer_indexes: bool,
+}
+
+fn create_table_sql(i: Interval) -> String {
+    let t = i.table();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {t} (timestamp INTEGER NOT NULL, symbol TEXT NOT NULL, open REAL NOT NULL, \
+         high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL, quote_volume REAL NOT NULL, \
+         trades_count INTEGER NOT NULL, PRIMARY KEY (timestamp, symbol))"
+    )
+}
+
+fn create_index_sql(i: Interval) -> String {
+    format!("CREATE INDEX IF NOT EXISTS idx_{t}_symbol ON {t}(symbol)", t = i.table())
+}
+
+impl Projection {
+    /// Opens (creating if needed) the projection in WAL mode.
+    pub fn open(path: &Path) -> Result<Projection, ProjectionError> {
+        let conn = Connection::open(path).map_err(|e| sql_err(path, "open", e))?;
+        let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false };
+        p.conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;
+                 CREATE TABLE IF NOT EXISTS candlelog_state (id INTEGER PRIMARY KEY CHECK (id = 1),
+                   applied_lsn INTEGER NOT NULL, head_hash TEXT NOT NULL, updated_ms INTEGER NOT NULL);",
+            )
+            .map_err(|e| p.err("initialise", e))?;
+        p.load_tables()?;
+        // A rebuild killed before its last step leaves tables without their index.
+        for i in p.tables.clone() {
+            p.conn.execute_batch(&create_index_sql(i)).map_err(|e| p.err("create index", e))?;
+        }
+        Ok(p)
+    }
+
+    /// Opens an existing projection read-only (for verify and status).
+    pub fn open_read_only(path: &Path) -> Result<Projection, ProjectionError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| sql_err(path, "open read-only", e))?;
+        let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false };
+        p.load_tables()?;
+        Ok(p)
+    }
+
+    fn load_tables(&mut self) -> Result<(), ProjectionError> {
+        let mut stmt = self.conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").map_err(|e| sql_err(&self.path, "list tables", e))?;
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| sql_err(&self.path, "list tables", e))?;
+        drop(stmt);
+        self.tables = Interval::ALL.into_iter().filter(|i| names.iter().any(|n| n == i.table())).collect();
+        Ok(())
+    }
+
+    fn err(&self, op: &str, e: rusqlite::Error) -> ProjectionError {
+        sql_err(&self.path, op, e)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn intervals(&self) -> Vec<Interval> {
+        let mut v: Vec<_> = self.tables.iter().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// The LSN and hash the rows reflect; LSN 0 for a new projection.
+    pub fn applied(&self) -> Result<Applied, ProjectionError> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row("SELECT applied_lsn, head_hash FROM candlelog_state WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| self.err("read state", e))?;
+        match row {
+            None => Ok(Applied::default()),
+            Some((lsn, hash)) => {
+                let hash = unhex32(&hash).ok_or_else(|| ProjectionError::Untrusted {
+                    path: self.path.clone(),
+                    message: format!("candlelog_state.head_hash {hash:?} is not a 64-digit hex hash"),
+                })?;
+                let lsn = u64::try_from(lsn).map_err(|_| ProjectionError::Untrusted {
+                    path: self.path.clone(),
+                    message: format!("candlelog_state.applied_lsn {lsn} is negative"),
+                })?;
+                Ok(Applied { lsn, hash })
+            }
+        }
+    }
+
+    /// Applies the events of whole frames and records `head` in one transaction.
+    pub fn apply(&mut self, events: &[Event], head: Applied) -> Result<(), ProjectionError> {
+        for e in events {
+            if let Event::Candle(c) = e {
+                if !self.tables.contains(&c.interval) {
+                    self.conn.execute_batch(&create_table_sql(c.interval)).map_err(|e| sql_err(&self.path, "create table", e))?;
+                    if !self.defer_indexes {
+                        self.conn.execute_batch(&create_index_sql(c.interval)).map_err(|e| sql_err(&self.path, "create index", e))?;
+                    }
+                    self.tables.insert(c.interval);
+                }
+            }
+        }
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
+        {
+            let mut stmts: BTreeMap<Interval, rusqlite::CachedStatement<'_>> = BTreeMap::new();
+            for e in events {
+                let Event::Candle(c) = e else { continue };
+                let stmt = match stmts.entry(c.interval) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(
+                        tx.prepare_cached(&format!(
+                            "INSERT OR REPLACE INTO {} (timestamp, symbol, open, high, low, close, volume, quote_volume, trades_count) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                            c.interval.table()
+                        ))
+                        .map_err(|e| sql_err(&path, "prepare insert", e))?,
+                    ),
+                };
+                stmt.execute(params![
+                    c.open_time,
+                    c.symbol.as_str(),
+                    c.open.to_f64(),
+                    c.high.to_f64(),
+                    c.low.to_f64(),
+                    c.close.to_f64(),
+                    c.volume.to_f64(),
+                    c.quote_volume.to_f64(),
+                    i64::try_from(c.trades).unwrap_or(i64::MAX),
+                ])
+                .map_err(|e| sql_err(&path, &format!("insert {} {} {}", c.symbol, c.interval, c.open_time), e))?;
+            }
+            tx.execute(
+                "INSERT INTO candlelog_state (id, applied_lsn, head_hash, updated_ms) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET applied_lsn = excluded.applied_lsn, head_hash = excluded.head_hash, updated_ms = excluded.updated_ms",
+                params![head.lsn as i64, hex(&head.hash), crate::log::writer::now_ms()],
+            )
+            .map_err(|e| sql_err(&path, "update candlelog_state", e))?;
+        }
+        tx.commit().map_err(|e| sql_err(&path, "commit", e))
+    }
+
+    /// Drops candlelog's tables (only its own: the file may be the agent's
+    /// database) and resets the state, ready for a bulk rebuild.
+    pub fn begin_rebuild(&mut self) -> Result<(), ProjectionError> {
+        let mut sql = String::from("BEGIN;");
+        for i in Interval::ALL {
+            sql += &format!("DROP INDEX IF EXISTS idx_{t}_symbol; DROP TABLE IF EXISTS {t};", t = i.table());
+        }
+        sql += "DELETE FROM candlelog_state; COMMIT; PRAGMA synchronous=OFF;";
+        self.conn.execute_batch(&sql).map_err(|e| self.err("drop tables for rebuild", e))?;
+        self.tables.clear();
+        self.defer_indexes = true;
+        Ok(())
+    }
+
+    /// Creates the deferred indexes and makes the rebuilt state durable.
+    pub fn finish_rebuild(&mut self) -> Result<(), ProjectionError> {
+        self.defer_indexes = false;
+        for i in self.intervals() {
+            self.conn.execute_batch(&create_index_sql(i)).map_err(|e| self.err("create index", e))?;
+        }
+        self.conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err("checkpoint", e))?;
+        Ok(())
+    }
+
+    /// `PRAGMA integrity_check` (or `quick_check`); returns the problems found.
+    pub fn integrity_check(&self, quick: bool) -> Result<Vec<String>, ProjectionError> {
+        let pragma = if quick { "PRAGMA quick_check" } else { "PRAGMA integrity_check" };
+        let mut stmt = self.conn.prepare(pragma).map_err(|e| self.err(pragma, e))?;
+        let rows: Vec<String> = stmt.query_map([], |r| r.get(0)).and_then(|r| r.collect()).map_err(|e| self.err(pragma, e))?;
+        Ok(rows.into_iter().filter(|r| r != "ok").collect())
+    }
+
+    /// Digest of every row of every table, in primary-key order.
+    pub fn digests(&self) -> Result<BTreeMap<Interval, TableDigest>, ProjectionError> {
+        let mut out = BTreeMap::new();
+        for i in self.intervals() {
+            let sql = format!(
+                "SELECT timestamp, symbol, open, high, low, close, volume, quote_volume, trades_count FROM {} ORDER BY timestamp, symbol",
+                i.table()
+            );
+            let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err("read rows", e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err("read rows", e))?;
+            let mut d = RowDigest::default();
+            while let Some(r) = rows.next().map_err(|e| self.err("read rows", e))? {
+                let vals = [r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)];
+                let mut f = [0f64; 6];
+                for (slot, v) in f.iter_mut().zip(vals) {
+                    *slot = v.map_err(|e| self.err("read rows", e))?;
+                }
+                let ts: i64 = r.get(0).map_err(|e| self.err("read rows", e))?;
+                let sym: String = r.get(1).map_err(|e| self.err("read rows", e))?;
+                let trades: i64 = r.get(8).map_err(|e| self.err("read rows", e))?;
+                d.add(ts, &sym, &f, trades);
+            }
+            out.insert(i, d.finish());
+        }
+        Ok(out)
+    }
+
+    /// Every open time stored for each symbol of `interval`, ascending.
+    pub fn open_times(&self, interval: Interval) -> Result<BTreeMap<String, Vec<i64>>, ProjectionError> {
+        let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        if !self.tables.contains(&interval) {
+            return Ok(out);
+        }
+        let sql = format!("SELECT symbol, timestamp FROM {} ORDER BY symbol, timestamp", interval.table());
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err("read open times", e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err("read open times", e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err("read open times", e))? {
+            let sym: String = r.get(0).map_err(|e| self.err("read open times", e))?;
+            let ts: i64 = r.get(1).map_err(|e| self.err("read open times", e))?;
+            out.entry(sym).or_default().push(ts);
+        }
+        Ok(out)
+    }
+
+    /// Rows per table.
+    pub fn row_counts(&self) -> Result<BTreeMap<Interval, u64>, ProjectionError> {
+        let mut out = BTreeMap::new();
+        for i in self.intervals() {
+            let n: i64 = self.conn.query_row(&format!("SELECT count(*) FROM {}", i.table()), [], |r| r.get(0)).map_err(|e| self.err("count rows", e))?;
+            out.insert(i, n as u64);
+        }
+        Ok(out)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// The digest both sides of `verify --deep` compute: the projection from its
+/// rows, the replay from the log's latest candle per key.
+#[derive(Default)]
+pub struct RowDigest {
+    hasher: blake3::Hasher,
+    rows: u64,
+}
+
+impl RowDigest {
+    pub fn add(&mut self, ts: i64, symbol: &str, values: &[f64; 6], trades: i64) {
+        self.hasher.update(&ts.to_le_bytes());
+        self.hasher.update(&(symbol.len() as u32).to_le_bytes());
+        self.hasher.update(symbol.as_bytes());
+        for v in values {
+            self.hasher.update(&v.to_bits().to_le_bytes());
+        }
+        self.hasher.update(&trades.to_le_bytes());
+        self.rows += 1;
+    }
+    pub fn finish(self) -> TableDigest {
+        TableDigest { rows: self.rows, digest: *self.hasher.finalize().as_bytes() }
+    }
+}
+
+fn sql_err(path: &Path, op: &str, source: rusqlite::Error) -> ProjectionError {
+    ProjectionError::Sqlite { path: path.to_path_buf(), op: op.to_string(), source }
+}
