@@ -1,21 +1,37 @@
 //! The event encoding inside a frame payload (before compression), byte by
 //! byte as `format/segment.md` ("Event encoding, version 1") specifies.
 //!
+//! The payload is columnar: candles of a frame are stored field by field,
+//! timestamps and OHLC as small deltas, so zstd sees long runs of similar
+//! bytes (29 bytes per real 4h candle instead of 46 for a row layout).
+//!
 //! ```text
-//! event   = tag:u8  body_len:varint  body[body_len]
-//! tag     = 1 Candle | 2 Run
-//! candle  = sym_len:u8 sym[sym_len] interval:u8 open_time:i64le close_time:i64le
-//!           open high low close volume quote_volume:decimal trades:varint
-//!           taker_buy_volume taker_buy_quote_volume:decimal
-//! decimal = head:u8 (bit 7 = minus sign, bits 0-6 = scale 0..=38) mag:varint(u128)
-//! run     = kind:u8 id:str started_ms:i64le ended_ms:i64le count:varint outcome*
-//! outcome = unit:str interval:u8 (0 = none) status:u8 appended:varint revisions:varint message:str
-//! str     = len:varint utf8[len]
-//! varint  = LEB128, unsigned, at most 19 bytes
+//! payload    = tags[event_count]  candles  runs
+//! tags       = one u8 per event in LSN order: 1 Candle | 2 Run
+//! candles    = (C = number of tag-1 events; every column has C entries)
+//!   dict_len:varint  dict_len × str        symbol dictionary, first-appearance order
+//!   sym:       varint index into the dictionary
+//!   interval:  u8 interval code
+//!   open_time: zvar(open_time − previous candle's open_time)      (first: − 0)
+//!   span:      zvar(close_time − open_time)
+//!   heads:     8 × u8 per candle: bit 7 minus sign, bits 0-6 scale, for
+//!              open high low close volume quote_volume taker_buy_volume taker_buy_quote_volume
+//!   open:      zvar(open_m − previous candle's close_m)               (first: − 0)
+//!   close:     zvar(close_m − open_m)
+//!   high:      zvar(high_m − max(open_m, close_m))
+//!   low:       zvar(min(open_m, close_m) − low_m)
+//!   volume, quote_volume, taker_buy_volume, taker_buy_quote_volume: varint(m)
+//!   trades:    varint
+//! runs       = R × (body_len:varint run_body)
+//! run_body   = kind:u8 id:str started_ms:i64le ended_ms:i64le count:varint outcome*
+//! outcome    = unit:str interval:u8 (0 = none) status:u8 appended:varint revisions:varint message:str
+//! str        = len:varint utf8[len]
+//! varint     = unsigned LEB128, at most 19 bytes;  zvar(x) = varint((x << 1) ^ (x >> 127)) over i128
+//! x_m        = the decimal's magnitude (digits without sign and point), < 10^38
 //! ```
 
+use super::decimal::MAX_DIGITS;
 use super::{Candle, Decimal, Event, Interval, Outcome, OutcomeStatus, Run, RunKind, Symbol};
-
 pub const TAG_CANDLE: u8 = 1;
 pub const TAG_RUN: u8 = 2;
 
@@ -50,22 +66,88 @@ fn put_decimal(out: &mut Vec<u8>, d: &Decimal) {
     put_varint(out, d.mantissa());
 }
 
-/// Appends one encoded event to `out`.
-pub fn encode_event(out: &mut Vec<u8>, event: &Event) {
-    let mut body = Vec::with_capacity(80);
-    let tag = match event {
-        Event::Candle(c) => {
-            encode_candle_body(&mut body, c);
-            TAG_CANDLE
+fn zz(v: i128) -> u128 {
+    ((v << 1) ^ (v >> 127)) as u128
+}
+
+fn unzz(v: u128) -> i128 {
+    ((v >> 1) as i128) ^ -((v & 1) as i128)
+}
+
+/// Encodes the events of one frame payload into `out`.
+pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
+    let candles: Vec<&Candle> = events.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c) } else { None }).collect();
+    for e in events {
+        out.push(match e {
+            Event::Candle(_) => TAG_CANDLE,
+            Event::Run(_) => TAG_RUN,
+        });
+    }
+    let mut dict: Vec<&str> = Vec::new();
+    let mut dict_pos: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut sym_col = Vec::with_capacity(candles.len());
+    for c in &candles {
+        let s = c.symbol.as_str();
+        let idx = *dict_pos.entry(s).or_insert_with(|| {
+            dict.push(s);
+            dict.len() - 1
+        });
+        put_varint(&mut sym_col, idx as u128);
+    }
+    put_varint(out, dict.len() as u128);
+    for s in &dict {
+        put_str(out, s);
+    }
+    out.extend_from_slice(&sym_col);
+    out.extend(candles.iter().map(|c| c.interval.code()));
+    let mut prev = 0i64;
+    for c in &candles {
+        put_varint(out, zz(i128::from(c.open_time) - i128::from(prev)));
+        prev = c.open_time;
+    }
+    for c in &candles {
+        put_varint(out, zz(i128::from(c.close_time) - i128::from(c.open_time)));
+    }
+    for c in &candles {
+        for d in decimals(c) {
+            out.push(d.scale() | if d.sign_bit() { 0x80 } else { 0 });
         }
-        Event::Run(r) => {
+    }
+    let m = |d: &Decimal| d.mantissa() as i128;
+    let mut prev_close = 0i128;
+    for c in &candles {
+        put_varint(out, zz(m(&c.open) - prev_close));
+        prev_close = m(&c.close);
+    }
+    for c in &candles {
+        put_varint(out, zz(m(&c.close) - m(&c.open)));
+    }
+    for c in &candles {
+        put_varint(out, zz(m(&c.high) - m(&c.open).max(m(&c.close))));
+    }
+    for c in &candles {
+        put_varint(out, zz(m(&c.open).min(m(&c.close)) - m(&c.low)));
+    }
+    for field in [|c: &Candle| c.volume, |c: &Candle| c.quote_volume, |c: &Candle| c.taker_buy_volume, |c: &Candle| c.taker_buy_quote_volume] {
+        for c in &candles {
+            put_varint(out, field(c).mantissa());
+        }
+    }
+    for c in &candles {
+        put_varint(out, u128::from(c.trades));
+    }
+    for e in events {
+        if let Event::Run(r) = e {
+            let mut body = Vec::new();
             encode_run_body(&mut body, r);
-            TAG_RUN
+            put_varint(out, body.len() as u128);
+            out.extend_from_slice(&body);
         }
-    };
-    out.push(tag);
-    put_varint(out, body.len() as u128);
-    out.extend_from_slice(&body);
+    }
+}
+
+fn decimals(c: &Candle) -> [&Decimal; 8] {
+    [&c.open, &c.high, &c.low, &c.close, &c.volume, &c.quote_volume, &c.taker_buy_volume, &c.taker_buy_quote_volume]
 }
 
 /// First 16 bytes of blake3 over the encoded candle body: equal exactly when
@@ -152,66 +234,131 @@ impl<'a> Cursor<'a> {
         let bytes = self.take(len, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what}: not UTF-8"))
     }
-    fn decimal(&mut self, what: &str) -> Result<Decimal, String> {
-        let head = self.u8(what)?;
-        let mag = self.varint(what)?;
-        Decimal::from_parts(head & 0x80 != 0, mag, head & 0x7f).ok_or_else(|| format!("{what}: decimal out of range"))
-    }
 }
 
 /// Decodes every event of a payload; `expected` is the frame header's event count.
 pub fn decode_events(payload: &[u8], expected: usize) -> Result<Vec<Event>, CodecError> {
-    let mut events = Vec::with_capacity(expected);
     let mut cur = Cursor { buf: payload, pos: 0 };
-    while cur.pos < payload.len() {
-        let index = events.len();
+    let at = |cur: &Cursor<'_>, index: usize, reason: String| CodecError { index, offset: cur.pos, reason };
+    let tags = cur.take(expected, "event tags").map_err(|r| at(&cur, 0, r))?;
+    if let Some(i) = tags.iter().position(|&t| t != TAG_CANDLE && t != TAG_RUN) {
+        return Err(CodecError { index: i, offset: i, reason: format!("unknown event tag {}", tags[i]) });
+    }
+    let n_candles = tags.iter().filter(|&&t| t == TAG_CANDLE).count();
+    let candles = decode_candles(&mut cur, n_candles).map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
+    let mut events = Vec::with_capacity(expected);
+    let mut candles = candles.into_iter();
+    for (index, &tag) in tags.iter().enumerate() {
+        if tag == TAG_CANDLE {
+            let c = candles.next().ok_or_else(|| at(&cur, index, "candle missing".into()))?;
+            events.push(Event::Candle(c));
+            continue;
+        }
         let offset = cur.pos;
         let err = |reason: String| CodecError { index, offset, reason };
-        let tag = cur.u8("tag").map_err(err)?;
-        let len = usize::try_from(cur.varint("body length").map_err(err)?).map_err(|_| err("body length too large".into()))?;
-        let body = cur.take(len, "event body").map_err(err)?;
+        let len = usize::try_from(cur.varint("run length").map_err(err)?).map_err(|_| err("run length too large".into()))?;
+        let body = cur.take(len, "run body").map_err(err)?;
         let mut b = Cursor { buf: body, pos: 0 };
-        let event = match tag {
-            TAG_CANDLE => Event::Candle(decode_candle(&mut b).map_err(err)?),
-            TAG_RUN => Event::Run(decode_run(&mut b).map_err(err)?),
-            other => return Err(err(format!("unknown event tag {other}"))),
-        };
+        let run = decode_run(&mut b).map_err(err)?;
         if b.pos != body.len() {
-            return Err(err(format!("{} unread bytes after event body", body.len() - b.pos)));
+            return Err(err(format!("{} unread bytes after run body", body.len() - b.pos)));
         }
-        events.push(event);
+        events.push(Event::Run(run));
     }
-    if events.len() != expected {
-        return Err(CodecError {
-            index: events.len(),
-            offset: payload.len(),
-            reason: format!("payload holds {} events, frame header says {expected}", events.len()),
-        });
+    if cur.pos != payload.len() {
+        return Err(at(&cur, events.len(), format!("{} bytes after the last event", payload.len() - cur.pos)));
     }
     Ok(events)
 }
 
-fn decode_candle(b: &mut Cursor<'_>) -> Result<Candle, String> {
-    let sym_len = usize::from(b.u8("symbol length")?);
-    let sym = std::str::from_utf8(b.take(sym_len, "symbol")?).map_err(|_| "symbol: not UTF-8".to_string())?;
-    let symbol = Symbol::parse(sym).map_err(|e| e.to_string())?;
-    let code = b.u8("interval")?;
-    let interval = Interval::from_code(code).ok_or_else(|| format!("unknown interval code {code}"))?;
-    Ok(Candle {
-        symbol,
-        interval,
-        open_time: b.i64("open_time")?,
-        close_time: b.i64("close_time")?,
-        open: b.decimal("open")?,
-        high: b.decimal("high")?,
-        low: b.decimal("low")?,
-        close: b.decimal("close")?,
-        volume: b.decimal("volume")?,
-        quote_volume: b.decimal("quote_volume")?,
-        trades: b.varint_u64("trades")?,
-        taker_buy_volume: b.decimal("taker_buy_volume")?,
-        taker_buy_quote_volume: b.decimal("taker_buy_quote_volume")?,
-    })
+fn magnitude(v: i128, what: &str) -> Result<u128, String> {
+    u128::try_from(v).ok().filter(|&m| m < 10u128.pow(MAX_DIGITS as u32)).ok_or_else(|| format!("{what}: magnitude {v} out of range"))
+}
+
+fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
+    let dict_len = usize::try_from(b.varint("dictionary length")?).map_err(|_| "dictionary too large".to_string())?;
+    if dict_len > n {
+        return Err(format!("dictionary of {dict_len} symbols for {n} candles"));
+    }
+    let mut dict = Vec::with_capacity(dict_len);
+    for _ in 0..dict_len {
+        let s = b.str("symbol")?;
+        dict.push(Symbol::parse(&s).map_err(|e| e.to_string())?);
+    }
+    let mut syms = Vec::with_capacity(n);
+    for _ in 0..n {
+        let i = b.varint("symbol index")?;
+        let s = usize::try_from(i).ok().and_then(|i| dict.get(i)).ok_or_else(|| format!("symbol index {i} outside the dictionary"))?;
+        syms.push(s.clone());
+    }
+    let intervals = b
+        .take(n, "intervals")?
+        .iter()
+        .map(|&code| Interval::from_code(code).ok_or_else(|| format!("unknown interval code {code}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut opens = Vec::with_capacity(n);
+    let mut prev = 0i128;
+    for _ in 0..n {
+        prev += unzz(b.varint("open_time")?);
+        opens.push(i64::try_from(prev).map_err(|_| "open_time out of range".to_string())?);
+    }
+    let mut closes = Vec::with_capacity(n);
+    for &o in &opens {
+        let v = i128::from(o) + unzz(b.varint("close_time")?);
+        closes.push(i64::try_from(v).map_err(|_| "close_time out of range".to_string())?);
+    }
+    let heads = b.take(n * 8, "decimal heads")?;
+    let col = |b: &mut Cursor<'_>, what: &str| -> Result<Vec<i128>, String> { (0..n).map(|_| b.varint(what).map(unzz)).collect() };
+    let open_d = col(b, "open")?;
+    let close_d = col(b, "close")?;
+    let high_d = col(b, "high")?;
+    let low_d = col(b, "low")?;
+    let mut raw = |what: &str| -> Result<Vec<u128>, String> { (0..n).map(|_| b.varint(what)).collect() };
+    let vol = raw("volume")?;
+    let qvol = raw("quote_volume")?;
+    let tbv = raw("taker_buy_volume")?;
+    let tbq = raw("taker_buy_quote_volume")?;
+    let trades: Vec<u64> = raw("trades")?.into_iter().map(|t| u64::try_from(t).map_err(|_| "trades exceeds u64".to_string())).collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(n);
+    let mut prev_close = 0i128;
+    for i in 0..n {
+        let o = prev_close + open_d[i];
+        let c = o + close_d[i];
+        let h = o.max(c) + high_d[i];
+        let l = o.min(c) - low_d[i];
+        prev_close = c;
+        let mags = [
+            magnitude(o, "open")?,
+            magnitude(h, "high")?,
+            magnitude(l, "low")?,
+            magnitude(c, "close")?,
+            vol[i],
+            qvol[i],
+            tbv[i],
+            tbq[i],
+        ];
+        let mut ds = [Decimal::default(); 8];
+        for (k, d) in ds.iter_mut().enumerate() {
+            let head = heads[i * 8 + k];
+            *d = Decimal::from_parts(head & 0x80 != 0, mags[k], head & 0x7f).ok_or_else(|| format!("candle {i}: decimal out of range"))?;
+        }
+        out.push(Candle {
+            symbol: syms[i].clone(),
+            interval: intervals[i],
+            open_time: opens[i],
+            close_time: closes[i],
+            open: ds[0],
+            high: ds[1],
+            low: ds[2],
+            close: ds[3],
+            volume: ds[4],
+            quote_volume: ds[5],
+            trades: trades[i],
+            taker_buy_volume: ds[6],
+            taker_buy_quote_volume: ds[7],
+        });
+    }
+    Ok(out)
 }
 
 fn decode_run(b: &mut Cursor<'_>) -> Result<Run, String> {
@@ -284,11 +431,10 @@ mod tests {
         };
         let events = vec![Event::Candle(candle()), Event::Run(run)];
         let mut buf = Vec::new();
-        for e in &events {
-            encode_event(&mut buf, e);
-        }
+        encode_events(&mut buf, &events);
         assert_eq!(decode_events(&buf, 2).unwrap(), events);
         assert!(decode_events(&buf, 3).is_err());
+        assert!(decode_events(&buf, 1).is_err());
         for cut in 0..buf.len() {
             assert!(decode_events(&buf[..cut], 2).is_err(), "cut at {cut} must fail");
         }
@@ -297,13 +443,30 @@ mod tests {
     #[test]
     fn candle_layout_is_as_specified() {
         let mut buf = Vec::new();
-        encode_event(&mut buf, &Event::Candle(candle()));
-        assert_eq!(buf[0], TAG_CANDLE);
-        // body: 1+7 symbol, 1 interval, 8+8 times, then decimals.
-        assert_eq!(&buf[3..10], b"SKRUSDT");
-        assert_eq!(buf[10], Interval::H4.code());
-        assert_eq!(&buf[11..19], &1_769_068_800_000i64.to_le_bytes());
-        // open "0.031200": scale 6, magnitude 31200 = LEB128 [0xE0, 0xF3, 0x01]
-        assert_eq!(&buf[27..31], &[6, 0xE0, 0xF3, 0x01]);
+        encode_events(&mut buf, &[Event::Candle(candle())]);
+        // tag, dictionary (1 entry "SKRUSDT"), symbol index 0, interval code
+        assert_eq!(&buf[..12], &[TAG_CANDLE, 1, 7, b'S', b'K', b'R', b'U', b'S', b'D', b'T', 0, Interval::H4.code()]);
+        // open_time 1_769_068_800_000 zigzagged = 3_538_137_600_000 as LEB128
+        let mut v = Vec::new();
+        put_varint(&mut v, 3_538_137_600_000);
+        assert_eq!(&buf[12..12 + v.len()], v.as_slice());
+    }
+
+    #[test]
+    fn deltas_round_trip_across_symbols_and_scales() {
+        let d = |s| Decimal::parse(s).unwrap();
+        let mut a = candle();
+        let mut b = candle();
+        b.symbol = Symbol::parse("BTCUSDT").unwrap();
+        b.open = d("98000.5");
+        b.high = d("99000.10");
+        b.low = d("97000");
+        b.close = d("97500.25");
+        a.trades = u64::MAX;
+        a.volume = d("99999999999999999999999999999999999999");
+        let events = vec![Event::Candle(a), Event::Candle(b.clone()), Event::Candle(b)];
+        let mut buf = Vec::new();
+        encode_events(&mut buf, &events);
+        assert_eq!(decode_events(&buf, 3).unwrap(), events);
     }
 }

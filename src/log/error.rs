@@ -33,6 +33,9 @@ pub enum LogError {
     #[error("frame too large: {what} is {size} bytes, the format allows at most {max}")]
     FrameTooLarge { what: &'static str, size: usize, max: usize },
 
+    #[error("lost frames: the {what} recorded LSN {recorded} as committed but the log ends at LSN {head}; restore the missing frames from a backup (`candlelog recover`), or accept the loss with `candlelog rebuild`")]
+    LostFrames { what: String, recorded: Lsn, head: Lsn },
+
     #[error("the log holds more than one segment numbered {seq} ({path})")]
     DuplicateSegment { seq: u64, path: PathBuf },
 }

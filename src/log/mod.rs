@@ -1,6 +1,7 @@
 //! The segment log, candlelog's source of truth: segments of checksummed,
 //! zstd-compressed frames chained by blake3 (format/segment.md).
 
+pub mod catalog;
 pub mod error;
 pub mod frame;
 pub mod reader;

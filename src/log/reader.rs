@@ -309,14 +309,7 @@ impl LogReader {
             expect = Some((scan.next_lsn, scan.head_hash));
         }
         if !boundary_seen && after > end.head_lsn {
-            return Err(LogError::Corrupt {
-                path: self.segments.last().map(|s| s.1.clone()).unwrap_or_default(),
-                offset: 0,
-                lsn: Some(after),
-                message: format!("lost frames: a projection recorded LSN {after} as applied but the log ends at LSN {}", end.head_lsn),
-                hint: "committed frames are missing from the log: restore them from a backup (`candlelog recover`), or accept the loss with `candlelog rebuild`",
-            }
-            .into());
+            return Err(LogError::LostFrames { what: "projection".into(), recorded: after, head: end.head_lsn }.into());
         }
         Ok(end)
     }

@@ -11,6 +11,9 @@ use super::reader::{read_file, scan_segment, FrameMeta, SegmentEnd};
 use super::segment::{list_segments, segment_path, Footer, SegmentHeader, GENESIS_HASH, SEGMENT_HEADER_LEN};
 use crate::event::{codec, Event, Lsn};
 
+/// Most events one frame holds; larger batches become several frames of one commit.
+pub const MAX_FRAME_EVENTS: usize = 65_536;
+
 /// Tunables of the writer.
 #[derive(Clone, Copy, Debug)]
 pub struct WriterOptions {
@@ -186,16 +189,20 @@ impl LogWriter {
         let mut buf = Vec::new();
         let mut raw = Vec::with_capacity(64 * 1024);
         let mut i = 0;
+        let mut chunk = MAX_FRAME_EVENTS;
         while i < events.len() {
             raw.clear();
             let first = i;
-            while i < events.len() && raw.len() < MAX_RAW_LEN / 4 && i - first < u32::MAX as usize {
-                codec::encode_event(&mut raw, &events[i]);
-                i += 1;
-            }
+            let end = (i + chunk).min(events.len());
+            codec::encode_events(&mut raw, &events[first..end]);
             if raw.len() > MAX_RAW_LEN {
-                return Err(LogError::FrameTooLarge { what: "encoded event batch", size: raw.len(), max: MAX_RAW_LEN });
+                if end - first > 1 {
+                    chunk = (end - first) / 2;
+                    continue;
+                }
+                return Err(LogError::FrameTooLarge { what: "encoded event", size: raw.len(), max: MAX_RAW_LEN });
             }
+            i = end;
             let payload = self.compressor.compress(&raw).map_err(|e| LogError::io("zstd compress", &self.dir, e))?;
             let needs_roll = match &self.active {
                 None => true,

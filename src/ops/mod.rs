@@ -1,1 +1,6 @@
-//! Commands. (being written)
+//! The commands, as library functions returning reports; `src/cli/` prints them.
+
+pub mod dump;
+pub mod import;
+pub mod status;
+pub mod verify;

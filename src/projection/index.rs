@@ -39,23 +39,46 @@ pub struct Cursor {
     pub revisions: u64,
 }
 
+enum Db {
+    Rw(Database),
+    Ro(redb::ReadOnlyDatabase),
+}
+
 pub struct Index {
-    db: Database,
+    db: Db,
     path: PathBuf,
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Rw(d) => d.begin_read(),
+            Db::Ro(d) => d.begin_read(),
+        }
+    }
 }
 
 impl Index {
     pub fn open(path: &Path) -> Result<Index, IndexError> {
         let db = Database::create(path).map_err(|e| ierr(path, "open", e))?;
-        let idx = Index { db, path: path.to_path_buf() };
+        let idx = Index { db: Db::Rw(db), path: path.to_path_buf() };
         let tx = idx.begin_write()?;
         for_each_table(&tx, &idx.path)?;
         tx.commit().map_err(|e| ierr(&idx.path, "commit", e))?;
         Ok(idx)
     }
 
+    /// Opens an existing index for reading only (verify, status).
+    pub fn open_read_only(path: &Path) -> Result<Index, IndexError> {
+        let db = redb::ReadOnlyDatabase::open(path).map_err(|e| ierr(path, "open read-only", e))?;
+        Ok(Index { db: Db::Ro(db), path: path.to_path_buf() })
+    }
+
     fn begin_write(&self) -> Result<redb::WriteTransaction, IndexError> {
-        let mut tx = self.db.begin_write().map_err(|e| ierr(&self.path, "begin write", e))?;
+        let Db::Rw(db) = &self.db else {
+            return Err(ierr(&self.path, "begin write", redb::Error::Io(std::io::Error::other("index opened read-only"))));
+        };
+        let mut tx = db.begin_write().map_err(|e| ierr(&self.path, "begin write", e))?;
         tx.set_durability(Durability::Immediate).map_err(|e| ierr(&self.path, "set durability", e))?;
         tx.set_quick_repair(true);
         Ok(tx)

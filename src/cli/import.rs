@@ -1,0 +1,72 @@
+//! `candlelog import PATH...`: bulk archives or a saved klines response into the log.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use candlelog::event::{Interval, Symbol};
+use candlelog::ops::import::{import, ImportOptions};
+use candlelog::source::SourceFormat;
+
+use super::{print_json, Cli, EXIT_FAILED, EXIT_OK};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// data.binance.vision `SYMBOL-INTERVAL-YYYY-MM(-DD).zip` / `.csv`.
+    Archive,
+    /// A saved `GET /fapi/v1/klines` response body (needs --symbol and --interval).
+    KlinesJson,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files or directories (walked recursively for .zip and .csv).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "archive")]
+    pub format: Format,
+    /// Symbol of a klines-json file.
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// Interval of a klines-json file (e.g. 4h).
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let format = match args.format {
+        Format::Archive => SourceFormat::Archive,
+        Format::KlinesJson => {
+            let (Some(s), Some(i)) = (&args.symbol, &args.interval) else {
+                return Err(candlelog::Error::Usage("--format klines-json needs --symbol and --interval".into()).into());
+            };
+            let symbol = Symbol::parse(s).map_err(|e| candlelog::Error::Usage(format!("--symbol: {e}")))?;
+            let interval = Interval::parse(i).ok_or_else(|| candlelog::Error::Usage(format!("--interval: unknown interval {i:?}")))?;
+            SourceFormat::KlinesJson { symbol, interval }
+        }
+    };
+    let files = candlelog::source::discover(&args.paths).context("finding files to import")?;
+    if files.is_empty() {
+        return Err(candlelog::Error::Usage(format!("no .zip or .csv files found in {:?}", args.paths)).into());
+    }
+    let paths = cli.paths();
+    candlelog::store::init(&paths)?;
+    let mut store = cli.open_store()?;
+    let opts = ImportOptions { format, ..Default::default() };
+    let report = import(&mut store, files, &opts)?;
+    for f in report.files.iter().filter(|f| f.status != "ok") {
+        eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));
+    }
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "imported {} file(s), {} failed: {} candles read, {} appended ({} revisions), {} unchanged; head LSN {} ({} ms)",
+            report.files_ok, report.files_failed, report.candles, report.appended, report.revisions, report.duplicates, report.head_lsn, report.elapsed_ms
+        );
+    }
+    Ok(ExitCode::from(if report.ok { EXIT_OK } else { EXIT_FAILED }))
+}

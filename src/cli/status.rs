@@ -1,0 +1,37 @@
+//! `candlelog status [--json]`.
+
+use std::process::ExitCode;
+
+use candlelog::ops::status::status;
+
+use super::{fmt_ms, print_json, Cli, EXIT_OK};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let r = status(&cli.paths())?;
+    if args.json {
+        print_json(&r)?;
+        return Ok(ExitCode::from(EXIT_OK));
+    }
+    println!("data directory  {}", r.data_dir);
+    println!("head            LSN {}  hash {}", r.head_lsn, r.head_hash);
+    println!("log             {} segment(s), {} sealed, {} bytes", r.segments, r.sealed_segments, r.log_bytes);
+    if let Some(t) = r.torn_tail_bytes {
+        println!("torn tail       {t} bytes (truncated by the next writer)");
+    }
+    let lag = r.projection_lag.map(|l| format!("lag {l}")).unwrap_or_else(|| "missing".into());
+    println!("projection      {}  LSN {}  {lag}", r.projection, r.projection_lsn.map(|l| l.to_string()).unwrap_or("-".into()));
+    println!("candles         {} ({} revisions)", r.candles, r.revisions);
+    for (i, s) in &r.intervals {
+        println!("  {i:<4} {} symbol(s), {} candles, {} revisions", s.symbols, s.candles, s.revisions);
+    }
+    for s in &r.series {
+        println!("  {:<14} {:<4} {:>8} candles {:>4} rev  {} .. {}", s.symbol, s.interval, s.candles, s.revisions, fmt_ms(s.first_open), fmt_ms(s.last_open));
+    }
+    Ok(ExitCode::from(EXIT_OK))
+}

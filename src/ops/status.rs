@@ -1,0 +1,98 @@
+//! `status`: where the log is, how big, and what each series holds.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::event::Lsn;
+use crate::log::catalog::read_head;
+use crate::projection::{hex, Index, Projection};
+use crate::store::{DirLock, Paths};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesStatus {
+    pub symbol: String,
+    pub interval: String,
+    pub candles: u64,
+    pub revisions: u64,
+    /// First and last open time, ms since the epoch, UTC.
+    pub first_open: i64,
+    pub last_open: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IntervalStatus {
+    pub symbols: u64,
+    pub candles: u64,
+    pub revisions: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    pub data_dir: String,
+    pub head_lsn: Lsn,
+    pub head_hash: String,
+    pub segments: usize,
+    pub sealed_segments: usize,
+    pub log_bytes: u64,
+    pub torn_tail_bytes: Option<u64>,
+    pub projection: String,
+    pub projection_lsn: Option<Lsn>,
+    /// Events the projection is behind the log.
+    pub projection_lag: Option<u64>,
+    pub index_lsn: Option<Lsn>,
+    pub candles: u64,
+    pub revisions: u64,
+    pub intervals: BTreeMap<String, IntervalStatus>,
+    pub series: Vec<SeriesStatus>,
+}
+
+pub fn status(paths: &Paths) -> Result<StatusReport> {
+    if !paths.root.is_dir() {
+        return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
+    }
+    let _lock = DirLock::shared(&paths.lock)?;
+    let head = read_head(&paths.log)?;
+    let projection_lsn = if paths.projection.exists() { Some(Projection::open_read_only(&paths.projection)?.applied()?.lsn) } else { None };
+    let index = if paths.index.exists() { Some(Index::open_read_only(&paths.index)?) } else { None };
+    let index_lsn = index.as_ref().map(|i| i.applied()).transpose()?.map(|a| a.lsn);
+    let mut r = StatusReport {
+        data_dir: paths.root.display().to_string(),
+        head_lsn: head.lsn,
+        head_hash: hex(&head.hash),
+        segments: head.segments,
+        sealed_segments: head.sealed,
+        log_bytes: head.bytes,
+        torn_tail_bytes: head.torn.map(|t| t.1),
+        projection: paths.projection.display().to_string(),
+        projection_lsn,
+        projection_lag: projection_lsn.map(|l| head.lsn.saturating_sub(l)),
+        index_lsn,
+        candles: 0,
+        revisions: 0,
+        intervals: BTreeMap::new(),
+        series: Vec::new(),
+    };
+    if let Some(index) = index {
+        let mut cursors = index.cursors()?;
+        cursors.sort_by(|a, b| (a.interval, &a.symbol).cmp(&(b.interval, &b.symbol)));
+        for c in cursors {
+            r.candles += c.candles;
+            r.revisions += c.revisions;
+            let e = r.intervals.entry(c.interval.to_string()).or_default();
+            e.symbols += 1;
+            e.candles += c.candles;
+            e.revisions += c.revisions;
+            r.series.push(SeriesStatus {
+                symbol: c.symbol,
+                interval: c.interval.to_string(),
+                candles: c.candles,
+                revisions: c.revisions,
+                first_open: c.first_open,
+                last_open: c.last_open,
+            });
+        }
+    }
+    Ok(r)
+}

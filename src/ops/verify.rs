@@ -1,0 +1,410 @@
+//! `verify`: the integrity audit. Read-only; every frame hash and the chain
+//! across segments, footers, LSN continuity, the segment catalog, and the
+//! projections' recorded heads against the log. `--deep` also decodes every
+//! event, re-checks candle invariants, compares a digest of the projection's
+//! rows with one computed by replaying the log, runs `PRAGMA integrity_check`
+//! and reports gaps inside each series.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::event::{Event, Interval, Lsn};
+use crate::log::{decode_frame, scan_segment, Damage, SegmentEnd};
+use crate::projection::{hex, Applied, Index, Projection, TableDigest};
+use crate::store::{DirLock, Paths};
+
+/// One finding: what, where (file, byte offset, LSN), and a message.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: String,
+    pub path: String,
+    pub offset: Option<u64>,
+    pub lsn: Option<Lsn>,
+    pub message: String,
+}
+
+impl From<Damage> for Problem {
+    fn from(d: Damage) -> Problem {
+        Problem { kind: d.kind.to_string(), path: d.path.display().to_string(), offset: Some(d.offset), lsn: d.lsn, message: d.message }
+    }
+}
+
+fn problem(kind: &str, path: &std::path::Path, offset: Option<u64>, lsn: Option<Lsn>, message: String) -> Problem {
+    Problem { kind: kind.to_string(), path: path.display().to_string(), offset, lsn, message }
+}
+
+/// Missing candles inside one series (found by `--deep`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Gap {
+    pub symbol: String,
+    pub interval: String,
+    /// Open time of the first missing candle, ms.
+    pub from: i64,
+    /// Open time of the last missing candle, ms.
+    pub to: i64,
+    pub missing: u64,
+}
+
+/// The audit's result; `ok` is false when any problem was found.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub deep: bool,
+    pub head_lsn: Lsn,
+    pub head_hash: String,
+    pub segments: usize,
+    pub frames: u64,
+    pub bytes: u64,
+    /// Events decoded (deep only).
+    pub events: u64,
+    /// Candle events decoded (deep only).
+    pub candles: u64,
+    pub projection_lsn: Option<Lsn>,
+    pub index_lsn: Option<Lsn>,
+    pub problems: Vec<Problem>,
+    /// Not damage: a torn tail the next writer truncates, a projection that
+    /// lags the log (caught up on the next open).
+    pub warnings: Vec<Problem>,
+    pub gaps: Vec<Gap>,
+}
+
+type RowKey = (Interval, i64, String);
+type RowVal = ([f64; 6], i64);
+
+/// Runs the audit on the data directory at `paths`.
+pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
+    if !paths.root.is_dir() {
+        return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
+    }
+    let _lock = DirLock::shared(&paths.lock)?;
+    let mut r = VerifyReport {
+        ok: false,
+        deep,
+        head_lsn: 0,
+        head_hash: hex(&[0; 32]),
+        segments: 0,
+        frames: 0,
+        bytes: 0,
+        events: 0,
+        candles: 0,
+        projection_lsn: None,
+        index_lsn: None,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        gaps: Vec::new(),
+    };
+    let proj = open_projection(paths, &mut r);
+    let index = open_index(paths, &mut r);
+    let proj_applied = proj.as_ref().map(|p| p.applied()).transpose();
+    let proj_applied = match proj_applied {
+        Ok(a) => a,
+        Err(e) => {
+            r.problems.push(problem("projection_state", &paths.projection, None, None, e.to_string()));
+            None
+        }
+    };
+    let index_applied = match index.as_ref().map(|i| i.applied()).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            r.problems.push(problem("index_state", &paths.index, None, None, e.to_string()));
+            None
+        }
+    };
+    r.projection_lsn = proj_applied.map(|a| a.lsn);
+    r.index_lsn = index_applied.map(|a| a.lsn);
+
+    // Chain hash at every frame boundary we need to confirm.
+    let mut boundaries: HashMap<Lsn, [u8; 32]> = HashMap::new();
+    let wanted: Vec<Lsn> = [proj_applied, index_applied].iter().flatten().map(|a| a.lsn).collect();
+    boundaries.insert(0, [0; 32]);
+    let replay_to = proj_applied.map_or(0, |a| a.lsn);
+    let mut rows: HashMap<RowKey, RowVal> = HashMap::new();
+
+    let segments = crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?;
+    r.segments = segments.len();
+    let mut expect: Option<(Lsn, [u8; 32])> = None;
+    let mut prev_seq = 0u64;
+    let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", &paths.log, e))?;
+    for (i, (seq, path)) in segments.iter().enumerate() {
+        if *seq != prev_seq + 1 {
+            r.problems.push(problem(
+                "missing_segment",
+                path,
+                None,
+                expect.map(|e| e.0),
+                format!("segment numbers jump from {prev_seq} to {seq}: segments in between are missing"),
+            ));
+        }
+        prev_seq = *seq;
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) => {
+                r.problems.push(problem("io", path, None, None, format!("cannot read: {e}")));
+                expect = None;
+                continue;
+            }
+        };
+        r.bytes += data.len() as u64;
+        let is_last = i + 1 == segments.len();
+        let scan = scan_segment(path, *seq, &data, is_last, expect);
+        r.problems.extend(scan.damage.iter().cloned().map(Problem::from));
+        if let SegmentEnd::Torn { offset, len, reason } = &scan.end {
+            r.warnings.push(problem("torn_tail", path, Some(*offset), Some(scan.next_lsn), format!("{len} bytes: {reason}; the next writer truncates them")));
+        }
+        let damaged: std::collections::HashSet<u64> = scan.damage.iter().filter(|d| d.kind == "hash_mismatch").map(|d| d.offset).collect();
+        for meta in &scan.frames {
+            r.frames += 1;
+            let last = meta.header.last_lsn();
+            if wanted.contains(&last) {
+                boundaries.insert(last, meta.hash);
+            }
+            if !deep || damaged.contains(&meta.offset) {
+                continue;
+            }
+            let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
+            match decode_frame(frame, meta, &mut dec) {
+                Err(message) => r.problems.push(problem("bad_payload", path, Some(meta.offset), Some(meta.header.first_lsn), message)),
+                Ok(events) => {
+                    for (k, e) in events.into_iter().enumerate() {
+                        let lsn = meta.header.first_lsn + k as u64;
+                        r.events += 1;
+                        let Event::Candle(c) = e else { continue };
+                        r.candles += 1;
+                        if let Err(err) = c.validate() {
+                            r.problems.push(problem("invalid_candle", path, Some(meta.offset), Some(lsn), err.to_string()));
+                        }
+                        if lsn <= replay_to {
+                            let vals = [c.open, c.high, c.low, c.close, c.volume, c.quote_volume].map(|d| d.to_f64());
+                            let trades = i64::try_from(c.trades).unwrap_or(i64::MAX);
+                            rows.insert((c.interval, c.open_time, c.symbol.as_str().to_owned()), (vals, trades));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(h) = scan.header {
+            let _ = h;
+            expect = Some((scan.next_lsn, scan.head_hash));
+            r.head_lsn = scan.next_lsn - 1;
+            r.head_hash = hex(&scan.head_hash);
+            boundaries.insert(r.head_lsn, scan.head_hash);
+        } else {
+            expect = None;
+        }
+    }
+
+    check_heads(paths, &mut r, proj_applied, index_applied, &boundaries);
+    if let Some(idx) = &index {
+        check_catalog(idx, &segments, &mut r);
+    }
+    if deep {
+        if let Some(p) = &proj {
+            deep_projection(p, &rows, &mut r);
+        }
+        r.gaps = gaps(&rows);
+    }
+    r.ok = r.problems.is_empty();
+    Ok(r)
+}
+
+fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
+    if !paths.projection.exists() {
+        r.warnings.push(problem("projection_missing", &paths.projection, None, None, "no SQLite projection; the next writer (or `rebuild`) creates it".into()));
+        return None;
+    }
+    match Projection::open_read_only(&paths.projection) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            r.problems.push(problem("projection_unreadable", &paths.projection, None, None, e.to_string()));
+            None
+        }
+    }
+}
+
+fn open_index(paths: &Paths, r: &mut VerifyReport) -> Option<Index> {
+    if !paths.index.exists() {
+        r.warnings.push(problem("index_missing", &paths.index, None, None, "no redb index; the next writer (or `rebuild`) creates it".into()));
+        return None;
+    }
+    match Index::open_read_only(&paths.index) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            r.problems.push(problem("index_unreadable", &paths.index, None, None, e.to_string()));
+            None
+        }
+    }
+}
+
+fn check_heads(paths: &Paths, r: &mut VerifyReport, proj: Option<Applied>, index: Option<Applied>, boundaries: &HashMap<Lsn, [u8; 32]>) {
+    for (what, path, applied) in [("SQLite projection", &paths.projection, proj), ("redb index", &paths.index, index)] {
+        let Some(a) = applied else { continue };
+        if a.lsn > r.head_lsn {
+            r.problems.push(problem(
+                "lost_frames",
+                &paths.log,
+                None,
+                Some(r.head_lsn + 1),
+                format!(
+                    "the {what} recorded LSN {} as committed but the log ends at LSN {}: {} committed events are missing from the log; restore them with `candlelog recover`",
+                    a.lsn,
+                    r.head_lsn,
+                    a.lsn - r.head_lsn
+                ),
+            ));
+            continue;
+        }
+        match boundaries.get(&a.lsn) {
+            Some(h) if *h == a.hash => {}
+            Some(_) => r.problems.push(problem(
+                "projection_mismatch",
+                path,
+                None,
+                Some(a.lsn),
+                format!("the {what}'s recorded head hash at LSN {} differs from the log's chain hash; run `candlelog rebuild`", a.lsn),
+            )),
+            None => r.problems.push(problem(
+                "projection_mismatch",
+                path,
+                None,
+                Some(a.lsn),
+                format!("the {what} recorded LSN {} which is not a frame boundary of the log; run `candlelog rebuild`", a.lsn),
+            )),
+        }
+        if a.lsn < r.head_lsn {
+            r.warnings.push(problem(
+                "projection_lag",
+                path,
+                None,
+                Some(a.lsn),
+                format!("the {what} is at LSN {}, the log at {}: the next writer catches it up", a.lsn, r.head_lsn),
+            ));
+        }
+    }
+}
+
+fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyReport) {
+    let catalog = match index.segments() {
+        Ok(c) => c,
+        Err(e) => {
+            r.problems.push(problem("index_unreadable", index.path(), None, None, e.to_string()));
+            return;
+        }
+    };
+    for s in catalog {
+        let on_disk = segments.iter().find(|(seq, _)| *seq == s.seq);
+        match on_disk {
+            None if s.last_lsn >= s.first_lsn => r.problems.push(problem(
+                "missing_segment",
+                index.path(),
+                None,
+                Some(s.first_lsn),
+                format!("segment {} (LSN {}..={}) is in the catalog but not on disk; restore it with `candlelog recover`", s.seq, s.first_lsn, s.last_lsn),
+            )),
+            Some((_, path)) if s.sealed => {
+                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                if len != s.bytes {
+                    r.problems.push(problem(
+                        "segment_size",
+                        path,
+                        Some(len.min(s.bytes)),
+                        Some(s.last_lsn),
+                        format!("sealed segment is {len} bytes, the catalog recorded {}", s.bytes),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn deep_projection(p: &Projection, rows: &HashMap<RowKey, RowVal>, r: &mut VerifyReport) {
+    match p.integrity_check(false) {
+        Ok(errs) if errs.is_empty() => {}
+        Ok(errs) => r.problems.push(problem("integrity_check", p.path(), None, None, format!("PRAGMA integrity_check: {}", errs.join("; ")))),
+        Err(e) => r.problems.push(problem("integrity_check", p.path(), None, None, e.to_string())),
+    }
+    let actual = match p.digests() {
+        Ok(d) => d,
+        Err(e) => {
+            r.problems.push(problem("projection_unreadable", p.path(), None, None, e.to_string()));
+            return;
+        }
+    };
+    let expected = replay_digests(rows);
+    let intervals: std::collections::BTreeSet<Interval> = actual.keys().chain(expected.keys()).copied().collect();
+    let empty = TableDigest { rows: 0, digest: *blake3::Hasher::new().finalize().as_bytes() };
+    for i in intervals {
+        let a = actual.get(&i).copied().unwrap_or(empty);
+        let e = expected.get(&i).copied().unwrap_or(empty);
+        if a != e {
+            r.problems.push(problem(
+                "projection_rows",
+                p.path(),
+                None,
+                r.projection_lsn,
+                format!(
+                    "table {} holds {} rows that differ from replaying the log ({} rows expected); run `candlelog rebuild`",
+                    i.table(),
+                    a.rows,
+                    e.rows
+                ),
+            ));
+        }
+    }
+}
+
+fn replay_digests(rows: &HashMap<RowKey, RowVal>) -> BTreeMap<Interval, TableDigest> {
+    let mut sorted: Vec<(&RowKey, &RowVal)> = rows.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = BTreeMap::new();
+    let mut cur: Option<(Interval, crate::projection::sqlite::RowDigest)> = None;
+    for ((i, ts, sym), (vals, trades)) in sorted {
+        if cur.as_ref().map(|c| c.0) != Some(*i) {
+            if let Some((pi, d)) = cur.take() {
+                out.insert(pi, d.finish());
+            }
+            cur = Some((*i, Default::default()));
+        }
+        if let Some((_, d)) = cur.as_mut() {
+            d.add(*ts, sym, vals, *trades);
+        }
+    }
+    if let Some((pi, d)) = cur {
+        out.insert(pi, d.finish());
+    }
+    out
+}
+
+fn gaps(rows: &HashMap<RowKey, RowVal>) -> Vec<Gap> {
+    let mut series: BTreeMap<(String, Interval), Vec<i64>> = BTreeMap::new();
+    for (i, ts, sym) in rows.keys() {
+        series.entry((sym.clone(), *i)).or_default().push(*ts);
+    }
+    let mut out = Vec::new();
+    for ((sym, i), mut times) in series {
+        times.sort_unstable();
+        for w in times.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let Some(next) = i.next_open(a) else { continue };
+            if next >= b {
+                continue;
+            }
+            let mut missing = 0u64;
+            let mut t = next;
+            let mut last = next;
+            while t < b && missing < 1_000_000 {
+                missing += 1;
+                last = t;
+                match i.next_open(t) {
+                    Some(n) => t = n,
+                    None => break,
+                }
+            }
+            out.push(Gap { symbol: sym.clone(), interval: i.to_string(), from: next, to: last, missing });
+        }
+    }
+    out
+}

@@ -1,0 +1,109 @@
+//! Bringing the projections level with the log: catch-up on open (replay the
+//! frames after each projection's applied LSN) and `rebuild` (from LSN 0).
+
+use super::Store;
+use crate::error::Result;
+use crate::event::Event;
+use crate::log::catalog::disk_catalog;
+use crate::log::{LogError, LogReader};
+use crate::projection::Applied;
+
+/// Events applied per projection transaction during a replay.
+const CHUNK_EVENTS: usize = 100_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Projection,
+    Index,
+    Both,
+}
+
+/// What a rebuild did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RebuildStats {
+    pub events: u64,
+    pub candles: u64,
+    pub head: Applied,
+}
+
+impl Store {
+    pub(crate) fn catch_up(&mut self) -> Result<()> {
+        let head = self.head();
+        let pa = self.projection.applied()?;
+        let ia = self.index.applied()?;
+        for (what, a) in [("SQLite projection", pa), ("redb index", ia)] {
+            if a.lsn > head.lsn {
+                return Err(LogError::LostFrames { what: what.into(), recorded: a.lsn, head: head.lsn }.into());
+            }
+        }
+        if pa == ia {
+            if pa != head {
+                self.report.replayed_projection = self.replay_into(Target::Both, pa)?;
+                self.report.replayed_index = self.report.replayed_projection;
+            }
+        } else {
+            if pa != head {
+                self.report.replayed_projection = self.replay_into(Target::Projection, pa)?;
+            }
+            if ia != head {
+                self.report.replayed_index = self.replay_into(Target::Index, ia)?;
+            }
+        }
+        if self.report.replayed_index > 0 || !self.report.truncated.is_empty() {
+            let catalog = disk_catalog(&self.paths.log, (head.lsn, head.hash))?;
+            self.index.record_segments(&catalog)?;
+        }
+        if self.report.replayed_projection > 0 {
+            tracing::info!(events = self.report.replayed_projection, lsn = head.lsn, "caught the projection up from the log");
+        }
+        Ok(())
+    }
+
+    /// Drops and rebuilds the projection and the index from the log.
+    pub fn rebuild(&mut self) -> Result<RebuildStats> {
+        self.projection.begin_rebuild()?;
+        self.index.clear()?;
+        let events = self.replay_into(Target::Both, Applied::default())?;
+        self.projection.finish_rebuild()?;
+        let head = self.head();
+        let catalog = disk_catalog(&self.paths.log, (head.lsn, head.hash))?;
+        self.index.record_segments(&catalog)?;
+        let candles = self.index.candle_count()?;
+        Ok(RebuildStats { events, candles, head })
+    }
+
+    fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {
+        let reader = LogReader::open(&self.paths.log)?;
+        let mut events: Vec<Event> = Vec::new();
+        let mut commits = Vec::new();
+        let mut last = from;
+        let mut total = 0u64;
+        let (index, projection) = (&self.index, &mut self.projection);
+        let mut flush = |events: &mut Vec<Event>, commits: &mut Vec<(i64, u64)>, head: Applied| -> Result<()> {
+            if events.is_empty() {
+                return Ok(());
+            }
+            if target != Target::Projection {
+                index.apply(events, commits, &[], head)?;
+            }
+            if target != Target::Index {
+                projection.apply(events, head)?;
+            }
+            events.clear();
+            commits.clear();
+            Ok(())
+        };
+        reader.replay::<crate::Error>(from.lsn, from.hash, |meta, evs| {
+            total += evs.len() as u64;
+            events.extend(evs);
+            commits.push((meta.header.commit_ms, meta.header.last_lsn()));
+            last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
+            if events.len() >= CHUNK_EVENTS {
+                flush(&mut events, &mut commits, last)?;
+            }
+            Ok(())
+        })?;
+        flush(&mut events, &mut commits, last)?;
+        Ok(total)
+    }
+}

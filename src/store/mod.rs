@@ -1,0 +1,117 @@
+//! The data directory: the lock, the log writer and both projections, kept in
+//! step. Opening it truncates a torn tail and catches the projections up;
+//! appending commits to the log first and applies to the projections after.
+
+mod catchup;
+mod ingest;
+mod lock;
+mod paths;
+
+pub use catchup::RebuildStats;
+pub use ingest::{IngestStats, Overlay};
+pub use lock::DirLock;
+pub use paths::Paths;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::log::{LogWriter, Truncation, WriterOptions};
+use crate::projection::{Applied, Index, Projection};
+
+/// Tunables of a store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreOptions {
+    pub writer: WriterOptions,
+}
+
+/// What opening the store had to repair.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    pub truncated: Vec<Truncation>,
+    /// Events replayed into the projection / index to catch them up.
+    pub replayed_projection: u64,
+    pub replayed_index: u64,
+}
+
+/// A data directory opened for writing (the one writer).
+pub struct Store {
+    paths: Paths,
+    _lock: DirLock,
+    log: LogWriter,
+    index: Index,
+    projection: Projection,
+    report: OpenReport,
+}
+
+/// Creates the data directory if needed (idempotent).
+pub fn init(paths: &Paths) -> Result<()> {
+    crate::log::writer::create_dir_durably(&paths.root)?;
+    crate::log::writer::create_dir_durably(&paths.log)?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens for writing: takes the lock, truncates a torn tail, catches the
+    /// projections up. Fails when a projection is ahead of the log (lost
+    /// frames) or disagrees with its chain hash.
+    pub fn open(paths: &Paths, opts: StoreOptions) -> Result<Store> {
+        let mut store = Store::open_raw(paths, opts)?;
+        store.catch_up()?;
+        Ok(store)
+    }
+
+    /// Opens without catching up, for `rebuild`.
+    pub fn open_raw(paths: &Paths, opts: StoreOptions) -> Result<Store> {
+        if !paths.root.is_dir() {
+            return Err(Error::Usage(format!(
+                "data directory {} does not exist; create it with `candlelog --data-dir {} init`",
+                paths.root.display(),
+                paths.root.display()
+            )));
+        }
+        let lock = DirLock::exclusive(&paths.lock)?;
+        let (log, truncated) = LogWriter::open(&paths.log, opts.writer)?;
+        let index = Index::open(&paths.index)?;
+        let projection = Projection::open(&paths.projection)?;
+        let report = OpenReport { truncated, ..Default::default() };
+        Ok(Store { paths: paths.clone(), _lock: lock, log, index, projection, report })
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+    pub fn report(&self) -> &OpenReport {
+        &self.report
+    }
+    pub fn head(&self) -> Applied {
+        Applied { lsn: self.log.head_lsn(), hash: self.log.head_hash() }
+    }
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+    pub fn projection(&self) -> &Projection {
+        &self.projection
+    }
+
+    /// Commits `events` (one group commit: written and fdatasynced), then
+    /// applies them to the index and the projection. Returns the new head.
+    pub fn append(&mut self, events: &[Event]) -> Result<Applied> {
+        if events.is_empty() {
+            return Ok(self.head());
+        }
+        let frames = self.log.append(events)?;
+        let head = self.head();
+        let commits: Vec<_> = frames.iter().map(|f| (f.header.commit_ms, f.header.last_lsn())).collect();
+        let catalog = self.log.take_catalog();
+        self.index.apply(events, &commits, &catalog, head)?;
+        self.projection.apply(events, head)?;
+        Ok(head)
+    }
+
+    /// Seals the active segment (backups copy only sealed segments).
+    pub fn seal(&mut self) -> Result<()> {
+        self.log.seal()?;
+        let catalog = self.log.take_catalog();
+        self.index.record_segments(&catalog)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! Where things live in a data directory.
+
+use std::path::{Path, PathBuf};
+
+/// The files of a data directory (`--data-dir`, default `./data`).
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub root: PathBuf,
+    /// `DIR/log/`: the segments.
+    pub log: PathBuf,
+    /// `DIR/index.redb`.
+    pub index: PathBuf,
+    /// `DIR/candles.sqlite`, or `--projection PATH`.
+    pub projection: PathBuf,
+    /// `DIR/lock`.
+    pub lock: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: &Path, projection: Option<&Path>) -> Paths {
+        Paths {
+            root: root.to_path_buf(),
+            log: root.join("log"),
+            index: root.join("index.redb"),
+            projection: projection.map_or_else(|| root.join("candles.sqlite"), Path::to_path_buf),
+            lock: root.join("lock"),
+        }
+    }
+}
