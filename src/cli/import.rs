@@ -34,6 +34,12 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Group commit: commit once this many files are parsed (one fdatasync per group).
+    #[arg(long, default_value_t = 512)]
+    pub group_files: usize,
+    /// Group commit: commit once this many candle events are pending.
+    #[arg(long, default_value_t = 100_000)]
+    pub group_events: usize,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -55,7 +61,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let paths = cli.paths();
     candlelog::store::init(&paths)?;
     let mut store = cli.open_store()?;
-    let opts = ImportOptions { format, ..Default::default() };
+    let opts = ImportOptions { format, group_files: args.group_files.max(1), group_events: args.group_events.max(1) };
     let report = import(&mut store, files, &opts)?;
     for f in report.files.iter().filter(|f| f.status != "ok") {
         eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));

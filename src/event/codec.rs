@@ -219,6 +219,9 @@ impl<'a> Cursor<'a> {
         let mut v: u128 = 0;
         for i in 0..19 {
             let byte = self.u8(what)?;
+            if i == 18 && byte > 0x03 {
+                return Err(format!("{what}: varint exceeds 128 bits"));
+            }
             v |= u128::from(byte & 0x7f) << (7 * i);
             if byte & 0x80 == 0 {
                 return Ok(v);

@@ -106,6 +106,9 @@ impl FrameHeader {
         if h.event_count == 0 || h.first_lsn == 0 {
             return Err(FrameHeaderError::Field("event_count and first_lsn must be ≥ 1".into()));
         }
+        if h.first_lsn.checked_add(u64::from(h.event_count)).is_none() {
+            return Err(FrameHeaderError::Field(format!("first_lsn {} + event_count overflows", h.first_lsn)));
+        }
         if h.raw_len as usize > MAX_RAW_LEN {
             return Err(FrameHeaderError::Field(format!("raw_len {} exceeds {MAX_RAW_LEN}", h.raw_len)));
         }

@@ -31,6 +31,10 @@ pub struct Damage {
 
 impl Damage {
     pub fn into_error(self) -> LogError {
+        if self.kind == "unsupported_version" {
+            // The message already says to upgrade; restoring from a backup would not help.
+            return LogError::Corrupt { path: self.path, offset: self.offset, lsn: self.lsn, message: self.message, hint: "" };
+        }
         LogError::Corrupt { path: self.path, offset: self.offset, lsn: self.lsn, message: self.message, hint: HINT_RESTORE }
     }
 }
@@ -68,6 +72,8 @@ pub struct SegmentScan {
 /// Scans a segment held in memory. `is_last` allows a torn tail; `expect`
 /// is the (first LSN, base hash) the previous segment ends with.
 pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: Option<(Lsn, [u8; 32])>) -> SegmentScan {
+    // Segment 1 starts the log: LSN 1, chained from the genesis hash.
+    let expect = expect.or((seq == 1).then_some((1, super::segment::GENESIS_HASH)));
     let mut scan = SegmentScan {
         seq,
         path: path.to_path_buf(),
@@ -169,6 +175,10 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
         };
         let fh = match FrameHeader::decode(hb) {
             Ok(h) => h,
+            Err(_) if is_last && rest.starts_with(&FRAME_MAGIC[..1]) && rest[FRAME_HEADER_LEN..].iter().all(|&b| b == 0) && hb[FRAME_HEADER_LEN - 4..].iter().all(|&b| b == 0) => {
+                let reason = "frame header followed by zero bytes that were never written".to_string();
+                break SegmentEnd::Torn { offset: pos as u64, len: (len - pos) as u64, reason };
+            }
             Err(e) => {
                 let message = match e {
                     FrameHeaderError::Magic => "frame magic missing: bytes here are damaged".to_string(),
@@ -191,7 +201,12 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
         let payload = &rest[FRAME_HEADER_LEN..payload_end];
         let mut stored = [0u8; FRAME_HASH_LEN];
         stored.copy_from_slice(&rest[payload_end..payload_end + FRAME_HASH_LEN]);
-        if frame_hash(&prev, hb, payload) != stored {
+        let computed = frame_hash(&prev, hb, payload);
+        if computed != stored && is_last && stored == [0; FRAME_HASH_LEN] && rest[frame_len as usize..].iter().all(|&b| b == 0) {
+            // A blake3 hash is never all zeros: the frame's tail never reached the disk.
+            break SegmentEnd::Torn { offset: pos as u64, len: (len - pos) as u64, reason: "last frame ends in zero bytes that were never written".into() };
+        }
+        if computed != stored {
             scan.damage.push(damage(
                 "hash_mismatch",
                 pos,

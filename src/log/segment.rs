@@ -82,6 +82,9 @@ impl SegmentHeader {
         if usize::from(header_len) != SEGMENT_HEADER_LEN || b[12..16] != [0; 4] {
             return Err(HeaderError::Layout(format!("header_len {header_len} / reserved bytes not as version 1 defines")));
         }
+        if le_u64(&b[24..32]) == 0 || le_u64(&b[16..24]) == 0 {
+            return Err(HeaderError::Layout("seq and first_lsn must be ≥ 1".into()));
+        }
         Ok(SegmentHeader {
             seq: le_u64(&b[16..24]),
             first_lsn: le_u64(&b[24..32]),

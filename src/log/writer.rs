@@ -95,7 +95,7 @@ impl LogWriter {
         // A crash while creating a segment can leave a file shorter than its header.
         while let Some((_, path)) = segments.last() {
             let len = std::fs::metadata(path).map_err(|e| LogError::io("stat", path, e))?.len();
-            if len >= SEGMENT_HEADER_LEN as u64 || !is_zero_or_prefix(path)? {
+            if !is_zero_or_prefix(path)? {
                 break;
             }
             truncations.push(Truncation { path: path.clone(), offset: 0, len, reason: "segment file created but its header never completed".into() });
@@ -316,7 +316,7 @@ fn count_frames(buf: &[u8]) -> u64 {
 fn previous_footer(path: &Path) -> Result<(Lsn, [u8; 32]), LogError> {
     let data = read_file(path)?;
     let start = data.len().saturating_sub(super::segment::FOOTER_LEN);
-    match data.get(start..).and_then(Footer::decode) {
+    match data.get(start..).and_then(Footer::decode).filter(|f| f.footer_offset == start as u64) {
         Some(f) => Ok((f.last_lsn + 1, f.head_hash)),
         None => Err(LogError::Corrupt {
             path: path.to_path_buf(),
@@ -335,7 +335,8 @@ fn unreachable_damaged(path: &Path) -> Result<(), LogError> {
 fn is_zero_or_prefix(path: &Path) -> Result<bool, LogError> {
     let data = read_file(path)?;
     let magic = super::segment::SEGMENT_MAGIC;
-    Ok(data.iter().all(|&b| b == 0) || magic.starts_with(&data[..data.len().min(magic.len())]))
+    // All zeros (the header never landed) or a header cut short.
+    Ok(data.iter().all(|&b| b == 0) || (data.len() < SEGMENT_HEADER_LEN && magic.starts_with(&data[..data.len().min(magic.len())])))
 }
 
 /// Creates `dir` if missing and fsyncs its parent so the entry survives a crash.

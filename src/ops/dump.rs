@@ -44,13 +44,21 @@ pub fn dump(segment_paths: &[std::path::PathBuf], events: bool, json: bool, out:
                 Err(m) => w(out, format!("    undecodable payload: {m}\n"))?,
             }
         }
+        let tail = |out: &mut dyn Write, text: String, value: serde_json::Value| w(out, if json { format!("{value}\n") } else { format!("  {text}\n") });
         for d in &scan.damage {
-            w(out, format!("  DAMAGE {} at offset {}{}: {}\n", d.kind, d.offset, d.lsn.map(|l| format!(" (LSN {l})")).unwrap_or_default(), d.message))?;
+            let lsn = d.lsn.map(|l| format!(" (LSN {l})")).unwrap_or_default();
+            tail(out, format!("DAMAGE {} at offset {}{lsn}: {}", d.kind, d.offset, d.message), json!({"damage": d.kind, "offset": d.offset, "lsn": d.lsn, "message": d.message}))?;
         }
         match &scan.end {
-            SegmentEnd::Sealed(f) => w(out, format!("  footer last_lsn={} frames={} head_hash={}\n", f.last_lsn, f.frame_count, hex(&f.head_hash)))?,
-            SegmentEnd::Torn { offset, len, reason } => w(out, format!("  torn tail at offset {offset}: {len} bytes ({reason})\n"))?,
-            SegmentEnd::Open => w(out, "  (active: no footer)\n".to_string())?,
+            SegmentEnd::Sealed(f) => tail(
+                out,
+                format!("footer last_lsn={} frames={} head_hash={}", f.last_lsn, f.frame_count, hex(&f.head_hash)),
+                json!({"footer": f.footer_offset, "last_lsn": f.last_lsn, "frames": f.frame_count, "head_hash": hex(&f.head_hash)}),
+            )?,
+            SegmentEnd::Torn { offset, len, reason } => {
+                tail(out, format!("torn tail at offset {offset}: {len} bytes ({reason})"), json!({"torn_tail": offset, "len": len, "reason": reason}))?
+            }
+            SegmentEnd::Open => tail(out, "(active: no footer)".into(), json!({"active": true}))?,
             SegmentEnd::Damaged => {}
         }
     }

@@ -55,7 +55,13 @@ pub fn status(paths: &Paths) -> Result<StatusReport> {
     let _lock = DirLock::shared(&paths.lock)?;
     let head = read_head(&paths.log)?;
     let projection_lsn = if paths.projection.exists() { Some(Projection::open_read_only(&paths.projection)?.applied()?.lsn) } else { None };
-    let index = if paths.index.exists() { Some(Index::open_read_only(&paths.index)?) } else { None };
+    let index = match Index::open_read_only(&paths.index) {
+        Ok(i) => Some(i),
+        // Missing, or left mid-commit by a killed writer (repaired on the next write).
+        Err(_) if !paths.index.exists() => None,
+        Err(e) if matches!(e.source, redb::Error::RepairAborted) => None,
+        Err(e) => return Err(e.into()),
+    };
     let index_lsn = index.as_ref().map(|i| i.applied()).transpose()?.map(|a| a.lsn);
     let mut r = StatusReport {
         data_dir: paths.root.display().to_string(),

@@ -231,6 +231,11 @@ fn open_index(paths: &Paths, r: &mut VerifyReport) -> Option<Index> {
     }
     match Index::open_read_only(&paths.index) {
         Ok(i) => Some(i),
+        Err(e) if matches!(e.source, redb::Error::RepairAborted) => {
+            // A writer was killed: redb repairs the file on the next read-write open.
+            r.warnings.push(problem("index_needs_repair", &paths.index, None, None, "the redb index was not closed cleanly; the next writer repairs it and catches it up".into()));
+            None
+        }
         Err(e) => {
             r.problems.push(problem("index_unreadable", &paths.index, None, None, e.to_string()));
             None

@@ -29,7 +29,8 @@ pub fn read_archive(path: &Path) -> Result<ParsedFile, SourceError> {
 /// Inflates the one `.csv` entry of a zip; the CRC is checked as it is read.
 fn single_csv(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, SourceError> {
     let fail = |message: String| SourceError::Zip { path: path.to_path_buf(), message };
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| fail(format!("not a zip file, or truncated ({e}); download it again")))?;
+    let mut zip =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| fail(format!("not a zip file, or truncated ({e}); download it again")))?;
     let mut names = Vec::with_capacity(zip.len());
     for name in zip.file_names() {
         names.push(name.map_err(|e| fail(format!("unreadable entry name: {e}")))?.into_owned());
@@ -67,7 +68,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::event::Interval;
 
-    pub(crate) const HEADER: &str = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore";
+    pub(crate) const HEADER: &str =
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore";
     /// The first three rows of the real SKRUSDT-4h-2026-01 archive.
     pub(crate) const ROWS: [&str; 3] = [
         "1769068800000,0.043680,0.044317,0.036651,0.038367,246654515,1769083199999,9837383.904067,192604,118803768,4742965.716141,0",
@@ -216,7 +218,9 @@ pub(crate) mod tests {
         raw[at] = b'5';
         std::fs::write(&bad_crc, raw).unwrap();
 
-        for (path, needle) in [(&not_zip, "not a zip file, or truncated"), (&truncated, "not a zip file, or truncated"), (&bad_crc, "Invalid checksum")] {
+        for (path, needle) in
+            [(&not_zip, "not a zip file, or truncated"), (&truncated, "not a zip file, or truncated"), (&bad_crc, "Invalid checksum")]
+        {
             let e = read_archive(path).unwrap_err();
             let text = e.to_string();
             assert!(matches!(e, SourceError::Zip { .. }), "{text}");
@@ -242,8 +246,7 @@ pub(crate) mod tests {
     fn a_bad_row_rejects_the_whole_file_naming_line_and_field() {
         let dir = tempfile::tempdir().unwrap();
         let negative = ROWS[1].replace(",1427389883,", ",-5,");
-        let e = read_archive(&write_zip(dir.path(), "SKRUSDT-4h-2026-01.zip", &csv(true, &[ROWS[0], &negative, ROWS[2]])))
-            .unwrap_err();
+        let e = read_archive(&write_zip(dir.path(), "SKRUSDT-4h-2026-01.zip", &csv(true, &[ROWS[0], &negative, ROWS[2]]))).unwrap_err();
         let text = e.to_string();
         assert_eq!(row_error(e), (3, "field volume: is negative (-5)".to_string()));
         assert!(text.contains("SKRUSDT-4h-2026-01.zip: row 3: field volume"), "{text}");

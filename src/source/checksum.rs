@@ -27,12 +27,7 @@ pub(crate) fn verify_if_present(path: &Path, bytes: &[u8]) -> Result<bool, Sourc
     let expected = parse(&checksum_path, &text, path)?;
     let actual: [u8; 32] = Sha256::digest(bytes).into();
     if actual != expected {
-        return Err(SourceError::Checksum {
-            path: path.to_path_buf(),
-            checksum_path,
-            expected: hex(&expected),
-            actual: hex(&actual),
-        });
+        return Err(SourceError::Checksum { path: path.to_path_buf(), checksum_path, expected: hex(&expected), actual: hex(&actual) });
     }
     Ok(true)
 }

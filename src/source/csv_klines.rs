@@ -63,11 +63,7 @@ fn check_header(record: &ByteRecord) -> Result<(), String> {
         return Ok(());
     }
     let got: Vec<_> = record.iter().map(String::from_utf8_lossy).collect();
-    Err(format!(
-        "first line {:?} is neither a kline row nor the kline header {:?}",
-        got.join(","),
-        COLUMNS.join(",")
-    ))
+    Err(format!("first line {:?} is neither a kline row nor the kline header {:?}", got.join(","), COLUMNS.join(",")))
 }
 
 fn parse_row(record: &ByteRecord, symbol: &Symbol, interval: Interval) -> Result<Candle, String> {

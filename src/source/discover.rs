@@ -71,12 +71,7 @@ mod tests {
         }
         let given = root.join("a/notes.txt");
         let got = discover(&[given.clone(), root.to_path_buf()]).unwrap();
-        let want = vec![
-            given,
-            root.join("a/Y-1h-2026-01.CSV"),
-            root.join("b/4h/X-4h-2026-01.zip"),
-            root.join("b/4h/X-4h-2026-02.zip"),
-        ];
+        let want = vec![given, root.join("a/Y-1h-2026-01.CSV"), root.join("b/4h/X-4h-2026-01.zip"), root.join("b/4h/X-4h-2026-02.zip")];
         assert_eq!(got, want);
     }
 

@@ -28,11 +28,7 @@ impl ArchiveName {
     /// Parses the last component of `path`.
     pub fn parse(path: &Path) -> Result<ArchiveName, SourceError> {
         let fail = |message: String| SourceError::FileName { path: path.to_path_buf(), message };
-        let name = path
-            .file_name()
-            .ok_or_else(|| fail("no file name".into()))?
-            .to_str()
-            .ok_or_else(|| fail("not valid UTF-8".into()))?;
+        let name = path.file_name().ok_or_else(|| fail("no file name".into()))?.to_str().ok_or_else(|| fail("not valid UTF-8".into()))?;
         let (stem, kind) = if let Some(stem) = strip_suffix_ignore_case(name, ".zip") {
             (stem, ArchiveKind::Zip)
         } else if let Some(stem) = strip_suffix_ignore_case(name, ".csv") {
@@ -47,8 +43,7 @@ impl ArchiveName {
             return Err(fail(format!("{name:?} does not have 4 or 5 '-'-separated parts")));
         };
         let symbol = Symbol::parse(symbol).map_err(|e| fail(e.to_string()))?;
-        let interval =
-            Interval::parse(interval).ok_or_else(|| fail(format!("unknown interval {interval:?} in {name:?}")))?;
+        let interval = Interval::parse(interval).ok_or_else(|| fail(format!("unknown interval {interval:?} in {name:?}")))?;
         let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
         let date_ok = digits(year, 4) && digits(month, 2) && day.is_none_or(|d| digits(d, 2));
         if !date_ok {

@@ -21,12 +21,7 @@ pub fn read_klines_json(path: &Path, symbol: &Symbol, interval: Interval) -> Res
 }
 
 /// Parses a response body; the first bad row rejects everything.
-pub(crate) fn parse_klines_json(
-    path: &Path,
-    data: &[u8],
-    symbol: &Symbol,
-    interval: Interval,
-) -> Result<Vec<Candle>, SourceError> {
+pub(crate) fn parse_klines_json(path: &Path, data: &[u8], symbol: &Symbol, interval: Interval) -> Result<Vec<Candle>, SourceError> {
     let file_error = |message: String| SourceError::File { path: path.to_path_buf(), message };
     let value: Value = serde_json::from_slice(data).map_err(|e| file_error(format!("not valid JSON: {e}")))?;
     let rows = match value {
@@ -58,8 +53,7 @@ pub(crate) fn parse_klines_json(
 }
 
 fn parse_row(fields: &[Value; 12], open_time: u64, symbol: &Symbol, interval: Interval) -> Result<Candle, FieldError> {
-    let [_, open, high, low, close, volume, close_time, quote_volume, count, taker_buy_volume, taker_buy_quote_volume, ignore] =
-        fields;
+    let [_, open, high, low, close, volume, close_time, quote_volume, count, taker_buy_volume, taker_buy_quote_volume, ignore] = fields;
     let close_time = integer("close_time", close_time)?;
     let trades = integer("count", count)?;
     string("ignore", ignore)?;
@@ -142,7 +136,11 @@ mod tests {
     #[test]
     fn wrong_json_types_name_row_open_time_and_field() {
         let cases = [
-            (r#""0.038360","0.053362""#, r#"0.038360,"0.053362""#, "open time 1769083200000: field open: expected a string, got number 0.03836"),
+            (
+                r#""0.038360","0.053362""#,
+                r#"0.038360,"0.053362""#,
+                "open time 1769083200000: field open: expected a string, got number 0.03836",
+            ),
             ("1008861", r#""1008861""#, "open time 1769083200000: field count: expected a number, got string \"1008861\""),
             ("1769097599999", "1769097599999.0", "open time 1769083200000: field close_time: expected a non-negative integer"),
             (r#","0"]"#, r#",0]"#, "open time 1769083200000: field ignore: expected a string"),

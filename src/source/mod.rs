@@ -2,7 +2,7 @@
 //! saved `/fapi/v1/klines` JSON responses. Everything a source yields is
 //! parsed losslessly and validated before it reaches the log.
 //!
-//! The flow for one import is [`discover`] (which files) → [`read_path`]
+//! The flow for one import is [`discover()`] (which files) → [`read_path`]
 //! (one file → its validated candles, or one error for the whole file).
 //! A file is all or nothing: a single bad row rejects it, so a half-read
 //! archive never reaches the log.
@@ -13,7 +13,7 @@
 pub mod archive;
 mod checksum;
 mod csv_klines;
-pub mod discover;
+mod discover;
 mod error;
 mod file_name;
 mod kline;
@@ -25,7 +25,7 @@ use crate::event::{Candle, Interval, Symbol};
 
 pub use discover::discover;
 pub use error::SourceError;
-pub use file_name::{ArchiveName, ArchiveKind};
+pub use file_name::{ArchiveKind, ArchiveName};
 
 /// How to read a path.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,251 @@
+//! The commands end to end on the real SKRUSDT data and on bad input.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::support::{self, json, run, shared_archives, table_rows};
+
+fn csv_rows_of_shared_archives() -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut zips: Vec<_> = std::fs::read_dir(shared_archives()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "zip")).collect();
+    zips.sort();
+    for z in zips {
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(&z).unwrap()).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_index(0).unwrap(), &mut text).unwrap();
+        for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with("open_time")) {
+            rows.push(line.split(',').map(str::to_string).collect());
+        }
+    }
+    rows
+}
+
+#[test]
+fn import_of_shared_archives_gives_263_rows_equal_to_the_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let r = run(&dir, &["import", "--json", shared_archives().to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = json(&r);
+    assert_eq!(report["appended"], 263);
+    assert_eq!(report["files_ok"], 3);
+
+    let rows = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    let csv = csv_rows_of_shared_archives();
+    assert_eq!(rows.len(), 263);
+    assert_eq!(csv.len(), 263);
+    for (row, c) in rows.iter().zip(&csv) {
+        assert_eq!(row.0, c[0].parse::<i64>().unwrap());
+        assert_eq!(row.1, "SKRUSDT");
+        for k in 0..6 {
+            let col = [1, 2, 3, 4, 5, 7][k];
+            assert_eq!(f64::from_bits(row.2[k]), c[col].parse::<f64>().unwrap(), "open time {} column {col}", c[0]);
+        }
+        assert_eq!(row.3, c[8].parse::<i64>().unwrap());
+    }
+
+    // Re-importing appends no candle: only the run record.
+    let head = json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64().unwrap();
+    let again = run(&dir, &["import", "--json", shared_archives().to_str().unwrap()]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(json(&again)["appended"], 0);
+    assert_eq!(json(&again)["duplicates"], 263);
+    assert_eq!(json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64().unwrap(), head + 1);
+
+    let v = run(&dir, &["verify", "--deep", "--json"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    let v = json(&v);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["candles"], 263);
+    assert!(v["problems"].as_array().unwrap().is_empty());
+    assert_eq!(v["head_lsn"].as_u64().unwrap(), head + 1);
+    assert_eq!(v["head_hash"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn klines_json_import_matches_the_archives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    assert_eq!(run(&a, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    let path = support::shared_klines_json();
+    let r = run(&b, &["import", "--format", "klines-json", "--symbol", "SKRUSDT", "--interval", "4h", path.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(table_rows(&a.join("candles.sqlite"), "ohlcv_h4"), table_rows(&b.join("candles.sqlite"), "ohlcv_h4"));
+    // Same candles, exact same decimal text: importing the JSON into `a` adds nothing.
+    let r = run(&a, &["import", "--json", "--format", "klines-json", "--symbol", "SKRUSDT", "--interval", "4h", path.to_str().unwrap()]);
+    assert_eq!(json(&r)["appended"], 0, "{}", r.stdout);
+}
+
+#[test]
+fn rebuild_after_deleting_projections_restores_identical_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let fixtures = tmp.path().join("fixtures");
+    support::gen_archives(&fixtures, 3, 2);
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", fixtures.to_str().unwrap()]).code, 0);
+    let before = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    let status_before = json(&run(&dir, &["status", "--json"]));
+    for f in ["candles.sqlite", "candles.sqlite-wal", "candles.sqlite-shm", "index.redb"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let r = run(&dir, &["rebuild"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), before);
+    let status_after = json(&run(&dir, &["status", "--json"]));
+    assert_eq!(status_after["series"], status_before["series"]);
+    assert_eq!(status_after["candles"], status_before["candles"]);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+#[test]
+fn revisions_are_appended_and_the_projection_shows_the_newest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rows = support::month_rows(7, 2024, 1);
+    support::write_archive(&src, "REVUSDT", 2024, 1, &rows, true);
+    assert_eq!(run(&dir, &["import", src.to_str().unwrap()]).code, 0);
+    // The exchange corrects the volume of one candle.
+    let mut fields: Vec<String> = rows[5].split(',').map(str::to_string).collect();
+    fields[5] = "123456789".into();
+    rows[5] = fields.join(",");
+    support::write_archive(&src, "REVUSDT", 2024, 1, &rows, true);
+    let r = run(&dir, &["import", "--json", src.to_str().unwrap()]);
+    let r = json(&r);
+    assert_eq!(r["appended"], 1);
+    assert_eq!(r["revisions"], 1);
+    let table = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    assert_eq!(f64::from_bits(table[5].2[4]), 123456789.0);
+    let status = json(&run(&dir, &["status", "--json"]));
+    assert_eq!(status["revisions"], 1);
+    assert_eq!(status["candles"], rows.len());
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+#[test]
+fn torn_tail_is_truncated_on_next_open_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    let seg = support::segments(&dir).pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // Half of a frame: a header's magic and some of its fields, no payload.
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(b"CLFR\x10\x00\x00\x00\x09\x01").unwrap();
+    let v = json(&run(&dir, &["verify", "--json"]));
+    assert_eq!(v["ok"], true, "a torn tail is not damage: {v}");
+    assert_eq!(v["warnings"][0]["kind"], "torn_tail");
+    assert_eq!(v["warnings"][0]["offset"], len);
+
+    let r = run(&dir, &["import", support::shared_archives().to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("truncated a torn tail") && r.stderr.contains(&format!("offset {len}")), "{}", r.stderr);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len(), 263);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+#[test]
+fn a_missing_committed_frame_is_reported_as_lost_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    let dump = run(&dir, &["dump", "--json"]);
+    let frames: Vec<serde_json::Value> = dump.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v: &serde_json::Value| v.get("frame").is_some()).collect();
+    let last = frames.last().unwrap()["frame"].as_u64().unwrap();
+    // Cut the log exactly at the last frame boundary: a clean-looking log that lost a commit.
+    let seg = support::segments(&dir).pop().unwrap();
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(last).unwrap();
+    let v = run(&dir, &["verify", "--json"]);
+    assert_eq!(v.code, 1);
+    let v = json(&v);
+    assert!(v["problems"].as_array().unwrap().iter().any(|p| p["kind"] == "lost_frames"), "{v}");
+    let r = run(&dir, &["import", shared_archives().to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("lost frames"), "{}", r.stderr);
+}
+
+#[test]
+fn a_second_writer_exits_75_naming_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["init"]).code, 0);
+    let lock = std::fs::OpenOptions::new().read(true).write(true).open(dir.join("lock")).unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(dir.join("lock"), "4242").unwrap();
+    let r = run(&dir, &["import", shared_archives().to_str().unwrap()]);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.stderr.contains("locked") && r.stderr.contains("pid 4242"), "{}", r.stderr);
+    assert_eq!(run(&dir, &["verify"]).code, 75, "readers wait for no writer either");
+    drop(lock);
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(run(tmp.path(), &["verify", "--no-such-flag"]).code, 2);
+    assert_eq!(run(&tmp.path().join("missing"), &["verify"]).code, 2);
+    assert_eq!(run(tmp.path(), &["import", "--format", "klines-json", "x.json"]).code, 2);
+}
+
+fn bad_input_case(name: &str, write: impl FnOnce(&Path) -> std::path::PathBuf, expect: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    let before = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    let bad_dir = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let bad = write(&bad_dir);
+    let r = run(&dir, &["import", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{name}: {}", r.stderr);
+    let line = r.stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{name}: no error line in {}", r.stderr));
+    let file_name = bad.file_name().unwrap().to_str().unwrap();
+    assert!(line.contains(file_name), "{name}: error does not name the file: {line}");
+    for e in expect {
+        assert!(line.contains(e), "{name}: error lacks {e:?}: {line}");
+    }
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), before, "{name}: committed rows changed");
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0, "{name}");
+}
+
+#[test]
+fn bad_input_fails_alone_with_a_one_line_error() {
+    let rows = support::month_rows(3, 2024, 2);
+    bad_input_case("corrupt zip", |d| {
+        let p = d.join("BADUSDT-4h-2024-02.zip");
+        std::fs::write(&p, b"PK\x03\x04 this is not a zip").unwrap();
+        p
+    }, &[]);
+    bad_input_case("wrong checksum", |d| {
+        let p = support::write_archive(d, "SUMUSDT", 2024, 2, &rows, true);
+        std::fs::write(d.join("SUMUSDT-4h-2024-02.zip.CHECKSUM"), format!("{}  SUMUSDT-4h-2024-02.zip", "0".repeat(64))).unwrap();
+        p
+    }, &["sha256 mismatch", "CHECKSUM"]);
+    bad_input_case("negative volume", |d| {
+        let mut rows = rows.clone();
+        let mut f: Vec<String> = rows[3].split(',').map(str::to_string).collect();
+        f[5] = "-5".into();
+        rows[3] = f.join(",");
+        support::write_archive(d, "NEGUSDT", 2024, 2, &rows, true)
+    }, &["row 5", "volume"]);
+    bad_input_case("high below low", |d| {
+        let mut rows = rows.clone();
+        let mut f: Vec<String> = rows[0].split(',').map(str::to_string).collect();
+        f[2] = "0.000001".into();
+        rows[0] = f.join(",");
+        support::write_archive(d, "HILOUSDT", 2024, 2, &rows, false)
+    }, &["row 1", "high"]);
+    bad_input_case("non-ASCII symbol", |d| support::write_archive(d, "BTCÜSDT", 2024, 2, &rows, true), &["position 4"]);
+}
+
+#[test]
+fn an_unwritable_data_directory_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let r = run(&file.join("data"), &["import", shared_archives().to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("plain-file/data"), "{}", r.stderr);
+}

@@ -1,0 +1,4 @@
+mod cli;
+mod corruption;
+mod crash;
+mod property;

@@ -1,0 +1,190 @@
+//! Shared helpers for the integration tests: run the real binary, generate
+//! data.binance.vision-style archives, read the projection.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::Digest;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_candlelog"));
+    c.env_remove("CANDLELOG_DATA_DIR").env_remove("RUST_LOG");
+    c
+}
+
+fn finish(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `candlelog --data-dir DIR ARGS...`.
+pub fn run(dir: &Path, args: &[&str]) -> Run {
+    let out = bin().arg("--data-dir").arg(dir).args(args).output().expect("spawn candlelog");
+    finish(out)
+}
+
+pub fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", r.stdout, r.stderr))
+}
+
+/// The real SKRUSDT archives in ../shared/data; fails loudly when missing.
+pub fn shared_archives() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance/data.binance.vision/futures/um/monthly/klines/SKRUSDT/4h");
+    assert!(p.is_dir(), "reference data missing: {} (tests read ../shared/data in place)", p.display());
+    p
+}
+
+pub fn shared_klines_json() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance/SKRUSDT-4h-klines.json");
+    assert!(p.is_file(), "reference data missing: {}", p.display());
+    p
+}
+
+/// A small deterministic generator (xorshift) so fixtures never change.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub const H4: i64 = 4 * 3600 * 1000;
+
+/// 4h CSV rows for one calendar month: `(open_time, line)`.
+pub fn month_rows(symbol_seed: u64, year: i32, month: u8) -> Vec<String> {
+    let start = month_start(year, month);
+    let end = if month == 12 { month_start(year + 1, 1) } else { month_start(year, month + 1) };
+    let mut rng = Rng(symbol_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (start as u64) | 1);
+    let mut price: i64 = 1_000_000 + rng.below(50_000_000) as i64; // in 1e-6 units
+    let mut rows = Vec::new();
+    let mut t = start;
+    while t < end {
+        let open = price;
+        let close = (open + rng.below(20_001) as i64 - 10_000).max(1000);
+        let high = open.max(close) + rng.below(5_000) as i64;
+        let low = (open.min(close) - rng.below(5_000) as i64).max(1);
+        let volume = rng.below(10_000_000);
+        let quote = volume as u128 * open as u128 / 1_000_000;
+        let trades = rng.below(100_000);
+        let tbv = volume / 2;
+        let f6 = |v: i64| format!("{}.{:06}", v / 1_000_000, v % 1_000_000);
+        rows.push(format!(
+            "{t},{},{},{},{},{volume},{},{quote}.{:06},{trades},{tbv},{}.000000,0",
+            f6(open),
+            f6(high),
+            f6(low),
+            f6(close),
+            t + H4 - 1,
+            rng.below(1_000_000),
+            quote / 2
+        ));
+        price = close;
+        t += H4;
+    }
+    rows
+}
+
+pub fn month_start(year: i32, month: u8) -> i64 {
+    jiff::civil::date(year as i16, month as i8, 1).to_zoned_datetime(jiff::tz::TimeZone::UTC).unwrap().timestamp().as_millisecond()
+}
+
+pub const HEADER: &str = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore";
+
+/// Writes `SYMBOL-4h-YYYY-MM.zip` (+ `.CHECKSUM`) into `dir`; returns the zip path.
+pub fn write_archive(dir: &Path, symbol: &str, year: i32, month: u8, rows: &[String], header: bool) -> PathBuf {
+    let name = format!("{symbol}-4h-{year}-{month:02}");
+    let zip_path = dir.join(format!("{name}.zip"));
+    let mut csv = String::new();
+    if header {
+        csv.push_str(HEADER);
+        csv.push('\n');
+    }
+    for r in rows {
+        csv.push_str(r);
+        csv.push('\n');
+    }
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zw = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zw.start_file(format!("{name}.csv"), opts).unwrap();
+        zw.write_all(csv.as_bytes()).unwrap();
+        zw.finish().unwrap();
+    }
+    let bytes = buf.into_inner();
+    std::fs::write(&zip_path, &bytes).unwrap();
+    let sum = sha2::Sha256::digest(&bytes);
+    let hexsum: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(dir.join(format!("{name}.zip.CHECKSUM")), format!("{hexsum}  {name}.zip")).unwrap();
+    zip_path
+}
+
+/// Generates `symbols × months` monthly 4h archives starting January 2024.
+pub fn gen_archives(dir: &Path, symbols: usize, months: u8) -> u64 {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut total = 0;
+    for s in 0..symbols {
+        let symbol = format!("SYM{s}USDT");
+        for m in 0..months {
+            let (year, month) = (2024 + i32::from(m / 12), m % 12 + 1);
+            let rows = month_rows(s as u64 + 1, year, month);
+            total += rows.len() as u64;
+            write_archive(dir, &symbol, year, month, &rows, true);
+        }
+    }
+    total
+}
+
+/// Every row of an `ohlcv_*` table, ordered, with floats as bit patterns.
+pub fn table_rows(db: &Path, table: &str) -> Vec<(i64, String, [u64; 6], i64)> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT timestamp, symbol, open, high, low, close, volume, quote_volume, trades_count FROM {table} ORDER BY timestamp, symbol"
+        ))
+        .unwrap();
+    stmt.query_map([], |r| {
+        let f = |i| r.get::<_, f64>(i).map(f64::to_bits);
+        Ok((r.get(0)?, r.get(1)?, [f(2)?, f(3)?, f(4)?, f(5)?, f(6)?, f(7)?], r.get(8)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("log")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).collect();
+    v.sort();
+    v
+}
