@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use candlelog::event::{Interval, Symbol};
-use candlelog::ops::import::{import, ImportOptions};
+use candlelog::ops::import::{ImportOptions, import};
 use candlelog::source::SourceFormat;
 
-use super::{print_json, Cli, EXIT_FAILED, EXIT_OK};
+use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -71,7 +71,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "imported {} file(s), {} failed: {} candles read, {} appended ({} revisions), {} unchanged; head LSN {} ({} ms)",
-            report.files_ok, report.files_failed, report.candles, report.appended, report.revisions, report.duplicates, report.head_lsn, report.elapsed_ms
+            report.files_ok,
+            report.files_failed,
+            report.candles,
+            report.appended,
+            report.revisions,
+            report.duplicates,
+            report.head_lsn,
+            report.elapsed_ms
         );
     }
     Ok(ExitCode::from(if report.ok { EXIT_OK } else { EXIT_FAILED }))

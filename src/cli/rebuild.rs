@@ -6,7 +6,7 @@ use std::time::Instant;
 use candlelog::store::Store;
 use serde_json::json;
 
-use super::{print_json, report_open, Cli, EXIT_OK};
+use super::{Cli, EXIT_OK, print_json, report_open};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use candlelog::ops::status::status;
 
-use super::{fmt_ms, print_json, Cli, EXIT_OK};
+use super::{Cli, EXIT_OK, fmt_ms, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,7 +31,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         println!("  {i:<4} {} symbol(s), {} candles, {} revisions", s.symbols, s.candles, s.revisions);
     }
     for s in &r.series {
-        println!("  {:<14} {:<4} {:>8} candles {:>4} rev  {} .. {}", s.symbol, s.interval, s.candles, s.revisions, fmt_ms(s.first_open), fmt_ms(s.last_open));
+        println!(
+            "  {:<14} {:<4} {:>8} candles {:>4} rev  {} .. {}",
+            s.symbol,
+            s.interval,
+            s.candles,
+            s.revisions,
+            fmt_ms(s.first_open),
+            fmt_ms(s.last_open)
+        );
     }
     Ok(ExitCode::from(EXIT_OK))
 }

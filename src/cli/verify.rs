@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use candlelog::ops::verify::verify;
 
-use super::{print_json, Cli, EXIT_FAILED, EXIT_OK};
+use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -34,7 +34,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             println!("warning {}: {}: {}", w.kind, w.path, w.message);
         }
         for g in &r.gaps {
-            println!("gap {} {}: {} candle(s) missing, open times {}..={}", g.symbol, g.interval, g.missing, super::fmt_ms(g.from), super::fmt_ms(g.to));
+            println!(
+                "gap {} {}: {} candle(s) missing, open times {}..={}",
+                g.symbol,
+                g.interval,
+                g.missing,
+                super::fmt_ms(g.from),
+                super::fmt_ms(g.to)
+            );
         }
         let what = if r.deep { format!(", {} events decoded, {} candles", r.events, r.candles) } else { String::new() };
         println!(

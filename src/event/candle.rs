@@ -167,7 +167,8 @@ mod tests {
     #[test]
     fn names_the_broken_field() {
         let d = |s| Decimal::parse(s).unwrap();
-        let cases: Vec<(fn(&mut Candle), &str)> = vec![
+        type Case = (fn(&mut Candle), &'static str);
+        let cases: Vec<Case> = vec![
             (|c| c.open_time += 1, "open_time"),
             (|c| c.close_time += 1, "close_time"),
             (|c| c.volume = Decimal::parse("-1").unwrap(), "volume"),

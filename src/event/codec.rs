@@ -128,7 +128,9 @@ pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
     for c in &candles {
         put_varint(out, zz(m(&c.open).min(m(&c.close)) - m(&c.low)));
     }
-    for field in [|c: &Candle| c.volume, |c: &Candle| c.quote_volume, |c: &Candle| c.taker_buy_volume, |c: &Candle| c.taker_buy_quote_volume] {
+    for field in
+        [|c: &Candle| c.volume, |c: &Candle| c.quote_volume, |c: &Candle| c.taker_buy_volume, |c: &Candle| c.taker_buy_quote_volume]
+    {
         for c in &candles {
             put_varint(out, field(c).mantissa());
         }
@@ -321,7 +323,8 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
     let qvol = raw("quote_volume")?;
     let tbv = raw("taker_buy_volume")?;
     let tbq = raw("taker_buy_quote_volume")?;
-    let trades: Vec<u64> = raw("trades")?.into_iter().map(|t| u64::try_from(t).map_err(|_| "trades exceeds u64".to_string())).collect::<Result<_, _>>()?;
+    let trades: Vec<u64> =
+        raw("trades")?.into_iter().map(|t| u64::try_from(t).map_err(|_| "trades exceeds u64".to_string())).collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(n);
     let mut prev_close = 0i128;
     for i in 0..n {
@@ -330,16 +333,8 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
         let h = o.max(c) + high_d[i];
         let l = o.min(c) - low_d[i];
         prev_close = c;
-        let mags = [
-            magnitude(o, "open")?,
-            magnitude(h, "high")?,
-            magnitude(l, "low")?,
-            magnitude(c, "close")?,
-            vol[i],
-            qvol[i],
-            tbv[i],
-            tbq[i],
-        ];
+        let mags =
+            [magnitude(o, "open")?, magnitude(h, "high")?, magnitude(l, "low")?, magnitude(c, "close")?, vol[i], qvol[i], tbv[i], tbq[i]];
         let mut ds = [Decimal::default(); 8];
         for (k, d) in ds.iter_mut().enumerate() {
             let head = heads[i * 8 + k];

@@ -7,7 +7,7 @@ mod decimal;
 mod interval;
 mod run;
 
-pub use candle::{Candle, CandleError, Symbol, SymbolError, MAX_SYMBOL_LEN};
+pub use candle::{Candle, CandleError, MAX_SYMBOL_LEN, Symbol, SymbolError};
 pub use decimal::{Decimal, DecimalError};
 pub use interval::Interval;
 pub use run::{Outcome, OutcomeStatus, Run, RunKind};
@@ -17,6 +17,7 @@ pub type Lsn = u64;
 
 /// One log record.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[expect(clippy::large_enum_variant, reason = "candles are nearly every event; boxing them would allocate per candle")]
 pub enum Event {
     Candle(Candle),
     Run(Run),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::error::LogError;
 use super::reader::read_prefix;
-use super::segment::{list_segments, Footer, SegmentHeader, FOOTER_LEN, SEGMENT_HEADER_LEN};
+use super::segment::{FOOTER_LEN, Footer, SEGMENT_HEADER_LEN, SegmentHeader, list_segments};
 use super::writer::SegmentInfo;
 use crate::event::Lsn;
 
@@ -50,7 +50,9 @@ fn read_footer(path: &Path, len: u64) -> Result<Option<Footer>, LogError> {
     }
     let mut f = std::fs::File::open(path).map_err(|e| LogError::io("open", path, e))?;
     let mut buf = [0u8; FOOTER_LEN];
-    f.seek(SeekFrom::Start(len - FOOTER_LEN as u64)).and_then(|_| f.read_exact(&mut buf)).map_err(|e| LogError::io("read footer", path, e))?;
+    f.seek(SeekFrom::Start(len - FOOTER_LEN as u64))
+        .and_then(|_| f.read_exact(&mut buf))
+        .map_err(|e| LogError::io("read footer", path, e))?;
     Ok(Footer::decode(&buf).filter(|f| f.footer_offset == len - FOOTER_LEN as u64))
 }
 

@@ -16,24 +16,22 @@ pub enum LogError {
     },
 
     #[error("{path} at byte offset {offset}{}: {message}{}", lsn_text(*lsn), hint_text(hint))]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        lsn: Option<Lsn>,
-        message: String,
-        hint: &'static str,
-    },
+    Corrupt { path: PathBuf, offset: u64, lsn: Option<Lsn>, message: String, hint: &'static str },
 
     #[error("{path}: segment format version {version} is not supported by this build (reads version {supported}); upgrade candlelog")]
     UnsupportedVersion { path: PathBuf, version: u16, supported: u16 },
 
-    #[error("the log writer is poisoned by an earlier failed write or fsync ({cause}); nothing after LSN {last_committed} was committed; reopen the data directory to recover")]
+    #[error(
+        "the log writer is poisoned by an earlier failed write or fsync ({cause}); nothing after LSN {last_committed} was committed; reopen the data directory to recover"
+    )]
     Poisoned { cause: String, last_committed: Lsn },
 
     #[error("frame too large: {what} is {size} bytes, the format allows at most {max}")]
     FrameTooLarge { what: &'static str, size: usize, max: usize },
 
-    #[error("lost frames: the {what} recorded LSN {recorded} as committed but the log ends at LSN {head}; restore the missing frames from a backup (`candlelog recover`), or accept the loss with `candlelog rebuild`")]
+    #[error(
+        "lost frames: the {what} recorded LSN {recorded} as committed but the log ends at LSN {head}; restore the missing frames from a backup (`candlelog recover`), or accept the loss with `candlelog rebuild`"
+    )]
     LostFrames { what: String, recorded: Lsn, head: Lsn },
 
     #[error("the log holds more than one segment numbered {seq} ({path})")]

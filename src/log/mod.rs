@@ -9,5 +9,5 @@ pub mod segment;
 pub mod writer;
 
 pub use error::LogError;
-pub use reader::{decode_frame, scan_segment, Damage, FrameMeta, LogReader, ReplayEnd, SegmentEnd, SegmentScan};
+pub use reader::{Damage, FrameMeta, LogReader, ReplayEnd, SegmentEnd, SegmentScan, decode_frame, scan_segment};
 pub use writer::{LogWriter, SegmentInfo, Truncation, WriterOptions};

@@ -3,12 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::{LogError, HINT_RESTORE};
-use super::frame::{frame_hash, FrameHeader, FrameHeaderError, FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_MAGIC};
-use super::segment::{
-    list_segments, Footer, HeaderError, SegmentHeader, FOOTER_LEN, FOOTER_MAGIC, SEGMENT_HEADER_LEN, SEGMENT_VERSION,
-};
-use crate::event::{codec, Event, Lsn};
+use super::error::{HINT_RESTORE, LogError};
+use super::frame::{FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, FrameHeaderError, frame_hash};
+use super::segment::{FOOTER_LEN, FOOTER_MAGIC, Footer, HeaderError, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader, list_segments};
+use crate::event::{Event, Lsn, codec};
 
 /// Where a frame lives and what it holds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -144,15 +142,26 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                 let reason = format!("footer truncated: {} of {FOOTER_LEN} bytes", rest.len());
                 break torn_or("truncated_footer", pos, Some(next_lsn), reason, &mut scan.damage);
             }
-            let expected = Footer { last_lsn: next_lsn - 1, frame_count: scan.frames.len() as u64, footer_offset: pos as u64, head_hash: prev };
+            let expected =
+                Footer { last_lsn: next_lsn - 1, frame_count: scan.frames.len() as u64, footer_offset: pos as u64, head_hash: prev };
             match Footer::decode(rest) {
                 Some(f) if f == expected && rest.len() == FOOTER_LEN => break SegmentEnd::Sealed(f),
                 Some(f) if f == expected => {
-                    scan.damage.push(damage("trailing_bytes", pos + FOOTER_LEN, None, format!("{} bytes after the footer", rest.len() - FOOTER_LEN)));
+                    scan.damage.push(damage(
+                        "trailing_bytes",
+                        pos + FOOTER_LEN,
+                        None,
+                        format!("{} bytes after the footer", rest.len() - FOOTER_LEN),
+                    ));
                     break SegmentEnd::Damaged;
                 }
                 Some(f) => {
-                    scan.damage.push(damage("bad_footer", pos, Some(next_lsn - 1), format!("footer {f:?} does not match the frames before it ({expected:?})")));
+                    scan.damage.push(damage(
+                        "bad_footer",
+                        pos,
+                        Some(next_lsn - 1),
+                        format!("footer {f:?} does not match the frames before it ({expected:?})"),
+                    ));
                     break SegmentEnd::Damaged;
                 }
                 None => {
@@ -170,12 +179,22 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                 let reason = format!("frame header truncated: {} of {FRAME_HEADER_LEN} bytes", rest.len());
                 break torn_or("truncated_frame", pos, Some(next_lsn), reason, &mut scan.damage);
             }
-            scan.damage.push(damage("bad_frame_header", pos, Some(next_lsn), format!("{} unrecognised bytes where a frame should start", rest.len())));
+            scan.damage.push(damage(
+                "bad_frame_header",
+                pos,
+                Some(next_lsn),
+                format!("{} unrecognised bytes where a frame should start", rest.len()),
+            ));
             break SegmentEnd::Damaged;
         };
         let fh = match FrameHeader::decode(hb) {
             Ok(h) => h,
-            Err(_) if is_last && rest.starts_with(&FRAME_MAGIC[..1]) && rest[FRAME_HEADER_LEN..].iter().all(|&b| b == 0) && hb[FRAME_HEADER_LEN - 4..].iter().all(|&b| b == 0) => {
+            Err(_)
+                if is_last
+                    && rest.starts_with(&FRAME_MAGIC[..1])
+                    && rest[FRAME_HEADER_LEN..].iter().all(|&b| b == 0)
+                    && hb[FRAME_HEADER_LEN - 4..].iter().all(|&b| b == 0) =>
+            {
                 let reason = "frame header followed by zero bytes that were never written".to_string();
                 break SegmentEnd::Torn { offset: pos as u64, len: (len - pos) as u64, reason };
             }
@@ -190,7 +209,12 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
             }
         };
         if fh.first_lsn != next_lsn {
-            scan.damage.push(damage("lsn_gap", pos + 8, Some(next_lsn), format!("frame starts at LSN {}, expected {next_lsn}", fh.first_lsn)));
+            scan.damage.push(damage(
+                "lsn_gap",
+                pos + 8,
+                Some(next_lsn),
+                format!("frame starts at LSN {}, expected {next_lsn}", fh.first_lsn),
+            ));
         }
         let frame_len = fh.frame_len();
         if frame_len > rest.len() as u64 {
@@ -204,7 +228,11 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
         let computed = frame_hash(&prev, hb, payload);
         if computed != stored && is_last && stored == [0; FRAME_HASH_LEN] && rest[frame_len as usize..].iter().all(|&b| b == 0) {
             // A blake3 hash is never all zeros: the frame's tail never reached the disk.
-            break SegmentEnd::Torn { offset: pos as u64, len: (len - pos) as u64, reason: "last frame ends in zero bytes that were never written".into() };
+            break SegmentEnd::Torn {
+                offset: pos as u64,
+                len: (len - pos) as u64,
+                reason: "last frame ends in zero bytes that were never written".into(),
+            };
         }
         if computed != stored {
             scan.damage.push(damage(
@@ -290,14 +318,13 @@ impl LogReader {
             if let Some(d) = scan.damage.into_iter().next() {
                 return Err(d.into_error().into());
             }
-            if i == start {
-                if let Some(h) = scan.header {
-                    if h.first_lsn - 1 == after {
-                        boundary_seen = true;
-                        if h.base_hash != after_hash {
-                            return Err(mismatch(Some(path), SEGMENT_HEADER_LEN as u64, after).into());
-                        }
-                    }
+            if i == start
+                && let Some(h) = scan.header
+                && h.first_lsn - 1 == after
+            {
+                boundary_seen = true;
+                if h.base_hash != after_hash {
+                    return Err(mismatch(Some(path), SEGMENT_HEADER_LEN as u64, after).into());
                 }
             }
             for meta in &scan.frames {
@@ -315,8 +342,12 @@ impl LogReader {
                     return Err(mismatch(Some(path), meta.offset, after).into());
                 }
                 let frame = &data[meta.offset as usize..];
-                let events = decode_frame(frame, meta, &mut dec).map_err(|message| {
-                    LogError::Corrupt { path: path.clone(), offset: meta.offset, lsn: Some(meta.header.first_lsn), message, hint: HINT_RESTORE }
+                let events = decode_frame(frame, meta, &mut dec).map_err(|message| LogError::Corrupt {
+                    path: path.clone(),
+                    offset: meta.offset,
+                    lsn: Some(meta.header.first_lsn),
+                    message,
+                    hint: HINT_RESTORE,
                 })?;
                 f(meta, events)?;
             }

@@ -64,10 +64,8 @@ impl SegmentHeader {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
-        let b: &[u8; SEGMENT_HEADER_LEN] = bytes
-            .get(..SEGMENT_HEADER_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(HeaderError::Short(bytes.len()))?;
+        let b: &[u8; SEGMENT_HEADER_LEN] =
+            bytes.get(..SEGMENT_HEADER_LEN).and_then(|s| s.try_into().ok()).ok_or(HeaderError::Short(bytes.len()))?;
         if b[0..8] != SEGMENT_MAGIC {
             return Err(HeaderError::Magic);
         }

@@ -6,10 +6,10 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::LogError;
-use super::frame::{encode_frame, FRAME_HEADER_LEN, MAX_RAW_LEN};
-use super::reader::{read_file, scan_segment, FrameMeta, SegmentEnd};
-use super::segment::{list_segments, segment_path, Footer, SegmentHeader, GENESIS_HASH, SEGMENT_HEADER_LEN};
-use crate::event::{codec, Event, Lsn};
+use super::frame::{FRAME_HEADER_LEN, MAX_RAW_LEN, encode_frame};
+use super::reader::{FrameMeta, SegmentEnd, read_file, scan_segment};
+use super::segment::{Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SegmentHeader, list_segments, segment_path};
+use crate::event::{Event, Lsn, codec};
 
 /// Most events one frame holds; larger batches become several frames of one commit.
 pub const MAX_FRAME_EVENTS: usize = 65_536;
@@ -98,7 +98,12 @@ impl LogWriter {
             if !is_zero_or_prefix(path)? {
                 break;
             }
-            truncations.push(Truncation { path: path.clone(), offset: 0, len, reason: "segment file created but its header never completed".into() });
+            truncations.push(Truncation {
+                path: path.clone(),
+                offset: 0,
+                len,
+                reason: "segment file created but its header never completed".into(),
+            });
             std::fs::remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
             sync_dir(dir)?;
             segments.pop();
@@ -212,7 +217,8 @@ impl LogWriter {
                 self.flush(&mut buf)?;
                 self.roll()?;
             }
-            let active = self.active.as_mut().ok_or_else(|| LogError::io("append", &self.dir, std::io::Error::other("no active segment")))?;
+            let active =
+                self.active.as_mut().ok_or_else(|| LogError::io("append", &self.dir, std::io::Error::other("no active segment")))?;
             let offset = active.info.bytes + buf.len() as u64;
             let count = (i - first) as u32;
             let (header, hash) = encode_frame(&mut buf, &self.head_hash, self.next_lsn, count, now, &raw, &payload);
@@ -250,7 +256,8 @@ impl LogWriter {
         let seq = self.last_seq + 1;
         let path = segment_path(&self.dir, seq);
         let header = SegmentHeader { seq, first_lsn: self.next_lsn, base_hash: self.head_hash, created_ms: now_ms() };
-        let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| LogError::io("create", &path, e))?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| LogError::io("create", &path, e))?;
         file.write_all(&header.encode()).map_err(|e| LogError::io("write", &path, e))?;
         file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
         sync_dir(&self.dir)?;
@@ -281,7 +288,8 @@ impl LogWriter {
             return Ok(None);
         }
         let path = segment_path(&self.dir, active.info.seq);
-        let footer = Footer { last_lsn: self.next_lsn - 1, frame_count: active.frames, footer_offset: active.info.bytes, head_hash: self.head_hash };
+        let footer =
+            Footer { last_lsn: self.next_lsn - 1, frame_count: active.frames, footer_offset: active.info.bytes, head_hash: self.head_hash };
         let res = active.file.write_all(&footer.encode()).and_then(|_| active.file.sync_data());
         if let Err(e) = res {
             self.poisoned = Some(format!("sealing {}: {e}", path.display()));
@@ -329,7 +337,13 @@ fn previous_footer(path: &Path) -> Result<(Lsn, [u8; 32]), LogError> {
 }
 
 fn unreachable_damaged(path: &Path) -> Result<(), LogError> {
-    Err(LogError::Corrupt { path: path.to_path_buf(), offset: 0, lsn: None, message: "segment is damaged".into(), hint: super::error::HINT_RESTORE })
+    Err(LogError::Corrupt {
+        path: path.to_path_buf(),
+        offset: 0,
+        lsn: None,
+        message: "segment is damaged".into(),
+        hint: super::error::HINT_RESTORE,
+    })
 }
 
 fn is_zero_or_prefix(path: &Path) -> Result<bool, LogError> {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::log::{decode_frame, scan_segment, SegmentEnd};
+use crate::log::{SegmentEnd, decode_frame, scan_segment};
 use crate::projection::hex;
 
 /// Writes one line per segment, frame and (with `events`) event to `out`:
@@ -20,16 +20,52 @@ pub fn dump(segment_paths: &[std::path::PathBuf], events: bool, json: bool, out:
         let scan = scan_segment(path, seq, &data, true, None);
         let w = |out: &mut dyn Write, s: String| out.write_all(s.as_bytes()).map_err(|e| Error::io("write", "stdout", e));
         match scan.header {
-            Some(h) if json => w(out, format!("{}\n", json!({"segment": path.display().to_string(), "seq": h.seq, "first_lsn": h.first_lsn, "base_hash": hex(&h.base_hash), "created_ms": h.created_ms, "bytes": data.len()})))?,
-            Some(h) => w(out, format!("segment {} seq={} first_lsn={} base_hash={} created_ms={} bytes={}\n", path.display(), h.seq, h.first_lsn, hex(&h.base_hash), h.created_ms, data.len()))?,
+            Some(h) if json => w(
+                out,
+                format!(
+                    "{}\n",
+                    json!({"segment": path.display().to_string(), "seq": h.seq, "first_lsn": h.first_lsn, "base_hash": hex(&h.base_hash), "created_ms": h.created_ms, "bytes": data.len()})
+                ),
+            )?,
+            Some(h) => w(
+                out,
+                format!(
+                    "segment {} seq={} first_lsn={} base_hash={} created_ms={} bytes={}\n",
+                    path.display(),
+                    h.seq,
+                    h.first_lsn,
+                    hex(&h.base_hash),
+                    h.created_ms,
+                    data.len()
+                ),
+            )?,
             None => w(out, format!("segment {}: header unreadable\n", path.display()))?,
         }
         for meta in &scan.frames {
             let h = meta.header;
             if json {
-                w(out, format!("{}\n", json!({"frame": meta.offset, "first_lsn": h.first_lsn, "last_lsn": h.last_lsn(), "events": h.event_count, "commit_ms": h.commit_ms, "payload_len": h.payload_len, "raw_len": h.raw_len, "hash": hex(&meta.hash)})))?;
+                w(
+                    out,
+                    format!(
+                        "{}\n",
+                        json!({"frame": meta.offset, "first_lsn": h.first_lsn, "last_lsn": h.last_lsn(), "events": h.event_count, "commit_ms": h.commit_ms, "payload_len": h.payload_len, "raw_len": h.raw_len, "hash": hex(&meta.hash)})
+                    ),
+                )?;
             } else {
-                w(out, format!("  frame @{} lsn={}..={} events={} commit_ms={} payload={}B raw={}B hash={}\n", meta.offset, h.first_lsn, h.last_lsn(), h.event_count, h.commit_ms, h.payload_len, h.raw_len, hex(&meta.hash)))?;
+                w(
+                    out,
+                    format!(
+                        "  frame @{} lsn={}..={} events={} commit_ms={} payload={}B raw={}B hash={}\n",
+                        meta.offset,
+                        h.first_lsn,
+                        h.last_lsn(),
+                        h.event_count,
+                        h.commit_ms,
+                        h.payload_len,
+                        h.raw_len,
+                        hex(&meta.hash)
+                    ),
+                )?;
             }
             if !events {
                 continue;
@@ -44,10 +80,16 @@ pub fn dump(segment_paths: &[std::path::PathBuf], events: bool, json: bool, out:
                 Err(m) => w(out, format!("    undecodable payload: {m}\n"))?,
             }
         }
-        let tail = |out: &mut dyn Write, text: String, value: serde_json::Value| w(out, if json { format!("{value}\n") } else { format!("  {text}\n") });
+        let tail = |out: &mut dyn Write, text: String, value: serde_json::Value| {
+            w(out, if json { format!("{value}\n") } else { format!("  {text}\n") })
+        };
         for d in &scan.damage {
             let lsn = d.lsn.map(|l| format!(" (LSN {l})")).unwrap_or_default();
-            tail(out, format!("DAMAGE {} at offset {}{lsn}: {}", d.kind, d.offset, d.message), json!({"damage": d.kind, "offset": d.offset, "lsn": d.lsn, "message": d.message}))?;
+            tail(
+                out,
+                format!("DAMAGE {} at offset {}{lsn}: {}", d.kind, d.offset, d.message),
+                json!({"damage": d.kind, "offset": d.offset, "lsn": d.lsn, "message": d.message}),
+            )?;
         }
         match &scan.end {
             SegmentEnd::Sealed(f) => tail(
@@ -55,9 +97,11 @@ pub fn dump(segment_paths: &[std::path::PathBuf], events: bool, json: bool, out:
                 format!("footer last_lsn={} frames={} head_hash={}", f.last_lsn, f.frame_count, hex(&f.head_hash)),
                 json!({"footer": f.footer_offset, "last_lsn": f.last_lsn, "frames": f.frame_count, "head_hash": hex(&f.head_hash)}),
             )?,
-            SegmentEnd::Torn { offset, len, reason } => {
-                tail(out, format!("torn tail at offset {offset}: {len} bytes ({reason})"), json!({"torn_tail": offset, "len": len, "reason": reason}))?
-            }
+            SegmentEnd::Torn { offset, len, reason } => tail(
+                out,
+                format!("torn tail at offset {offset}: {len} bytes ({reason})"),
+                json!({"torn_tail": offset, "len": len, "reason": reason}),
+            )?,
             SegmentEnd::Open => tail(out, "(active: no footer)".into(), json!({"active": true}))?,
             SegmentEnd::Damaged => {}
         }
@@ -69,7 +113,19 @@ fn event_line(lsn: u64, e: &Event, json: bool) -> String {
     match (e, json) {
         (Event::Candle(c), false) => format!(
             "    {lsn} candle {} {} open_time={} close_time={} o={} h={} l={} c={} v={} qv={} trades={} tbv={} tbqv={}\n",
-            c.symbol, c.interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades, c.taker_buy_volume, c.taker_buy_quote_volume
+            c.symbol,
+            c.interval,
+            c.open_time,
+            c.close_time,
+            c.open,
+            c.high,
+            c.low,
+            c.close,
+            c.volume,
+            c.quote_volume,
+            c.trades,
+            c.taker_buy_volume,
+            c.taker_buy_quote_volume
         ),
         (Event::Candle(c), true) => format!(
             "{}\n",
@@ -77,7 +133,14 @@ fn event_line(lsn: u64, e: &Event, json: bool) -> String {
                 "open": c.open.to_string(), "high": c.high.to_string(), "low": c.low.to_string(), "close": c.close.to_string(), "volume": c.volume.to_string(),
                 "quote_volume": c.quote_volume.to_string(), "trades": c.trades, "taker_buy_volume": c.taker_buy_volume.to_string(), "taker_buy_quote_volume": c.taker_buy_quote_volume.to_string()}})
         ),
-        (Event::Run(r), false) => format!("    {lsn} run {} id={} started_ms={} ended_ms={} outcomes={}\n", r.kind.as_str(), r.id, r.started_ms, r.ended_ms, r.outcomes.len()),
+        (Event::Run(r), false) => format!(
+            "    {lsn} run {} id={} started_ms={} ended_ms={} outcomes={}\n",
+            r.kind.as_str(),
+            r.id,
+            r.started_ms,
+            r.ended_ms,
+            r.outcomes.len()
+        ),
         (Event::Run(r), true) => format!(
             "{}\n",
             json!({"lsn": lsn, "run": {"kind": r.kind.as_str(), "id": r.id, "started_ms": r.started_ms, "ended_ms": r.ended_ms,

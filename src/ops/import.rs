@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::event::{Event, Lsn, Outcome, OutcomeStatus, Run, RunKind};
 use crate::log::writer::now_ms;
-use crate::source::{read_path, ParsedFile, SourceError, SourceFormat};
+use crate::source::{ParsedFile, SourceError, SourceFormat, read_path};
 use crate::store::{IngestStats, Overlay, Store};
 
 /// Tunables of an import.
@@ -122,11 +122,11 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
                 error: None,
             },
         });
-        if events.len() >= opts.group_events || pending.len() >= opts.group_files {
-            if let Err(e) = commit(store, &mut events, &mut pending, &mut reports, &mut overlay) {
-                result = Err(e);
-                break;
-            }
+        if (events.len() >= opts.group_events || pending.len() >= opts.group_files)
+            && let Err(e) = commit(store, &mut events, &mut pending, &mut reports, &mut overlay)
+        {
+            result = Err(e);
+            break;
         }
     }
     if result.is_ok() {
@@ -180,7 +180,13 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
 }
 
 /// One group commit: append + fdatasync + apply, then the files are done.
-fn commit(store: &mut Store, events: &mut Vec<Event>, pending: &mut Vec<Pending>, reports: &mut Vec<FileReport>, overlay: &mut Overlay) -> Result<()> {
+fn commit(
+    store: &mut Store,
+    events: &mut Vec<Event>,
+    pending: &mut Vec<Pending>,
+    reports: &mut Vec<FileReport>,
+    overlay: &mut Overlay,
+) -> Result<()> {
     if !events.is_empty() {
         let head = store.append(events)?;
         tracing::info!(events = events.len(), files = pending.len(), lsn = head.lsn, "committed");

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::event::Lsn;
 use crate::log::catalog::read_head;
-use crate::projection::{hex, Index, Projection};
+use crate::projection::{Index, Projection, hex};
 use crate::store::{DirLock, Paths};
 
 #[derive(Clone, Debug, Serialize)]
@@ -59,7 +59,7 @@ pub fn status(paths: &Paths) -> Result<StatusReport> {
         Ok(i) => Some(i),
         // Missing, or left mid-commit by a killed writer (repaired on the next write).
         Err(_) if !paths.index.exists() => None,
-        Err(e) if matches!(e.source, redb::Error::RepairAborted) => None,
+        Err(e) if matches!(*e.source, redb::Error::RepairAborted) => None,
         Err(e) => return Err(e.into()),
     };
     let index_lsn = index.as_ref().map(|i| i.applied()).transpose()?.map(|a| a.lsn);

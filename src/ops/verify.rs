@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, Interval, Lsn};
-use crate::log::{decode_frame, scan_segment, Damage, SegmentEnd};
-use crate::projection::{hex, Applied, Index, Projection, TableDigest};
+use crate::log::{Damage, SegmentEnd, decode_frame, scan_segment};
+use crate::projection::{Applied, Index, Projection, TableDigest, hex};
 use crate::store::{DirLock, Paths};
 
 /// One finding: what, where (file, byte offset, LSN), and a message.
@@ -152,7 +152,13 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         let scan = scan_segment(path, *seq, &data, is_last, expect);
         r.problems.extend(scan.damage.iter().cloned().map(Problem::from));
         if let SegmentEnd::Torn { offset, len, reason } = &scan.end {
-            r.warnings.push(problem("torn_tail", path, Some(*offset), Some(scan.next_lsn), format!("{len} bytes: {reason}; the next writer truncates them")));
+            r.warnings.push(problem(
+                "torn_tail",
+                path,
+                Some(*offset),
+                Some(scan.next_lsn),
+                format!("{len} bytes: {reason}; the next writer truncates them"),
+            ));
         }
         let damaged: std::collections::HashSet<u64> = scan.damage.iter().filter(|d| d.kind == "hash_mismatch").map(|d| d.offset).collect();
         for meta in &scan.frames {
@@ -212,7 +218,13 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
 
 fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
     if !paths.projection.exists() {
-        r.warnings.push(problem("projection_missing", &paths.projection, None, None, "no SQLite projection; the next writer (or `rebuild`) creates it".into()));
+        r.warnings.push(problem(
+            "projection_missing",
+            &paths.projection,
+            None,
+            None,
+            "no SQLite projection; the next writer (or `rebuild`) creates it".into(),
+        ));
         return None;
     }
     match Projection::open_read_only(&paths.projection) {
@@ -226,14 +238,26 @@ fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
 
 fn open_index(paths: &Paths, r: &mut VerifyReport) -> Option<Index> {
     if !paths.index.exists() {
-        r.warnings.push(problem("index_missing", &paths.index, None, None, "no redb index; the next writer (or `rebuild`) creates it".into()));
+        r.warnings.push(problem(
+            "index_missing",
+            &paths.index,
+            None,
+            None,
+            "no redb index; the next writer (or `rebuild`) creates it".into(),
+        ));
         return None;
     }
     match Index::open_read_only(&paths.index) {
         Ok(i) => Some(i),
-        Err(e) if matches!(e.source, redb::Error::RepairAborted) => {
+        Err(e) if matches!(*e.source, redb::Error::RepairAborted) => {
             // A writer was killed: redb repairs the file on the next read-write open.
-            r.warnings.push(problem("index_needs_repair", &paths.index, None, None, "the redb index was not closed cleanly; the next writer repairs it and catches it up".into()));
+            r.warnings.push(problem(
+                "index_needs_repair",
+                &paths.index,
+                None,
+                None,
+                "the redb index was not closed cleanly; the next writer repairs it and catches it up".into(),
+            ));
             None
         }
         Err(e) => {
@@ -306,7 +330,10 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
                 index.path(),
                 None,
                 Some(s.first_lsn),
-                format!("segment {} (LSN {}..={}) is in the catalog but not on disk; restore it with `candlelog recover`", s.seq, s.first_lsn, s.last_lsn),
+                format!(
+                    "segment {} (LSN {}..={}) is in the catalog but not on disk; restore it with `candlelog recover`",
+                    s.seq, s.first_lsn, s.last_lsn
+                ),
             )),
             Some((_, path)) if s.sealed => {
                 let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -328,7 +355,9 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
 fn deep_projection(p: &Projection, rows: &HashMap<RowKey, RowVal>, r: &mut VerifyReport) {
     match p.integrity_check(false) {
         Ok(errs) if errs.is_empty() => {}
-        Ok(errs) => r.problems.push(problem("integrity_check", p.path(), None, None, format!("PRAGMA integrity_check: {}", errs.join("; ")))),
+        Ok(errs) => {
+            r.problems.push(problem("integrity_check", p.path(), None, None, format!("PRAGMA integrity_check: {}", errs.join("; "))))
+        }
         Err(e) => r.problems.push(problem("integrity_check", p.path(), None, None, e.to_string())),
     }
     let actual = match p.digests() {

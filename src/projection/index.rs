@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::Applied;
-use crate::event::{codec::candle_digest, Event, Interval, Lsn};
+use crate::event::{Event, Interval, Lsn, codec::candle_digest};
 use crate::log::SegmentInfo;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -24,8 +24,9 @@ const COMMITS: TableDefinition<i64, u64> = TableDefinition::new("commits");
 pub struct IndexError {
     pub path: PathBuf,
     pub op: &'static str,
+    /// Boxed: redb's error is large and errors travel through every `Result`.
     #[source]
-    pub source: redb::Error,
+    pub source: Box<redb::Error>,
 }
 
 /// One series' position, as `status` and the next sync see it.
@@ -96,7 +97,8 @@ impl Index {
         let tx = self.db.begin_read().map_err(self.e("begin read"))?;
         let meta = tx.open_table(META).map_err(self.e("open meta"))?;
         let lsn = meta.get("applied_lsn").map_err(self.e("read meta"))?.map(|v| crate::log::segment::le_u64(v.value())).unwrap_or(0);
-        let hash = meta.get("head_hash").map_err(self.e("read meta"))?.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()).unwrap_or([0; 32]);
+        let hash =
+            meta.get("head_hash").map_err(self.e("read meta"))?.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()).unwrap_or([0; 32]);
         Ok(Applied { lsn, hash })
     }
 
@@ -104,9 +106,7 @@ impl Index {
     pub fn digests(&self, keys: &[(&str, Interval, i64)]) -> Result<Vec<Option<[u8; 16]>>, IndexError> {
         let tx = self.db.begin_read().map_err(self.e("begin read"))?;
         let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
-        keys.iter()
-            .map(|(s, i, o)| Ok(t.get((*s, i.code(), *o)).map_err(self.e("read digest"))?.map(|g| g.value())))
-            .collect()
+        keys.iter().map(|(s, i, o)| Ok(t.get((*s, i.code(), *o)).map_err(self.e("read digest"))?.map(|g| g.value()))).collect()
     }
 
     /// Applies whole frames: `commits` holds (commit_ms, last LSN) per frame.
@@ -258,5 +258,5 @@ fn decode_segment(b: &[u8]) -> Option<SegmentInfo> {
 }
 
 fn ierr(path: &Path, op: &'static str, e: impl Into<redb::Error>) -> IndexError {
-    IndexError { path: path.to_path_buf(), op, source: e.into() }
+    IndexError { path: path.to_path_buf(), op, source: Box::new(e.into()) }
 }

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{hex, unhex32, Applied};
+use super::{Applied, hex, unhex32};
 use crate::event::{Event, Interval};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +82,10 @@ impl Projection {
     }
 
     fn load_tables(&mut self) -> Result<(), ProjectionError> {
-        let mut stmt = self.conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").map_err(|e| sql_err(&self.path, "list tables", e))?;
-        let names: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| sql_err(&self.path, "list tables", e))?;
+        let mut stmt =
+            self.conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").map_err(|e| sql_err(&self.path, "list tables", e))?;
+        let names: Vec<String> =
+            stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(|e| sql_err(&self.path, "list tables", e))?;
         drop(stmt);
         self.tables = Interval::ALL.into_iter().filter(|i| names.iter().any(|n| n == i.table())).collect();
         Ok(())
@@ -132,14 +131,14 @@ impl Projection {
     /// Applies the events of whole frames and records `head` in one transaction.
     pub fn apply(&mut self, events: &[Event], head: Applied) -> Result<(), ProjectionError> {
         for e in events {
-            if let Event::Candle(c) = e {
-                if !self.tables.contains(&c.interval) {
-                    self.conn.execute_batch(&create_table_sql(c.interval)).map_err(|e| sql_err(&self.path, "create table", e))?;
-                    if !self.defer_indexes {
-                        self.conn.execute_batch(&create_index_sql(c.interval)).map_err(|e| sql_err(&self.path, "create index", e))?;
-                    }
-                    self.tables.insert(c.interval);
+            if let Event::Candle(c) = e
+                && !self.tables.contains(&c.interval)
+            {
+                self.conn.execute_batch(&create_table_sql(c.interval)).map_err(|e| sql_err(&self.path, "create table", e))?;
+                if !self.defer_indexes {
+                    self.conn.execute_batch(&create_index_sql(c.interval)).map_err(|e| sql_err(&self.path, "create index", e))?;
                 }
+                self.tables.insert(c.interval);
             }
         }
         let path = self.path.clone();
@@ -262,7 +261,10 @@ impl Projection {
     pub fn row_counts(&self) -> Result<BTreeMap<Interval, u64>, ProjectionError> {
         let mut out = BTreeMap::new();
         for i in self.intervals() {
-            let n: i64 = self.conn.query_row(&format!("SELECT count(*) FROM {}", i.table()), [], |r| r.get(0)).map_err(|e| self.err("count rows", e))?;
+            let n: i64 = self
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {}", i.table()), [], |r| r.get(0))
+                .map_err(|e| self.err("count rows", e))?;
             out.insert(i, n as u64);
         }
         Ok(out)

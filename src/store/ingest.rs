@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::Store;
 use crate::error::Result;
-use crate::event::{codec::candle_digest, Candle, Event};
+use crate::event::{Candle, Event, codec::candle_digest};
 
 /// What happened to the candles offered to the log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,11 @@ use crate::support::{self, json, run, shared_archives, table_rows};
 
 fn csv_rows_of_shared_archives() -> Vec<Vec<String>> {
     let mut rows = Vec::new();
-    let mut zips: Vec<_> = std::fs::read_dir(shared_archives()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "zip")).collect();
+    let mut zips: Vec<_> = std::fs::read_dir(shared_archives())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "zip"))
+        .collect();
     zips.sort();
     for z in zips {
         let mut archive = zip::ZipArchive::new(std::fs::File::open(&z).unwrap()).unwrap();
@@ -152,7 +156,8 @@ fn a_missing_committed_frame_is_reported_as_lost_data() {
     let dir = tmp.path().join("data");
     assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
     let dump = run(&dir, &["dump", "--json"]);
-    let frames: Vec<serde_json::Value> = dump.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v: &serde_json::Value| v.get("frame").is_some()).collect();
+    let frames: Vec<serde_json::Value> =
+        dump.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v: &serde_json::Value| v.get("frame").is_some()).collect();
     let last = frames.last().unwrap()["frame"].as_u64().unwrap();
     // Cut the log exactly at the last frame boundary: a clean-looking log that lost a commit.
     let seg = support::segments(&dir).pop().unwrap();
@@ -213,30 +218,46 @@ fn bad_input_case(name: &str, write: impl FnOnce(&Path) -> std::path::PathBuf, e
 #[test]
 fn bad_input_fails_alone_with_a_one_line_error() {
     let rows = support::month_rows(3, 2024, 2);
-    bad_input_case("corrupt zip", |d| {
-        let p = d.join("BADUSDT-4h-2024-02.zip");
-        std::fs::write(&p, b"PK\x03\x04 this is not a zip").unwrap();
-        p
-    }, &[]);
-    bad_input_case("wrong checksum", |d| {
-        let p = support::write_archive(d, "SUMUSDT", 2024, 2, &rows, true);
-        std::fs::write(d.join("SUMUSDT-4h-2024-02.zip.CHECKSUM"), format!("{}  SUMUSDT-4h-2024-02.zip", "0".repeat(64))).unwrap();
-        p
-    }, &["sha256 mismatch", "CHECKSUM"]);
-    bad_input_case("negative volume", |d| {
-        let mut rows = rows.clone();
-        let mut f: Vec<String> = rows[3].split(',').map(str::to_string).collect();
-        f[5] = "-5".into();
-        rows[3] = f.join(",");
-        support::write_archive(d, "NEGUSDT", 2024, 2, &rows, true)
-    }, &["row 5", "volume"]);
-    bad_input_case("high below low", |d| {
-        let mut rows = rows.clone();
-        let mut f: Vec<String> = rows[0].split(',').map(str::to_string).collect();
-        f[2] = "0.000001".into();
-        rows[0] = f.join(",");
-        support::write_archive(d, "HILOUSDT", 2024, 2, &rows, false)
-    }, &["row 1", "high"]);
+    bad_input_case(
+        "corrupt zip",
+        |d| {
+            let p = d.join("BADUSDT-4h-2024-02.zip");
+            std::fs::write(&p, b"PK\x03\x04 this is not a zip").unwrap();
+            p
+        },
+        &[],
+    );
+    bad_input_case(
+        "wrong checksum",
+        |d| {
+            let p = support::write_archive(d, "SUMUSDT", 2024, 2, &rows, true);
+            std::fs::write(d.join("SUMUSDT-4h-2024-02.zip.CHECKSUM"), format!("{}  SUMUSDT-4h-2024-02.zip", "0".repeat(64))).unwrap();
+            p
+        },
+        &["sha256 mismatch", "CHECKSUM"],
+    );
+    bad_input_case(
+        "negative volume",
+        |d| {
+            let mut rows = rows.clone();
+            let mut f: Vec<String> = rows[3].split(',').map(str::to_string).collect();
+            f[5] = "-5".into();
+            rows[3] = f.join(",");
+            support::write_archive(d, "NEGUSDT", 2024, 2, &rows, true)
+        },
+        &["row 5", "volume"],
+    );
+    bad_input_case(
+        "high below low",
+        |d| {
+            let mut rows = rows.clone();
+            let mut f: Vec<String> = rows[0].split(',').map(str::to_string).collect();
+            f[2] = "0.000001".into();
+            rows[0] = f.join(",");
+            support::write_archive(d, "HILOUSDT", 2024, 2, &rows, false)
+        },
+        &["row 1", "high"],
+    );
     bad_input_case("non-ASCII symbol", |d| support::write_archive(d, "BTCÜSDT", 2024, 2, &rows, true), &["position 4"]);
 }
 

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use candlelog::log::{scan_segment, SegmentEnd};
+use candlelog::log::{SegmentEnd, scan_segment};
 
-use crate::support::{self, json, run, Rng};
+use crate::support::{self, Rng, json, run};
 
 /// Start offsets of the structures of a pristine segment: header, frames, footer.
 fn structures(seg: &Path, is_last: bool) -> Vec<u64> {
@@ -65,7 +65,9 @@ fn every_flipped_byte_is_reported_with_its_segment_and_offset() {
         let name = target.display().to_string();
         let problems = v["problems"].as_array().unwrap();
         assert!(
-            problems.iter().any(|p| p["path"] == name.as_str() && p["offset"].as_u64().is_some_and(|o| o == expected || (expected == 0 && o < 80))),
+            problems
+                .iter()
+                .any(|p| p["path"] == name.as_str() && p["offset"].as_u64().is_some_and(|o| o == expected || (expected == 0 && o < 80))),
             "case {case}: flip at {name}:{offset} (structure at {expected}) not reported there: {problems:#?}"
         );
         // The human output names file and offset too.

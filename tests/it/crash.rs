@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, json, run, Rng};
+use crate::support::{self, Rng, json, run};
 
 #[test]
 fn kill_9_during_import_loses_nothing_committed() {
@@ -26,7 +26,17 @@ fn kill_9_during_import_loses_nothing_committed() {
     let mut committed_lsn = 0u64;
     for round in 0..12 {
         let mut child = support::bin()
-            .args(["--data-dir", dir.to_str().unwrap(), "-v", "--segment-bytes", "65536", "import", "--group-files", "3", fixtures.to_str().unwrap()])
+            .args([
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "-v",
+                "--segment-bytes",
+                "65536",
+                "import",
+                "--group-files",
+                "3",
+                fixtures.to_str().unwrap(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

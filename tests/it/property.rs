@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use candlelog::event::{Candle, Decimal, Interval, Symbol};
-use candlelog::store::{init, Paths, Store, StoreOptions};
+use candlelog::store::{Paths, Store, StoreOptions, init};
 use proptest::prelude::*;
 
 fn candle(sym: u8, interval: Interval, slot: i64, v: u32) -> Candle {

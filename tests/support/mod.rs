@@ -106,7 +106,8 @@ pub fn month_start(year: i32, month: u8) -> i64 {
     jiff::civil::date(year as i16, month as i8, 1).to_zoned_datetime(jiff::tz::TimeZone::UTC).unwrap().timestamp().as_millisecond()
 }
 
-pub const HEADER: &str = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore";
+pub const HEADER: &str =
+    "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore";
 
 /// Writes `SYMBOL-4h-YYYY-MM.zip` (+ `.CHECKSUM`) into `dir`; returns the zip path.
 pub fn write_archive(dir: &Path, symbol: &str, year: i32, month: u8, rows: &[String], header: bool) -> PathBuf {
@@ -184,7 +185,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 pub fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("log")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
     v.sort();
     v
 }
