@@ -40,6 +40,9 @@ pub struct Store {
     index: Index,
     projection: Projection,
     report: OpenReport,
+    /// Set when a projection failed to apply a committed batch: the log is
+    /// ahead of it, and only a reopen (which catches up) may continue.
+    stale: Option<String>,
 }
 
 /// Creates the data directory if needed (idempotent).
@@ -73,7 +76,7 @@ impl Store {
         let index = Index::open(&paths.index)?;
         let projection = Projection::open(&paths.projection)?;
         let report = OpenReport { truncated, ..Default::default() };
-        Ok(Store { paths: paths.clone(), _lock: lock, log, index, projection, report })
+        Ok(Store { paths: paths.clone(), _lock: lock, log, index, projection, report, stale: None })
     }
 
     pub fn paths(&self) -> &Paths {
@@ -95,6 +98,9 @@ impl Store {
     /// Commits `events` (one group commit: written and fdatasynced), then
     /// applies them to the index and the projection. Returns the new head.
     pub fn append(&mut self, events: &[Event]) -> Result<Applied> {
+        if let Some(cause) = &self.stale {
+            return Err(Error::Stale(cause.clone()));
+        }
         if events.is_empty() {
             return Ok(self.head());
         }
@@ -102,9 +108,15 @@ impl Store {
         let head = self.head();
         let commits: Vec<_> = frames.iter().map(|f| (f.header.commit_ms, f.header.last_lsn())).collect();
         let catalog = self.log.take_catalog();
-        self.index.apply(events, &commits, &catalog, head)?;
-        self.projection.apply(events, head)?;
-        Ok(head)
+        let applied = self
+            .index
+            .apply(events, &commits, &catalog, head)
+            .map_err(Error::from)
+            .and_then(|()| Ok(self.projection.apply(events, head)?));
+        if let Err(e) = &applied {
+            self.stale = Some(format!("LSN {} is committed but a projection failed to apply it: {e}", head.lsn));
+        }
+        applied.map(|()| head)
     }
 
     /// Seals the active segment (backups copy only sealed segments).

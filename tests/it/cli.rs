@@ -270,3 +270,50 @@ fn an_unwritable_data_directory_fails_clearly() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("plain-file/data"), "{}", r.stderr);
 }
+
+#[test]
+fn the_projection_can_live_inside_an_agent_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let agent = tmp.path().join("agent.db");
+    {
+        let c = rusqlite::Connection::open(&agent).unwrap();
+        c.execute_batch("CREATE TABLE positions (symbol TEXT, qty REAL); INSERT INTO positions VALUES ('SKRUSDT', 12.5);").unwrap();
+    }
+    let p = agent.to_str().unwrap();
+    assert_eq!(run(&dir, &["--projection", p, "import", shared_archives().to_str().unwrap()]).code, 0);
+    assert!(!dir.join("candles.sqlite").exists());
+    assert_eq!(table_rows(&agent, "ohlcv_h4").len(), 263);
+    assert_eq!(run(&dir, &["--projection", p, "rebuild"]).code, 0);
+    assert_eq!(run(&dir, &["--projection", p, "verify", "--deep"]).code, 0);
+    let c = rusqlite::Connection::open(&agent).unwrap();
+    let qty: f64 = c.query_row("SELECT qty FROM positions WHERE symbol = 'SKRUSDT'", [], |r| r.get(0)).unwrap();
+    assert_eq!(qty, 12.5, "rebuild must touch only candlelog's tables");
+}
+
+#[test]
+fn a_full_disk_mid_import_fails_clearly_and_loses_nothing_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let fixtures = tmp.path().join("fixtures");
+    let total = support::gen_archives(&fixtures, 6, 12);
+    // RLIMIT_FSIZE makes writes past 192 KiB fail with EFBIG, as a full disk would.
+    let script = format!(
+        "ulimit -f 192; trap '' XFSZ; exec {} --data-dir {} --segment-bytes 1000000 import --group-files 4 {}",
+        env!("CARGO_BIN_EXE_candlelog"),
+        dir.display(),
+        fixtures.display()
+    );
+    let out = std::process::Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("File too large") && line.contains(dir.to_str().unwrap()), "{line}");
+    let v = run(&dir, &["verify", "--deep"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    // Without the limit the next writer repairs, catches up and completes.
+    let r = run(&dir, &["import", fixtures.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len() as u64, total);
+}
