@@ -304,12 +304,12 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
     let mut opens = Vec::with_capacity(n);
     let mut prev = 0i128;
     for _ in 0..n {
-        prev += unzz(b.varint("open_time")?);
+        prev = prev.checked_add(unzz(b.varint("open_time")?)).ok_or("open_time out of range")?;
         opens.push(i64::try_from(prev).map_err(|_| "open_time out of range".to_string())?);
     }
     let mut closes = Vec::with_capacity(n);
     for &o in &opens {
-        let v = i128::from(o) + unzz(b.varint("close_time")?);
+        let v = i128::from(o).checked_add(unzz(b.varint("close_time")?)).ok_or("close_time out of range")?;
         closes.push(i64::try_from(v).map_err(|_| "close_time out of range".to_string())?);
     }
     let heads = b.take(n * 8, "decimal heads")?;
@@ -328,10 +328,12 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
     let mut out = Vec::with_capacity(n);
     let mut prev_close = 0i128;
     for i in 0..n {
-        let o = prev_close + open_d[i];
-        let c = o + close_d[i];
-        let h = o.max(c) + high_d[i];
-        let l = o.min(c) - low_d[i];
+        // Checked: a crafted payload must fail, never wrap into another value.
+        let range = |what: &str| format!("candle {i}: {what} out of range");
+        let o = prev_close.checked_add(open_d[i]).ok_or_else(|| range("open"))?;
+        let c = o.checked_add(close_d[i]).ok_or_else(|| range("close"))?;
+        let h = o.max(c).checked_add(high_d[i]).ok_or_else(|| range("high"))?;
+        let l = o.min(c).checked_sub(low_d[i]).ok_or_else(|| range("low"))?;
         prev_close = c;
         let mags =
             [magnitude(o, "open")?, magnitude(h, "high")?, magnitude(l, "low")?, magnitude(c, "close")?, vol[i], qvol[i], tbv[i], tbq[i]];

@@ -112,7 +112,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                 "lsn_gap",
                 24,
                 Some(first),
-                format!("segment starts at LSN {} but the previous segment ends at LSN {}", header.first_lsn, first - 1),
+                format!("segment starts at LSN {} but the previous segment ends at LSN {}", header.first_lsn, first.saturating_sub(1)),
             ));
         }
         if header.base_hash != base {

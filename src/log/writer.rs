@@ -93,20 +93,20 @@ impl LogWriter {
         let mut truncations = Vec::new();
         let mut segments = list_segments(dir).map_err(|e| LogError::io("list", dir, e))?;
         // A crash while creating a segment can leave a file shorter than its header.
-        while let Some((_, path)) = segments.last() {
+        // Only the last segment can be half-created: every earlier one was sealed first.
+        if let Some((_, path)) = segments.last() {
             let len = std::fs::metadata(path).map_err(|e| LogError::io("stat", path, e))?.len();
-            if !is_zero_or_prefix(path)? {
-                break;
+            if is_zero_or_prefix(path)? {
+                truncations.push(Truncation {
+                    path: path.clone(),
+                    offset: 0,
+                    len,
+                    reason: "segment file created but its header never completed".into(),
+                });
+                std::fs::remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
+                sync_dir(dir)?;
+                segments.pop();
             }
-            truncations.push(Truncation {
-                path: path.clone(),
-                offset: 0,
-                len,
-                reason: "segment file created but its header never completed".into(),
-            });
-            std::fs::remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
-            sync_dir(dir)?;
-            segments.pop();
         }
         let Some((seq, path)) = segments.last().cloned() else {
             return Ok((w, truncations));
@@ -324,8 +324,9 @@ fn count_frames(buf: &[u8]) -> u64 {
 fn previous_footer(path: &Path) -> Result<(Lsn, [u8; 32]), LogError> {
     let data = read_file(path)?;
     let start = data.len().saturating_sub(super::segment::FOOTER_LEN);
-    match data.get(start..).and_then(Footer::decode).filter(|f| f.footer_offset == start as u64) {
-        Some(f) => Ok((f.last_lsn + 1, f.head_hash)),
+    let footer = data.get(start..).and_then(Footer::decode).filter(|f| f.footer_offset == start as u64);
+    match footer.and_then(|f| Some((f.last_lsn.checked_add(1)?, f.head_hash))) {
+        Some(next) => Ok(next),
         None => Err(LogError::Corrupt {
             path: path.to_path_buf(),
             offset: start as u64,

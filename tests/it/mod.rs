@@ -1,4 +1,5 @@
 mod cli;
 mod corruption;
 mod crash;
+mod golden;
 mod property;
