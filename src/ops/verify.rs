@@ -71,7 +71,8 @@ pub struct VerifyReport {
     pub gaps: Vec<Gap>,
 }
 
-type RowKey = (Interval, i64, String);
+/// (interval, open time, symbol id in `Symbols`): no allocation per candle.
+type RowKey = (Interval, i64, u32);
 type RowVal = ([f64; 6], i64);
 
 /// Runs the audit on the data directory at `paths`.
@@ -122,6 +123,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     boundaries.insert(0, [0; 32]);
     let replay_to = proj_applied.map_or(0, |a| a.lsn);
     let mut rows: HashMap<RowKey, RowVal> = HashMap::new();
+    let mut symbols = Symbols::default();
 
     let segments = crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?;
     r.segments = segments.len();
@@ -185,7 +187,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
                         if lsn <= replay_to {
                             let vals = [c.open, c.high, c.low, c.close, c.volume, c.quote_volume].map(|d| d.to_f64());
                             let trades = i64::try_from(c.trades).unwrap_or(i64::MAX);
-                            rows.insert((c.interval, c.open_time, c.symbol.as_str().to_owned()), (vals, trades));
+                            rows.insert((c.interval, c.open_time, symbols.id(c.symbol.as_str())), (vals, trades));
                         }
                     }
                 }
@@ -208,9 +210,9 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     }
     if deep {
         if let Some(p) = &proj {
-            deep_projection(p, &rows, &mut r);
+            deep_projection(p, &rows, &symbols, &mut r);
         }
-        r.gaps = gaps(&rows);
+        r.gaps = gaps(&rows, &symbols);
     }
     r.ok = r.problems.is_empty();
     Ok(r)
@@ -352,7 +354,29 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
     }
 }
 
-fn deep_projection(p: &Projection, rows: &HashMap<RowKey, RowVal>, r: &mut VerifyReport) {
+/// Interned symbol names.
+#[derive(Default)]
+struct Symbols {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Symbols {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", String::as_str)
+    }
+}
+
+fn deep_projection(p: &Projection, rows: &HashMap<RowKey, RowVal>, symbols: &Symbols, r: &mut VerifyReport) {
     match p.integrity_check(false) {
         Ok(errs) if errs.is_empty() => {}
         Ok(errs) => {
@@ -367,9 +391,9 @@ fn deep_projection(p: &Projection, rows: &HashMap<RowKey, RowVal>, r: &mut Verif
             return;
         }
     };
-    let expected = replay_digests(rows);
+    let expected = replay_digests(rows, symbols);
     let intervals: std::collections::BTreeSet<Interval> = actual.keys().chain(expected.keys()).copied().collect();
-    let empty = TableDigest { rows: 0, digest: *blake3::Hasher::new().finalize().as_bytes() };
+    let empty = crate::projection::sqlite::RowDigest::default().finish();
     for i in intervals {
         let a = actual.get(&i).copied().unwrap_or(empty);
         let e = expected.get(&i).copied().unwrap_or(empty);
@@ -390,33 +414,21 @@ fn deep_projection(p: &Projection, rows: &HashMap<RowKey, RowVal>, r: &mut Verif
     }
 }
 
-fn replay_digests(rows: &HashMap<RowKey, RowVal>) -> BTreeMap<Interval, TableDigest> {
-    let mut sorted: Vec<(&RowKey, &RowVal)> = rows.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out = BTreeMap::new();
-    let mut cur: Option<(Interval, crate::projection::sqlite::RowDigest)> = None;
-    for ((i, ts, sym), (vals, trades)) in sorted {
-        if cur.as_ref().map(|c| c.0) != Some(*i) {
-            if let Some((pi, d)) = cur.take() {
-                out.insert(pi, d.finish());
-            }
-            cur = Some((*i, Default::default()));
-        }
-        if let Some((_, d)) = cur.as_mut() {
-            d.add(*ts, sym, vals, *trades);
-        }
+fn replay_digests(rows: &HashMap<RowKey, RowVal>, symbols: &Symbols) -> BTreeMap<Interval, TableDigest> {
+    let mut acc: BTreeMap<Interval, crate::projection::sqlite::RowDigest> = BTreeMap::new();
+    for ((i, ts, sym), (vals, trades)) in rows {
+        acc.entry(*i).or_default().add(*ts, symbols.name(*sym), vals, *trades);
     }
-    if let Some((pi, d)) = cur {
-        out.insert(pi, d.finish());
-    }
-    out
+    acc.into_iter().map(|(i, d)| (i, d.finish())).collect()
 }
 
-fn gaps(rows: &HashMap<RowKey, RowVal>) -> Vec<Gap> {
-    let mut series: BTreeMap<(String, Interval), Vec<i64>> = BTreeMap::new();
+fn gaps(rows: &HashMap<RowKey, RowVal>, symbols: &Symbols) -> Vec<Gap> {
+    let mut series: HashMap<(u32, Interval), Vec<i64>> = HashMap::new();
     for (i, ts, sym) in rows.keys() {
-        series.entry((sym.clone(), *i)).or_default().push(*ts);
+        series.entry((*sym, *i)).or_default().push(*ts);
     }
+    let mut series: Vec<_> = series.into_iter().map(|((sym, i), times)| ((symbols.name(sym).to_owned(), i), times)).collect();
+    series.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Vec::new();
     for ((sym, i), mut times) in series {
         times.sort_unstable();

@@ -40,6 +40,13 @@ pub struct Cursor {
     pub revisions: u64,
 }
 
+impl IndexError {
+    /// The index thread of a parallel apply panicked (a bug, reported as an error).
+    pub fn panicked(path: &Path) -> IndexError {
+        ierr(path, "apply", redb::Error::Io(std::io::Error::other("index apply thread panicked")))
+    }
+}
+
 enum Db {
     Rw(Database),
     Ro(redb::ReadOnlyDatabase),
@@ -106,7 +113,23 @@ impl Index {
     pub fn digests(&self, keys: &[(&str, Interval, i64)]) -> Result<Vec<Option<[u8; 16]>>, IndexError> {
         let tx = self.db.begin_read().map_err(self.e("begin read"))?;
         let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
-        keys.iter().map(|(s, i, o)| Ok(t.get((*s, i.code(), *o)).map_err(self.e("read digest"))?.map(|g| g.value()))).collect()
+        let cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+        // A series with no cursor has no stored candles: skip its lookups (a bulk import's common case).
+        let mut known: std::collections::HashMap<(&str, u8), bool> = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(keys.len());
+        for (s, i, o) in keys {
+            let series = (*s, i.code());
+            let exists = match known.get(&series) {
+                Some(&e) => e,
+                None => {
+                    let e = cursors.get(series).map_err(self.e("read cursor"))?.is_some();
+                    known.insert(series, e);
+                    e
+                }
+            };
+            out.push(if exists { t.get((*s, i.code(), *o)).map_err(self.e("read digest"))?.map(|g| g.value()) } else { None });
+        }
+        Ok(out)
     }
 
     /// Applies whole frames: `commits` holds (commit_ms, last LSN) per frame.

@@ -108,11 +108,14 @@ impl Store {
         let head = self.head();
         let commits: Vec<_> = frames.iter().map(|f| (f.header.commit_ms, f.header.last_lsn())).collect();
         let catalog = self.log.take_catalog();
-        let applied = self
-            .index
-            .apply(events, &commits, &catalog, head)
-            .map_err(Error::from)
-            .and_then(|()| Ok(self.projection.apply(events, head)?));
+        // The two projections are independent: apply them on both cores at once.
+        let (index, projection) = (&self.index, &mut self.projection);
+        let applied = std::thread::scope(|s| {
+            let index_job = s.spawn(|| index.apply(events, &commits, &catalog, head));
+            let projected = projection.apply(events, head).map_err(Error::from);
+            let indexed = index_job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())));
+            indexed.map_err(Error::from).and(projected)
+        });
         if let Err(e) = &applied {
             self.stale = Some(format!("LSN {} is committed but a projection failed to apply it: {e}", head.lsn));
         }
