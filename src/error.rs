@@ -29,6 +29,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Usage(String),
+    #[error("exchange: {0}")]
+    Exchange(String),
     #[error("{0}; reopen the data directory to catch the projections up before writing again")]
     Stale(String),
 }

@@ -9,13 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let default = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    init_logging(&cli);
     match cli::run(&cli) {
         Ok(code) => code,
         Err(err) => {
@@ -23,4 +17,34 @@ fn main() -> ExitCode {
             ExitCode::from(cli::exit_code(&err))
         }
     }
+}
+
+/// Logs go to stderr; a sync also keeps its own log in `DIR/runs/<stamp>.log`.
+fn init_logging(cli: &cli::Cli) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    // Unattended syncs log a line per series; on a terminal the progress bar says it.
+    let sync_quiet = matches!(cli.command, cli::Command::Sync(_)) && std::io::stderr().is_terminal();
+    let default = match cli.verbose {
+        0 if cli.run_log_path().is_some() && !sync_quiet => "info",
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let file = cli.run_log_path().and_then(|path| {
+        std::fs::create_dir_all(path.parent()?).ok()?;
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .with_target(false)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        Some(layer)
+    });
+    tracing_subscriber::registry().with(stderr).with(file).init();
 }

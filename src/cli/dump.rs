@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let paths = cli.paths();
+    let paths = cli.paths_with(&cli.config()?);
     let files: Vec<PathBuf> = if args.segments.is_empty() {
         candlelog::log::segment::list_segments(&paths.log)?.into_iter().map(|(_, p)| p).collect()
     } else {

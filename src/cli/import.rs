@@ -58,7 +58,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         return Err(candlelog::Error::Usage(format!("no .zip or .csv files found in {:?}", args.paths)).into());
     }
-    let paths = cli.paths();
+    let paths = cli.paths_with(&cli.config()?);
     candlelog::store::init(&paths)?;
     let mut store = cli.open_store()?;
     let opts = ImportOptions { format, group_files: args.group_files.max(1), group_events: args.group_events.max(1) };

@@ -8,7 +8,7 @@ use super::{Cli, EXIT_OK};
 pub struct Args {}
 
 pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
-    let paths = cli.paths();
+    let paths = cli.paths_with(&cli.config()?);
     candlelog::store::init(&paths)?;
     // Opening creates the index and the projection and proves the directory is writable.
     let store = cli.open_store()?;

@@ -7,6 +7,7 @@ mod import;
 mod init;
 mod rebuild;
 mod status;
+mod sync;
 mod verify;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use candlelog::config::Config;
 use candlelog::log::WriterOptions;
 use candlelog::store::{Paths, Store, StoreOptions};
 
@@ -21,6 +23,7 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_LOCKED: u8 = 75;
+pub const EXIT_TIMEOUT: u8 = 124;
 
 #[derive(Parser, Debug)]
 #[command(name = "candlelog", version, about = "A storage engine for exchange candles: a checksummed segment log projected into SQLite")]
@@ -31,9 +34,12 @@ pub struct Cli {
     /// Where the SQLite projection lives (default DIR/candles.sqlite); may be an existing agent database.
     #[arg(long, global = true, env = "CANDLELOG_PROJECTION")]
     pub projection: Option<PathBuf>,
-    /// Roll to a new segment past this many bytes.
-    #[arg(long, global = true, env = "CANDLELOG_SEGMENT_BYTES", default_value_t = 64 << 20)]
-    pub segment_bytes: u64,
+    /// Roll to a new segment past this many bytes (default 64 MiB).
+    #[arg(long, global = true, env = "CANDLELOG_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Configuration file (default DIR/candlelog.toml, if present).
+    #[arg(long, global = true, env = "CANDLELOG_CONFIG")]
+    pub config: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -55,22 +61,47 @@ pub enum Command {
     Status(status::Args),
     /// Print the frames (and events) of segments.
     Dump(dump::Args),
+    /// Fetch every configured series from the exchange up to its last closed candle.
+    Sync(sync::Args),
 }
 
 impl Cli {
-    pub fn paths(&self) -> Paths {
-        Paths::new(&self.data_dir, self.projection.as_deref())
+    /// The configuration file: `--config PATH` (must exist) or `DIR/candlelog.toml` (if present).
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Ok(match &self.config {
+            Some(p) => Config::load(p, true)?,
+            None => Config::load(&self.data_dir.join("candlelog.toml"), false)?,
+        })
     }
 
-    pub fn store_options(&self) -> StoreOptions {
-        StoreOptions { writer: WriterOptions { max_segment_bytes: self.segment_bytes, ..Default::default() } }
+    /// Paths with the config file's `projection` as a fallback.
+    pub fn paths_with(&self, config: &Config) -> Paths {
+        Paths::new(&self.data_dir, self.projection.as_deref().or(config.projection.as_deref()))
+    }
+
+    pub fn store_options_with(&self, config: &Config) -> StoreOptions {
+        let default = WriterOptions::default();
+        let max_segment_bytes = self.segment_bytes.or(config.segment_bytes).unwrap_or(default.max_segment_bytes);
+        StoreOptions { writer: WriterOptions { max_segment_bytes, ..default } }
     }
 
     /// Opens the store for writing and tells the operator what it repaired.
     pub fn open_store(&self) -> anyhow::Result<Store> {
-        let store = Store::open(&self.paths(), self.store_options())?;
+        let config = self.config()?;
+        let store = Store::open(&self.paths_with(&config), self.store_options_with(&config))?;
         report_open(&store);
         Ok(store)
+    }
+
+    /// This run's UTC stamp, shared by `DIR/runs/<stamp>.json` and `.log`.
+    pub fn run_stamp(&self) -> &str {
+        static STAMP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        STAMP.get_or_init(candlelog::ops::sync::report::stamp_now)
+    }
+
+    /// Where this command's log is kept, for commands that keep one (sync).
+    pub fn run_log_path(&self) -> Option<PathBuf> {
+        matches!(self.command, Command::Sync(_)).then(|| candlelog::ops::sync::report::run_files(&self.data_dir, self.run_stamp()).1)
     }
 }
 
@@ -88,6 +119,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Rebuild(a) => rebuild::run(cli, a),
         Command::Status(a) => status::run(cli, a),
         Command::Dump(a) => dump::run(cli, a),
+        Command::Sync(a) => sync::run(cli, a),
     }
 }
 

@@ -16,7 +16,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let mut store = Store::open_raw(&cli.paths(), cli.store_options())?;
+    let mut store = Store::open_raw(&cli.paths_with(&cli.config()?), cli.store_options_with(&cli.config()?))?;
     report_open(&store);
     let s = store.rebuild()?;
     let ms = started.elapsed().as_millis() as u64;

@@ -13,7 +13,7 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let r = status(&cli.paths())?;
+    let r = status(&cli.paths_with(&cli.config()?))?;
     if args.json {
         print_json(&r)?;
         return Ok(ExitCode::from(EXIT_OK));

@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let r = verify(&cli.paths(), args.deep)?;
+    let r = verify(&cli.paths_with(&cli.config()?), args.deep)?;
     if args.json {
         print_json(&r)?;
     } else {

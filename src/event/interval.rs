@@ -149,6 +149,21 @@ impl Interval {
         }
     }
 
+    /// The open time of the candle that contains the instant `ms` (floor to a boundary).
+    pub fn open_containing(self, ms: i64) -> Option<i64> {
+        match self {
+            Interval::W1 => Some(ms - (ms - FIRST_MONDAY).rem_euclid(7 * DAY)),
+            Interval::Mo1 => month_start(ms),
+            other => other.fixed_ms().map(|len| ms - ms.rem_euclid(len)),
+        }
+    }
+
+    /// The first open time at or after `ms` (ceiling to a boundary).
+    pub fn open_at_or_after(self, ms: i64) -> Option<i64> {
+        let floor = self.open_containing(ms)?;
+        if floor == ms { Some(ms) } else { self.next_open(floor) }
+    }
+
     /// The open time of the candle before the one opening at `open_ms`.
     pub fn prev_open(self, open_ms: i64) -> Option<i64> {
         match self.fixed_ms() {
@@ -203,5 +218,12 @@ mod tests {
         assert!(Interval::Mo1.is_aligned(1_769_904_000_000));
         assert_eq!(Interval::Mo1.next_open(1_769_904_000_000), Some(1_772_323_200_000));
         assert_eq!(Interval::Mo1.prev_open(1_772_323_200_000), Some(1_769_904_000_000));
+        for i in Interval::ALL {
+            let t = 1_772_323_200_000 + 12_345_678;
+            let open = i.open_containing(t).unwrap();
+            assert!(i.is_aligned(open) && open <= t && i.next_open(open).unwrap() > t, "{i}");
+            assert_eq!(i.open_at_or_after(open), Some(open));
+            assert_eq!(i.open_at_or_after(open + 1), i.next_open(open));
+        }
     }
 }

@@ -3,4 +3,5 @@
 pub mod dump;
 pub mod import;
 pub mod status;
+pub mod sync;
 pub mod verify;

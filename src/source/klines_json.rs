@@ -22,20 +22,61 @@ pub fn read_klines_json(path: &Path, symbol: &Symbol, interval: Interval) -> Res
 
 /// Parses a response body; the first bad row rejects everything.
 pub(crate) fn parse_klines_json(path: &Path, data: &[u8], symbol: &Symbol, interval: Interval) -> Result<Vec<Candle>, SourceError> {
-    let file_error = |message: String| SourceError::File { path: path.to_path_buf(), message };
-    let value: Value = serde_json::from_slice(data).map_err(|e| file_error(format!("not valid JSON: {e}")))?;
+    parse_klines_body(data, symbol, interval).map_err(|e| e.into_source_error(path))
+}
+
+/// Where and why a klines body is bad, with the parts kept apart so that a
+/// caller without a file (the REST client) can report them its own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError {
+    /// 0-based array index of the bad row; `None` when the body as a whole is bad.
+    pub row: Option<u64>,
+    /// The bad row's open time as sent (when it could be read).
+    pub open_time: Option<u64>,
+    /// The bad field (a column name such as `open` or `close_time`), when one is to blame.
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl BodyError {
+    fn into_source_error(self, path: &Path) -> SourceError {
+        let message = self.detail();
+        match self.row {
+            Some(row) => SourceError::Row { path: path.to_path_buf(), row, message },
+            None => SourceError::File { path: path.to_path_buf(), message },
+        }
+    }
+
+    /// "open time T: field F: message", leaving out the parts not known.
+    pub fn detail(&self) -> String {
+        let mut text = String::new();
+        if let Some(t) = self.open_time {
+            text.push_str(&format!("open time {t}: "));
+        }
+        if let Some(f) = self.field {
+            text.push_str(&format!("field {f}: "));
+        }
+        text.push_str(&self.message);
+        text
+    }
+}
+
+/// Parses a response body held in memory; the first bad row rejects everything.
+pub fn parse_klines_body(data: &[u8], symbol: &Symbol, interval: Interval) -> Result<Vec<Candle>, BodyError> {
+    let body_error = |message: String| BodyError { row: None, open_time: None, field: None, message };
+    let value: Value = serde_json::from_slice(data).map_err(|e| body_error(format!("not valid JSON: {e}")))?;
     let rows = match value {
         Value::Array(rows) => rows,
         Value::Object(ref o) if o.contains_key("code") && o.contains_key("msg") => {
-            return Err(file_error(format!("is a Binance error response, not klines: {}", describe(&value))));
+            return Err(body_error(format!("is a Binance error response, not klines: {}", describe(&value))));
         }
-        other => return Err(file_error(format!("expected a JSON array of klines, got {}", describe(&other)))),
+        other => return Err(body_error(format!("expected a JSON array of klines, got {}", describe(&other)))),
     };
     let mut candles = Vec::with_capacity(rows.len());
     let mut order = AscendingCheck::default();
     for (index, row) in rows.iter().enumerate() {
         let row_no = index as u64;
-        let row_error = |message: String| SourceError::Row { path: path.to_path_buf(), row: row_no, message };
+        let row_error = |message: String| BodyError { row: Some(row_no), open_time: None, field: None, message };
         let Value::Array(fields) = row else {
             return Err(row_error(format!("expected an array of {} elements, got {}", COLUMNS.len(), describe(row))));
         };
@@ -43,8 +84,9 @@ pub(crate) fn parse_klines_json(path: &Path, data: &[u8], symbol: &Symbol, inter
             return Err(row_error(format!("has {} elements, expected {}", fields.len(), COLUMNS.len())));
         };
         let [first, ..] = fields;
-        let open_time = integer("open_time", first).map_err(|e| row_error(e.to_string()))?;
-        let at = |e: FieldError| row_error(format!("open time {open_time}: {e}"));
+        let field_error = |open_time, e: FieldError| BodyError { row: Some(row_no), open_time, field: Some(e.field), message: e.message };
+        let open_time = integer("open_time", first).map_err(|e| field_error(None, e))?;
+        let at = |e: FieldError| field_error(Some(open_time), e);
         let candle = parse_row(fields, open_time, symbol, interval).map_err(at)?;
         order.check(candle.open_time, row_no, "row").map_err(at)?;
         candles.push(candle);

@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod archive;
+pub mod binance;
 mod checksum;
 mod csv_klines;
 mod discover;

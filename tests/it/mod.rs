@@ -3,3 +3,4 @@ mod corruption;
 mod crash;
 mod golden;
 mod property;
+mod sync;

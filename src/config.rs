@@ -1,0 +1,167 @@
+//! The configuration file (`DIR/candlelog.toml` or `--config PATH`): every
+//! command-line option of the long-running commands can be set here;
+//! `conf/candlelog.example.toml` documents every key. Precedence: command
+//! line, then environment, then this file, then the built-in default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The whole file. Unknown keys are errors: a misspelt key must not be ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// SQLite projection path (default DIR/candles.sqlite).
+    pub projection: Option<PathBuf>,
+    /// Roll segments past this many bytes.
+    pub segment_bytes: Option<u64>,
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`: the nightly sync.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Symbols to keep complete, or the single entry "all".
+    pub symbols: Option<Vec<String>>,
+    pub intervals: Option<Vec<String>>,
+    /// First run of a series: a date (YYYY-MM-DD or RFC 3339) or "listing".
+    pub since: Option<String>,
+    /// First run of a series without `since`: the last N candles.
+    pub lookback: Option<u32>,
+    pub exchange_url: Option<String>,
+    pub concurrency: Option<usize>,
+    /// Whole-run limit, e.g. "30m", "90s".
+    pub timeout: Option<String>,
+    /// Per-request limit, e.g. "10s".
+    pub request_timeout: Option<String>,
+    /// Share of symbols that must succeed for exit 0.
+    pub min_success: Option<f64>,
+    /// Fraction of the exchange's per-minute weight budget kept free.
+    pub weight_margin: Option<f64>,
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an empty config unless `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) && !required => {
+                return Ok(Config::default());
+            }
+            Err(e) => return Err(Error::Usage(format!("config file {}: {e}", path.display()))),
+        };
+        toml::from_str(&text).map_err(|e| Error::Usage(format!("config file {}: {e}", path.display())))
+    }
+}
+
+/// The default set of symbols: 60 USD-M perpetuals (conf/candlelog.example.toml lists the same).
+pub const DEFAULT_SYMBOLS: [&str; 60] = [
+    "BTCUSDT",
+    "ETHUSDT",
+    "BNBUSDT",
+    "SOLUSDT",
+    "XRPUSDT",
+    "DOGEUSDT",
+    "ADAUSDT",
+    "TRXUSDT",
+    "AVAXUSDT",
+    "LINKUSDT",
+    "DOTUSDT",
+    "BCHUSDT",
+    "LTCUSDT",
+    "NEARUSDT",
+    "UNIUSDT",
+    "APTUSDT",
+    "ARBUSDT",
+    "OPUSDT",
+    "ATOMUSDT",
+    "ETCUSDT",
+    "FILUSDT",
+    "ICPUSDT",
+    "INJUSDT",
+    "SUIUSDT",
+    "SEIUSDT",
+    "TIAUSDT",
+    "AAVEUSDT",
+    "LDOUSDT",
+    "RUNEUSDT",
+    "STXUSDT",
+    "IMXUSDT",
+    "HBARUSDT",
+    "VETUSDT",
+    "ALGOUSDT",
+    "XLMUSDT",
+    "EGLDUSDT",
+    "SANDUSDT",
+    "MANAUSDT",
+    "AXSUSDT",
+    "GALAUSDT",
+    "APEUSDT",
+    "CRVUSDT",
+    "DYDXUSDT",
+    "GMXUSDT",
+    "SNXUSDT",
+    "COMPUSDT",
+    "ZECUSDT",
+    "1000PEPEUSDT",
+    "WIFUSDT",
+    "ORDIUSDT",
+    "JUPUSDT",
+    "PYTHUSDT",
+    "ENAUSDT",
+    "WLDUSDT",
+    "FETUSDT",
+    "RENDERUSDT",
+    "TAOUSDT",
+    "ONDOUSDT",
+    "1000SHIBUSDT",
+    "SKRUSDT",
+];
+
+/// Parses durations like "30m", "90s", "1h30m", "500ms".
+pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let span: jiff::Span = text.parse().map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 30m, 90s, 1h30m)"))?;
+    let signed = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    std::time::Duration::try_from(signed).map_err(|_| format!("duration {text:?} must not be negative"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_the_way_operators_write_them() {
+        assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_lists_the_default_symbols() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/candlelog.example.toml");
+        let c = Config::load(&p, true).unwrap();
+        assert_eq!(c.sync.symbols.unwrap(), DEFAULT_SYMBOLS.map(String::from).to_vec());
+        assert_eq!(c.sync.intervals.unwrap(), vec!["4h"]);
+        assert_eq!(parse_duration(&c.sync.timeout.unwrap()).unwrap().as_secs(), 1800);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("candlelog.toml");
+        std::fs::write(&p, "[sync]\nsymbol = [\"BTCUSDT\"]\n").unwrap();
+        let e = Config::load(&p, true).unwrap_err().to_string();
+        assert!(e.contains("candlelog.toml") && e.contains("symbol"), "{e}");
+        std::fs::write(&p, "[sync]\nsymbols = [\"BTCUSDT\"]\ntimeout = \"5m\"\n").unwrap();
+        let c = Config::load(&p, true).unwrap();
+        assert_eq!(c.sync.symbols.unwrap(), vec!["BTCUSDT"]);
+        assert!(Config::load(&dir.path().join("missing.toml"), false).is_ok());
+        assert!(Config::load(&dir.path().join("missing.toml"), true).is_err());
+    }
+}

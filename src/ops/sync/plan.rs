@@ -1,0 +1,144 @@
+//! What to fetch for one series: from the cursor (or the first-run start) up
+//! to the last closed candle, in pages that cost the least weight per candle.
+
+use crate::event::{Interval, Symbol};
+use crate::projection::Cursor;
+
+/// Where a series without stored candles starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Since {
+    /// The first open time at or after this instant (ms).
+    Date(i64),
+    /// The symbol's listing (`onboardDate` in exchangeInfo).
+    Listing,
+}
+
+/// One series' fetch range, open times inclusive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesPlan {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    /// First open time to fetch.
+    pub start: i64,
+    /// Open time of the last closed candle.
+    pub end: i64,
+    /// The last stored open time before this run (None on a first run).
+    pub previous_last: Option<i64>,
+}
+
+/// Largest page that costs 2 weight: the cheapest per candle.
+pub const PAGE_CHEAP: u64 = 499;
+/// Largest page that costs 1 weight.
+pub const PAGE_SMALL: u64 = 99;
+
+/// Open time of the newest candle whose close time is before `now_ms`.
+pub fn last_closed_open(interval: Interval, now_ms: i64) -> Option<i64> {
+    let current = interval.open_containing(now_ms)?;
+    let prev = interval.prev_open(current)?;
+    // The candle containing `now` closes at next_open − 1, which is ≥ now: still open.
+    Some(prev)
+}
+
+/// Number of candle slots in `[start, end]`.
+pub fn slots(interval: Interval, start: i64, end: i64) -> u64 {
+    if end < start {
+        return 0;
+    }
+    match interval.fixed_ms() {
+        Some(ms) => ((end - start) / ms + 1) as u64,
+        None => {
+            let mut n = 0;
+            let mut t = start;
+            while t <= end {
+                n += 1;
+                match interval.next_open(t) {
+                    Some(next) => t = next,
+                    None => break,
+                }
+            }
+            n
+        }
+    }
+}
+
+/// The page size for `remaining` candles: up to 99 costs 1, up to 499 costs 2.
+pub fn page_limit(remaining: u64) -> u16 {
+    if remaining <= PAGE_SMALL { remaining.max(1) as u16 } else { remaining.min(PAGE_CHEAP) as u16 }
+}
+
+/// Plans one series; `None` when it is already complete.
+pub fn plan_series(
+    symbol: &Symbol,
+    interval: Interval,
+    cursor: Option<&Cursor>,
+    now_ms: i64,
+    since: Option<Since>,
+    lookback: u32,
+    onboard_ms: Option<i64>,
+) -> Option<SeriesPlan> {
+    let end = last_closed_open(interval, now_ms)?;
+    let start = match cursor {
+        Some(c) => interval.next_open(c.last_open)?,
+        None => match since {
+            Some(Since::Date(ms)) => interval.open_at_or_after(ms)?,
+            Some(Since::Listing) => match onboard_ms {
+                Some(ms) => interval.open_at_or_after(ms)?,
+                None => lookback_start(interval, end, lookback)?,
+            },
+            None => lookback_start(interval, end, lookback)?,
+        },
+    };
+    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: cursor.map(|c| c.last_open) })
+}
+
+fn lookback_start(interval: Interval, end: i64, lookback: u32) -> Option<i64> {
+    let mut t = end;
+    for _ in 1..lookback.max(1) {
+        t = interval.prev_open(t)?;
+    }
+    Some(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H4: i64 = 4 * 3_600_000;
+
+    fn cursor(last_open: i64) -> Cursor {
+        Cursor { symbol: "BTCUSDT".into(), interval: Interval::H4, first_open: 0, last_open, candles: 1, revisions: 0 }
+    }
+
+    #[test]
+    fn the_open_candle_is_never_planned() {
+        let now = 1_772_323_200_000 + H4 + 5; // 5 ms into a 4h candle
+        assert_eq!(last_closed_open(Interval::H4, now), Some(1_772_323_200_000));
+        // Exactly at a boundary the candle that just opened is open; the previous one closed 1 ms ago.
+        assert_eq!(last_closed_open(Interval::H4, 1_772_323_200_000), Some(1_772_323_200_000 - H4));
+    }
+
+    #[test]
+    fn plans_from_the_cursor_and_closes_gaps() {
+        let sym = Symbol::parse("BTCUSDT").unwrap();
+        let now = 1_772_323_200_000 + 3 * 86_400_000 + 60_000;
+        let last = 1_772_323_200_000 - H4;
+        let p = plan_series(&sym, Interval::H4, Some(&cursor(last)), now, None, 500, None).unwrap();
+        assert_eq!(p.start, 1_772_323_200_000);
+        assert_eq!(slots(Interval::H4, p.start, p.end), 18, "three missed days of 4h candles");
+        let up_to_date = plan_series(&sym, Interval::H4, Some(&cursor(p.end)), now, None, 500, None);
+        assert_eq!(up_to_date, None);
+        let first = plan_series(&sym, Interval::H4, None, now, None, 500, None).unwrap();
+        assert_eq!(slots(Interval::H4, first.start, first.end), 500);
+        let listing = plan_series(&sym, Interval::H4, None, now, Some(Since::Listing), 500, Some(1_772_323_200_000 + 1)).unwrap();
+        assert_eq!(listing.start, 1_772_323_200_000 + H4);
+    }
+
+    #[test]
+    fn pages_cost_the_least_weight_per_candle() {
+        assert_eq!(page_limit(1), 1);
+        assert_eq!(page_limit(99), 99);
+        assert_eq!(page_limit(100), 100);
+        assert_eq!(page_limit(10_000), 499);
+        assert_eq!(slots(Interval::Mo1, 1_767_225_600_000, 1_772_323_200_000), 3); // Jan..Mar 2026
+    }
+}

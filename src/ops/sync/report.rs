@@ -1,0 +1,142 @@
+//! The sync report: per-series outcome, run totals, and the files kept in
+//! `DIR/runs/` (the report as JSON beside the run's log; the last 90 kept).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::symbols::Rejected;
+use crate::error::{Error, Result};
+
+/// How the run ended, as metrics and exit codes see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// Share of successful symbols ≥ `--min-success`: exit 0.
+    Success,
+    /// Share ≥ 0.80 but below `--min-success`: exit 0 with a warning.
+    Partial,
+    /// Below 0.80, or the exchange banned us: exit 1.
+    Failed,
+    /// `--timeout` expired: exit 124.
+    Timeout,
+}
+
+/// One (symbol, interval) series.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesReport {
+    pub symbol: String,
+    pub interval: String,
+    /// ok | failed | timeout | up_to_date
+    pub status: String,
+    pub new_candles: u64,
+    pub revisions: u64,
+    /// New candles older than the newest day of closed candles: what a
+    /// fixed "last N candles" script would have missed after skipped nights.
+    pub gaps_closed: u64,
+    /// First and last open time fetched (ms).
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub requests: u32,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncReport {
+    pub ok: bool,
+    pub outcome: RunOutcome,
+    pub run_id: String,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    pub duration_ms: u64,
+    pub exchange_url: String,
+    pub intervals: Vec<String>,
+    pub symbols_total: u64,
+    pub symbols_ok: u64,
+    pub symbols_failed: u64,
+    pub success_share: f64,
+    pub min_success: f64,
+    pub candles_appended: u64,
+    pub revisions: u64,
+    pub gaps_closed: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub weight_used: u64,
+    pub rate_limited: u64,
+    pub banned: bool,
+    pub head_lsn: u64,
+    pub rejected_symbols: Vec<Rejected>,
+    pub series: Vec<SeriesReport>,
+    /// Set when the run as a whole failed (ban, lock, storage).
+    pub error: Option<String>,
+    /// Where this report and the run's log were written.
+    pub report_path: Option<String>,
+    pub log_path: Option<String>,
+}
+
+/// How many runs `DIR/runs/` keeps.
+pub const KEEP_RUNS: usize = 90;
+
+/// `DIR/runs/<stamp>.json` and `.log` for a run stamped `stamp`.
+pub fn run_files(data_dir: &Path, stamp: &str) -> (PathBuf, PathBuf) {
+    let runs = data_dir.join("runs");
+    (runs.join(format!("{stamp}.json")), runs.join(format!("{stamp}.log")))
+}
+
+/// A UTC timestamp that sorts and is safe in file names: `20261128T071500Z`.
+pub fn stamp_now() -> String {
+    jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Writes the report atomically (temp file + rename) and prunes old runs.
+pub fn save(report: &SyncReport, path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(report).map_err(|e| Error::io("serialise report", path, std::io::Error::other(e)))?;
+    std::fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))?;
+    prune(dir, KEEP_RUNS)
+}
+
+/// Keeps the newest `keep` runs (a run = its `.json` and `.log`).
+pub fn prune(dir: &Path, keep: usize) -> Result<()> {
+    let mut stamps: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io("list", dir, e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".json").or_else(|| name.strip_suffix(".log")).map(str::to_string)
+        })
+        .collect();
+    stamps.sort();
+    stamps.dedup();
+    let excess = stamps.len().saturating_sub(keep);
+    for stamp in &stamps[..excess] {
+        for ext in ["json", "log"] {
+            let p = dir.join(format!("{stamp}.{ext}"));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &p, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..95 {
+            std::fs::write(dir.path().join(format!("2026010{}T00{i:04}Z.json", i % 3)), "{}").unwrap();
+            std::fs::write(dir.path().join(format!("2026010{}T00{i:04}Z.log", i % 3)), "").unwrap();
+        }
+        prune(dir.path(), 90).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 180);
+    }
+}

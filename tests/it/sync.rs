@@ -1,0 +1,255 @@
+//! `candlelog sync` against `fake-binance` (a real HTTP server on loopback, in
+//! this process), driving the real binary.
+
+use std::time::Duration;
+
+use fake_binance::{Config, FakeExchange, Fault, FaultKind};
+
+use crate::support::{Run, json, run, table_rows};
+
+const H4: i64 = 4 * 3_600_000;
+/// 2026-03-01 00:00 UTC + 10 min: a fixed exchange clock.
+const T0: i64 = 1_772_323_200_000 + 600_000;
+
+fn fake() -> FakeExchange {
+    let fx = FakeExchange::start(Config::default()).expect("start fake-binance");
+    fx.set_time(T0);
+    fx
+}
+
+fn symbols(fx: &FakeExchange, n: usize) -> Vec<String> {
+    let _ = fx;
+    Config::default().symbols.iter().take(n).map(|s| s.symbol.clone()).collect()
+}
+
+fn sync(dir: &std::path::Path, fx: &FakeExchange, extra: &[&str]) -> Run {
+    let url = fx.url();
+    let mut args = vec!["sync", "--exchange-url", url.as_str(), "--json"];
+    args.extend_from_slice(extra);
+    run(dir, &args)
+}
+
+/// The exchange's closed candles as projection rows (open time, symbol, floats, trades).
+fn expected_rows(fx: &FakeExchange, symbol: &str, start: i64, end: i64) -> Vec<(i64, String, [u64; 6], i64)> {
+    fx.closed_klines(symbol, "4h", start, end)
+        .into_iter()
+        .map(|k| {
+            let f = |i: usize| k[i].as_str().unwrap().parse::<f64>().unwrap().to_bits();
+            (k[0].as_i64().unwrap(), symbol.to_string(), [f(1), f(2), f(3), f(4), f(5), f(7)], k[8].as_i64().unwrap())
+        })
+        .collect()
+}
+
+fn rows_of(dir: &std::path::Path, symbol: &str) -> Vec<(i64, String, [u64; 6], i64)> {
+    table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").into_iter().filter(|r| r.1 == symbol).collect()
+}
+
+#[test]
+fn a_60_symbol_first_sync_equals_the_exchange_then_increments_and_closes_gaps() {
+    let fx = fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let syms = symbols(&fx, 60);
+    let list = syms.join(",");
+    let r = sync(&dir, &fx, &["--symbols", &list, "--lookback", "30"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let report = json(&r);
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["symbols_ok"], 60);
+    assert_eq!(report["candles_appended"], 60 * 30);
+    assert_eq!(report["rate_limited"], 0);
+    let last_closed = T0 - T0 % H4 - H4;
+    for s in &syms {
+        let rows = rows_of(&dir, s);
+        assert_eq!(rows.len(), 30, "{s}");
+        assert_eq!(rows, expected_rows(&fx, s, last_closed - 29 * H4, last_closed), "{s}");
+    }
+    // The report is also kept in DIR/runs/ beside the run's log.
+    let runs: Vec<_> = std::fs::read_dir(dir.join("runs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(runs.iter().any(|n| n.ends_with(".json")) && runs.iter().any(|n| n.ends_with(".log")), "{runs:?}");
+
+    // One interval later: exactly one new candle per symbol.
+    fx.advance(H4);
+    let r = json(&sync(&dir, &fx, &["--symbols", &list]));
+    assert_eq!(r["candles_appended"], 60);
+    assert_eq!(r["gaps_closed"], 0);
+    // An identical re-run appends nothing but its Run record.
+    let head = r["head_lsn"].as_u64().unwrap();
+    let r = json(&sync(&dir, &fx, &["--symbols", &list]));
+    assert_eq!(r["candles_appended"], 0);
+    assert_eq!(r["head_lsn"].as_u64().unwrap(), head + 1);
+
+    // Three missed nights: the cursor closes the whole gap, no lookback tuning.
+    fx.advance(3 * 86_400_000);
+    let r = json(&sync(&dir, &fx, &["--symbols", &list]));
+    assert_eq!(r["candles_appended"], 60 * 18);
+    assert_eq!(r["gaps_closed"], 60 * 12, "candles older than the newest day");
+    let end = T0 + H4 + 3 * 86_400_000;
+    let end = end - end % H4 - H4;
+    for s in syms.iter().take(5) {
+        assert_eq!(rows_of(&dir, s), expected_rows(&fx, s, last_closed - 29 * H4, end), "{s}");
+    }
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+#[test]
+fn bad_symbols_are_reported_by_name_and_the_rest_synced() {
+    let fx = fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let syms = symbols(&fx, 2);
+    let list = format!("{a},BTCÜSDT,{a},NOPEUSDT,{b}", a = syms[0], b = syms[1]);
+    let r = sync(&dir, &fx, &["--symbols", &list, "--lookback", "5"]);
+    assert_eq!(r.code, 1, "2 of 5 symbols is below 80%: {}", r.stdout);
+    let report = json(&r);
+    let rejected = report["rejected_symbols"].as_array().unwrap();
+    let reason = |name: &str| rejected.iter().find(|x| x["symbol"] == name).map(|x| x["reason"].as_str().unwrap().to_string()).unwrap();
+    assert!(reason("BTCÜSDT").contains("non-ASCII character 'Ü' at position 4"));
+    assert!(reason(&syms[0]).contains("listed twice"));
+    assert!(reason("NOPEUSDT").contains("unknown to the exchange"));
+    assert_eq!(rows_of(&dir, &syms[0]).len(), 5);
+    assert_eq!(rows_of(&dir, &syms[1]).len(), 5);
+    // Enough of them succeeded for an operator who says so.
+    let r = sync(&dir, &fx, &["--symbols", &list, "--min-success", "0.4"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn retry_paths_end_as_specified() {
+    let fx = fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let syms = symbols(&fx, 3);
+    let list = syms.join(",");
+    let klines = |kind: FaultKind, symbol: &str| Fault { path: "/fapi/v1/klines".into(), symbol: Some(symbol.into()), kind, times: 1 };
+
+    // 5xx: retried, then fine.
+    fx.push_fault(klines(FaultKind::Status(503), &syms[0]));
+    // 429 with Retry-After: waited out, then fine.
+    fx.push_fault(klines(FaultKind::TooMany { retry_after_secs: Some(1) }, &syms[1]));
+    // A hang past the request timeout: retried after backoff.
+    fx.push_fault(klines(FaultKind::Hang(Duration::from_secs(5)), &syms[2]));
+    let r = sync(&dir, &fx, &["--symbols", &list, "--lookback", "3", "--request-timeout", "1s"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let report = json(&r);
+    assert!(report["retries"].as_u64().unwrap() >= 3, "{report}");
+    for s in &syms {
+        assert_eq!(rows_of(&dir, s).len(), 3, "{s}");
+    }
+
+    // A malformed page fails that symbol alone, naming it; nothing from the page is written.
+    fx.advance(H4);
+    fx.push_fault(klines(FaultKind::WrongType, &syms[0]));
+    let r = sync(&dir, &fx, &["--symbols", &list, "--min-success", "0.5"]);
+    let report = json(&r);
+    let s0 = report["series"].as_array().unwrap().iter().find(|s| s["symbol"] == syms[0].as_str()).unwrap().clone();
+    assert_eq!(s0["status"], "failed");
+    assert!(s0["error"].as_str().unwrap().contains(&syms[0]), "{s0}");
+    assert_eq!(rows_of(&dir, &syms[0]).len(), 3);
+    assert_eq!(rows_of(&dir, &syms[1]).len(), 4);
+
+    // 418: every request stops, the run fails and says until when.
+    fx.advance(H4);
+    fx.push_fault(klines(FaultKind::Banned { until_ms: 1_900_000_000_000 }, &syms[1]));
+    let r = sync(&dir, &fx, &["--symbols", &list]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let report = json(&r);
+    assert_eq!(report["banned"], true);
+    assert!(report.to_string().contains("1900000000000"), "{report}");
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+#[test]
+fn timeout_exits_124_with_the_committed_part_intact() {
+    let fx = fake();
+    fx.set_latency(Duration::from_millis(400));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let list = symbols(&fx, 40).join(",");
+    let r = sync(&dir, &fx, &["--symbols", &list, "--lookback", "2", "--timeout", "2s", "--concurrency", "2"]);
+    assert_eq!(r.code, 124, "{}\n{}", r.stdout, r.stderr);
+    let report = json(&r);
+    assert_eq!(report["outcome"], "timeout");
+    let series = report["series"].as_array().unwrap();
+    let ok: Vec<_> = series.iter().filter(|s| s["status"] == "ok").collect();
+    assert!(!ok.is_empty() && ok.len() < 40, "some but not all series completed: {}", ok.len());
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    for s in ok {
+        assert_eq!(rows_of(&dir, s["symbol"].as_str().unwrap()).len(), 2);
+    }
+}
+
+#[test]
+fn two_concurrent_syncs_one_exits_75() {
+    let fx = fake();
+    fx.set_latency(Duration::from_millis(300));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["init"]).code, 0);
+    let list = symbols(&fx, 6).join(",");
+    let url = fx.url();
+    let mut first = crate::support::bin()
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "sync",
+            "--exchange-url",
+            &url,
+            "--symbols",
+            &list,
+            "--lookback",
+            "2",
+            "--concurrency",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let second = sync(&dir, &fx, &["--symbols", &list]);
+    assert_eq!(second.code, 75, "{}", second.stderr);
+    assert!(second.stderr.contains(&format!("pid {}", first.id())), "{}", second.stderr);
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
+fn kill_9_mid_sync_then_rerun_equals_the_exchange() {
+    let fx = fake();
+    fx.set_latency(Duration::from_millis(150));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["init"]).code, 0);
+    let syms = symbols(&fx, 12);
+    let list = syms.join(",");
+    let url = fx.url();
+    let mut child = crate::support::bin()
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "sync",
+            "--exchange-url",
+            &url,
+            "--symbols",
+            &list,
+            "--lookback",
+            "600",
+            "--concurrency",
+            "2",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    child.kill().unwrap();
+    let _ = child.wait();
+    fx.set_latency(Duration::ZERO);
+    let r = sync(&dir, &fx, &["--symbols", &list, "--lookback", "600"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    let last_closed = T0 - T0 % H4 - H4;
+    for s in &syms {
+        assert_eq!(rows_of(&dir, s), expected_rows(&fx, s, last_closed - 599 * H4, last_closed), "{s}");
+    }
+}

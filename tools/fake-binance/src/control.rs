@@ -1,0 +1,185 @@
+//! `/_fake/*`: control over HTTP, for the binary and for clients in other processes. These
+//! requests are not rate limited, not delayed and not counted in the stats. Bodies are JSON
+//! (any Content-Type); answers are JSON, errors `400 {"error": "…"}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::faults::{Fault, FaultSpec};
+use crate::routes::parse_query;
+use crate::{Clock, Shared};
+
+type S = State<Arc<Shared>>;
+
+pub(crate) fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/_fake/time", get(get_time).post(post_time))
+        .route("/_fake/fault", post(post_fault).delete(delete_fault))
+        .route("/_fake/latency", post(post_latency))
+        .route("/_fake/stats", get(get_stats))
+        .route("/_fake/revise", post(post_revise))
+        .route("/_fake/klines", post(post_klines))
+        .route("/_fake/limits", post(post_limits))
+}
+
+fn ok(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+fn bad(msg: impl std::fmt::Display) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, String> {
+    serde_json::from_str(body).map_err(|e| format!("bad JSON body: {e}"))
+}
+
+async fn get_time(State(s): S) -> Response {
+    ok(json!({ "now_ms": s.lock().now_ms() }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeCmd {
+    fixed_ms: Option<i64>,
+    advance_ms: Option<i64>,
+    offset_ms: Option<i64>,
+    #[serde(default)]
+    real: bool,
+}
+
+/// `{"fixed_ms":…}` freezes the clock, `{"advance_ms":…}` moves it, `{"offset_ms":…}` = real +
+/// offset, `{"real":true}` = real. Answers `{"now_ms":…}`.
+async fn post_time(State(s): S, body: String) -> Response {
+    let cmd: TimeCmd = match parse(&body) {
+        Ok(c) => c,
+        Err(e) => return bad(e),
+    };
+    let mut st = s.lock();
+    match cmd {
+        TimeCmd { fixed_ms: Some(t), advance_ms: None, offset_ms: None, real: false } => st.clock = Clock::Fixed(t),
+        TimeCmd { fixed_ms: None, advance_ms: Some(d), offset_ms: None, real: false } => st.clock = st.clock.advanced(d),
+        TimeCmd { fixed_ms: None, advance_ms: None, offset_ms: Some(o), real: false } => st.clock = Clock::Offset(o),
+        TimeCmd { fixed_ms: None, advance_ms: None, offset_ms: None, real: true } => st.clock = Clock::Real,
+        _ => return bad("give exactly one of fixed_ms, advance_ms, offset_ms, real"),
+    }
+    ok(json!({ "now_ms": st.now_ms() }))
+}
+
+/// A [`FaultSpec`] or an array of them. Answers `{"pending": uses left}`.
+async fn post_fault(State(s): S, body: String) -> Response {
+    let v: Value = match parse(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    let specs: Result<Vec<FaultSpec>, _> =
+        if v.is_array() { serde_json::from_value(v) } else { serde_json::from_value::<FaultSpec>(v).map(|f| vec![f]) };
+    match specs {
+        Ok(specs) => {
+            let mut st = s.lock();
+            for f in specs {
+                st.faults.push(Fault::from(f));
+            }
+            ok(json!({ "pending": st.faults.pending() }))
+        }
+        Err(e) => bad(format!("bad fault: {e}")),
+    }
+}
+
+async fn delete_fault(State(s): S) -> Response {
+    s.lock().faults.clear();
+    ok(json!({ "pending": 0 }))
+}
+
+#[derive(Deserialize)]
+struct LatencyCmd {
+    ms: u64,
+}
+
+async fn post_latency(State(s): S, body: String) -> Response {
+    match parse::<LatencyCmd>(&body) {
+        Ok(c) => {
+            s.lock().latency = Duration::from_millis(c.ms);
+            ok(json!({ "latency_ms": c.ms }))
+        }
+        Err(e) => bad(e),
+    }
+}
+
+async fn get_stats(State(s): S) -> Response {
+    ok(serde_json::to_value(s.lock().stats()).unwrap_or(Value::Null))
+}
+
+#[derive(Deserialize)]
+struct ReviseCmd {
+    symbol: String,
+    #[serde(default = "yes")]
+    enable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn post_revise(State(s): S, body: String) -> Response {
+    match parse::<ReviseCmd>(&body) {
+        Ok(c) => {
+            s.lock().market.set_revise(&c.symbol, c.enable);
+            ok(json!({ "symbol": c.symbol, "enable": c.enable }))
+        }
+        Err(e) => bad(e),
+    }
+}
+
+/// `POST /_fake/klines?symbol=S&interval=I` with a klines JSON body: `load_klines`.
+async fn post_klines(State(s): S, RawQuery(q): RawQuery, body: String) -> Response {
+    let params = parse_query(q.as_deref().unwrap_or(""));
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let (Some(symbol), Some(interval)) = (get("symbol"), get("interval")) else {
+        return bad("need ?symbol=…&interval=…");
+    };
+    match s.lock().market.load(&symbol, &interval, &body) {
+        Ok(()) => ok(json!({ "symbol": symbol, "interval": interval })),
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsCmd {
+    weight_limit: Option<u32>,
+    window_ms: Option<u64>,
+    ban_ms: Option<u64>,
+    ban_after_429s: Option<u32>,
+}
+
+/// Any of `weight_limit`, `window_ms`, `ban_ms`, `ban_after_429s`.
+async fn post_limits(State(s): S, body: String) -> Response {
+    let c: LimitsCmd = match parse(&body) {
+        Ok(c) => c,
+        Err(e) => return bad(e),
+    };
+    let mut st = s.lock();
+    let l = &mut st.limiter;
+    if let Some(v) = c.weight_limit {
+        l.limit = v;
+    }
+    if let Some(v) = c.window_ms {
+        l.set_window(Duration::from_millis(v));
+    }
+    if let Some(v) = c.ban_ms {
+        l.set_ban(Duration::from_millis(v));
+    }
+    if let Some(v) = c.ban_after_429s {
+        l.ban_after = v;
+    }
+    ok(json!({ "weight_limit": l.limit, "window_ms": l.window_ms, "ban_ms": l.ban_ms, "ban_after_429s": l.ban_after }))
+}

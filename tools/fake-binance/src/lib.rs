@@ -1,0 +1,344 @@
+//! `fake-binance`: a loopback server that behaves like the Binance USD-M futures REST API for
+//! the three endpoints candlelog's sync uses — `GET /fapi/v1/time`, `GET /fapi/v1/exchangeInfo`
+//! and `GET /fapi/v1/klines` — with a controllable clock, request-weight limits and scripted
+//! faults.
+//!
+//! ```no_run
+//! use fake_binance::{Clock, Config, FakeExchange, Fault, FaultKind};
+//!
+//! let ex = FakeExchange::start(Config { clock: Clock::Fixed(1_735_689_600_000), ..Config::default() }).unwrap();
+//! ex.push_fault(Fault::klines(FaultKind::Status(503)).for_symbol("BTCUSDT"));
+//! let url = format!("{}/fapi/v1/klines?symbol=BTCUSDT&interval=4h&startTime=0&limit=1500", ex.url());
+//! // … the first such request gets a 503, the next ones real candles.
+//! let expected = ex.closed_klines("BTCUSDT", "4h", 0, ex.now_ms());
+//! # let _ = (url, expected);
+//! ```
+//!
+//! Generated candles are deterministic: a function of (symbol, interval, open time) for closed
+//! candles, plus the server time for the one still open. See `README.md` for the HTTP side.
+
+mod control;
+mod faults;
+mod limits;
+mod market;
+mod routes;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use faults::{Fault, FaultKind, FaultKindSpec, FaultSpec};
+pub use limits::klines_weight;
+pub use market::{DEFAULT_ONBOARD_MS, Interval, PERPETUAL_DELIVERY_MS, default_symbols, extra_symbols};
+
+/// How the fake exchange is set up. `Config::default()`: the 60 default symbols, a weight limit of
+/// 2400 per minute, the real clock, no latency, a ban after 3 consecutive 429s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The symbols of exchangeInfo (plus [`extra_symbols`], always listed after them).
+    pub symbols: Vec<SymbolSpec>,
+    /// REQUEST_WEIGHT per window (a minute unless [`FakeExchange::set_rate_window`]), advertised
+    /// in exchangeInfo and enforced.
+    pub weight_limit: u32,
+    /// The server clock (candles, `serverTime`). Rate limiting always runs on real time.
+    pub clock: Clock,
+    /// Added to every `/fapi` response.
+    pub latency: Duration,
+    /// A client that keeps requesting while over the limit gets 418 (banned for 2 minutes
+    /// unless [`FakeExchange::set_ban_duration`]) after this many consecutive 429s.
+    /// `u32::MAX` never bans.
+    pub ban_after_429s: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { symbols: default_symbols(60), weight_limit: 2400, clock: Clock::Real, latency: Duration::ZERO, ban_after_429s: 3 }
+    }
+}
+
+/// A symbol as listed in exchangeInfo.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SymbolSpec {
+    pub symbol: String,
+    /// `TRADING`, `SETTLING`, `PENDING_TRADING`, `CLOSE`, …
+    pub status: String,
+    /// `PERPETUAL`, `CURRENT_QUARTER`, `NEXT_QUARTER`, …
+    pub contract_type: String,
+    pub quote_asset: String,
+    /// `onboardDate`; candles exist from the interval that contains it.
+    pub onboard_ms: i64,
+}
+
+impl SymbolSpec {
+    /// A TRADING USDT perpetual.
+    pub fn perpetual(symbol: &str, onboard_ms: i64) -> SymbolSpec {
+        SymbolSpec {
+            symbol: symbol.to_string(),
+            status: "TRADING".to_string(),
+            contract_type: "PERPETUAL".to_string(),
+            quote_asset: "USDT".to_string(),
+            onboard_ms,
+        }
+    }
+}
+
+/// The server clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// The machine's clock.
+    Real,
+    /// Frozen at this Unix time in ms.
+    Fixed(i64),
+    /// The machine's clock plus this many ms.
+    Offset(i64),
+}
+
+impl Clock {
+    fn now_ms(self) -> i64 {
+        match self {
+            Clock::Real => real_ms(),
+            Clock::Fixed(t) => t,
+            Clock::Offset(o) => real_ms() + o,
+        }
+    }
+
+    fn advanced(self, ms: i64) -> Clock {
+        match self {
+            Clock::Real => Clock::Offset(ms),
+            Clock::Fixed(t) => Clock::Fixed(t + ms),
+            Clock::Offset(o) => Clock::Offset(o + ms),
+        }
+    }
+}
+
+/// Counters since start. Only `/fapi` requests count (control requests do not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// All `/fapi` requests, whatever their answer.
+    pub requests: u64,
+    /// `/fapi/v1/klines` requests, whatever their answer.
+    pub klines_requests: u64,
+    /// Weight of all requests the limiter accepted.
+    pub weight_used_total: u64,
+    /// The highest weight used within one rate-limit window.
+    pub max_weight_in_a_minute: u32,
+    /// 429s, from the limiter or scripted.
+    pub responses_429: u64,
+    /// 418s, from the limiter or scripted.
+    pub responses_418: u64,
+    /// Requests answered (or delayed) by a scripted fault.
+    pub faults_served: u64,
+}
+
+pub(crate) fn real_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Everything the handlers share.
+pub(crate) struct State {
+    pub clock: Clock,
+    pub latency: Duration,
+    pub market: market::Market,
+    pub limiter: limits::RateLimiter,
+    pub faults: faults::FaultQueue,
+    pub stats: Stats,
+}
+
+impl State {
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats { max_weight_in_a_minute: self.limiter.max_used, ..self.stats }
+    }
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running fake exchange on loopback. Dropping it shuts the server down.
+pub struct FakeExchange {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeExchange {
+    /// Starts a server on `127.0.0.1:0` (a free port) on its own thread and tokio runtime.
+    /// Returns once the socket is listening.
+    pub fn start(config: Config) -> std::io::Result<FakeExchange> {
+        FakeExchange::start_at(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Like [`FakeExchange::start`], on a chosen address.
+    pub fn start_at(config: Config, addr: SocketAddr) -> std::io::Result<FakeExchange> {
+        let state = State {
+            clock: config.clock,
+            latency: config.latency,
+            market: market::Market::new(&config.symbols),
+            limiter: limits::RateLimiter::new(config.weight_limit, config.ban_after_429s),
+            faults: faults::FaultQueue::default(),
+            stats: Stats::default(),
+        };
+        let shared = Arc::new(Shared { state: Mutex::new(state) });
+        let std_listener = TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("fake-binance").enable_all().build()?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener)?
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = routes::router(shared.clone());
+        let thread = std::thread::Builder::new().name(format!("fake-binance-{}", addr.port())).spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = rx => {}
+                }
+            });
+            // Dropping the runtime cancels in-flight requests (e.g. a Hang fault).
+            runtime.shutdown_background();
+        })?;
+        Ok(FakeExchange { shared, addr, shutdown: Some(tx), thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Freezes the server clock at `ms`.
+    pub fn set_time(&self, ms: i64) {
+        self.shared.lock().clock = Clock::Fixed(ms);
+    }
+
+    /// Moves the server clock forward by `ms` (backwards if negative). A real clock becomes
+    /// `Clock::Offset(ms)`.
+    pub fn advance(&self, ms: i64) {
+        let mut s = self.shared.lock();
+        s.clock = s.clock.advanced(ms);
+    }
+
+    /// Replaces the server clock.
+    pub fn set_clock(&self, clock: Clock) {
+        self.shared.lock().clock = clock;
+    }
+
+    /// The server time now, in ms.
+    pub fn now_ms(&self) -> i64 {
+        self.shared.lock().now_ms()
+    }
+
+    /// Latency added to every `/fapi` response from now on.
+    pub fn set_latency(&self, d: Duration) {
+        self.shared.lock().latency = d;
+    }
+
+    /// Changes the weight limit (also what exchangeInfo advertises).
+    pub fn set_weight_limit(&self, limit: u32) {
+        self.shared.lock().limiter.limit = limit;
+    }
+
+    /// Scales the rate-limit window (default 60 s; windows are aligned to multiples of it since
+    /// the epoch, on real time). Resets the current window's count. The header keeps its name
+    /// `X-MBX-USED-WEIGHT-1M`.
+    pub fn set_rate_window(&self, d: Duration) {
+        self.shared.lock().limiter.set_window(d);
+    }
+
+    /// Scales the ban that follows too many 429s (default 2 minutes).
+    pub fn set_ban_duration(&self, d: Duration) {
+        self.shared.lock().limiter.set_ban(d);
+    }
+
+    /// Serves a recorded series (the body of a `GET /fapi/v1/klines` response: an array of
+    /// kline arrays) for `symbol` and `interval` instead of generated candles. Rows are served
+    /// verbatim (same JSON values, same decimal text), in file order, filtered by open time like
+    /// generated ones (only rows with open time ≤ server time exist). The close time is field 6.
+    /// Rows are not validated beyond "field 0 is an integer", so impossible candles can be
+    /// served on purpose. An unknown symbol is added to exchangeInfo (TRADING PERPETUAL, quote
+    /// guessed from the name, onboardDate = first open time, precisions from the first row).
+    pub fn load_klines(&self, symbol: &str, interval: &str, body_json: &str) -> Result<(), String> {
+        self.shared.lock().market.load(symbol, interval, body_json)
+    }
+
+    /// Queues a scripted fault. See [`Fault`].
+    pub fn push_fault(&self, f: Fault) {
+        self.shared.lock().faults.push(f);
+    }
+
+    /// Drops all queued faults.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// How many fault uses remain queued.
+    pub fn pending_faults(&self) -> u64 {
+        self.shared.lock().faults.pending()
+    }
+
+    /// When enabled, every closed candle of `symbol` (any interval) gets a new revision each
+    /// time a klines response serves it again: the n-th serve after it closed (n from 0) has
+    /// its volume (field 5) raised by n units of its last decimal place. Models the exchange
+    /// correcting data.
+    pub fn revise_after_close(&self, symbol: &str, enable: bool) {
+        self.shared.lock().market.set_revise(symbol, enable);
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats()
+    }
+
+    /// The symbols listed in exchangeInfo, in order (configured, extra, then loaded ones).
+    pub fn symbols(&self) -> Vec<SymbolSpec> {
+        self.shared.lock().market.symbols()
+    }
+
+    /// What the exchange serves as CLOSED candles (close time < server time now) with open
+    /// time in [start_ms, end_ms], ascending, without any limit. With revisions on, each candle
+    /// is shown as most recently served (or as it will first be served, if never served); this
+    /// call counts as no serve. Unknown symbol or interval: empty.
+    pub fn closed_klines(&self, symbol: &str, interval: &str, start_ms: i64, end_ms: i64) -> Vec<Vec<serde_json::Value>> {
+        let Some(iv) = Interval::parse(interval) else { return Vec::new() };
+        let mut s = self.shared.lock();
+        let now = s.now_ms();
+        s.market.closed_klines(symbol, iv, start_ms, end_ms, now)
+    }
+}
+
+impl Drop for FakeExchange {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for FakeExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeExchange").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}

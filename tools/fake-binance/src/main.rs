@@ -1,0 +1,104 @@
+//! `fake-binance`: runs the fake Binance USD-M futures server until killed.
+//! Prints exactly one line, `listening on http://127.0.0.1:PORT`, once it accepts connections.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use fake_binance::{Clock, Config, FakeExchange, default_symbols};
+
+/// A loopback stand-in for the Binance USD-M futures REST API (time, exchangeInfo, klines),
+/// with a controllable clock and scripted faults (see /_fake/* in README.md).
+#[derive(Parser, Debug)]
+#[command(name = "fake-binance", version)]
+struct Args {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// REQUEST_WEIGHT limit per window.
+    #[arg(long, default_value_t = 2400)]
+    weight_limit: u32,
+    /// Latency added to every /fapi response, in ms.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Server clock: `real`, a fixed Unix time in ms, or `offset:MS` (real + MS, may be negative).
+    #[arg(long, default_value = "real", value_parser = parse_clock)]
+    time: Clock,
+    /// Number of TRADING USDT perpetuals (the first 60 have real-looking names).
+    #[arg(long, conflicts_with = "symbol_list")]
+    symbols: Option<usize>,
+    /// Explicit TRADING USDT perpetuals, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    symbol_list: Vec<String>,
+    /// Serve a recorded klines JSON file for a series: SYMBOL:INTERVAL:PATH (repeatable).
+    #[arg(long = "klines", value_name = "SYMBOL:INTERVAL:PATH")]
+    klines: Vec<String>,
+    /// 418 after this many consecutive 429s (u32::MAX = never).
+    #[arg(long, default_value_t = 3)]
+    ban_after: u32,
+    /// Rate-limit window length in ms (windows aligned to multiples of it, real time).
+    #[arg(long, default_value_t = 60_000)]
+    window_ms: u64,
+    /// Ban length in ms.
+    #[arg(long, default_value_t = 120_000)]
+    ban_ms: u64,
+}
+
+fn parse_clock(s: &str) -> Result<Clock, String> {
+    if s == "real" {
+        return Ok(Clock::Real);
+    }
+    if let Some(o) = s.strip_prefix("offset:") {
+        return o.parse().map(Clock::Offset).map_err(|e| format!("bad offset {o:?}: {e}"));
+    }
+    s.parse().map(Clock::Fixed).map_err(|_| format!("expected `real`, a Unix time in ms, or `offset:MS`, got {s:?}"))
+}
+
+fn run(args: Args) -> Result<FakeExchange, String> {
+    let symbols = if !args.symbol_list.is_empty() {
+        args.symbol_list.iter().map(|s| fake_binance::SymbolSpec::perpetual(s.trim(), fake_binance::DEFAULT_ONBOARD_MS)).collect()
+    } else {
+        default_symbols(args.symbols.unwrap_or(60))
+    };
+    let config = Config {
+        symbols,
+        weight_limit: args.weight_limit,
+        clock: args.time,
+        latency: Duration::from_millis(args.latency_ms),
+        ban_after_429s: args.ban_after,
+    };
+    let ex = FakeExchange::start_at(config, SocketAddr::from(([127, 0, 0, 1], args.port))).map_err(|e| format!("cannot listen: {e}"))?;
+    ex.set_rate_window(Duration::from_millis(args.window_ms));
+    ex.set_ban_duration(Duration::from_millis(args.ban_ms));
+    for spec in &args.klines {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(symbol), Some(interval), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("--klines {spec:?}: expected SYMBOL:INTERVAL:PATH"));
+        };
+        let body = std::fs::read_to_string(PathBuf::from(path)).map_err(|e| format!("--klines {spec:?}: {e}"))?;
+        ex.load_klines(symbol, interval, &body).map_err(|e| format!("--klines {spec:?}: {e}"))?;
+    }
+    Ok(ex)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(ex) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on {}", ex.url());
+            let _ = out.flush();
+            drop(out);
+            loop {
+                std::thread::park();
+            }
+        }
+        Err(e) => {
+            eprintln!("fake-binance: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
