@@ -35,7 +35,11 @@ fn init_logging(cli: &cli::Cli) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_filter(filter);
     let file = cli.run_log_path().and_then(|path| {
         std::fs::create_dir_all(path.parent()?).ok()?;
         let f = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;

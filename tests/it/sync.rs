@@ -253,3 +253,37 @@ fn kill_9_mid_sync_then_rerun_equals_the_exchange() {
         assert_eq!(rows_of(&dir, s), expected_rows(&fx, s, last_closed - 599 * H4, last_closed), "{s}");
     }
 }
+
+#[test]
+fn recorded_real_candles_sync_with_their_exact_decimal_text() {
+    let fx = FakeExchange::start(Config::default()).unwrap();
+    let file = crate::support::shared_klines_json();
+    let body = std::fs::read_to_string(&file).unwrap();
+    fx.load_klines("SKRUSDT", "4h", &body).unwrap();
+    fx.set_time(1_772_856_000_000 + 60_000); // 2026-03-07 04:01 UTC: the last recorded candle has closed
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let r = sync(&dir, &fx, &["--symbols", "SKRUSDT", "--since", "listing"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(json(&r)["candles_appended"], 263);
+    // The log keeps the exchange's text digit for digit.
+    let dump = run(&dir, &["dump", "--events", "--json"]);
+    let logged: Vec<serde_json::Value> = dump
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v.get("candle").cloned())
+        .collect();
+    let recorded: Vec<Vec<serde_json::Value>> = serde_json::from_str(&body).unwrap();
+    assert_eq!(logged.len(), 263);
+    for (c, k) in logged.iter().zip(&recorded) {
+        assert_eq!(c["open_time"], k[0]);
+        for (field, i) in [("open", 1), ("high", 2), ("low", 3), ("close", 4), ("volume", 5), ("quote_volume", 7), ("taker_buy_volume", 9)]
+        {
+            assert_eq!(c[field], k[i], "{field} at {}", k[0]);
+        }
+    }
+    // The same candles imported from the archives are duplicates: nothing appended.
+    let r = run(&dir, &["import", "--json", crate::support::shared_archives().to_str().unwrap()]);
+    assert_eq!(json(&r)["appended"], 0);
+}

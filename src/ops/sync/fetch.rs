@@ -30,7 +30,11 @@ impl Fetched {
     pub fn to_report(&self) -> SeriesReport {
         // "Gaps": new candles that opened more than a day before the last closed one.
         let horizon = self.plan.end - DAY_MS;
-        let gaps_closed = self.new_open_times.iter().filter(|&&t| t <= horizon).count() as u64;
+        // A first sync (no cursor) is a backfill, not a gap.
+        let gaps_closed = match self.plan.previous_last {
+            Some(_) => self.new_open_times.iter().filter(|&&t| t <= horizon).count() as u64,
+            None => 0,
+        };
         SeriesReport {
             symbol: self.plan.symbol.to_string(),
             interval: self.plan.interval.to_string(),

@@ -291,8 +291,8 @@ impl BinanceClient {
         }
         tokio::select! {
             biased;
-            result = self.with_retries(call) => result,
             s = stopped(&mut stop) => Err(s.error()),
+            result = self.with_retries(call) => result,
         }
     }
 
@@ -344,6 +344,10 @@ impl BinanceClient {
         let inner = &*self.inner;
         let permit = inner.slots.acquire().await.map_err(|_| Failure::Final(ExchangeError::Cancelled))?;
         let window = inner.limiter.acquire(call.weight).await;
+        // A ban may have come while this request waited for a slot or for weight.
+        if let Some(s) = inner.stop.borrow().as_ref() {
+            return Err(Failure::Final(s.error()));
+        }
         let request = inner
             .http
             .get(format!("{}{}", inner.base_url, call.path))
@@ -380,9 +384,11 @@ impl BinanceClient {
             StatusClass::Success => Ok(Reply { body, url, arrived }),
             StatusClass::RateLimited => {
                 Counters::add(&inner.counters.responses_429, 1);
-                if retry_after.is_none() {
+                // Every request waits, not just this one: repeated 429s get the IP banned.
+                match retry_after {
+                    Some(secs) => inner.limiter.hold_for(Duration::from_secs(secs)),
                     // Without a hint the minute is spent: hold every request until the next one.
-                    inner.limiter.saturate();
+                    None => inner.limiter.saturate(),
                 }
                 tracing::warn!(
                     symbol = call.symbol,

@@ -53,11 +53,13 @@ pub(crate) struct WindowBudget {
     window_ms: i64,
     window: i64,
     used: u32,
+    /// Nothing is sent before this time (the exchange's `Retry-After`).
+    hold_until: i64,
 }
 
 impl WindowBudget {
     pub fn new(limit: u32, margin: f64, window_ms: i64) -> WindowBudget {
-        WindowBudget { limit, margin, window_ms: window_ms.max(1), window: i64::MIN, used: 0 }
+        WindowBudget { limit, margin, window_ms: window_ms.max(1), window: i64::MIN, used: 0, hold_until: i64::MIN }
     }
 
     pub fn limit(&self) -> u32 {
@@ -85,11 +87,14 @@ impl WindowBudget {
         self.used
     }
 
-    /// Moves to the window of `now`. A clock that steps back (a new server
-    /// time anchor) keeps the later window's count rather than forgetting it.
+    /// Moves to the window of `now`. A clock that steps back by up to one
+    /// window (a new server-time anchor across a boundary) keeps the later
+    /// window's count rather than forgetting it; a bigger step (the first
+    /// anchor, moving from the local clock to a very different server clock)
+    /// starts afresh, or the budget would wait for a window that never comes.
     fn roll(&mut self, now_ms: i64) {
         let window = window_of(now_ms, self.window_ms);
-        if window > self.window {
+        if window > self.window || window < self.window.saturating_sub(1) {
             self.window = window;
             self.used = 0;
         }
@@ -100,6 +105,9 @@ impl WindowBudget {
     /// than the whole allowance goes alone into an empty window.
     pub fn try_reserve(&mut self, now_ms: i64, weight: u32) -> Result<i64, i64> {
         self.roll(now_ms);
+        if now_ms < self.hold_until {
+            return Err(self.hold_until);
+        }
         let fits = self.used.saturating_add(weight) <= self.allowance() || self.used == 0;
         if fits {
             self.used = self.used.saturating_add(weight);
@@ -123,6 +131,11 @@ impl WindowBudget {
     pub fn saturate(&mut self, now_ms: i64) {
         self.roll(now_ms);
         self.used = self.used.max(self.allowance());
+    }
+
+    /// The exchange said "too many requests, retry after": send nothing before `until_ms`.
+    pub fn hold_until(&mut self, until_ms: i64) {
+        self.hold_until = self.hold_until.max(until_ms);
     }
 }
 
@@ -154,7 +167,9 @@ impl Limiter {
             match attempt {
                 Ok(window) => return window,
                 Err(wake_at) => {
-                    let wait_ms = u64::try_from(wake_at.saturating_sub(now)).unwrap_or(0).max(1);
+                    // At most one window at a time: the clock may be re-anchored meanwhile.
+                    let (until_wake, window_ms) = (wake_at.saturating_sub(now), self.window_ms());
+                    let wait_ms = u64::try_from(until_wake.min(window_ms)).unwrap_or(0).max(1);
                     let (used, allowance) = {
                         let mut b = self.budget();
                         (b.used(now), b.allowance())
@@ -176,6 +191,12 @@ impl Limiter {
     pub fn saturate(&self) {
         let now = self.clock.now_ms();
         self.budget().saturate(now);
+    }
+
+    /// Holds every request for `wait` from now.
+    pub fn hold_for(&self, wait: Duration) {
+        let until = self.clock.now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        self.budget().hold_until(until);
     }
 
     pub fn set_limit(&self, limit: u32) {
@@ -255,6 +276,9 @@ mod tests {
         b.set_limit(1000);
         assert_eq!(b.allowance(), 900);
         assert!(b.try_reserve(T0 + 7, 1).is_ok());
+        b.hold_until(T0 + 2_000);
+        assert_eq!(b.try_reserve(T0 + 1_000, 1), Err(T0 + 2_000), "Retry-After holds even a fresh budget");
+        assert!(b.try_reserve(T0 + 2_000, 1).is_ok());
         let mut tiny = WindowBudget::new(5, 0.5, MINUTE_MS);
         assert_eq!(tiny.allowance(), 2);
         assert!(tiny.try_reserve(T0, 10).is_ok(), "too heavy for any window: goes alone into an empty one");
@@ -263,10 +287,14 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_stepping_back_keeps_the_later_count() {
+    fn a_clock_stepping_back_a_little_keeps_the_later_count_a_lot_starts_afresh() {
         let mut b = WindowBudget::new(10, 0.0, MINUTE_MS);
         assert!(b.try_reserve(T0 + MINUTE_MS, 10).is_ok());
         assert_eq!(b.try_reserve(T0 + 59_000, 1), Err(T0 + 2 * MINUTE_MS));
+        let two_years_back = T0 - 2 * 365 * 24 * 60 * MINUTE_MS;
+        assert_eq!(b.try_reserve(two_years_back, 1), Ok(window_of(two_years_back, MINUTE_MS)));
+        b.saturate(two_years_back + 1);
+        assert_eq!(b.try_reserve(two_years_back + 2, 1), Err(two_years_back + MINUTE_MS));
     }
 
     /// A clock that starts just before a minute boundary and runs in real time.

@@ -146,7 +146,16 @@ async fn a_429_waits_as_long_as_retry_after_says() {
     let client = BinanceClient::new(options(&fx)).unwrap();
     fx.push_fault(Fault::klines(FaultKind::TooMany { retry_after_secs: Some(1) }));
     let started = Instant::now();
-    assert_eq!(btc_page(&client).await.unwrap().len(), 10);
+    let c = client.clone();
+    let retried = tokio::spawn(async move { btc_page(&c).await });
+    while client.stats().responses_429 == 0 {
+        assert!(started.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another request meanwhile is held too: the exchange asked this IP to wait.
+    assert_eq!(client.server_time().await, Ok(NOW));
+    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+    assert_eq!(retried.await.unwrap().unwrap().len(), 10);
     let waited = started.elapsed();
     assert!((Duration::from_secs(1)..Duration::from_secs(3)).contains(&waited), "{waited:?}");
     assert_eq!((client.stats().responses_429, client.stats().retries), (1, 1));

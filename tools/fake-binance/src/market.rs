@@ -225,6 +225,7 @@ fn unit(h: u64) -> f64 {
 // Symbols
 
 /// Real-looking USD-M perpetual names with a rough price level (used to scale generated prices).
+// The same 60 names, in the same order, as candlelog's default set (conf/candlelog.example.toml).
 const DEFAULT_NAMES: [(&str, f64); 60] = [
     ("BTCUSDT", 60_000.0),
     ("ETHUSDT", 3_000.0),
@@ -233,30 +234,35 @@ const DEFAULT_NAMES: [(&str, f64); 60] = [
     ("XRPUSDT", 0.6),
     ("DOGEUSDT", 0.15),
     ("ADAUSDT", 0.45),
+    ("TRXUSDT", 0.12),
     ("AVAXUSDT", 30.0),
     ("LINKUSDT", 15.0),
     ("DOTUSDT", 6.0),
-    ("TRXUSDT", 0.12),
-    ("LTCUSDT", 80.0),
     ("BCHUSDT", 400.0),
+    ("LTCUSDT", 80.0),
     ("NEARUSDT", 5.0),
     ("UNIUSDT", 8.0),
-    ("ATOMUSDT", 8.0),
-    ("ETCUSDT", 25.0),
-    ("XLMUSDT", 0.11),
-    ("FILUSDT", 5.0),
     ("APTUSDT", 9.0),
     ("ARBUSDT", 1.1),
     ("OPUSDT", 2.2),
+    ("ATOMUSDT", 8.0),
+    ("ETCUSDT", 25.0),
+    ("FILUSDT", 5.0),
+    ("ICPUSDT", 12.0),
     ("INJUSDT", 25.0),
     ("SUIUSDT", 1.2),
     ("SEIUSDT", 0.5),
     ("TIAUSDT", 10.0),
-    ("LDOUSDT", 2.0),
     ("AAVEUSDT", 100.0),
-    ("MKRUSDT", 2_500.0),
+    ("LDOUSDT", 2.0),
     ("RUNEUSDT", 5.0),
-    ("FTMUSDT", 0.7),
+    ("STXUSDT", 2.0),
+    ("IMXUSDT", 2.0),
+    ("HBARUSDT", 0.09),
+    ("VETUSDT", 0.03),
+    ("ALGOUSDT", 0.18),
+    ("XLMUSDT", 0.11),
+    ("EGLDUSDT", 40.0),
     ("SANDUSDT", 0.45),
     ("MANAUSDT", 0.45),
     ("AXSUSDT", 7.0),
@@ -265,27 +271,22 @@ const DEFAULT_NAMES: [(&str, f64); 60] = [
     ("CRVUSDT", 0.5),
     ("DYDXUSDT", 2.0),
     ("GMXUSDT", 30.0),
+    ("SNXUSDT", 1.5),
+    ("COMPUSDT", 50.0),
+    ("ZECUSDT", 30.0),
     ("1000PEPEUSDT", 0.01),
-    ("1000SHIBUSDT", 0.02),
-    ("1000BONKUSDT", 0.02),
-    ("1000SATSUSDT", 0.0003),
     ("WIFUSDT", 2.5),
     ("ORDIUSDT", 40.0),
     ("JUPUSDT", 1.0),
     ("PYTHUSDT", 0.4),
-    ("WLDUSDT", 5.0),
-    ("STXUSDT", 2.0),
-    ("IMXUSDT", 2.0),
-    ("RENDERUSDT", 7.0),
-    ("FETUSDT", 1.5),
-    ("GRTUSDT", 0.25),
-    ("EGLDUSDT", 40.0),
-    ("ALGOUSDT", 0.18),
-    ("VETUSDT", 0.03),
-    ("HBARUSDT", 0.09),
-    ("ICPUSDT", 12.0),
-    ("KASUSDT", 0.15),
     ("ENAUSDT", 0.8),
+    ("WLDUSDT", 5.0),
+    ("FETUSDT", 1.5),
+    ("RENDERUSDT", 7.0),
+    ("TAOUSDT", 400.0),
+    ("ONDOUSDT", 1.0),
+    ("1000SHIBUSDT", 0.02),
+    ("SKRUSDT", 0.04),
 ];
 
 /// `n` TRADING USDT perpetuals onboarded on 2024-01-01: the 60 built-in names first, then
@@ -604,16 +605,28 @@ impl Market {
             let close_time = row.get(6).and_then(Value::as_i64).unwrap_or_else(|| iv.next_open(iv.open_of(open_time)) - 1);
             series.push(Recorded { open_time, close_time, row });
         }
-        if !self.by_name.contains_key(symbol) {
-            let onboard = series.iter().map(|r| r.open_time).min().unwrap_or(DEFAULT_ONBOARD_MS);
-            let spec = SymbolSpec {
+        let onboard = series.iter().map(|r| r.open_time).min().unwrap_or(DEFAULT_ONBOARD_MS);
+        // A recording replaces the generated history: the symbol lists from its first candle.
+        let idx = match self.by_name.get(symbol).copied() {
+            Some(idx) => {
+                if let Some(meta) = self.symbols.get_mut(idx) {
+                    meta.spec.onboard_ms = onboard;
+                }
+                Some(idx)
+            }
+            None => None,
+        };
+        let idx = match idx {
+            Some(idx) => idx,
+            None => self.add_symbol(SymbolSpec {
                 symbol: symbol.to_string(),
                 status: "TRADING".to_string(),
                 contract_type: "PERPETUAL".to_string(),
                 quote_asset: quote_asset_guess(symbol).to_string(),
                 onboard_ms: onboard,
-            };
-            let idx = self.add_symbol(spec);
+            }),
+        };
+        {
             // Report the recording's own precision in exchangeInfo.
             let places = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| s.split_once('.').map_or(0, |(_, f)| f.len() as u32));
             if let Some(first) = series.first() {
