@@ -59,7 +59,7 @@ impl Default for SyncOptions {
             timeout: Duration::from_secs(30 * 60),
             request_timeout: Duration::from_secs(10),
             min_success: 0.98,
-            weight_margin: 0.1,
+            weight_margin: 0.05,
             progress: false,
         }
     }
