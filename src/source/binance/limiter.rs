@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::clock::Clock;
 
@@ -53,13 +53,11 @@ pub(crate) struct WindowBudget {
     window_ms: i64,
     window: i64,
     used: u32,
-    /// Nothing is sent before this time (the exchange's `Retry-After`).
-    hold_until: i64,
 }
 
 impl WindowBudget {
     pub fn new(limit: u32, margin: f64, window_ms: i64) -> WindowBudget {
-        WindowBudget { limit, margin, window_ms: window_ms.max(1), window: i64::MIN, used: 0, hold_until: i64::MIN }
+        WindowBudget { limit, margin, window_ms: window_ms.max(1), window: i64::MIN, used: 0 }
     }
 
     pub fn limit(&self) -> u32 {
@@ -105,9 +103,6 @@ impl WindowBudget {
     /// than the whole allowance goes alone into an empty window.
     pub fn try_reserve(&mut self, now_ms: i64, weight: u32) -> Result<i64, i64> {
         self.roll(now_ms);
-        if now_ms < self.hold_until {
-            return Err(self.hold_until);
-        }
         let fits = self.used.saturating_add(weight) <= self.allowance() || self.used == 0;
         if fits {
             self.used = self.used.saturating_add(weight);
@@ -132,16 +127,15 @@ impl WindowBudget {
         self.roll(now_ms);
         self.used = self.used.max(self.allowance());
     }
-
-    /// The exchange said "too many requests, retry after": send nothing before `until_ms`.
-    pub fn hold_until(&mut self, until_ms: i64) {
-        self.hold_until = self.hold_until.max(until_ms);
-    }
 }
 
 /// The shared, async face of [`WindowBudget`].
 pub(crate) struct Limiter {
     budget: Mutex<WindowBudget>,
+    /// Nothing is sent before this instant (the exchange's `Retry-After`).
+    /// Monotonic, because it is a duration from the exchange, and the clock
+    /// the windows follow may be re-anchored meanwhile.
+    hold: Mutex<Option<Instant>>,
     clock: Arc<dyn Clock>,
     waits: AtomicU64,
     waited_ms: AtomicU64,
@@ -149,7 +143,7 @@ pub(crate) struct Limiter {
 
 impl Limiter {
     pub fn new(budget: WindowBudget, clock: Arc<dyn Clock>) -> Limiter {
-        Limiter { budget: Mutex::new(budget), clock, waits: AtomicU64::new(0), waited_ms: AtomicU64::new(0) }
+        Limiter { budget: Mutex::new(budget), hold: Mutex::new(None), clock, waits: AtomicU64::new(0), waited_ms: AtomicU64::new(0) }
     }
 
     fn budget(&self) -> std::sync::MutexGuard<'_, WindowBudget> {
@@ -162,6 +156,13 @@ impl Limiter {
     /// the rest wait for the next boundary.
     pub async fn acquire(&self, weight: u32) -> i64 {
         loop {
+            let hold = *self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(until) = hold.filter(|until| *until > Instant::now()) {
+                tracing::debug!(weight, wait_ms = until.saturating_duration_since(Instant::now()).as_millis(), "held by Retry-After");
+                self.count_wait(until.saturating_duration_since(Instant::now()));
+                tokio::time::sleep_until(until.into()).await;
+                continue;
+            }
             let now = self.clock.now_ms();
             let attempt = self.budget().try_reserve(now, weight);
             match attempt {
@@ -175,8 +176,7 @@ impl Limiter {
                         (b.used(now), b.allowance())
                     };
                     tracing::debug!(weight, used, allowance, wait_ms, "request weight budget spent; waiting for the next minute");
-                    self.waits.fetch_add(1, Ordering::Relaxed);
-                    self.waited_ms.fetch_add(wait_ms, Ordering::Relaxed);
+                    self.count_wait(Duration::from_millis(wait_ms));
                     tokio::time::sleep(Duration::from_millis(wait_ms)).await;
                 }
             }
@@ -195,8 +195,14 @@ impl Limiter {
 
     /// Holds every request for `wait` from now.
     pub fn hold_for(&self, wait: Duration) {
-        let until = self.clock.now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-        self.budget().hold_until(until);
+        let Some(until) = Instant::now().checked_add(wait) else { return };
+        let mut hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        *hold = Some(hold.map_or(until, |h| h.max(until)));
+    }
+
+    fn count_wait(&self, wait: Duration) {
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waited_ms.fetch_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub fn set_limit(&self, limit: u32) {
@@ -221,7 +227,6 @@ impl Limiter {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicI64;
-    use std::time::Instant;
 
     const T0: i64 = 1_772_323_200_000; // 2026-03-01 00:00:00 UTC, a minute boundary
 
@@ -276,9 +281,6 @@ mod tests {
         b.set_limit(1000);
         assert_eq!(b.allowance(), 900);
         assert!(b.try_reserve(T0 + 7, 1).is_ok());
-        b.hold_until(T0 + 2_000);
-        assert_eq!(b.try_reserve(T0 + 1_000, 1), Err(T0 + 2_000), "Retry-After holds even a fresh budget");
-        assert!(b.try_reserve(T0 + 2_000, 1).is_ok());
         let mut tiny = WindowBudget::new(5, 0.5, MINUTE_MS);
         assert_eq!(tiny.allowance(), 2);
         assert!(tiny.try_reserve(T0, 10).is_ok(), "too heavy for any window: goes alone into an empty one");
@@ -295,6 +297,19 @@ mod tests {
         assert_eq!(b.try_reserve(two_years_back, 1), Ok(window_of(two_years_back, MINUTE_MS)));
         b.saturate(two_years_back + 1);
         assert_eq!(b.try_reserve(two_years_back + 2, 1), Err(two_years_back + MINUTE_MS));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_hold_is_monotonic_whatever_the_clock_does() {
+        let clock = Arc::new(ShiftedClock { start: Instant::now(), at: AtomicI64::new(T0) });
+        let limiter = Limiter::new(WindowBudget::new(100, 0.1, MINUTE_MS), clock.clone());
+        limiter.hold_for(Duration::from_millis(150));
+        limiter.hold_for(Duration::from_millis(10));
+        clock.at.store(T0 - 365 * 24 * 60 * MINUTE_MS, Ordering::Relaxed);
+        let started = Instant::now();
+        limiter.acquire(1).await;
+        assert!((Duration::from_millis(140)..Duration::from_secs(2)).contains(&started.elapsed()), "{:?}", started.elapsed());
+        assert_eq!(limiter.waits().0, 1);
     }
 
     /// A clock that starts just before a minute boundary and runs in real time.
