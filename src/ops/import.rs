@@ -82,6 +82,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
         }
     });
 
+    store.begin_bulk();
     let mut reports: Vec<FileReport> = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
@@ -134,6 +135,9 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     }
     drop(rx);
     let _ = parser.join();
+    if result.is_ok() {
+        result = store.end_bulk();
+    }
     if let Err(e) = result {
         // What was committed before stays committed; these files were not.
         for p in pending.drain(..) {

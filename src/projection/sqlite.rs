@@ -208,6 +208,22 @@ impl Projection {
         Ok(())
     }
 
+    /// Bulk loading (import): tables created from now on get their secondary
+    /// index at `end_bulk`, not row by row. A crash in between leaves a table
+    /// without it; `open` recreates it.
+    pub fn begin_bulk(&mut self) {
+        self.defer_indexes = true;
+    }
+
+    /// Creates the indexes deferred since `begin_bulk`.
+    pub fn end_bulk(&mut self) -> Result<(), ProjectionError> {
+        self.defer_indexes = false;
+        for i in self.intervals() {
+            self.conn.execute_batch(&create_index_sql(i)).map_err(|e| self.err("create index", e))?;
+        }
+        Ok(())
+    }
+
     /// `PRAGMA integrity_check` (or `quick_check`); returns the problems found.
     pub fn integrity_check(&self, quick: bool) -> Result<Vec<String>, ProjectionError> {
         let pragma = if quick { "PRAGMA quick_check" } else { "PRAGMA integrity_check" };

@@ -122,6 +122,16 @@ impl Store {
         applied.map(|()| head)
     }
 
+    /// Starts a bulk load: new projection tables get their secondary index at `end_bulk`.
+    pub fn begin_bulk(&mut self) {
+        self.projection.begin_bulk();
+    }
+
+    /// Ends a bulk load (creates deferred indexes).
+    pub fn end_bulk(&mut self) -> Result<()> {
+        Ok(self.projection.end_bulk()?)
+    }
+
     /// Seals the active segment (backups copy only sealed segments).
     pub fn seal(&mut self) -> Result<()> {
         self.log.seal()?;
