@@ -19,6 +19,16 @@ pub struct Config {
     pub segment_bytes: Option<u64>,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus textfile.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Rewritten after every command, e.g. /var/lib/node_exporter/textfile/candlelog.prom.
+    pub textfile: Option<PathBuf>,
 }
 
 /// `[sync]`: the nightly sync.

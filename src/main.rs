@@ -10,7 +10,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(&cli);
-    match cli::run(&cli) {
+    let result = cli::run(&cli);
+    cli::metrics::after(&cli, result.is_err());
+    match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");

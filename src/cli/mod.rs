@@ -5,6 +5,7 @@
 mod dump;
 mod import;
 mod init;
+pub mod metrics;
 mod rebuild;
 mod status;
 mod sync;
@@ -37,6 +38,9 @@ pub struct Cli {
     /// Roll to a new segment past this many bytes (default 64 MiB).
     #[arg(long, global = true, env = "CANDLELOG_SEGMENT_BYTES")]
     pub segment_bytes: Option<u64>,
+    /// Rewrite this Prometheus textfile (node_exporter's textfile collector) after the command.
+    #[arg(long, global = true, env = "CANDLELOG_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Configuration file (default DIR/candlelog.toml, if present).
     #[arg(long, global = true, env = "CANDLELOG_CONFIG")]
     pub config: Option<PathBuf>,
@@ -63,6 +67,21 @@ pub enum Command {
     Dump(dump::Args),
     /// Fetch every configured series from the exchange up to its last closed candle.
     Sync(sync::Args),
+}
+
+impl Command {
+    /// The subcommand's name, as metrics label it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::Import(_) => "import",
+            Command::Verify(_) => "verify",
+            Command::Rebuild(_) => "rebuild",
+            Command::Status(_) => "status",
+            Command::Dump(_) => "dump",
+            Command::Sync(_) => "sync",
+        }
+    }
 }
 
 impl Cli {

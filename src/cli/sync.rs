@@ -131,6 +131,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = report::save(&r, &report_path) {
         eprintln!("warning: could not save the run report: {e}");
     }
+    record_metrics(&r);
     if args.json {
         print_json(&r)?;
     } else {
@@ -189,4 +190,25 @@ fn print_summary(r: &SyncReport) {
         r.duration_ms,
         fmt_ms(r.started_ms)
     );
+}
+
+fn record_metrics(r: &SyncReport) {
+    use super::metrics::push;
+    use candlelog::ops::metrics::Update;
+    let outcome = match r.outcome {
+        RunOutcome::Success => "success",
+        RunOutcome::Partial => "partial",
+        RunOutcome::Failed => "failed",
+        RunOutcome::Timeout => "timeout",
+    };
+    push(Update::set("candlelog_sync_last_run_timestamp_seconds", (r.ended_ms / 1000) as f64));
+    if r.ok {
+        push(Update::set("candlelog_sync_last_success_timestamp_seconds", (r.ended_ms / 1000) as f64));
+    }
+    push(Update::set("candlelog_sync_duration_seconds", r.duration_ms as f64 / 1000.0));
+    push(Update::add(format!("candlelog_sync_runs_total{{outcome=\"{outcome}\"}}"), 1.0));
+    push(Update::set("candlelog_sync_symbols{status=\"ok\"}", r.symbols_ok as f64));
+    push(Update::set("candlelog_sync_symbols{status=\"failed\"}", r.symbols_failed as f64));
+    push(Update::add("candlelog_exchange_rate_limited_total", r.rate_limited as f64));
+    push(Update::add("candlelog_exchange_banned_total", if r.banned { 1.0 } else { 0.0 }));
 }

@@ -17,6 +17,8 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let r = verify(&cli.paths_with(&cli.config()?), args.deep)?;
+    super::metrics::push(candlelog::ops::metrics::Update::set("candlelog_integrity_ok", if r.ok { 1.0 } else { 0.0 }));
+    super::metrics::push(candlelog::ops::metrics::Update::add("candlelog_integrity_failures_total", if r.ok { 0.0 } else { 1.0 }));
     if args.json {
         print_json(&r)?;
     } else {

@@ -2,6 +2,7 @@
 
 pub mod dump;
 pub mod import;
+pub mod metrics;
 pub mod status;
 pub mod sync;
 pub mod verify;

@@ -18,6 +18,9 @@ const CURSORS: TableDefinition<(&str, u8), (i64, i64, u64, u64)> = TableDefiniti
 const DIGESTS: TableDefinition<(&str, u8, i64), [u8; 16]> = TableDefinition::new("digests");
 /// commit time (ms) → last LSN committed at that time
 const COMMITS: TableDefinition<i64, u64> = TableDefinition::new("commits");
+/// Prometheus sample (name with labels) → value: counters and last-run gauges
+/// that must survive across runs. Not log-derived: `rebuild` keeps it.
+const METRICS: TableDefinition<&str, f64> = TableDefinition::new("metrics");
 
 #[derive(Debug, thiserror::Error)]
 #[error("redb index {path}: {op}: {source}")]
@@ -238,6 +241,35 @@ impl Index {
         })
     }
 
+    /// Persisted metric samples (counters and last-run gauges).
+    pub fn metrics(&self) -> Result<Vec<(String, f64)>, IndexError> {
+        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let t = match tx.open_table(METRICS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(ierr(&self.path, "open metrics", e)),
+        };
+        let mut out = Vec::new();
+        for row in t.iter().map_err(self.e("read metrics"))? {
+            let (k, v) = row.map_err(self.e("read metrics"))?;
+            out.push((k.value().to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Adds to counters (`add = true`) or sets gauges, in one transaction.
+    pub fn update_metrics(&self, updates: &[(String, bool, f64)]) -> Result<(), IndexError> {
+        let tx = self.begin_write()?;
+        {
+            let mut t = tx.open_table(METRICS).map_err(self.e("open metrics"))?;
+            for (key, add, v) in updates {
+                let old = if *add { t.get(key.as_str()).map_err(self.e("read metrics"))?.map(|g| g.value()).unwrap_or(0.0) } else { 0.0 };
+                t.insert(key.as_str(), old + v).map_err(self.e("write metrics"))?;
+            }
+        }
+        tx.commit().map_err(self.e("commit"))
+    }
+
     pub fn candle_count(&self) -> Result<u64, IndexError> {
         let tx = self.db.begin_read().map_err(self.e("begin read"))?;
         let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
@@ -252,6 +284,7 @@ fn for_each_table(tx: &redb::WriteTransaction, path: &Path) -> Result<(), IndexE
     tx.open_table(CURSORS).map_err(e("open cursors"))?;
     tx.open_table(DIGESTS).map_err(e("open digests"))?;
     tx.open_table(COMMITS).map_err(e("open commits"))?;
+    tx.open_table(METRICS).map_err(e("open metrics"))?;
     Ok(())
 }
 

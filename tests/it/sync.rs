@@ -287,3 +287,64 @@ fn recorded_real_candles_sync_with_their_exact_decimal_text() {
     let r = run(&dir, &["import", "--json", crate::support::shared_archives().to_str().unwrap()]);
     assert_eq!(json(&r)["appended"], 0);
 }
+
+/// Parses a Prometheus textfile into sample → value.
+fn prom(path: &std::path::Path) -> std::collections::HashMap<String, f64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_metrics_file_tracks_a_scripted_sequence_of_runs() {
+    let fx = fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let m = tmp.path().join("candlelog.prom");
+    let mf = m.to_str().unwrap();
+    let list = symbols(&fx, 3).join(",");
+    assert_eq!(sync(&dir, &fx, &["--symbols", &list, "--lookback", "10", "--metrics-file", mf]).code, 0);
+    fx.advance(H4);
+    assert_eq!(sync(&dir, &fx, &["--metrics-file", mf, "--symbols", &list]).code, 0);
+    let v = prom(&m);
+    assert_eq!(v["candlelog_sync_runs_total{outcome=\"success\"}"], 2.0);
+    assert_eq!(v["candlelog_candles{interval=\"4h\"}"], 33.0);
+    assert_eq!(v["candlelog_symbols{interval=\"4h\"}"], 3.0);
+    assert_eq!(v["candlelog_sync_symbols{status=\"ok\"}"], 3.0);
+    let last_closed_close = (T0 + H4 - T0 % H4 - 1) / 1000;
+    assert_eq!(v["candlelog_series_stalest_close_timestamp_seconds{interval=\"4h\"}"], last_closed_close as f64);
+    let head = json(&run(&dir, &["status", "--json"]))["head_lsn"].as_f64().unwrap();
+    assert_eq!(v["candlelog_log_head_lsn"], head);
+    let success_at = v["candlelog_sync_last_success_timestamp_seconds"];
+    assert!(success_at > 1.7e9, "{success_at}");
+
+    // A banned run: counted as failed, the ban counted, the last success unchanged.
+    fx.advance(H4);
+    fx.push_fault(Fault {
+        path: "/fapi/v1/klines".into(),
+        symbol: None,
+        kind: FaultKind::Banned { until_ms: 1_900_000_000_000 },
+        times: 1,
+    });
+    assert_eq!(sync(&dir, &fx, &["--symbols", &list, "--metrics-file", mf]).code, 1);
+    let v = prom(&m);
+    assert_eq!(v["candlelog_sync_runs_total{outcome=\"failed\"}"], 1.0);
+    assert_eq!(v["candlelog_sync_runs_total{outcome=\"success\"}"], 2.0);
+    assert_eq!(v["candlelog_exchange_banned_total"], 1.0);
+    assert_eq!(v["candlelog_sync_last_success_timestamp_seconds"], success_at);
+
+    // verify sets the integrity gauge; a command that errors is counted by name.
+    assert_eq!(run(&dir, &["verify", "--metrics-file", mf]).code, 0);
+    assert_eq!(prom(&m)["candlelog_integrity_ok"], 1.0);
+    assert_eq!(run(&dir, &["--metrics-file", mf, "import", "/nonexistent/archives"]).code, 1);
+    assert_eq!(prom(&m)["candlelog_command_failures_total{command=\"import\"}"], 1.0);
+    // Counters survive a rebuild of the index.
+    assert_eq!(run(&dir, &["rebuild", "--metrics-file", mf]).code, 0);
+    assert_eq!(prom(&m)["candlelog_sync_runs_total{outcome=\"success\"}"], 2.0);
+}
