@@ -21,6 +21,22 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// `[health]`: thresholds of `candlelog health`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Freshness WARNING past this much behind the last closed interval (default "24h").
+    pub stale_warning: Option<String>,
+    /// Freshness CRITICAL past this (default "26h").
+    pub stale_critical: Option<String>,
+    /// The last sync run must be younger than this (default "26h").
+    pub run_max_age: Option<String>,
+    /// Free space on the data directory's filesystem must stay above this fraction (default 0.15).
+    pub disk_min_free: Option<f64>,
 }
 
 /// `[metrics]`: the Prometheus textfile.

@@ -3,6 +3,7 @@
 //! 2 usage or configuration, 75 locked, 124 timeout).
 
 mod dump;
+mod health;
 mod import;
 mod init;
 pub mod metrics;
@@ -67,6 +68,8 @@ pub enum Command {
     Dump(dump::Args),
     /// Fetch every configured series from the exchange up to its last closed candle.
     Sync(sync::Args),
+    /// Vital signs for monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Health(health::Args),
 }
 
 impl Command {
@@ -80,6 +83,7 @@ impl Command {
             Command::Status(_) => "status",
             Command::Dump(_) => "dump",
             Command::Sync(_) => "sync",
+            Command::Health(_) => "health",
         }
     }
 }
@@ -139,6 +143,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status::run(cli, a),
         Command::Dump(a) => dump::run(cli, a),
         Command::Sync(a) => sync::run(cli, a),
+        Command::Health(a) => health::run(cli, a),
     }
 }
 

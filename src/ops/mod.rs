@@ -1,6 +1,7 @@
 //! The commands, as library functions returning reports; `src/cli/` prints them.
 
 pub mod dump;
+pub mod health;
 pub mod import;
 pub mod metrics;
 pub mod status;

@@ -142,7 +142,13 @@ impl Index {
             let mut digests = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
             let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
             let mut cache: std::collections::HashMap<(String, u8), (i64, i64, u64, u64)> = Default::default();
+            let mut last_sync: Option<Vec<u8>> = None;
             for e in events {
+                if let Event::Run(r) = e
+                    && r.kind == crate::event::RunKind::Sync
+                {
+                    last_sync = Some(encode_run_summary(r));
+                }
                 let Event::Candle(c) = e else { continue };
                 let code = c.interval.code();
                 let d = candle_digest(c);
@@ -180,6 +186,9 @@ impl Index {
             let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
             meta.insert("applied_lsn", head.lsn.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
             meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
+            if let Some(summary) = &last_sync {
+                meta.insert("last_sync", summary.as_slice()).map_err(self.e("write meta"))?;
+            }
         }
         tx.commit().map_err(self.e("commit"))
     }
@@ -241,6 +250,19 @@ impl Index {
         })
     }
 
+    /// The newest sync run recorded in the log, if any.
+    pub fn last_sync(&self) -> Result<Option<SyncSummary>, IndexError> {
+        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let meta = tx.open_table(META).map_err(self.e("open meta"))?;
+        let Some(v) = meta.get("last_sync").map_err(self.e("read meta"))? else { return Ok(None) };
+        let b = v.value();
+        let u = |i: usize| b.get(i * 8..i * 8 + 8).map(crate::log::segment::le_u64);
+        Ok(match (u(0), u(1), u(2), u(3)) {
+            (Some(e), Some(units), Some(ok), Some(skipped)) => Some(SyncSummary { ended_ms: e as i64, units, ok, skipped }),
+            _ => None,
+        })
+    }
+
     /// Persisted metric samples (counters and last-run gauges).
     pub fn metrics(&self) -> Result<Vec<(String, f64)>, IndexError> {
         let tx = self.db.begin_read().map_err(self.e("begin read"))?;
@@ -275,6 +297,29 @@ impl Index {
         let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
         t.len().map_err(self.e("count digests"))
     }
+}
+
+/// The newest sync `Run` record, as health reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncSummary {
+    pub ended_ms: i64,
+    pub units: u64,
+    pub ok: u64,
+    /// Units cut short by `--timeout`.
+    pub skipped: u64,
+}
+
+/// ended_ms i64, units, ok, skipped (u64 LE each).
+fn encode_run_summary(r: &crate::event::Run) -> Vec<u8> {
+    use crate::event::OutcomeStatus;
+    let ok = r.outcomes.iter().filter(|o| o.status == OutcomeStatus::Ok).count() as u64;
+    let skipped = r.outcomes.iter().filter(|o| o.status == OutcomeStatus::Skipped).count() as u64;
+    let mut b = Vec::with_capacity(32);
+    b.extend_from_slice(&r.ended_ms.to_le_bytes());
+    for v in [r.outcomes.len() as u64, ok, skipped] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b
 }
 
 fn for_each_table(tx: &redb::WriteTransaction, path: &Path) -> Result<(), IndexError> {

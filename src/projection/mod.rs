@@ -5,7 +5,7 @@
 pub mod index;
 pub mod sqlite;
 
-pub use index::{Cursor, Index, IndexError};
+pub use index::{Cursor, Index, IndexError, SyncSummary};
 pub use sqlite::{Projection, ProjectionError, TableDigest};
 
 use crate::event::Lsn;

@@ -2,5 +2,6 @@ mod cli;
 mod corruption;
 mod crash;
 mod golden;
+mod health;
 mod property;
 mod sync;

@@ -1,0 +1,367 @@
+//! `health`: the nightly system's vital signs, each OK / WARNING / CRITICAL
+//! with a one-line reason. Exit codes follow the monitoring-plugins
+//! convention (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::event::Interval;
+use crate::log::catalog::read_head;
+use crate::ops::sync::plan::{last_closed_open, slots};
+use crate::projection::{Index, Projection};
+use crate::store::{DirLock, Paths};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    /// The monitoring-plugins exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+    fn worst(self, other: Status) -> Status {
+        // UNKNOWN only wins over OK: a known CRITICAL is more useful.
+        match (self, other) {
+            (Status::Unknown, Status::Ok) | (Status::Ok, Status::Unknown) => Status::Unknown,
+            (Status::Unknown, o) | (o, Status::Unknown) => o,
+            (a, b) => a.max(b),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub value: String,
+    pub threshold: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthReport {
+    pub status: Status,
+    pub checks: Vec<Check>,
+}
+
+/// What health compares against.
+#[derive(Clone, Debug)]
+pub struct HealthOptions {
+    /// Configured symbols (None: those the store holds) and intervals.
+    pub symbols: Option<Vec<String>>,
+    pub intervals: Vec<Interval>,
+    pub stale_warning: Duration,
+    pub stale_critical: Duration,
+    pub run_max_age: Duration,
+    pub disk_min_free: f64,
+    /// Wall clock, ms (a parameter so tests can script time).
+    pub now_ms: i64,
+}
+
+impl Default for HealthOptions {
+    fn default() -> Self {
+        HealthOptions {
+            symbols: None,
+            intervals: vec![Interval::H4],
+            stale_warning: Duration::from_secs(24 * 3600),
+            stale_critical: Duration::from_secs(26 * 3600),
+            run_max_age: Duration::from_secs(26 * 3600),
+            disk_min_free: 0.15,
+            now_ms: crate::log::writer::now_ms(),
+        }
+    }
+}
+
+fn check(name: &'static str, status: Status, value: impl Into<String>, threshold: impl Into<String>, message: impl Into<String>) -> Check {
+    Check { name, status, value: value.into(), threshold: threshold.into(), message: message.into() }
+}
+
+fn hours(ms: i64) -> String {
+    format!("{:.1} h", ms as f64 / 3_600_000.0)
+}
+
+pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
+    let mut checks = Vec::new();
+    let unknown = |name, message: String| check(name, Status::Unknown, "", "", message);
+    if !paths.root.is_dir() {
+        let msg = format!("data directory {} does not exist", paths.root.display());
+        return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", msg)] });
+    }
+    let lock = match DirLock::shared(&paths.lock) {
+        Ok(l) => l,
+        Err(e) => return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", e.to_string())] }),
+    };
+    let index = Index::open_read_only(&paths.index);
+    let projection = Projection::open_read_only(&paths.projection);
+    let (index, projection) = match (index, projection) {
+        (Ok(i), Ok(p)) => (i, p),
+        (Err(e), _) => return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", e.to_string())] }),
+        (_, Err(e)) => {
+            return Ok(HealthReport {
+                status: Status::Critical,
+                checks: vec![check("integrity", Status::Critical, "", "", e.to_string())],
+            });
+        }
+    };
+    let cursors = index.cursors()?;
+    let by_series: BTreeMap<(String, Interval), &crate::projection::Cursor> =
+        cursors.iter().map(|c| ((c.symbol.clone(), c.interval), c)).collect();
+    let symbols: Vec<String> = match &opts.symbols {
+        Some(list) => list.clone(),
+        None => {
+            let mut v: Vec<String> = cursors.iter().map(|c| c.symbol.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        }
+    };
+
+    // 1. freshness
+    for &i in &opts.intervals {
+        let Some(last_closed) = last_closed_open(i, opts.now_ms) else { continue };
+        let stalest = symbols.iter().filter_map(|s| by_series.get(&(s.clone(), i)).map(|c| (s, c.last_open))).min_by_key(|x| x.1);
+        let name = "freshness";
+        checks.push(match stalest {
+            None => check(
+                name,
+                Status::Critical,
+                "no candles",
+                hours(opts.stale_critical.as_millis() as i64),
+                format!("{i}: no series holds candles"),
+            ),
+            Some((s, last)) => {
+                let behind = last_closed - last;
+                let status = if behind > opts.stale_critical.as_millis() as i64 {
+                    Status::Critical
+                } else if behind > opts.stale_warning.as_millis() as i64 {
+                    Status::Warning
+                } else {
+                    Status::Ok
+                };
+                check(
+                    name,
+                    status,
+                    hours(behind),
+                    format!(
+                        "warn {} / crit {}",
+                        hours(opts.stale_warning.as_millis() as i64),
+                        hours(opts.stale_critical.as_millis() as i64)
+                    ),
+                    format!("{i}: stalest series {s} is {} behind the last closed candle", hours(behind)),
+                )
+            }
+        });
+    }
+
+    // 2. coverage
+    let mut missing = Vec::new();
+    let mut short = Vec::new();
+    for &i in &opts.intervals {
+        for s in &symbols {
+            match by_series.get(&(s.clone(), i)) {
+                None => missing.push(format!("{s} {i}")),
+                Some(c) => {
+                    // Holes inside the stored range; how far behind now is freshness's job.
+                    let expected = slots(i, c.first_open, c.last_open);
+                    if c.candles < expected {
+                        short.push(format!("{s} {i} ({} of {expected})", c.candles));
+                    }
+                }
+            }
+        }
+    }
+    checks.push(if !missing.is_empty() {
+        check(
+            "coverage",
+            Status::Critical,
+            format!("{} missing", missing.len()),
+            "0 missing",
+            format!("no candles for: {}", first_few(&missing)),
+        )
+    } else if !short.is_empty() {
+        check(
+            "coverage",
+            Status::Warning,
+            format!("{} short", short.len()),
+            "0 short",
+            format!("fewer candles than expected since their first: {}", first_few(&short)),
+        )
+    } else {
+        check("coverage", Status::Ok, format!("{} symbols", symbols.len()), "all present", "every symbol has its candles")
+    });
+
+    // 3. integrity (the fast subset of verify)
+    let mut problems = Vec::new();
+    match projection.integrity_check(true) {
+        Ok(errs) if errs.is_empty() => {}
+        Ok(errs) => problems.push(format!("quick_check: {}", errs.join("; "))),
+        Err(e) => problems.push(e.to_string()),
+    }
+    let head = match read_head(&paths.log) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    if let Some(h) = &head {
+        match projection.applied() {
+            Ok(a) if a.lsn == h.lsn && a.hash == h.hash => {}
+            Ok(a) if a.lsn > h.lsn => problems.push(format!("lost frames: projection at LSN {}, log ends at {}", a.lsn, h.lsn)),
+            Ok(a) if a.lsn == h.lsn => problems.push(format!("projection head hash differs from the log's at LSN {}", a.lsn)),
+            Ok(a) => problems.push(format!("projection at LSN {} lags the log at {} (the next writer catches it up)", a.lsn, h.lsn)),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    checks.push(if problems.is_empty() {
+        check("integrity", Status::Ok, "ok", "quick_check ok, tail verifies, projection = log head", "ok")
+    } else {
+        check("integrity", Status::Critical, format!("{} problem(s)", problems.len()), "0", problems.join("; "))
+    });
+
+    // 4. consistency
+    // A damaged projection makes these reads fail: that is a CRITICAL finding, not an error.
+    let rows = match projection.row_counts() {
+        Ok(r) => r,
+        Err(e) => {
+            checks.push(check("consistency", Status::Critical, "unreadable", "projection = log index", e.to_string()));
+            BTreeMap::new()
+        }
+    };
+    let mut indexed: BTreeMap<Interval, u64> = BTreeMap::new();
+    for c in &cursors {
+        *indexed.entry(c.interval).or_default() += c.candles;
+    }
+    let mismatched: Vec<String> = indexed
+        .iter()
+        .filter(|(i, n)| rows.get(i).copied().unwrap_or(0) != **n)
+        .map(|(i, n)| format!("{}: {} rows, log index {n}", i.table(), rows.get(i).copied().unwrap_or(0)))
+        .collect();
+    let unreadable = checks.iter().any(|c| c.name == "consistency");
+    if unreadable {
+        // Already reported above.
+    } else if mismatched.is_empty() {
+        checks.push(check(
+            "consistency",
+            Status::Ok,
+            format!("{} rows", rows.values().sum::<u64>()),
+            "projection = log index",
+            "row counts match the log index",
+        ));
+    } else {
+        checks.push(check("consistency", Status::Critical, format!("{} table(s) differ", mismatched.len()), "0", mismatched.join("; ")));
+    }
+
+    // 5. gaps
+    let mut gaps = Vec::new();
+    let mut gap_error = None;
+    for i in projection.intervals() {
+        let times = match projection.open_times(i) {
+            Ok(t) => t,
+            Err(e) => {
+                gap_error = Some(e.to_string());
+                break;
+            }
+        };
+        for (sym, times) in times {
+            for w in times.windows(2) {
+                if i.next_open(w[0]).is_some_and(|n| n < w[1]) {
+                    gaps.push(format!("{sym} {i} after {}", fmt_ms(w[0])));
+                }
+            }
+        }
+    }
+    checks.push(if let Some(e) = gap_error {
+        check("gaps", Status::Critical, "unreadable", "0", e)
+    } else if gaps.is_empty() {
+        check("gaps", Status::Ok, "0", "0", "no missing candles inside any series")
+    } else {
+        check("gaps", Status::Warning, gaps.len().to_string(), "0", format!("missing candles: {}", first_few(&gaps)))
+    });
+
+    // 6. backups (repositories arrive with the backup issue)
+    checks.push(check("backups", Status::Ok, "0 repositories", "newest < 26 h", "no backup repositories configured"));
+
+    // 7. runs
+    checks.push(match index.last_sync()? {
+        None => check(
+            "runs",
+            Status::Warning,
+            "none",
+            format!("< {}", hours(opts.run_max_age.as_millis() as i64)),
+            "no sync run recorded in the log",
+        ),
+        Some(r) => {
+            let age = opts.now_ms - r.ended_ms;
+            let failed = r.units - r.ok;
+            if age > opts.run_max_age.as_millis() as i64 {
+                check(
+                    "runs",
+                    Status::Critical,
+                    hours(age),
+                    format!("< {}", hours(opts.run_max_age.as_millis() as i64)),
+                    format!("the last sync run ended {} ago", hours(age)),
+                )
+            } else if r.skipped > 0 || (r.units > 0 && (r.ok as f64) < 0.98 * r.units as f64) {
+                check(
+                    "runs",
+                    Status::Critical,
+                    format!("{failed} of {} failed", r.units),
+                    "≥ 98% ok",
+                    format!("the last sync run ended {} ago with {failed} of {} units failed or cut short", hours(age), r.units),
+                )
+            } else {
+                check(
+                    "runs",
+                    Status::Ok,
+                    hours(age),
+                    format!("< {}", hours(opts.run_max_age.as_millis() as i64)),
+                    format!("the last sync run succeeded {} ago", hours(age)),
+                )
+            }
+        }
+    });
+
+    // 8. disk
+    checks.push(match rustix::fs::statvfs(&paths.root) {
+        Ok(st) if st.f_blocks > 0 => {
+            let free = st.f_bavail as f64 / st.f_blocks as f64;
+            let status = if free < opts.disk_min_free { Status::Critical } else { Status::Ok };
+            check(
+                "disk",
+                status,
+                format!("{:.1}% free", free * 100.0),
+                format!("> {:.0}%", opts.disk_min_free * 100.0),
+                format!("{} has {:.1}% free", paths.root.display(), free * 100.0),
+            )
+        }
+        Ok(_) => check("disk", Status::Unknown, "", "", "the filesystem reports no size"),
+        Err(e) => check("disk", Status::Unknown, "", "", format!("statvfs {}: {e}", paths.root.display())),
+    });
+    drop(lock);
+    let status = checks.iter().fold(Status::Ok, |acc, c| acc.worst(c.status));
+    Ok(HealthReport { status, checks })
+}
+
+fn first_few(items: &[String]) -> String {
+    let shown: Vec<&str> = items.iter().take(5).map(String::as_str).collect();
+    if items.len() > 5 { format!("{} and {} more", shown.join(", "), items.len() - 5) } else { shown.join(", ") }
+}
+
+fn fmt_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())
+}
