@@ -23,6 +23,16 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub sla: SlaConfig,
+}
+
+/// `[sla]`: targets of `candlelog sla`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaConfig {
+    /// Longest a series may go without a successful sync (default "26h").
+    pub freshness_target: Option<String>,
 }
 
 /// `[health]`: thresholds of `candlelog health`.

@@ -8,6 +8,7 @@ mod import;
 mod init;
 pub mod metrics;
 mod rebuild;
+mod sla;
 mod status;
 mod sync;
 mod verify;
@@ -70,6 +71,8 @@ pub enum Command {
     Sync(sync::Args),
     /// Vital signs for monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Health(health::Args),
+    /// Monthly SLA audit from the run history in the log; exit 1 when a target was breached.
+    Sla(sla::Args),
 }
 
 impl Command {
@@ -84,6 +87,7 @@ impl Command {
             Command::Dump(_) => "dump",
             Command::Sync(_) => "sync",
             Command::Health(_) => "health",
+            Command::Sla(_) => "sla",
         }
     }
 }
@@ -144,6 +148,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Dump(a) => dump::run(cli, a),
         Command::Sync(a) => sync::run(cli, a),
         Command::Health(a) => health::run(cli, a),
+        Command::Sla(a) => sla::run(cli, a),
     }
 }
 

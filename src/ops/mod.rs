@@ -4,6 +4,7 @@ pub mod dump;
 pub mod health;
 pub mod import;
 pub mod metrics;
+pub mod sla;
 pub mod status;
 pub mod sync;
 pub mod verify;

@@ -4,4 +4,5 @@ mod crash;
 mod golden;
 mod health;
 mod property;
+mod sla;
 mod sync;

@@ -1,0 +1,181 @@
+//! `sla`: the monthly service-level audit, computed from the `Run` records in
+//! the log: did the nightly sync run and succeed each day, how long was any
+//! series stale, and (once backups exist) the real RPO and the drills' RTO.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::event::{Event, OutcomeStatus, Run, RunKind};
+use crate::log::LogReader;
+use crate::store::{DirLock, Paths};
+
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Clone, Debug)]
+pub struct SlaOptions {
+    pub days: u32,
+    /// End of the window, ms (wall clock unless scripted).
+    pub now_ms: i64,
+    /// Longest a series may go without a successful sync (default 26 h).
+    pub freshness_target: Duration,
+    /// Share of a run's symbols that must succeed for the night to count (default 0.98).
+    pub min_success: f64,
+}
+
+impl Default for SlaOptions {
+    fn default() -> Self {
+        SlaOptions { days: 30, now_ms: crate::log::writer::now_ms(), freshness_target: Duration::from_secs(26 * 3600), min_success: 0.98 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Day {
+    /// UTC date, YYYY-MM-DD.
+    pub date: String,
+    pub sync_runs: u32,
+    pub sync_ok: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Breach {
+    /// missed_sync | failed_sync | stale_series | rpo | rto
+    pub kind: String,
+    pub when: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SlaReport {
+    pub ok: bool,
+    pub from: String,
+    pub to: String,
+    pub days: Vec<Day>,
+    pub nights_ok: u32,
+    pub nights_total: u32,
+    pub freshness_target_hours: f64,
+    /// Longest time any series went without a successful sync inside the window.
+    pub worst_staleness_hours: f64,
+    pub worst_series: Option<String>,
+    /// Backups and drills are recorded by the backup issue's commands; none exist yet.
+    pub backups: Vec<serde_json::Value>,
+    pub drills: Vec<serde_json::Value>,
+    pub breaches: Vec<Breach>,
+}
+
+fn date_of(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+fn at(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// Whether a run counts as the night's successful sync.
+fn run_ok(r: &Run, min_success: f64) -> bool {
+    let units = r.outcomes.len();
+    let ok = r.outcomes.iter().filter(|o| o.status == OutcomeStatus::Ok).count();
+    let skipped = r.outcomes.iter().any(|o| o.status == OutcomeStatus::Skipped);
+    units > 0 && !skipped && ok as f64 >= min_success * units as f64
+}
+
+pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
+    if !paths.root.is_dir() {
+        return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
+    }
+    let _lock = DirLock::shared(&paths.lock)?;
+    let mut runs: Vec<Run> = Vec::new();
+    LogReader::open(&paths.log)?.replay::<Error>(0, [0; 32], |_, events| {
+        runs.extend(events.into_iter().filter_map(|e| match e {
+            Event::Run(r) if r.kind == RunKind::Sync => Some(r),
+            _ => None,
+        }));
+        Ok(())
+    })?;
+    let today = opts.now_ms - opts.now_ms.rem_euclid(DAY_MS);
+    let start = today - i64::from(opts.days.saturating_sub(1)) * DAY_MS;
+    let mut days: BTreeMap<i64, Day> = (0..i64::from(opts.days))
+        .map(|d| {
+            let t = start + d * DAY_MS;
+            (t, Day { date: date_of(t), sync_runs: 0, sync_ok: false })
+        })
+        .collect();
+    // Per series: times of successful syncs (the run's end) — the series was fresh then.
+    let mut fresh_at: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for r in &runs {
+        let day = r.ended_ms - r.ended_ms.rem_euclid(DAY_MS);
+        if let Some(d) = days.get_mut(&day) {
+            d.sync_runs += 1;
+            d.sync_ok |= run_ok(r, opts.min_success);
+        }
+        for o in r.outcomes.iter().filter(|o| o.status == OutcomeStatus::Ok && o.interval.is_some()) {
+            let key = format!("{} {}", o.unit, o.interval.map(|i| i.to_string()).unwrap_or_default());
+            fresh_at.entry(key).or_default().push(r.ended_ms);
+        }
+    }
+    let mut breaches = Vec::new();
+    for d in days.values() {
+        // Today's run may still be ahead of us.
+        if d.date == date_of(opts.now_ms) && d.sync_runs == 0 {
+            continue;
+        }
+        if d.sync_runs == 0 {
+            breaches.push(Breach { kind: "missed_sync".into(), when: d.date.clone(), message: format!("no sync ran on {}", d.date) });
+        } else if !d.sync_ok {
+            breaches.push(Breach {
+                kind: "failed_sync".into(),
+                when: d.date.clone(),
+                message: format!("{} sync run(s) on {}, none succeeded", d.sync_runs, d.date),
+            });
+        }
+    }
+    let window_start = start;
+    let target = opts.freshness_target.as_millis() as i64;
+    let mut worst = (0i64, None::<String>);
+    for (series, mut times) in fresh_at {
+        times.sort_unstable();
+        // Staleness before the window is last month's problem; start from the last success before it.
+        let before = times.iter().rev().find(|&&t| t < window_start).copied();
+        let inside: Vec<i64> = times.iter().copied().filter(|&t| t >= window_start && t <= opts.now_ms).collect();
+        let mut prev = before;
+        for t in inside.iter().copied().chain(std::iter::once(opts.now_ms)) {
+            if let Some(p) = prev {
+                let gap = t - p;
+                if gap > worst.0 {
+                    worst = (gap, Some(series.clone()));
+                }
+                if gap > target {
+                    breaches.push(Breach {
+                        kind: "stale_series".into(),
+                        when: at(p),
+                        message: format!(
+                            "{series} went {:.1} h without a successful sync (from {} to {})",
+                            gap as f64 / 3.6e6,
+                            at(p),
+                            at(t)
+                        ),
+                    });
+                }
+            }
+            prev = Some(t);
+        }
+    }
+    let nights_total = days.values().filter(|d| !(d.date == date_of(opts.now_ms) && d.sync_runs == 0)).count() as u32;
+    let nights_ok = days.values().filter(|d| d.sync_ok).count() as u32;
+    Ok(SlaReport {
+        ok: breaches.is_empty(),
+        from: date_of(start),
+        to: date_of(opts.now_ms),
+        days: days.into_values().collect(),
+        nights_ok,
+        nights_total,
+        freshness_target_hours: target as f64 / 3.6e6,
+        worst_staleness_hours: worst.0 as f64 / 3.6e6,
+        worst_series: worst.1,
+        backups: Vec::new(),
+        drills: Vec::new(),
+        breaches,
+    })
+}

@@ -1,0 +1,83 @@
+//! `candlelog sla` over a scripted month of sync runs.
+
+use candlelog::event::{Event, Interval, Outcome, OutcomeStatus, Run, RunKind};
+use candlelog::store::{Paths, Store, StoreOptions, init};
+
+use crate::support::{json, run};
+
+fn day(d: i64) -> i64 {
+    // 2026-03-01 00:00 UTC + d days
+    1_772_323_200_000 + d * 86_400_000
+}
+
+fn sync_run(ended_ms: i64, failed: &[&str]) -> Event {
+    let outcomes = ["AUSDT", "BUSDT"]
+        .iter()
+        .map(|s| Outcome {
+            unit: s.to_string(),
+            interval: Some(Interval::H4),
+            status: if failed.contains(s) { OutcomeStatus::Failed } else { OutcomeStatus::Ok },
+            appended: 6,
+            revisions: 0,
+            message: String::new(),
+        })
+        .collect();
+    Event::Run(Run { kind: RunKind::Sync, id: format!("sync-{ended_ms}"), started_ms: ended_ms - 60_000, ended_ms, outcomes })
+}
+
+#[test]
+fn a_missed_night_and_a_failed_sync_are_exactly_the_breaches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::new(&tmp.path().join("data"), None);
+    init(&paths).unwrap();
+    {
+        let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
+        // Nightly runs at 01:05 on March 1..31, except the 10th; on the 20th BUSDT fails.
+        for d in 0..31 {
+            match d {
+                9 => continue,
+                19 => store.append(&[sync_run(day(d) + 3_900_000, &["BUSDT"])]).unwrap(),
+                _ => store.append(&[sync_run(day(d) + 3_900_000, &[])]).unwrap(),
+            };
+        }
+    }
+    let dir = &paths.root;
+    let r = run(dir, &["sla", "--days", "30", "--json", "--now", "2026-03-31T12:00:00Z"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    let breaches: Vec<(String, String)> = v["breaches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["kind"].as_str().unwrap().to_string(), b["when"].as_str().unwrap().to_string()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("missed_sync", "2026-03-10"),
+        ("failed_sync", "2026-03-20"),
+        ("stale_series", "2026-03-09T01:05:00Z"),
+        ("stale_series", "2026-03-09T01:05:00Z"),
+        ("stale_series", "2026-03-19T01:05:00Z"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let mut got = breaches.clone();
+    got.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(got, want, "{v:#}");
+    assert_eq!(v["nights_ok"], 28);
+    assert_eq!(v["nights_total"], 30);
+    assert_eq!(v["worst_staleness_hours"], 48.0);
+    let stale: Vec<&str> =
+        v["breaches"].as_array().unwrap().iter().filter(|b| b["kind"] == "stale_series").map(|b| b["message"].as_str().unwrap()).collect();
+    assert!(
+        stale.iter().filter(|m| m.starts_with("BUSDT")).count() == 2 && stale.iter().filter(|m| m.starts_with("AUSDT")).count() == 1,
+        "{stale:?}"
+    );
+
+    // A clean window: the last 10 days.
+    let r = run(dir, &["sla", "--days", "10", "--json", "--now", "2026-03-31T12:00:00Z"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(json(&r)["breaches"].as_array().unwrap().len(), 0);
+}
