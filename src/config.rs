@@ -185,6 +185,8 @@ mod tests {
         assert_eq!(c.sync.symbols.unwrap(), DEFAULT_SYMBOLS.map(String::from).to_vec());
         assert_eq!(c.sync.intervals.unwrap(), vec!["4h"]);
         assert_eq!(parse_duration(&c.sync.timeout.unwrap()).unwrap().as_secs(), 1800);
+        assert_eq!(c.health.stale_critical.as_deref(), Some("26h"));
+        assert_eq!(c.sla.freshness_target.as_deref(), Some("26h"));
     }
 
     #[test]
