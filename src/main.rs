@@ -14,6 +14,11 @@ fn main() -> ExitCode {
     cli::metrics::after(&cli, result.is_err());
     match result {
         Ok(code) => code,
+        Err(err) if matches!(cli.command, cli::Command::Health(_)) => {
+            // Monitoring agents read health's exit code: an error means UNKNOWN.
+            eprintln!("UNKNOWN: {err:#}");
+            ExitCode::from(3)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(cli::exit_code(&err))

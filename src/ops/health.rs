@@ -206,6 +206,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
 
     // 3. integrity (the fast subset of verify)
     let mut problems = Vec::new();
+    let mut lag = None;
     match projection.integrity_check(true) {
         Ok(errs) if errs.is_empty() => {}
         Ok(errs) => problems.push(format!("quick_check: {}", errs.join("; "))),
@@ -223,11 +224,14 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
             Ok(a) if a.lsn == h.lsn && a.hash == h.hash => {}
             Ok(a) if a.lsn > h.lsn => problems.push(format!("lost frames: projection at LSN {}, log ends at {}", a.lsn, h.lsn)),
             Ok(a) if a.lsn == h.lsn => problems.push(format!("projection head hash differs from the log's at LSN {}", a.lsn)),
-            Ok(a) => problems.push(format!("projection at LSN {} lags the log at {} (the next writer catches it up)", a.lsn, h.lsn)),
+            Ok(a) => lag = Some(format!("projection at LSN {} lags the log at {} (the next writer catches it up)", a.lsn, h.lsn)),
             Err(e) => problems.push(e.to_string()),
         }
     }
-    checks.push(if problems.is_empty() {
+    checks.push(if let (true, Some(lag)) = (problems.is_empty(), &lag) {
+        // The state a killed writer leaves: not damage, repaired by the next open.
+        check("integrity", Status::Warning, "lagging", "projection = log head", lag.clone())
+    } else if problems.is_empty() {
         check("integrity", Status::Ok, "ok", "quick_check ok, tail verifies, projection = log head", "ok")
     } else {
         check("integrity", Status::Critical, format!("{} problem(s)", problems.len()), "0", problems.join("; "))

@@ -279,7 +279,7 @@ fn check_heads(paths: &Paths, r: &mut VerifyReport, proj: Option<Applied>, index
                 None,
                 Some(r.head_lsn + 1),
                 format!(
-                    "the {what} recorded LSN {} as committed but the log ends at LSN {}: {} committed events are missing from the log; restore them with `candlelog recover`",
+                    "the {what} recorded LSN {} as committed but the log ends at LSN {}: {} committed events are missing from the log; restore the log from your copy of the data directory (docs/recovery.md)",
                     a.lsn,
                     r.head_lsn,
                     a.lsn - r.head_lsn
@@ -333,7 +333,7 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
                 None,
                 Some(s.first_lsn),
                 format!(
-                    "segment {} (LSN {}..={}) is in the catalog but not on disk; restore it with `candlelog recover`",
+                    "segment {} (LSN {}..={}) is in the catalog but not on disk; restore it from your copy of the data directory (docs/recovery.md)",
                     s.seq, s.first_lsn, s.last_lsn
                 ),
             )),

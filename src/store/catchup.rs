@@ -83,12 +83,16 @@ impl Store {
             if events.is_empty() {
                 return Ok(());
             }
-            if target != Target::Projection {
-                index.apply(events, commits, &[], head)?;
-            }
-            if target != Target::Index {
-                projection.apply(events, head)?;
-            }
+            // Both projections at once, on both cores, as in `Store::append`.
+            let (ev, co) = (&*events, &*commits);
+            std::thread::scope(|s| -> Result<()> {
+                let index_job = (target != Target::Projection).then(|| s.spawn(|| index.apply(ev, co, &[], head)));
+                let projected = if target != Target::Index { projection.apply(ev, head).map_err(crate::Error::from) } else { Ok(()) };
+                if let Some(job) = index_job {
+                    job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
+                }
+                projected
+            })?;
             events.clear();
             commits.clear();
             Ok(())

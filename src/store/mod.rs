@@ -140,3 +140,25 @@ impl Store {
         Ok(())
     }
 }
+
+/// Moves damaged derived files (and SQLite's -wal/-shm beside them) to
+/// `DIR/quarantine/<UTC stamp>/`, so a rebuild can start clean and nothing is
+/// deleted. Returns the quarantine directory.
+pub fn quarantine(paths: &Paths, files: &[&std::path::Path]) -> Result<std::path::PathBuf> {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let dir = paths.root.join("quarantine").join(stamp);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+    for f in files {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = f.as_os_str().to_owned();
+            name.push(suffix);
+            let src = std::path::PathBuf::from(name);
+            if src.exists() {
+                let target = dir.join(src.file_name().unwrap_or_default());
+                std::fs::rename(&src, &target).map_err(|e| Error::io("move to quarantine", &src, e))?;
+            }
+        }
+    }
+    crate::log::writer::sync_dir(&paths.root)?;
+    Ok(dir)
+}

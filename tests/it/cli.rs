@@ -317,3 +317,23 @@ fn a_full_disk_mid_import_fails_clearly_and_loses_nothing_committed() {
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
     assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len() as u64, total);
 }
+
+#[test]
+fn rebuild_quarantines_a_projection_too_damaged_to_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["rebuild"]).code, 0); // checkpoints the WAL into the main file
+    let before = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    std::fs::write(dir.join("candles.sqlite"), b"this is not a database").unwrap();
+    std::fs::write(dir.join("index.redb"), b"nor is this").unwrap();
+    let r = run(&dir, &["rebuild"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("quarantine"), "{}", r.stderr);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), before);
+    let q: Vec<_> = std::fs::read_dir(dir.join("quarantine")).unwrap().collect();
+    assert_eq!(q.len(), 1);
+    let kept = q[0].as_ref().unwrap().path();
+    assert_eq!(std::fs::read(kept.join("candles.sqlite")).unwrap(), b"this is not a database", "the damaged file is kept, not deleted");
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
