@@ -20,6 +20,7 @@
 //! [`log`], [`projection`], [`store`] (the data directory that ties them
 //! together) and [`ops`] (the commands).
 
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod event;

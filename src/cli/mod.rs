@@ -2,6 +2,7 @@
 //! mapping from errors to exit codes (0 ok, 1 failed or found a problem,
 //! 2 usage or configuration, 75 locked, 124 timeout).
 
+mod backup;
 mod dump;
 mod health;
 mod import;
@@ -73,6 +74,10 @@ pub enum Command {
     Health(health::Args),
     /// Monthly SLA audit from the run history in the log; exit 1 when a target was breached.
     Sla(sla::Args),
+    /// Back up sealed segments and a projection snapshot to a repository directory; `list`, `verify`.
+    Backup(backup::Args),
+    /// Build a data directory from a repository, optionally at an LSN or a time (point-in-time restore).
+    Restore(backup::RestoreArgs),
 }
 
 impl Command {
@@ -88,6 +93,8 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Health(_) => "health",
             Command::Sla(_) => "sla",
+            Command::Backup(_) => "backup",
+            Command::Restore(_) => "restore",
         }
     }
 }
@@ -149,6 +156,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(a) => sync::run(cli, a),
         Command::Health(a) => health::run(cli, a),
         Command::Sla(a) => sla::run(cli, a),
+        Command::Backup(a) => backup::run(cli, a),
+        Command::Restore(a) => backup::run_restore(cli, a),
     }
 }
 

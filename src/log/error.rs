@@ -30,7 +30,7 @@ pub enum LogError {
     FrameTooLarge { what: &'static str, size: usize, max: usize },
 
     #[error(
-        "lost frames: the {what} recorded LSN {recorded} as committed but the log ends at LSN {head}; restore the log from your copy of the data directory (see docs/recovery.md), or accept the loss with `candlelog rebuild`"
+        "lost frames: the {what} recorded LSN {recorded} as committed but the log ends at LSN {head}; restore the log from a backup (`candlelog restore --from REPO`, docs/recovery.md), or accept the loss with `candlelog rebuild`"
     )]
     LostFrames { what: String, recorded: Lsn, head: Lsn },
 
@@ -53,5 +53,4 @@ impl LogError {
 }
 
 /// Hint for damage that only a backup copy can repair.
-pub const HINT_RESTORE: &str =
-    "the log is damaged here: restore this segment from your copy of the data directory (docs/recovery.md); never edit it by hand";
+pub const HINT_RESTORE: &str = "the log is damaged here: restore this segment from a backup (`candlelog restore --from REPO`) or a copy of the data directory (docs/recovery.md); never edit it by hand";

@@ -208,6 +208,13 @@ impl Projection {
         Ok(())
     }
 
+    /// A consistent copy of the whole projection file (rows and state) at `dest`.
+    pub fn vacuum_into(&self, dest: &Path) -> Result<(), ProjectionError> {
+        let d =
+            dest.to_str().ok_or_else(|| ProjectionError::Untrusted { path: dest.to_path_buf(), message: "path is not UTF-8".into() })?;
+        self.conn.execute("VACUUM INTO ?1", [d]).map(|_| ()).map_err(|e| self.err("VACUUM INTO", e))
+    }
+
     /// Bulk loading (import): tables created from now on get their secondary
     /// index at `end_bulk`, not row by row. A crash in between leaves a table
     /// without it; `open` recreates it.

@@ -132,6 +132,12 @@ impl Store {
         Ok(self.projection.end_bulk()?)
     }
 
+    /// A consistent copy of the projection at the current head, for snapshots.
+    pub fn snapshot_projection(&self, dest: &std::path::Path) -> Result<Applied> {
+        self.projection.vacuum_into(dest)?;
+        Ok(self.projection.applied()?)
+    }
+
     /// Seals the active segment (backups copy only sealed segments).
     pub fn seal(&mut self) -> Result<()> {
         self.log.seal()?;

@@ -1,0 +1,226 @@
+//! Backups: sealed segments (each stored once, named by its blake3 hash, so
+//! every backup after the first is incremental) and snapshots of the
+//! projection, in a repository; `restore` builds a data directory from them,
+//! optionally cut at an LSN or a commit time (point-in-time restore).
+//!
+//! ```text
+//! REPO/candlelog-repository.json              {"format": 1}
+//! REPO/segments/<seq:020>-<blake3>.seg        sealed segments, byte for byte
+//! REPO/snapshots/<lsn:020>-<created_ms>.sqlite.zst   + .json manifest (published last)
+//! ```
+
+pub mod repo;
+pub mod restore;
+pub mod snapshot;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::log::{SegmentEnd, scan_segment};
+use crate::store::Store;
+pub use repo::{DirRepository, Repository};
+pub use snapshot::{REPO_FORMAT, SnapshotManifest};
+
+const MARKER: &str = "candlelog-repository.json";
+
+/// Refuses a repository written by a newer format; marks a new one.
+pub fn check_format(repo: &dyn Repository, create: bool) -> Result<()> {
+    if !repo.exists(MARKER)? {
+        if create {
+            return repo.put(MARKER, format!("{{\"format\": {REPO_FORMAT}}}\n").as_bytes());
+        }
+        return Err(Error::Usage(format!("{} is not a candlelog backup repository (no {MARKER})", repo.location())));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&repo.get(MARKER)?).map_err(|e| Error::Usage(format!("{}/{MARKER}: {e}", repo.location())))?;
+    match v.get("format").and_then(|f| f.as_u64()) {
+        Some(f) if f == u64::from(REPO_FORMAT) => Ok(()),
+        Some(f) => {
+            Err(Error::Usage(format!("{} uses repository format {f}; this build reads {REPO_FORMAT}: upgrade candlelog", repo.location())))
+        }
+        None => Err(Error::Usage(format!("{}/{MARKER} has no format number", repo.location()))),
+    }
+}
+
+/// `segments/<seq>-<hash>.seg` → (seq, hash hex).
+pub fn parse_segment_object(name: &str) -> Option<(u64, String)> {
+    let file = name.strip_prefix("segments/")?.strip_suffix(".seg")?;
+    let (seq, hash) = file.split_once('-')?;
+    (seq.len() == 20 && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(())?;
+    Some((seq.parse().ok()?, hash.to_string()))
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupReport {
+    pub repository: String,
+    pub segments_uploaded: u64,
+    pub segments_present: u64,
+    pub bytes_uploaded: u64,
+    pub snapshot: Option<SnapshotManifest>,
+    pub elapsed_ms: u64,
+}
+
+/// Seals the active segment, uploads the sealed segments the repository
+/// lacks (verifying what it wrote), then publishes a snapshot: data first,
+/// manifest last.
+pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> {
+    let started = Instant::now();
+    check_format(repo, true)?;
+    store.seal()?;
+    let present: std::collections::HashSet<String> = repo.list("segments")?.into_iter().collect();
+    let mut report = BackupReport {
+        repository: repo.location(),
+        segments_uploaded: 0,
+        segments_present: 0,
+        bytes_uploaded: 0,
+        snapshot: None,
+        elapsed_ms: 0,
+    };
+    let segments = crate::log::segment::list_segments(&store.paths().log).map_err(|e| Error::io("list", &store.paths().log, e))?;
+    for (seq, path) in &segments {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+        let scan = scan_segment(path, *seq, &bytes, false, None);
+        if !matches!(scan.end, SegmentEnd::Sealed(_)) {
+            continue; // only sealed segments never change
+        }
+        if let Some(d) = scan.damage.into_iter().next() {
+            return Err(d.into_error().into());
+        }
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let name = format!("segments/{seq:020}-{hash}.seg");
+        if present.contains(&name) {
+            report.segments_present += 1;
+            continue;
+        }
+        repo.put(&name, &bytes)?;
+        if blake3::hash(&repo.get(&name)?).to_hex().as_str() != hash {
+            return Err(Error::Usage(format!("{}: {name} reads back differently from what was written", repo.location())));
+        }
+        report.segments_uploaded += 1;
+        report.bytes_uploaded += bytes.len() as u64;
+    }
+    let tmp = store.paths().root.join(format!(".snapshot-{}.sqlite", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let applied = store.snapshot_projection(&tmp)?;
+    let created = crate::log::writer::now_ms();
+    let base = format!("snapshots/{:020}-{created}", applied.lsn);
+    let built = snapshot::build(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"));
+    let _ = std::fs::remove_file(&tmp);
+    let (compressed, manifest) = built?;
+    repo.put(&manifest.file, &compressed)?;
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::io("serialise manifest", "", std::io::Error::other(e)))?;
+    repo.put(&format!("{base}.json"), &json)?;
+    report.bytes_uploaded += compressed.len() as u64 + json.len() as u64;
+    report.snapshot = Some(manifest);
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// The snapshot manifests of a repository, oldest LSN first. Unreadable ones
+/// are returned as errors beside the good ones.
+pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<String>)> {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for name in repo.list("snapshots")?.into_iter().filter(|n| n.ends_with(".json")) {
+        match repo.get(&name).and_then(|b| serde_json::from_slice::<SnapshotManifest>(&b).map_err(|e| Error::Usage(format!("{name}: {e}"))))
+        {
+            Ok(m) if repo::check_name(&m.file).is_ok() => good.push(m),
+            Ok(m) => bad.push(format!("{name}: file name {:?} refused", m.file)),
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    good.sort_by_key(|m| (m.lsn, m.created_ms));
+    Ok((good, bad))
+}
+
+/// Segment objects by sequence number.
+pub fn segment_objects(repo: &dyn Repository) -> Result<Vec<(u64, String, String)>> {
+    let mut out: HashMap<u64, (String, String)> = HashMap::new();
+    for name in repo.list("segments")? {
+        if let Some((seq, hash)) = parse_segment_object(&name) {
+            out.insert(seq, (name, hash));
+        }
+    }
+    let mut v: Vec<_> = out.into_iter().map(|(s, (n, h))| (s, n, h)).collect();
+    v.sort();
+    Ok(v)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RepoVerifyReport {
+    pub ok: bool,
+    pub repository: String,
+    pub segments: u64,
+    pub snapshots: u64,
+    pub head_lsn: u64,
+    pub problems: Vec<String>,
+}
+
+/// Every object's hash and size against its name or manifest, the chain of
+/// the segments, gaps; `deep` also unpacks each snapshot and runs quick_check.
+pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport> {
+    check_format(repo, false)?;
+    let mut r = RepoVerifyReport { ok: false, repository: repo.location(), segments: 0, snapshots: 0, head_lsn: 0, problems: Vec::new() };
+    let mut expect = None;
+    let mut boundaries: HashMap<u64, String> = HashMap::new();
+    for (i, (seq, obj, hash)) in segment_objects(repo)?.iter().enumerate() {
+        r.segments += 1;
+        if *seq != i as u64 + 1 {
+            r.problems.push(format!("segment {} is missing (next is {seq})", i + 1));
+            expect = None;
+        }
+        let bytes = repo.get(obj)?;
+        if blake3::hash(&bytes).to_hex().as_str() != hash {
+            r.problems.push(format!("{obj}: blake3 differs from its name"));
+            expect = None;
+            continue;
+        }
+        let scan = scan_segment(std::path::Path::new(obj), *seq, &bytes, false, expect);
+        for d in &scan.damage {
+            r.problems.push(format!("{obj} at byte offset {}: {}: {}", d.offset, d.kind, d.message));
+        }
+        for f in &scan.frames {
+            boundaries.insert(f.header.last_lsn(), crate::projection::hex(&f.hash));
+        }
+        expect = Some((scan.next_lsn, scan.head_hash));
+        r.head_lsn = scan.next_lsn - 1;
+    }
+    let (list, bad) = manifests(repo)?;
+    r.problems.extend(bad);
+    let tmpdir = std::env::temp_dir().join(format!("candlelog-verify-{}", std::process::id()));
+    for m in &list {
+        r.snapshots += 1;
+        let compressed = match repo.get(&m.file) {
+            Ok(c) => c,
+            Err(e) => {
+                r.problems.push(format!("snapshot {}: {e}", m.file));
+                continue;
+            }
+        };
+        if compressed.len() as u64 != m.file_bytes || blake3::hash(&compressed).to_hex().as_str() != m.file_blake3 {
+            r.problems.push(format!("snapshot {}: size or blake3 differs from its manifest", m.file));
+            continue;
+        }
+        if boundaries.get(&m.lsn) != Some(&m.head_hash) {
+            r.problems.push(format!("snapshot {}: its head hash at LSN {} is not on the segments' chain", m.file, m.lsn));
+        }
+        if deep {
+            let checked = snapshot::unpack(m, &compressed).and_then(|raw| {
+                std::fs::create_dir_all(&tmpdir).map_err(|e| Error::io("create directory", &tmpdir, e))?;
+                let p = tmpdir.join("snapshot.sqlite");
+                std::fs::write(&p, raw).map_err(|e| Error::io("write", &p, e))?;
+                let errs = crate::projection::Projection::open_read_only(&p)?.integrity_check(true)?;
+                if errs.is_empty() { Ok(()) } else { Err(Error::Usage(errs.join("; "))) }
+            });
+            if let Err(e) = checked {
+                r.problems.push(format!("snapshot {}: {e}", m.file));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmpdir);
+    r.ok = r.problems.is_empty();
+    Ok(r)
+}

@@ -1,0 +1,162 @@
+//! `candlelog backup --to REPO`, `backup list --from REPO`, `backup verify --from REPO [--deep]`,
+//! and `candlelog restore --from REPO --into DIR [--lsn N | --as-of TIME] [--force]`.
+//! Local-directory repositories; object storage and retention come next.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use candlelog::backup::restore::{Cut, restore};
+use candlelog::backup::{DirRepository, backup, manifests, segment_objects, verify_repo};
+
+use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+    /// Repository directory to back up to (repeatable: 3-2-1 = several repositories).
+    #[arg(long)]
+    pub to: Vec<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// The segments and snapshots a repository holds.
+    List {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every object's hash and size, the segments' chain and gaps; --deep unpacks and checks each snapshot.
+    Verify {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        deep: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Data directory to build (must be empty unless --force).
+    #[arg(long)]
+    pub into: PathBuf,
+    /// Cut the log at the last frame boundary at or before this LSN.
+    #[arg(long, conflicts_with = "as_of")]
+    pub lsn: Option<u64>,
+    /// Cut the log at the last frame committed at or before this time (RFC 3339, UTC).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Replace a non-empty --into (its contents are moved aside, not deleted).
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    match &args.action {
+        Some(Action::List { from, json }) => {
+            let repo = DirRepository::open(from)?;
+            candlelog::backup::check_format(&repo, false)?;
+            let segs = segment_objects(&repo)?;
+            let (snaps, bad) = manifests(&repo)?;
+            if *json {
+                let segs: Vec<_> = segs.iter().map(|(s, n, h)| serde_json::json!({"seq": s, "object": n, "blake3": h})).collect();
+                print_json(&serde_json::json!({"repository": repo_loc(from), "segments": segs, "snapshots": snaps, "unreadable": bad}))?;
+            } else {
+                println!("{}: {} segment(s), {} snapshot(s)", from.display(), segs.len(), snaps.len());
+                for m in &snaps {
+                    println!("  snapshot LSN {:>10}  {} bytes  created {}  {}", m.lsn, m.file_bytes, super::fmt_ms(m.created_ms), m.file);
+                }
+                for b in &bad {
+                    println!("  UNREADABLE {b}");
+                }
+            }
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Some(Action::Verify { from, deep, json }) => {
+            let r = verify_repo(&DirRepository::open(from)?, *deep)?;
+            if *json {
+                print_json(&r)?;
+            } else {
+                for p in &r.problems {
+                    println!("PROBLEM {p}");
+                }
+                println!(
+                    "{}: {} segment(s) up to LSN {}, {} snapshot(s)",
+                    if r.ok { "ok" } else { "FAILED" },
+                    r.segments,
+                    r.head_lsn,
+                    r.snapshots
+                );
+            }
+            Ok(ExitCode::from(if r.ok { EXIT_OK } else { EXIT_FAILED }))
+        }
+        None => {
+            if args.to.is_empty() {
+                return Err(candlelog::Error::Usage("backup needs --to REPO (a directory)".into()).into());
+            }
+            let mut store = cli.open_store()?;
+            let mut reports = Vec::new();
+            for to in &args.to {
+                let r = backup(&mut store, &DirRepository::open(to)?)?;
+                if !args.json {
+                    println!(
+                        "{}: {} segment(s) uploaded, {} already there, {} bytes; snapshot at LSN {}",
+                        r.repository,
+                        r.segments_uploaded,
+                        r.segments_present,
+                        r.bytes_uploaded,
+                        r.snapshot.as_ref().map_or(0, |s| s.lsn)
+                    );
+                }
+                reports.push(r);
+            }
+            if args.json {
+                print_json(&reports)?;
+            }
+            Ok(ExitCode::from(EXIT_OK))
+        }
+    }
+}
+
+fn repo_loc(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+pub fn run_restore(_cli: &Cli, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    let cut = match (&args.lsn, &args.as_of) {
+        (Some(n), _) => Cut::Lsn(*n),
+        (None, Some(t)) => {
+            let ts: jiff::Timestamp =
+                t.parse().map_err(|e| candlelog::Error::Usage(format!("--as-of {t:?}: {e} (use RFC 3339, e.g. 2026-03-01T01:05:00Z)")))?;
+            Cut::AsOf(ts.as_millisecond())
+        }
+        (None, None) => Cut::Head,
+    };
+    let r = restore(&DirRepository::open(&args.from)?, &args.into, cut, args.force)?;
+    if args.json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "restored {} up to LSN {} (hash {}) from {} segment(s){}{} in {} ms",
+            r.into,
+            r.head_lsn,
+            r.head_hash,
+            r.segments,
+            r.snapshot_lsn.map(|l| format!(", snapshot at LSN {l}")).unwrap_or_default(),
+            r.previous_moved_to.as_deref().map(|p| format!("; previous contents moved to {p}")).unwrap_or_default(),
+            r.elapsed_ms
+        );
+    }
+    Ok(ExitCode::from(EXIT_OK))
+}
