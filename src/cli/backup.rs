@@ -119,6 +119,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                         r.snapshot.as_ref().map_or(0, |s| s.lsn)
                     );
                 }
+                let label = format!("{{repository=\"{}\"}}", r.repository.replace('\\', "\\\\").replace('"', "\\\""));
+                super::metrics::push(candlelog::ops::metrics::Update::set(
+                    format!("candlelog_backup_last_success_timestamp_seconds{label}"),
+                    jiff::Timestamp::now().as_second() as f64,
+                ));
+                super::metrics::push(candlelog::ops::metrics::Update::set(format!("candlelog_backup_bytes{label}"), repo_bytes(to) as f64));
                 reports.push(r);
             }
             if args.json {
@@ -127,6 +133,22 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
     }
+}
+
+/// Bytes a repository directory holds.
+fn repo_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 fn repo_loc(p: &std::path::Path) -> String {

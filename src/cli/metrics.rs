@@ -22,15 +22,19 @@ pub fn push(update: Update) {
 /// Problems here are warnings: metrics never change a command's exit code.
 pub fn after(cli: &Cli, failed: bool) {
     let Ok(config) = cli.config() else { return };
-    let Some(path) = cli.metrics_file.clone().or(config.metrics.textfile.clone()) else { return };
+    let textfile = cli.metrics_file.clone().or(config.metrics.textfile.clone());
     if failed {
         push(Update::add(format!("candlelog_command_failures_total{{command=\"{}\"}}", cli.command.name()), 1.0));
     }
     let updates = PENDING.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
     let paths = cli.paths_with(&config);
+    // Counters and last-run values are kept even without a textfile: health reads them.
     if let Err(e) = record(&paths, &updates) {
-        eprintln!("warning: metrics counters not persisted: {e}");
+        if textfile.is_some() {
+            eprintln!("warning: metrics counters not persisted: {e}");
+        }
     }
+    let Some(path) = textfile else { return };
     let intervals: Vec<Interval> =
         config.sync.intervals.as_ref().map(|v| v.iter().filter_map(|s| Interval::parse(s)).collect()).unwrap_or_else(|| vec![Interval::H4]);
     let symbols = match &config.sync.symbols {

@@ -297,8 +297,37 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         check("gaps", Status::Warning, gaps.len().to_string(), "0", format!("missing candles: {}", first_few(&gaps)))
     });
 
-    // 6. backups (repositories arrive with the backup issue)
-    checks.push(check("backups", Status::Ok, "0 repositories", "newest < 26 h", "no backup repositories configured"));
+    // 6. backups: every repository candlelog has backed up to (recorded by `backup`).
+    let backups: Vec<(String, f64)> = index
+        .metrics()?
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("candlelog_backup_last_success_timestamp_seconds").map(|l| (l.to_string(), v)))
+        .collect();
+    let max_age = opts.run_max_age.as_millis() as i64;
+    let stale: Vec<String> = backups
+        .iter()
+        .filter(|(_, t)| opts.now_ms - (*t * 1000.0) as i64 > max_age)
+        .map(|(l, t)| format!("{l} last backed up {} ago", hours(opts.now_ms - (*t * 1000.0) as i64)))
+        .collect();
+    checks.push(if backups.is_empty() {
+        check(
+            "backups",
+            Status::Warning,
+            "0 repositories",
+            format!("newest < {}", hours(max_age)),
+            "no backup recorded: run `candlelog backup --to REPO`",
+        )
+    } else if !stale.is_empty() {
+        check("backups", Status::Critical, format!("{} stale", stale.len()), format!("newest < {}", hours(max_age)), stale.join("; "))
+    } else {
+        check(
+            "backups",
+            Status::Ok,
+            format!("{} repositories", backups.len()),
+            format!("newest < {}", hours(max_age)),
+            "every repository has a recent backup",
+        )
+    });
 
     // 7. runs
     checks.push(match index.last_sync()? {

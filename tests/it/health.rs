@@ -24,6 +24,11 @@ fn prepared(fx: &FakeExchange, tmp: &std::path::Path, extra_symbol: Option<&str>
     std::fs::write(dir.join("candlelog.toml"), format!("[sync]\nsymbols = [{}]\nintervals = [\"1h\"]\n", syms.join(", "))).unwrap();
     let r = run(&dir, &["sync", "--exchange-url", &fx.url(), "--symbols", &list, "--lookback", "48"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // No backup yet: that alone is a WARNING.
+    let (code, v) = health_at(&dir, T0 + HOUR / 2);
+    assert_eq!(status_of(&v, "backups"), "WARNING", "{v:#}");
+    assert!(code >= 1, "{v:#}");
+    assert_eq!(run(&dir, &["backup", "--to", tmp.join("repo").to_str().unwrap()]).code, 0);
     dir
 }
 
