@@ -29,10 +29,10 @@ pub fn after(cli: &Cli, failed: bool) {
     let updates = PENDING.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
     let paths = cli.paths_with(&config);
     // Counters and last-run values are kept even without a textfile: health reads them.
-    if let Err(e) = record(&paths, &updates) {
-        if textfile.is_some() {
-            eprintln!("warning: metrics counters not persisted: {e}");
-        }
+    if let Err(e) = record(&paths, &updates)
+        && textfile.is_some()
+    {
+        eprintln!("warning: metrics counters not persisted: {e}");
     }
     let Some(path) = textfile else { return };
     let intervals: Vec<Interval> =
