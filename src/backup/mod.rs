@@ -9,6 +9,7 @@
 //! REPO/snapshots/<lsn:020>-<created_ms>.sqlite.zst   + .json manifest (published last)
 //! ```
 
+pub mod drill;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;

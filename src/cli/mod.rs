@@ -78,6 +78,8 @@ pub enum Command {
     Backup(backup::Args),
     /// Build a data directory from a repository, optionally at an LSN or a time (point-in-time restore).
     Restore(backup::RestoreArgs),
+    /// Restore test: restore the newest backup into a temporary directory, verify, compare with the live log, report the RTO.
+    Drill(backup::DrillArgs),
 }
 
 impl Command {
@@ -95,6 +97,7 @@ impl Command {
             Command::Sla(_) => "sla",
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
+            Command::Drill(_) => "drill",
         }
     }
 }
@@ -158,6 +161,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Sla(a) => sla::run(cli, a),
         Command::Backup(a) => backup::run(cli, a),
         Command::Restore(a) => backup::run_restore(cli, a),
+        Command::Drill(a) => backup::run_drill(cli, a),
     }
 }
 

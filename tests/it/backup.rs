@@ -115,3 +115,81 @@ fn restore_refuses_a_non_empty_directory_and_survives_a_damaged_snapshot() {
     assert_eq!(std::fs::read_to_string(std::path::Path::new(aside).join("keep.txt")).unwrap(), "mine", "old contents kept");
     assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
 }
+
+#[test]
+fn drill_restores_checks_and_reports_the_rto_and_fails_on_a_damaged_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    assert_eq!(
+        run(&dir, &["--segment-bytes", "4096", "import", "--group-files", "1", support::shared_archives().to_str().unwrap()]).code,
+        0
+    );
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let r = run(&dir, &["drill", "--from", repo.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["restored_lsn"].as_u64(), json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64());
+    assert!(v["rto_ms"].as_u64().is_some() && v["tables_compared"] == 1);
+    // More data committed after the backup: the drill compares at the backup's LSN.
+    assert_eq!(
+        run(
+            &dir,
+            &[
+                "import",
+                support::shared_klines_json().to_str().unwrap(),
+                "--format",
+                "klines-json",
+                "--symbol",
+                "SKRUSDT",
+                "--interval",
+                "4h"
+            ]
+        )
+        .code,
+        0
+    );
+    assert_eq!(run(&dir, &["drill", "--from", repo.to_str().unwrap()]).code, 0);
+
+    let seg = std::fs::read_dir(repo.join("segments")).unwrap().map(|e| e.unwrap().path()).next().unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    b[200] ^= 0x01;
+    std::fs::write(&seg, &b).unwrap();
+    let r = run(&dir, &["drill", "--from", repo.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(json(&r)["problems"][0].as_str().unwrap().contains("restore failed"), "{}", r.stdout);
+}
+
+#[test]
+fn kill_9_during_backup_leaves_a_repository_that_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    let fixtures = tmp.path().join("fixtures");
+    support::gen_archives(&fixtures, 8, 12);
+    assert_eq!(run(&dir, &["--segment-bytes", "8192", "import", "--group-files", "2", fixtures.to_str().unwrap()]).code, 0);
+    // A first complete backup of part of it, then more data for the killed ones to copy.
+    let t = std::time::Instant::now();
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let full = t.elapsed().max(std::time::Duration::from_millis(20));
+    let mut rng = support::Rng(0xBAC);
+    for round in 0..8 {
+        assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
+        let mut child = support::bin()
+            .args(["--data-dir", dir.to_str().unwrap(), "backup", "--to", repo.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(rng.below(1000) as f64 / 1000.0));
+        let _ = child.kill();
+        let _ = child.wait();
+        let v = run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep"]);
+        assert_eq!(v.code, 0, "round {round}: {}", v.stdout);
+    }
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let into = tmp.path().join("restored");
+    assert_eq!(run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap()]).code, 0);
+    assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
+}
