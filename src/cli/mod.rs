@@ -11,7 +11,7 @@ pub mod metrics;
 mod rebuild;
 mod sla;
 mod status;
-mod sync;
+pub mod sync;
 mod verify;
 
 use std::path::PathBuf;
@@ -80,6 +80,8 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// Restore test: restore the newest backup into a temporary directory, verify, compare with the live log, report the RTO.
     Drill(backup::DrillArgs),
+    /// Repair a damaged data directory in place: segments from backups, snapshot, replay, verify.
+    Recover(backup::RecoverArgs),
 }
 
 impl Command {
@@ -98,6 +100,7 @@ impl Command {
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
             Command::Drill(_) => "drill",
+            Command::Recover(_) => "recover",
         }
     }
 }
@@ -162,6 +165,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(a) => backup::run(cli, a),
         Command::Restore(a) => backup::run_restore(cli, a),
         Command::Drill(a) => backup::run_drill(cli, a),
+        Command::Recover(a) => backup::run_recover(cli, a),
     }
 }
 

@@ -62,6 +62,13 @@ impl Store {
         Ok(store)
     }
 
+    /// `open` with a lock the caller already holds.
+    pub fn open_locked(paths: &Paths, opts: StoreOptions, lock: DirLock) -> Result<Store> {
+        let mut store = Store::open_raw_locked(paths, opts, lock)?;
+        store.catch_up()?;
+        Ok(store)
+    }
+
     /// Opens without catching up, for `rebuild`.
     pub fn open_raw(paths: &Paths, opts: StoreOptions) -> Result<Store> {
         if !paths.root.is_dir() {
@@ -72,6 +79,12 @@ impl Store {
             )));
         }
         let lock = DirLock::exclusive(&paths.lock)?;
+        Store::open_raw_locked(paths, opts, lock)
+    }
+
+    /// `open_raw` with a lock the caller already holds (recovery works on the
+    /// files under the lock before opening the store).
+    pub fn open_raw_locked(paths: &Paths, opts: StoreOptions, lock: DirLock) -> Result<Store> {
         let (log, truncated) = LogWriter::open(&paths.log, opts.writer)?;
         let index = Index::open(&paths.index)?;
         let projection = Projection::open(&paths.projection)?;

@@ -5,5 +5,6 @@ mod crash;
 mod golden;
 mod health;
 mod property;
+mod recover;
 mod sla;
 mod sync;
