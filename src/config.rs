@@ -25,6 +25,25 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub sla: SlaConfig,
+    #[serde(default)]
+    pub backup: BackupConfig,
+}
+
+/// `[backup]`: where `backup` writes when no `--to` is given (3-2-1: several).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    #[serde(default)]
+    pub repositories: Vec<RepositoryConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// A local directory.
+    pub path: PathBuf,
+    /// Snapshots older than this many days are deleted after a backup (never the newest).
+    pub keep_days: Option<u32>,
 }
 
 /// `[sla]`: targets of `candlelog sla`.

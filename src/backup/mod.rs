@@ -226,3 +226,23 @@ pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport
     r.ok = r.problems.is_empty();
     Ok(r)
 }
+
+/// Deletes snapshots (manifest first, then data) created more than
+/// `keep_days` before `now_ms`, never the newest one. Segments are history
+/// and are kept. Returns the manifests removed.
+pub fn apply_retention(repo: &dyn Repository, keep_days: u32, now_ms: i64) -> Result<Vec<String>> {
+    let (mut list, _) = manifests(repo)?;
+    list.sort_by_key(|m| m.created_ms);
+    let newest = list.pop();
+    let horizon = now_ms - i64::from(keep_days) * 86_400_000;
+    let mut removed = Vec::new();
+    for m in list.into_iter().filter(|m| m.created_ms < horizon) {
+        let manifest = m.file.trim_end_matches(".sqlite.zst").to_string() + ".json";
+        // Manifest first: a snapshot without its manifest is an unreferenced file, never a broken backup.
+        repo.delete(&manifest)?;
+        repo.delete(&m.file)?;
+        removed.push(manifest);
+    }
+    drop(newest);
+    Ok(removed)
+}

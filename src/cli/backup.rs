@@ -102,13 +102,25 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(if r.ok { EXIT_OK } else { EXIT_FAILED }))
         }
         None => {
-            if args.to.is_empty() {
-                return Err(candlelog::Error::Usage("backup needs --to REPO (a directory)".into()).into());
+            let config = cli.config()?;
+            let targets: Vec<(PathBuf, Option<u32>)> = if args.to.is_empty() {
+                config.backup.repositories.iter().map(|r| (r.path.clone(), r.keep_days)).collect()
+            } else {
+                args.to.iter().map(|p| (p.clone(), None)).collect()
+            };
+            if targets.is_empty() {
+                return Err(candlelog::Error::Usage("backup needs --to REPO or [[backup.repositories]] in the config".into()).into());
             }
             let mut store = cli.open_store()?;
             let mut reports = Vec::new();
-            for to in &args.to {
-                let r = backup(&mut store, &DirRepository::open(to)?)?;
+            for (to, keep_days) in &targets {
+                let repo = DirRepository::open(to)?;
+                let r = backup(&mut store, &repo)?;
+                if let Some(days) = keep_days {
+                    for m in candlelog::backup::apply_retention(&repo, *days, jiff::Timestamp::now().as_millisecond())? {
+                        eprintln!("retention: removed snapshot {m} from {}", to.display());
+                    }
+                }
                 if !args.json {
                     println!(
                         "{}: {} segment(s) uploaded, {} already there, {} bytes; snapshot at LSN {}",

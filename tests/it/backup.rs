@@ -193,3 +193,41 @@ fn kill_9_during_backup_leaves_a_repository_that_verifies() {
     assert_eq!(run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap()]).code, 0);
     assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
 }
+
+#[test]
+fn configured_repositories_get_backups_and_keep_their_newest_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (a, b) = (tmp.path().join("fast"), tmp.path().join("second"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("candlelog.toml"),
+        format!(
+            "[[backup.repositories]]\npath = {:?}\nkeep_days = 0\n\n[[backup.repositories]]\npath = {:?}\n",
+            a.to_str().unwrap(),
+            b.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    for i in 0..3 {
+        let f = tmp.path().join(format!("f{i}"));
+        support::gen_archives(&f, 1, i + 1);
+        assert_eq!(run(&dir, &["import", f.to_str().unwrap()]).code, 0);
+        let r = run(&dir, &["backup"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let snaps = |repo: &std::path::Path| {
+        std::fs::read_dir(repo.join("snapshots"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().to_str().unwrap().ends_with(".json"))
+            .count()
+    };
+    assert_eq!(snaps(&a), 1, "keep_days = 0 keeps only the newest snapshot");
+    assert_eq!(snaps(&b), 3, "no retention: every snapshot kept");
+    for repo in [&a, &b] {
+        assert_eq!(run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep"]).code, 0);
+        let into = tmp.path().join(format!("r-{}", repo.file_name().unwrap().to_str().unwrap()));
+        assert_eq!(run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap()]).code, 0);
+        assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
+    }
+}
