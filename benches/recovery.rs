@@ -1,0 +1,132 @@
+//! Recovery benchmark driver (run once, timed step by step; not criterion):
+//! a store of SYMBOLS × CANDLES 4h candles (default 2,000 × 5,000 = 10,000,000),
+//! a backup taken before the last TAIL candles (default 1,000,000), the
+//! projection destroyed, then `recover` (snapshot + tail replay + deep verify)
+//! against the replaced system's way (integrity_check of the newest backup
+//! file, then copying it over, losing every candle after it). Also a backup
+//! and an incremental backup (time and bytes).
+//!
+//! `cargo bench --bench recovery` (env SYMBOLS, CANDLES, TAIL to scale down).
+
+use std::time::Instant;
+
+use candlelog::backup::{DirRepository, Repository, backup, recover::recover};
+use candlelog::event::{Candle, Decimal, Event, Interval, Symbol};
+use candlelog::store::{Paths, Store, StoreOptions, init};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn candles(symbols: u64, from: u64, to: u64) -> Vec<Event> {
+    const H4: i64 = 4 * 3_600_000;
+    let base = 1_577_836_800_000; // 2020-01-01
+    let d = |m: u64, s: u8| Decimal::from_parts(false, u128::from(m), s).unwrap_or_default();
+    let mut out = Vec::with_capacity(((to - from) * symbols) as usize);
+    for s in 0..symbols {
+        let symbol = Symbol::parse(&format!("S{s}USDT")).unwrap();
+        for i in from..to {
+            let h = (s * 2_654_435_761 + i * 40_503) % 100_000;
+            let open = 1_000_000 + h;
+            let close = 1_000_000 + (h * 7 + 13) % 100_000;
+            let open_time = base + i as i64 * H4;
+            out.push(Event::Candle(Candle {
+                symbol: symbol.clone(),
+                interval: Interval::H4,
+                open_time,
+                close_time: open_time + H4 - 1,
+                open: d(open, 6),
+                high: d(open.max(close) + 500, 6),
+                low: d(open.min(close) - 500, 6),
+                close: d(close, 6),
+                volume: d(h * 37, 0),
+                quote_volume: d(h * 37 * open / 1000, 6),
+                trades: h % 5000,
+                taker_buy_volume: d(h * 18, 0),
+                taker_buy_quote_volume: d(h * 18 * open / 1000, 6),
+            }));
+        }
+    }
+    out
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
+    }
+    total
+}
+
+fn main() {
+    let (symbols, per, tail) = (env("SYMBOLS", 2000), env("CANDLES", 5000), env("TAIL", 1_000_000));
+    let tail_per = (tail / symbols).min(per);
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::new(&tmp.path().join("data"), None);
+    init(&paths).unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let repo = DirRepository::open(&repo_dir).unwrap();
+    println!("store: {symbols} symbols × {per} 4h candles = {} candles; tail after the backup {}", symbols * per, symbols * tail_per);
+
+    let t = Instant::now();
+    let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
+    store.begin_bulk();
+    for chunk in (0..per - tail_per).step_by(250) {
+        store.append(&candles(symbols, chunk, (chunk + 250).min(per - tail_per))).unwrap();
+    }
+    store.end_bulk().unwrap();
+    println!("load before backup: {:.1} s", t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let r = backup(&mut store, &repo).unwrap();
+    println!("backup: {:.1} s, {} bytes ({} segments)", t.elapsed().as_secs_f64(), r.bytes_uploaded, r.segments_uploaded);
+    let snapshot_file = repo_dir.join(&r.snapshot.as_ref().unwrap().file);
+
+    let t = Instant::now();
+    store.append(&candles(symbols, per - tail_per, per)).unwrap();
+    println!("tail of {} candles committed: {:.1} s", symbols * tail_per, t.elapsed().as_secs_f64());
+
+    // An incremental backup after one more "sync" (a day of candles per symbol).
+    store.append(&candles(symbols, per, per + 6)).unwrap();
+    let before = dir_bytes(&repo_dir);
+    let t = Instant::now();
+    let r2 = backup(&mut store, &repo).unwrap();
+    println!(
+        "incremental backup: {:.1} s, {} bytes uploaded ({} new segments, {} already there), repository grew {} bytes",
+        t.elapsed().as_secs_f64(),
+        r2.bytes_uploaded,
+        r2.segments_uploaded,
+        r2.segments_present,
+        dir_bytes(&repo_dir) - before
+    );
+    // Drop the second snapshot so recovery needs the tail replay.
+    let m2 = r2.snapshot.unwrap();
+    repo.delete(&m2.file).unwrap();
+    repo.delete(&(m2.file.trim_end_matches(".sqlite.zst").to_string() + ".json")).unwrap();
+    drop(store);
+
+    // Disaster: the projection is destroyed.
+    std::fs::write(&paths.projection, b"destroyed").unwrap();
+    let t = Instant::now();
+    let rep = recover(&paths, &[&repo as &dyn Repository], StoreOptions::default()).unwrap();
+    println!("recover: {:.1} s end to end, ok = {}", t.elapsed().as_secs_f64(), rep.ok);
+    for s in &rep.steps {
+        println!("  {:<17} {:>8} ms  {}", s.name, s.ms, s.detail);
+    }
+
+    // The replaced system's way: integrity_check of the newest backup file, then copy it over.
+    let raw = candlelog::backup::snapshot::unpack(&r.snapshot.unwrap(), &std::fs::read(&snapshot_file).unwrap()).unwrap();
+    let legacy_backup = tmp.path().join("legacy-backup.sqlite");
+    std::fs::write(&legacy_backup, raw).unwrap();
+    let t = Instant::now();
+    let conn = rusqlite::Connection::open(&legacy_backup).unwrap();
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    drop(conn);
+    std::fs::copy(&legacy_backup, tmp.path().join("legacy-restored.sqlite")).unwrap();
+    println!(
+        "replaced system (integrity_check {ok} + copy of the newest backup): {:.1} s, and it loses the {} candles after that backup",
+        t.elapsed().as_secs_f64(),
+        symbols * tail_per + symbols * 6
+    );
+}
