@@ -154,18 +154,7 @@ pub fn sync(store: &mut Store, opts: &SyncOptions) -> Result<SyncReport> {
             let cursor = cursors.get(&(s.symbol.to_string(), interval));
             match plan::plan_series(&s.symbol, interval, cursor, server_ms, opts.since, opts.lookback, s.onboard_ms) {
                 Some(p) => plans.push(p),
-                None => report.series.push(SeriesReport {
-                    symbol: s.symbol.to_string(),
-                    interval: interval.to_string(),
-                    status: "up_to_date".into(),
-                    new_candles: 0,
-                    revisions: 0,
-                    gaps_closed: 0,
-                    from: None,
-                    to: None,
-                    requests: 0,
-                    error: None,
-                }),
+                None => report.series.push(SeriesReport::nothing_fetched(&s.symbol, interval, "up_to_date", None)),
             }
         }
     }
@@ -218,18 +207,8 @@ pub fn sync(store: &mut Store, opts: &SyncOptions) -> Result<SyncReport> {
     let done: std::collections::HashSet<(String, Interval)> =
         committed.iter().map(|f| (f.plan.symbol.to_string(), f.plan.interval)).collect();
     for p in plans.iter().filter(|p| !done.contains(&(p.symbol.to_string(), p.interval))) {
-        report.series.push(SeriesReport {
-            symbol: p.symbol.to_string(),
-            interval: p.interval.to_string(),
-            status: "timeout".into(),
-            new_candles: 0,
-            revisions: 0,
-            gaps_closed: 0,
-            from: None,
-            to: None,
-            requests: 0,
-            error: Some("--timeout expired before this series completed; nothing from it was committed".into()),
-        });
+        let why = "--timeout expired before this series completed; nothing from it was committed";
+        report.series.push(SeriesReport::nothing_fetched(&p.symbol, p.interval, "timeout", Some(why.into())));
     }
     if timed_out {
         report.outcome = RunOutcome::Timeout;

@@ -41,6 +41,29 @@ pub struct SeriesReport {
     pub error: Option<String>,
 }
 
+impl SeriesReport {
+    /// A series this run did not fetch: already complete, or cut by the timeout.
+    pub fn nothing_fetched(
+        symbol: &crate::event::Symbol,
+        interval: crate::event::Interval,
+        status: &str,
+        error: Option<String>,
+    ) -> SeriesReport {
+        SeriesReport {
+            symbol: symbol.to_string(),
+            interval: interval.to_string(),
+            status: status.into(),
+            new_candles: 0,
+            revisions: 0,
+            gaps_closed: 0,
+            from: None,
+            to: None,
+            requests: 0,
+            error,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SyncReport {
     pub ok: bool,
