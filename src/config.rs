@@ -52,6 +52,10 @@ pub struct RepositoryConfig {
 pub struct SlaConfig {
     /// Longest a series may go without a successful sync (default "26h").
     pub freshness_target: Option<String>,
+    /// Longest gap between two backups of a repository (default "26h").
+    pub rpo_target: Option<String>,
+    /// Longest a drill's restore may take (default "30m").
+    pub rto_target: Option<String>,
 }
 
 /// `[health]`: thresholds of `candlelog health`.
@@ -206,6 +210,7 @@ mod tests {
         assert_eq!(parse_duration(&c.sync.timeout.unwrap()).unwrap().as_secs(), 1800);
         assert_eq!(c.health.stale_critical.as_deref(), Some("26h"));
         assert_eq!(c.sla.freshness_target.as_deref(), Some("26h"));
+        assert_eq!(c.sla.rto_target.as_deref(), Some("30m"));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct DrillReport {
     pub compare_ms: u64,
     pub tables_compared: usize,
     pub problems: Vec<String>,
+    /// When the drill ended (ms); `sla` reads it from `DIR/runs/drill-*.json`.
+    pub ended_ms: i64,
 }
 
 pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
@@ -45,12 +47,14 @@ pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
         compare_ms: 0,
         tables_compared: 0,
         problems: Vec::new(),
+        ended_ms: 0,
     };
     let r = match restored {
         Ok(r) => r,
         Err(e) => {
             report.problems.push(format!("restore failed: {e}"));
             let _ = std::fs::remove_dir_all(&temp);
+            report.ended_ms = crate::log::writer::now_ms();
             return Ok(report);
         }
     };
@@ -68,6 +72,7 @@ pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
     }
     let _ = std::fs::remove_dir_all(&temp);
     report.ok = report.problems.is_empty();
+    report.ended_ms = crate::log::writer::now_ms();
     Ok(report)
 }
 

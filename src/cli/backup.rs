@@ -208,6 +208,13 @@ pub struct DrillArgs {
 pub fn run_drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<ExitCode> {
     let paths = cli.paths_with(&cli.config()?);
     let r = candlelog::backup::drill::drill(&paths, &DirRepository::open(&args.from)?)?;
+    // Kept beside the sync reports: `sla` audits the drills from here.
+    let file = paths.root.join("runs").join(format!("drill-{}.json", cli.run_stamp()));
+    let saved = std::fs::create_dir_all(paths.root.join("runs"))
+        .and_then(|_| std::fs::write(&file, serde_json::to_vec_pretty(&r).unwrap_or_default()));
+    if let Err(e) = saved {
+        eprintln!("warning: could not save the drill report {}: {e}", file.display());
+    }
     if args.json {
         print_json(&r)?;
     } else {

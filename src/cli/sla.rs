@@ -27,6 +27,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         o.freshness_target = parse_duration(t).map_err(|e| usage(format!("[sla] freshness_target: {e}")))?;
     }
     o.min_success = config.sync.min_success.unwrap_or(o.min_success);
+    for (field, value, key) in
+        [(&mut o.rpo_target, &config.sla.rpo_target, "rpo_target"), (&mut o.rto_target, &config.sla.rto_target, "rto_target")]
+    {
+        if let Some(v) = value {
+            *field = parse_duration(v).map_err(|e| usage(format!("[sla] {key}: {e}")))?;
+        }
+    }
+    o.repositories = config.backup.repositories.iter().map(|r| r.path.clone()).collect();
     if let Some(now) = &args.now {
         o.now_ms = now.parse::<jiff::Timestamp>().map_err(|e| usage(format!("--now {now:?}: {e}")))?.as_millisecond();
     }
@@ -41,7 +49,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             r.worst_series.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(),
             r.freshness_target_hours
         );
-        println!("backups: no backup repositories configured; drills: none recorded");
+        if r.backups.is_empty() {
+            println!("backups: no repositories configured ([[backup.repositories]])");
+        }
+        for b in &r.backups {
+            println!("backups: {}: {} in the window, longest gap {:.1} h (the real RPO)", b.repository, b.backups, b.worst_gap_hours);
+        }
+        for d in &r.drills {
+            println!("drill {}: {} in {} s (RTO)", d.at, if d.ok { "ok" } else { "FAILED" }, d.rto_ms / 1000);
+        }
         for b in &r.breaches {
             println!("BREACH {} {}: {}", b.kind, b.when, b.message);
         }

@@ -23,11 +23,25 @@ pub struct SlaOptions {
     pub freshness_target: Duration,
     /// Share of a run's symbols that must succeed for the night to count (default 0.98).
     pub min_success: f64,
+    /// Repository directories to audit (the configured ones).
+    pub repositories: Vec<std::path::PathBuf>,
+    /// Longest gap between two backups of a repository: the real RPO (default 26 h).
+    pub rpo_target: Duration,
+    /// Longest a drill's restore may take (default 30 min).
+    pub rto_target: Duration,
 }
 
 impl Default for SlaOptions {
     fn default() -> Self {
-        SlaOptions { days: 30, now_ms: crate::log::writer::now_ms(), freshness_target: Duration::from_secs(26 * 3600), min_success: 0.98 }
+        SlaOptions {
+            days: 30,
+            now_ms: crate::log::writer::now_ms(),
+            freshness_target: Duration::from_secs(26 * 3600),
+            min_success: 0.98,
+            repositories: Vec::new(),
+            rpo_target: Duration::from_secs(26 * 3600),
+            rto_target: Duration::from_secs(30 * 60),
+        }
     }
 }
 
@@ -37,6 +51,21 @@ pub struct Day {
     pub date: String,
     pub sync_runs: u32,
     pub sync_ok: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RepositorySla {
+    pub repository: String,
+    pub backups: u64,
+    /// The longest time between two backups (or from the window's start / to now): the real RPO.
+    pub worst_gap_hours: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillSla {
+    pub at: String,
+    pub ok: bool,
+    pub rto_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -59,9 +88,10 @@ pub struct SlaReport {
     /// Longest time any series went without a successful sync inside the window.
     pub worst_staleness_hours: f64,
     pub worst_series: Option<String>,
-    /// Backups and drills are recorded by the backup issue's commands; none exist yet.
-    pub backups: Vec<serde_json::Value>,
-    pub drills: Vec<serde_json::Value>,
+    /// Per repository: backups taken in the window and the longest gap between them.
+    pub backups: Vec<RepositorySla>,
+    /// Drills run in the window (from `DIR/runs/drill-*.json`).
+    pub drills: Vec<DrillSla>,
     pub breaches: Vec<Breach>,
 }
 
@@ -162,6 +192,62 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
             prev = Some(t);
         }
     }
+    // Backups: snapshot creation times per repository (every backup publishes one).
+    let mut backups = Vec::new();
+    for dir in &opts.repositories {
+        let repo = crate::backup::DirRepository::open(dir)?;
+        let mut times: Vec<i64> = crate::backup::manifests(&repo)?.0.iter().map(|m| m.created_ms).filter(|&t| t <= opts.now_ms).collect();
+        times.sort_unstable();
+        let before = times.iter().rev().find(|&&t| t < window_start).copied().unwrap_or(window_start);
+        let inside: Vec<i64> = times.iter().copied().filter(|&t| t >= window_start).collect();
+        let mut worst = 0i64;
+        let mut prev = before;
+        for t in inside.iter().copied().chain(std::iter::once(opts.now_ms)) {
+            let gap = t - prev;
+            if gap > opts.rpo_target.as_millis() as i64 {
+                breaches.push(Breach {
+                    kind: "rpo".into(),
+                    when: at(prev),
+                    message: format!("{}: {:.1} h without a backup (from {} to {})", dir.display(), gap as f64 / 3.6e6, at(prev), at(t)),
+                });
+            }
+            worst = worst.max(gap);
+            prev = t;
+        }
+        backups.push(RepositorySla {
+            repository: dir.display().to_string(),
+            backups: inside.len() as u64,
+            worst_gap_hours: worst as f64 / 3.6e6,
+        });
+    }
+    // Drills: their reports in DIR/runs/.
+    let mut drills = Vec::new();
+    for e in std::fs::read_dir(paths.root.join("runs")).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !(name.starts_with("drill-") && name.ends_with(".json")) {
+            continue;
+        }
+        let Ok(v) = std::fs::read(e.path()).map_err(|_| ()).and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|_| ()))
+        else {
+            continue;
+        };
+        let (Some(ended), Some(rto)) = (v["ended_ms"].as_i64(), v["rto_ms"].as_u64()) else { continue };
+        if ended < window_start || ended > opts.now_ms {
+            continue;
+        }
+        let ok = v["ok"].as_bool().unwrap_or(false);
+        if !ok {
+            breaches.push(Breach { kind: "rto".into(), when: at(ended), message: format!("the drill at {} failed", at(ended)) });
+        } else if rto > opts.rto_target.as_millis() as u64 {
+            breaches.push(Breach {
+                kind: "rto".into(),
+                when: at(ended),
+                message: format!("the drill at {} took {} s to restore", at(ended), rto / 1000),
+            });
+        }
+        drills.push(DrillSla { at: at(ended), ok, rto_ms: rto });
+    }
+    drills.sort_by(|a, b| a.at.cmp(&b.at));
     let nights_total = days.values().filter(|d| !(d.date == date_of(opts.now_ms) && d.sync_runs == 0)).count() as u32;
     let nights_ok = days.values().filter(|d| d.sync_ok).count() as u32;
     Ok(SlaReport {
@@ -174,8 +260,8 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
         freshness_target_hours: target as f64 / 3.6e6,
         worst_staleness_hours: worst.0 as f64 / 3.6e6,
         worst_series: worst.1,
-        backups: Vec::new(),
-        drills: Vec::new(),
+        backups,
+        drills,
         breaches,
     })
 }

@@ -42,6 +42,32 @@ fn a_missed_night_and_a_failed_sync_are_exactly_the_breaches() {
         }
     }
     let dir = &paths.root;
+    // A repository with a backup every night at 02:00, except a late one: none on the 15th.
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let manifest = std::fs::read_dir(repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let template: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    for d in (0..31).filter(|&d| d != 14) {
+        let mut m = template.clone();
+        m["created_ms"] = (day(d) + 7_200_000).into();
+        std::fs::write(
+            repo.join("snapshots").join(format!("{:020}-{}.json", m["lsn"].as_u64().unwrap(), day(d) + 7_200_000)),
+            m.to_string(),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("candlelog.toml"), format!("[[backup.repositories]]\npath = {:?}\n", repo.to_str().unwrap())).unwrap();
+    // Drills: one fine, one that took 45 minutes to restore.
+    std::fs::create_dir_all(dir.join("runs")).unwrap();
+    std::fs::write(dir.join("runs/drill-a.json"), format!("{{\"ok\": true, \"rto_ms\": 12000, \"ended_ms\": {}}}", day(1) + 14_400_000))
+        .unwrap();
+    std::fs::write(dir.join("runs/drill-b.json"), format!("{{\"ok\": true, \"rto_ms\": 2700000, \"ended_ms\": {}}}", day(22) + 14_400_000))
+        .unwrap();
     let r = run(dir, &["sla", "--days", "30", "--json", "--now", "2026-03-31T12:00:00Z"]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let v = json(&r);
@@ -57,6 +83,8 @@ fn a_missed_night_and_a_failed_sync_are_exactly_the_breaches() {
         ("stale_series", "2026-03-09T01:05:00Z"),
         ("stale_series", "2026-03-09T01:05:00Z"),
         ("stale_series", "2026-03-19T01:05:00Z"),
+        ("rpo", "2026-03-14T02:00:00Z"),
+        ("rto", "2026-03-23T04:00:00Z"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -69,6 +97,9 @@ fn a_missed_night_and_a_failed_sync_are_exactly_the_breaches() {
     assert_eq!(v["nights_ok"], 28);
     assert_eq!(v["nights_total"], 30);
     assert_eq!(v["worst_staleness_hours"], 48.0);
+    assert_eq!(v["backups"][0]["worst_gap_hours"], 48.0);
+    assert_eq!(v["backups"][0]["backups"], 29);
+    assert_eq!(v["drills"].as_array().unwrap().len(), 2);
     let stale: Vec<&str> =
         v["breaches"].as_array().unwrap().iter().filter(|b| b["kind"] == "stale_series").map(|b| b["message"].as_str().unwrap()).collect();
     assert!(
@@ -76,8 +107,8 @@ fn a_missed_night_and_a_failed_sync_are_exactly_the_breaches() {
         "{stale:?}"
     );
 
-    // A clean window: the last 10 days.
-    let r = run(dir, &["sla", "--days", "10", "--json", "--now", "2026-03-31T12:00:00Z"]);
+    // A clean window: the last 8 days (after the late backup and the slow drill).
+    let r = run(dir, &["sla", "--days", "8", "--json", "--now", "2026-03-31T12:00:00Z"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(json(&r)["breaches"].as_array().unwrap().len(), 0);
 }
