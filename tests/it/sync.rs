@@ -344,6 +344,13 @@ fn the_metrics_file_tracks_a_scripted_sequence_of_runs() {
     assert_eq!(prom(&m)["candlelog_integrity_ok"], 1.0);
     assert_eq!(run(&dir, &["--metrics-file", mf, "import", "/nonexistent/archives"]).code, 1);
     assert_eq!(prom(&m)["candlelog_command_failures_total{command=\"import\"}"], 1.0);
+    // A backup records its repository's last success and size.
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(&dir, &["--metrics-file", mf, "backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let v = prom(&m);
+    let label = format!("{{repository=\"{}\"}}", repo.display());
+    assert!(v[&format!("candlelog_backup_last_success_timestamp_seconds{label}")] > 1.7e9);
+    assert!(v[&format!("candlelog_backup_bytes{label}")] > 1000.0);
     // Counters survive a rebuild of the index.
     assert_eq!(run(&dir, &["rebuild", "--metrics-file", mf]).code, 0);
     assert_eq!(prom(&m)["candlelog_sync_runs_total{outcome=\"success\"}"], 2.0);
