@@ -98,6 +98,17 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         gaps: Vec::new(),
     };
     let proj = open_projection(paths, &mut r);
+    // The SQLite side of --deep (integrity_check, row digests) runs on the other core
+    // while this thread decodes and replays the log.
+    let sqlite_side = (deep && proj.is_some()).then(|| {
+        let path = paths.projection.clone();
+        std::thread::spawn(move || -> SqliteSide {
+            match Projection::open_read_only(&path) {
+                Ok(p) => (p.integrity_check(false).map_err(|e| e.to_string()), p.digests().map_err(|e| e.to_string())),
+                Err(e) => (Err(e.to_string()), Err(e.to_string())),
+            }
+        })
+    });
     let index = open_index(paths, &mut r);
     let proj_applied = proj.as_ref().map(|p| p.applied()).transpose();
     let proj_applied = match proj_applied {
@@ -209,8 +220,9 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         check_catalog(idx, &segments, &mut r);
     }
     if deep {
-        if let Some(p) = &proj {
-            deep_projection(p, &rows, &symbols, &mut r);
+        if let Some(job) = sqlite_side {
+            let side = job.join().unwrap_or_else(|_| (Err("integrity check thread panicked".into()), Err("digest thread panicked".into())));
+            deep_projection(&paths.projection, side, &rows, &symbols, &mut r);
         }
         r.gaps = gaps(&rows, &symbols);
     }
@@ -376,18 +388,20 @@ impl Symbols {
     }
 }
 
-fn deep_projection(p: &Projection, rows: &HashMap<RowKey, RowVal>, symbols: &Symbols, r: &mut VerifyReport) {
-    match p.integrity_check(false) {
+/// integrity_check problems and table digests of the projection, computed on another thread.
+type SqliteSide = (std::result::Result<Vec<String>, String>, std::result::Result<BTreeMap<Interval, TableDigest>, String>);
+
+fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &HashMap<RowKey, RowVal>, symbols: &Symbols, r: &mut VerifyReport) {
+    let (integrity, digests) = side;
+    match integrity {
         Ok(errs) if errs.is_empty() => {}
-        Ok(errs) => {
-            r.problems.push(problem("integrity_check", p.path(), None, None, format!("PRAGMA integrity_check: {}", errs.join("; "))))
-        }
-        Err(e) => r.problems.push(problem("integrity_check", p.path(), None, None, e.to_string())),
+        Ok(errs) => r.problems.push(problem("integrity_check", path, None, None, format!("PRAGMA integrity_check: {}", errs.join("; ")))),
+        Err(e) => r.problems.push(problem("integrity_check", path, None, None, e)),
     }
-    let actual = match p.digests() {
+    let actual = match digests {
         Ok(d) => d,
         Err(e) => {
-            r.problems.push(problem("projection_unreadable", p.path(), None, None, e.to_string()));
+            r.problems.push(problem("projection_unreadable", path, None, None, e));
             return;
         }
     };
@@ -400,7 +414,7 @@ fn deep_projection(p: &Projection, rows: &HashMap<RowKey, RowVal>, symbols: &Sym
         if a != e {
             r.problems.push(problem(
                 "projection_rows",
-                p.path(),
+                path,
                 None,
                 r.projection_lsn,
                 format!(
