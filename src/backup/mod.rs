@@ -10,6 +10,7 @@
 //! ```
 
 pub mod drill;
+pub mod object;
 pub mod recover;
 pub mod repo;
 pub mod restore;

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use candlelog::backup::object::open_repository;
 use candlelog::backup::restore::{Cut, restore};
-use candlelog::backup::{DirRepository, backup, manifests, segment_objects, verify_repo};
+use candlelog::backup::{backup, manifests, segment_objects, verify_repo};
 
 use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
 
@@ -14,7 +15,7 @@ use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
 pub struct Args {
     #[command(subcommand)]
     pub action: Option<Action>,
-    /// Repository directory to back up to (repeatable: 3-2-1 = several repositories).
+    /// Repository: a directory or s3://bucket/prefix (repeatable: 3-2-1 = several repositories).
     #[arg(long)]
     pub to: Vec<PathBuf>,
     #[arg(long)]
@@ -65,10 +66,10 @@ pub struct RestoreArgs {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     match &args.action {
         Some(Action::List { from, json }) => {
-            let repo = DirRepository::open(from)?;
-            candlelog::backup::check_format(&repo, false)?;
-            let segs = segment_objects(&repo)?;
-            let (snaps, bad) = manifests(&repo)?;
+            let repo = open_repository(&loc(from))?;
+            candlelog::backup::check_format(repo.as_ref(), false)?;
+            let segs = segment_objects(repo.as_ref())?;
+            let (snaps, bad) = manifests(repo.as_ref())?;
             if *json {
                 let segs: Vec<_> = segs.iter().map(|(s, n, h)| serde_json::json!({"seq": s, "object": n, "blake3": h})).collect();
                 print_json(&serde_json::json!({"repository": repo_loc(from), "segments": segs, "snapshots": snaps, "unreadable": bad}))?;
@@ -84,7 +85,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
         Some(Action::Verify { from, deep, json }) => {
-            let r = verify_repo(&DirRepository::open(from)?, *deep)?;
+            let r = verify_repo(open_repository(&loc(from))?.as_ref(), *deep)?;
             if *json {
                 print_json(&r)?;
             } else {
@@ -114,10 +115,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let mut store = cli.open_store()?;
             let mut reports = Vec::new();
             for (to, keep_days) in &targets {
-                let repo = DirRepository::open(to)?;
-                let r = backup(&mut store, &repo)?;
+                let repo = open_repository(&loc(to))?;
+                let r = backup(&mut store, repo.as_ref())?;
                 if let Some(days) = keep_days {
-                    for m in candlelog::backup::apply_retention(&repo, *days, jiff::Timestamp::now().as_millisecond())? {
+                    for m in candlelog::backup::apply_retention(repo.as_ref(), *days, jiff::Timestamp::now().as_millisecond())? {
                         eprintln!("retention: removed snapshot {m} from {}", to.display());
                     }
                 }
@@ -136,7 +137,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                     format!("candlelog_backup_last_success_timestamp_seconds{label}"),
                     jiff::Timestamp::now().as_second() as f64,
                 ));
-                super::metrics::push(candlelog::ops::metrics::Update::set(format!("candlelog_backup_bytes{label}"), repo_bytes(to) as f64));
+                if !loc(to).starts_with("s3://") {
+                    super::metrics::push(candlelog::ops::metrics::Update::set(
+                        format!("candlelog_backup_bytes{label}"),
+                        repo_bytes(to) as f64,
+                    ));
+                }
                 reports.push(r);
             }
             if args.json {
@@ -163,6 +169,11 @@ fn repo_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// A repository location as given: a directory or `s3://bucket/prefix`.
+fn loc(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
 fn repo_loc(p: &std::path::Path) -> String {
     p.display().to_string()
 }
@@ -177,7 +188,7 @@ pub fn run_restore(_cli: &Cli, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => Cut::Head,
     };
-    let r = restore(&DirRepository::open(&args.from)?, &args.into, cut, args.force)?;
+    let r = restore(open_repository(&loc(&args.from))?.as_ref(), &args.into, cut, args.force)?;
     if args.json {
         print_json(&r)?;
     } else {
@@ -207,7 +218,7 @@ pub struct DrillArgs {
 /// `candlelog drill --from REPO`: exit 0 when the restored copy verifies and equals the live log.
 pub fn run_drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<ExitCode> {
     let paths = cli.paths_with(&cli.config()?);
-    let r = candlelog::backup::drill::drill(&paths, &DirRepository::open(&args.from)?)?;
+    let r = candlelog::backup::drill::drill(&paths, open_repository(&loc(&args.from))?.as_ref())?;
     // Kept beside the sync reports: `sla` audits the drills from here.
     let file = paths.root.join("runs").join(format!("drill-{}.json", cli.run_stamp()));
     let saved = std::fs::create_dir_all(paths.root.join("runs"))
@@ -251,8 +262,9 @@ pub struct RecoverArgs {
 pub fn run_recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitCode> {
     let config = cli.config()?;
     let paths = cli.paths_with(&config);
-    let repos: Vec<DirRepository> = args.from.iter().map(|p| DirRepository::open(p)).collect::<candlelog::Result<_>>()?;
-    let refs: Vec<&dyn candlelog::backup::Repository> = repos.iter().map(|r| r as &dyn candlelog::backup::Repository).collect();
+    let repos: Vec<Box<dyn candlelog::backup::Repository>> =
+        args.from.iter().map(|p| open_repository(&loc(p))).collect::<candlelog::Result<_>>()?;
+    let refs: Vec<&dyn candlelog::backup::Repository> = repos.iter().map(|r| r.as_ref()).collect();
     let mut r = candlelog::backup::recover::recover(&paths, &refs, cli.store_options_with(&config))?;
     if args.sync && r.ok {
         let t = std::time::Instant::now();

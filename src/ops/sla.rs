@@ -195,8 +195,9 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
     // Backups: snapshot creation times per repository (every backup publishes one).
     let mut backups = Vec::new();
     for dir in &opts.repositories {
-        let repo = crate::backup::DirRepository::open(dir)?;
-        let mut times: Vec<i64> = crate::backup::manifests(&repo)?.0.iter().map(|m| m.created_ms).filter(|&t| t <= opts.now_ms).collect();
+        let repo = crate::backup::object::open_repository(&dir.to_string_lossy())?;
+        let mut times: Vec<i64> =
+            crate::backup::manifests(repo.as_ref())?.0.iter().map(|m| m.created_ms).filter(|&t| t <= opts.now_ms).collect();
         times.sort_unstable();
         let before = times.iter().rev().find(|&&t| t < window_start).copied().unwrap_or(window_start);
         let inside: Vec<i64> = times.iter().copied().filter(|&t| t >= window_start).collect();

@@ -6,5 +6,6 @@ mod golden;
 mod health;
 mod property;
 mod recover;
+mod s3;
 mod sla;
 mod sync;
