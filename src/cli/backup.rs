@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use candlelog::backup::object::open_repository;
 use candlelog::backup::restore::{Cut, restore};
 use candlelog::backup::{backup, manifests, segment_objects, verify_repo};
+use candlelog::event::{Event, Outcome, OutcomeStatus, Run, RunKind};
 
 use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
 
@@ -114,9 +115,34 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
             let mut store = cli.open_store()?;
             let mut reports = Vec::new();
+            let started_ms = jiff::Timestamp::now().as_millisecond();
+            let mut outcomes = Vec::new();
             for (to, keep_days) in &targets {
-                let repo = open_repository(&loc(to))?;
-                let r = backup(&mut store, repo.as_ref())?;
+                // One repository failing (a full disk, an unreachable bucket) does not stop the others.
+                let done = open_repository(&loc(to)).and_then(|repo| backup(&mut store, repo.as_ref()).map(|r| (repo, r)));
+                let (repo, r) = match done {
+                    Ok(x) => x,
+                    Err(e) => {
+                        eprintln!("error: backup to {}: {e}", loc(to));
+                        outcomes.push(Outcome {
+                            unit: loc(to),
+                            interval: None,
+                            status: OutcomeStatus::Failed,
+                            appended: 0,
+                            revisions: 0,
+                            message: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                outcomes.push(Outcome {
+                    unit: r.repository.clone(),
+                    interval: None,
+                    status: OutcomeStatus::Ok,
+                    appended: r.segments_uploaded,
+                    revisions: 0,
+                    message: format!("snapshot at LSN {}, {} bytes uploaded", r.snapshot.as_ref().map_or(0, |m| m.lsn), r.bytes_uploaded),
+                });
                 if let Some(days) = keep_days {
                     for m in candlelog::backup::apply_retention(repo.as_ref(), *days, jiff::Timestamp::now().as_millisecond())? {
                         eprintln!("retention: removed snapshot {m} from {}", to.display());
@@ -145,10 +171,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 }
                 reports.push(r);
             }
+            // The run goes into the log's history (event format 2: a backup run kind).
+            let failed = outcomes.iter().any(|o| o.status == OutcomeStatus::Failed);
+            let run = Run {
+                kind: RunKind::Backup,
+                id: format!("backup-{started_ms}-{}", std::process::id()),
+                started_ms,
+                ended_ms: jiff::Timestamp::now().as_millisecond(),
+                outcomes,
+            };
+            store.append(&[Event::Run(run)])?;
             if args.json {
                 print_json(&reports)?;
             }
-            Ok(ExitCode::from(EXIT_OK))
+            Ok(ExitCode::from(if failed { EXIT_FAILED } else { EXIT_OK }))
         }
     }
 }

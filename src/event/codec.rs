@@ -241,8 +241,36 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes every event of a payload; `expected` is the frame header's event count.
+/// The lowest event format that can carry `events`: writers stamp each frame
+/// with it, so logs without the newer records stay readable by older builds.
+pub fn required_format(events: &[Event]) -> u8 {
+    events.iter().map(|e| if let Event::Run(r) = e { r.kind.min_event_format() } else { 1 }).max().unwrap_or(1)
+}
+
+/// Decodes every event of a format-1 payload; `expected` is the frame header's event count.
 pub fn decode_events(payload: &[u8], expected: usize) -> Result<Vec<Event>, CodecError> {
+    decode_events_format(payload, expected, 1)
+}
+
+/// Decodes a payload of the given event format: a run kind newer than the
+/// frame's format is an error, never guessed.
+pub fn decode_events_format(payload: &[u8], expected: usize, format: u8) -> Result<Vec<Event>, CodecError> {
+    let events = decode_any(payload, expected)?;
+    for (index, e) in events.iter().enumerate() {
+        if let Event::Run(r) = e
+            && r.kind.min_event_format() > format
+        {
+            return Err(CodecError {
+                index,
+                offset: 0,
+                reason: format!("run kind {} needs event format {}, the frame says {format}", r.kind.as_str(), r.kind.min_event_format()),
+            });
+        }
+    }
+    Ok(events)
+}
+
+fn decode_any(payload: &[u8], expected: usize) -> Result<Vec<Event>, CodecError> {
     let mut cur = Cursor { buf: payload, pos: 0 };
     let at = |cur: &Cursor<'_>, index: usize, reason: String| CodecError { index, offset: cur.pos, reason };
     let tags = cur.take(expected, "event tags").map_err(|r| at(&cur, 0, r))?;
@@ -450,6 +478,19 @@ mod tests {
         let mut v = Vec::new();
         put_varint(&mut v, 3_538_137_600_000);
         assert_eq!(&buf[12..12 + v.len()], v.as_slice());
+    }
+
+    #[test]
+    fn backup_runs_need_event_format_2() {
+        let run = Event::Run(Run { kind: RunKind::Backup, id: "b".into(), started_ms: 1, ended_ms: 2, outcomes: vec![] });
+        let events = vec![Event::Candle(candle()), run];
+        assert_eq!(required_format(&events), 2);
+        assert_eq!(required_format(&events[..1]), 1);
+        let mut buf = Vec::new();
+        encode_events(&mut buf, &events);
+        assert_eq!(decode_events_format(&buf, 2, 2).unwrap(), events);
+        let e = decode_events_format(&buf, 2, 1).unwrap_err();
+        assert!(e.reason.contains("needs event format 2"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,10 @@ pub enum RunKind {
     Import,
     Recovery,
     Rebuild,
+    /// Event format 2 and later.
+    Backup,
+    /// Event format 2 and later.
+    Drill,
 }
 
 impl RunKind {
@@ -18,6 +22,15 @@ impl RunKind {
             RunKind::Import => 2,
             RunKind::Recovery => 3,
             RunKind::Rebuild => 4,
+            RunKind::Backup => 5,
+            RunKind::Drill => 6,
+        }
+    }
+    /// The first event format that can carry this kind (format/segment.md, version history).
+    pub fn min_event_format(self) -> u8 {
+        match self {
+            RunKind::Backup | RunKind::Drill => 2,
+            _ => 1,
         }
     }
     pub fn from_code(c: u8) -> Option<RunKind> {
@@ -26,6 +39,8 @@ impl RunKind {
             2 => RunKind::Import,
             3 => RunKind::Recovery,
             4 => RunKind::Rebuild,
+            5 => RunKind::Backup,
+            6 => RunKind::Drill,
             _ => return None,
         })
     }
@@ -35,6 +50,8 @@ impl RunKind {
             RunKind::Import => "import",
             RunKind::Recovery => "recovery",
             RunKind::Rebuild => "rebuild",
+            RunKind::Backup => "backup",
+            RunKind::Drill => "drill",
         }
     }
 }

@@ -10,8 +10,10 @@ pub const FRAME_HASH_LEN: usize = 32;
 pub const FRAME_OVERHEAD: usize = FRAME_HEADER_LEN + FRAME_HASH_LEN;
 /// Payload codec 1: one zstd frame.
 pub const CODEC_ZSTD: u8 = 1;
-/// Event encoding version inside the payload (src/event/codec.rs).
+/// Event encoding version of frames holding only version-1 events (src/event/codec.rs).
 pub const EVENT_FORMAT: u8 = 1;
+/// Newest event encoding this build reads and writes (2 adds backup and drill runs).
+pub const EVENT_FORMAT_MAX: u8 = 2;
 /// Largest uncompressed payload a frame may hold; writers split batches below it.
 pub const MAX_RAW_LEN: usize = 16 << 20;
 
@@ -97,7 +99,7 @@ impl FrameHeader {
         if h.codec != CODEC_ZSTD {
             return Err(FrameHeaderError::Field(format!("unknown codec {}", h.codec)));
         }
-        if h.event_format != EVENT_FORMAT {
+        if h.event_format == 0 || h.event_format > EVENT_FORMAT_MAX {
             return Err(FrameHeaderError::Field(format!("unknown event format {}", h.event_format)));
         }
         if b[34..36] != [0, 0] {
@@ -125,7 +127,7 @@ pub fn frame_hash(prev: &[u8; 32], header: &[u8; FRAME_HEADER_LEN], payload: &[u
     *h.finalize().as_bytes()
 }
 
-/// Encodes a whole frame into `out`; returns its header and hash.
+/// Encodes a whole event-format-1 frame into `out`; returns its header and hash.
 pub fn encode_frame(
     out: &mut Vec<u8>,
     prev: &[u8; 32],
@@ -135,6 +137,21 @@ pub fn encode_frame(
     raw: &[u8],
     payload: &[u8],
 ) -> (FrameHeader, [u8; 32]) {
+    encode_frame_format(out, prev, first_lsn, event_count, commit_ms, raw, payload, EVENT_FORMAT)
+}
+
+/// Encodes a whole frame of the given event format into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_frame_format(
+    out: &mut Vec<u8>,
+    prev: &[u8; 32],
+    first_lsn: Lsn,
+    event_count: u32,
+    commit_ms: i64,
+    raw: &[u8],
+    payload: &[u8],
+    event_format: u8,
+) -> (FrameHeader, [u8; 32]) {
     let header = FrameHeader {
         payload_len: payload.len() as u32,
         first_lsn,
@@ -142,7 +159,7 @@ pub fn encode_frame(
         raw_len: raw.len() as u32,
         commit_ms,
         codec: CODEC_ZSTD,
-        event_format: EVENT_FORMAT,
+        event_format,
     };
     let hb = header.encode();
     let hash = frame_hash(prev, &hb, payload);

@@ -264,7 +264,7 @@ pub fn decode_frame(frame: &[u8], meta: &FrameMeta, dec: &mut zstd::bulk::Decomp
     if raw.len() != meta.header.raw_len as usize {
         return Err(format!("payload decompresses to {} bytes, header says {}", raw.len(), meta.header.raw_len));
     }
-    codec::decode_events(&raw, meta.header.event_count as usize).map_err(|e| e.to_string())
+    codec::decode_events_format(&raw, meta.header.event_count as usize, meta.header.event_format).map_err(|e| e.to_string())
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, LogError> {

@@ -6,7 +6,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::LogError;
-use super::frame::{FRAME_HEADER_LEN, MAX_RAW_LEN, encode_frame};
+use super::frame::{FRAME_HEADER_LEN, MAX_RAW_LEN, encode_frame_format};
 use super::reader::{FrameMeta, SegmentEnd, read_file, scan_segment};
 use super::segment::{Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SegmentHeader, list_segments, segment_path};
 use crate::event::{Event, Lsn, codec};
@@ -221,7 +221,8 @@ impl LogWriter {
                 self.active.as_mut().ok_or_else(|| LogError::io("append", &self.dir, std::io::Error::other("no active segment")))?;
             let offset = active.info.bytes + buf.len() as u64;
             let count = (i - first) as u32;
-            let (header, hash) = encode_frame(&mut buf, &self.head_hash, self.next_lsn, count, now, &raw, &payload);
+            let format = codec::required_format(&events[first..i]);
+            let (header, hash) = encode_frame_format(&mut buf, &self.head_hash, self.next_lsn, count, now, &raw, &payload, format);
             metas.push(FrameMeta { seq: active.info.seq, offset, header, hash });
             self.head_hash = hash;
             self.next_lsn += u64::from(count);

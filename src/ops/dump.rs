@@ -48,18 +48,19 @@ pub fn dump(segment_paths: &[std::path::PathBuf], events: bool, json: bool, out:
                     out,
                     format!(
                         "{}\n",
-                        json!({"frame": meta.offset, "first_lsn": h.first_lsn, "last_lsn": h.last_lsn(), "events": h.event_count, "commit_ms": h.commit_ms, "payload_len": h.payload_len, "raw_len": h.raw_len, "hash": hex(&meta.hash)})
+                        json!({"frame": meta.offset, "first_lsn": h.first_lsn, "last_lsn": h.last_lsn(), "events": h.event_count, "event_format": h.event_format, "commit_ms": h.commit_ms, "payload_len": h.payload_len, "raw_len": h.raw_len, "hash": hex(&meta.hash)})
                     ),
                 )?;
             } else {
                 w(
                     out,
                     format!(
-                        "  frame @{} lsn={}..={} events={} commit_ms={} payload={}B raw={}B hash={}\n",
+                        "  frame @{} lsn={}..={} events={} format={} commit_ms={} payload={}B raw={}B hash={}\n",
                         meta.offset,
                         h.first_lsn,
                         h.last_lsn(),
                         h.event_count,
+                        h.event_format,
                         h.commit_ms,
                         h.payload_len,
                         h.raw_len,

@@ -57,7 +57,8 @@ fn point_in_time_restore_equals_an_independent_replay() {
     assert!(second[0]["segments_present"].as_u64().unwrap() >= 2);
     assert_eq!(run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep"]).code, 0);
 
-    let all = frames(&dir);
+    let mut all = frames(&dir);
+    all.pop(); // the second backup's own Run record, committed after the copy
     assert!(all.len() >= 9, "{all:?}");
     for &(lsn, _) in [all[0], all[3], all[all.len() / 2], all[all.len() - 1]].iter() {
         let into = tmp.path().join(format!("at-{lsn}"));
@@ -130,7 +131,8 @@ fn drill_restores_checks_and_reports_the_rto_and_fails_on_a_damaged_backup() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = json(&r);
     assert_eq!(v["ok"], true);
-    assert_eq!(v["restored_lsn"].as_u64(), json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64());
+    // The backup's own Run record comes after what it copied.
+    assert_eq!(v["restored_lsn"].as_u64().unwrap() + 1, json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64().unwrap());
     assert!(v["rto_ms"].as_u64().is_some() && v["tables_compared"] == 1);
     // More data committed after the backup: the drill compares at the backup's LSN.
     assert_eq!(
@@ -230,4 +232,27 @@ fn configured_repositories_get_backups_and_keep_their_newest_snapshot() {
         assert_eq!(run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap()]).code, 0);
         assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
     }
+}
+
+#[test]
+fn a_backup_is_recorded_in_the_log_as_an_event_format_2_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap(), "--to", "/dev/null/not-a-dir"]).code, 1, "one repository failed");
+    let lines: Vec<serde_json::Value> =
+        run(&dir, &["dump", "--events", "--json"]).stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let frames: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("frame").is_some()).collect();
+    // Frames of candles and import runs stay format 1; the backup run's frame is format 2.
+    assert!(frames[..frames.len() - 1].iter().all(|f| f["event_format"] == 1), "{frames:?}");
+    assert_eq!(frames.last().unwrap()["event_format"], 2);
+    let run_event = lines.iter().rev().find_map(|v| v.get("run")).unwrap();
+    assert_eq!(run_event["kind"], "backup");
+    let outcomes = run_event["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0]["status"], "ok");
+    assert_eq!(outcomes[1]["status"], "failed");
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    assert_eq!(run(&dir, &["rebuild"]).code, 0);
 }

@@ -75,7 +75,8 @@ fn a_log_cut_at_a_frame_boundary_gets_its_lost_frames_back() {
     let truth = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
     // The last sealed segment loses its last frames and footer: a clean-looking cut.
     let segs = support::segments(&dir);
-    let last_sealed = segs[segs.len() - 1].clone();
+    // The newest segment holds only the backup's Run record; cut the one before it.
+    let last_sealed = segs[segs.len() - 2].clone();
     let frames: Vec<u64> = run(&dir, &["dump", "--json", last_sealed.to_str().unwrap()])
         .stdout
         .lines()
@@ -86,7 +87,8 @@ fn a_log_cut_at_a_frame_boundary_gets_its_lost_frames_back() {
     std::fs::OpenOptions::new().write(true).open(&last_sealed).unwrap().set_len(frames[frames.len() - 1]).unwrap();
     assert_eq!(run(&dir, &["verify"]).code, 1, "lost frames are reported");
     let r = recover(&dir, &repo);
-    assert!(!r["fetched_segments"].as_array().unwrap().is_empty(), "{r:#}");
+    let restored = r["fetched_segments"].as_array().unwrap().len() + r["replaced_segments"].as_array().unwrap().len();
+    assert_eq!(restored, 1, "the cut segment came back from the repository: {r:#}");
     assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), truth);
 }
 
@@ -110,5 +112,27 @@ fn an_older_bad_snapshot_does_not_stop_a_newer_good_one() {
     let r = recover(&dir, &repo);
     let newest_lsn: u64 = snaps[1].file_name().unwrap().to_str().unwrap()[..20].parse().unwrap();
     assert_eq!(r["snapshot_lsn"], newest_lsn, "{r:#}");
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), truth);
+}
+
+#[test]
+fn the_newest_segment_cut_at_a_frame_boundary_is_extended_from_the_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, repo) = prepared(tmp.path());
+    let truth = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    let mut segs = support::segments(&dir);
+    // Lose the active segment (only the backup's Run record) and the end of the sealed one before it.
+    std::fs::remove_file(segs.pop().unwrap()).unwrap();
+    let newest = segs.pop().unwrap();
+    let frames: Vec<u64> = run(&dir, &["dump", "--json", newest.to_str().unwrap()])
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v.get("frame").and_then(|f| f.as_u64()))
+        .collect();
+    assert!(frames.len() >= 2, "{frames:?}");
+    std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(frames[frames.len() - 1]).unwrap();
+    let r = recover(&dir, &repo);
+    assert_eq!(r["fetched_segments"].as_array().unwrap().len(), 1, "{r:#}");
     assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), truth);
 }
