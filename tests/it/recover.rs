@@ -17,6 +17,16 @@ fn prepared(tmp: &Path) -> (PathBuf, PathBuf) {
     (dir, repo)
 }
 
+/// Byte offsets of the frames of one segment, as `dump --json` lists them.
+fn frame_offsets(dir: &Path, segment: &Path) -> Vec<u64> {
+    run(dir, &["dump", "--json", segment.to_str().unwrap()])
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v.get("frame").and_then(|f| f.as_u64()))
+        .collect()
+}
+
 fn recover(dir: &Path, repo: &Path) -> serde_json::Value {
     let r = run(dir, &["recover", "--from", repo.to_str().unwrap(), "--json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -77,12 +87,7 @@ fn a_log_cut_at_a_frame_boundary_gets_its_lost_frames_back() {
     let segs = support::segments(&dir);
     // The newest segment holds only the backup's Run record; cut the one before it.
     let last_sealed = segs[segs.len() - 2].clone();
-    let frames: Vec<u64> = run(&dir, &["dump", "--json", last_sealed.to_str().unwrap()])
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter_map(|v| v.get("frame").and_then(|f| f.as_u64()))
-        .collect();
+    let frames = frame_offsets(&dir, &last_sealed);
     assert!(frames.len() >= 2, "{frames:?}");
     std::fs::OpenOptions::new().write(true).open(&last_sealed).unwrap().set_len(frames[frames.len() - 1]).unwrap();
     assert_eq!(run(&dir, &["verify"]).code, 1, "lost frames are reported");
@@ -124,12 +129,7 @@ fn the_newest_segment_cut_at_a_frame_boundary_is_extended_from_the_repository() 
     // Lose the active segment (only the backup's Run record) and the end of the sealed one before it.
     std::fs::remove_file(segs.pop().unwrap()).unwrap();
     let newest = segs.pop().unwrap();
-    let frames: Vec<u64> = run(&dir, &["dump", "--json", newest.to_str().unwrap()])
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter_map(|v| v.get("frame").and_then(|f| f.as_u64()))
-        .collect();
+    let frames = frame_offsets(&dir, &newest);
     assert!(frames.len() >= 2, "{frames:?}");
     std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(frames[frames.len() - 1]).unwrap();
     let r = recover(&dir, &repo);
