@@ -255,6 +255,34 @@ pub struct DrillArgs {
 pub fn run_drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<ExitCode> {
     let paths = cli.paths_with(&cli.config()?);
     let r = candlelog::backup::drill::drill(&paths, open_repository(&loc(&args.from))?.as_ref())?;
+    // Into the log's history too (event format 2); a writer running right now only costs the record.
+    let run = Run {
+        kind: RunKind::Drill,
+        id: format!("drill-{}-{}", r.ended_ms, std::process::id()),
+        started_ms: r.ended_ms - (r.rto_ms + r.compare_ms) as i64,
+        ended_ms: r.ended_ms,
+        outcomes: vec![Outcome {
+            unit: r.repository.clone(),
+            interval: None,
+            status: if r.ok { OutcomeStatus::Ok } else { OutcomeStatus::Failed },
+            appended: 0,
+            revisions: 0,
+            message: format!(
+                "restored LSN {} in {} ms (RTO){}",
+                r.restored_lsn,
+                r.rto_ms,
+                r.problems.first().map(|p| format!("; {p}")).unwrap_or_default()
+            ),
+        }],
+    };
+    match candlelog::store::Store::open(&paths, cli.store_options_with(&cli.config()?)) {
+        Ok(mut store) => {
+            if let Err(e) = store.append(&[Event::Run(run)]) {
+                eprintln!("warning: the drill's Run record was not written: {e}");
+            }
+        }
+        Err(e) => eprintln!("warning: the drill's Run record was not written: {e}"),
+    }
     // Kept beside the sync reports: `sla` audits the drills from here.
     let file = paths.root.join("runs").join(format!("drill-{}.json", cli.run_stamp()));
     let saved = std::fs::create_dir_all(paths.root.join("runs"))

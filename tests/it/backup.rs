@@ -131,8 +131,8 @@ fn drill_restores_checks_and_reports_the_rto_and_fails_on_a_damaged_backup() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = json(&r);
     assert_eq!(v["ok"], true);
-    // The backup's own Run record comes after what it copied.
-    assert_eq!(v["restored_lsn"].as_u64().unwrap() + 1, json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64().unwrap());
+    // The backup's own Run record comes after what it copied, then the drill's.
+    assert_eq!(v["restored_lsn"].as_u64().unwrap() + 2, json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64().unwrap());
     assert!(v["rto_ms"].as_u64().is_some() && v["tables_compared"] == 1);
     // More data committed after the backup: the drill compares at the backup's LSN.
     assert_eq!(
@@ -153,6 +153,10 @@ fn drill_restores_checks_and_reports_the_rto_and_fails_on_a_damaged_backup() {
         0
     );
     assert_eq!(run(&dir, &["drill", "--from", repo.to_str().unwrap()]).code, 0);
+    // Each drill is in the log's history as a format-2 Run record.
+    let dump = run(&dir, &["dump", "--events", "--json"]).stdout;
+    let drills = dump.lines().filter(|l| l.contains("\"kind\":\"drill\"")).count();
+    assert_eq!(drills, 2, "{dump}");
 
     let seg = std::fs::read_dir(repo.join("segments")).unwrap().map(|e| e.unwrap().path()).next().unwrap();
     let mut b = std::fs::read(&seg).unwrap();
