@@ -45,20 +45,38 @@ pub struct RecoverReport {
     pub problems: Vec<String>,
 }
 
-/// A repository's segment copy, checked against its name.
-fn fetch(repos: &[&dyn Repository], seq: u64) -> Result<Option<Vec<u8>>> {
-    for repo in repos {
-        for (s, obj, hash) in segment_objects(*repo)? {
-            if s != seq {
-                continue;
-            }
-            let bytes = repo.get(&obj)?;
+/// seq → (object name, blake3 hex) of one repository's segments.
+type SegmentObjects = HashMap<u64, (String, String)>;
+
+/// Every repository's segment objects, listed once.
+struct Remote<'a> {
+    repos: Vec<(&'a dyn Repository, SegmentObjects)>,
+}
+
+impl<'a> Remote<'a> {
+    fn list(repos: &[&'a dyn Repository]) -> Result<Remote<'a>> {
+        let repos = repos
+            .iter()
+            .map(|r| Ok((*r, segment_objects(*r)?.into_iter().map(|(s, n, h)| (s, (n, h))).collect())))
+            .collect::<Result<_>>()?;
+        Ok(Remote { repos })
+    }
+
+    fn max_seq(&self) -> u64 {
+        self.repos.iter().flat_map(|(_, m)| m.keys().copied()).max().unwrap_or(0)
+    }
+
+    /// A repository's copy of segment `seq` whose bytes match the hash in its name.
+    fn fetch(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        for (repo, objects) in &self.repos {
+            let Some((obj, hash)) = objects.get(&seq) else { continue };
+            let bytes = repo.get(obj)?;
             if blake3::hash(&bytes).to_hex().as_str() == hash {
                 return Ok(Some(bytes));
             }
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 fn write_segment(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -95,7 +113,8 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
 
     // 1. verify segments, repairing from the repositories.
     let t = Instant::now();
-    let remote_max = repos.iter().filter_map(|repo| segment_objects(*repo).ok()).flatten().map(|o| o.0).max().unwrap_or(0);
+    let remote = Remote::list(repos)?;
+    let remote_max = remote.max_seq();
     let local: HashMap<u64, PathBuf> = list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?.into_iter().collect();
     let local_max = local.keys().copied().max().unwrap_or(0);
     let mut expect = None;
@@ -110,7 +129,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         // The newest local segment may have lost committed frames at its end (a clean cut):
         // a repository copy that extends the same chain brings them back.
         let healthy = match healthy {
-            Some(s) if seq == local_max && seq <= remote_max => match fetch(repos, seq)? {
+            Some(s) if seq == local_max && seq <= remote_max => match remote.fetch(seq)? {
                 Some(copy) => {
                     let longer = scan_segment(&path, seq, &copy, is_last, expect);
                     let extends = longer.damage.is_empty()
@@ -130,7 +149,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         };
         let scan = match healthy {
             Some(s) => s,
-            None => match fetch(repos, seq)? {
+            None => match remote.fetch(seq)? {
                 Some(copy) => {
                     let scan = scan_segment(&path, seq, &copy, is_last, expect);
                     if !scan.damage.is_empty() {

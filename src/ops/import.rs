@@ -62,10 +62,6 @@ pub struct ImportReport {
     pub files: Vec<FileReport>,
 }
 
-struct Pending {
-    report: FileReport,
-}
-
 /// Imports `files` (already discovered) into `store`.
 pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> Result<ImportReport> {
     let started = Instant::now();
@@ -84,7 +80,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
 
     store.begin_bulk();
     let mut reports: Vec<FileReport> = Vec::new();
-    let mut pending: Vec<Pending> = Vec::new();
+    let mut pending: Vec<FileReport> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
     let mut overlay = Overlay::new();
     let mut totals = IngestStats::default();
@@ -110,18 +106,16 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
         };
         totals.add(stats);
         events.append(&mut evs);
-        pending.push(Pending {
-            report: FileReport {
-                path: path.display().to_string(),
-                status: "ok",
-                symbol: Some(parsed.symbol.to_string()),
-                interval: Some(parsed.interval.to_string()),
-                candles: n,
-                appended: stats.appended,
-                revisions: stats.revisions,
-                duplicates: stats.duplicates,
-                error: None,
-            },
+        pending.push(FileReport {
+            path: path.display().to_string(),
+            status: "ok",
+            symbol: Some(parsed.symbol.to_string()),
+            interval: Some(parsed.interval.to_string()),
+            candles: n,
+            appended: stats.appended,
+            revisions: stats.revisions,
+            duplicates: stats.duplicates,
+            error: None,
         });
         if (events.len() >= opts.group_events || pending.len() >= opts.group_files)
             && let Err(e) = commit(store, &mut events, &mut pending, &mut reports, &mut overlay)
@@ -140,8 +134,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     }
     if let Err(e) = result {
         // What was committed before stays committed; these files were not.
-        for p in pending.drain(..) {
-            let mut r = p.report;
+        for mut r in pending.drain(..) {
             r.status = "failed";
             r.error = Some(format!("not committed: {e}"));
             reports.push(r);
@@ -187,7 +180,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
 fn commit(
     store: &mut Store,
     events: &mut Vec<Event>,
-    pending: &mut Vec<Pending>,
+    pending: &mut Vec<FileReport>,
     reports: &mut Vec<FileReport>,
     overlay: &mut Overlay,
 ) -> Result<()> {
@@ -197,7 +190,7 @@ fn commit(
     }
     events.clear();
     overlay.clear();
-    reports.extend(pending.drain(..).map(|p| p.report));
+    reports.append(pending);
     Ok(())
 }
 

@@ -204,8 +204,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
                 }
             }
         }
-        if let Some(h) = scan.header {
-            let _ = h;
+        if scan.header.is_some() {
             expect = Some((scan.next_lsn, scan.head_hash));
             r.head_lsn = scan.next_lsn - 1;
             r.head_hash = hex(&scan.head_hash);
