@@ -6,7 +6,8 @@
 //! file, then copying it over, losing every candle after it). Also a backup
 //! and an incremental backup (time and bytes).
 //!
-//! `cargo bench --bench recovery` (env SYMBOLS, CANDLES, TAIL to scale down).
+//! `cargo bench --bench recovery` (env SYMBOLS, CANDLES, TAIL to scale down; KEEP_DIR
+//! to keep the stores for profiling).
 
 use std::time::Instant;
 
@@ -62,10 +63,18 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
 fn main() {
     let (symbols, per, tail) = (env("SYMBOLS", 2000), env("CANDLES", 5000), env("TAIL", 1_000_000));
     let tail_per = (tail / symbols).min(per);
-    let tmp = tempfile::tempdir().unwrap();
-    let paths = Paths::new(&tmp.path().join("data"), None);
+    // KEEP_DIR=path keeps the stores (data, repo) there for profiling afterwards.
+    let (_guard, tmp) = match std::env::var_os("KEEP_DIR") {
+        Some(d) => (None, tempfile::Builder::new().prefix("recovery-").tempdir_in(d).unwrap().keep()),
+        None => {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    let paths = Paths::new(&tmp.join("data"), None);
     init(&paths).unwrap();
-    let repo_dir = tmp.path().join("repo");
+    let repo_dir = tmp.join("repo");
     let repo = DirRepository::open(&repo_dir).unwrap();
     println!("store: {symbols} symbols × {per} 4h candles = {} candles; tail after the backup {}", symbols * per, symbols * tail_per);
 
@@ -117,13 +126,13 @@ fn main() {
 
     // The replaced system's way: integrity_check of the newest backup file, then copy it over.
     let raw = candlelog::backup::snapshot::unpack(&r.snapshot.unwrap(), &std::fs::read(&snapshot_file).unwrap()).unwrap();
-    let legacy_backup = tmp.path().join("legacy-backup.sqlite");
+    let legacy_backup = tmp.join("legacy-backup.sqlite");
     std::fs::write(&legacy_backup, raw).unwrap();
     let t = Instant::now();
     let conn = rusqlite::Connection::open(&legacy_backup).unwrap();
     let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     drop(conn);
-    std::fs::copy(&legacy_backup, tmp.path().join("legacy-restored.sqlite")).unwrap();
+    std::fs::copy(&legacy_backup, tmp.join("legacy-restored.sqlite")).unwrap();
     println!(
         "replaced system (integrity_check {ok} + copy of the newest backup): {:.1} s, and it loses the {} candles after that backup",
         t.elapsed().as_secs_f64(),

@@ -2,7 +2,6 @@
 //! temporary directory, verify it deeply, compare it with the live log
 //! replayed to the same LSN, report the measured RTO, clean up.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -12,8 +11,7 @@ use super::restore::{Cut, restore};
 use crate::error::{Error, Result};
 use crate::event::{Event, Interval};
 use crate::log::LogReader;
-use crate::projection::sqlite::RowDigest;
-use crate::projection::{Projection, TableDigest};
+use crate::projection::{LogRows, Projection};
 use crate::store::{DirLock, Paths};
 
 #[derive(Clone, Debug, Serialize)]
@@ -82,23 +80,19 @@ fn compare(live: &Paths, restored: &Paths, lsn: u64) -> Result<(usize, Vec<Strin
         return Err(Error::Usage(format!("data directory {} does not exist", live.root.display())));
     }
     let _lock = DirLock::shared(&live.lock)?;
-    let mut latest: BTreeMap<(Interval, i64, String), ([f64; 6], i64)> = BTreeMap::new();
+    let mut latest = LogRows::default();
     LogReader::open(&live.log)?.replay::<Error>(0, [0; 32], |meta, events| {
         if meta.header.last_lsn() <= lsn {
             for e in events {
                 if let Event::Candle(c) = e {
-                    let v = [c.open, c.high, c.low, c.close, c.volume, c.quote_volume].map(|d| d.to_f64());
-                    latest.insert((c.interval, c.open_time, c.symbol.to_string()), (v, i64::try_from(c.trades).unwrap_or(i64::MAX)));
+                    latest.insert(&c);
                 }
             }
         }
         Ok(())
     })?;
-    let mut expected: BTreeMap<Interval, RowDigest> = BTreeMap::new();
-    for ((i, ts, sym), (v, trades)) in &latest {
-        expected.entry(*i).or_default().add(*ts, sym, v, *trades);
-    }
-    let expected: BTreeMap<Interval, TableDigest> = expected.into_iter().map(|(i, d)| (i, d.finish())).collect();
+    latest.settle();
+    let expected = latest.digests();
     let actual = Projection::open_read_only(&restored.projection)?.digests()?;
     let mut diffs = Vec::new();
     let tables: std::collections::BTreeSet<Interval> = expected.keys().chain(actual.keys()).copied().collect();

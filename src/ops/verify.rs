@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::event::{Event, Interval, Lsn};
 use crate::log::{Damage, SegmentEnd, decode_frame, scan_segment};
-use crate::projection::{Applied, Index, Projection, TableDigest, hex};
+use crate::projection::{Applied, Index, LogRows, Projection, TableDigest, hex};
 use crate::store::{DirLock, Paths};
 
 /// One finding: what, where (file, byte offset, LSN), and a message.
@@ -71,10 +71,6 @@ pub struct VerifyReport {
     pub gaps: Vec<Gap>,
 }
 
-/// (interval, open time, symbol id in `Symbols`): no allocation per candle.
-type RowKey = (Interval, i64, u32);
-type RowVal = ([f64; 6], i64);
-
 /// Runs the audit on the data directory at `paths`.
 pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     if !paths.root.is_dir() {
@@ -98,17 +94,10 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         gaps: Vec::new(),
     };
     let proj = open_projection(paths, &mut r);
-    // The SQLite side of --deep (integrity_check, row digests) runs on the other core
-    // while this thread decodes and replays the log.
-    let sqlite_side = (deep && proj.is_some()).then(|| {
-        let path = paths.projection.clone();
-        std::thread::spawn(move || -> SqliteSide {
-            match Projection::open_read_only(&path) {
-                Ok(p) => (p.integrity_check(false).map_err(|e| e.to_string()), p.digests().map_err(|e| e.to_string())),
-                Err(e) => (Err(e.to_string()), Err(e.to_string())),
-            }
-        })
-    });
+    // The SQLite side of --deep runs beside this thread, which decodes and replays
+    // the log: integrity_check and the row digests each on their own connection.
+    let sqlite_side =
+        (deep && proj.is_some()).then(|| (on_projection(paths, |p| p.integrity_check(false)), on_projection(paths, Projection::digests)));
     let index = open_index(paths, &mut r);
     let proj_applied = proj.as_ref().map(|p| p.applied()).transpose();
     let proj_applied = match proj_applied {
@@ -133,8 +122,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     let wanted: Vec<Lsn> = [proj_applied, index_applied].iter().flatten().map(|a| a.lsn).collect();
     boundaries.insert(0, [0; 32]);
     let replay_to = proj_applied.map_or(0, |a| a.lsn);
-    let mut rows: HashMap<RowKey, RowVal> = HashMap::new();
-    let mut symbols = Symbols::default();
+    let mut rows = LogRows::default();
 
     let segments = crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?;
     r.segments = segments.len();
@@ -196,9 +184,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
                             r.problems.push(problem("invalid_candle", path, Some(meta.offset), Some(lsn), err.to_string()));
                         }
                         if lsn <= replay_to {
-                            let vals = [c.open, c.high, c.low, c.close, c.volume, c.quote_volume].map(|d| d.to_f64());
-                            let trades = i64::try_from(c.trades).unwrap_or(i64::MAX);
-                            rows.insert((c.interval, c.open_time, symbols.id(c.symbol.as_str())), (vals, trades));
+                            rows.insert(&c);
                         }
                     }
                 }
@@ -219,14 +205,25 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         check_catalog(idx, &segments, &mut r);
     }
     if deep {
-        if let Some(job) = sqlite_side {
-            let side = job.join().unwrap_or_else(|_| (Err("integrity check thread panicked".into()), Err("digest thread panicked".into())));
-            deep_projection(&paths.projection, side, &rows, &symbols, &mut r);
+        rows.settle();
+        if let Some((integrity, digests)) = sqlite_side {
+            let integrity = integrity.join().unwrap_or_else(|_| Err("integrity check thread panicked".into()));
+            let digests = digests.join().unwrap_or_else(|_| Err("digest thread panicked".into()));
+            deep_projection(&paths.projection, (integrity, digests), &rows, &mut r);
         }
-        r.gaps = gaps(&rows, &symbols);
+        r.gaps = gaps(&rows);
     }
     r.ok = r.problems.is_empty();
     Ok(r)
+}
+
+/// Runs `job` on a read-only connection of its own, on another thread.
+fn on_projection<T: Send + 'static>(
+    paths: &Paths,
+    job: fn(&Projection) -> std::result::Result<T, crate::projection::ProjectionError>,
+) -> std::thread::JoinHandle<std::result::Result<T, String>> {
+    let path = paths.projection.clone();
+    std::thread::spawn(move || Projection::open_read_only(&path).and_then(|p| job(&p)).map_err(|e| e.to_string()))
 }
 
 fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
@@ -365,32 +362,10 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
     }
 }
 
-/// Interned symbol names.
-#[derive(Default)]
-struct Symbols {
-    ids: HashMap<String, u32>,
-    names: Vec<String>,
-}
-
-impl Symbols {
-    fn id(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.to_owned());
-        self.ids.insert(name.to_owned(), id);
-        id
-    }
-    fn name(&self, id: u32) -> &str {
-        self.names.get(id as usize).map_or("", String::as_str)
-    }
-}
-
 /// integrity_check problems and table digests of the projection, computed on another thread.
 type SqliteSide = (std::result::Result<Vec<String>, String>, std::result::Result<BTreeMap<Interval, TableDigest>, String>);
 
-fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &HashMap<RowKey, RowVal>, symbols: &Symbols, r: &mut VerifyReport) {
+fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &LogRows, r: &mut VerifyReport) {
     let (integrity, digests) = side;
     match integrity {
         Ok(errs) if errs.is_empty() => {}
@@ -404,9 +379,9 @@ fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &HashMap<RowK
             return;
         }
     };
-    let expected = replay_digests(rows, symbols);
+    let expected = rows.digests();
     let intervals: std::collections::BTreeSet<Interval> = actual.keys().chain(expected.keys()).copied().collect();
-    let empty = crate::projection::sqlite::RowDigest::default().finish();
+    let empty = crate::projection::digest::RowDigest::default().finish();
     for i in intervals {
         let a = actual.get(&i).copied().unwrap_or(empty);
         let e = expected.get(&i).copied().unwrap_or(empty);
@@ -427,24 +402,9 @@ fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &HashMap<RowK
     }
 }
 
-fn replay_digests(rows: &HashMap<RowKey, RowVal>, symbols: &Symbols) -> BTreeMap<Interval, TableDigest> {
-    let mut acc: BTreeMap<Interval, crate::projection::sqlite::RowDigest> = BTreeMap::new();
-    for ((i, ts, sym), (vals, trades)) in rows {
-        acc.entry(*i).or_default().add(*ts, symbols.name(*sym), vals, *trades);
-    }
-    acc.into_iter().map(|(i, d)| (i, d.finish())).collect()
-}
-
-fn gaps(rows: &HashMap<RowKey, RowVal>, symbols: &Symbols) -> Vec<Gap> {
-    let mut series: HashMap<(u32, Interval), Vec<i64>> = HashMap::new();
-    for (i, ts, sym) in rows.keys() {
-        series.entry((*sym, *i)).or_default().push(*ts);
-    }
-    let mut series: Vec<_> = series.into_iter().map(|((sym, i), times)| ((symbols.name(sym).to_owned(), i), times)).collect();
-    series.sort_by(|a, b| a.0.cmp(&b.0));
+fn gaps(rows: &LogRows) -> Vec<Gap> {
     let mut out = Vec::new();
-    for ((sym, i), mut times) in series {
-        times.sort_unstable();
+    for ((sym, i), times) in rows.series() {
         for w in times.windows(2) {
             let (a, b) = (w[0], w[1]);
             let Some(next) = i.next_open(a) else { continue };
@@ -462,7 +422,7 @@ fn gaps(rows: &HashMap<RowKey, RowVal>, symbols: &Symbols) -> Vec<Gap> {
                     None => break,
                 }
             }
-            out.push(Gap { symbol: sym.clone(), interval: i.to_string(), from: next, to: last, missing });
+            out.push(Gap { symbol: sym.to_string(), interval: i.to_string(), from: next, to: last, missing });
         }
     }
     out

@@ -2,11 +2,13 @@
 //! redb index. Each records the LSN and chain hash it reflects, in the same
 //! transaction as its rows, so it can always be caught up or rebuilt.
 
+pub mod digest;
 pub mod index;
 pub mod sqlite;
 
+pub use digest::{LogRows, TableDigest};
 pub use index::{Cursor, Index, IndexError, SyncSummary};
-pub use sqlite::{Projection, ProjectionError, TableDigest};
+pub use sqlite::{Projection, ProjectionError};
 
 use crate::event::Lsn;
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::digest::{RowDigest, SymbolKeys, TableDigest, row_hash};
 use super::{Applied, hex, unhex32};
 use crate::event::{Event, Interval};
 
@@ -21,13 +22,6 @@ pub enum ProjectionError {
     },
     #[error("SQLite projection {path}: {message}; run `candlelog rebuild` to rebuild it from the log")]
     Untrusted { path: PathBuf, message: String },
-}
-
-/// Row count and blake3 digest of one table's rows in primary-key order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TableDigest {
-    pub rows: u64,
-    pub digest: [u8; 32],
 }
 
 pub struct Projection {
@@ -239,24 +233,24 @@ impl Projection {
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 
-    /// Digest of every row of every table, in primary-key order.
+    /// Digest of every row of every table (src/projection/digest.rs).
     pub fn digests(&self) -> Result<BTreeMap<Interval, TableDigest>, ProjectionError> {
         let mut out = BTreeMap::new();
+        let mut keys = SymbolKeys::default();
         for i in self.intervals() {
             let sql = format!("SELECT timestamp, symbol, open, high, low, close, volume, quote_volume, trades_count FROM {}", i.table());
             let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err("read rows", e))?;
             let mut rows = stmt.query([]).map_err(|e| self.err("read rows", e))?;
             let mut d = RowDigest::default();
             while let Some(r) = rows.next().map_err(|e| self.err("read rows", e))? {
-                let vals = [r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)];
                 let mut f = [0f64; 6];
-                for (slot, v) in f.iter_mut().zip(vals) {
-                    *slot = v.map_err(|e| self.err("read rows", e))?;
+                for (k, slot) in f.iter_mut().enumerate() {
+                    *slot = r.get(k + 2).map_err(|e| self.err("read rows", e))?;
                 }
                 let ts: i64 = r.get(0).map_err(|e| self.err("read rows", e))?;
-                let sym: String = r.get(1).map_err(|e| self.err("read rows", e))?;
+                let sym = r.get_ref(1).and_then(|v| v.as_str().map_err(Into::into)).map_err(|e| self.err("read rows", e))?;
                 let trades: i64 = r.get(8).map_err(|e| self.err("read rows", e))?;
-                d.add(ts, &sym, &f, trades);
+                d.add_hash(row_hash(&keys.get(sym), ts, &f, trades));
             }
             out.insert(i, d.finish());
         }
@@ -295,44 +289,6 @@ impl Projection {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
-    }
-}
-
-/// The digest both sides of `verify --deep` compute: the projection from its
-/// rows, the replay from the log's latest candle per key. It is a multiset
-/// hash (the wrapping sum of each row's blake3), so neither side has to sort:
-/// equal row sets give equal digests in any order.
-#[derive(Default)]
-pub struct RowDigest {
-    sum: [u128; 2],
-    rows: u64,
-}
-
-impl RowDigest {
-    pub fn add(&mut self, ts: i64, symbol: &str, values: &[f64; 6], trades: i64) {
-        let mut buf = [0u8; 8 + 1 + 32 + 48 + 8];
-        let sym = symbol.as_bytes();
-        let n = sym.len().min(32);
-        buf[0..8].copy_from_slice(&ts.to_le_bytes());
-        buf[8] = n as u8;
-        buf[9..9 + n].copy_from_slice(&sym[..n]);
-        for (k, v) in values.iter().enumerate() {
-            buf[41 + 8 * k..49 + 8 * k].copy_from_slice(&v.to_bits().to_le_bytes());
-        }
-        buf[89..97].copy_from_slice(&trades.to_le_bytes());
-        let h = blake3::hash(&buf);
-        let b = h.as_bytes();
-        let lane = |i: usize| u128::from_le_bytes(b[16 * i..16 * i + 16].try_into().unwrap_or([0; 16]));
-        self.sum[0] = self.sum[0].wrapping_add(lane(0));
-        self.sum[1] = self.sum[1].wrapping_add(lane(1));
-        self.rows += 1;
-    }
-    pub fn finish(self) -> TableDigest {
-        let mut h = blake3::Hasher::new();
-        h.update(&self.rows.to_le_bytes());
-        h.update(&self.sum[0].to_le_bytes());
-        h.update(&self.sum[1].to_le_bytes());
-        TableDigest { rows: self.rows, digest: *h.finalize().as_bytes() }
     }
 }
 

@@ -337,3 +337,33 @@ fn rebuild_quarantines_a_projection_too_damaged_to_open() {
     assert_eq!(std::fs::read(kept.join("candles.sqlite")).unwrap(), b"this is not a database", "the damaged file is kept, not deleted");
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
 }
+
+#[test]
+fn verify_deep_finds_a_projection_row_edited_deleted_or_added_behind_its_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    let edits = [
+        ("a changed close", "UPDATE ohlcv_h4 SET close = close * 1.0001 WHERE timestamp = (SELECT max(timestamp) FROM ohlcv_h4)"),
+        ("a changed symbol", "UPDATE ohlcv_h4 SET symbol = 'SKRUSDC' WHERE timestamp = (SELECT min(timestamp) FROM ohlcv_h4)"),
+        ("a deleted row", "DELETE FROM ohlcv_h4 WHERE timestamp = (SELECT min(timestamp) FROM ohlcv_h4)"),
+        (
+            "an extra row",
+            "INSERT INTO ohlcv_h4 SELECT timestamp - 1, symbol, open, high, low, close, volume, quote_volume, trades_count FROM ohlcv_h4 LIMIT 1",
+        ),
+    ];
+    for (what, sql) in edits {
+        let work = tmp.path().join(what.replace(' ', "_"));
+        support::copy_dir(&dir, &work);
+        rusqlite::Connection::open(work.join("candles.sqlite")).unwrap().execute_batch(sql).unwrap();
+        assert_eq!(run(&work, &["verify"]).code, 0, "{what}: the shallow audit does not read rows");
+        let v = run(&work, &["verify", "--deep", "--json"]);
+        assert_eq!(v.code, 1, "{what}: {}", v.stdout);
+        let problems = json(&v)["problems"].as_array().unwrap().clone();
+        assert!(
+            problems.iter().any(|p| p["kind"] == "projection_rows" && p["message"].as_str().unwrap().contains("ohlcv_h4")),
+            "{what}: {problems:?}"
+        );
+    }
+}

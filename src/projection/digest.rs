@@ -1,0 +1,291 @@
+//! Row digests: how `verify --deep` and `drill` compare a projection's rows with
+//! the log without sorting either side.
+//!
+//! A row hashes to `blake3_keyed(key = blake3(symbol), ts ‖ trades ‖ open ‖ high
+//! ‖ low ‖ close ‖ volume ‖ quote_volume)`, every field 8 bytes little-endian
+//! (values as f64 bits): one 64-byte block, one compression per row. A table's
+//! digest is the wrapping sum of its rows' hashes (a multiset hash), so equal
+//! row sets give equal digests in any order. Nothing here is stored on disk.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use crate::event::{Candle, Interval};
+
+/// Row count and digest of one table's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableDigest {
+    pub rows: u64,
+    pub digest: [u8; 32],
+}
+
+/// The hash key of a symbol's rows.
+pub fn symbol_key(symbol: &str) -> [u8; 32] {
+    *blake3::hash(symbol.as_bytes()).as_bytes()
+}
+
+/// One row's hash, as two 128-bit lanes ready to be summed.
+pub fn row_hash(key: &[u8; 32], ts: i64, values: &[f64; 6], trades: i64) -> [u128; 2] {
+    let mut block = [0u8; 64];
+    block[0..8].copy_from_slice(&ts.to_le_bytes());
+    block[8..16].copy_from_slice(&trades.to_le_bytes());
+    for (k, v) in values.iter().enumerate() {
+        block[16 + 8 * k..24 + 8 * k].copy_from_slice(&v.to_bits().to_le_bytes());
+    }
+    let h = blake3::keyed_hash(key, &block);
+    let b = h.as_bytes();
+    let mut lanes = [0u128; 2];
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        let mut half = [0u8; 16];
+        half.copy_from_slice(&b[16 * i..16 * i + 16]);
+        *lane = u128::from_le_bytes(half);
+    }
+    lanes
+}
+
+/// The multiset digest of one table being accumulated.
+#[derive(Default, Clone, Copy)]
+pub struct RowDigest {
+    sum: [u128; 2],
+    rows: u64,
+}
+
+impl RowDigest {
+    pub fn add_hash(&mut self, h: [u128; 2]) {
+        self.sum[0] = self.sum[0].wrapping_add(h[0]);
+        self.sum[1] = self.sum[1].wrapping_add(h[1]);
+        self.rows += 1;
+    }
+
+    pub fn finish(self) -> TableDigest {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.rows.to_le_bytes());
+        h.update(&self.sum[0].to_le_bytes());
+        h.update(&self.sum[1].to_le_bytes());
+        TableDigest { rows: self.rows, digest: *h.finalize().as_bytes() }
+    }
+}
+
+/// The values a projection row holds for a candle.
+pub fn row_values(c: &Candle) -> ([f64; 6], i64) {
+    let values = [c.open, c.high, c.low, c.close, c.volume, c.quote_volume].map(|d| d.to_f64());
+    (values, i64::try_from(c.trades).unwrap_or(i64::MAX))
+}
+
+/// One series' rows in the order the log holds them: (open time, row hash).
+#[derive(Default)]
+struct Series {
+    rows: Vec<(i64, [u128; 2])>,
+    /// Some open time came at or before an earlier one: sort and keep the
+    /// latest per open time before reading.
+    unordered: bool,
+}
+
+impl Series {
+    fn push(&mut self, ts: i64, h: [u128; 2]) {
+        if self.rows.last().is_some_and(|&(last, _)| ts <= last) {
+            self.unordered = true;
+        }
+        self.rows.push((ts, h));
+    }
+
+    /// Ascending open times, the latest candle per open time.
+    fn settle(&mut self) {
+        if !self.unordered {
+            return;
+        }
+        // Stable: candles with the same open time keep log order, so the
+        // last of each run is the one the projection holds.
+        self.rows.sort_by_key(|r| r.0);
+        let mut out: Vec<(i64, [u128; 2])> = Vec::with_capacity(self.rows.len());
+        for r in self.rows.drain(..) {
+            match out.last_mut() {
+                Some(last) if last.0 == r.0 => *last = r,
+                _ => out.push(r),
+            }
+        }
+        self.rows = out;
+        self.unordered = false;
+    }
+}
+
+/// The rows replaying the log produces: the latest candle per key, kept as
+/// its row hash, series by series. A log holds each series' candles mostly in
+/// order, so a candle is usually a push onto the series it shares with the
+/// candle before it: no hashing per candle.
+#[derive(Default)]
+pub struct LogRows {
+    series: Vec<((u32, Interval), Series)>,
+    index: FxHashMap<(u32, Interval), usize>,
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    keys: Vec<[u8; 32]>,
+    /// (symbol, series slot) of the previous candle.
+    last: Option<(crate::event::Symbol, Interval, usize)>,
+}
+
+impl LogRows {
+    fn symbol_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.keys.push(symbol_key(name));
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn slot(&mut self, c: &Candle) -> usize {
+        if let Some((sym, interval, slot)) = &self.last
+            && *interval == c.interval
+            && sym == &c.symbol
+        {
+            return *slot;
+        }
+        let id = self.symbol_id(c.symbol.as_str());
+        let slot = match self.index.get(&(id, c.interval)) {
+            Some(&s) => s,
+            None => {
+                self.series.push(((id, c.interval), Series::default()));
+                self.index.insert((id, c.interval), self.series.len() - 1);
+                self.series.len() - 1
+            }
+        };
+        self.last = Some((c.symbol.clone(), c.interval, slot));
+        slot
+    }
+
+    /// Applies a candle: it replaces any earlier candle with the same key.
+    pub fn insert(&mut self, c: &Candle) {
+        let slot = self.slot(c);
+        let id = self.series[slot].0.0;
+        let (values, trades) = row_values(c);
+        let h = row_hash(&self.keys[id as usize], c.open_time, &values, trades);
+        self.series[slot].1.push(c.open_time, h);
+    }
+
+    /// Sorts and de-duplicates what needs it; call before reading.
+    pub fn settle(&mut self) {
+        for (_, s) in &mut self.series {
+            s.settle();
+        }
+    }
+
+    /// Digest per table (after `settle`).
+    pub fn digests(&self) -> BTreeMap<Interval, TableDigest> {
+        let mut acc: BTreeMap<Interval, RowDigest> = BTreeMap::new();
+        for ((_, i), s) in &self.series {
+            let d = acc.entry(*i).or_default();
+            for (_, h) in &s.rows {
+                d.add_hash(*h);
+            }
+        }
+        acc.into_iter().map(|(i, d)| (i, d.finish())).collect()
+    }
+
+    /// Every series' open times, ascending (after `settle`), series ordered
+    /// by (symbol, interval).
+    pub fn series(&self) -> Vec<((&str, Interval), Vec<i64>)> {
+        let mut out: Vec<_> =
+            self.series.iter().map(|((sym, i), s)| ((&*self.names[*sym as usize], *i), s.rows.iter().map(|r| r.0).collect())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// Caches symbol keys for a reader of projection rows.
+#[derive(Default)]
+pub struct SymbolKeys(FxHashMap<Box<str>, [u8; 32]>);
+
+impl SymbolKeys {
+    pub fn get(&mut self, symbol: &str) -> [u8; 32] {
+        if let Some(k) = self.0.get(symbol) {
+            return *k;
+        }
+        let k = symbol_key(symbol);
+        self.0.insert(symbol.into(), k);
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ignores_order_but_not_values() {
+        let k = symbol_key("BTCUSDT");
+        let rows = [(1, [1.0, 2.0, 0.5, 1.5, 10.0, 15.0], 3), (2, [1.5, 2.5, 1.0, 2.0, 11.0, 16.0], 4)];
+        let mut a = RowDigest::default();
+        let mut b = RowDigest::default();
+        for (ts, v, t) in rows {
+            a.add_hash(row_hash(&k, ts, &v, t));
+        }
+        for (ts, v, t) in rows.iter().rev() {
+            b.add_hash(row_hash(&k, *ts, v, *t));
+        }
+        assert_eq!(a.finish(), b.finish());
+        let mut c = RowDigest::default();
+        c.add_hash(row_hash(&k, 1, &rows[0].1, 3));
+        c.add_hash(row_hash(&symbol_key("ETHUSDT"), 2, &rows[1].1, 4));
+        assert_ne!(a.finish(), c.finish(), "the symbol is part of the row");
+        let mut d = RowDigest::default();
+        d.add_hash(row_hash(&k, 1, &rows[0].1, 3));
+        d.add_hash(row_hash(&k, 2, &[1.5, 2.5, 1.0, 2.0, 11.0, 16.5], 4));
+        assert_ne!(a.finish(), d.finish(), "a changed value changes the digest");
+    }
+}
+
+#[cfg(test)]
+mod log_rows_tests {
+    use super::*;
+    use crate::event::{Decimal, Symbol};
+
+    fn candle(sym: &str, ts: i64, close: u128) -> Candle {
+        let d = |m| Decimal::from_parts(false, m, 2).unwrap();
+        Candle {
+            symbol: Symbol::parse(sym).unwrap(),
+            interval: Interval::H4,
+            open_time: ts,
+            close_time: ts + 1,
+            open: d(100),
+            high: d(200),
+            low: d(50),
+            close: d(close),
+            volume: d(1),
+            quote_volume: d(1),
+            trades: 1,
+            taker_buy_volume: d(0),
+            taker_buy_quote_volume: d(0),
+        }
+    }
+
+    #[test]
+    fn the_latest_candle_per_key_wins_in_any_arrival_order() {
+        let mut a = LogRows::default();
+        for c in [candle("AUSDT", 1, 150), candle("BUSDT", 1, 150), candle("AUSDT", 2, 150), candle("AUSDT", 3, 150)] {
+            a.insert(&c);
+        }
+        a.settle();
+        let mut b = LogRows::default();
+        for c in
+            [candle("AUSDT", 3, 150), candle("AUSDT", 1, 110), candle("BUSDT", 1, 150), candle("AUSDT", 2, 150), candle("AUSDT", 1, 150)]
+        {
+            b.insert(&c);
+        }
+        b.settle();
+        assert_eq!(a.digests(), b.digests());
+        assert_eq!(b.series()[0], (("AUSDT", Interval::H4), vec![1, 2, 3]));
+        let mut c = LogRows::default();
+        for c0 in
+            [candle("AUSDT", 1, 150), candle("AUSDT", 1, 110), candle("BUSDT", 1, 150), candle("AUSDT", 2, 150), candle("AUSDT", 3, 150)]
+        {
+            c.insert(&c0);
+        }
+        c.settle();
+        assert_ne!(a.digests(), c.digests(), "a revision replaces the earlier candle");
+        assert_eq!(c.digests()[&Interval::H4].rows, 4);
+    }
+}
