@@ -7,10 +7,12 @@
 //! REPO/candlelog-repository.json              {"format": 1}
 //! REPO/segments/<seq:020>-<blake3>.seg        sealed segments, byte for byte
 //! REPO/snapshots/<lsn:020>-<created_ms>.sqlite.zst   + .json manifest (published last)
+//! REPO/log-start.json                         where the log starts when older segments were pruned (prune.rs)
 //! ```
 
 pub mod drill;
 pub mod object;
+pub mod prune;
 pub mod recover;
 pub mod repo;
 pub mod restore;
@@ -64,6 +66,10 @@ pub struct BackupReport {
     pub bytes_uploaded: u64,
     pub snapshot: Option<SnapshotManifest>,
     pub elapsed_ms: u64,
+    /// Snapshot manifests removed by retention (`keep_days`).
+    pub retention_removed: Vec<String>,
+    /// What `--prune-segments-before` removed.
+    pub pruned: Option<prune::PruneReport>,
 }
 
 /// Seals the active segment, uploads the sealed segments the repository
@@ -81,9 +87,30 @@ pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> 
         bytes_uploaded: 0,
         snapshot: None,
         elapsed_ms: 0,
+        retention_removed: Vec::new(),
+        pruned: None,
     };
     let segments = crate::log::segment::list_segments(&store.paths().log).map_err(|e| Error::io("list", &store.paths().log, e))?;
-    for (seq, path) in &segments {
+    // Segments below the repository's log start were pruned from it: not uploaded again.
+    let mut start = prune::log_start(repo)?;
+    // A data directory whose older history was pruned gives the repository the same start.
+    if let Some(base) = crate::store::LogBase::load(store.paths())?
+        && start.is_none()
+        && !present.iter().any(|n| parse_segment_object(n).is_some_and(|(seq, _)| seq < base.first_seq))
+    {
+        let log_start = prune::LogStart {
+            format: REPO_FORMAT,
+            first_seq: base.first_seq,
+            first_lsn: base.first_lsn,
+            base_hash: base.base_hash.clone(),
+            pruned_before_ms: 0,
+            pruned_at_ms: crate::log::writer::now_ms(),
+        };
+        prune::write_log_start(repo, &log_start)?;
+        start = Some(log_start);
+    }
+    let first_seq = start.map_or(1, |s| s.first_seq);
+    for (seq, path) in segments.iter().filter(|(seq, _)| *seq >= first_seq) {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
         let scan = scan_segment(path, *seq, &bytes, false, None);
         if !matches!(scan.end, SegmentEnd::Sealed(_)) {
@@ -158,6 +185,8 @@ pub struct RepoVerifyReport {
     pub repository: String,
     pub segments: u64,
     pub snapshots: u64,
+    /// The first LSN the segments hold (above 1 when older ones were pruned).
+    pub first_lsn: u64,
     pub head_lsn: u64,
     pub problems: Vec<String>,
 }
@@ -166,13 +195,29 @@ pub struct RepoVerifyReport {
 /// the segments, gaps; `deep` also unpacks each snapshot and runs quick_check.
 pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport> {
     check_format(repo, false)?;
-    let mut r = RepoVerifyReport { ok: false, repository: repo.location(), segments: 0, snapshots: 0, head_lsn: 0, problems: Vec::new() };
-    let mut expect = None;
+    let mut r = RepoVerifyReport {
+        ok: false,
+        repository: repo.location(),
+        segments: 0,
+        snapshots: 0,
+        first_lsn: 1,
+        head_lsn: 0,
+        problems: Vec::new(),
+    };
+    let start = prune::log_start(repo)?;
+    let first_seq = start.as_ref().map_or(1, |s| s.first_seq);
+    let mut expect = start.as_ref().map(|s| s.base_hash().map(|h| (s.first_lsn, h))).transpose()?;
     let mut boundaries: HashMap<u64, String> = HashMap::new();
-    for (i, (seq, obj, hash)) in segment_objects(repo)?.iter().enumerate() {
+    if let Some(s) = &start {
+        boundaries.insert(s.first_lsn - 1, s.base_hash.clone());
+        r.first_lsn = s.first_lsn;
+    }
+    let objects: Vec<_> = segment_objects(repo)?.into_iter().filter(|o| o.0 >= first_seq).collect();
+    for (i, (seq, obj, hash)) in objects.iter().enumerate() {
         r.segments += 1;
-        if *seq != i as u64 + 1 {
-            r.problems.push(format!("segment {} is missing (next is {seq})", i + 1));
+        let want = first_seq + i as u64;
+        if *seq != want {
+            r.problems.push(format!("segment {want} is missing (next is {seq})"));
             expect = None;
         }
         let bytes = repo.get(obj)?;
@@ -207,7 +252,12 @@ pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport
             r.problems.push(format!("snapshot {}: size or blake3 differs from its manifest", m.file));
             continue;
         }
-        if boundaries.get(&m.lsn) != Some(&m.head_hash) {
+        if m.lsn + 1 < r.first_lsn {
+            r.problems.push(format!(
+                "snapshot {}: at LSN {}, before the log start (LSN {}): the segments to replay from it were pruned",
+                m.file, m.lsn, r.first_lsn
+            ));
+        } else if boundaries.get(&m.lsn) != Some(&m.head_hash) {
             r.problems.push(format!("snapshot {}: its head hash at LSN {} is not on the segments' chain", m.file, m.lsn));
         }
         if deep {

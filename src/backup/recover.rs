@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::log::segment::{list_segments, segment_path};
 use crate::log::{SegmentEnd, scan_segment};
 use crate::projection::{Index, Projection, hex};
-use crate::store::{DirLock, Paths, Store, StoreOptions, quarantine};
+use crate::store::{DirLock, LogBase, Paths, Store, StoreOptions, quarantine};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
@@ -119,9 +119,16 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     let local_max = local.keys().copied().max().unwrap_or(0);
     let mut expect = None;
     let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::new();
+    // A log whose older history was pruned starts at its base.
+    let mut first = 1;
+    if let Some(base) = LogBase::load(paths)? {
+        first = base.first_seq;
+        expect = Some((base.first_lsn, base.base_hash()?));
+        boundaries.insert(base.first_lsn - 1, base.base_hash()?);
+    }
     let last = local_max.max(remote_max);
     let mut break_at = None;
-    for seq in 1..=last {
+    for seq in first..=last {
         let path = segment_path(&paths.log, seq);
         let is_last = seq == last;
         let current = std::fs::read(&path).ok();

@@ -50,16 +50,10 @@ impl Repository for DirRepository {
     }
 
     fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        use std::io::Write;
         let path = self.path(name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("object")));
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))?;
-        crate::log::writer::sync_dir(&dir)?;
-        Ok(())
+        Ok(crate::log::writer::write_durably(&path, bytes)?)
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {

@@ -9,11 +9,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::prune::log_start;
 use super::{Repository, check_format, manifests, segment_objects, snapshot};
 use crate::error::{Error, Result};
 use crate::log::scan_segment;
 use crate::projection::{Projection, hex};
-use crate::store::{Paths, Store, StoreOptions};
+use crate::store::base::BASE_FORMAT;
+use crate::store::{LogBase, Paths, Store, StoreOptions};
 
 /// Where the restored log ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,16 +93,21 @@ type FrameEnds = Vec<(u64, i64, [u8; 32], u64)>;
 fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     let paths = Paths::new(temp, None);
     crate::store::init(&paths)?;
-    let objects = segment_objects(repo)?;
+    // Where the repository's log starts (above segment 1 when older ones were pruned).
+    let start = log_start(repo)?;
+    let first_seq = start.as_ref().map_or(1, |s| s.first_seq);
+    let first_lsn = start.as_ref().map_or(1, |s| s.first_lsn);
+    let mut expect = start.as_ref().map(|s| s.base_hash().map(|h| (s.first_lsn, h))).transpose()?;
+    let objects: Vec<_> = segment_objects(repo)?.into_iter().filter(|o| o.0 >= first_seq).collect();
     if objects.is_empty() {
         return Err(Error::Usage(format!("{} holds no segments", repo.location())));
     }
     // Download and check every segment first: hash, frames, chain.
     let mut segs: Vec<(u64, Vec<u8>, FrameEnds)> = Vec::new();
-    let mut expect = None;
     for (i, (seq, obj, hash)) in objects.iter().enumerate() {
-        if *seq != i as u64 + 1 {
-            return Err(Error::Usage(format!("{}: segment {} is missing (found {seq} next)", repo.location(), i + 1)));
+        let want = first_seq + i as u64;
+        if *seq != want {
+            return Err(Error::Usage(format!("{}: segment {want} is missing (found {seq} next)", repo.location())));
         }
         let bytes = repo.get(obj)?;
         if blake3::hash(&bytes).to_hex().as_str() != hash {
@@ -122,10 +129,29 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
         Cut::Lsn(n) => all_frames.rfind(|f| f.0 <= n).map_or(0, |f| f.0),
         Cut::AsOf(ms) => all_frames.rfind(|f| f.1 <= ms).map_or(0, |f| f.0),
     };
-    if target == 0 {
-        return Err(Error::Usage(format!("{} holds no frame at or before the requested point", repo.location())));
+    let (list, _) = manifests(repo)?;
+    let earliest = || {
+        list.iter()
+            .filter(|m| m.lsn + 1 >= first_lsn)
+            .map(|m| m.lsn)
+            .min()
+            .map_or("none: it holds no snapshot after the start".into(), |l| format!("LSN {l}"))
+    };
+    if target == 0 || (start.is_some() && target + 1 < first_lsn) {
+        let why = match &start {
+            Some(s) => format!(
+                "; its log starts at LSN {first_lsn} (segments committed before {} were pruned), the earliest point it can restore is {}",
+                jiff::Timestamp::from_millisecond(s.pruned_before_ms).map_or_else(|_| "the prune date".into(), |t| t.to_string()),
+                earliest()
+            ),
+            None => String::new(),
+        };
+        return Err(Error::Usage(format!("{} holds no frame at or before the requested point{why}", repo.location())));
     }
     let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::new();
+    if let Some(s) = &start {
+        boundaries.insert(s.first_lsn - 1, s.base_hash()?);
+    }
     let mut head_hash = [0u8; 32];
     let mut written = 0;
     for (seq, bytes, frames) in &segs {
@@ -146,14 +172,14 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
         }
     }
     // The newest snapshot at or before the cut that checks out and sits on the chain.
-    let (list, _) = manifests(repo)?;
     let mut snapshot_lsn = None;
-    for m in list.iter().rev().filter(|m| m.lsn <= target) {
+    for m in list.iter().rev().filter(|m| m.lsn <= target && m.lsn + 1 >= first_lsn) {
         if boundaries.get(&m.lsn).map(|h| hex(h)) != Some(m.head_hash.clone()) && m.lsn != 0 {
             tracing::warn!(snapshot = %m.file, "skipped: its head hash is not on the log's chain");
             continue;
         }
-        let raw = match repo.get(&m.file).and_then(|c| snapshot::unpack(m, &c)) {
+        let fetched = repo.get(&m.file).and_then(|c| Ok((snapshot::unpack(m, &c)?, c)));
+        let (raw, compressed) = match fetched {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(snapshot = %m.file, "skipped: {e}");
@@ -164,10 +190,28 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
         let ok = Projection::open_read_only(&paths.projection).and_then(|p| p.integrity_check(true)).map(|e| e.is_empty()).unwrap_or(false);
         if ok {
             snapshot_lsn = Some(m.lsn);
+            if let Some(s) = &start {
+                // The older history is not in this repository: the snapshot becomes the log's base.
+                let base = LogBase {
+                    format: BASE_FORMAT,
+                    first_seq: s.first_seq,
+                    first_lsn: s.first_lsn,
+                    base_hash: s.base_hash.clone(),
+                    snapshot: m.clone(),
+                };
+                base.write(&paths, &compressed)?;
+            }
             break;
         }
         tracing::warn!(snapshot = %m.file, "skipped: fails quick_check");
         let _ = std::fs::remove_file(&paths.projection);
+    }
+    if start.is_some() && snapshot_lsn.is_none() {
+        return Err(Error::Usage(format!(
+            "{}: its log starts at LSN {first_lsn} (older segments were pruned) and no good snapshot lies between there and LSN {target}; the earliest point it can restore is {}",
+            repo.location(),
+            earliest()
+        )));
     }
     // Opening catches the projection up from the snapshot and builds the index from the log.
     drop(Store::open(&paths, StoreOptions::default())?);

@@ -1,6 +1,7 @@
 //! `candlelog backup --to REPO`, `backup list --from REPO`, `backup verify --from REPO [--deep]`,
 //! and `candlelog restore --from REPO --into DIR [--lsn N | --as-of TIME] [--force]`.
-//! Local-directory repositories; object storage and retention come next.
+//! Repositories are directories or s3://bucket/prefix; `[[backup.repositories]]`
+//! adds snapshot retention, `--prune-segments-before DATE` segment pruning.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,11 @@ pub struct Args {
     /// Repository: a directory or s3://bucket/prefix (repeatable: 3-2-1 = several repositories).
     #[arg(long)]
     pub to: Vec<PathBuf>,
+    /// After the backup (and retention), delete from each repository the oldest segments
+    /// committed entirely before DATE (RFC 3339 or YYYY-MM-DD, UTC) that no retained
+    /// snapshot needs. Restores then start at the oldest snapshot. Default: keep all history.
+    #[arg(long, value_name = "DATE")]
+    pub prune_segments_before: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -69,13 +75,25 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Some(Action::List { from, json }) => {
             let repo = open_repository(&loc(from))?;
             candlelog::backup::check_format(repo.as_ref(), false)?;
-            let segs = segment_objects(repo.as_ref())?;
+            let start = candlelog::backup::prune::log_start(repo.as_ref())?;
+            let first_seq = start.as_ref().map_or(1, |s| s.first_seq);
+            let segs: Vec<_> = segment_objects(repo.as_ref())?.into_iter().filter(|s| s.0 >= first_seq).collect();
             let (snaps, bad) = manifests(repo.as_ref())?;
             if *json {
                 let segs: Vec<_> = segs.iter().map(|(s, n, h)| serde_json::json!({"seq": s, "object": n, "blake3": h})).collect();
-                print_json(&serde_json::json!({"repository": repo_loc(from), "segments": segs, "snapshots": snaps, "unreadable": bad}))?;
+                print_json(&serde_json::json!({
+                    "repository": repo_loc(from), "log_start": start, "segments": segs, "snapshots": snaps, "unreadable": bad
+                }))?;
             } else {
                 println!("{}: {} segment(s), {} snapshot(s)", from.display(), segs.len(), snaps.len());
+                if let Some(s) = &start {
+                    println!(
+                        "  log starts at segment {} (LSN {}): older segments were pruned{}",
+                        s.first_seq,
+                        s.first_lsn,
+                        if s.pruned_before_ms > 0 { format!(" (committed before {})", super::fmt_ms(s.pruned_before_ms)) } else { String::new() }
+                    );
+                }
                 for m in &snaps {
                     println!("  snapshot LSN {:>10}  {} bytes  created {}  {}", m.lsn, m.file_bytes, super::fmt_ms(m.created_ms), m.file);
                 }
@@ -113,6 +131,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             if targets.is_empty() {
                 return Err(candlelog::Error::Usage("backup needs --to REPO or [[backup.repositories]] in the config".into()).into());
             }
+            let prune_before = args.prune_segments_before.as_deref().map(parse_date).transpose()?;
             let mut store = cli.open_store()?;
             let mut reports = Vec::new();
             let started_ms = jiff::Timestamp::now().as_millisecond();
@@ -120,7 +139,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             for (to, keep_days) in &targets {
                 // One repository failing (a full disk, an unreachable bucket) does not stop the others.
                 let done = open_repository(&loc(to)).and_then(|repo| backup(&mut store, repo.as_ref()).map(|r| (repo, r)));
-                let (repo, r) = match done {
+                let (repo, mut r) = match done {
                     Ok(x) => x,
                     Err(e) => {
                         eprintln!("error: backup to {}: {e}", loc(to));
@@ -146,7 +165,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 if let Some(days) = keep_days {
                     for m in candlelog::backup::apply_retention(repo.as_ref(), *days, jiff::Timestamp::now().as_millisecond())? {
                         eprintln!("retention: removed snapshot {m} from {}", to.display());
+                        r.retention_removed.push(m);
                     }
+                }
+                if let Some(before) = prune_before {
+                    let p = candlelog::backup::prune::prune_segments(repo.as_ref(), before)?;
+                    eprintln!(
+                        "prune: removed {} segment(s) ({} bytes) from {}; the log there starts at segment {}{}",
+                        p.pruned.len(),
+                        p.bytes,
+                        loc(to),
+                        p.first_seq,
+                        if p.kept_because.is_empty() { String::new() } else { format!(" ({})", p.kept_because) }
+                    );
+                    r.pruned = Some(p);
                 }
                 if !args.json {
                     println!(
@@ -212,6 +244,20 @@ fn loc(p: &std::path::Path) -> String {
 
 fn repo_loc(p: &std::path::Path) -> String {
     p.display().to_string()
+}
+
+/// `--prune-segments-before`: RFC 3339, or a date meaning its midnight UTC.
+fn parse_date(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_millisecond());
+    }
+    let d: jiff::civil::Date = s.parse().map_err(|e| {
+        candlelog::Error::Usage(format!("--prune-segments-before {s:?}: {e} (use YYYY-MM-DD or RFC 3339, e.g. 2026-01-01T00:00:00Z)"))
+    })?;
+    let t = jiff::tz::TimeZone::UTC
+        .to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+        .map_err(|e| candlelog::Error::Usage(format!("--prune-segments-before {s:?}: {e}")))?;
+    Ok(t.as_millisecond())
 }
 
 pub fn run_restore(_cli: &Cli, args: &RestoreArgs) -> anyhow::Result<ExitCode> {

@@ -34,6 +34,11 @@ pub enum LogError {
     )]
     LostFrames { what: String, recorded: Lsn, head: Lsn },
 
+    #[error(
+        "{path}: the log starts at LSN {first} (older history was pruned; see log/base.json), so it cannot be replayed from LSN {after}; start from the log base's snapshot (`candlelog rebuild` does) or restore from a repository that holds the older segments"
+    )]
+    BeforeStart { path: PathBuf, first: Lsn, after: Lsn },
+
     #[error("the log holds more than one segment numbered {seq} ({path})")]
     DuplicateSegment { seq: u64, path: PathBuf },
 }

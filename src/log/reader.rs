@@ -311,6 +311,15 @@ impl LogReader {
         if after == 0 && after_hash != [0; 32] {
             return Err(mismatch(self.segments.first().map(|s| s.1.as_path()), 0, 0).into());
         }
+        if let Some((_, path)) = self.segments.get(start) {
+            let mut buf = [0u8; SEGMENT_HEADER_LEN];
+            let n = read_prefix(path, &mut buf)?;
+            if let Ok(h) = SegmentHeader::decode(&buf[..n])
+                && h.first_lsn > after + 1
+            {
+                return Err(LogError::BeforeStart { path: path.clone(), first: h.first_lsn, after }.into());
+            }
+        }
         for (i, (seq, path)) in self.segments.iter().enumerate().skip(start) {
             let data = read_file(path)?;
             let is_last = i + 1 == self.segments.len();

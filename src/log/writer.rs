@@ -367,6 +367,20 @@ pub fn create_dir_durably(dir: &Path) -> Result<(), LogError> {
     Ok(())
 }
 
+/// Writes `bytes` to a temporary file beside `path`, fsyncs it and renames it
+/// over `path`, then fsyncs the directory: readers see the old file or the
+/// whole new one.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(|e| LogError::io("create", &tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| LogError::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| LogError::io("rename", path, e))?;
+    sync_dir(dir)
+}
+
 /// fsyncs a directory so a created or removed entry is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(|e| LogError::io("fsync directory", dir, e))

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Interval, Lsn};
 use crate::log::{Damage, SegmentEnd, decode_frame, scan_segment};
 use crate::projection::{Applied, Index, LogRows, Projection, TableDigest, hex};
-use crate::store::{DirLock, Paths};
+use crate::store::{DirLock, LogBase, Paths};
 
 /// One finding: what, where (file, byte offset, LSN), and a message.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -119,7 +119,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
 
     // Chain hash at every frame boundary we need to confirm.
     let mut boundaries: HashMap<Lsn, [u8; 32]> = HashMap::new();
-    let wanted: Vec<Lsn> = [proj_applied, index_applied].iter().flatten().map(|a| a.lsn).collect();
+    let mut wanted: Vec<Lsn> = [proj_applied, index_applied].iter().flatten().map(|a| a.lsn).collect();
     boundaries.insert(0, [0; 32]);
     let replay_to = proj_applied.map_or(0, |a| a.lsn);
     let mut rows = LogRows::default();
@@ -128,6 +128,26 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     r.segments = segments.len();
     let mut expect: Option<(Lsn, [u8; 32])> = None;
     let mut prev_seq = 0u64;
+    // A log whose older history was pruned starts where its base says, from its base snapshot.
+    let base =
+        match LogBase::load(paths).and_then(|b| b.map(|b| Ok((b.first_seq, b.first_lsn, b.base_hash()?, b.applied()?, b))).transpose()) {
+            Ok(b) => b,
+            Err(e) => {
+                r.problems.push(problem("log_base", &paths.base_manifest(), None, None, e.to_string()));
+                None
+            }
+        };
+    let base_lsn = base.as_ref().map_or(0, |b| b.3.lsn);
+    if let Some((first_seq, first_lsn, base_hash, at, b)) = &base {
+        prev_seq = first_seq - 1;
+        expect = Some((*first_lsn, *base_hash));
+        boundaries.insert(first_lsn - 1, *base_hash);
+        wanted.push(at.lsn);
+        check_base_file(paths, b, &mut r);
+        if deep {
+            base_rows(paths, b, &mut rows, &mut r);
+        }
+    }
     let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", &paths.log, e))?;
     for (i, (seq, path)) in segments.iter().enumerate() {
         if *seq != prev_seq + 1 {
@@ -183,7 +203,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
                         if let Err(err) = c.validate() {
                             r.problems.push(problem("invalid_candle", path, Some(meta.offset), Some(lsn), err.to_string()));
                         }
-                        if lsn <= replay_to {
+                        if lsn > base_lsn && lsn <= replay_to {
                             rows.insert(&c);
                         }
                     }
@@ -200,6 +220,28 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         }
     }
 
+    if let Some((_, _, _, at, b)) = &base {
+        if boundaries.get(&at.lsn) != Some(&at.hash) {
+            r.problems.push(problem(
+                "log_base",
+                &paths.base_snapshot(),
+                None,
+                Some(at.lsn),
+                format!("the base snapshot {}'s head hash at LSN {} is not on the log's chain", b.snapshot.file, at.lsn),
+            ));
+        }
+        for (what, applied) in [("SQLite projection", proj_applied), ("redb index", index_applied)] {
+            if let Some(a) = applied.filter(|a| a.lsn < at.lsn) {
+                r.problems.push(problem(
+                    "log_base",
+                    &paths.base_manifest(),
+                    None,
+                    Some(a.lsn),
+                    format!("the {what} is at LSN {}, before the log base at LSN {}; run `candlelog rebuild`", a.lsn, at.lsn),
+                ));
+            }
+        }
+    }
     check_heads(paths, &mut r, proj_applied, index_applied, &boundaries);
     if let Some(idx) = &index {
         check_catalog(idx, &segments, &mut r);
@@ -215,6 +257,40 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     }
     r.ok = r.problems.is_empty();
     Ok(r)
+}
+
+/// The base snapshot's bytes against its manifest (size and blake3).
+fn check_base_file(paths: &Paths, base: &LogBase, r: &mut VerifyReport) {
+    let file = paths.base_snapshot();
+    match std::fs::read(&file) {
+        Ok(b) if b.len() as u64 == base.snapshot.file_bytes && blake3::hash(&b).to_hex().as_str() == base.snapshot.file_blake3 => {}
+        Ok(_) => r.problems.push(problem(
+            "log_base",
+            &file,
+            None,
+            None,
+            "size or blake3 differs from log/base.json: the base snapshot is damaged; restore the data directory from a repository".into(),
+        )),
+        Err(e) => r.problems.push(problem("log_base", &file, None, None, format!("cannot read the base snapshot: {e}"))),
+    }
+}
+
+/// The base snapshot's rows: what the log held before its first kept frame.
+fn base_rows(paths: &Paths, base: &LogBase, rows: &mut LogRows, r: &mut VerifyReport) {
+    let tmp = std::env::temp_dir().join(format!("candlelog-verify-base-{}.sqlite", std::process::id()));
+    let read = base
+        .unpack_to(paths, &tmp)
+        .and_then(|()| Ok(Projection::open_read_only(&tmp)?.for_each_row(|i, ts, sym, v, t| rows.insert_row(sym, i, ts, v, t))?));
+    let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = read {
+        r.problems.push(problem(
+            "log_base",
+            &paths.base_snapshot(),
+            None,
+            Some(base.snapshot.lsn),
+            format!("cannot read the base snapshot's rows: {e}"),
+        ));
+    }
 }
 
 /// Runs `job` on a read-only connection of its own, on another thread.

@@ -145,16 +145,18 @@ impl LogRows {
             return *slot;
         }
         let id = self.symbol_id(c.symbol.as_str());
-        let slot = match self.index.get(&(id, c.interval)) {
-            Some(&s) => s,
-            None => {
-                self.series.push(((id, c.interval), Series::default()));
-                self.index.insert((id, c.interval), self.series.len() - 1);
-                self.series.len() - 1
-            }
-        };
+        let slot = self.series_slot(id, c.interval);
         self.last = Some((c.symbol.clone(), c.interval, slot));
         slot
+    }
+
+    fn series_slot(&mut self, id: u32, interval: Interval) -> usize {
+        if let Some(&s) = self.index.get(&(id, interval)) {
+            return s;
+        }
+        self.series.push(((id, interval), Series::default()));
+        self.index.insert((id, interval), self.series.len() - 1);
+        self.series.len() - 1
     }
 
     /// Applies a candle: it replaces any earlier candle with the same key.
@@ -164,6 +166,14 @@ impl LogRows {
         let (values, trades) = row_values(c);
         let h = row_hash(&self.keys[id as usize], c.open_time, &values, trades);
         self.series[slot].1.push(c.open_time, h);
+    }
+
+    /// Applies a projection row (a base snapshot's): it replaces any earlier row with the same key.
+    pub fn insert_row(&mut self, symbol: &str, interval: Interval, ts: i64, values: &[f64; 6], trades: i64) {
+        let id = self.symbol_id(symbol);
+        let slot = self.series_slot(id, interval);
+        let h = row_hash(&self.keys[id as usize], ts, values, trades);
+        self.series[slot].1.push(ts, h);
     }
 
     /// Sorts and de-duplicates what needs it; call before reading.

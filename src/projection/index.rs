@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::Applied;
 use crate::event::{Event, Interval, Lsn, codec::candle_digest};
@@ -211,6 +211,24 @@ impl Index {
         tx.commit().map_err(self.e("commit"))
     }
 
+    /// Starts an empty index at `head` from the series a base snapshot holds
+    /// (a log whose older history was pruned: src/store/base.rs). Candles
+    /// older than the base have cursors but no digests.
+    pub fn seed(&self, cursors: &[Cursor], head: Applied) -> Result<(), IndexError> {
+        let tx = self.begin_write()?;
+        {
+            let mut t = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+            for c in cursors {
+                t.insert((c.symbol.as_str(), c.interval.code()), (c.first_open, c.last_open, c.candles, c.revisions))
+                    .map_err(self.e("write cursor"))?;
+            }
+            let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
+            meta.insert("applied_lsn", head.lsn.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
+            meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
+        }
+        tx.commit().map_err(self.e("commit"))
+    }
+
     pub fn cursors(&self) -> Result<Vec<Cursor>, IndexError> {
         let tx = self.db.begin_read().map_err(self.e("begin read"))?;
         let t = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
@@ -290,12 +308,6 @@ impl Index {
             }
         }
         tx.commit().map_err(self.e("commit"))
-    }
-
-    pub fn candle_count(&self) -> Result<u64, IndexError> {
-        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
-        let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
-        t.len().map_err(self.e("count digests"))
     }
 }
 

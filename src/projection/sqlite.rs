@@ -202,6 +202,57 @@ impl Projection {
         Ok(())
     }
 
+    /// After `begin_rebuild`: copies every `ohlcv_*` table of the SQLite file
+    /// at `base` (a base snapshot) and records `head` as applied.
+    pub fn load_base(&mut self, base: &Path, head: Applied) -> Result<(), ProjectionError> {
+        let b =
+            base.to_str().ok_or_else(|| ProjectionError::Untrusted { path: base.to_path_buf(), message: "path is not UTF-8".into() })?;
+        self.conn.execute("ATTACH DATABASE ?1 AS base", [b]).map_err(|e| self.err("attach base snapshot", e))?;
+        let copied = (|| {
+            let names: Vec<String> = {
+                let mut stmt = self.conn.prepare("SELECT name FROM base.sqlite_master WHERE type = 'table'")?;
+                stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+            };
+            for i in Interval::ALL.into_iter().filter(|i| names.iter().any(|n| n == i.table())) {
+                self.conn.execute_batch(&create_table_sql(i))?;
+                self.conn.execute_batch(&format!("INSERT INTO main.{t} SELECT * FROM base.{t}", t = i.table()))?;
+                self.tables.insert(i);
+            }
+            self.conn.execute(
+                "INSERT INTO candlelog_state (id, applied_lsn, head_hash, updated_ms) VALUES (1, ?1, ?2, ?3)",
+                params![head.lsn as i64, hex(&head.hash), crate::log::writer::now_ms()],
+            )?;
+            Ok(())
+        })();
+        let detached = self.conn.execute_batch("DETACH DATABASE base");
+        copied.map_err(|e| self.err("copy the base snapshot's rows", e))?;
+        detached.map_err(|e| self.err("detach base snapshot", e))
+    }
+
+    /// Each series' first and last open time and row count, per table.
+    pub fn series_extents(&self) -> Result<Vec<crate::projection::Cursor>, ProjectionError> {
+        let mut out = Vec::new();
+        for i in self.intervals() {
+            let sql = format!("SELECT symbol, min(timestamp), max(timestamp), count(*) FROM {} GROUP BY symbol", i.table());
+            let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err("read series", e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(crate::projection::Cursor {
+                        symbol: r.get(0)?,
+                        interval: i,
+                        first_open: r.get(1)?,
+                        last_open: r.get(2)?,
+                        candles: r.get::<_, i64>(3)? as u64,
+                        revisions: 0,
+                    })
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| self.err("read series", e))?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// A consistent copy of the whole projection file (rows and state) at `dest`.
     pub fn vacuum_into(&self, dest: &Path) -> Result<(), ProjectionError> {
         let d =
@@ -233,28 +284,32 @@ impl Projection {
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 
-    /// Digest of every row of every table (src/projection/digest.rs).
-    pub fn digests(&self) -> Result<BTreeMap<Interval, TableDigest>, ProjectionError> {
-        let mut out = BTreeMap::new();
-        let mut keys = SymbolKeys::default();
+    /// Calls `f(interval, timestamp, symbol, [open, high, low, close, volume, quote_volume], trades)` for every row of every table.
+    pub fn for_each_row(&self, mut f: impl FnMut(Interval, i64, &str, &[f64; 6], i64)) -> Result<(), ProjectionError> {
         for i in self.intervals() {
             let sql = format!("SELECT timestamp, symbol, open, high, low, close, volume, quote_volume, trades_count FROM {}", i.table());
             let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err("read rows", e))?;
             let mut rows = stmt.query([]).map_err(|e| self.err("read rows", e))?;
-            let mut d = RowDigest::default();
             while let Some(r) = rows.next().map_err(|e| self.err("read rows", e))? {
-                let mut f = [0f64; 6];
-                for (k, slot) in f.iter_mut().enumerate() {
+                let mut v = [0f64; 6];
+                for (k, slot) in v.iter_mut().enumerate() {
                     *slot = r.get(k + 2).map_err(|e| self.err("read rows", e))?;
                 }
                 let ts: i64 = r.get(0).map_err(|e| self.err("read rows", e))?;
                 let sym = r.get_ref(1).and_then(|v| v.as_str().map_err(Into::into)).map_err(|e| self.err("read rows", e))?;
                 let trades: i64 = r.get(8).map_err(|e| self.err("read rows", e))?;
-                d.add_hash(row_hash(&keys.get(sym), ts, &f, trades));
+                f(i, ts, sym, &v, trades);
             }
-            out.insert(i, d.finish());
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Digest of every row of every table (src/projection/digest.rs).
+    pub fn digests(&self) -> Result<BTreeMap<Interval, TableDigest>, ProjectionError> {
+        let mut acc: BTreeMap<Interval, RowDigest> = self.intervals().into_iter().map(|i| (i, RowDigest::default())).collect();
+        let mut keys = SymbolKeys::default();
+        self.for_each_row(|i, ts, sym, v, trades| acc.entry(i).or_default().add_hash(row_hash(&keys.get(sym), ts, v, trades)))?;
+        Ok(acc.into_iter().map(|(i, d)| (i, d.finish())).collect())
     }
 
     /// Every open time stored for each symbol of `interval`, ascending.

@@ -1,7 +1,7 @@
 //! Bringing the projections level with the log: catch-up on open (replay the
 //! frames after each projection's applied LSN) and `rebuild` (from LSN 0).
 
-use super::Store;
+use super::{LogBase, Store};
 use crate::error::Result;
 use crate::event::Event;
 use crate::log::catalog::disk_catalog;
@@ -36,6 +36,25 @@ impl Store {
                 return Err(LogError::LostFrames { what: what.into(), recorded: a.lsn, head: head.lsn }.into());
             }
         }
+        // A log whose older history was pruned starts from its base snapshot: a
+        // projection restored from that snapshot gives the new index its series,
+        // anything else at LSN 0 is rebuilt from the base.
+        let base = if pa.lsn == 0 || ia.lsn == 0 { LogBase::load(&self.paths)? } else { None };
+        let mut ia = ia;
+        let mut seeded = false;
+        if let Some(b) = &base
+            && ia.lsn == 0
+            && pa == b.applied()?
+        {
+            self.index.seed(&self.projection.series_extents()?, pa)?;
+            (ia, seeded) = (pa, true);
+        }
+        if (pa.lsn == 0 || ia.lsn == 0) && base.is_some() {
+            let stats = self.rebuild()?;
+            self.report.replayed_projection = stats.events;
+            self.report.replayed_index = stats.events;
+            return Ok(());
+        }
         if pa == ia {
             if pa != head {
                 self.report.replayed_projection = self.replay_into(Target::Both, pa)?;
@@ -49,7 +68,7 @@ impl Store {
                 self.report.replayed_index = self.replay_into(Target::Index, ia)?;
             }
         }
-        if self.report.replayed_index > 0 || !self.report.truncated.is_empty() {
+        if seeded || self.report.replayed_index > 0 || !self.report.truncated.is_empty() {
             let catalog = disk_catalog(&self.paths.log, (head.lsn, head.hash))?;
             self.index.record_segments(&catalog)?;
         }
@@ -59,17 +78,36 @@ impl Store {
         Ok(())
     }
 
-    /// Drops and rebuilds the projection and the index from the log.
+    /// Drops and rebuilds the projection and the index from the log (from
+    /// its base snapshot when older history was pruned).
     pub fn rebuild(&mut self) -> Result<RebuildStats> {
         self.projection.begin_rebuild()?;
         self.index.clear()?;
-        let events = self.replay_into(Target::Both, Applied::default())?;
+        let from = match LogBase::load(&self.paths)? {
+            None => Applied::default(),
+            Some(base) => self.load_base(&base)?,
+        };
+        let events = self.replay_into(Target::Both, from)?;
         self.projection.finish_rebuild()?;
         let head = self.head();
         let catalog = disk_catalog(&self.paths.log, (head.lsn, head.hash))?;
         self.index.record_segments(&catalog)?;
-        let candles = self.index.candle_count()?;
+        // From the cursors: a log with a base has no digests for the base's candles.
+        let candles = self.index.cursors()?.iter().map(|c| c.candles).sum();
         Ok(RebuildStats { events, candles, head })
+    }
+
+    /// Copies the base snapshot's rows into the emptied projection and seeds
+    /// the index with their series; returns the chain position they reflect.
+    fn load_base(&mut self, base: &LogBase) -> Result<Applied> {
+        let head = base.applied()?;
+        let tmp = self.paths.root.join(format!(".base-{}.sqlite", std::process::id()));
+        let loaded = base.unpack_to(&self.paths, &tmp).and_then(|()| Ok(self.projection.load_base(&tmp, head)?));
+        let _ = std::fs::remove_file(&tmp);
+        loaded?;
+        self.index.seed(&self.projection.series_extents()?, head)?;
+        tracing::info!(lsn = head.lsn, snapshot = %base.snapshot.file, "loaded the log base");
+        Ok(head)
     }
 
     fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {

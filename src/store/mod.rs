@@ -2,11 +2,13 @@
 //! step. Opening it truncates a torn tail and catches the projections up;
 //! appending commits to the log first and applies to the projections after.
 
+pub mod base;
 mod catchup;
 mod ingest;
 mod lock;
 mod paths;
 
+pub use base::LogBase;
 pub use catchup::RebuildStats;
 pub use ingest::{IngestStats, Overlay};
 pub use lock::DirLock;

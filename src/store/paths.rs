@@ -17,6 +17,15 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// `DIR/log/base.json`: the log base, when older history was pruned (src/store/base.rs).
+    pub fn base_manifest(&self) -> PathBuf {
+        self.log.join("base.json")
+    }
+    /// `DIR/log/base.sqlite.zst`: the snapshot the log base starts from.
+    pub fn base_snapshot(&self) -> PathBuf {
+        self.log.join("base.sqlite.zst")
+    }
+
     pub fn new(root: &Path, projection: Option<&Path>) -> Paths {
         Paths {
             root: root.to_path_buf(),

@@ -5,6 +5,7 @@ mod crash;
 mod golden;
 mod health;
 mod property;
+mod prune;
 mod recover;
 mod s3;
 mod sla;

@@ -1,0 +1,95 @@
+//! The log base: where a log starts when its older history was pruned.
+//!
+//! A data directory restored from a repository whose first segments were
+//! pruned (`backup --prune-segments-before`) holds the log from segment
+//! `first_seq` on. Beside the segments it keeps the snapshot it was restored
+//! from, so the directory still stands on its own:
+//!
+//! ```text
+//! DIR/log/base.sqlite.zst   the snapshot, byte for byte as in the repository
+//! DIR/log/base.json         LogBase: first_seq, first_lsn, base_hash, the snapshot's manifest
+//! ```
+//!
+//! The projection's rows are the snapshot's rows (at its LSN, on the chain)
+//! plus the log after that LSN: `verify --deep` checks exactly that, and
+//! `rebuild` starts from the snapshot instead of LSN 0. A data directory
+//! without `base.json` starts at segment 1, LSN 1.
+
+use serde::{Deserialize, Serialize};
+
+use super::Paths;
+use crate::backup::SnapshotManifest;
+use crate::backup::snapshot::unpack;
+use crate::error::{Error, Result};
+use crate::projection::{Applied, unhex32};
+
+pub const BASE_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogBase {
+    pub format: u32,
+    /// The first segment the log holds.
+    pub first_seq: u64,
+    /// Its header's `first_lsn` and `base_hash` (the chain hash before it).
+    pub first_lsn: u64,
+    pub base_hash: String,
+    /// The snapshot in `base.sqlite.zst`; its LSN is at least `first_lsn - 1`.
+    pub snapshot: SnapshotManifest,
+}
+
+impl LogBase {
+    /// The base of the log in `paths`, if it has one.
+    pub fn load(paths: &Paths) -> Result<Option<LogBase>> {
+        let path = paths.base_manifest();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let base: LogBase = serde_json::from_slice(&bytes).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+        if base.format != BASE_FORMAT {
+            return Err(Error::Usage(format!(
+                "{}: log base format {} (this build reads {BASE_FORMAT}): upgrade candlelog",
+                path.display(),
+                base.format
+            )));
+        }
+        if base.snapshot.lsn + 1 < base.first_lsn || base.first_seq == 0 {
+            return Err(Error::Usage(format!(
+                "{}: the snapshot at LSN {} is older than the log's first LSN {}: the log base is inconsistent",
+                path.display(),
+                base.snapshot.lsn,
+                base.first_lsn
+            )));
+        }
+        Ok(Some(base))
+    }
+
+    /// Writes the snapshot, then the manifest that makes it the base (durably).
+    pub fn write(&self, paths: &Paths, compressed: &[u8]) -> Result<()> {
+        let file = paths.base_snapshot();
+        crate::log::writer::write_durably(&file, compressed)?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::io("serialise log base", "", std::io::Error::other(e)))?;
+        Ok(crate::log::writer::write_durably(&paths.base_manifest(), &json)?)
+    }
+
+    /// The chain position the snapshot reflects.
+    pub fn applied(&self) -> Result<Applied> {
+        let hash = unhex32(&self.snapshot.head_hash)
+            .ok_or_else(|| Error::Usage(format!("log base: snapshot head hash {:?} is not 64 hex digits", self.snapshot.head_hash)))?;
+        Ok(Applied { lsn: self.snapshot.lsn, hash })
+    }
+
+    /// The chain hash before the first segment.
+    pub fn base_hash(&self) -> Result<[u8; 32]> {
+        unhex32(&self.base_hash).ok_or_else(|| Error::Usage(format!("log base: base_hash {:?} is not 64 hex digits", self.base_hash)))
+    }
+
+    /// Checks the snapshot against its manifest and writes the SQLite file to `dest`.
+    pub fn unpack_to(&self, paths: &Paths, dest: &std::path::Path) -> Result<()> {
+        let file = paths.base_snapshot();
+        let compressed = std::fs::read(&file).map_err(|e| Error::io("read", &file, e))?;
+        let raw = unpack(&self.snapshot, &compressed).map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
+        std::fs::write(dest, raw).map_err(|e| Error::io("write", dest, e))
+    }
+}
