@@ -91,7 +91,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                         "  log starts at segment {} (LSN {}): older segments were pruned{}",
                         s.first_seq,
                         s.first_lsn,
-                        if s.pruned_before_ms > 0 { format!(" (committed before {})", super::fmt_ms(s.pruned_before_ms)) } else { String::new() }
+                        if s.pruned_before_ms > 0 {
+                            format!(" (committed before {})", super::fmt_ms(s.pruned_before_ms))
+                        } else {
+                            String::new()
+                        }
                     );
                 }
                 for m in &snaps {
@@ -136,6 +140,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let mut reports = Vec::new();
             let started_ms = jiff::Timestamp::now().as_millisecond();
             let mut outcomes = Vec::new();
+            let mut failures = Vec::new();
             for (to, keep_days) in &targets {
                 // One repository failing (a full disk, an unreachable bucket) does not stop the others.
                 let done = open_repository(&loc(to)).and_then(|repo| backup(&mut store, repo.as_ref()).map(|r| (repo, r)));
@@ -143,6 +148,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                     Ok(x) => x,
                     Err(e) => {
                         eprintln!("error: backup to {}: {e}", loc(to));
+                        failures.push(serde_json::json!({"repository": loc(to), "error": e.to_string()}));
                         outcomes.push(Outcome {
                             unit: loc(to),
                             interval: None,
@@ -212,7 +218,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 ended_ms: jiff::Timestamp::now().as_millisecond(),
                 outcomes,
             };
+            let ended_ms = run.ended_ms;
             store.append(&[Event::Run(run)])?;
+            let saved = serde_json::json!({
+                "ok": !failed, "started_ms": started_ms, "ended_ms": ended_ms, "repositories": reports, "failures": failures,
+            });
+            save_run_report(&store.paths().root, "backup", cli.run_stamp(), &saved);
             if args.json {
                 print_json(&reports)?;
             }
@@ -244,6 +255,21 @@ fn loc(p: &std::path::Path) -> String {
 
 fn repo_loc(p: &std::path::Path) -> String {
     p.display().to_string()
+}
+
+/// Saves a run's report as `DIR/runs/<kind>-<stamp>.json`, beside the sync
+/// reports (`sla` reads the drills' from there), keeping the newest 90 of the
+/// kind. A failure to save is a warning.
+fn save_run_report(data_dir: &std::path::Path, kind: &str, stamp: &str, report: &impl serde::Serialize) {
+    let dir = data_dir.join("runs");
+    let file = dir.join(format!("{kind}-{stamp}.json"));
+    let saved = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, serde_json::to_vec_pretty(report).unwrap_or_default()));
+    if let Err(e) = saved {
+        eprintln!("warning: could not save the {kind} report {}: {e}", file.display());
+    }
+    if let Err(e) = candlelog::ops::sync::report::prune(&dir, candlelog::ops::sync::report::KEEP_RUNS) {
+        eprintln!("warning: could not prune old run reports in {}: {e}", dir.display());
+    }
 }
 
 /// `--prune-segments-before`: RFC 3339, or a date meaning its midnight UTC.
@@ -330,12 +356,7 @@ pub fn run_drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<ExitCode> {
         Err(e) => eprintln!("warning: the drill's Run record was not written: {e}"),
     }
     // Kept beside the sync reports: `sla` audits the drills from here.
-    let file = paths.root.join("runs").join(format!("drill-{}.json", cli.run_stamp()));
-    let saved = std::fs::create_dir_all(paths.root.join("runs"))
-        .and_then(|_| std::fs::write(&file, serde_json::to_vec_pretty(&r).unwrap_or_default()));
-    if let Err(e) = saved {
-        eprintln!("warning: could not save the drill report {}: {e}", file.display());
-    }
+    save_run_report(&paths.root, "drill", cli.run_stamp(), &r);
     if args.json {
         print_json(&r)?;
     } else {

@@ -257,6 +257,17 @@ fn a_backup_is_recorded_in_the_log_as_an_event_format_2_run() {
     assert_eq!(outcomes.len(), 2);
     assert_eq!(outcomes[0]["status"], "ok");
     assert_eq!(outcomes[1]["status"], "failed");
+    // ... and in the run report beside the sync reports.
+    let report = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("backup-"))
+        .expect("DIR/runs/backup-<stamp>.json");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["repositories"][0]["repository"], repo.to_str().unwrap());
+    assert!(report["repositories"][0]["segments_uploaded"].as_u64().unwrap() >= 1);
+    assert_eq!(report["failures"][0]["repository"], "/dev/null/not-a-dir");
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
     assert_eq!(run(&dir, &["rebuild"]).code, 0);
 }

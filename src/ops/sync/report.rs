@@ -122,26 +122,30 @@ pub fn save(report: &SyncReport, path: &Path) -> Result<()> {
     prune(dir, KEEP_RUNS)
 }
 
-/// Keeps the newest `keep` runs (a run = its `.json` and `.log`).
+/// Keeps the newest `keep` runs of each kind (a run = its `.json` and `.log`):
+/// sync runs are named by their stamp alone, other commands' as
+/// `<kind>-<stamp>` (`backup-…`, `drill-…`), so nightly backups never push
+/// the sync reports out, nor the other way round.
 pub fn prune(dir: &Path, keep: usize) -> Result<()> {
-    let mut stamps: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io("list", dir, e))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_suffix(".json").or_else(|| name.strip_suffix(".log")).map(str::to_string)
-        })
-        .collect();
-    stamps.sort();
-    stamps.dedup();
-    let excess = stamps.len().saturating_sub(keep);
-    for stamp in &stamps[..excess] {
-        for ext in ["json", "log"] {
-            let p = dir.join(format!("{stamp}.{ext}"));
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", &p, e)),
+    let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?.filter_map(|e| e.ok()) {
+        let Ok(name) = e.file_name().into_string() else { continue };
+        let Some(run) = name.strip_suffix(".json").or_else(|| name.strip_suffix(".log")) else { continue };
+        let kind = run.split_once('-').filter(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase())).map_or("", |(k, _)| k);
+        runs.entry(kind.to_string()).or_default().push(run.to_string());
+    }
+    for stamps in runs.values_mut() {
+        stamps.sort();
+        stamps.dedup();
+        let excess = stamps.len().saturating_sub(keep);
+        for stamp in &stamps[..excess] {
+            for ext in ["json", "log"] {
+                let p = dir.join(format!("{stamp}.{ext}"));
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove", &p, e)),
+                }
             }
         }
     }
@@ -161,5 +165,23 @@ mod tests {
         }
         prune(dir.path(), 90).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 180);
+    }
+
+    #[test]
+    fn each_kind_of_run_keeps_its_own_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..95 {
+            std::fs::write(dir.path().join(format!("backup-20260101T00{i:04}Z.json")), "{}").unwrap();
+        }
+        for i in 0..3 {
+            std::fs::write(dir.path().join(format!("20260101T00{i:04}Z.json")), "{}").unwrap();
+            std::fs::write(dir.path().join(format!("drill-20260101T00{i:04}Z.json")), "{}").unwrap();
+        }
+        prune(dir.path(), 90).unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(names.iter().filter(|n| n.starts_with("backup-")).count(), 90);
+        assert!(!names.contains(&"backup-20260101T000004Z.json".to_string()), "the oldest backups go");
+        assert_eq!(names.iter().filter(|n| n.starts_with("2026")).count(), 3, "nightly backups never push sync reports out");
+        assert_eq!(names.iter().filter(|n| n.starts_with("drill-")).count(), 3);
     }
 }
