@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Interval};
 use crate::log::LogReader;
 use crate::projection::{LogRows, Projection};
-use crate::store::{DirLock, Paths};
+use crate::store::{DirLock, LogBase, Paths};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DrillReport {
@@ -81,8 +81,22 @@ fn compare(live: &Paths, restored: &Paths, lsn: u64) -> Result<(usize, Vec<Strin
     }
     let _lock = DirLock::shared(&live.lock)?;
     let mut latest = LogRows::default();
-    LogReader::open(&live.log)?.replay::<Error>(0, [0; 32], |meta, events| {
-        if meta.header.last_lsn() <= lsn {
+    // A live log whose older history was pruned: its base snapshot's rows, then the frames after it.
+    let mut after = 0;
+    if let Some(base) = LogBase::load(live)? {
+        if lsn < base.snapshot.lsn {
+            return Err(Error::Usage(format!(
+                "the live log starts at its base (LSN {}), after the backup's LSN {lsn}: the copy is older than the history this directory holds; take a new backup first",
+                base.snapshot.lsn
+            )));
+        }
+        base.rows_into(live, &mut latest)?;
+        after = base.snapshot.lsn;
+    }
+    let reader = LogReader::open(&live.log)?;
+    let (start, start_hash) = reader.start()?;
+    reader.replay::<Error>(start, start_hash, |meta, events| {
+        if meta.header.last_lsn() <= lsn && meta.header.first_lsn > after {
             for e in events {
                 if let Event::Candle(c) = e {
                     latest.insert(&c);

@@ -97,10 +97,23 @@ pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneRepo
     }
     let live: Vec<_> = objects.into_iter().filter(|o| o.0 >= first_seq).collect();
     let (snapshots, _) = manifests(repo)?;
-    let Some(anchor) = snapshots.iter().map(|m| m.lsn).min() else {
+    let Some(oldest) = snapshots.iter().min_by_key(|m| m.lsn) else {
         report.kept_because = "the repository holds no snapshot: every segment is needed to restore".into();
         return Ok(report);
     };
+    if !repo.exists(&oldest.file)? {
+        return Err(Error::Usage(format!(
+            "{}: the oldest snapshot's file {} is missing, so nothing is pruned; run `candlelog backup verify`",
+            repo.location(),
+            oldest.file
+        )));
+    }
+    let anchor = oldest.lsn;
+    // Chain hashes at the frame boundaries walked, to check the anchor is on the chain.
+    let mut boundaries: std::collections::HashMap<u64, [u8; 32]> = Default::default();
+    if let Some(s) = &start {
+        boundaries.insert(s.first_lsn - 1, s.base_hash()?);
+    }
     let mut expect = match &start {
         Some(s) => Some((s.first_lsn, s.base_hash()?)),
         None => None,
@@ -108,10 +121,6 @@ pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneRepo
     let mut prunable = Vec::new();
     let mut next = None;
     for (i, (seq, name, hash)) in live.iter().enumerate() {
-        if i + 1 == live.len() {
-            report.kept_because = format!("segment {seq} is the newest; it is always kept");
-            break;
-        }
         let bytes = repo.get(name)?;
         if blake3::hash(&bytes).to_hex().as_str() != hash {
             return Err(Error::Usage(format!("{}: {name}: blake3 differs from its name; run `candlelog backup verify`", repo.location())));
@@ -124,6 +133,11 @@ pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneRepo
                 d.offset,
                 d.message
             )));
+        }
+        boundaries.extend(scan.frames.iter().map(|f| (f.header.last_lsn(), f.hash)));
+        if i + 1 == live.len() {
+            report.kept_because = format!("segment {seq} is the newest; it is always kept");
+            break;
         }
         if !matches!(scan.end, SegmentEnd::Sealed(_)) {
             report.kept_because = format!("segment {seq} is not sealed");
@@ -144,6 +158,15 @@ pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneRepo
         next = Some((live[i + 1].0, scan.next_lsn, scan.head_hash));
     }
     let Some((first_seq, first_lsn, base_hash)) = next else { return Ok(report) };
+    if let Some(h) = boundaries.get(&anchor)
+        && crate::projection::hex(h) != oldest.head_hash
+    {
+        return Err(Error::Usage(format!(
+            "{}: the oldest snapshot {} (LSN {anchor}) is not on the segments' chain, so nothing is pruned; run `candlelog backup verify`",
+            repo.location(),
+            oldest.file
+        )));
+    }
     write_log_start(
         repo,
         &LogStart {

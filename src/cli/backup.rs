@@ -160,32 +160,49 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                 };
+                // Retention and pruning run after the backup is safely written; their
+                // failure marks this repository's outcome failed, the others go on.
+                let mut tidy_error = None;
+                if let Some(days) = keep_days {
+                    match candlelog::backup::apply_retention(repo.as_ref(), *days, jiff::Timestamp::now().as_millisecond()) {
+                        Ok(removed) => {
+                            for m in removed {
+                                eprintln!("retention: removed snapshot {m} from {}", to.display());
+                                r.retention_removed.push(m);
+                            }
+                        }
+                        Err(e) => tidy_error = Some(format!("retention: {e}")),
+                    }
+                }
+                if let (Some(before), None) = (prune_before, &tidy_error) {
+                    match candlelog::backup::prune::prune_segments(repo.as_ref(), before) {
+                        Ok(p) => {
+                            eprintln!(
+                                "prune: removed {} segment(s) ({} bytes) from {}; the log there starts at segment {}{}",
+                                p.pruned.len(),
+                                p.bytes,
+                                loc(to),
+                                p.first_seq,
+                                if p.kept_because.is_empty() { String::new() } else { format!(" ({})", p.kept_because) }
+                            );
+                            r.pruned = Some(p);
+                        }
+                        Err(e) => tidy_error = Some(format!("prune: {e}")),
+                    }
+                }
+                let summary = format!("snapshot at LSN {}, {} bytes uploaded", r.snapshot.as_ref().map_or(0, |m| m.lsn), r.bytes_uploaded);
+                if let Some(e) = &tidy_error {
+                    eprintln!("error: backup to {}: {e}", loc(to));
+                    failures.push(serde_json::json!({"repository": loc(to), "error": e}));
+                }
                 outcomes.push(Outcome {
                     unit: r.repository.clone(),
                     interval: None,
-                    status: OutcomeStatus::Ok,
+                    status: if tidy_error.is_some() { OutcomeStatus::Failed } else { OutcomeStatus::Ok },
                     appended: r.segments_uploaded,
                     revisions: 0,
-                    message: format!("snapshot at LSN {}, {} bytes uploaded", r.snapshot.as_ref().map_or(0, |m| m.lsn), r.bytes_uploaded),
+                    message: tidy_error.map_or(summary.clone(), |e| format!("{summary}; {e}")),
                 });
-                if let Some(days) = keep_days {
-                    for m in candlelog::backup::apply_retention(repo.as_ref(), *days, jiff::Timestamp::now().as_millisecond())? {
-                        eprintln!("retention: removed snapshot {m} from {}", to.display());
-                        r.retention_removed.push(m);
-                    }
-                }
-                if let Some(before) = prune_before {
-                    let p = candlelog::backup::prune::prune_segments(repo.as_ref(), before)?;
-                    eprintln!(
-                        "prune: removed {} segment(s) ({} bytes) from {}; the log there starts at segment {}{}",
-                        p.pruned.len(),
-                        p.bytes,
-                        loc(to),
-                        p.first_seq,
-                        if p.kept_because.is_empty() { String::new() } else { format!(" ({})", p.kept_because) }
-                    );
-                    r.pruned = Some(p);
-                }
                 if !args.json {
                     println!(
                         "{}: {} segment(s) uploaded, {} already there, {} bytes; snapshot at LSN {}",

@@ -293,6 +293,17 @@ impl LogReader {
         &self.segments
     }
 
+    /// Where the log starts: (LSN before its first frame, chain hash there),
+    /// read from the first segment's header. `(0, genesis)` for a log that
+    /// starts at segment 1, later for one whose older history was pruned.
+    pub fn start(&self) -> Result<(Lsn, [u8; 32]), LogError> {
+        let Some((_, path)) = self.segments.first() else { return Ok((0, super::segment::GENESIS_HASH)) };
+        let mut buf = [0u8; SEGMENT_HEADER_LEN];
+        let n = read_prefix(path, &mut buf)?;
+        // A damaged header: the replay's scan reports it with its offset.
+        Ok(SegmentHeader::decode(&buf[..n]).map_or((0, super::segment::GENESIS_HASH), |h| (h.first_lsn - 1, h.base_hash)))
+    }
+
     /// Calls `f` with every frame whose events lie after `after` (an LSN at a
     /// frame boundary whose chain hash must equal `after_hash`), checking every
     /// hash on the way. A torn tail on the last segment ends the replay; any

@@ -117,7 +117,9 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
     }
     let _lock = DirLock::shared(&paths.lock)?;
     let mut runs: Vec<Run> = Vec::new();
-    LogReader::open(&paths.log)?.replay::<Error>(0, [0; 32], |_, events| {
+    let reader = LogReader::open(&paths.log)?;
+    let (log_start, log_start_hash) = reader.start()?;
+    reader.replay::<Error>(log_start, log_start_hash, |_, events| {
         runs.extend(events.into_iter().filter_map(|e| match e {
             Event::Run(r) if r.kind == RunKind::Sync => Some(r),
             _ => None,

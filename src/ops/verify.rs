@@ -277,12 +277,7 @@ fn check_base_file(paths: &Paths, base: &LogBase, r: &mut VerifyReport) {
 
 /// The base snapshot's rows: what the log held before its first kept frame.
 fn base_rows(paths: &Paths, base: &LogBase, rows: &mut LogRows, r: &mut VerifyReport) {
-    let tmp = std::env::temp_dir().join(format!("candlelog-verify-base-{}.sqlite", std::process::id()));
-    let read = base
-        .unpack_to(paths, &tmp)
-        .and_then(|()| Ok(Projection::open_read_only(&tmp)?.for_each_row(|i, ts, sym, v, t| rows.insert_row(sym, i, ts, v, t))?));
-    let _ = std::fs::remove_file(&tmp);
-    if let Err(e) = read {
+    if let Err(e) = base.rows_into(paths, rows) {
         r.problems.push(problem(
             "log_base",
             &paths.base_snapshot(),

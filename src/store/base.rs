@@ -85,6 +85,16 @@ impl LogBase {
         unhex32(&self.base_hash).ok_or_else(|| Error::Usage(format!("log base: base_hash {:?} is not 64 hex digits", self.base_hash)))
     }
 
+    /// Adds the snapshot's rows to `rows`: the state before the log's frames after `snapshot.lsn`.
+    pub fn rows_into(&self, paths: &Paths, rows: &mut crate::projection::LogRows) -> Result<()> {
+        let tmp = std::env::temp_dir().join(format!("candlelog-base-{}-{}.sqlite", std::process::id(), self.snapshot.lsn));
+        let read = self.unpack_to(paths, &tmp).and_then(|()| {
+            Ok(crate::projection::Projection::open_read_only(&tmp)?.for_each_row(|i, ts, sym, v, t| rows.insert_row(sym, i, ts, v, t))?)
+        });
+        let _ = std::fs::remove_file(&tmp);
+        read
+    }
+
     /// Checks the snapshot against its manifest and writes the SQLite file to `dest`.
     pub fn unpack_to(&self, paths: &Paths, dest: &std::path::Path) -> Result<()> {
         let file = paths.base_snapshot();

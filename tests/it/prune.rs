@@ -123,6 +123,12 @@ fn a_pruned_repository_verifies_restores_and_the_restored_directory_works() {
     let again = tmp.path().join("again");
     assert_eq!(run(&into, &["restore", "--from", repo2.to_str().unwrap(), "--into", again.to_str().unwrap()]).code, 0);
     assert_eq!(rows(&again), rows(&into));
+    // Commands that read the whole log read it from its base: drill and sla.
+    let d = run(&into, &["drill", "--from", repo2.to_str().unwrap(), "--json"]);
+    assert_eq!(d.code, 0, "{}\n{}", d.stdout, d.stderr);
+    let sla = run(&into, &["sla", "--json"]);
+    assert!(!sla.stderr.contains("error:"), "{}", sla.stderr);
+    assert!(json(&sla).get("days").is_some() || json(&sla).is_object(), "{}", sla.stdout);
 
     // The monthly drill still passes against the pruned repository.
     let d = run(&dir, &["drill", "--from", repo.to_str().unwrap(), "--json"]);
@@ -171,6 +177,23 @@ fn pruned_history_is_refused_clearly_and_damage_is_still_found() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!leftover.exists());
     assert_eq!(segment_seqs(&repo)[0], first);
+
+    // Pruning trusts the oldest snapshot only when its file is there: otherwise nothing goes.
+    let snaps: Vec<PathBuf> = std::fs::read_dir(repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().ends_with(".sqlite.zst"))
+        .collect();
+    let oldest = snaps.iter().min().unwrap();
+    let aside = tmp.path().join("aside.zst");
+    std::fs::rename(oldest, &aside).unwrap();
+    let before = segment_seqs(&repo);
+    let r = run(&dir, &["backup", "--to", repo.to_str().unwrap(), "--prune-segments-before", &tomorrow()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("oldest snapshot") && r.stderr.contains("nothing is pruned"), "{}", r.stderr);
+    let after = segment_seqs(&repo);
+    assert!(before.iter().all(|s| after.contains(s)), "nothing pruned: {before:?} → {after:?}");
+    std::fs::rename(&aside, oldest).unwrap();
 
     // A segment missing after the start is still a hole in the chain.
     let second = std::fs::read_dir(repo.join("segments"))
