@@ -233,56 +233,83 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         ),
     });
 
-    // 2. restore snapshot when the projection cannot be trusted.
-    let t = Instant::now();
-    let trusted = projection_trusted(&paths.projection, &boundaries, r.head_lsn);
-    let index_ok = Index::open(&paths.index)
-        .ok()
-        .and_then(|i| i.applied().ok())
-        .is_some_and(|a| a.lsn == 0 || (a.lsn <= r.head_lsn && boundaries.get(&a.lsn) == Some(&a.hash)));
-    if !index_ok && paths.index.exists() {
-        r.quarantined.push(quarantine(paths, &[paths.index.as_path()])?.display().to_string());
-    }
-    let detail = if trusted {
-        "projection trusted: kept".to_string()
-    } else {
-        if paths.projection.exists() {
-            r.quarantined.push(quarantine(paths, &[paths.projection.as_path()])?.display().to_string());
+    // Steps 2-4, once more when the final verify finds damage quick_check and the
+    // recorded heads could not see (a flipped byte in a row, in the index): the
+    // second round distrusts what verify blamed.
+    let mut lock = Some(lock);
+    let (mut distrust_projection, mut distrust_index) = (false, false);
+    for round in 1..=2 {
+        // 2. restore snapshot when the projection cannot be trusted.
+        let t = Instant::now();
+        let trusted = !distrust_projection && projection_trusted(&paths.projection, &boundaries, r.head_lsn);
+        let index_ok = !distrust_index
+            && Index::open(&paths.index)
+                .ok()
+                .and_then(|i| i.applied().ok())
+                .is_some_and(|a| a.lsn == 0 || (a.lsn <= r.head_lsn && boundaries.get(&a.lsn) == Some(&a.hash)));
+        if !index_ok && paths.index.exists() {
+            r.quarantined.push(quarantine(paths, &[paths.index.as_path()])?.display().to_string());
         }
-        match best_snapshot(repos, &boundaries, r.head_lsn, &paths.projection)? {
-            Some(m) => {
-                r.snapshot_lsn = Some(m.lsn);
-                format!("restored snapshot at LSN {} ({})", m.lsn, m.file)
+        let detail = if trusted {
+            "projection trusted: kept".to_string()
+        } else {
+            if paths.projection.exists() {
+                r.quarantined.push(quarantine(paths, &[paths.projection.as_path()])?.display().to_string());
             }
-            None => "no usable snapshot: rebuilding from the log".to_string(),
+            match best_snapshot(repos, &boundaries, r.head_lsn, &paths.projection)? {
+                Some(m) => {
+                    r.snapshot_lsn = Some(m.lsn);
+                    format!("restored snapshot at LSN {} ({})", m.lsn, m.file)
+                }
+                None => "no usable snapshot: rebuilding from the log".to_string(),
+            }
+        };
+        r.steps.push(Step { name: "restore snapshot", ms: t.elapsed().as_millis() as u64, detail });
+
+        // 3. replay tail: opening the store catches both projections up from the log.
+        let t = Instant::now();
+        let lock = match lock.take() {
+            Some(l) => l,
+            None => DirLock::exclusive(&paths.lock)?,
+        };
+        let store = Store::open_locked(paths, opts, lock)?;
+        for tr in &store.report().truncated {
+            r.truncated.push(format!("{} at byte offset {} ({} bytes): {}", tr.path.display(), tr.offset, tr.len, tr.reason));
         }
-    };
-    r.steps.push(Step { name: "restore snapshot", ms: t.elapsed().as_millis() as u64, detail });
+        let replayed = store.report().replayed_projection;
+        r.head_lsn = store.head().lsn;
+        drop(store);
+        r.steps.push(Step {
+            name: "replay tail",
+            ms: t.elapsed().as_millis() as u64,
+            detail: format!("{replayed} events applied to the projection"),
+        });
 
-    // 3. replay tail: opening the store catches both projections up from the log.
-    let t = Instant::now();
-    let store = Store::open_locked(paths, opts, lock)?;
-    for tr in &store.report().truncated {
-        r.truncated.push(format!("{} at byte offset {} ({} bytes): {}", tr.path.display(), tr.offset, tr.len, tr.reason));
+        // 4. final verify --deep.
+        let t = Instant::now();
+        let v = crate::ops::verify::verify(paths, true)?;
+        let blamed = |path: &Path| v.problems.iter().any(|p| Path::new(&p.path) == path);
+        (distrust_projection, distrust_index) = (blamed(&paths.projection), blamed(&paths.index));
+        let again = round == 1 && !v.ok && (distrust_projection || distrust_index);
+        r.steps.push(Step {
+            name: "verify --deep",
+            ms: t.elapsed().as_millis() as u64,
+            detail: match (v.ok, again) {
+                (true, _) => "ok".into(),
+                (false, true) => format!(
+                    "{} problem(s) in the {}: distrusting it and repeating from the snapshot step (first: {})",
+                    v.problems.len(),
+                    if distrust_projection { "projection" } else { "index" },
+                    v.problems.first().map(|p| format!("{}: {}", p.kind, p.message)).unwrap_or_default()
+                ),
+                (false, false) => format!("{} problem(s)", v.problems.len()),
+            },
+        });
+        if !again {
+            r.problems.extend(v.problems.iter().map(|p| format!("{}: {} {}", p.kind, p.path, p.message)));
+            break;
+        }
     }
-    let replayed = store.report().replayed_projection;
-    r.head_lsn = store.head().lsn;
-    drop(store);
-    r.steps.push(Step {
-        name: "replay tail",
-        ms: t.elapsed().as_millis() as u64,
-        detail: format!("{replayed} events applied to the projection"),
-    });
-
-    // 4. final verify --deep.
-    let t = Instant::now();
-    let v = crate::ops::verify::verify(paths, true)?;
-    r.problems.extend(v.problems.iter().map(|p| format!("{}: {} {}", p.kind, p.path, p.message)));
-    r.steps.push(Step {
-        name: "verify --deep",
-        ms: t.elapsed().as_millis() as u64,
-        detail: if v.ok { "ok".into() } else { format!("{} problem(s)", v.problems.len()) },
-    });
     r.total_ms = started.elapsed().as_millis() as u64;
     r.ok = r.problems.is_empty();
     Ok(r)

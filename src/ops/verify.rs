@@ -253,7 +253,13 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             let digests = digests.join().unwrap_or_else(|_| Err("digest thread panicked".into()));
             deep_projection(&paths.projection, (integrity, digests), &rows, &mut r);
         }
-        r.gaps = gaps(&rows);
+        let series = rows.series();
+        if let (Some(idx), Some(pa), Some(ia)) = (&index, proj_applied, index_applied)
+            && pa == ia
+        {
+            check_cursors(idx, &series, base.is_some(), &mut r);
+        }
+        r.gaps = gaps(&series);
     }
     r.ok = r.problems.is_empty();
     Ok(r)
@@ -473,9 +479,50 @@ fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &LogRows, r: 
     }
 }
 
-fn gaps(rows: &LogRows) -> Vec<Gap> {
+/// The index's cursors (where the next sync starts) against the series the
+/// replay produced: first and last open time, and the candle count (not for a
+/// log with a base, whose cursors count a revision of a base candle as new).
+fn check_cursors(index: &Index, series: &[((&str, Interval), Vec<i64>)], based: bool, r: &mut VerifyReport) {
+    let cursors = match index.cursors() {
+        Ok(c) => c,
+        Err(e) => {
+            r.problems.push(problem("index_unreadable", index.path(), None, None, e.to_string()));
+            return;
+        }
+    };
+    let mut by_key: HashMap<(&str, Interval), &crate::projection::Cursor> =
+        cursors.iter().map(|c| ((c.symbol.as_str(), c.interval), c)).collect();
+    let mut bad = Vec::new();
+    for ((sym, i), times) in series {
+        let (Some(first), Some(last)) = (times.first(), times.last()) else { continue };
+        match by_key.remove(&(*sym, *i)) {
+            None => bad.push(format!("{sym} {i}: no cursor")),
+            Some(c) if c.first_open != *first || c.last_open != *last || (!based && c.candles != times.len() as u64) => bad.push(format!(
+                "{sym} {i}: cursor {}..{} ({} candles), the log {first}..{last} ({} candles)",
+                c.first_open,
+                c.last_open,
+                c.candles,
+                times.len()
+            )),
+            Some(_) => {}
+        }
+    }
+    bad.extend(by_key.keys().map(|(sym, i)| format!("{sym} {i}: a cursor for a series the log does not hold")));
+    if !bad.is_empty() {
+        r.problems.push(problem(
+            "index_cursors",
+            index.path(),
+            None,
+            r.index_lsn,
+            format!("{} series' cursors differ from the log (first: {}); run `candlelog rebuild`", bad.len(), bad[0]),
+        ));
+    }
+}
+
+fn gaps(series: &[((&str, Interval), Vec<i64>)]) -> Vec<Gap> {
     let mut out = Vec::new();
-    for ((sym, i), times) in rows.series() {
+    for ((sym, i), times) in series {
+        let i = *i;
         for w in times.windows(2) {
             let (a, b) = (w[0], w[1]);
             let Some(next) = i.next_open(a) else { continue };

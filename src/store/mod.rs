@@ -167,7 +167,14 @@ impl Store {
 /// deleted. Returns the quarantine directory.
 pub fn quarantine(paths: &Paths, files: &[&std::path::Path]) -> Result<std::path::PathBuf> {
     let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
-    let dir = paths.root.join("quarantine").join(stamp);
+    // A second quarantine in the same second gets its own directory: nothing is overwritten.
+    let mut dir = paths.root.join("quarantine").join(&stamp);
+    for n in 2.. {
+        if !dir.exists() {
+            break;
+        }
+        dir = paths.root.join("quarantine").join(format!("{stamp}-{n}"));
+    }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
     for f in files {
         for suffix in ["", "-wal", "-shm"] {
