@@ -117,4 +117,18 @@ fn backup_restore_recover_and_drill_through_s3() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), truth);
     assert_eq!(run(&s3, &dir, &["drill", "--from", repo]).code, 0);
+
+    // Pruning through the object store: the oldest snapshot bounds it, restores start there.
+    let tomorrow = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let r = run(&s3, &dir, &["backup", "--to", repo, "--prune-segments-before", &tomorrow, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!json(&r)[0]["pruned"]["pruned"].as_array().unwrap().is_empty(), "{}", r.stdout);
+    let v = run(&s3, &dir, &["backup", "verify", "--from", repo, "--deep"]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let again = tmp.path().join("after-prune");
+    let r = run(&s3, &dir, &["restore", "--from", repo, "--into", again.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(again.join("log/base.json").is_file());
+    assert_eq!(table_rows(&again.join("candles.sqlite"), "ohlcv_h4"), truth);
+    assert_eq!(run(&s3, &again, &["verify", "--deep"]).code, 0);
 }
