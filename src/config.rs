@@ -44,6 +44,10 @@ pub struct RepositoryConfig {
     pub path: PathBuf,
     /// Snapshots older than this many days are deleted after a backup (never the newest).
     pub keep_days: Option<u32>,
+    /// After a backup, segments committed more than this many days ago that no
+    /// retained snapshot needs are deleted (`--prune-segments-before` with a date
+    /// this many days back). Unset: segments are kept.
+    pub prune_segments_days: Option<u32>,
 }
 
 /// `[sla]`: targets of `candlelog sla`.
@@ -211,6 +215,23 @@ mod tests {
         assert_eq!(c.health.stale_critical.as_deref(), Some("26h"));
         assert_eq!(c.sla.freshness_target.as_deref(), Some("26h"));
         assert_eq!(c.sla.rto_target.as_deref(), Some("30m"));
+        // The commented-out repositories are valid too, once uncommented.
+        let text = std::fs::read_to_string(&p).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                let keys = ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days"];
+                if keys.iter().any(|k| l.starts_with(k)) { &l[1..] } else { l }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join("candlelog.toml");
+        std::fs::write(&q, uncommented).unwrap();
+        let repos = Config::load(&q, true).unwrap().backup.repositories;
+        assert_eq!(repos.len(), 3);
+        assert_eq!((repos[0].keep_days, repos[0].prune_segments_days), (Some(14), Some(30)));
+        assert_eq!(repos[2].path, Path::new("s3://company-backups/candlelog"));
     }
 
     #[test]

@@ -127,10 +127,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => {
             let config = cli.config()?;
-            let targets: Vec<(PathBuf, Option<u32>)> = if args.to.is_empty() {
-                config.backup.repositories.iter().map(|r| (r.path.clone(), r.keep_days)).collect()
+            let targets: Vec<(PathBuf, Option<u32>, Option<u32>)> = if args.to.is_empty() {
+                config.backup.repositories.iter().map(|r| (r.path.clone(), r.keep_days, r.prune_segments_days)).collect()
             } else {
-                args.to.iter().map(|p| (p.clone(), None)).collect()
+                args.to.iter().map(|p| (p.clone(), None, None)).collect()
             };
             if targets.is_empty() {
                 return Err(candlelog::Error::Usage("backup needs --to REPO or [[backup.repositories]] in the config".into()).into());
@@ -141,7 +141,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let started_ms = jiff::Timestamp::now().as_millisecond();
             let mut outcomes = Vec::new();
             let mut failures = Vec::new();
-            for (to, keep_days) in &targets {
+            for (to, keep_days, prune_days) in &targets {
+                // The flag wins over the repository's `prune_segments_days`.
+                let prune_before = prune_before.or(prune_days.map(|d| jiff::Timestamp::now().as_millisecond() - i64::from(d) * 86_400_000));
                 // One repository failing (a full disk, an unreachable bucket) does not stop the others.
                 let done = open_repository(&loc(to)).and_then(|repo| backup(&mut store, repo.as_ref()).map(|r| (repo, r)));
                 let (repo, mut r) = match done {

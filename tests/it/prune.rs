@@ -206,3 +206,37 @@ fn pruned_history_is_refused_clearly_and_damage_is_still_found() {
     assert_eq!(v.code, 1, "{}", v.stdout);
     assert!(v.stdout.contains(&format!("segment {} is missing", first + 1)), "{}", v.stdout);
 }
+
+#[test]
+fn a_configured_repository_prunes_after_each_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (pruned, kept) = (tmp.path().join("pruned"), tmp.path().join("kept"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("candlelog.toml"),
+        format!(
+            "[[backup.repositories]]\npath = {:?}\nkeep_days = 0\nprune_segments_days = 0\n\n[[backup.repositories]]\npath = {:?}\n",
+            pruned.to_str().unwrap(),
+            kept.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let fixtures = tmp.path().join("fixtures");
+    support::gen_archives(&fixtures, 3, 3);
+    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", "--group-files", "1", fixtures.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["backup"]).code, 0);
+    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", support::shared_archives().to_str().unwrap()]).code, 0);
+    let r = run(&dir, &["backup", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!json(&r)[0]["pruned"]["pruned"].as_array().unwrap().is_empty(), "{}", r.stdout);
+    assert!(json(&r)[1]["pruned"].is_null(), "no prune_segments_days: nothing pruned");
+    assert!(segment_seqs(&pruned)[0] > 1);
+    assert_eq!(segment_seqs(&kept)[0], 1);
+    for repo in [&pruned, &kept] {
+        assert_eq!(run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap()]).code, 0);
+        let into = tmp.path().join(format!("r-{}", repo.file_name().unwrap().to_str().unwrap()));
+        assert_eq!(run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap()]).code, 0);
+        assert_eq!(rows(&into), rows(&dir));
+    }
+}
