@@ -48,6 +48,9 @@ pub struct RepositoryConfig {
     /// retained snapshot needs are deleted (`--prune-segments-before` with a date
     /// this many days back). Unset: segments are kept.
     pub prune_segments_days: Option<u32>,
+    /// Take a snapshot only when the repository's newest one is at least this
+    /// old (e.g. "7d"); unset: at every backup. Segments go up every time.
+    pub snapshot_every: Option<String>,
 }
 
 /// `[sla]`: targets of `candlelog sla`.
@@ -220,7 +223,7 @@ mod tests {
         let uncommented: String = text
             .lines()
             .map(|l| {
-                let keys = ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days"];
+                let keys = ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_every"];
                 if keys.iter().any(|k| l.starts_with(k)) { &l[1..] } else { l }
             })
             .collect::<Vec<_>>()
@@ -232,6 +235,7 @@ mod tests {
         assert_eq!(repos.len(), 3);
         assert_eq!((repos[0].keep_days, repos[0].prune_segments_days), (Some(14), Some(30)));
         assert_eq!(repos[2].path, Path::new("s3://company-backups/candlelog"));
+        assert_eq!(parse_duration(repos[2].snapshot_every.as_deref().unwrap()).unwrap().as_secs(), 7 * 86_400);
     }
 
     #[test]

@@ -70,12 +70,28 @@ pub struct BackupReport {
     pub retention_removed: Vec<String>,
     /// What `--prune-segments-before` removed.
     pub pruned: Option<prune::PruneReport>,
+    /// Why no snapshot was taken (`snapshot_every`).
+    pub snapshot_skipped: Option<String>,
 }
 
 /// Seals the active segment, uploads the sealed segments the repository
 /// lacks (verifying what it wrote), then publishes a snapshot: data first,
 /// manifest last.
 pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> {
+    backup_with(store, repo, SnapshotPolicy::default())
+}
+
+/// When a backup takes a snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SnapshotPolicy {
+    /// Only when the repository's newest snapshot is at least this old (ms);
+    /// `None`: at every backup. Segments are uploaded either way, so this
+    /// trades replay time at restore for repository space, never data.
+    pub every_ms: Option<i64>,
+}
+
+/// `backup` under a snapshot policy.
+pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPolicy) -> Result<BackupReport> {
     let started = Instant::now();
     check_format(repo, true)?;
     store.seal()?;
@@ -89,6 +105,7 @@ pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> 
         elapsed_ms: 0,
         retention_removed: Vec::new(),
         pruned: None,
+        snapshot_skipped: None,
     };
     let segments = crate::log::segment::list_segments(&store.paths().log).map_err(|e| Error::io("list", &store.paths().log, e))?;
     // Segments below the repository's log start were pruned from it: not uploaded again.
@@ -132,6 +149,17 @@ pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> 
         report.segments_uploaded += 1;
         report.bytes_uploaded += bytes.len() as u64;
     }
+    if let Some(every) = policy.every_ms {
+        let (list, _) = manifests(repo)?;
+        let now = crate::log::writer::now_ms();
+        if let Some(newest) = list.iter().max_by_key(|m| m.created_ms)
+            && now - newest.created_ms < every
+        {
+            report.snapshot_skipped = Some(format!("the newest snapshot, {}, is younger than snapshot_every", newest.file));
+            report.elapsed_ms = started.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
+    }
     let tmp = store.paths().root.join(format!(".snapshot-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let applied = store.snapshot_projection(&tmp)?;
@@ -141,6 +169,10 @@ pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> 
     let _ = std::fs::remove_file(&tmp);
     let (compressed, manifest) = built?;
     repo.put(&manifest.file, &compressed)?;
+    // Read back before the manifest makes it a backup.
+    if blake3::hash(&repo.get(&manifest.file)?).to_hex().as_str() != manifest.file_blake3 {
+        return Err(Error::Usage(format!("{}: {} reads back differently from what was written", repo.location(), manifest.file)));
+    }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::io("serialise manifest", "", std::io::Error::other(e)))?;
     repo.put(&format!("{base}.json"), &json)?;
     report.bytes_uploaded += compressed.len() as u64 + json.len() as u64;

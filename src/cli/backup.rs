@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use candlelog::backup::object::open_repository;
 use candlelog::backup::restore::{Cut, restore};
-use candlelog::backup::{backup, manifests, segment_objects, verify_repo};
+use candlelog::backup::{SnapshotPolicy, backup_with, manifests, segment_objects, verify_repo};
 use candlelog::event::{Event, Outcome, OutcomeStatus, Run, RunKind};
 
 use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
@@ -70,6 +70,14 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
+/// One repository a backup writes to, with its policies.
+struct Target {
+    to: PathBuf,
+    keep_days: Option<u32>,
+    prune_days: Option<u32>,
+    policy: SnapshotPolicy,
+}
+
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     match &args.action {
         Some(Action::List { from, json }) => {
@@ -127,10 +135,28 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => {
             let config = cli.config()?;
-            let targets: Vec<(PathBuf, Option<u32>, Option<u32>)> = if args.to.is_empty() {
-                config.backup.repositories.iter().map(|r| (r.path.clone(), r.keep_days, r.prune_segments_days)).collect()
+            let targets: Vec<Target> = if args.to.is_empty() {
+                config
+                    .backup
+                    .repositories
+                    .iter()
+                    .map(|r| {
+                        let every = r.snapshot_every.as_deref().map(candlelog::config::parse_duration).transpose().map_err(|e| {
+                            candlelog::Error::Usage(format!("[[backup.repositories]] {}: snapshot_every: {e}", r.path.display()))
+                        })?;
+                        Ok(Target {
+                            to: r.path.clone(),
+                            keep_days: r.keep_days,
+                            prune_days: r.prune_segments_days,
+                            policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64) },
+                        })
+                    })
+                    .collect::<Result<_, candlelog::Error>>()?
             } else {
-                args.to.iter().map(|p| (p.clone(), None, None)).collect()
+                args.to
+                    .iter()
+                    .map(|p| Target { to: p.clone(), keep_days: None, prune_days: None, policy: SnapshotPolicy::default() })
+                    .collect()
             };
             if targets.is_empty() {
                 return Err(candlelog::Error::Usage("backup needs --to REPO or [[backup.repositories]] in the config".into()).into());
@@ -141,11 +167,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let started_ms = jiff::Timestamp::now().as_millisecond();
             let mut outcomes = Vec::new();
             let mut failures = Vec::new();
-            for (to, keep_days, prune_days) in &targets {
+            for Target { to, keep_days, prune_days, policy } in &targets {
                 // The flag wins over the repository's `prune_segments_days`.
                 let prune_before = prune_before.or(prune_days.map(|d| jiff::Timestamp::now().as_millisecond() - i64::from(d) * 86_400_000));
                 // One repository failing (a full disk, an unreachable bucket) does not stop the others.
-                let done = open_repository(&loc(to)).and_then(|repo| backup(&mut store, repo.as_ref()).map(|r| (repo, r)));
+                let done = open_repository(&loc(to)).and_then(|repo| backup_with(&mut store, repo.as_ref(), *policy).map(|r| (repo, r)));
                 let (repo, mut r) = match done {
                     Ok(x) => x,
                     Err(e) => {
@@ -192,7 +218,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                         Err(e) => tidy_error = Some(format!("prune: {e}")),
                     }
                 }
-                let summary = format!("snapshot at LSN {}, {} bytes uploaded", r.snapshot.as_ref().map_or(0, |m| m.lsn), r.bytes_uploaded);
+                let snapshot = match (&r.snapshot, &r.snapshot_skipped) {
+                    (Some(m), _) => format!("snapshot at LSN {}", m.lsn),
+                    (None, Some(why)) => format!("no snapshot: {why}"),
+                    (None, None) => "no snapshot".to_string(),
+                };
+                let summary = format!("{snapshot}, {} bytes uploaded", r.bytes_uploaded);
                 if let Some(e) = &tidy_error {
                     eprintln!("error: backup to {}: {e}", loc(to));
                     failures.push(serde_json::json!({"repository": loc(to), "error": e}));
@@ -207,12 +238,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 });
                 if !args.json {
                     println!(
-                        "{}: {} segment(s) uploaded, {} already there, {} bytes; snapshot at LSN {}",
-                        r.repository,
-                        r.segments_uploaded,
-                        r.segments_present,
-                        r.bytes_uploaded,
-                        r.snapshot.as_ref().map_or(0, |s| s.lsn)
+                        "{}: {} segment(s) uploaded, {} already there, {} bytes; {snapshot}",
+                        r.repository, r.segments_uploaded, r.segments_present, r.bytes_uploaded,
                     );
                 }
                 let label = format!("{{repository=\"{}\"}}", r.repository.replace('\\', "\\\\").replace('"', "\\\""));

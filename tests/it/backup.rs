@@ -271,3 +271,43 @@ fn a_backup_is_recorded_in_the_log_as_an_event_format_2_run() {
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
     assert_eq!(run(&dir, &["rebuild"]).code, 0);
 }
+
+#[test]
+fn snapshot_every_skips_young_snapshots_but_never_the_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("candlelog.toml"),
+        format!("[[backup.repositories]]\npath = {:?}\nsnapshot_every = \"1h\"\n", repo.to_str().unwrap()),
+    )
+    .unwrap();
+    let fixtures = tmp.path().join("fixtures");
+    support::gen_archives(&fixtures, 2, 2);
+    assert_eq!(run(&dir, &["import", fixtures.to_str().unwrap()]).code, 0);
+    let first = json(&run(&dir, &["backup", "--json"]));
+    assert!(first[0]["snapshot"]["lsn"].as_u64().is_some(), "the first backup takes one: {first}");
+    assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
+    let r = run(&dir, &["backup", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let second = json(&r);
+    assert!(second[0]["snapshot"].is_null(), "{second}");
+    assert!(second[0]["snapshot_skipped"].as_str().unwrap().contains("younger than snapshot_every"), "{second}");
+    assert!(second[0]["segments_uploaded"].as_u64().unwrap() >= 1, "segments still go up: {second}");
+    // The restore replays what the skipped snapshot would have held.
+    let into = tmp.path().join("restored");
+    let r = run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["snapshot_lsn"], first[0]["snapshot"]["lsn"]);
+    assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
+    // A bad duration is a clear configuration error.
+    std::fs::write(
+        dir.join("candlelog.toml"),
+        format!("[[backup.repositories]]\npath = {:?}\nsnapshot_every = \"weekly\"\n", repo.to_str().unwrap()),
+    )
+    .unwrap();
+    let r = run(&dir, &["backup"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("snapshot_every"), "{}", r.stderr);
+}
