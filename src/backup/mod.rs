@@ -236,16 +236,10 @@ pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport
         head_lsn: 0,
         problems: Vec::new(),
     };
-    let start = prune::log_start(repo)?;
-    let first_seq = start.as_ref().map_or(1, |s| s.first_seq);
-    let mut expect = start.as_ref().map(|s| s.base_hash().map(|h| (s.first_lsn, h))).transpose()?;
-    let mut boundaries: HashMap<u64, String> = HashMap::new();
-    if let Some(s) = &start {
-        boundaries.insert(s.first_lsn - 1, s.base_hash.clone());
-        r.first_lsn = s.first_lsn;
-    }
-    let objects: Vec<_> = segment_objects(repo)?.into_iter().filter(|o| o.0 >= first_seq).collect();
-    for (i, (seq, obj, hash)) in objects.iter().enumerate() {
+    let prune::Chain { first_seq, first_lsn, mut expect, segments, .. } = prune::chain(repo)?;
+    r.first_lsn = first_lsn;
+    let mut boundaries: HashMap<u64, String> = expect.map(|(lsn, h)| (lsn - 1, crate::projection::hex(&h))).into_iter().collect();
+    for (i, (seq, obj, hash)) in segments.iter().enumerate() {
         r.segments += 1;
         let want = first_seq + i as u64;
         if *seq != want {

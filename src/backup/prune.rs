@@ -65,6 +65,27 @@ pub fn log_start(repo: &dyn Repository) -> Result<Option<LogStart>> {
     Ok(Some(s))
 }
 
+/// A repository's chain of segments: from its log start on.
+pub struct Chain {
+    pub start: Option<LogStart>,
+    pub first_seq: u64,
+    pub first_lsn: u64,
+    /// What the first segment must begin with (LSN, chain hash); `None` for
+    /// segment 1, which the scan checks against the genesis hash itself.
+    pub expect: Option<(u64, [u8; 32])>,
+    /// (seq, object name, blake3 hex) from `first_seq` on, by sequence number.
+    pub segments: Vec<(u64, String, String)>,
+}
+
+/// The segments `verify`, `restore` and `prune` walk, and where they start.
+pub fn chain(repo: &dyn Repository) -> Result<Chain> {
+    let start = log_start(repo)?;
+    let expect = start.as_ref().map(|s| s.base_hash().map(|h| (s.first_lsn, h))).transpose()?;
+    let (first_seq, first_lsn) = start.as_ref().map_or((1, 1), |s| (s.first_seq, s.first_lsn));
+    let segments = segment_objects(repo)?.into_iter().filter(|o| o.0 >= first_seq).collect();
+    Ok(Chain { start, first_seq, first_lsn, expect, segments })
+}
+
 pub fn write_log_start(repo: &dyn Repository, start: &LogStart) -> Result<()> {
     let json = serde_json::to_vec_pretty(start).map_err(|e| Error::io("serialise log start", "", std::io::Error::other(e)))?;
     repo.put(LOG_START, &json)
@@ -84,9 +105,8 @@ pub struct PruneReport {
 /// Deletes the oldest segments committed entirely before `before_ms` that no
 /// retained snapshot needs; see the module documentation.
 pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneReport> {
-    let start = log_start(repo)?;
-    let objects = segment_objects(repo)?;
-    let first_seq = start.as_ref().map_or(1, |s| s.first_seq);
+    let Chain { first_seq, expect, segments: live, .. } = chain(repo)?;
+    let mut expect = expect;
     let mut report = PruneReport { first_seq, ..Default::default() };
     // Leftovers of a prune that was killed after moving the start.
     for name in repo.list("segments")? {
@@ -95,7 +115,6 @@ pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneRepo
             report.pruned.push(format!("{name} (below the log start {first_seq}; left by an earlier prune)"));
         }
     }
-    let live: Vec<_> = objects.into_iter().filter(|o| o.0 >= first_seq).collect();
     let (snapshots, _) = manifests(repo)?;
     let Some(oldest) = snapshots.iter().min_by_key(|m| m.lsn) else {
         report.kept_because = "the repository holds no snapshot: every segment is needed to restore".into();
@@ -110,14 +129,7 @@ pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneRepo
     }
     let anchor = oldest.lsn;
     // Chain hashes at the frame boundaries walked, to check the anchor is on the chain.
-    let mut boundaries: std::collections::HashMap<u64, [u8; 32]> = Default::default();
-    if let Some(s) = &start {
-        boundaries.insert(s.first_lsn - 1, s.base_hash()?);
-    }
-    let mut expect = match &start {
-        Some(s) => Some((s.first_lsn, s.base_hash()?)),
-        None => None,
-    };
+    let mut boundaries: std::collections::HashMap<u64, [u8; 32]> = expect.map(|(lsn, h)| (lsn - 1, h)).into_iter().collect();
     let mut prunable = Vec::new();
     let mut next = None;
     for (i, (seq, name, hash)) in live.iter().enumerate() {

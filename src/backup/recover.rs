@@ -122,9 +122,10 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     // A log whose older history was pruned starts at its base.
     let mut first = 1;
     if let Some(base) = LogBase::load(paths)? {
+        let base_hash = base.base_hash()?;
         first = base.first_seq;
-        expect = Some((base.first_lsn, base.base_hash()?));
-        boundaries.insert(base.first_lsn - 1, base.base_hash()?);
+        expect = Some((base.first_lsn, base_hash));
+        boundaries.insert(base.first_lsn - 1, base_hash);
     }
     let last = local_max.max(remote_max);
     let mut break_at = None;

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::prune::log_start;
-use super::{Repository, check_format, manifests, segment_objects, snapshot};
+use super::prune::{Chain, chain};
+use super::{Repository, check_format, manifests, snapshot};
 use crate::error::{Error, Result};
 use crate::log::scan_segment;
 use crate::projection::{Projection, hex};
@@ -94,11 +94,8 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     let paths = Paths::new(temp, None);
     crate::store::init(&paths)?;
     // Where the repository's log starts (above segment 1 when older ones were pruned).
-    let start = log_start(repo)?;
-    let first_seq = start.as_ref().map_or(1, |s| s.first_seq);
-    let first_lsn = start.as_ref().map_or(1, |s| s.first_lsn);
-    let mut expect = start.as_ref().map(|s| s.base_hash().map(|h| (s.first_lsn, h))).transpose()?;
-    let objects: Vec<_> = segment_objects(repo)?.into_iter().filter(|o| o.0 >= first_seq).collect();
+    let Chain { start, first_seq, first_lsn, mut expect, segments: objects } = chain(repo)?;
+    let expect_at_start = expect;
     if objects.is_empty() {
         return Err(Error::Usage(format!("{} holds no segments", repo.location())));
     }
@@ -148,10 +145,7 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
         };
         return Err(Error::Usage(format!("{} holds no frame at or before the requested point{why}", repo.location())));
     }
-    let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::new();
-    if let Some(s) = &start {
-        boundaries.insert(s.first_lsn - 1, s.base_hash()?);
-    }
+    let mut boundaries: HashMap<u64, [u8; 32]> = expect_at_start.map(|(lsn, h)| (lsn - 1, h)).into_iter().collect();
     let mut head_hash = [0u8; 32];
     let mut written = 0;
     for (seq, bytes, frames) in &segs {

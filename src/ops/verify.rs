@@ -129,24 +129,23 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     let mut expect: Option<(Lsn, [u8; 32])> = None;
     let mut prev_seq = 0u64;
     // A log whose older history was pruned starts where its base says, from its base snapshot.
-    let base =
-        match LogBase::load(paths).and_then(|b| b.map(|b| Ok((b.first_seq, b.first_lsn, b.base_hash()?, b.applied()?, b))).transpose()) {
-            Ok(b) => b,
-            Err(e) => {
-                r.problems.push(problem("log_base", &paths.base_manifest(), None, None, e.to_string()));
-                None
-            }
-        };
-    let base_lsn = base.as_ref().map_or(0, |b| b.3.lsn);
-    if let Some((first_seq, first_lsn, base_hash, at, b)) = &base {
-        prev_seq = first_seq - 1;
-        expect = Some((*first_lsn, *base_hash));
-        boundaries.insert(first_lsn - 1, *base_hash);
-        wanted.push(at.lsn);
-        check_base_file(paths, b, &mut r);
-        if deep {
-            base_rows(paths, b, &mut rows, &mut r);
+    // (the base, the chain position of its snapshot)
+    let base = match LogBase::load(paths).and_then(|b| b.map(|b| Ok((b.applied()?, b))).transpose()) {
+        Ok(b) => b,
+        Err(e) => {
+            r.problems.push(problem("log_base", &paths.base_manifest(), None, None, e.to_string()));
+            None
         }
+    };
+    let base_lsn = base.as_ref().map_or(0, |(at, _)| at.lsn);
+    if let Some((at, b)) = &base {
+        let base_hash = b.base_hash()?;
+        prev_seq = b.first_seq - 1;
+        expect = Some((b.first_lsn, base_hash));
+        boundaries.insert(b.first_lsn - 1, base_hash);
+        wanted.push(at.lsn);
+        // --deep reads the snapshot's rows, which checks its bytes on the way.
+        if deep { base_rows(paths, b, &mut rows, &mut r) } else { check_base_file(paths, b, &mut r) }
     }
     let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", &paths.log, e))?;
     for (i, (seq, path)) in segments.iter().enumerate() {
@@ -220,7 +219,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         }
     }
 
-    if let Some((_, _, _, at, b)) = &base {
+    if let Some((at, b)) = &base {
         if boundaries.get(&at.lsn) != Some(&at.hash) {
             r.problems.push(problem(
                 "log_base",

@@ -54,6 +54,9 @@ impl LogBase {
                 base.format
             )));
         }
+        // Well-formed from here on: both hashes parse.
+        base.base_hash()?;
+        base.applied()?;
         if base.snapshot.lsn + 1 < base.first_lsn || base.first_seq == 0 {
             return Err(Error::Usage(format!(
                 "{}: the snapshot at LSN {} is older than the log's first LSN {}: the log base is inconsistent",
