@@ -11,8 +11,9 @@
 
 use std::time::Instant;
 
-use candlelog::backup::{DirRepository, Repository, backup, recover::recover};
+use candlelog::backup::{DirRepository, Repository, backup};
 use candlelog::event::{Candle, Decimal, Event, Interval, Symbol};
+use candlelog::ops::recover::recover;
 use candlelog::store::{Paths, Store, StoreOptions, init};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -125,7 +126,7 @@ fn main() {
     }
 
     // The replaced system's way: integrity_check of the newest backup file, then copy it over.
-    let raw = candlelog::backup::snapshot::unpack(&r.snapshot.unwrap(), &std::fs::read(&snapshot_file).unwrap()).unwrap();
+    let raw = candlelog::snapshot::unpack(&r.snapshot.unwrap(), &std::fs::read(&snapshot_file).unwrap()).unwrap();
     let legacy_backup = tmp.join("legacy-backup.sqlite");
     std::fs::write(&legacy_backup, raw).unwrap();
     let t = Instant::now();

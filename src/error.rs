@@ -35,6 +35,12 @@ pub enum Error {
     Stale(String),
 }
 
+impl From<crate::durable::IoError> for Error {
+    fn from(e: crate::durable::IoError) -> Error {
+        Error::Io { op: e.op, path: e.path, source: e.source }
+    }
+}
+
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { op, path: path.into(), source }

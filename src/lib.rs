@@ -22,11 +22,13 @@
 
 pub mod backup;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod event;
 pub mod log;
 pub mod ops;
 pub mod projection;
+pub mod snapshot;
 pub mod source;
 pub mod store;
 

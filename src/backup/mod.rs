@@ -10,13 +10,9 @@
 //! REPO/log-start.json                         where the log starts when older segments were pruned (prune.rs)
 //! ```
 
-pub mod drill;
 pub mod object;
 pub mod prune;
-pub mod recover;
 pub mod repo;
-pub mod restore;
-pub mod snapshot;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -25,9 +21,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::log::{SegmentEnd, scan_segment};
+pub use crate::snapshot::{self, REPO_FORMAT, SnapshotManifest};
 use crate::store::Store;
 pub use repo::{DirRepository, Repository};
-pub use snapshot::{REPO_FORMAT, SnapshotManifest};
 
 const MARKER: &str = "candlelog-repository.json";
 

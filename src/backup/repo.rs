@@ -52,8 +52,8 @@ impl Repository for DirRepository {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        Ok(crate::log::writer::write_durably(&path, bytes)?)
+        crate::durable::create_dir(&dir)?;
+        Ok(crate::durable::write(&path, bytes)?)
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use candlelog::backup::object::open_repository;
-use candlelog::backup::restore::{Cut, restore};
-use candlelog::backup::{SnapshotPolicy, backup_with, manifests, segment_objects, verify_repo};
-use candlelog::event::{Event, Outcome, OutcomeStatus, Run, RunKind};
+use candlelog::backup::{SnapshotPolicy, manifests, segment_objects, verify_repo};
+use candlelog::ops::backup::{Progress, Target};
+use candlelog::ops::restore::{Cut, restore};
 
 use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
 
@@ -70,14 +70,6 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-/// One repository a backup writes to, with its policies.
-struct Target {
-    to: PathBuf,
-    keep_days: Option<u32>,
-    prune_days: Option<u32>,
-    policy: SnapshotPolicy,
-}
-
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     match &args.action {
         Some(Action::List { from, json }) => {
@@ -135,6 +127,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => {
             let config = cli.config()?;
+            let prune_before = args.prune_segments_before.as_deref().map(parse_date).transpose()?;
+            let now = jiff::Timestamp::now().as_millisecond();
             let targets: Vec<Target> = if args.to.is_empty() {
                 config
                     .backup
@@ -145,9 +139,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                             candlelog::Error::Usage(format!("[[backup.repositories]] {}: snapshot_every: {e}", r.path.display()))
                         })?;
                         Ok(Target {
-                            to: r.path.clone(),
+                            location: loc(&r.path),
                             keep_days: r.keep_days,
-                            prune_days: r.prune_segments_days,
+                            // The flag wins over the repository's `prune_segments_days`.
+                            prune_before_ms: prune_before.or(r.prune_segments_days.map(|d| now - i64::from(d) * 86_400_000)),
                             policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64) },
                         })
                     })
@@ -155,143 +150,43 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             } else {
                 args.to
                     .iter()
-                    .map(|p| Target { to: p.clone(), keep_days: None, prune_days: None, policy: SnapshotPolicy::default() })
+                    .map(|p| Target { location: loc(p), keep_days: None, prune_before_ms: prune_before, policy: SnapshotPolicy::default() })
                     .collect()
             };
             if targets.is_empty() {
                 return Err(candlelog::Error::Usage("backup needs --to REPO or [[backup.repositories]] in the config".into()).into());
             }
-            let prune_before = args.prune_segments_before.as_deref().map(parse_date).transpose()?;
             let mut store = cli.open_store()?;
-            let mut reports = Vec::new();
-            let started_ms = jiff::Timestamp::now().as_millisecond();
-            let mut outcomes = Vec::new();
-            let mut failures = Vec::new();
-            for Target { to, keep_days, prune_days, policy } in &targets {
-                // The flag wins over the repository's `prune_segments_days`.
-                let prune_before = prune_before.or(prune_days.map(|d| jiff::Timestamp::now().as_millisecond() - i64::from(d) * 86_400_000));
-                // One repository failing (a full disk, an unreachable bucket) does not stop the others.
-                let done = open_repository(&loc(to)).and_then(|repo| backup_with(&mut store, repo.as_ref(), *policy).map(|r| (repo, r)));
-                let (repo, mut r) = match done {
-                    Ok(x) => x,
-                    Err(e) => {
-                        eprintln!("error: backup to {}: {e}", loc(to));
-                        failures.push(serde_json::json!({"repository": loc(to), "error": e.to_string()}));
-                        outcomes.push(Outcome {
-                            unit: loc(to),
-                            interval: None,
-                            status: OutcomeStatus::Failed,
-                            appended: 0,
-                            revisions: 0,
-                            message: e.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                // Retention and pruning run after the backup is safely written; their
-                // failure marks this repository's outcome failed, the others go on.
-                let mut tidy_error = None;
-                if let Some(days) = keep_days {
-                    match candlelog::backup::apply_retention(repo.as_ref(), *days, jiff::Timestamp::now().as_millisecond()) {
-                        Ok(removed) => {
-                            for m in removed {
-                                eprintln!("retention: removed snapshot {m} from {}", to.display());
-                                r.retention_removed.push(m);
-                            }
-                        }
-                        Err(e) => tidy_error = Some(format!("retention: {e}")),
-                    }
-                }
-                if let (Some(before), None) = (prune_before, &tidy_error) {
-                    match candlelog::backup::prune::prune_segments(repo.as_ref(), before) {
-                        Ok(p) => {
-                            eprintln!(
-                                "prune: removed {} segment(s) ({} bytes) from {}; the log there starts at segment {}{}",
-                                p.pruned.len(),
-                                p.bytes,
-                                loc(to),
-                                p.first_seq,
-                                if p.kept_because.is_empty() { String::new() } else { format!(" ({})", p.kept_because) }
-                            );
-                            r.pruned = Some(p);
-                        }
-                        Err(e) => tidy_error = Some(format!("prune: {e}")),
-                    }
-                }
-                let snapshot = match (&r.snapshot, &r.snapshot_skipped) {
-                    (Some(m), _) => format!("snapshot at LSN {}", m.lsn),
-                    (None, Some(why)) => format!("no snapshot: {why}"),
-                    (None, None) => "no snapshot".to_string(),
-                };
-                let summary = format!("{snapshot}, {} bytes uploaded", r.bytes_uploaded);
-                if let Some(e) = &tidy_error {
-                    eprintln!("error: backup to {}: {e}", loc(to));
-                    failures.push(serde_json::json!({"repository": loc(to), "error": e}));
-                }
-                outcomes.push(Outcome {
-                    unit: r.repository.clone(),
-                    interval: None,
-                    status: if tidy_error.is_some() { OutcomeStatus::Failed } else { OutcomeStatus::Ok },
-                    appended: r.segments_uploaded,
-                    revisions: 0,
-                    message: tidy_error.map_or(summary.clone(), |e| format!("{summary}; {e}")),
-                });
-                if !args.json {
-                    println!(
-                        "{}: {} segment(s) uploaded, {} already there, {} bytes; {snapshot}",
-                        r.repository, r.segments_uploaded, r.segments_present, r.bytes_uploaded,
-                    );
-                }
-                let label = format!("{{repository=\"{}\"}}", r.repository.replace('\\', "\\\\").replace('"', "\\\""));
-                super::metrics::push(candlelog::ops::metrics::Update::set(
-                    format!("candlelog_backup_last_success_timestamp_seconds{label}"),
-                    jiff::Timestamp::now().as_second() as f64,
-                ));
-                if !loc(to).starts_with("s3://") {
-                    super::metrics::push(candlelog::ops::metrics::Update::set(
-                        format!("candlelog_backup_bytes{label}"),
-                        repo_bytes(to) as f64,
-                    ));
-                }
-                reports.push(r);
+            let json = args.json;
+            let run = candlelog::ops::backup::run(&mut store, &targets, cli.run_stamp(), &mut |p| print_progress(p, json))?;
+            for u in &run.metrics {
+                super::metrics::push(u.clone());
             }
-            // The run goes into the log's history (event format 2: a backup run kind).
-            let failed = outcomes.iter().any(|o| o.status == OutcomeStatus::Failed);
-            let run = Run {
-                kind: RunKind::Backup,
-                id: format!("backup-{started_ms}-{}", std::process::id()),
-                started_ms,
-                ended_ms: jiff::Timestamp::now().as_millisecond(),
-                outcomes,
-            };
-            let ended_ms = run.ended_ms;
-            store.append(&[Event::Run(run)])?;
-            let saved = serde_json::json!({
-                "ok": !failed, "started_ms": started_ms, "ended_ms": ended_ms, "repositories": reports, "failures": failures,
-            });
-            save_run_report(&store.paths().root, "backup", cli.run_stamp(), &saved);
             if args.json {
-                print_json(&reports)?;
+                print_json(&run.repositories)?;
             }
-            Ok(ExitCode::from(if failed { EXIT_FAILED } else { EXIT_OK }))
+            Ok(ExitCode::from(if run.ok { EXIT_OK } else { EXIT_FAILED }))
         }
     }
 }
 
-/// Bytes a repository directory holds.
-fn repo_bytes(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
+fn print_progress(p: Progress<'_>, json: bool) {
+    match p {
+        Progress::Failed { repository, error } => eprintln!("error: backup to {repository}: {error}"),
+        Progress::Retained { repository, manifest } => eprintln!("retention: removed snapshot {manifest} from {repository}"),
+        Progress::Pruned { repository, report: p } => eprintln!(
+            "prune: removed {} segment(s) ({} bytes) from {repository}; the log there starts at segment {}{}",
+            p.pruned.len(),
+            p.bytes,
+            p.first_seq,
+            if p.kept_because.is_empty() { String::new() } else { format!(" ({})", p.kept_because) }
+        ),
+        Progress::Done { report: r, summary } if !json => println!(
+            "{}: {} segment(s) uploaded, {} already there, {} bytes; {summary}",
+            r.repository, r.segments_uploaded, r.segments_present, r.bytes_uploaded,
+        ),
+        Progress::Done { .. } => {}
     }
-    total
 }
 
 /// A repository location as given: a directory or `s3://bucket/prefix`.
@@ -301,21 +196,6 @@ fn loc(p: &std::path::Path) -> String {
 
 fn repo_loc(p: &std::path::Path) -> String {
     p.display().to_string()
-}
-
-/// Saves a run's report as `DIR/runs/<kind>-<stamp>.json`, beside the sync
-/// reports (`sla` reads the drills' from there), keeping the newest 90 of the
-/// kind. A failure to save is a warning.
-fn save_run_report(data_dir: &std::path::Path, kind: &str, stamp: &str, report: &impl serde::Serialize) {
-    let dir = data_dir.join("runs");
-    let file = dir.join(format!("{kind}-{stamp}.json"));
-    let saved = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, serde_json::to_vec_pretty(report).unwrap_or_default()));
-    if let Err(e) = saved {
-        eprintln!("warning: could not save the {kind} report {}: {e}", file.display());
-    }
-    if let Err(e) = candlelog::ops::sync::report::prune(&dir, candlelog::ops::sync::report::KEEP_RUNS) {
-        eprintln!("warning: could not prune old run reports in {}: {e}", dir.display());
-    }
 }
 
 /// `--prune-segments-before`: RFC 3339, or a date meaning its midnight UTC.
@@ -372,37 +252,10 @@ pub struct DrillArgs {
 /// `candlelog drill --from REPO`: exit 0 when the restored copy verifies and equals the live log.
 pub fn run_drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<ExitCode> {
     let paths = cli.paths_with(&cli.config()?);
-    let r = candlelog::backup::drill::drill(&paths, open_repository(&loc(&args.from))?.as_ref())?;
-    // Into the log's history too (event format 2); a writer running right now only costs the record.
-    let run = Run {
-        kind: RunKind::Drill,
-        id: format!("drill-{}-{}", r.ended_ms, std::process::id()),
-        started_ms: r.ended_ms - (r.rto_ms + r.compare_ms) as i64,
-        ended_ms: r.ended_ms,
-        outcomes: vec![Outcome {
-            unit: r.repository.clone(),
-            interval: None,
-            status: if r.ok { OutcomeStatus::Ok } else { OutcomeStatus::Failed },
-            appended: 0,
-            revisions: 0,
-            message: format!(
-                "restored LSN {} in {} ms (RTO){}",
-                r.restored_lsn,
-                r.rto_ms,
-                r.problems.first().map(|p| format!("; {p}")).unwrap_or_default()
-            ),
-        }],
-    };
-    match candlelog::store::Store::open(&paths, cli.store_options_with(&cli.config()?)) {
-        Ok(mut store) => {
-            if let Err(e) = store.append(&[Event::Run(run)]) {
-                eprintln!("warning: the drill's Run record was not written: {e}");
-            }
-        }
-        Err(e) => eprintln!("warning: the drill's Run record was not written: {e}"),
+    let r = candlelog::ops::drill::drill(&paths, open_repository(&loc(&args.from))?.as_ref())?;
+    if let Some(w) = candlelog::ops::drill::record(&paths, cli.store_options_with(&cli.config()?), &r, cli.run_stamp()) {
+        eprintln!("warning: {w}");
     }
-    // Kept beside the sync reports: `sla` audits the drills from here.
-    save_run_report(&paths.root, "drill", cli.run_stamp(), &r);
     if args.json {
         print_json(&r)?;
     } else {
@@ -442,9 +295,8 @@ pub fn run_recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitCode> {
     let repos: Vec<Box<dyn candlelog::backup::Repository>> =
         args.from.iter().map(|p| open_repository(&loc(p))).collect::<candlelog::Result<_>>()?;
     let refs: Vec<&dyn candlelog::backup::Repository> = repos.iter().map(|r| r.as_ref()).collect();
-    let mut r = candlelog::backup::recover::recover(&paths, &refs, cli.store_options_with(&config))?;
-    if args.sync && r.ok {
-        let t = std::time::Instant::now();
+    let mut r = candlelog::ops::recover::recover(&paths, &refs, cli.store_options_with(&config))?;
+    if args.sync {
         let sync_args = super::sync::Args {
             symbols: None,
             interval: None,
@@ -457,19 +309,8 @@ pub fn run_recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitCode> {
             min_success: None,
             json: true,
         };
-        let opts = super::sync::options(&sync_args, &config)?;
-        let mut store = candlelog::store::Store::open(&paths, cli.store_options_with(&config))?;
-        let s = candlelog::ops::sync::sync(&mut store, &opts)?;
-        r.head_lsn = s.head_lsn;
-        r.steps.push(candlelog::backup::recover::Step {
-            name: "sync",
-            ms: t.elapsed().as_millis() as u64,
-            detail: format!("{:?}: {} candles appended", s.outcome, s.candles_appended),
-        });
-        if !s.ok {
-            r.ok = false;
-            r.problems.push(format!("catch-up sync ended {:?}", s.outcome));
-        }
+        let sync = super::sync::options(&sync_args, &config)?;
+        candlelog::ops::recover::catch_up(&paths, cli.store_options_with(&config), &sync, &mut r)?;
     }
     if args.json {
         print_json(&r)?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use candlelog::config::{Config, DEFAULT_SYMBOLS, parse_duration};
 use candlelog::event::Interval;
-use candlelog::ops::sync::{RunOutcome, Selection, Since, SyncOptions, SyncReport, parse_selection, report, sync};
+use candlelog::ops::sync::{Progress, RunOutcome, Selection, Since, SyncOptions, SyncReport, parse_selection, report, sync_with};
 
 use super::{Cli, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, fmt_ms, print_json};
 
@@ -100,7 +100,6 @@ pub fn options(args: &Args, config: &Config) -> anyhow::Result<SyncOptions> {
         }
         o.weight_margin = m;
     }
-    o.progress = std::io::stderr().is_terminal() && !args.json;
     Ok(o)
 }
 
@@ -124,7 +123,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     candlelog::store::init(&paths)?;
     let mut store = Store::open(&paths, cli.store_options_with(&config))?;
     super::report_open(&store);
-    let mut r = sync(&mut store, &opts)?;
+    let mut bar = ProgressBar::new(std::io::stderr().is_terminal() && !args.json);
+    let mut r = sync_with(&mut store, &opts, &mut |p| bar.show(p))?;
     let (report_path, log_path) = report::run_files(&paths.root, cli.run_stamp());
     r.report_path = Some(report_path.display().to_string());
     r.log_path = Some(log_path.display().to_string());
@@ -211,4 +211,35 @@ fn record_metrics(r: &SyncReport) {
     push(Update::set("candlelog_sync_symbols{status=\"failed\"}", r.symbols_failed as f64));
     push(Update::add("candlelog_exchange_rate_limited_total", r.rate_limited as f64));
     push(Update::add("candlelog_exchange_banned_total", if r.banned { 1.0 } else { 0.0 }));
+}
+
+/// The sync's progress bar on a terminal (stderr); nothing otherwise, where
+/// the library's log lines say the same.
+struct ProgressBar(Option<indicatif::ProgressBar>);
+
+impl ProgressBar {
+    fn new(enabled: bool) -> ProgressBar {
+        ProgressBar(enabled.then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} series  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        }))
+    }
+
+    fn show(&mut self, p: Progress<'_>) {
+        let Some(bar) = &self.0 else { return };
+        match p {
+            Progress::Planned { series } => bar.set_length(series),
+            Progress::Series { symbol, interval, error, weight_used } => {
+                bar.inc(1);
+                bar.set_message(format!("{symbol} {interval} · weight {weight_used}"));
+                if let Some(e) = error {
+                    bar.println(format!("{symbol} {interval}: {e}"));
+                }
+            }
+            Progress::Finished => bar.finish_and_clear(),
+        }
+    }
 }

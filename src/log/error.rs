@@ -51,6 +51,12 @@ fn hint_text(hint: &str) -> String {
     if hint.is_empty() { String::new() } else { format!("; {hint}") }
 }
 
+impl From<crate::durable::IoError> for LogError {
+    fn from(e: crate::durable::IoError) -> LogError {
+        LogError::Io { op: e.op, path: e.path, source: e.source }
+    }
+}
+
 impl LogError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> LogError {
         LogError::Io { op, path: path.into(), source }

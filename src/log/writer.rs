@@ -76,7 +76,7 @@ pub struct LogWriter {
 impl LogWriter {
     /// Opens (creating if needed) the log in `dir`, truncating a torn tail.
     pub fn open(dir: &Path, opts: WriterOptions) -> Result<(LogWriter, Vec<Truncation>), LogError> {
-        create_dir_durably(dir)?;
+        crate::durable::create_dir(dir)?;
         let compressor = zstd::bulk::Compressor::new(opts.zstd_level).map_err(|e| LogError::io("zstd init", dir, e))?;
         let mut w = LogWriter {
             dir: dir.to_path_buf(),
@@ -104,7 +104,7 @@ impl LogWriter {
                     reason: "segment file created but its header never completed".into(),
                 });
                 std::fs::remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
-                sync_dir(dir)?;
+                crate::durable::sync_dir(dir)?;
                 segments.pop();
             }
         }
@@ -261,7 +261,7 @@ impl LogWriter {
             OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| LogError::io("create", &path, e))?;
         file.write_all(&header.encode()).map_err(|e| LogError::io("write", &path, e))?;
         file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
-        sync_dir(&self.dir)?;
+        crate::durable::sync_dir(&self.dir)?;
         let info = SegmentInfo {
             seq,
             first_lsn: self.next_lsn,
@@ -353,37 +353,6 @@ fn is_zero_or_prefix(path: &Path) -> Result<bool, LogError> {
     let magic = super::segment::SEGMENT_MAGIC;
     // All zeros (the header never landed) or a header cut short.
     Ok(data.iter().all(|&b| b == 0) || (data.len() < SEGMENT_HEADER_LEN && magic.starts_with(&data[..data.len().min(magic.len())])))
-}
-
-/// Creates `dir` if missing and fsyncs its parent so the entry survives a crash.
-pub fn create_dir_durably(dir: &Path) -> Result<(), LogError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to a temporary file beside `path`, fsyncs it and renames it
-/// over `path`, then fsyncs the directory: readers see the old file or the
-/// whole new one.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(|e| LogError::io("create", &tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| LogError::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| LogError::io("rename", path, e))?;
-    sync_dir(dir)
-}
-
-/// fsyncs a directory so a created or removed entry is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| LogError::io("fsync directory", dir, e))
 }
 
 pub(crate) fn now_ms() -> i64 {

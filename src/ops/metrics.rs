@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::Interval;
 use crate::log::catalog::read_head;
 use crate::projection::Index;
@@ -140,9 +140,5 @@ fn fmt_value(v: f64) -> String {
 
 /// Replaces `path` atomically so the collector never reads half a file.
 pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("candlelog.prom")));
-    std::fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))?;
-    Ok(())
+    Ok(crate::durable::write(path, text.as_bytes())?)
 }

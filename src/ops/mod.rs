@@ -1,9 +1,15 @@
 //! The commands, as library functions returning reports; `src/cli/` prints them.
 
+pub mod backup;
+pub mod drill;
 pub mod dump;
 pub mod health;
 pub mod import;
 pub mod metrics;
+pub mod rebuild;
+pub mod recover;
+pub mod restore;
+pub mod runs;
 pub mod sla;
 pub mod status;
 pub mod sync;

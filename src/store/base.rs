@@ -18,10 +18,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::Paths;
-use crate::backup::SnapshotManifest;
-use crate::backup::snapshot::unpack;
 use crate::error::{Error, Result};
 use crate::projection::{Applied, unhex32};
+use crate::snapshot::SnapshotManifest;
+use crate::snapshot::unpack;
 
 pub const BASE_FORMAT: u32 = 1;
 
@@ -71,9 +71,9 @@ impl LogBase {
     /// Writes the snapshot, then the manifest that makes it the base (durably).
     pub fn write(&self, paths: &Paths, compressed: &[u8]) -> Result<()> {
         let file = paths.base_snapshot();
-        crate::log::writer::write_durably(&file, compressed)?;
+        crate::durable::write(&file, compressed)?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::io("serialise log base", "", std::io::Error::other(e)))?;
-        Ok(crate::log::writer::write_durably(&paths.base_manifest(), &json)?)
+        Ok(crate::durable::write(&paths.base_manifest(), &json)?)
     }
 
     /// The chain position the snapshot reflects.

@@ -49,8 +49,8 @@ pub struct Store {
 
 /// Creates the data directory if needed (idempotent).
 pub fn init(paths: &Paths) -> Result<()> {
-    crate::log::writer::create_dir_durably(&paths.root)?;
-    crate::log::writer::create_dir_durably(&paths.log)?;
+    crate::durable::create_dir(&paths.root)?;
+    crate::durable::create_dir(&paths.log)?;
     Ok(())
 }
 
@@ -175,7 +175,7 @@ pub fn quarantine(paths: &Paths, files: &[&std::path::Path]) -> Result<std::path
         }
         dir = paths.root.join("quarantine").join(format!("{stamp}-{n}"));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+    crate::durable::create_dir(&dir)?;
     for f in files {
         for suffix in ["", "-wal", "-shm"] {
             let mut name = f.as_os_str().to_owned();
@@ -187,6 +187,6 @@ pub fn quarantine(paths: &Paths, files: &[&std::path::Path]) -> Result<std::path
             }
         }
     }
-    crate::log::writer::sync_dir(&paths.root)?;
+    crate::durable::sync_dir(&paths.root)?;
     Ok(dir)
 }

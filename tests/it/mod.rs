@@ -9,4 +9,5 @@ mod prune;
 mod recover;
 mod s3;
 mod sla;
+mod source;
 mod sync;

@@ -39,17 +39,28 @@ pub fn json(r: &Run) -> serde_json::Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", r.stdout, r.stderr))
 }
 
-/// The real SKRUSDT archives in ../shared/data; fails loudly when missing.
-pub fn shared_archives() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance/data.binance.vision/futures/um/monthly/klines/SKRUSDT/4h");
-    assert!(p.is_dir(), "reference data missing: {} (tests read ../shared/data in place)", p.display());
+/// `../shared/data/binance`, the real exchange data the tests read in place.
+/// Without it the whole test binary stops at the first test that needs it,
+/// with one line saying what is missing (not a panic per test).
+pub fn shared_data() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance");
+    if !p.is_dir() {
+        eprintln!(
+            "error: the tests read real exchange data in place from {}, which is missing: check out `shared/` beside this repository",
+            p.display()
+        );
+        std::process::exit(1);
+    }
     p
 }
 
+/// The real SKRUSDT archives in ../shared/data.
+pub fn shared_archives() -> PathBuf {
+    shared_data().join("data.binance.vision/futures/um/monthly/klines/SKRUSDT/4h")
+}
+
 pub fn shared_klines_json() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance/SKRUSDT-4h-klines.json");
-    assert!(p.is_file(), "reference data missing: {}", p.display());
-    p
+    shared_data().join("SKRUSDT-4h-klines.json")
 }
 
 /// A small deterministic generator (xorshift) so fixtures never change.

@@ -43,8 +43,17 @@ pub struct SyncOptions {
     pub request_timeout: Duration,
     pub min_success: f64,
     pub weight_margin: f64,
-    /// Draw a progress bar on stderr (a terminal); otherwise log a line per series.
-    pub progress: bool,
+}
+
+/// What a sync reports as it goes: the CLI draws a bar from these.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The series that will be fetched, once planned.
+    Planned { series: u64 },
+    /// One series fetched and committed (or failed).
+    Series { symbol: &'a str, interval: Interval, error: Option<&'a str>, weight_used: u64 },
+    /// Every series is done.
+    Finished,
 }
 
 impl Default for SyncOptions {
@@ -60,7 +69,6 @@ impl Default for SyncOptions {
             request_timeout: Duration::from_secs(10),
             min_success: 0.98,
             weight_margin: 0.05,
-            progress: false,
         }
     }
 }
@@ -70,6 +78,11 @@ pub const PARTIAL_FLOOR: f64 = 0.80;
 
 /// Runs one sync on an open store (the caller holds the writer lock).
 pub fn sync(store: &mut Store, opts: &SyncOptions) -> Result<SyncReport> {
+    sync_with(store, opts, &mut |_| {})
+}
+
+/// [`sync`], reporting progress to `progress`.
+pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Result<SyncReport> {
     let started = Instant::now();
     let started_ms = now_ms();
     let deadline = started + opts.timeout;
@@ -159,7 +172,7 @@ pub fn sync(store: &mut Store, opts: &SyncOptions) -> Result<SyncReport> {
         }
     }
 
-    let progress = progress_bar(opts.progress, plans.len() as u64);
+    progress(Progress::Planned { series: plans.len() as u64 });
     let (tx, rx) = mpsc::channel::<Fetched>();
     let fetcher = {
         let client = client.clone();
@@ -193,14 +206,12 @@ pub fn sync(store: &mut Store, opts: &SyncOptions) -> Result<SyncReport> {
             }
         }
         for f in &group {
-            log_series(f, &progress, &client);
+            log_series(f, progress, &client);
         }
         committed.extend(group);
     }
     let timed_out = fetcher.join().unwrap_or(true);
-    if let Some(p) = &progress {
-        p.finish_and_clear();
-    }
+    progress(Progress::Finished);
     for f in committed.iter() {
         report.series.push(f.to_report());
     }
@@ -239,39 +250,25 @@ fn commit_group(store: &mut Store, group: &mut [Fetched]) -> Result<()> {
     Ok(())
 }
 
-fn log_series(f: &Fetched, progress: &Option<indicatif::ProgressBar>, client: &BinanceClient) {
+fn log_series(f: &Fetched, progress: &mut dyn FnMut(Progress<'_>), client: &BinanceClient) {
     let status = if f.error.is_some() { "failed" } else { "ok" };
-    match progress {
-        Some(p) => {
-            p.inc(1);
-            let stats = client.stats();
-            p.set_message(format!("{} {} · weight {}", f.plan.symbol, f.plan.interval, stats.weight_used));
-            if let Some(e) = &f.error {
-                p.println(format!("{} {}: {e}", f.plan.symbol, f.plan.interval));
-            }
-        }
-        None => tracing::info!(
-            symbol = %f.plan.symbol,
-            interval = %f.plan.interval,
-            status,
-            new = f.appended,
-            revisions = f.revisions,
-            requests = f.requests,
-            error = f.error.as_deref().unwrap_or(""),
-            "series synced"
-        ),
-    }
-}
-
-fn progress_bar(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {
-    if !enabled {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} series  {msg}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    Some(bar)
+    let symbol = f.plan.symbol.to_string();
+    progress(Progress::Series {
+        symbol: &symbol,
+        interval: f.plan.interval,
+        error: f.error.as_deref(),
+        weight_used: client.stats().weight_used,
+    });
+    tracing::info!(
+        symbol = %f.plan.symbol,
+        interval = %f.plan.interval,
+        status,
+        new = f.appended,
+        revisions = f.revisions,
+        requests = f.requests,
+        error = f.error.as_deref().unwrap_or(""),
+        "series synced"
+    );
 }
 
 /// Totals, outcome, the `Run` record, and the report.

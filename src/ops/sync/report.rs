@@ -114,11 +114,9 @@ pub fn stamp_now() -> String {
 /// Writes the report atomically (temp file + rename) and prunes old runs.
 pub fn save(report: &SyncReport, path: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    let tmp = path.with_extension("json.tmp");
+    crate::durable::create_dir(dir)?;
     let text = serde_json::to_string_pretty(report).map_err(|e| Error::io("serialise report", path, std::io::Error::other(e)))?;
-    std::fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))?;
+    crate::durable::write(path, text.as_bytes())?;
     prune(dir, KEEP_RUNS)
 }
 

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::prune::{Chain, chain};
-use super::{Repository, check_format, manifests, snapshot};
+use crate::backup::prune::{Chain, chain};
+use crate::backup::{Repository, check_format, manifests};
 use crate::error::{Error, Result};
 use crate::log::scan_segment;
 use crate::projection::{Projection, hex};
+use crate::snapshot;
 use crate::store::base::BASE_FORMAT;
 use crate::store::{LogBase, Paths, Store, StoreOptions};
 
@@ -51,7 +52,7 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
         )));
     }
     let parent = into.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+    crate::durable::create_dir(parent)?;
     let name = into.file_name().and_then(|n| n.to_str()).unwrap_or("data");
     let temp = parent.join(format!(".{name}.restore-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&temp);
@@ -67,14 +68,13 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
     if into.exists() {
         if occupied {
             let aside = parent.join(format!("{name}.replaced-{}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")));
-            std::fs::rename(into, &aside).map_err(|e| Error::io("move aside", into, e))?;
+            crate::durable::rename(into, &aside)?;
             previous = Some(aside.display().to_string());
         } else {
             std::fs::remove_dir(into).map_err(|e| Error::io("remove empty directory", into, e))?;
         }
     }
-    std::fs::rename(&temp, into).map_err(|e| Error::io("move into place", &temp, e))?;
-    crate::log::writer::sync_dir(parent)?;
+    crate::durable::rename(&temp, into)?;
     Ok(RestoreReport {
         into: into.display().to_string(),
         head_lsn,
@@ -159,7 +159,7 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
         let whole = kept.len() == frames.len();
         // A segment cut mid-way loses its footer and becomes the active one.
         let data = if whole { bytes.as_slice() } else { &bytes[..last.3 as usize] };
-        std::fs::write(&dest, data).map_err(|e| Error::io("write", &dest, e))?;
+        crate::durable::write(&dest, data)?;
         written += 1;
         if !whole {
             break;
@@ -180,7 +180,7 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
                 continue;
             }
         };
-        std::fs::write(&paths.projection, &raw).map_err(|e| Error::io("write", &paths.projection, e))?;
+        crate::durable::write(&paths.projection, &raw)?;
         let ok = Projection::open_read_only(&paths.projection).and_then(|p| p.integrity_check(true)).map(|e| e.is_empty()).unwrap_or(false);
         if ok {
             snapshot_lsn = Some(m.lsn);
@@ -209,7 +209,7 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     }
     // Opening catches the projection up from the snapshot and builds the index from the log.
     drop(Store::open(&paths, StoreOptions::default())?);
-    let report = crate::ops::verify::verify(&paths, true)?;
+    let report = super::verify::verify(&paths, true)?;
     if !report.ok {
         let first = report.problems.first().map(|p| format!("{}: {} {}", p.kind, p.path, p.message)).unwrap_or_default();
         return Err(Error::Usage(format!(

@@ -17,11 +17,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Repository, SnapshotManifest, manifests, segment_objects, snapshot};
+use crate::backup::{Repository, manifests, segment_objects};
 use crate::error::{Error, Result};
 use crate::log::segment::{list_segments, segment_path};
 use crate::log::{SegmentEnd, scan_segment};
 use crate::projection::{Index, Projection, hex};
+use crate::snapshot::{self, SnapshotManifest};
 use crate::store::{DirLock, LogBase, Paths, Store, StoreOptions, quarantine};
 
 #[derive(Clone, Debug, Serialize)]
@@ -80,15 +81,7 @@ impl<'a> Remote<'a> {
 }
 
 fn write_segment(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("seg.recover");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))?;
-    if let Some(dir) = path.parent() {
-        crate::log::writer::sync_dir(dir)?;
-    }
-    Ok(())
+    Ok(crate::durable::write(path, bytes)?)
 }
 
 pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> Result<RecoverReport> {
@@ -97,7 +90,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
     }
     let lock = DirLock::exclusive(&paths.lock)?;
-    std::fs::create_dir_all(&paths.log).map_err(|e| Error::io("create directory", &paths.log, e))?;
+    crate::durable::create_dir(&paths.log)?;
     let mut r = RecoverReport {
         ok: false,
         steps: Vec::new(),
@@ -288,7 +281,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
 
         // 4. final verify --deep.
         let t = Instant::now();
-        let v = crate::ops::verify::verify(paths, true)?;
+        let v = super::verify::verify(paths, true)?;
         let blamed = |path: &Path| v.problems.iter().any(|p| Path::new(&p.path) == path);
         (distrust_projection, distrust_index) = (blamed(&paths.projection), blamed(&paths.index));
         let again = round == 1 && !v.ok && (distrust_projection || distrust_index);
@@ -355,7 +348,7 @@ fn best_snapshot(
                     continue;
                 }
             };
-            std::fs::write(dest, &raw).map_err(|e| Error::io("write", dest, e))?;
+            crate::durable::write(dest, &raw)?;
             if Projection::open_read_only(dest).and_then(|p| p.integrity_check(true)).map(|e| e.is_empty()).unwrap_or(false) {
                 return Ok(Some(m.clone()));
             }
@@ -363,4 +356,26 @@ fn best_snapshot(
         }
     }
     Ok(None)
+}
+
+/// `recover --sync`: after a successful recovery, catch the directory up from
+/// the exchange and add the step (and any failure) to the report.
+pub fn catch_up(paths: &Paths, opts: StoreOptions, sync: &super::sync::SyncOptions, r: &mut RecoverReport) -> Result<()> {
+    if !r.ok {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let mut store = Store::open(paths, opts)?;
+    let s = super::sync::sync(&mut store, sync)?;
+    r.head_lsn = s.head_lsn;
+    r.steps.push(Step {
+        name: "sync",
+        ms: t.elapsed().as_millis() as u64,
+        detail: format!("{:?}: {} candles appended", s.outcome, s.candles_appended),
+    });
+    if !s.ok {
+        r.ok = false;
+        r.problems.push(format!("catch-up sync ended {:?}", s.outcome));
+    }
+    Ok(())
 }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::Repository;
 use super::restore::{Cut, restore};
+use crate::backup::Repository;
 use crate::error::{Error, Result};
 use crate::event::{Event, Interval};
 use crate::log::LogReader;
@@ -121,4 +121,34 @@ fn compare(live: &Paths, restored: &Paths, lsn: u64) -> Result<(usize, Vec<Strin
         }
     }
     Ok((tables.len(), diffs))
+}
+
+/// Writes the drill into the history: a `Run` record (event format 2, kind
+/// `drill`) appended to the live log, and `DIR/runs/drill-<stamp>.json`
+/// where `sla` audits the drills. A writer running right now only costs the
+/// Run record (returned as a warning); the report file is always written.
+pub fn record(live: &Paths, opts: crate::store::StoreOptions, report: &DrillReport, stamp: &str) -> Option<String> {
+    use crate::event::{Outcome, OutcomeStatus, Run, RunKind};
+    let run = Run {
+        kind: RunKind::Drill,
+        id: format!("drill-{}-{}", report.ended_ms, std::process::id()),
+        started_ms: report.ended_ms - (report.rto_ms + report.compare_ms) as i64,
+        ended_ms: report.ended_ms,
+        outcomes: vec![Outcome {
+            unit: report.repository.clone(),
+            interval: None,
+            status: if report.ok { OutcomeStatus::Ok } else { OutcomeStatus::Failed },
+            appended: 0,
+            revisions: 0,
+            message: format!(
+                "restored LSN {} in {} ms (RTO){}",
+                report.restored_lsn,
+                report.rto_ms,
+                report.problems.first().map(|p| format!("; {p}")).unwrap_or_default()
+            ),
+        }],
+    };
+    let appended = crate::store::Store::open(live, opts).and_then(|mut store| store.append(&[Event::Run(run)]));
+    super::runs::save(&live.root, "drill", stamp, report);
+    appended.err().map(|e| format!("the drill's Run record was not written: {e}"))
 }
