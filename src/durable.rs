@@ -47,20 +47,24 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates `dir` and any missing parents, fsyncing each parent whose entry
-/// was created, so the whole path survives a crash.
+/// was created, so the whole path survives a crash. An error names `dir`.
 pub fn create_dir(dir: &Path) -> Result<()> {
+    create_dir_inner(dir).map_err(|e| IoError::new("create directory", dir, e))
+}
+
+fn create_dir_inner(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_dir(parent)?;
+        create_dir_inner(parent)?;
     }
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
-        Err(e) => return Err(IoError::new("create directory", dir, e)),
+        Err(e) => return Err(e),
     }
-    sync_dir(parent_of(dir))
+    File::open(parent_of(dir)).and_then(|f| f.sync_all())
 }
 
 /// Writes a whole file atomically and durably: `fill` writes the content to a

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use candlelog::config::DEFAULT_SYMBOLS;
 use candlelog::event::Interval;
-use candlelog::ops::metrics::{Update, record, render, write_textfile};
+use candlelog::ops::metrics::{Update, record, record_reader, render, write_textfile};
 
 use super::Cli;
 
@@ -29,7 +29,8 @@ pub fn after(cli: &Cli, failed: bool) {
     let updates = PENDING.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
     let paths = cli.paths_with(&config);
     // Counters and last-run values are kept even without a textfile: health reads them.
-    if let Err(e) = record(&paths, &updates)
+    let recorded = if cli.command.is_writer() { record(&paths, &updates) } else { record_reader(&paths, &updates) };
+    if let Err(e) = recorded
         && textfile.is_some()
     {
         eprintln!("warning: metrics counters not persisted: {e}");

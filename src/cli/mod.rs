@@ -85,6 +85,22 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command is one of the data directory's writers (it takes
+    /// the lock). Readers never take it, not even to record their metrics.
+    pub fn is_writer(&self) -> bool {
+        match self {
+            Command::Init(_) | Command::Import(_) | Command::Rebuild(_) | Command::Sync(_) | Command::Recover(_) => true,
+            Command::Backup(b) => b.action.is_none(),
+            Command::Verify(_)
+            | Command::Status(_)
+            | Command::Dump(_)
+            | Command::Health(_)
+            | Command::Sla(_)
+            | Command::Restore(_)
+            | Command::Drill(_) => false,
+        }
+    }
+
     /// The subcommand's name, as metrics label it.
     pub fn name(&self) -> &'static str {
         match self {

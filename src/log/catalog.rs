@@ -79,15 +79,29 @@ pub fn read_head(log_dir: &Path) -> Result<LogHead, LogError> {
             head.sealed += 1;
         }
     }
-    let Some((seq, path)) = segments.last() else { return Ok(head) };
-    let data = super::reader::read_file(path)?;
+    // A last segment still being created (by a writer right now, or one a crash
+    // cut short) holds no frame: the head is where the one before it ends.
+    let mut last = segments.len();
+    let data = loop {
+        let Some((_, path)) = last.checked_sub(1).and_then(|i| segments.get(i)) else { return Ok(head) };
+        let data = super::reader::read_file(path)?;
+        if last == segments.len() && super::segment::is_half_created(&data) {
+            head.torn = Some((0, data.len() as u64));
+            last -= 1;
+            continue;
+        }
+        break data;
+    };
+    let Some((seq, path)) = segments.get(last - 1) else { return Ok(head) };
     let scan = super::reader::scan_segment(path, *seq, &data, true, None);
     if let Some(d) = scan.damage.into_iter().next() {
         return Err(d.into_error());
     }
     head.lsn = scan.next_lsn - 1;
     head.hash = scan.head_hash;
-    if let super::reader::SegmentEnd::Torn { offset, len, .. } = scan.end {
+    if let super::reader::SegmentEnd::Torn { offset, len, .. } = scan.end
+        && head.torn.is_none()
+    {
         head.torn = Some((offset, len));
     }
     Ok(head)

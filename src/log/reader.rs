@@ -334,6 +334,9 @@ impl LogReader {
         for (i, (seq, path)) in self.segments.iter().enumerate().skip(start) {
             let data = read_file(path)?;
             let is_last = i + 1 == self.segments.len();
+            if is_last && i > start && super::segment::is_half_created(&data) {
+                break; // being created right now (or cut short by a crash): no frame yet
+            }
             let scan = scan_segment(path, *seq, &data, is_last, expect);
             if let Some(d) = scan.damage.into_iter().next() {
                 return Err(d.into_error().into());

@@ -139,6 +139,14 @@ impl Footer {
     }
 }
 
+/// A segment file whose creation a crash (or a writer right now) has not
+/// finished: all zeros, or a header cut short. Only the last segment can be
+/// one; the writer removes it on open, readers treat it as a torn tail.
+pub fn is_half_created(data: &[u8]) -> bool {
+    data.iter().all(|&b| b == 0)
+        || (data.len() < SEGMENT_HEADER_LEN && SEGMENT_MAGIC.starts_with(&data[..data.len().min(SEGMENT_MAGIC.len())]))
+}
+
 pub(crate) fn le_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(b.get(..8).unwrap_or(&[0; 8]));

@@ -349,10 +349,7 @@ fn unreachable_damaged(path: &Path) -> Result<(), LogError> {
 }
 
 fn is_zero_or_prefix(path: &Path) -> Result<bool, LogError> {
-    let data = read_file(path)?;
-    let magic = super::segment::SEGMENT_MAGIC;
-    // All zeros (the header never landed) or a header cut short.
-    Ok(data.iter().all(|&b| b == 0) || (data.len() < SEGMENT_HEADER_LEN && magic.starts_with(&data[..data.len().min(magic.len())])))
+    Ok(super::segment::is_half_created(&read_file(path)?))
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Interval};
 use crate::log::LogReader;
 use crate::projection::{LogRows, Projection};
-use crate::store::{DirLock, LogBase, Paths};
+use crate::store::{LogBase, Paths};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DrillReport {
@@ -79,7 +79,6 @@ fn compare(live: &Paths, restored: &Paths, lsn: u64) -> Result<(usize, Vec<Strin
     if !live.root.is_dir() {
         return Err(Error::Usage(format!("data directory {} does not exist", live.root.display())));
     }
-    let _lock = DirLock::shared(&live.lock)?;
     let mut latest = LogRows::default();
     // A live log whose older history was pruned: its base snapshot's rows, then the frames after it.
     let mut after = 0;

@@ -12,7 +12,8 @@ use crate::event::Interval;
 use crate::log::catalog::read_head;
 use crate::ops::sync::plan::{last_closed_open, slots};
 use crate::projection::{Index, Projection};
-use crate::store::{DirLock, Paths};
+use crate::store::view::{PinError, pin_together};
+use crate::store::{Paths, writer_pid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -101,13 +102,11 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         let msg = format!("data directory {} does not exist", paths.root.display());
         return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", msg)] });
     }
-    let lock = match DirLock::shared(&paths.lock) {
-        Ok(l) => l,
-        Err(e) => return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", e.to_string())] }),
-    };
+    // Never the writer's lock: health runs beside a sync and reports its real checks.
+    let writer = writer_pid(&paths.lock);
     let index = Index::open_read_only(&paths.index);
     let projection = Projection::open_read_only(&paths.projection);
-    let (index, projection) = match (index, projection) {
+    let (mut index, mut projection) = match (index, projection) {
         (Ok(i), Ok(p)) => (i, p),
         (Err(e), _) => return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", e.to_string())] }),
         (_, Err(e)) => {
@@ -116,6 +115,17 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
                 checks: vec![check("integrity", Status::Critical, "", "", e.to_string())],
             });
         }
+    };
+    // One committed state for everything below; the log is read after it, so it is never behind.
+    let (proj_applied, index_applied) = match pin_together(&mut projection, &mut index, writer.is_some()) {
+        Ok(x) => x,
+        Err(PinError::Projection(e)) => {
+            return Ok(HealthReport {
+                status: Status::Critical,
+                checks: vec![check("integrity", Status::Critical, "", "", e.to_string())],
+            });
+        }
+        Err(PinError::Index(e)) => return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", e.to_string())] }),
     };
     let cursors = index.cursors()?;
     let by_series: BTreeMap<(String, Interval), &crate::projection::Cursor> =
@@ -207,6 +217,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     // 3. integrity (the fast subset of verify)
     let mut problems = Vec::new();
     let mut lag = None;
+    let mut note = None;
     match projection.integrity_check(true) {
         Ok(errs) if errs.is_empty() => {}
         Ok(errs) => problems.push(format!("quick_check: {}", errs.join("; "))),
@@ -220,19 +231,21 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         }
     };
     if let Some(h) = &head {
-        match projection.applied() {
-            Ok(a) if a.lsn == h.lsn && a.hash == h.hash => {}
-            Ok(a) if a.lsn > h.lsn => problems.push(format!("lost frames: projection at LSN {}, log ends at {}", a.lsn, h.lsn)),
-            Ok(a) if a.lsn == h.lsn => problems.push(format!("projection head hash differs from the log's at LSN {}", a.lsn)),
-            Ok(a) => lag = Some(format!("projection at LSN {} lags the log at {} (the next writer catches it up)", a.lsn, h.lsn)),
-            Err(e) => problems.push(e.to_string()),
+        let a = proj_applied;
+        match writer {
+            _ if a.lsn == h.lsn && a.hash == h.hash => {}
+            _ if a.lsn > h.lsn => problems.push(format!("lost frames: projection at LSN {}, log ends at {}", a.lsn, h.lsn)),
+            _ if a.lsn == h.lsn => problems.push(format!("projection head hash differs from the log's at LSN {}", a.lsn)),
+            // A running writer applies what it just committed: that lag is its work in progress.
+            Some(pid) => note = Some(format!("a writer (pid {pid}) is committing: projection at LSN {}, log at {}", a.lsn, h.lsn)),
+            None => lag = Some(format!("projection at LSN {} lags the log at {} (the next writer catches it up)", a.lsn, h.lsn)),
         }
     }
     checks.push(if let (true, Some(lag)) = (problems.is_empty(), &lag) {
         // The state a killed writer leaves: not damage, repaired by the next open.
         check("integrity", Status::Warning, "lagging", "projection = log head", lag.clone())
     } else if problems.is_empty() {
-        check("integrity", Status::Ok, "ok", "quick_check ok, tail verifies, projection = log head", "ok")
+        check("integrity", Status::Ok, "ok", "quick_check ok, tail verifies, projection = log head", note.unwrap_or_else(|| "ok".into()))
     } else {
         check("integrity", Status::Critical, format!("{} problem(s)", problems.len()), "0", problems.join("; "))
     });
@@ -258,6 +271,17 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     let unreadable = checks.iter().any(|c| c.name == "consistency");
     if unreadable {
         // Already reported above.
+    } else if let (Some(pid), true) = (writer, proj_applied.lsn != index_applied.lsn) {
+        checks.push(check(
+            "consistency",
+            Status::Ok,
+            "applying",
+            "projection = log index",
+            format!(
+                "a writer (pid {pid}) is applying: projection at LSN {}, index at LSN {}; not compared this time",
+                proj_applied.lsn, index_applied.lsn
+            ),
+        ));
     } else if mismatched.is_empty() {
         checks.push(check(
             "consistency",
@@ -298,8 +322,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     });
 
     // 6. backups: every repository candlelog has backed up to (recorded by `backup`).
-    let backups: Vec<(String, f64)> = index
-        .metrics()?
+    let backups: Vec<(String, f64)> = super::metrics::persisted(paths, Some(&index))?
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix("candlelog_backup_last_success_timestamp_seconds").map(|l| (l.to_string(), v)))
         .collect();
@@ -385,7 +408,6 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         Ok(_) => check("disk", Status::Unknown, "", "", "the filesystem reports no size"),
         Err(e) => check("disk", Status::Unknown, "", "", format!("statvfs {}: {e}", paths.root.display())),
     });
-    drop(lock);
     let status = checks.iter().fold(Status::Ok, |acc, c| acc.worst(c.status));
     Ok(HealthReport { status, checks })
 }

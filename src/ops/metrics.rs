@@ -1,12 +1,14 @@
 //! Prometheus metrics for node_exporter's textfile collector: gauges computed
 //! from the data directory, plus counters and last-run values that survive
-//! across runs in the index. Written atomically (temp file + rename).
+//! across runs. Writers keep theirs in the index; readers (verify, health…),
+//! which never take the writer's lock, keep theirs in `DIR/metrics.json`
+//! under a lock of its own. Written atomically (temp file + rename).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::Interval;
 use crate::log::catalog::read_head;
 use crate::projection::Index;
@@ -55,16 +57,71 @@ impl Update {
     }
 }
 
-/// Applies updates to the index under the writer lock (taken without waiting).
+/// Applies a writer's updates to the index under the writer lock (taken
+/// without waiting). When another writer holds it by now, they go to the
+/// readers' file instead: a counter is never lost.
 pub fn record(paths: &Paths, updates: &[Update]) -> Result<()> {
     if updates.is_empty() || !paths.root.is_dir() {
         return Ok(());
     }
-    let _lock = DirLock::exclusive(&paths.lock)?;
+    let _lock = match DirLock::exclusive(&paths.lock) {
+        Ok(l) => l,
+        Err(Error::Locked { .. }) => return record_reader(paths, updates),
+        Err(e) => return Err(e),
+    };
     let index = Index::open(&paths.index)?;
     let rows: Vec<(String, bool, f64)> = updates.iter().map(|u| (u.sample.clone(), u.add, u.value)).collect();
     index.update_metrics(&rows)?;
     Ok(())
+}
+
+/// `DIR/metrics.json`: the samples of commands that do not hold the writer lock.
+fn reader_file(paths: &Paths) -> std::path::PathBuf {
+    paths.root.join("metrics.json")
+}
+
+/// Applies a reader's updates to `DIR/metrics.json`, under `DIR/metrics.lock`
+/// (held for the few milliseconds of the update; never the writer's lock).
+pub fn record_reader(paths: &Paths, updates: &[Update]) -> Result<()> {
+    if updates.is_empty() || !paths.root.is_dir() {
+        return Ok(());
+    }
+    let lock_path = paths.root.join("metrics.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("open", &lock_path, e))?;
+    lock.lock().map_err(|e| Error::io("lock", &lock_path, e))?;
+    let mut samples = read_reader_file(paths);
+    for u in updates {
+        let slot = samples.entry(u.sample.clone()).or_insert(0.0);
+        *slot = if u.add { *slot + u.value } else { u.value };
+    }
+    let json = serde_json::to_vec_pretty(&samples).map_err(|e| Error::io("serialise", reader_file(paths), std::io::Error::other(e)))?;
+    Ok(crate::durable::write(&reader_file(paths), &json)?)
+}
+
+/// The readers' samples; an unreadable file counts as empty (it only holds
+/// counters, and the next update rewrites it whole).
+fn read_reader_file(paths: &Paths) -> BTreeMap<String, f64> {
+    std::fs::read(reader_file(paths)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Every persisted sample: the index's (writers'), then the readers' file
+/// over it — counters (`…_total`) add up, a gauge takes the readers' value.
+pub fn persisted(paths: &Paths, index: Option<&Index>) -> Result<Vec<(String, f64)>> {
+    let mut all: BTreeMap<String, f64> = match index {
+        Some(i) => i.metrics()?.into_iter().collect(),
+        None => BTreeMap::new(),
+    };
+    for (k, v) in read_reader_file(paths) {
+        let counter = k.split('{').next().is_some_and(|n| n.ends_with("_total"));
+        let slot = all.entry(k).or_insert(0.0);
+        *slot = if counter { *slot + v } else { v };
+    }
+    Ok(all.into_iter().collect())
 }
 
 /// Renders the whole textfile. `configured` is the symbol count the config
@@ -90,9 +147,9 @@ pub fn render(paths: &Paths, configured: &[(Interval, usize)]) -> Result<String>
     for (i, n) in configured {
         push("candlelog_configured_symbols", format!("{{interval=\"{i}\"}}"), *n as f64);
     }
-    let mut persisted = Vec::new();
+    let mut index_samples = None;
     if paths.index.exists() {
-        // A writer holding the index (a sync right now) makes it unreadable: export what we can.
+        // An index a killed writer left unrepaired is unreadable until the next writer: export what we can.
         if let Ok(index) = Index::open_read_only(&paths.index) {
             let mut per: BTreeMap<Interval, (u64, u64, i64)> = BTreeMap::new();
             for c in index.cursors()? {
@@ -108,10 +165,10 @@ pub fn render(paths: &Paths, configured: &[(Interval, usize)]) -> Result<String>
                 push("candlelog_candles", l.clone(), candles as f64);
                 push("candlelog_series_stalest_close_timestamp_seconds", l, (stalest as f64 / 1000.0).floor());
             }
-            persisted = index.metrics()?;
+            index_samples = Some(index);
         }
     }
-    for (sample, v) in persisted {
+    for (sample, v) in persisted(paths, index_samples.as_ref())? {
         let (name, labels) = match sample.find('{') {
             Some(p) => (&sample[..p], sample[p..].to_string()),
             None => (sample.as_str(), String::new()),

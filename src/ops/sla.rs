@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::event::{Event, OutcomeStatus, Run, RunKind};
 use crate::log::LogReader;
-use crate::store::{DirLock, Paths};
+use crate::store::Paths;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -115,7 +115,6 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
     if !paths.root.is_dir() {
         return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
     }
-    let _lock = DirLock::shared(&paths.lock)?;
     let mut runs: Vec<Run> = Vec::new();
     let reader = LogReader::open(&paths.log)?;
     let (log_start, log_start_hash) = reader.start()?;

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::event::Lsn;
 use crate::log::catalog::read_head;
 use crate::projection::{Index, Projection, hex};
-use crate::store::{DirLock, Paths};
+use crate::store::Paths;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SeriesStatus {
@@ -52,17 +52,18 @@ pub fn status(paths: &Paths) -> Result<StatusReport> {
     if !paths.root.is_dir() {
         return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
     }
-    let _lock = DirLock::shared(&paths.lock)?;
-    let head = read_head(&paths.log)?;
-    let projection_lsn = if paths.projection.exists() { Some(Projection::open_read_only(&paths.projection)?.applied()?.lsn) } else { None };
-    let index = match Index::open_read_only(&paths.index) {
+    // Never the writer's lock. The projection and the index are pinned first and
+    // the log read after them, so neither can appear ahead of the log.
+    let projection_lsn = if paths.projection.exists() { Some(Projection::open_read_only(&paths.projection)?.pin()?.lsn) } else { None };
+    let mut index = match Index::open_read_only(&paths.index) {
         Ok(i) => Some(i),
         // Missing, or left mid-commit by a killed writer (repaired on the next write).
         Err(_) if !paths.index.exists() => None,
         Err(e) if matches!(*e.source, redb::Error::RepairAborted) => None,
         Err(e) => return Err(e.into()),
     };
-    let index_lsn = index.as_ref().map(|i| i.applied()).transpose()?.map(|a| a.lsn);
+    let index_lsn = index.as_mut().map(|i| i.pin()).transpose()?.map(|a| a.lsn);
+    let head = read_head(&paths.log)?;
     let mut r = StatusReport {
         data_dir: paths.root.display().to_string(),
         head_lsn: head.lsn,

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Interval, Lsn};
 use crate::log::{Damage, SegmentEnd, decode_frame, scan_segment};
 use crate::projection::{Applied, Index, LogRows, Projection, TableDigest, hex};
-use crate::store::{DirLock, LogBase, Paths};
+use crate::store::{LogBase, Paths, writer_pid};
 
 /// One finding: what, where (file, byte offset, LSN), and a message.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -69,6 +69,9 @@ pub struct VerifyReport {
     /// lags the log (caught up on the next open).
     pub warnings: Vec<Problem>,
     pub gaps: Vec<Gap>,
+    /// The pid of a writer that held the data directory while the audit ran:
+    /// its frame in flight and the projections' lag are expected, not reported.
+    pub writer_pid: Option<u32>,
 }
 
 /// Runs the audit on the data directory at `paths`.
@@ -76,7 +79,10 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     if !paths.root.is_dir() {
         return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
     }
-    let _lock = DirLock::shared(&paths.lock)?;
+    // Never the writer's lock: a writer may run beside us. What we read is
+    // pinned below, projection first, then the index, then the log, so each
+    // one read is at or behind the next (the log is written first).
+    let writer = writer_pid(&paths.lock);
     let mut r = VerifyReport {
         ok: false,
         deep,
@@ -92,14 +98,21 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         problems: Vec::new(),
         warnings: Vec::new(),
         gaps: Vec::new(),
+        writer_pid: writer,
     };
-    let proj = open_projection(paths, &mut r);
+    let mut proj = open_projection(paths, &mut r);
+    let proj_applied = proj.as_mut().map(|p| p.pin()).transpose();
+    let mut index = open_index(paths, &mut r);
+    let index_applied = index.as_mut().map(|i| i.pin()).transpose();
     // The SQLite side of --deep runs beside this thread, which decodes and replays
-    // the log: integrity_check and the row digests each on their own connection.
-    let sqlite_side =
-        (deep && proj.is_some()).then(|| (on_projection(paths, |p| p.integrity_check(false)), on_projection(paths, Projection::digests)));
-    let index = open_index(paths, &mut r);
-    let proj_applied = proj.as_ref().map(|p| p.applied()).transpose();
+    // the log: integrity_check on a connection of its own, the row digests on the
+    // pinned one (so they are the rows at the pinned LSN the replay stops at).
+    let sqlite_side = match (deep, proj) {
+        (true, Some(p)) => {
+            Some((on_projection(paths, |p| p.integrity_check(false)), std::thread::spawn(move || p.digests().map_err(|e| e.to_string()))))
+        }
+        _ => None,
+    };
     let proj_applied = match proj_applied {
         Ok(a) => a,
         Err(e) => {
@@ -107,7 +120,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             None
         }
     };
-    let index_applied = match index.as_ref().map(|i| i.applied()).transpose() {
+    let index_applied = match index_applied {
         Ok(a) => a,
         Err(e) => {
             r.problems.push(problem("index_state", &paths.index, None, None, e.to_string()));
@@ -169,9 +182,17 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         };
         r.bytes += data.len() as u64;
         let is_last = i + 1 == segments.len();
+        if is_last && crate::log::segment::is_half_created(&data) {
+            if writer.is_none() {
+                let message = format!("{} bytes: a segment whose creation never completed; the next writer removes it", data.len());
+                r.warnings.push(problem("torn_tail", path, Some(0), expect.map(|e| e.0), message));
+            }
+            continue;
+        }
         let scan = scan_segment(path, *seq, &data, is_last, expect);
         r.problems.extend(scan.damage.iter().cloned().map(Problem::from));
-        if let SegmentEnd::Torn { offset, len, reason } = &scan.end {
+        // With a writer running, bytes after the last whole frame are its frame in flight.
+        if let (SegmentEnd::Torn { offset, len, reason }, None) = (&scan.end, writer) {
             r.warnings.push(problem(
                 "torn_tail",
                 path,
@@ -388,7 +409,8 @@ fn check_heads(paths: &Paths, r: &mut VerifyReport, proj: Option<Applied>, index
                 format!("the {what} recorded LSN {} which is not a frame boundary of the log; run `candlelog rebuild`", a.lsn),
             )),
         }
-        if a.lsn < r.head_lsn {
+        // A running writer applies what it just committed: lag is its work in progress.
+        if a.lsn < r.head_lsn && r.writer_pid.is_none() {
             r.warnings.push(problem(
                 "projection_lag",
                 path,

@@ -50,6 +50,17 @@ impl IndexError {
     }
 }
 
+/// Every handle opens the index in redb's single-writer mode: the one writer
+/// (which holds the data directory's lock) and any number of read-only
+/// processes share the file, and readers follow the writer's commits. In the
+/// default exclusive mode a reader would lock the writer out, and the other
+/// way round.
+fn builder() -> redb::Builder {
+    let mut b = redb::Builder::new();
+    b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    b
+}
+
 enum Db {
     Rw(Database),
     Ro(redb::ReadOnlyDatabase),
@@ -58,6 +69,24 @@ enum Db {
 pub struct Index {
     db: Db,
     path: PathBuf,
+    /// A read transaction every read goes through once [`Index::pin`]ned.
+    pinned: Option<redb::ReadTransaction>,
+}
+
+/// The transaction a read uses: the pinned one, or a fresh one.
+enum Read<'a> {
+    Pinned(&'a redb::ReadTransaction),
+    Fresh(redb::ReadTransaction),
+}
+
+impl std::ops::Deref for Read<'_> {
+    type Target = redb::ReadTransaction;
+    fn deref(&self) -> &redb::ReadTransaction {
+        match self {
+            Read::Pinned(t) => t,
+            Read::Fresh(t) => t,
+        }
+    }
 }
 
 impl Db {
@@ -71,18 +100,19 @@ impl Db {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        let db = Database::create(path).map_err(|e| ierr(path, "open", e))?;
-        let idx = Index { db: Db::Rw(db), path: path.to_path_buf() };
+        let db = builder().create(path).map_err(|e| ierr(path, "open", e))?;
+        let idx = Index { db: Db::Rw(db), path: path.to_path_buf(), pinned: None };
         let tx = idx.begin_write()?;
         for_each_table(&tx, &idx.path)?;
         tx.commit().map_err(|e| ierr(&idx.path, "commit", e))?;
         Ok(idx)
     }
 
-    /// Opens an existing index for reading only (verify, status).
+    /// Opens an existing index for reading only (verify, status, health…),
+    /// beside the writer: each read transaction sees one committed state.
     pub fn open_read_only(path: &Path) -> Result<Index, IndexError> {
-        let db = redb::ReadOnlyDatabase::open(path).map_err(|e| ierr(path, "open read-only", e))?;
-        Ok(Index { db: Db::Ro(db), path: path.to_path_buf() })
+        let db = builder().open_read_only(path).map_err(|e| ierr(path, "open read-only", e))?;
+        Ok(Index { db: Db::Ro(db), path: path.to_path_buf(), pinned: None })
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction, IndexError> {
@@ -103,8 +133,25 @@ impl Index {
         &self.path
     }
 
-    pub fn applied(&self) -> Result<Applied, IndexError> {
+    /// Pins one committed state: every later read of this handle sees it, as
+    /// a reader beside a running writer must (its applied LSN, cursors and
+    /// catalog then agree with each other). Returns the pinned head.
+    pub fn pin(&mut self) -> Result<Applied, IndexError> {
+        self.pinned = None;
         let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        self.pinned = Some(tx);
+        self.applied()
+    }
+
+    fn read(&self) -> Result<Read<'_>, IndexError> {
+        match &self.pinned {
+            Some(t) => Ok(Read::Pinned(t)),
+            None => self.db.begin_read().map(Read::Fresh).map_err(self.e("begin read")),
+        }
+    }
+
+    pub fn applied(&self) -> Result<Applied, IndexError> {
+        let tx = self.read()?;
         let meta = tx.open_table(META).map_err(self.e("open meta"))?;
         let lsn = meta.get("applied_lsn").map_err(self.e("read meta"))?.map(|v| crate::log::segment::le_u64(v.value())).unwrap_or(0);
         let hash =
@@ -114,7 +161,7 @@ impl Index {
 
     /// Looks up the stored digest of each `(symbol, interval, open time)`.
     pub fn digests(&self, keys: &[(&str, Interval, i64)]) -> Result<Vec<Option<[u8; 16]>>, IndexError> {
-        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let tx = self.read()?;
         let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
         let cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
         // A series with no cursor has no stored candles: skip its lookups (a bulk import's common case).
@@ -230,7 +277,7 @@ impl Index {
     }
 
     pub fn cursors(&self) -> Result<Vec<Cursor>, IndexError> {
-        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let tx = self.read()?;
         let t = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
         let mut out = Vec::new();
         for row in t.iter().map_err(self.e("read cursors"))? {
@@ -245,7 +292,7 @@ impl Index {
     }
 
     pub fn segments(&self) -> Result<Vec<SegmentInfo>, IndexError> {
-        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let tx = self.read()?;
         let t = tx.open_table(SEGMENTS).map_err(self.e("open segments"))?;
         let mut out = Vec::new();
         for row in t.iter().map_err(self.e("read segments"))? {
@@ -259,7 +306,7 @@ impl Index {
 
     /// The last LSN committed at or before `ms` (0 when none).
     pub fn lsn_at(&self, ms: i64) -> Result<Lsn, IndexError> {
-        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let tx = self.read()?;
         let t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
         let last = t.range(..=ms).map_err(self.e("read commits"))?.next_back();
         Ok(match last {
@@ -270,7 +317,7 @@ impl Index {
 
     /// The newest sync run recorded in the log, if any.
     pub fn last_sync(&self) -> Result<Option<SyncSummary>, IndexError> {
-        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let tx = self.read()?;
         let meta = tx.open_table(META).map_err(self.e("open meta"))?;
         let Some(v) = meta.get("last_sync").map_err(self.e("read meta"))? else { return Ok(None) };
         let b = v.value();
@@ -283,7 +330,7 @@ impl Index {
 
     /// Persisted metric samples (counters and last-run gauges).
     pub fn metrics(&self) -> Result<Vec<(String, f64)>, IndexError> {
-        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let tx = self.read()?;
         let t = match tx.open_table(METRICS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),

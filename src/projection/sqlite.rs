@@ -78,6 +78,23 @@ impl Projection {
         Ok(p)
     }
 
+    /// Pins one committed state: opens a read transaction that every later
+    /// read on this connection shares until the projection is dropped, so a
+    /// reader beside a running writer sees rows and applied LSN that agree
+    /// (SQLite's WAL keeps the snapshot; the writer is never blocked).
+    /// Returns the pinned head.
+    pub fn pin(&mut self) -> Result<Applied, ProjectionError> {
+        // Pinning again moves to the newest committed state.
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK").map_err(|e| self.err("end read", e))?;
+        }
+        self.conn.execute_batch("BEGIN").map_err(|e| self.err("begin read", e))?;
+        // The first read starts the snapshot; the table list is read inside it.
+        let applied = self.applied()?;
+        self.load_tables()?;
+        Ok(applied)
+    }
+
     fn load_tables(&mut self) -> Result<(), ProjectionError> {
         let mut stmt =
             self.conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").map_err(|e| sql_err(&self.path, "list tables", e))?;

@@ -30,16 +30,29 @@ impl DirLock {
             .map_err(|e| Error::io("write", path, e))?;
         Ok(DirLock { _file: file })
     }
+}
 
-    /// A reader (verify, status): shared with other readers, excluded by the writer.
-    pub fn shared(path: &Path) -> Result<DirLock> {
-        let mut file = open(path)?;
-        match file.try_lock_shared() {
-            Ok(()) => Ok(DirLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(Error::Locked { path: dir_of(path), pid: holder_pid(&mut file) }),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
-        }
-    }
+/// The pid of the writer holding the lock at `path` right now, found without
+/// touching the lock: readers never take it (taking it, even for a moment,
+/// could make a writer starting in that instant exit 75). Read from
+/// `/proc/locks`, where the kernel lists every flock with its file's device
+/// and inode. `None` when no writer holds it, or where `/proc/locks` cannot be
+/// read (then readers simply cannot tell a write in flight from a torn tail).
+pub fn writer_pid(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let (major, minor) = (rustix::fs::major(meta.dev()), rustix::fs::minor(meta.dev()));
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 17618 fe:00:10010654 0 EOF"; waiters are listed as "1: -> FLOCK ...".
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [_, "FLOCK", _, "WRITE", pid, id, ..] = f.as_slice() else { return None };
+        let mut parts = id.split(':');
+        let maj = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let min = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let ino: u64 = parts.next()?.parse().ok()?;
+        (maj == major && min == minor && ino == meta.ino()).then(|| pid.parse().ok()).flatten()
+    })
 }
 
 fn open(path: &Path) -> Result<File> {
@@ -54,4 +67,23 @@ fn holder_pid(file: &mut File) -> Option<u32> {
 
 fn dir_of(path: &Path) -> std::path::PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_sees_the_writer_without_taking_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(writer_pid(&path), None);
+        let held = DirLock::exclusive(&path).unwrap();
+        assert_eq!(writer_pid(&path), Some(std::process::id()));
+        // Looking did not take it: the lock is still the writer's, and a second writer is refused.
+        assert!(matches!(DirLock::exclusive(&path), Err(Error::Locked { .. })));
+        drop(held);
+        assert_eq!(writer_pid(&path), None);
+    }
 }

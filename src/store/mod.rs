@@ -7,11 +7,12 @@ mod catchup;
 mod ingest;
 mod lock;
 mod paths;
+pub mod view;
 
 pub use base::LogBase;
 pub use catchup::RebuildStats;
 pub use ingest::{IngestStats, Overlay};
-pub use lock::DirLock;
+pub use lock::{DirLock, writer_pid};
 pub use paths::Paths;
 
 use crate::error::{Error, Result};

@@ -182,7 +182,11 @@ fn a_second_writer_exits_75_naming_the_holder() {
     let r = run(&dir, &["import", shared_archives().to_str().unwrap()]);
     assert_eq!(r.code, 75, "{}", r.stderr);
     assert!(r.stderr.contains("locked") && r.stderr.contains("pid 4242"), "{}", r.stderr);
-    assert_eq!(run(&dir, &["verify"]).code, 75, "readers wait for no writer either");
+    // Readers never take the writer's lock (issue 9): verify runs, and leaves the writer's lock alone.
+    let v = run(&dir, &["verify", "--json"]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert_eq!(json(&v)["writer_pid"], std::process::id());
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 75);
     drop(lock);
     assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
 }

@@ -6,6 +6,7 @@ mod golden;
 mod health;
 mod property;
 mod prune;
+mod readers;
 mod recover;
 mod s3;
 mod sla;
