@@ -1,6 +1,7 @@
 //! The `s3://` path against a real S3-compatible server on loopback:
 //! `s3s-fs` (`cargo install s3s-fs@0.14.1 --features binary --locked`, which
-//! `.ci/run` does). Skips, loudly, only when the server cannot start.
+//! `.ci/run` does). When the server cannot start the test fails under CI
+//! (`CI` set), and elsewhere says SKIPPED in the test output.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -36,10 +37,20 @@ fn s3s_binary() -> Option<std::path::PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
+/// The server could not start: a failure under CI, a visible skip elsewhere.
+/// Written to the real stderr, past libtest's capture, so a passing run shows it.
+fn cannot_start(why: &str) -> Option<S3> {
+    use std::io::Write;
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("the s3:// tests need an S3 server on loopback and CI is set: {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED it::s3: {why} (set CI=1 to make this a failure)\n");
+    None
+}
+
 fn start() -> Option<S3> {
     let Some(bin) = s3s_binary() else {
-        eprintln!("\n*** SKIPPING the s3:// tests: s3s-fs is not installed (cargo install s3s-fs@0.14.1 --features binary --locked) ***\n");
-        return None;
+        return cannot_start("s3s-fs is not installed (cargo install s3s-fs@0.14.1 --features binary --locked)");
     };
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("candlelog")).unwrap(); // the bucket
@@ -52,17 +63,13 @@ fn start() -> Option<S3> {
         .spawn();
     let child = match child {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("\n*** SKIPPING the s3:// tests: {} does not start: {e} ***\n", bin.display());
-            return None;
-        }
+        Err(e) => return cannot_start(&format!("{} does not start: {e}", bin.display())),
     };
     let s3 = S3 { child, endpoint: format!("http://127.0.0.1:{port}"), _root: root };
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if t.elapsed() > Duration::from_secs(10) {
-            eprintln!("\n*** SKIPPING the s3:// tests: s3s-fs did not listen on port {port} within 10 s ***\n");
-            return None;
+            return cannot_start(&format!("s3s-fs did not listen on port {port} within 10 s"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
