@@ -161,7 +161,7 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
     let applied = store.snapshot_projection(&tmp)?;
     let created = crate::log::writer::now_ms();
     let base = format!("snapshots/{:020}-{created}", applied.lsn);
-    let built = snapshot::build(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"));
+    let built = snapshot::build(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"), created);
     let _ = std::fs::remove_file(&tmp);
     let (compressed, manifest) = built?;
     repo.put(&manifest.file, &compressed)?;
