@@ -48,11 +48,11 @@ const NON_GENESIS_BASE: [u8; 32] = [0xa5; 32];
 // format change: see format/segment.md, "Compatibility".
 
 /// Chain hash after frame 1 of segment 1 (LSN 2).
-const FRAME1_HASH_HEX: &str = "18dbb73428db4cc23ee885113fdf7848c46b10247440dfcfe9c5cee6337138ff";
+pub(crate) const FRAME1_HASH_HEX: &str = "18dbb73428db4cc23ee885113fdf7848c46b10247440dfcfe9c5cee6337138ff";
 /// Head hash of `active.seg` / `sealed.seg` (after LSN 4).
 pub(crate) const SEG1_HEAD_HEX: &str = "806fc4addd7789e787b87576ca28f9b6c2e2e6a1be7615b10cba802a81ab97ca";
 /// Head hash of `second.seg` (after LSN 5).
-const SEG2_HEAD_HEX: &str = "ea6ab5b41f6cb67794cfbb0c23abc531a5d23179e6816081041198202853c1ea";
+pub(crate) const SEG2_HEAD_HEX: &str = "ea6ab5b41f6cb67794cfbb0c23abc531a5d23179e6816081041198202853c1ea";
 /// Head hash of `event_format_2.seg` (segment 2 sealed, after LSN 7).
 pub(crate) const SEG2_SEALED_HEAD_HEX: &str = "34049a8869b05e0cdc036d335570657dcdd2373c3904e28baf898856d31623be";
 /// Offset of frame 4 in `event_format_2.seg` (= 80 + frame 3's 138 bytes).
@@ -60,7 +60,7 @@ const FRAME4_OFFSET: u64 = 218;
 /// Length of `event_format_2.seg` (its footer starts 96 bytes before).
 const EVENT_FORMAT_2_LEN: u64 = 599;
 /// Offset of frame 2 in segment 1 (= 80 + frame 1's 177 bytes).
-const FRAME2_OFFSET: u64 = 257;
+pub(crate) const FRAME2_OFFSET: u64 = 257;
 /// Length of `active.seg` = offset of the footer in `sealed.seg`.
 const ACTIVE_LEN: u64 = 529;
 /// Raw (uncompressed) payload of frame 1, LSN 1-2 (format/segment.md, "Worked example").
@@ -170,7 +170,7 @@ fn candle(
 }
 
 /// LSN 1: SKRUSDT 4h opening 2026-01-22 08:00 UTC.
-fn candle1() -> Candle {
+pub(crate) fn candle1() -> Candle {
     candle(
         "SKRUSDT",
         Interval::H4,
@@ -185,7 +185,7 @@ fn candle1() -> Candle {
 }
 
 /// LSN 2: SKRUSDT 4h opening 2026-01-22 12:00 UTC.
-fn candle2() -> Candle {
+pub(crate) fn candle2() -> Candle {
     candle(
         "SKRUSDT",
         Interval::H4,
@@ -200,7 +200,7 @@ fn candle2() -> Candle {
 }
 
 /// LSN 3: BTCUSDT 1d opening 2026-01-21 00:00 UTC.
-fn candle3() -> Candle {
+pub(crate) fn candle3() -> Candle {
     candle(
         "BTCUSDT",
         Interval::D1,
@@ -239,7 +239,7 @@ fn run4() -> Run {
 }
 
 /// LSN 5: SKRUSDT 4h opening 2026-01-22 16:00 UTC.
-fn candle5() -> Candle {
+pub(crate) fn candle5() -> Candle {
     candle(
         "SKRUSDT",
         Interval::H4,

@@ -7,6 +7,7 @@ mod health;
 mod property;
 mod prune;
 mod recover;
+mod repository_format;
 mod s3;
 mod sla;
 mod source;
