@@ -9,6 +9,9 @@
 //! REPO/snapshots/<lsn:020>-<created_ms>.sqlite.zst   + .json manifest (published last)
 //! REPO/log-start.json                         where the log starts when older segments were pruned (prune.rs)
 //! ```
+//!
+//! The layout, the manifest schema and what readers must refuse are specified
+//! in format/repository.md.
 
 pub mod object;
 pub mod prune;
