@@ -32,8 +32,9 @@ pub struct SnapshotManifest {
 }
 
 /// Compresses a projection copy at `raw_path` (already VACUUMed) into a
-/// snapshot object; checks it first with `quick_check`.
-pub fn build(raw_path: &Path, lsn: u64, head_hash: [u8; 32], name: &str) -> Result<(Vec<u8>, SnapshotManifest)> {
+/// snapshot object named `name`; checks it first with `quick_check`.
+/// `created_ms` is the one in `name` (format/repository.md, "Object names").
+pub fn build(raw_path: &Path, lsn: u64, head_hash: [u8; 32], name: &str, created_ms: i64) -> Result<(Vec<u8>, SnapshotManifest)> {
     let p = Projection::open_read_only(raw_path)?;
     let problems = p.integrity_check(true)?;
     if !problems.is_empty() {
@@ -53,7 +54,7 @@ pub fn build(raw_path: &Path, lsn: u64, head_hash: [u8; 32], name: &str) -> Resu
         raw_bytes: raw.len() as u64,
         raw_blake3: blake3::hash(&raw).to_hex().to_string(),
         rows,
-        created_ms: crate::log::writer::now_ms(),
+        created_ms,
         candlelog_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     Ok((compressed, manifest))

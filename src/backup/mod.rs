@@ -9,6 +9,9 @@
 //! REPO/snapshots/<lsn:020>-<created_ms>.sqlite.zst   + .json manifest (published last)
 //! REPO/log-start.json                         where the log starts when older segments were pruned (prune.rs)
 //! ```
+//!
+//! The layout, the manifest schema and what readers must refuse are specified
+//! in format/repository.md.
 
 pub mod object;
 pub mod prune;
@@ -46,12 +49,27 @@ pub fn check_format(repo: &dyn Repository, create: bool) -> Result<()> {
     }
 }
 
-/// `segments/<seq>-<hash>.seg` → (seq, hash hex).
+/// `segments/<seq:020>-<blake3 hex>.seg` → (seq, hash hex): exactly 20
+/// decimal digits (seq ≥ 1) and 64 lowercase hex digits, as backups write
+/// them. Any other name in `segments/` is not a segment object.
 pub fn parse_segment_object(name: &str) -> Option<(u64, String)> {
     let file = name.strip_prefix("segments/")?.strip_suffix(".seg")?;
     let (seq, hash) = file.split_once('-')?;
-    (seq.len() == 20 && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(())?;
-    Some((seq.parse().ok()?, hash.to_string()))
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    (seq.len() == 20 && seq.bytes().all(|b| b.is_ascii_digit()) && hash.len() == 64 && hash.bytes().all(lower_hex)).then_some(())?;
+    let seq: u64 = seq.parse().ok().filter(|&s| s >= 1)?;
+    Some((seq, hash.to_string()))
+}
+
+/// `snapshots/<lsn:020>-<created_ms>.json` → (lsn, the name of the snapshot
+/// file it describes: the same stem with `.sqlite.zst`).
+pub fn parse_manifest_name(name: &str) -> Option<(u64, String)> {
+    let stem = name.strip_prefix("snapshots/")?.strip_suffix(".json")?;
+    let (lsn, created) = stem.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (lsn.len() == 20 && digits(lsn) && digits(created)).then_some(())?;
+    created.parse::<i64>().ok()?;
+    Some((lsn.parse().ok()?, format!("snapshots/{stem}.sqlite.zst")))
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -92,6 +110,8 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
     check_format(repo, true)?;
     store.seal()?;
     let present: std::collections::HashSet<String> = repo.list("segments")?.into_iter().collect();
+    // One object per segment number: two would be two histories.
+    let by_seq: HashMap<u64, String> = segment_objects(repo)?.into_iter().map(|(seq, name, _)| (seq, name)).collect();
     let mut report = BackupReport {
         repository: repo.location(),
         segments_uploaded: 0,
@@ -138,6 +158,13 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
             report.segments_present += 1;
             continue;
         }
+        if let Some(other) = by_seq.get(seq) {
+            return Err(Error::Usage(format!(
+                "{}: holds {other} as segment {seq}, but this log's segment {seq} is {name}: this data directory's log is not \
+                 the history backed up there (restored to an earlier point?); back up to a new repository",
+                repo.location()
+            )));
+        }
         repo.put(&name, &bytes)?;
         if blake3::hash(&repo.get(&name)?).to_hex().as_str() != hash {
             return Err(Error::Usage(format!("{}: {name} reads back differently from what was written", repo.location())));
@@ -161,7 +188,7 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
     let applied = store.snapshot_projection(&tmp)?;
     let created = crate::log::writer::now_ms();
     let base = format!("snapshots/{:020}-{created}", applied.lsn);
-    let built = snapshot::build(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"));
+    let built = snapshot::build(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"), created);
     let _ = std::fs::remove_file(&tmp);
     let (compressed, manifest) = built?;
     repo.put(&manifest.file, &compressed)?;
@@ -183,10 +210,21 @@ pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<St
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for name in repo.list("snapshots")?.into_iter().filter(|n| n.ends_with(".json")) {
+        let Some((lsn, file)) = parse_manifest_name(&name) else {
+            bad.push(format!("{name}: not a manifest name (snapshots/<lsn:020>-<created_ms>.json); refused"));
+            continue;
+        };
         match repo.get(&name).and_then(|b| serde_json::from_slice::<SnapshotManifest>(&b).map_err(|e| Error::Usage(format!("{name}: {e}"))))
         {
-            Ok(m) if repo::check_name(&m.file).is_ok() => good.push(m),
-            Ok(m) => bad.push(format!("{name}: file name {:?} refused", m.file)),
+            Ok(m) if m.format != REPO_FORMAT => {
+                bad.push(format!("{name}: written in repository format {} (this build reads {REPO_FORMAT}); upgrade candlelog", m.format))
+            }
+            // The file is the manifest's own: a manifest names nothing else (retention deletes it).
+            Ok(m) if m.file != file || repo::check_name(&m.file).is_err() => {
+                bad.push(format!("{name}: file name {:?} refused: a manifest describes {file}", m.file))
+            }
+            Ok(m) if m.lsn != lsn => bad.push(format!("{name}: its lsn {} differs from the LSN in its name; refused", m.lsn)),
+            Ok(m) => good.push(m),
             Err(e) => bad.push(e.to_string()),
         }
     }
@@ -194,11 +232,18 @@ pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<St
     Ok((good, bad))
 }
 
-/// Segment objects by sequence number.
+/// Segment objects by sequence number. Two objects for one number are two
+/// different histories: the repository is refused.
 pub fn segment_objects(repo: &dyn Repository) -> Result<Vec<(u64, String, String)>> {
     let mut out: HashMap<u64, (String, String)> = HashMap::new();
     for name in repo.list("segments")? {
         if let Some((seq, hash)) = parse_segment_object(&name) {
+            if let Some((other, _)) = out.get(&seq) {
+                return Err(Error::Usage(format!(
+                    "{}: {other} and {name} are both segment {seq}: the repository holds two different histories; refusing it",
+                    repo.location()
+                )));
+            }
             out.insert(seq, (name, hash));
         }
     }
@@ -234,7 +279,9 @@ pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport
     };
     let prune::Chain { first_seq, first_lsn, mut expect, segments, .. } = prune::chain(repo)?;
     r.first_lsn = first_lsn;
-    let mut boundaries: HashMap<u64, String> = expect.map(|(lsn, h)| (lsn - 1, crate::projection::hex(&h))).into_iter().collect();
+    // The chain hash at the log start: the base of a pruned repository, else the genesis hash at LSN 0.
+    let (start_lsn, start_hash) = expect.map_or((0, crate::log::segment::GENESIS_HASH), |(lsn, h)| (lsn - 1, h));
+    let mut boundaries: HashMap<u64, String> = HashMap::from([(start_lsn, crate::projection::hex(&start_hash))]);
     for (i, (seq, obj, hash)) in segments.iter().enumerate() {
         r.segments += 1;
         let want = first_seq + i as u64;
@@ -318,4 +365,39 @@ pub fn apply_retention(repo: &dyn Repository, keep_days: u32, now_ms: i64) -> Re
     }
     drop(newest);
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_are_exactly_what_backups_write() {
+        let h = "ab".repeat(32);
+        assert_eq!(parse_segment_object(&format!("segments/00000000000000000042-{h}.seg")), Some((42, h.clone())));
+        for bad in [
+            format!("segments/0000000000000000042-{h}.seg"),                  // 19 digits
+            format!("segments/+0000000000000000042-{h}.seg"),                 // a sign
+            format!("segments/00000000000000000000-{h}.seg"),                 // seq 0
+            format!("segments/00000000000000000042-{}.seg", "AB".repeat(32)), // upper case
+            format!("segments/00000000000000000042-{}.seg", &h[1..]),         // 63 digits
+            format!("segments/00000000000000000042-{h}.seg.tmp"),
+            format!("snapshots/00000000000000000042-{h}.seg"),
+        ] {
+            assert_eq!(parse_segment_object(&bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_manifest_name("snapshots/00000000000000000004-1769097607000.json"),
+            Some((4, "snapshots/00000000000000000004-1769097607000.sqlite.zst".into()))
+        );
+        for bad in [
+            "snapshots/4-1769097607000.json",
+            "snapshots/00000000000000000004-.json",
+            "snapshots/00000000000000000004-17690976070x0.json",
+            "snapshots/00000000000000000004-1769097607000.sqlite.zst",
+            "segments/00000000000000000004-1769097607000.json",
+        ] {
+            assert_eq!(parse_manifest_name(bad), None, "{bad}");
+        }
+    }
 }

@@ -41,7 +41,8 @@ pub struct LogStart {
 
 impl LogStart {
     pub fn base_hash(&self) -> Result<[u8; 32]> {
-        unhex32(&self.base_hash).ok_or_else(|| Error::Usage(format!("{LOG_START}: base_hash {:?} is not 64 hex digits", self.base_hash)))
+        unhex32(&self.base_hash)
+            .ok_or_else(|| Error::Usage(format!("{LOG_START}: base_hash {:?} is not 64 lowercase hex digits", self.base_hash)))
     }
 }
 

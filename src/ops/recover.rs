@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::backup::{Repository, manifests, segment_objects};
+use crate::backup::{Repository, check_format, manifests, segment_objects};
 use crate::error::{Error, Result};
 use crate::log::segment::{list_segments, segment_path};
 use crate::log::{SegmentEnd, scan_segment};
@@ -104,8 +104,11 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         problems: Vec::new(),
     };
 
-    // 1. verify segments, repairing from the repositories.
+    // 1. verify segments, repairing from the repositories (only ones this build can read).
     let t = Instant::now();
+    for repo in repos {
+        check_format(*repo, false)?;
+    }
     let remote = Remote::list(repos)?;
     let remote_max = remote.max_seq();
     let local: HashMap<u64, PathBuf> = list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?.into_iter().collect();

@@ -126,7 +126,10 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
         Cut::Lsn(n) => all_frames.rfind(|f| f.0 <= n).map_or(0, |f| f.0),
         Cut::AsOf(ms) => all_frames.rfind(|f| f.1 <= ms).map_or(0, |f| f.0),
     };
-    let (list, _) = manifests(repo)?;
+    let (list, refused) = manifests(repo)?;
+    for why in &refused {
+        tracing::warn!("snapshot manifest skipped: {why}");
+    }
     let earliest = || {
         list.iter()
             .filter(|m| m.lsn + 1 >= first_lsn)
@@ -145,7 +148,9 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
         };
         return Err(Error::Usage(format!("{} holds no frame at or before the requested point{why}", repo.location())));
     }
-    let mut boundaries: HashMap<u64, [u8; 32]> = expect_at_start.map(|(lsn, h)| (lsn - 1, h)).into_iter().collect();
+    // The chain hash at the log start: the base of a pruned repository, else the genesis hash at LSN 0.
+    let start_at = expect_at_start.map_or((0, crate::log::segment::GENESIS_HASH), |(lsn, h)| (lsn - 1, h));
+    let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::from([start_at]);
     let mut head_hash = [0u8; 32];
     let mut written = 0;
     for (seq, bytes, frames) in &segs {
@@ -168,7 +173,7 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     // The newest snapshot at or before the cut that checks out and sits on the chain.
     let mut snapshot_lsn = None;
     for m in list.iter().rev().filter(|m| m.lsn <= target && m.lsn + 1 >= first_lsn) {
-        if boundaries.get(&m.lsn).map(|h| hex(h)) != Some(m.head_hash.clone()) && m.lsn != 0 {
+        if boundaries.get(&m.lsn).map(|h| hex(h)) != Some(m.head_hash.clone()) {
             tracing::warn!(snapshot = %m.file, "skipped: its head hash is not on the log's chain");
             continue;
         }

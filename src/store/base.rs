@@ -85,7 +85,8 @@ impl LogBase {
 
     /// The chain hash before the first segment.
     pub fn base_hash(&self) -> Result<[u8; 32]> {
-        unhex32(&self.base_hash).ok_or_else(|| Error::Usage(format!("log base: base_hash {:?} is not 64 hex digits", self.base_hash)))
+        unhex32(&self.base_hash)
+            .ok_or_else(|| Error::Usage(format!("log base: base_hash {:?} is not 64 lowercase hex digits", self.base_hash)))
     }
 
     /// Adds the snapshot's rows to `rows`: the state before the log's frames after `snapshot.lsn`.

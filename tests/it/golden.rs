@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use candlelog::event::codec::{decode_events, encode_events};
+use candlelog::event::codec::{decode_events, decode_events_format, encode_events, required_format};
 use candlelog::event::{Candle, Decimal, Event, Interval, Outcome, OutcomeStatus, Run, RunKind, Symbol};
-use candlelog::log::frame::{FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameHeader, encode_frame};
+use candlelog::log::frame::{FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameHeader, encode_frame, encode_frame_format};
 use candlelog::log::segment::{FOOTER_LEN, Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SegmentHeader};
 use candlelog::log::{Damage, LogWriter, SegmentEnd, SegmentScan, decode_frame, scan_segment};
 
@@ -27,6 +27,9 @@ const FRAME1_COMMIT_MS: i64 = 1_769_097_605_000;
 const FRAME2_COMMIT_MS: i64 = 1_769_097_606_500;
 /// Frame 3 (LSN 5) committed 2026-01-22 20:00:05 UTC.
 const FRAME3_COMMIT_MS: i64 = 1_769_112_005_000;
+/// Frame 4 (LSN 6-7, event format 2: a backup run and a drill run)
+/// committed 2026-01-22 20:00:09 UTC.
+const FRAME4_COMMIT_MS: i64 = 1_769_112_009_000;
 /// zstd level the writer uses by default.
 const ZSTD_LEVEL: i32 = 3;
 /// Byte of frame 1's payload that `flipped_payload.seg` flips (XOR 0x01).
@@ -45,13 +48,19 @@ const NON_GENESIS_BASE: [u8; 32] = [0xa5; 32];
 // format change: see format/segment.md, "Compatibility".
 
 /// Chain hash after frame 1 of segment 1 (LSN 2).
-const FRAME1_HASH_HEX: &str = "18dbb73428db4cc23ee885113fdf7848c46b10247440dfcfe9c5cee6337138ff";
+pub(crate) const FRAME1_HASH_HEX: &str = "18dbb73428db4cc23ee885113fdf7848c46b10247440dfcfe9c5cee6337138ff";
 /// Head hash of `active.seg` / `sealed.seg` (after LSN 4).
-const SEG1_HEAD_HEX: &str = "806fc4addd7789e787b87576ca28f9b6c2e2e6a1be7615b10cba802a81ab97ca";
+pub(crate) const SEG1_HEAD_HEX: &str = "806fc4addd7789e787b87576ca28f9b6c2e2e6a1be7615b10cba802a81ab97ca";
 /// Head hash of `second.seg` (after LSN 5).
-const SEG2_HEAD_HEX: &str = "ea6ab5b41f6cb67794cfbb0c23abc531a5d23179e6816081041198202853c1ea";
+pub(crate) const SEG2_HEAD_HEX: &str = "ea6ab5b41f6cb67794cfbb0c23abc531a5d23179e6816081041198202853c1ea";
+/// Head hash of `event_format_2.seg` (segment 2 sealed, after LSN 7).
+pub(crate) const SEG2_SEALED_HEAD_HEX: &str = "34049a8869b05e0cdc036d335570657dcdd2373c3904e28baf898856d31623be";
+/// Offset of frame 4 in `event_format_2.seg` (= 80 + frame 3's 138 bytes).
+const FRAME4_OFFSET: u64 = 218;
+/// Length of `event_format_2.seg` (its footer starts 96 bytes before).
+const EVENT_FORMAT_2_LEN: u64 = 599;
 /// Offset of frame 2 in segment 1 (= 80 + frame 1's 177 bytes).
-const FRAME2_OFFSET: u64 = 257;
+pub(crate) const FRAME2_OFFSET: u64 = 257;
 /// Length of `active.seg` = offset of the footer in `sealed.seg`.
 const ACTIVE_LEN: u64 = 529;
 /// Raw (uncompressed) payload of frame 1, LSN 1-2 (format/segment.md, "Worked example").
@@ -97,6 +106,33 @@ const FRAME2_RAW_HEX: &str = concat!(
     "08444f474555534454060300000a6e6f74206c6973746564",     // DOGEUSDT 1h skipped 0 0 "not listed"
 );
 
+/// Raw (uncompressed) payload of frame 4, LSN 6-7: two runs of event format 2
+/// (format/segment.md, "Worked example, event format 2").
+const FRAME4_RAW_HEX: &str = concat!(
+    "0202",                                                             // tags: Run, Run
+    "00",                                                               // dict_len 0: no candles, every column empty
+    "9a01",                                                             // run body_len 154
+    "05",                                                               // kind backup
+    "196261636b75702d313736393131323030363030302d34323432",             // id "backup-1769112006000-4242"
+    "70ed4ae79b0100004cf34ae79b010000",                                 // started_ms, ended_ms
+    "02",                                                               // 2 outcomes
+    "162f7661722f6261636b7570732f63616e646c656c6f67",                   // unit "/var/backups/candlelog"
+    "00010100",                                                         // no interval, ok, appended 1, revisions 0
+    "26736e617073686f74206174204c534e20352c20313834332062797465732075", // message "snapshot at LSN 5, 1843 bytes u…
+    "706c6f61646564",                                                   // …ploaded"
+    "1473333a2f2f63616e646c65732f6e696768746c79",                       // unit "s3://candles/nightly"
+    "00020000",                                                         // no interval, failed, 0, 0
+    "12636f6e6e656374696f6e2072656675736564",                           // message "connection refused"
+    "65",                                                               // run body_len 101
+    "06",                                                               // kind drill
+    "186472696c6c2d313736393131323030383630302d34323433",               // id "drill-1769112008600-4243"
+    "dcf44ae79b01000098f74ae79b010000",                                 // started_ms, ended_ms
+    "01",                                                               // 1 outcome
+    "162f7661722f6261636b7570732f63616e646c656c6f67",                   // unit "/var/backups/candlelog"
+    "00010000",                                                         // no interval, ok, 0, 0
+    "1e726573746f726564204c534e203620696e20363430206d73202852544f29",   // message "restored LSN 6 in 640 ms (RTO)"
+);
+
 // ---------------------------------------------------------------------------
 // Building the vectors.
 
@@ -134,7 +170,7 @@ fn candle(
 }
 
 /// LSN 1: SKRUSDT 4h opening 2026-01-22 08:00 UTC.
-fn candle1() -> Candle {
+pub(crate) fn candle1() -> Candle {
     candle(
         "SKRUSDT",
         Interval::H4,
@@ -149,7 +185,7 @@ fn candle1() -> Candle {
 }
 
 /// LSN 2: SKRUSDT 4h opening 2026-01-22 12:00 UTC.
-fn candle2() -> Candle {
+pub(crate) fn candle2() -> Candle {
     candle(
         "SKRUSDT",
         Interval::H4,
@@ -164,7 +200,7 @@ fn candle2() -> Candle {
 }
 
 /// LSN 3: BTCUSDT 1d opening 2026-01-21 00:00 UTC.
-fn candle3() -> Candle {
+pub(crate) fn candle3() -> Candle {
     candle(
         "BTCUSDT",
         Interval::D1,
@@ -203,7 +239,7 @@ fn run4() -> Run {
 }
 
 /// LSN 5: SKRUSDT 4h opening 2026-01-22 16:00 UTC.
-fn candle5() -> Candle {
+pub(crate) fn candle5() -> Candle {
     candle(
         "SKRUSDT",
         Interval::H4,
@@ -217,14 +253,63 @@ fn candle5() -> Candle {
     )
 }
 
-fn frame1_events() -> Vec<Event> {
+/// LSN 6: a backup run (kind 5, event format 2): one repository written, one failed.
+fn run6_backup() -> Run {
+    Run {
+        kind: RunKind::Backup,
+        id: "backup-1769112006000-4242".into(),
+        started_ms: 1_769_112_006_000,
+        ended_ms: 1_769_112_007_500,
+        outcomes: vec![
+            Outcome {
+                unit: "/var/backups/candlelog".into(),
+                interval: None,
+                status: OutcomeStatus::Ok,
+                appended: 1,
+                revisions: 0,
+                message: "snapshot at LSN 5, 1843 bytes uploaded".into(),
+            },
+            Outcome {
+                unit: "s3://candles/nightly".into(),
+                interval: None,
+                status: OutcomeStatus::Failed,
+                appended: 0,
+                revisions: 0,
+                message: "connection refused".into(),
+            },
+        ],
+    }
+}
+
+/// LSN 7: a drill run (kind 6, event format 2) that restored LSN 6.
+fn run7_drill() -> Run {
+    Run {
+        kind: RunKind::Drill,
+        id: "drill-1769112008600-4243".into(),
+        started_ms: 1_769_112_007_900,
+        ended_ms: 1_769_112_008_600,
+        outcomes: vec![Outcome {
+            unit: "/var/backups/candlelog".into(),
+            interval: None,
+            status: OutcomeStatus::Ok,
+            appended: 0,
+            revisions: 0,
+            message: "restored LSN 6 in 640 ms (RTO)".into(),
+        }],
+    }
+}
+
+pub(crate) fn frame1_events() -> Vec<Event> {
     vec![Event::Candle(candle1()), Event::Candle(candle2())]
 }
-fn frame2_events() -> Vec<Event> {
+pub(crate) fn frame2_events() -> Vec<Event> {
     vec![Event::Candle(candle3()), Event::Run(run4())]
 }
-fn frame3_events() -> Vec<Event> {
+pub(crate) fn frame3_events() -> Vec<Event> {
     vec![Event::Candle(candle5())]
+}
+pub(crate) fn frame4_events() -> Vec<Event> {
+    vec![Event::Run(run6_backup()), Event::Run(run7_drill())]
 }
 
 fn raw_events(events: &[Event]) -> Vec<u8> {
@@ -241,6 +326,16 @@ fn push_frame(out: &mut Vec<u8>, prev: &[u8; 32], first_lsn: u64, commit_ms: i64
     hash
 }
 
+/// `push_frame` stamped with the event format the writer chooses
+/// (`required_format`: 2 when a backup or drill run is in the frame).
+fn push_frame_as_writer(out: &mut Vec<u8>, prev: &[u8; 32], first_lsn: u64, commit_ms: i64, events: &[Event]) -> [u8; 32] {
+    let raw = raw_events(events);
+    let payload = zstd::bulk::compress(&raw, ZSTD_LEVEL).unwrap();
+    let format = required_format(events);
+    let (_, hash) = encode_frame_format(out, prev, first_lsn, events.len() as u32, commit_ms, &raw, &payload, format);
+    hash
+}
+
 fn seg1_header() -> [u8; SEGMENT_HEADER_LEN] {
     SegmentHeader { seq: 1, first_lsn: 1, base_hash: GENESIS_HASH, created_ms: SEG1_CREATED_MS }.encode()
 }
@@ -253,7 +348,7 @@ fn active() -> (Vec<u8>, [u8; 32]) {
     (b, h2)
 }
 
-fn sealed() -> Vec<u8> {
+pub(crate) fn sealed() -> Vec<u8> {
     let (mut b, head) = active();
     let footer = Footer { last_lsn: 4, frame_count: 2, footer_offset: b.len() as u64, head_hash: head };
     b.extend_from_slice(&footer.encode());
@@ -265,6 +360,19 @@ fn second() -> Vec<u8> {
     let (_, seg1_head) = active();
     let mut b = SegmentHeader { seq: 2, first_lsn: 5, base_hash: seg1_head, created_ms: SEG2_CREATED_MS }.encode().to_vec();
     push_frame(&mut b, &seg1_head, 5, FRAME3_COMMIT_MS, &frame3_events());
+    b
+}
+
+/// Segment 2, sealed: frame 3 (LSN 5, event format 1, the same bytes as in
+/// `second.seg`), then frame 4 (LSN 6-7, a backup and a drill run, event
+/// format 2), then the footer.
+pub(crate) fn event_format_2() -> Vec<u8> {
+    let (_, seg1_head) = active();
+    let mut b = SegmentHeader { seq: 2, first_lsn: 5, base_hash: seg1_head, created_ms: SEG2_CREATED_MS }.encode().to_vec();
+    let h3 = push_frame_as_writer(&mut b, &seg1_head, 5, FRAME3_COMMIT_MS, &frame3_events());
+    let h4 = push_frame_as_writer(&mut b, &h3, 6, FRAME4_COMMIT_MS, &frame4_events());
+    let footer = Footer { last_lsn: 7, frame_count: 2, footer_offset: b.len() as u64, head_hash: h4 };
+    b.extend_from_slice(&footer.encode());
     b
 }
 
@@ -361,13 +469,14 @@ fn all_vectors() -> Vec<(&'static str, Vec<u8>)> {
         ("zero_hash_tail.seg", zero_hash_tail()),
         ("zero_check_tail.seg", zero_check_tail()),
         ("non_genesis_base.seg", non_genesis_base()),
+        ("event_format_2.seg", event_format_2()),
     ]
 }
 
 // ---------------------------------------------------------------------------
 // Helpers for the decode tests.
 
-fn vectors_dir() -> PathBuf {
+pub(crate) fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("format").join("vectors")
 }
 
@@ -392,7 +501,7 @@ fn hex_bytes(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn from_hex(s: &str) -> [u8; 32] {
+pub(crate) fn from_hex(s: &str) -> [u8; 32] {
     blake3::Hash::from_hex(s).unwrap_or_else(|e| panic!("bad hex {s:?}: {e}")).into()
 }
 
@@ -1056,4 +1165,95 @@ fn writer_checks_the_previous_segments_footer_offset() {
     let err = LogWriter::open(&log, Default::default()).err().expect("a footer at the wrong offset must not open");
     let msg = err.to_string();
     assert!(msg.contains(SEG1) && msg.contains(&format!("byte offset {ACTIVE_LEN}")), "{msg}");
+}
+
+// ---------------------------------------------------------------------------
+// (d) Event format 2: backup and drill runs (format/segment.md, "Event format 2").
+
+#[test]
+fn event_format_2_decodes_to_backup_and_drill_runs() {
+    let (_, s1) = scan("sealed.seg", 1, false, None);
+    for is_last in [true, false] {
+        let (bytes, s) = scan("event_format_2.seg", 2, is_last, Some((s1.next_lsn, s1.head_hash)));
+        assert!(s.damage.is_empty(), "{:#?}", s.damage);
+        assert_eq!(bytes.len() as u64, EVENT_FORMAT_2_LEN);
+        let head = from_hex(SEG2_SEALED_HEAD_HEX);
+        let footer = Footer { last_lsn: 7, frame_count: 2, footer_offset: EVENT_FORMAT_2_LEN - FOOTER_LEN as u64, head_hash: head };
+        assert_eq!(s.end, SegmentEnd::Sealed(footer));
+        assert_eq!((s.head_hash, s.next_lsn), (head, 8));
+        let frames: Vec<_> = s
+            .frames
+            .iter()
+            .map(|f| (f.offset, f.header.first_lsn, f.header.event_count, f.header.event_format, f.header.commit_ms))
+            .collect();
+        assert_eq!(frames, [(SEGMENT_HEADER_LEN as u64, 5, 1, 1, FRAME3_COMMIT_MS), (FRAME4_OFFSET, 6, 2, 2, FRAME4_COMMIT_MS)]);
+        // Frame 3 is byte for byte the frame of second.seg: a format-1 frame stays format 1.
+        assert_eq!(&bytes[SEGMENT_HEADER_LEN..FRAME4_OFFSET as usize], &frozen_frame3()[..]);
+        assert_eq!(events_of(&bytes, &s), [frame3_events(), frame4_events()]);
+    }
+}
+
+#[test]
+fn event_format_2_reencodes_to_the_same_bytes() {
+    let (bytes, s) = scan("event_format_2.seg", 2, true, Some((5, from_hex(SEG1_HEAD_HEX))));
+    let m = &s.frames[1];
+    let frame = &bytes[m.offset as usize..(m.offset + m.header.frame_len()) as usize];
+    // The frozen payload decompresses to the spec's bytes, which decode to the runs.
+    let payload = &frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + m.header.payload_len as usize];
+    let raw = zstd::bulk::decompress(payload, m.header.raw_len as usize).unwrap();
+    assert_eq!(hex_bytes(&raw), FRAME4_RAW_HEX);
+    let decoded = decode_events_format(&raw, 2, 2).unwrap();
+    assert_eq!(decoded, frame4_events());
+    // Encoding the decoded events again gives the same raw payload, and the
+    // writer's choice of event format (the lowest that carries them) is 2.
+    assert_eq!(raw_events(&decoded), raw);
+    assert_eq!(required_format(&decoded), 2);
+    // Compressed and framed after frame 3's hash: the same frame, hash included.
+    let mut again = Vec::new();
+    let h = push_frame_as_writer(&mut again, &s.frames[0].hash, 6, m.header.commit_ms, &decoded);
+    assert_eq!(again, frame);
+    assert_eq!(h, from_hex(SEG2_SEALED_HEAD_HEX));
+    // Run kinds, codes and the outcome layout are those of event format 1.
+    assert_eq!((RunKind::Backup.code(), RunKind::Drill.code()), (5, 6));
+    assert_eq!(&raw[5..6], &[5], "first run body starts with kind 5 (backup)");
+}
+
+#[test]
+fn event_format_2_runs_are_refused_in_a_format_1_frame() {
+    let raw = unhex(FRAME4_RAW_HEX);
+    // Read as event format 1, the payload is invalid (damage), never misread.
+    let e = decode_events_format(&raw, 2, 1).unwrap_err().to_string();
+    assert!(e.contains("run kind backup needs event format 2, the frame says 1"), "{e}");
+    // The same frame stamped event_format 1 (header check and chain hash recomputed):
+    // the header checks out, the payload does not decode.
+    let (_, seg1_head) = active();
+    let mut b = SegmentHeader { seq: 2, first_lsn: 5, base_hash: seg1_head, created_ms: SEG2_CREATED_MS }.encode().to_vec();
+    let h3 = push_frame(&mut b, &seg1_head, 5, FRAME3_COMMIT_MS, &frame3_events());
+    push_frame(&mut b, &h3, 6, FRAME4_COMMIT_MS, &frame4_events());
+    let s = scan_segment(Path::new(SEG2), 2, &b, true, Some((5, seg1_head)));
+    assert!(s.damage.is_empty(), "{:#?}", s.damage);
+    let m = &s.frames[1];
+    assert_eq!(m.header.event_format, 1);
+    let mut dec = zstd::bulk::Decompressor::new().unwrap();
+    let e = decode_frame(&b[m.offset as usize..], m, &mut dec).unwrap_err();
+    assert!(e.contains("needs event format 2"), "{e}");
+    // An event format above 2 is a bad frame header.
+    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 3 };
+    assert!(FrameHeader::decode(&fh.encode()).is_err());
+    let fh = FrameHeader { event_format: 2, ..fh };
+    assert!(FrameHeader::decode(&fh.encode()).is_ok());
+}
+
+#[test]
+fn writer_continues_a_log_ending_in_event_format_2() {
+    let (_, sealed) = read_vector("sealed.seg");
+    let (_, seg2) = read_vector("event_format_2.seg");
+    let (_tmp, log) = log_dir_with(&[(SEG1, &sealed), (SEG2, &seg2)]);
+    let (mut w, truncations) = LogWriter::open(&log, Default::default()).unwrap();
+    assert!(truncations.is_empty(), "{truncations:?}");
+    assert_eq!((w.head_lsn(), w.head_hash()), (7, from_hex(SEG2_SEALED_HEAD_HEX)));
+    // A candle after the runs goes into a new segment, in a format-1 frame.
+    let metas = w.append(&frame3_events()).unwrap();
+    assert_eq!((metas[0].seq, metas[0].header.first_lsn, metas[0].header.event_format), (3, 8, 1));
+    assert_eq!(std::fs::read(log.join(SEG2)).unwrap(), seg2, "a sealed segment never changes");
 }

@@ -52,15 +52,17 @@ fn a_missed_night_and_a_failed_sync_are_exactly_the_breaches() {
         .unwrap();
     let template: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     std::fs::remove_file(&manifest).unwrap();
+    let snapshot = repo.join(template["file"].as_str().unwrap());
     for d in (0..31).filter(|&d| d != 14) {
+        // Each manifest describes its own file (format/repository.md): the same snapshot under the night's name.
         let mut m = template.clone();
+        let stem = format!("{:020}-{}", m["lsn"].as_u64().unwrap(), day(d) + 7_200_000);
         m["created_ms"] = (day(d) + 7_200_000).into();
-        std::fs::write(
-            repo.join("snapshots").join(format!("{:020}-{}.json", m["lsn"].as_u64().unwrap(), day(d) + 7_200_000)),
-            m.to_string(),
-        )
-        .unwrap();
+        m["file"] = format!("snapshots/{stem}.sqlite.zst").into();
+        std::fs::copy(&snapshot, repo.join("snapshots").join(format!("{stem}.sqlite.zst"))).unwrap();
+        std::fs::write(repo.join("snapshots").join(format!("{stem}.json")), m.to_string()).unwrap();
     }
+    std::fs::remove_file(&snapshot).unwrap();
     std::fs::write(dir.join("candlelog.toml"), format!("[[backup.repositories]]\npath = {:?}\n", repo.to_str().unwrap())).unwrap();
     // Drills: one fine, one that took 45 minutes to restore.
     std::fs::create_dir_all(dir.join("runs")).unwrap();
