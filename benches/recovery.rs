@@ -126,9 +126,8 @@ fn main() {
     }
 
     // The replaced system's way: integrity_check of the newest backup file, then copy it over.
-    let raw = candlelog::snapshot::unpack(&r.snapshot.unwrap(), &std::fs::read(&snapshot_file).unwrap()).unwrap();
     let legacy_backup = tmp.join("legacy-backup.sqlite");
-    std::fs::write(&legacy_backup, raw).unwrap();
+    candlelog::snapshot::unpack_to(&r.snapshot.unwrap(), std::fs::File::open(&snapshot_file).unwrap(), &legacy_backup).unwrap();
     let t = Instant::now();
     let conn = rusqlite::Connection::open(&legacy_backup).unwrap();
     let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::backup::RepoError;
 use crate::log::LogError;
 use crate::projection::{IndexError, ProjectionError};
 use crate::source::SourceError;
@@ -27,8 +28,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Repository(#[from] RepoError),
+    /// A usage or configuration error: the caller can fix the command (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// Damage found in a file or an object: what, where, what to do (exit 1).
+    #[error("{0}")]
+    Damaged(String),
+    /// An operation that could not be done, for a reason other than usage or damage (exit 1).
+    #[error("{0}")]
+    Failed(String),
     #[error("exchange: {0}")]
     Exchange(String),
     #[error("{0}; reopen the data directory to catch the projections up before writing again")]
@@ -42,6 +52,15 @@ impl From<crate::durable::IoError> for Error {
 }
 
 impl Error {
+    /// Whether this is the caller's mistake (exit 2) rather than a failure (exit 1).
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Error::Usage(_) => true,
+            Error::Repository(e) => e.is_usage(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { op, path: path.into(), source }
     }

@@ -1,8 +1,12 @@
 //! Snapshots: a consistent copy of the SQLite projection at a known LSN and
 //! head hash, checked, zstd-compressed and hashed, with a JSON manifest that
-//! is published last.
+//! is published last (format/repository.md). Both directions stream: packing
+//! reads the copy, compresses and hashes it on the way out; unpacking hashes,
+//! decompresses and writes on the way in, so a snapshot of any size costs a
+//! few MiB of memory.
 
 use std::collections::BTreeMap;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +18,8 @@ use crate::projection::{Projection, hex};
 pub const REPO_FORMAT: u32 = 1;
 /// Largest snapshot accepted on restore (decompression is bounded by it).
 pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
+/// zstd level of snapshot files.
+const LEVEL: i32 = 3;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SnapshotManifest {
@@ -31,53 +37,172 @@ pub struct SnapshotManifest {
     pub candlelog_version: String,
 }
 
-/// Compresses a projection copy at `raw_path` (already VACUUMed) into a
-/// snapshot object named `name`; checks it first with `quick_check`.
-/// `created_ms` is the one in `name` (format/repository.md, "Object names").
-pub fn build(raw_path: &Path, lsn: u64, head_hash: [u8; 32], name: &str, created_ms: i64) -> Result<(Vec<u8>, SnapshotManifest)> {
+/// A reader that hashes and counts what passes through it.
+pub struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    pub fn new(inner: R) -> Hashing<R> {
+        Hashing { inner, hasher: blake3::Hasher::new(), bytes: 0 }
+    }
+    /// (bytes read, their blake3 in hex).
+    pub fn digest(&self) -> (u64, String) {
+        (self.bytes, self.hasher.finalize().to_hex().to_string())
+    }
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or(&[]));
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// A projection copy being packed: read it to the end for the compressed
+/// bytes, then [`Pack::manifest`].
+pub struct Pack {
+    out: Hashing<zstd::stream::read::Encoder<'static, BufReader<Hashing<std::fs::File>>>>,
+    rows: BTreeMap<String, u64>,
+    lsn: u64,
+    head_hash: [u8; 32],
+    name: String,
+    created_ms: i64,
+}
+
+/// Opens the projection copy at `raw_path` (already VACUUMed) for packing as
+/// object `name`; checks it first with `quick_check`. `created_ms` is the one
+/// in `name` (format/repository.md, "Object names").
+pub fn pack(raw_path: &Path, lsn: u64, head_hash: [u8; 32], name: &str, created_ms: i64) -> Result<Pack> {
     let p = Projection::open_read_only(raw_path)?;
     let problems = p.integrity_check(true)?;
     if !problems.is_empty() {
-        return Err(Error::Usage(format!("snapshot copy {} fails quick_check: {}", raw_path.display(), problems.join("; "))));
+        return Err(Error::Damaged(format!("snapshot copy {} fails quick_check: {}", raw_path.display(), problems.join("; "))));
     }
     let rows = p.row_counts()?.into_iter().map(|(i, n)| (i.table().to_string(), n)).collect();
     drop(p);
-    let raw = std::fs::read(raw_path).map_err(|e| Error::io("read", raw_path, e))?;
-    let compressed = zstd::bulk::compress(&raw, 3).map_err(|e| Error::io("compress", raw_path, e))?;
-    let manifest = SnapshotManifest {
-        format: REPO_FORMAT,
-        lsn,
-        head_hash: hex(&head_hash),
-        file: name.to_string(),
-        file_bytes: compressed.len() as u64,
-        file_blake3: blake3::hash(&compressed).to_hex().to_string(),
-        raw_bytes: raw.len() as u64,
-        raw_blake3: blake3::hash(&raw).to_hex().to_string(),
-        rows,
-        created_ms,
-        candlelog_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    Ok((compressed, manifest))
+    let file = std::fs::File::open(raw_path).map_err(|e| Error::io("open", raw_path, e))?;
+    let encoder = zstd::stream::read::Encoder::new(Hashing::new(file), LEVEL).map_err(|e| Error::io("compress", raw_path, e))?;
+    Ok(Pack { out: Hashing::new(encoder), rows, lsn, head_hash, name: name.to_string(), created_ms })
 }
 
-/// Checks a downloaded snapshot against its manifest and returns the SQLite bytes.
-pub fn unpack(m: &SnapshotManifest, compressed: &[u8]) -> Result<Vec<u8>> {
+impl Read for Pack {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.out.read(buf)
+    }
+}
+
+impl Pack {
+    /// The manifest of what was read out; call after reading to the end.
+    pub fn manifest(&mut self) -> SnapshotManifest {
+        let (file_bytes, file_blake3) = self.out.digest();
+        let (raw_bytes, raw_blake3) = self.out.get_mut().get_mut().get_mut().digest();
+        SnapshotManifest {
+            format: REPO_FORMAT,
+            lsn: self.lsn,
+            head_hash: hex(&self.head_hash),
+            file: self.name.clone(),
+            file_bytes,
+            file_blake3,
+            raw_bytes,
+            raw_blake3,
+            rows: std::mem::take(&mut self.rows),
+            created_ms: self.created_ms,
+            candlelog_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// Refuses a manifest this build cannot read.
+pub fn check_manifest(m: &SnapshotManifest) -> Result<()> {
     if m.format != REPO_FORMAT {
-        return Err(Error::Usage(format!(
+        return Err(Error::Damaged(format!(
             "snapshot {} was written in repository format {} (this build reads {REPO_FORMAT}); upgrade candlelog",
             m.file, m.format
         )));
     }
-    if compressed.len() as u64 != m.file_bytes || blake3::hash(compressed).to_hex().as_str() != m.file_blake3 {
-        return Err(Error::Usage(format!("snapshot {}: size or blake3 differs from its manifest: the object is damaged", m.file)));
-    }
     if m.raw_bytes > MAX_SNAPSHOT_BYTES {
-        return Err(Error::Usage(format!("snapshot {}: declared size {} exceeds the limit", m.file, m.raw_bytes)));
+        return Err(Error::Damaged(format!(
+            "snapshot {}: declared size {} exceeds the limit of {MAX_SNAPSHOT_BYTES} bytes",
+            m.file, m.raw_bytes
+        )));
     }
-    let raw = zstd::bulk::decompress(compressed, m.raw_bytes as usize)
-        .map_err(|e| Error::Usage(format!("snapshot {}: does not decompress: {e}", m.file)))?;
-    if raw.len() as u64 != m.raw_bytes || blake3::hash(&raw).to_hex().as_str() != m.raw_blake3 {
-        return Err(Error::Usage(format!("snapshot {}: decompressed bytes differ from the manifest", m.file)));
+    Ok(())
+}
+
+/// Streams a snapshot's compressed bytes from `compressed` into the SQLite
+/// file `dest` (written durably), checking sizes and hashes against the
+/// manifest on the way. On any mismatch `dest` is removed and the snapshot
+/// reported damaged.
+pub fn unpack_to(m: &SnapshotManifest, compressed: impl Read, dest: &Path) -> Result<()> {
+    check_manifest(m)?;
+    let mut input = Hashing::new(compressed.take(m.file_bytes + 1));
+    let written = crate::durable::write_with(dest, |f| {
+        let decoder = zstd::stream::read::Decoder::new(&mut input)?;
+        let mut raw = Hashing::new(decoder.take(m.raw_bytes + 1));
+        std::io::copy(&mut raw, f)?;
+        Ok(raw.digest())
+    });
+    let damaged = |what: String| {
+        let _ = std::fs::remove_file(dest);
+        Err(Error::Damaged(format!("snapshot {}: {what}: the object is damaged", m.file)))
+    };
+    let (raw_bytes, raw_blake3) = match written {
+        Ok(d) => d,
+        Err(e) if e.op == "write" => return damaged(format!("does not decompress: {}", e.source)),
+        Err(e) => return Err(e.into()),
+    };
+    // Whatever follows the zstd frame is part of the file too.
+    if let Err(e) = std::io::copy(&mut input, &mut std::io::sink()) {
+        return damaged(format!("read: {e}"));
     }
-    Ok(raw)
+    let (file_bytes, file_blake3) = input.digest();
+    if file_bytes != m.file_bytes || file_blake3 != m.file_blake3 {
+        return damaged(format!(
+            "size or blake3 differs from its manifest ({file_bytes} bytes with blake3 {file_blake3}, the manifest says {} and {})",
+            m.file_bytes, m.file_blake3
+        ));
+    }
+    if raw_bytes != m.raw_bytes || raw_blake3 != m.raw_blake3 {
+        return damaged(format!("decompressed bytes differ from the manifest ({raw_bytes} bytes, manifest {})", m.raw_bytes));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_and_unpack_stream_and_catch_a_flipped_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("copy.sqlite");
+        {
+            let c = rusqlite::Connection::open(&raw).unwrap();
+            c.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3);").unwrap();
+        }
+        let mut pack = pack(&raw, 7, [3; 32], "snapshots/x.sqlite.zst", 5).unwrap();
+        let mut compressed = Vec::new();
+        pack.read_to_end(&mut compressed).unwrap();
+        let m = pack.manifest();
+        assert_eq!((m.file_bytes, m.raw_bytes), (compressed.len() as u64, std::fs::metadata(&raw).unwrap().len()));
+        assert_eq!(m.file_blake3, blake3::hash(&compressed).to_hex().as_str());
+
+        let out = dir.path().join("restored.sqlite");
+        unpack_to(&m, &compressed[..], &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&raw).unwrap());
+
+        let mut bad = compressed.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        assert!(matches!(unpack_to(&m, &bad[..], &out), Err(Error::Damaged(_))));
+        assert!(!out.exists(), "a damaged snapshot leaves no file behind");
+    }
 }

@@ -18,9 +18,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Repository, manifests, parse_segment_object, segment_objects};
+use super::error::RepoError;
+use super::{RepoSegments, Repository, manifests, parse_segment_object};
 use crate::error::{Error, Result};
-use crate::log::{SegmentEnd, scan_segment};
+use crate::log::ChainWalk;
 use crate::projection::unhex32;
 
 pub const LOG_START: &str = "log-start.json";
@@ -42,7 +43,7 @@ pub struct LogStart {
 impl LogStart {
     pub fn base_hash(&self) -> Result<[u8; 32]> {
         unhex32(&self.base_hash)
-            .ok_or_else(|| Error::Usage(format!("{LOG_START}: base_hash {:?} is not 64 lowercase hex digits", self.base_hash)))
+            .ok_or_else(|| Error::Damaged(format!("{LOG_START}: base_hash {:?} is not 64 lowercase hex digits", self.base_hash)))
     }
 }
 
@@ -52,44 +53,18 @@ pub fn log_start(repo: &dyn Repository) -> Result<Option<LogStart>> {
         return Ok(None);
     }
     let s: LogStart =
-        serde_json::from_slice(&repo.get(LOG_START)?).map_err(|e| Error::Usage(format!("{}/{LOG_START}: {e}", repo.location())))?;
+        serde_json::from_slice(&repo.get(LOG_START)?).map_err(|e| RepoError::damaged(repo.location(), LOG_START, e.to_string()))?;
     if s.format != super::REPO_FORMAT || s.first_seq == 0 || s.first_lsn == 0 {
-        return Err(Error::Usage(format!(
-            "{}/{LOG_START}: format {} or start {}/{} not understood",
-            repo.location(),
-            s.format,
-            s.first_seq,
-            s.first_lsn
-        )));
+        let message = format!("format {} or start {}/{} not understood", s.format, s.first_seq, s.first_lsn);
+        return Err(RepoError::damaged(repo.location(), LOG_START, message).into());
     }
     s.base_hash()?;
     Ok(Some(s))
 }
 
-/// A repository's chain of segments: from its log start on.
-pub struct Chain {
-    pub start: Option<LogStart>,
-    pub first_seq: u64,
-    pub first_lsn: u64,
-    /// What the first segment must begin with (LSN, chain hash); `None` for
-    /// segment 1, which the scan checks against the genesis hash itself.
-    pub expect: Option<(u64, [u8; 32])>,
-    /// (seq, object name, blake3 hex) from `first_seq` on, by sequence number.
-    pub segments: Vec<(u64, String, String)>,
-}
-
-/// The segments `verify`, `restore` and `prune` walk, and where they start.
-pub fn chain(repo: &dyn Repository) -> Result<Chain> {
-    let start = log_start(repo)?;
-    let expect = start.as_ref().map(|s| s.base_hash().map(|h| (s.first_lsn, h))).transpose()?;
-    let (first_seq, first_lsn) = start.as_ref().map_or((1, 1), |s| (s.first_seq, s.first_lsn));
-    let segments = segment_objects(repo)?.into_iter().filter(|o| o.0 >= first_seq).collect();
-    Ok(Chain { start, first_seq, first_lsn, expect, segments })
-}
-
 pub fn write_log_start(repo: &dyn Repository, start: &LogStart) -> Result<()> {
     let json = serde_json::to_vec_pretty(start).map_err(|e| Error::io("serialise log start", "", std::io::Error::other(e)))?;
-    repo.put(LOG_START, &json)
+    Ok(repo.put(LOG_START, &json)?)
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -106,8 +81,8 @@ pub struct PruneReport {
 /// Deletes the oldest segments committed entirely before `before_ms` that no
 /// retained snapshot needs; see the module documentation.
 pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneReport> {
-    let Chain { first_seq, expect, segments: live, .. } = chain(repo)?;
-    let mut expect = expect;
+    let source = RepoSegments::list(repo)?;
+    let (first_seq, start) = source.chain_start()?;
     let mut report = PruneReport { first_seq, ..Default::default() };
     // Leftovers of a prune that was killed after moving the start.
     for name in repo.list("segments")? {
@@ -122,38 +97,28 @@ pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneRepo
         return Ok(report);
     };
     if !repo.exists(&oldest.file)? {
-        return Err(Error::Usage(format!(
-            "{}: the oldest snapshot's file {} is missing, so nothing is pruned; run `candlelog backup verify`",
-            repo.location(),
-            oldest.file
-        )));
+        let message = format!("the oldest snapshot's file {} is missing, so nothing is pruned", oldest.file);
+        return Err(RepoError::damaged(repo.location(), &oldest.file, message).into());
     }
     let anchor = oldest.lsn;
     // Chain hashes at the frame boundaries walked, to check the anchor is on the chain.
-    let mut boundaries: std::collections::HashMap<u64, [u8; 32]> = expect.map(|(lsn, h)| (lsn - 1, h)).into_iter().collect();
+    let mut boundaries: std::collections::HashMap<u64, [u8; 32]> = std::collections::HashMap::from([(start.lsn, start.hash)]);
     let mut prunable = Vec::new();
     let mut next = None;
-    for (i, (seq, name, hash)) in live.iter().enumerate() {
-        let bytes = repo.get(name)?;
-        if blake3::hash(&bytes).to_hex().as_str() != hash {
-            return Err(Error::Usage(format!("{}: {name}: blake3 differs from its name; run `candlelog backup verify`", repo.location())));
+    let walk = ChainWalk::new(&source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
+    let total = source.objects().count();
+    for (i, step) in walk.enumerate() {
+        let name = step.entry.name.display().to_string();
+        if let Some(d) = step.damage.first() {
+            let message = format!("at byte offset {}: {}: {}; nothing is pruned", d.offset, d.kind, d.message);
+            return Err(RepoError::damaged(repo.location(), name, message).into());
         }
-        let scan = scan_segment(std::path::Path::new(name), *seq, &bytes, false, expect);
-        if let Some(d) = scan.damage.first() {
-            return Err(Error::Usage(format!(
-                "{}: {name} at byte offset {}: {}; run `candlelog backup verify`",
-                repo.location(),
-                d.offset,
-                d.message
-            )));
-        }
+        let Some((bytes, checked)) = &step.segment else { break };
+        let scan = &checked.scan;
         boundaries.extend(scan.frames.iter().map(|f| (f.header.last_lsn(), f.hash)));
-        if i + 1 == live.len() {
+        let seq = step.entry.seq;
+        if i + 1 == total {
             report.kept_because = format!("segment {seq} is the newest; it is always kept");
-            break;
-        }
-        if !matches!(scan.end, SegmentEnd::Sealed(_)) {
-            report.kept_because = format!("segment {seq} is not sealed");
             break;
         }
         let last_lsn = scan.next_lsn - 1;
@@ -166,19 +131,15 @@ pub fn prune_segments(repo: &dyn Repository, before_ms: i64) -> Result<PruneRepo
             report.kept_because = format!("segment {seq} is needed to replay from the oldest snapshot (LSN {anchor})");
             break;
         }
-        prunable.push((name.clone(), bytes.len() as u64));
-        expect = Some((scan.next_lsn, scan.head_hash));
-        next = Some((live[i + 1].0, scan.next_lsn, scan.head_hash));
+        prunable.push((name, bytes.len() as u64));
+        next = Some((seq + 1, scan.next_lsn, scan.head_hash));
     }
     let Some((first_seq, first_lsn, base_hash)) = next else { return Ok(report) };
     if let Some(h) = boundaries.get(&anchor)
         && crate::projection::hex(h) != oldest.head_hash
     {
-        return Err(Error::Usage(format!(
-            "{}: the oldest snapshot {} (LSN {anchor}) is not on the segments' chain, so nothing is pruned; run `candlelog backup verify`",
-            repo.location(),
-            oldest.file
-        )));
+        let message = format!("the oldest snapshot (LSN {anchor}) is not on the segments' chain, so nothing is pruned");
+        return Err(RepoError::damaged(repo.location(), &oldest.file, message).into());
     }
     write_log_start(
         repo,

@@ -293,7 +293,7 @@ pub fn run_recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitCode> {
     let config = cli.config()?;
     let paths = cli.paths_with(&config);
     let repos: Vec<Box<dyn candlelog::backup::Repository>> =
-        args.from.iter().map(|p| open_repository(&loc(p))).collect::<candlelog::Result<_>>()?;
+        args.from.iter().map(|p| open_repository(&loc(p))).collect::<Result<_, _>>()?;
     let refs: Vec<&dyn candlelog::backup::Repository> = repos.iter().map(|r| r.as_ref()).collect();
     let mut r = candlelog::ops::recover::recover(&paths, &refs, cli.store_options_with(&config))?;
     if args.sync {

@@ -187,9 +187,15 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 /// Exit code for an error that ended a command.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    match err.downcast_ref::<candlelog::Error>() {
-        Some(candlelog::Error::Locked { .. }) => EXIT_LOCKED,
-        Some(candlelog::Error::Usage(_)) => EXIT_USAGE,
+    if let Some(e) = err.downcast_ref::<candlelog::Error>() {
+        return match e {
+            candlelog::Error::Locked { .. } => EXIT_LOCKED,
+            e if e.is_usage() => EXIT_USAGE,
+            _ => EXIT_FAILED,
+        };
+    }
+    match err.downcast_ref::<candlelog::backup::RepoError>() {
+        Some(e) if e.is_usage() => EXIT_USAGE,
         _ => EXIT_FAILED,
     }
 }

@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::chain::{ChainPos, ChainWalk, LocalSegments, SegmentEntry, SegmentSource};
 use super::error::{HINT_RESTORE, LogError};
 use super::frame::{FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, FrameHeaderError, frame_hash};
-use super::segment::{FOOTER_LEN, FOOTER_MAGIC, Footer, HeaderError, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader, list_segments};
+use super::segment::{FOOTER_LEN, FOOTER_MAGIC, Footer, HeaderError, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader};
 use crate::event::{Event, Lsn, codec};
 
 /// Where a frame lives and what it holds.
@@ -17,10 +18,66 @@ pub struct FrameMeta {
     pub hash: [u8; 32],
 }
 
+/// What kind of damage: the `kind` of a `verify --json` problem (its JSON
+/// name is [`DamageKind::as_str`], in snake case).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum DamageKind {
+    BadHeader,
+    UnsupportedVersion,
+    LsnGap,
+    ChainBreak,
+    TruncatedFooter,
+    TrailingBytes,
+    BadFooter,
+    TruncatedFrame,
+    BadFrameHeader,
+    HashMismatch,
+    Unsealed,
+    /// A segment number missing from the chain.
+    MissingSegment,
+    /// A segment that could not be read.
+    Unreadable,
+    /// A repository object whose blake3 differs from the hash in its name.
+    ObjectHash,
+}
+
+impl DamageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DamageKind::BadHeader => "bad_header",
+            DamageKind::UnsupportedVersion => "unsupported_version",
+            DamageKind::LsnGap => "lsn_gap",
+            DamageKind::ChainBreak => "chain_break",
+            DamageKind::TruncatedFooter => "truncated_footer",
+            DamageKind::TrailingBytes => "trailing_bytes",
+            DamageKind::BadFooter => "bad_footer",
+            DamageKind::TruncatedFrame => "truncated_frame",
+            DamageKind::BadFrameHeader => "bad_frame_header",
+            DamageKind::HashMismatch => "hash_mismatch",
+            DamageKind::Unsealed => "unsealed",
+            DamageKind::MissingSegment => "missing_segment",
+            DamageKind::Unreadable => "io",
+            DamageKind::ObjectHash => "object_hash",
+        }
+    }
+}
+
+impl std::fmt::Display for DamageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for DamageKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One piece of damage found while scanning: what, where, which LSN.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Damage {
-    pub kind: &'static str,
+    pub kind: DamageKind,
     pub path: PathBuf,
     pub offset: u64,
     pub lsn: Option<Lsn>,
@@ -29,7 +86,7 @@ pub struct Damage {
 
 impl Damage {
     pub fn into_error(self) -> LogError {
-        if self.kind == "unsupported_version" {
+        if self.kind == DamageKind::UnsupportedVersion {
             // The message already says to upgrade; restoring from a backup would not help.
             return LogError::Corrupt { path: self.path, offset: self.offset, lsn: self.lsn, message: self.message, hint: "" };
         }
@@ -68,10 +125,10 @@ pub struct SegmentScan {
 }
 
 /// Scans a segment held in memory. `is_last` allows a torn tail; `expect`
-/// is the (first LSN, base hash) the previous segment ends with.
-pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: Option<(Lsn, [u8; 32])>) -> SegmentScan {
+/// is the chain position the previous segment ends at.
+pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: Option<ChainPos>) -> SegmentScan {
     // Segment 1 starts the log: LSN 1, chained from the genesis hash.
-    let expect = expect.or((seq == 1).then_some((1, super::segment::GENESIS_HASH)));
+    let expect = expect.or((seq == 1).then_some(ChainPos::GENESIS)).map(|e| (e.next_lsn(), e.hash));
     let mut scan = SegmentScan {
         seq,
         path: path.to_path_buf(),
@@ -88,7 +145,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
     let header = match SegmentHeader::decode(data) {
         Ok(h) => h,
         Err(e) => {
-            let kind = if matches!(e, HeaderError::Version(_)) { "unsupported_version" } else { "bad_header" };
+            let kind = if matches!(e, HeaderError::Version(_)) { DamageKind::UnsupportedVersion } else { DamageKind::BadHeader };
             let message = match e {
                 HeaderError::Short(n) => format!("segment header truncated: {n} of {SEGMENT_HEADER_LEN} bytes"),
                 HeaderError::Magic => "wrong magic: not a candlelog segment".into(),
@@ -104,19 +161,29 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
     };
     scan.header = Some(header);
     if header.seq != seq {
-        scan.damage.push(damage("bad_header", 16, None, format!("header says segment {} but the file is named {seq}", header.seq)));
+        scan.damage.push(damage(
+            DamageKind::BadHeader,
+            16,
+            None,
+            format!("header says segment {} but the file is named {seq}", header.seq),
+        ));
     }
     if let Some((first, base)) = expect {
         if header.first_lsn != first {
             scan.damage.push(damage(
-                "lsn_gap",
+                DamageKind::LsnGap,
                 24,
                 Some(first),
                 format!("segment starts at LSN {} but the previous segment ends at LSN {}", header.first_lsn, first.saturating_sub(1)),
             ));
         }
         if header.base_hash != base {
-            scan.damage.push(damage("chain_break", 32, Some(first), "base hash does not match the previous segment's head hash".into()));
+            scan.damage.push(damage(
+                DamageKind::ChainBreak,
+                32,
+                Some(first),
+                "base hash does not match the previous segment's head hash".into(),
+            ));
         }
     }
     let mut prev = header.base_hash;
@@ -124,7 +191,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
     let mut pos = SEGMENT_HEADER_LEN;
     scan.valid_end = pos as u64;
     let len = data.len();
-    let torn_or = |kind: &'static str, pos: usize, lsn, reason: String, damage_list: &mut Vec<Damage>| -> SegmentEnd {
+    let torn_or = |kind: DamageKind, pos: usize, lsn, reason: String, damage_list: &mut Vec<Damage>| -> SegmentEnd {
         if is_last {
             SegmentEnd::Torn { offset: pos as u64, len: (len - pos) as u64, reason }
         } else {
@@ -140,7 +207,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
         if rest.starts_with(&FOOTER_MAGIC) || (rest.len() < FOOTER_MAGIC.len() && FOOTER_MAGIC.starts_with(rest)) {
             if rest.len() < FOOTER_LEN {
                 let reason = format!("footer truncated: {} of {FOOTER_LEN} bytes", rest.len());
-                break torn_or("truncated_footer", pos, Some(next_lsn), reason, &mut scan.damage);
+                break torn_or(DamageKind::TruncatedFooter, pos, Some(next_lsn), reason, &mut scan.damage);
             }
             let expected =
                 Footer { last_lsn: next_lsn - 1, frame_count: scan.frames.len() as u64, footer_offset: pos as u64, head_hash: prev };
@@ -148,7 +215,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                 Some(f) if f == expected && rest.len() == FOOTER_LEN => break SegmentEnd::Sealed(f),
                 Some(f) if f == expected => {
                     scan.damage.push(damage(
-                        "trailing_bytes",
+                        DamageKind::TrailingBytes,
                         pos + FOOTER_LEN,
                         None,
                         format!("{} bytes after the footer", rest.len() - FOOTER_LEN),
@@ -157,7 +224,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                 }
                 Some(f) => {
                     scan.damage.push(damage(
-                        "bad_footer",
+                        DamageKind::BadFooter,
                         pos,
                         Some(next_lsn - 1),
                         format!("footer {f:?} does not match the frames before it ({expected:?})"),
@@ -165,22 +232,27 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                     break SegmentEnd::Damaged;
                 }
                 None => {
-                    scan.damage.push(damage("bad_footer", pos, Some(next_lsn - 1), "footer check failed: footer bytes are damaged".into()));
+                    scan.damage.push(damage(
+                        DamageKind::BadFooter,
+                        pos,
+                        Some(next_lsn - 1),
+                        "footer check failed: footer bytes are damaged".into(),
+                    ));
                     break SegmentEnd::Damaged;
                 }
             }
         }
         if rest.iter().all(|&b| b == 0) {
             let reason = format!("{} zero bytes after the last frame", rest.len());
-            break torn_or("trailing_bytes", pos, Some(next_lsn), reason, &mut scan.damage);
+            break torn_or(DamageKind::TrailingBytes, pos, Some(next_lsn), reason, &mut scan.damage);
         }
         let Some(hb) = rest.get(..FRAME_HEADER_LEN).and_then(|s| <&[u8; FRAME_HEADER_LEN]>::try_from(s).ok()) else {
             if FRAME_MAGIC.iter().zip(rest).all(|(a, b)| a == b) {
                 let reason = format!("frame header truncated: {} of {FRAME_HEADER_LEN} bytes", rest.len());
-                break torn_or("truncated_frame", pos, Some(next_lsn), reason, &mut scan.damage);
+                break torn_or(DamageKind::TruncatedFrame, pos, Some(next_lsn), reason, &mut scan.damage);
             }
             scan.damage.push(damage(
-                "bad_frame_header",
+                DamageKind::BadFrameHeader,
                 pos,
                 Some(next_lsn),
                 format!("{} unrecognised bytes where a frame should start", rest.len()),
@@ -204,13 +276,13 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                     FrameHeaderError::Check => "frame header check failed: header bytes are damaged".to_string(),
                     FrameHeaderError::Field(m) => format!("frame header: {m}"),
                 };
-                scan.damage.push(damage("bad_frame_header", pos, Some(next_lsn), message));
+                scan.damage.push(damage(DamageKind::BadFrameHeader, pos, Some(next_lsn), message));
                 break SegmentEnd::Damaged;
             }
         };
         if fh.first_lsn != next_lsn {
             scan.damage.push(damage(
-                "lsn_gap",
+                DamageKind::LsnGap,
                 pos + 8,
                 Some(next_lsn),
                 format!("frame starts at LSN {}, expected {next_lsn}", fh.first_lsn),
@@ -219,7 +291,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
         let frame_len = fh.frame_len();
         if frame_len > rest.len() as u64 {
             let reason = format!("frame of {frame_len} bytes is cut short at {} bytes", rest.len());
-            break torn_or("truncated_frame", pos, Some(fh.first_lsn), reason, &mut scan.damage);
+            break torn_or(DamageKind::TruncatedFrame, pos, Some(fh.first_lsn), reason, &mut scan.damage);
         }
         let payload_end = FRAME_HEADER_LEN + fh.payload_len as usize;
         let payload = &rest[FRAME_HEADER_LEN..payload_end];
@@ -236,7 +308,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
         }
         if computed != stored {
             scan.damage.push(damage(
-                "hash_mismatch",
+                DamageKind::HashMismatch,
                 pos,
                 Some(fh.first_lsn),
                 format!("frame hash mismatch (LSN {}..={}): payload or hash bytes are damaged", fh.first_lsn, fh.last_lsn()),
@@ -249,7 +321,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
         scan.valid_end = pos as u64;
     };
     if matches!(scan.end, SegmentEnd::Open) && !is_last {
-        scan.damage.push(damage("unsealed", len, Some(next_lsn), "segment is not the last one but has no footer".into()));
+        scan.damage.push(damage(DamageKind::Unsealed, len, Some(next_lsn), "segment is not the last one but has no footer".into()));
     }
     scan.head_hash = prev;
     scan.next_lsn = next_lsn;
@@ -271,9 +343,10 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, LogError> {
     std::fs::read(path).map_err(|e| LogError::io("read", path, e))
 }
 
-/// Replays decoded frames in log order.
+/// Replays decoded frames in log order, walking the chain ([`super::chain`]).
 pub struct LogReader {
-    segments: Vec<(u64, PathBuf)>,
+    source: LocalSegments,
+    segments: Vec<SegmentEntry>,
 }
 
 /// Where a replay ended.
@@ -285,86 +358,83 @@ pub struct ReplayEnd {
 
 impl LogReader {
     pub fn open(log_dir: &Path) -> Result<LogReader, LogError> {
-        let segments = list_segments(log_dir).map_err(|e| LogError::io("list", log_dir, e))?;
-        Ok(LogReader { segments })
+        let source = LocalSegments::new(log_dir);
+        let segments = source.list(0).map_err(|f| LogError::io("list", log_dir, std::io::Error::other(f.message)))?;
+        Ok(LogReader { source, segments })
     }
 
-    pub fn segments(&self) -> &[(u64, PathBuf)] {
-        &self.segments
+    pub fn segments(&self) -> Vec<(u64, PathBuf)> {
+        self.segments.iter().map(|e| (e.seq, e.name.clone())).collect()
     }
 
-    /// Where the log starts: (LSN before its first frame, chain hash there),
-    /// read from the first segment's header. `(0, genesis)` for a log that
-    /// starts at segment 1, later for one whose older history was pruned.
-    pub fn start(&self) -> Result<(Lsn, [u8; 32]), LogError> {
-        let Some((_, path)) = self.segments.first() else { return Ok((0, super::segment::GENESIS_HASH)) };
-        let mut buf = [0u8; SEGMENT_HEADER_LEN];
-        let n = read_prefix(path, &mut buf)?;
-        // A damaged header: the replay's scan reports it with its offset.
-        Ok(SegmentHeader::decode(&buf[..n]).map_or((0, super::segment::GENESIS_HASH), |h| (h.first_lsn - 1, h.base_hash)))
+    /// Where the log starts: the chain position before its first frame, read
+    /// from the first segment's header. Genesis for a log that starts at
+    /// segment 1, later for one whose older history was pruned.
+    pub fn start(&self) -> Result<ChainPos, LogError> {
+        let Some(first) = self.segments.first() else { return Ok(ChainPos::GENESIS) };
+        // A damaged header: the replay's walk reports it with its offset.
+        Ok(read_header(&first.name)?.map_or(ChainPos::GENESIS, |h| ChainPos::new(h.first_lsn - 1, h.base_hash)))
     }
 
-    /// Calls `f` with every frame whose events lie after `after` (an LSN at a
-    /// frame boundary whose chain hash must equal `after_hash`), checking every
-    /// hash on the way. A torn tail on the last segment ends the replay; any
+    /// Calls `f` with every frame whose events lie after `after` (a frame
+    /// boundary of the chain, whose hash it must match), checking every hash
+    /// on the way. A torn tail on the last segment ends the replay; any
     /// other damage is an error.
     pub fn replay<E: From<LogError>>(
         &self,
-        after: Lsn,
-        after_hash: [u8; 32],
+        after: ChainPos,
         mut f: impl FnMut(&FrameMeta, Vec<Event>) -> Result<(), E>,
     ) -> Result<ReplayEnd, E> {
         let mut dec = zstd::bulk::Decompressor::new().map_err(|e| LogError::io("zstd init", "", e))?;
-        let start = self.start_segment(after)?;
-        let mut expect: Option<(Lsn, [u8; 32])> = None;
-        let mut end = ReplayEnd { head_lsn: 0, head_hash: [0; 32] };
-        let mut boundary_seen = after == 0;
-        if after == 0 && after_hash != [0; 32] {
-            return Err(mismatch(self.segments.first().map(|s| s.1.as_path()), 0, 0).into());
+        if after.lsn == 0 && after.hash != ChainPos::GENESIS.hash {
+            return Err(mismatch(self.segments.first().map(|s| s.name.as_path()), 0, 0).into());
         }
-        if let Some((_, path)) = self.segments.get(start) {
-            let mut buf = [0u8; SEGMENT_HEADER_LEN];
-            let n = read_prefix(path, &mut buf)?;
-            if let Ok(h) = SegmentHeader::decode(&buf[..n])
-                && h.first_lsn > after + 1
-            {
-                return Err(LogError::BeforeStart { path: path.clone(), first: h.first_lsn, after }.into());
-            }
-        }
-        for (i, (seq, path)) in self.segments.iter().enumerate().skip(start) {
-            let data = read_file(path)?;
-            let is_last = i + 1 == self.segments.len();
-            if is_last && i > start && super::segment::is_half_created(&data) {
-                break; // being created right now (or cut short by a crash): no frame yet
-            }
-            let scan = scan_segment(path, *seq, &data, is_last, expect);
-            if let Some(d) = scan.damage.into_iter().next() {
+        let Some(start) = self.start_segment(after.lsn)? else {
+            return Ok(lost_unless(after, ReplayEnd { head_lsn: 0, head_hash: ChainPos::GENESIS.hash })?);
+        };
+        // The walk takes the start segment's header as it is; `after`'s hash then anchors it.
+        let walk = ChainWalk::from_header(&self.source, start.seq)
+            .map_err(|f| LogError::io("list", &start.name, std::io::Error::other(f.message)))?;
+        let mut end = ReplayEnd { head_lsn: 0, head_hash: ChainPos::GENESIS.hash };
+        let mut boundary_seen = after.lsn == 0;
+        let mut first = true;
+        for step in walk {
+            if let Some(d) = step.damage.into_iter().next() {
                 return Err(d.into_error().into());
             }
-            if i == start
-                && let Some(h) = scan.header
-                && h.first_lsn - 1 == after
+            let Some((data, checked)) = step.segment else { break };
+            if checked.half_created {
+                break; // being created right now (or cut short by a crash): no frame yet
+            }
+            let path = &step.entry.name;
+            if let Some(h) = checked.scan.header
+                && std::mem::take(&mut first)
             {
-                boundary_seen = true;
-                if h.base_hash != after_hash {
-                    return Err(mismatch(Some(path), SEGMENT_HEADER_LEN as u64, after).into());
+                if h.first_lsn > after.lsn + 1 {
+                    return Err(LogError::BeforeStart { path: path.clone(), first: h.first_lsn, after: after.lsn }.into());
+                }
+                if h.first_lsn - 1 == after.lsn {
+                    boundary_seen = true;
+                    if h.base_hash != after.hash {
+                        return Err(mismatch(Some(path), SEGMENT_HEADER_LEN as u64, after.lsn).into());
+                    }
                 }
             }
-            for meta in &scan.frames {
+            for meta in &checked.scan.frames {
                 let last = meta.header.last_lsn();
-                if last <= after {
-                    if last == after {
+                if last <= after.lsn {
+                    if last == after.lsn {
                         boundary_seen = true;
-                        if meta.hash != after_hash {
-                            return Err(mismatch(Some(path), meta.offset, after).into());
+                        if meta.hash != after.hash {
+                            return Err(mismatch(Some(path), meta.offset, after.lsn).into());
                         }
                     }
                     continue;
                 }
                 if !boundary_seen {
-                    return Err(mismatch(Some(path), meta.offset, after).into());
+                    return Err(mismatch(Some(path), meta.offset, after.lsn).into());
                 }
-                let frame = &data[meta.offset as usize..];
+                let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
                 let events = decode_frame(frame, meta, &mut dec).map_err(|message| LogError::Corrupt {
                     path: path.clone(),
                     offset: meta.offset,
@@ -374,29 +444,40 @@ impl LogReader {
                 })?;
                 f(meta, events)?;
             }
-            end = ReplayEnd { head_lsn: scan.next_lsn - 1, head_hash: scan.head_hash };
-            expect = Some((scan.next_lsn, scan.head_hash));
+            end = ReplayEnd { head_lsn: checked.scan.next_lsn - 1, head_hash: checked.scan.head_hash };
         }
-        if !boundary_seen && after > end.head_lsn {
-            return Err(LogError::LostFrames { what: "projection".into(), recorded: after, head: end.head_lsn }.into());
+        if !boundary_seen {
+            return lost_unless(after, end).map_err(E::from);
         }
         Ok(end)
     }
 
-    /// Index of the segment holding the frame that ends at or after `after`.
-    fn start_segment(&self, after: Lsn) -> Result<usize, LogError> {
-        let mut start = 0;
-        for (i, (_, path)) in self.segments.iter().enumerate() {
-            let mut buf = [0u8; SEGMENT_HEADER_LEN];
-            let n = read_prefix(path, &mut buf)?;
-            match SegmentHeader::decode(&buf[..n]) {
-                Ok(h) if h.first_lsn <= after + 1 => start = i,
-                Ok(_) => break,
-                Err(_) => break, // the scan reports it with its offset
+    /// The segment holding the frame that ends at or after `after`.
+    fn start_segment(&self, after: Lsn) -> Result<Option<&SegmentEntry>, LogError> {
+        let mut start = self.segments.first();
+        for e in &self.segments {
+            match read_header(&e.name)? {
+                Some(h) if h.first_lsn <= after + 1 => start = Some(e),
+                _ => break, // a later segment, or a damaged header the walk reports
             }
         }
         Ok(start)
     }
+}
+
+/// A replay that never reached `after`: fine when `after` is not past the log's end.
+fn lost_unless(after: ChainPos, end: ReplayEnd) -> Result<ReplayEnd, LogError> {
+    if after.lsn > end.head_lsn {
+        return Err(LogError::LostFrames { what: "projection".into(), recorded: after.lsn, head: end.head_lsn });
+    }
+    Ok(end)
+}
+
+/// A segment's header, `None` when it does not decode.
+fn read_header(path: &Path) -> Result<Option<SegmentHeader>, LogError> {
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let n = read_prefix(path, &mut buf)?;
+    Ok(SegmentHeader::decode(buf.get(..n).unwrap_or(&[])).ok())
 }
 
 fn mismatch(path: Option<&Path>, offset: u64, lsn: Lsn) -> LogError {

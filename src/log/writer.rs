@@ -116,7 +116,7 @@ impl LogWriter {
             None => None,
         };
         let data = read_file(&path)?;
-        let scan = scan_segment(&path, seq, &data, true, expect);
+        let scan = scan_segment(&path, seq, &data, true, expect.map(|(next, hash)| crate::log::ChainPos::new(next - 1, hash)));
         if let Some(d) = scan.damage.into_iter().next() {
             return Err(d.into_error());
         }

@@ -75,7 +75,9 @@ pub fn run(store: &mut Store, targets: &[Target], stamp: &str, progress: &mut dy
 /// One repository: the backup, then its retention and pruning. Their failure
 /// marks this repository's outcome failed; the others go on.
 fn one(store: &mut Store, t: &Target, run: &mut BackupRun, progress: &mut dyn FnMut(Progress<'_>)) -> Outcome {
-    let done = open_repository(&t.location).and_then(|repo| backup_with(store, repo.as_ref(), t.policy).map(|r| (repo, r)));
+    let done = open_repository(&t.location)
+        .map_err(crate::Error::from)
+        .and_then(|repo| backup_with(store, repo.as_ref(), t.policy).map(|r| (repo, r)));
     let (repo, mut report) = match done {
         Ok(x) => x,
         Err(e) => return failed(run, &t.location, e.to_string(), progress),

@@ -93,8 +93,7 @@ fn compare(live: &Paths, restored: &Paths, lsn: u64) -> Result<(usize, Vec<Strin
         after = base.snapshot.lsn;
     }
     let reader = LogReader::open(&live.log)?;
-    let (start, start_hash) = reader.start()?;
-    reader.replay::<Error>(start, start_hash, |meta, events| {
+    reader.replay::<Error>(reader.start()?, |meta, events| {
         if meta.header.last_lsn() <= lsn && meta.header.first_lsn > after {
             for e in events {
                 if let Event::Candle(c) = e {

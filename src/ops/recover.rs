@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::backup::{Repository, check_format, manifests, segment_objects};
+use crate::backup::{RepoError, RepoSegments, Repository, check_format, manifests};
 use crate::error::{Error, Result};
-use crate::log::segment::{list_segments, segment_path};
-use crate::log::{SegmentEnd, scan_segment};
+use crate::log::segment::{SEGMENT_HEADER_LEN, list_segments, segment_path};
+use crate::log::{ChainCursor, ChainPos, Checked, SegmentEnd};
 use crate::projection::{Index, Projection, hex};
 use crate::snapshot::{self, SnapshotManifest};
 use crate::store::{DirLock, LogBase, Paths, Store, StoreOptions, quarantine};
@@ -46,34 +46,29 @@ pub struct RecoverReport {
     pub problems: Vec<String>,
 }
 
-/// seq → (object name, blake3 hex) of one repository's segments.
-type SegmentObjects = HashMap<u64, (String, String)>;
-
-/// Every repository's segment objects, listed once.
+/// Every repository's segments, listed once.
 struct Remote<'a> {
-    repos: Vec<(&'a dyn Repository, SegmentObjects)>,
+    repos: Vec<RepoSegments<'a>>,
 }
 
 impl<'a> Remote<'a> {
     fn list(repos: &[&'a dyn Repository]) -> Result<Remote<'a>> {
-        let repos = repos
-            .iter()
-            .map(|r| Ok((*r, segment_objects(*r)?.into_iter().map(|(s, n, h)| (s, (n, h))).collect())))
-            .collect::<Result<_>>()?;
-        Ok(Remote { repos })
+        Ok(Remote { repos: repos.iter().map(|r| RepoSegments::list(*r)).collect::<Result<_>>()? })
     }
 
     fn max_seq(&self) -> u64 {
-        self.repos.iter().flat_map(|(_, m)| m.keys().copied()).max().unwrap_or(0)
+        self.repos.iter().filter_map(|r| r.objects().last().map(|o| o.0)).max().unwrap_or(0)
     }
 
-    /// A repository's copy of segment `seq` whose bytes match the hash in its name.
+    /// A repository's copy of segment `seq` whose bytes match the hash in its
+    /// name; a damaged copy is passed over for the next repository's.
     fn fetch(&self, seq: u64) -> Result<Option<Vec<u8>>> {
-        for (repo, objects) in &self.repos {
-            let Some((obj, hash)) = objects.get(&seq) else { continue };
-            let bytes = repo.get(obj)?;
-            if blake3::hash(&bytes).to_hex().as_str() == hash {
-                return Ok(Some(bytes));
+        for r in &self.repos {
+            match r.fetch(seq) {
+                Ok(Some(bytes)) => return Ok(Some(bytes)),
+                Ok(None) => {}
+                Err(e @ RepoError::Damaged { .. }) => tracing::warn!(segment = seq, "skipped a repository copy: {e}"),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(None)
@@ -113,96 +108,30 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     let remote_max = remote.max_seq();
     let local: HashMap<u64, PathBuf> = list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?.into_iter().collect();
     let local_max = local.keys().copied().max().unwrap_or(0);
-    let mut expect = None;
-    let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::new();
     // A log whose older history was pruned starts at its base.
-    let mut first = 1;
-    if let Some(base) = LogBase::load(paths)? {
-        let base_hash = base.base_hash()?;
-        first = base.first_seq;
-        expect = Some((base.first_lsn, base_hash));
-        boundaries.insert(base.first_lsn - 1, base_hash);
-    }
+    let (first, start) = match LogBase::load(paths)? {
+        Some(base) => (base.first_seq, ChainPos::new(base.first_lsn - 1, base.base_hash()?)),
+        None => crate::log::chain::log_start(),
+    };
+    let mut cursor = ChainCursor::new(first, start);
+    let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::from([(start.lsn, start.hash)]);
     let last = local_max.max(remote_max);
     let mut break_at = None;
     for seq in first..=last {
         let path = segment_path(&paths.log, seq);
         let is_last = seq == last;
-        let current = std::fs::read(&path).ok();
-        let healthy = current.as_ref().map(|b| scan_segment(&path, seq, b, is_last, expect)).filter(|s| s.damage.is_empty());
-        // The newest local segment may have lost committed frames at its end (a clean cut):
-        // a repository copy that extends the same chain brings them back.
-        let healthy = match healthy {
-            Some(s) if seq == local_max && seq <= remote_max => match remote.fetch(seq)? {
-                Some(copy) => {
-                    let longer = scan_segment(&path, seq, &copy, is_last, expect);
-                    let extends = longer.damage.is_empty()
-                        && longer.next_lsn > s.next_lsn
-                        && longer.frames.iter().any(|f| f.header.last_lsn() == s.next_lsn - 1 && f.hash == s.head_hash);
-                    if extends {
-                        write_segment(&path, &copy)?;
-                        r.fetched_segments.push(format!("{} (frames up to LSN {})", path.display(), longer.next_lsn - 1));
-                        Some(longer)
-                    } else {
-                        Some(s)
-                    }
-                }
-                None => Some(s),
-            },
-            other => other,
+        let Some((bytes, checked)) = repair_segment(paths, &remote, &cursor, &path, seq, is_last, local_max, remote_max, &mut r)? else {
+            break_at = Some(seq);
+            break;
         };
-        let scan = match healthy {
-            Some(s) => s,
-            None => match remote.fetch(seq)? {
-                Some(copy) => {
-                    let scan = scan_segment(&path, seq, &copy, is_last, expect);
-                    if !scan.damage.is_empty() {
-                        r.problems.push(format!("segment {seq}: the repository copy does not fit the chain either"));
-                        break_at = Some(seq);
-                        break;
-                    }
-                    if current.is_some() {
-                        let q = quarantine(paths, &[path.as_path()])?;
-                        r.quarantined.push(q.join(path.file_name().unwrap_or_default()).display().to_string());
-                        r.replaced_segments.push(path.display().to_string());
-                    } else {
-                        r.fetched_segments.push(path.display().to_string());
-                    }
-                    write_segment(&path, &copy)?;
-                    scan
-                }
-                None if current.is_some() && is_last => {
-                    // The active segment is damaged past the last backup: keep its valid prefix.
-                    let bytes = current.unwrap_or_default();
-                    let scan = scan_segment(&path, seq, &bytes, true, expect);
-                    let cut = scan.damage.first().map_or(scan.valid_end, |d| d.offset.max(crate::log::segment::SEGMENT_HEADER_LEN as u64));
-                    let kept: Vec<_> = scan.frames.iter().take_while(|f| f.offset < cut).cloned().collect();
-                    let end = kept.last().map_or(crate::log::segment::SEGMENT_HEADER_LEN as u64, |f| f.offset + f.header.frame_len());
-                    let q = quarantine(paths, &[path.as_path()])?;
-                    r.quarantined.push(q.display().to_string());
-                    let prefix = bytes.get(..end as usize).unwrap_or(&bytes[..]).to_vec();
-                    write_segment(&path, &prefix)?;
-                    r.truncated.push(format!(
-                        "{} at byte offset {end}: damaged frames after it are lost (resync them with --sync)",
-                        path.display()
-                    ));
-                    scan_segment(&path, seq, &prefix, true, expect)
-                }
-                None => {
-                    r.problems.push(format!("segment {seq} is damaged or missing and no repository holds a copy; the log ends before it"));
-                    break_at = Some(seq);
-                    break;
-                }
-            },
-        };
-        for f in &scan.frames {
+        for f in &checked.scan.frames {
             boundaries.insert(f.header.last_lsn(), f.hash);
         }
-        if !matches!(scan.end, SegmentEnd::Sealed(_)) && !is_last {
+        if !matches!(checked.scan.end, SegmentEnd::Sealed(_)) && !is_last {
             r.problems.push(format!("segment {seq} is not sealed but is not the last"));
         }
-        expect = Some((scan.next_lsn, scan.head_hash));
-        r.head_lsn = scan.next_lsn - 1;
+        cursor.advance(&checked, &bytes);
+        r.head_lsn = checked.scan.next_lsn - 1;
     }
     // The log ends before a break: set the segments from there on aside, so the
     // store opens on the verified prefix (verify still reports the loss).
@@ -312,6 +241,89 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     Ok(r)
 }
 
+/// Segment `seq` as the chain needs it: the local copy when it checks out
+/// (extended from a repository when the repository's copy continues the same
+/// chain further), else a repository's copy, else — for the active segment —
+/// its valid prefix. `None`: no copy fits, the log ends before it.
+#[allow(clippy::too_many_arguments)]
+fn repair_segment(
+    paths: &Paths,
+    remote: &Remote<'_>,
+    cursor: &ChainCursor,
+    path: &Path,
+    seq: u64,
+    is_last: bool,
+    local_max: u64,
+    remote_max: u64,
+    r: &mut RecoverReport,
+) -> Result<Option<(Vec<u8>, Checked)>> {
+    let current = std::fs::read(path).ok();
+    if let Some(bytes) = &current {
+        let local = cursor.check(path, seq, bytes, is_last);
+        if local.is_clean() {
+            // The newest local segment may have lost committed frames at its end (a clean cut):
+            // a repository copy that extends the same chain brings them back.
+            if seq == local_max
+                && seq <= remote_max
+                && let Some(copy) = remote.fetch(seq)?
+            {
+                let longer = cursor.check(path, seq, &copy, is_last);
+                let s = &local.scan;
+                let extends = longer.is_clean()
+                    && longer.scan.next_lsn > s.next_lsn
+                    && longer.scan.frames.iter().any(|f| f.header.last_lsn() == s.next_lsn - 1 && f.hash == s.head_hash);
+                if extends {
+                    write_segment(path, &copy)?;
+                    r.fetched_segments.push(format!("{} (frames up to LSN {})", path.display(), longer.scan.next_lsn - 1));
+                    return Ok(Some((copy, longer)));
+                }
+            }
+            return Ok(current.map(|b| (b, local)));
+        }
+    }
+    if let Some(copy) = remote.fetch(seq)? {
+        let checked = cursor.check(path, seq, &copy, is_last);
+        if !checked.is_clean() {
+            r.problems.push(format!("segment {seq}: the repository copy does not fit the chain either"));
+            return Ok(None);
+        }
+        if current.is_some() {
+            let q = quarantine(paths, &[path])?;
+            r.quarantined.push(q.join(path.file_name().unwrap_or_default()).display().to_string());
+            r.replaced_segments.push(path.display().to_string());
+        } else {
+            r.fetched_segments.push(path.display().to_string());
+        }
+        write_segment(path, &copy)?;
+        return Ok(Some((copy, checked)));
+    }
+    match current {
+        Some(bytes) if is_last => {
+            // The active segment is damaged past the last backup: keep its valid prefix.
+            let scan = cursor.check(path, seq, &bytes, true).scan;
+            let cut = scan.damage.first().map_or(scan.valid_end, |d| d.offset.max(SEGMENT_HEADER_LEN as u64));
+            let end = scan
+                .frames
+                .iter()
+                .take_while(|f| f.offset < cut)
+                .last()
+                .map_or(SEGMENT_HEADER_LEN as u64, |f| f.offset + f.header.frame_len());
+            let q = quarantine(paths, &[path])?;
+            r.quarantined.push(q.display().to_string());
+            let prefix = bytes.get(..end as usize).unwrap_or(&bytes[..]).to_vec();
+            write_segment(path, &prefix)?;
+            r.truncated
+                .push(format!("{} at byte offset {end}: damaged frames after it are lost (resync them with --sync)", path.display()));
+            let checked = cursor.check(path, seq, &prefix, true);
+            Ok(Some((prefix, checked)))
+        }
+        _ => {
+            r.problems.push(format!("segment {seq} is damaged or missing and no repository holds a copy; the log ends before it"));
+            Ok(None)
+        }
+    }
+}
+
 /// quick_check passes and the recorded head is on the log's chain.
 fn projection_trusted(path: &Path, boundaries: &HashMap<u64, [u8; 32]>, head: u64) -> bool {
     let Ok(p) = Projection::open_read_only(path) else { return false };
@@ -344,14 +356,11 @@ fn best_snapshot(
         // have broken the order, every other on-chain snapshot, newest first.
         let rest = list[cut..].iter().rev().filter(|m| on_chain(m));
         for m in list[..cut].iter().rev().chain(rest) {
-            let raw = match repo.get(&m.file).and_then(|c| snapshot::unpack(m, &c)) {
-                Ok(raw) => raw,
-                Err(e) => {
-                    tracing::warn!(snapshot = %m.file, "skipped: {e}");
-                    continue;
-                }
-            };
-            crate::durable::write(dest, &raw)?;
+            let unpacked = repo.open_reader(&m.file).map_err(crate::Error::from).and_then(|r| snapshot::unpack_to(m, r, dest));
+            if let Err(e) = unpacked {
+                tracing::warn!(snapshot = %m.file, "skipped: {e}");
+                continue;
+            }
             if Projection::open_read_only(dest).and_then(|p| p.integrity_check(true)).map(|e| e.is_empty()).unwrap_or(false) {
                 return Ok(Some(m.clone()));
             }

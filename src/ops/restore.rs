@@ -4,17 +4,16 @@
 //! the agent see at 01:05?".
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::backup::prune::{Chain, chain};
-use crate::backup::{Repository, check_format, manifests};
+use crate::backup::{RepoError, RepoSegments, Repository, check_format, manifests};
 use crate::error::{Error, Result};
-use crate::log::scan_segment;
+use crate::log::{ChainPos, ChainWalk, DamageKind};
 use crate::projection::{Projection, hex};
-use crate::snapshot;
+use crate::snapshot::{self, SnapshotManifest};
 use crate::store::base::BASE_FORMAT;
 use crate::store::{LogBase, Paths, Store, StoreOptions};
 
@@ -87,140 +86,171 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
 }
 
 type Built = (u64, [u8; 32], Option<u64>, u64);
-/// (last LSN, commit ms, hash, end offset) of each frame.
-type FrameEnds = Vec<(u64, i64, [u8; 32], u64)>;
+
+/// Whether a frame lies within the cut.
+fn within(cut: Cut, f: &crate::log::FrameMeta) -> bool {
+    match cut {
+        Cut::Head => true,
+        Cut::Lsn(n) => f.header.last_lsn() <= n,
+        Cut::AsOf(ms) => f.header.commit_ms <= ms,
+    }
+}
 
 fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     let paths = Paths::new(temp, None);
     crate::store::init(&paths)?;
     // Where the repository's log starts (above segment 1 when older ones were pruned).
-    let Chain { start, first_seq, first_lsn, mut expect, segments: objects } = chain(repo)?;
-    let expect_at_start = expect;
-    if objects.is_empty() {
-        return Err(Error::Usage(format!("{} holds no segments", repo.location())));
+    let source = RepoSegments::list(repo)?;
+    let (first_seq, start) = source.chain_start()?;
+    if source.objects().next().is_none() {
+        return Err(RepoError::incomplete(repo.location(), "holds no segments").into());
     }
-    // Download and check every segment first: hash, frames, chain.
-    let mut segs: Vec<(u64, Vec<u8>, FrameEnds)> = Vec::new();
-    for (i, (seq, obj, hash)) in objects.iter().enumerate() {
-        let want = first_seq + i as u64;
-        if *seq != want {
-            return Err(Error::Usage(format!("{}: segment {want} is missing (found {seq} next)", repo.location())));
-        }
-        let bytes = repo.get(obj)?;
-        if blake3::hash(&bytes).to_hex().as_str() != hash {
-            return Err(Error::Usage(format!("{}: {obj}: blake3 differs from its name: the object is damaged", repo.location())));
-        }
-        let path = PathBuf::from(obj);
-        let scan = scan_segment(&path, *seq, &bytes, false, expect);
-        if let Some(d) = scan.damage.into_iter().next() {
-            return Err(d.into_error().into());
-        }
-        expect = Some((scan.next_lsn, scan.head_hash));
-        let frames =
-            scan.frames.iter().map(|f| (f.header.last_lsn(), f.header.commit_ms, f.hash, f.offset + f.header.frame_len())).collect();
-        segs.push((*seq, bytes, frames));
-    }
-    let mut all_frames = segs.iter().flat_map(|s| s.2.iter().copied());
-    let target = match cut {
-        Cut::Head => all_frames.next_back().map_or(0, |f| f.0),
-        Cut::Lsn(n) => all_frames.rfind(|f| f.0 <= n).map_or(0, |f| f.0),
-        Cut::AsOf(ms) => all_frames.rfind(|f| f.1 <= ms).map_or(0, |f| f.0),
-    };
     let (list, refused) = manifests(repo)?;
     for why in &refused {
         tracing::warn!("snapshot manifest skipped: {why}");
     }
-    let earliest = || {
-        list.iter()
-            .filter(|m| m.lsn + 1 >= first_lsn)
-            .map(|m| m.lsn)
-            .min()
-            .map_or("none: it holds no snapshot after the start".into(), |l| format!("LSN {l}"))
-    };
-    if target == 0 || (start.is_some() && target + 1 < first_lsn) {
-        let why = match &start {
-            Some(s) => format!(
-                "; its log starts at LSN {first_lsn} (segments committed before {} were pruned), the earliest point it can restore is {}",
-                jiff::Timestamp::from_millisecond(s.pruned_before_ms).map_or_else(|_| "the prune date".into(), |t| t.to_string()),
-                earliest()
-            ),
-            None => String::new(),
-        };
-        return Err(Error::Usage(format!("{} holds no frame at or before the requested point{why}", repo.location())));
-    }
-    // The chain hash at the log start: the base of a pruned repository, else the genesis hash at LSN 0.
-    let start_at = expect_at_start.map_or((0, crate::log::segment::GENESIS_HASH), |(lsn, h)| (lsn - 1, h));
-    let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::from([start_at]);
-    let mut head_hash = [0u8; 32];
-    let mut written = 0;
-    for (seq, bytes, frames) in &segs {
-        let dest = crate::log::segment::segment_path(&paths.log, *seq);
-        let kept: Vec<_> = frames.iter().filter(|f| f.0 <= target).collect();
-        let Some(last) = kept.last() else { break };
-        for f in &kept {
-            boundaries.insert(f.0, f.2);
-        }
-        head_hash = last.2;
-        let whole = kept.len() == frames.len();
-        // A segment cut mid-way loses its footer and becomes the active one.
-        let data = if whole { bytes.as_slice() } else { &bytes[..last.3 as usize] };
-        crate::durable::write(&dest, data)?;
-        written += 1;
-        if !whole {
-            break;
-        }
-    }
-    // The newest snapshot at or before the cut that checks out and sits on the chain.
-    let mut snapshot_lsn = None;
-    for m in list.iter().rev().filter(|m| m.lsn <= target && m.lsn + 1 >= first_lsn) {
-        if boundaries.get(&m.lsn).map(|h| hex(h)) != Some(m.head_hash.clone()) {
-            tracing::warn!(snapshot = %m.file, "skipped: its head hash is not on the log's chain");
-            continue;
-        }
-        let fetched = repo.get(&m.file).and_then(|c| Ok((snapshot::unpack(m, &c)?, c)));
-        let (raw, compressed) = match fetched {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(snapshot = %m.file, "skipped: {e}");
-                continue;
-            }
-        };
-        crate::durable::write(&paths.projection, &raw)?;
-        let ok = Projection::open_read_only(&paths.projection).and_then(|p| p.integrity_check(true)).map(|e| e.is_empty()).unwrap_or(false);
-        if ok {
-            snapshot_lsn = Some(m.lsn);
-            if let Some(s) = &start {
-                // The older history is not in this repository: the snapshot becomes the log's base.
-                let base = LogBase {
-                    format: BASE_FORMAT,
-                    first_seq: s.first_seq,
-                    first_lsn: s.first_lsn,
-                    base_hash: s.base_hash.clone(),
-                    snapshot: m.clone(),
-                };
-                base.write(&paths, &compressed)?;
-            }
-            break;
-        }
-        tracing::warn!(snapshot = %m.file, "skipped: fails quick_check");
-        let _ = std::fs::remove_file(&paths.projection);
-    }
-    if start.is_some() && snapshot_lsn.is_none() {
-        return Err(Error::Usage(format!(
-            "{}: its log starts at LSN {first_lsn} (older segments were pruned) and no good snapshot lies between there and LSN {target}; the earliest point it can restore is {}",
-            repo.location(),
-            earliest()
-        )));
-    }
+    let (target, boundaries, written) = restore_segments(&source, first_seq, start, cut, &paths)?;
+    check_target(repo, &source, &list, start, target)?;
+    let target = target.unwrap_or_default();
+    let snapshot_lsn = restore_snapshot(repo, &source, &list, &boundaries, start, target.lsn, &paths)?;
     // Opening catches the projection up from the snapshot and builds the index from the log.
     drop(Store::open(&paths, StoreOptions::default())?);
     let report = super::verify::verify(&paths, true)?;
     if !report.ok {
         let first = report.problems.first().map(|p| format!("{}: {} {}", p.kind, p.path, p.message)).unwrap_or_default();
-        return Err(Error::Usage(format!(
+        return Err(Error::Damaged(format!(
             "the restored copy does not verify ({} problems; first: {first}); nothing was moved into place",
             report.problems.len()
         )));
     }
-    Ok((target, head_hash, snapshot_lsn, written))
+    Ok((target.lsn, target.hash, snapshot_lsn, written))
+}
+
+/// The last frame kept, the chain hash at every frame boundary kept, and the segments written.
+type RestoredSegments = (Option<ChainPos>, HashMap<u64, [u8; 32]>, u64);
+
+/// Walks the repository's chain and writes each checked segment into the
+/// new log as it goes (one segment in memory at a time), up to the cut: a
+/// segment cut mid-way loses its footer and becomes the active one. Returns
+/// the last frame kept, the chain hash at every frame boundary kept, and the
+/// segments written.
+fn restore_segments(source: &RepoSegments<'_>, first_seq: u64, start: ChainPos, cut: Cut, paths: &Paths) -> Result<RestoredSegments> {
+    let location = source.repo().location();
+    let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::from([(start.lsn, start.hash)]);
+    let mut target = None;
+    let mut written = 0;
+    let walk = ChainWalk::new(source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
+    for step in walk {
+        let name = step.entry.name.display().to_string();
+        if let Some(d) = step.damage.first() {
+            let message = match d.kind {
+                DamageKind::MissingSegment => d.message.clone(),
+                DamageKind::ObjectHash => "blake3 differs from its name: the object is damaged".to_string(),
+                _ => format!("at byte offset {}: {}: {}", d.offset, d.kind, d.message),
+            };
+            return Err(RepoError::damaged(location, name, message).into());
+        }
+        let Some((bytes, checked)) = step.segment else { break };
+        let frames = &checked.scan.frames;
+        let kept = frames.iter().take_while(|f| within(cut, f)).count();
+        let Some(last) = kept.checked_sub(1).and_then(|k| frames.get(k)) else { break };
+        boundaries.extend(frames.iter().take(kept).map(|f| (f.header.last_lsn(), f.hash)));
+        target = Some(ChainPos::new(last.header.last_lsn(), last.hash));
+        let whole = kept == frames.len();
+        let end = if whole { bytes.len() } else { (last.offset + last.header.frame_len()) as usize };
+        crate::durable::write(&crate::log::segment::segment_path(&paths.log, step.entry.seq), bytes.get(..end).unwrap_or(&bytes))?;
+        written += 1;
+        if !whole {
+            break;
+        }
+    }
+    Ok((target, boundaries, written))
+}
+
+/// Refuses a cut the repository cannot restore, naming the earliest point it can.
+fn check_target(
+    repo: &dyn Repository,
+    source: &RepoSegments<'_>,
+    list: &[SnapshotManifest],
+    start: ChainPos,
+    target: Option<ChainPos>,
+) -> Result<()> {
+    let first_lsn = start.next_lsn();
+    let reachable = target.is_some_and(|t| source.start.is_none() || t.lsn + 1 >= first_lsn);
+    if reachable {
+        return Ok(());
+    }
+    let why = match &source.start {
+        Some(s) => format!(
+            "; its log starts at LSN {first_lsn} (segments committed before {} were pruned), the earliest point it can restore is {}",
+            jiff::Timestamp::from_millisecond(s.pruned_before_ms).map_or_else(|_| "the prune date".into(), |t| t.to_string()),
+            earliest(list, first_lsn)
+        ),
+        None => String::new(),
+    };
+    // The point asked for is one the repository cannot give: the caller picks another (exit 2).
+    Err(Error::Usage(format!("{} holds no frame at or before the requested point{why}", repo.location())))
+}
+
+fn earliest(list: &[SnapshotManifest], first_lsn: u64) -> String {
+    list.iter()
+        .filter(|m| m.lsn + 1 >= first_lsn)
+        .map(|m| m.lsn)
+        .min()
+        .map_or("none: it holds no snapshot after the start".into(), |l| format!("LSN {l}"))
+}
+
+/// The newest snapshot at or before the cut that checks out (streamed,
+/// against its manifest, then quick_check) and sits on the chain. From a
+/// pruned repository it also becomes the log's base.
+fn restore_snapshot(
+    repo: &dyn Repository,
+    source: &RepoSegments<'_>,
+    list: &[SnapshotManifest],
+    boundaries: &HashMap<u64, [u8; 32]>,
+    start: ChainPos,
+    target: u64,
+    paths: &Paths,
+) -> Result<Option<u64>> {
+    let first_lsn = start.next_lsn();
+    for m in list.iter().rev().filter(|m| m.lsn <= target && m.lsn + 1 >= first_lsn) {
+        if boundaries.get(&m.lsn).map(|h| hex(h)) != Some(m.head_hash.clone()) {
+            tracing::warn!(snapshot = %m.file, "skipped: its head hash is not on the log's chain");
+            continue;
+        }
+        let unpacked = repo.open_reader(&m.file).map_err(Error::from).and_then(|r| snapshot::unpack_to(m, r, &paths.projection));
+        if let Err(e) = unpacked {
+            tracing::warn!(snapshot = %m.file, "skipped: {e}");
+            continue;
+        }
+        let ok = Projection::open_read_only(&paths.projection).and_then(|p| p.integrity_check(true)).map(|e| e.is_empty()).unwrap_or(false);
+        if !ok {
+            tracing::warn!(snapshot = %m.file, "skipped: fails quick_check");
+            let _ = std::fs::remove_file(&paths.projection);
+            continue;
+        }
+        if let Some(s) = &source.start {
+            // The older history is not in this repository: the snapshot becomes the log's base.
+            let base = LogBase {
+                format: BASE_FORMAT,
+                first_seq: s.first_seq,
+                first_lsn: s.first_lsn,
+                base_hash: s.base_hash.clone(),
+                snapshot: m.clone(),
+            };
+            base.write(paths, &mut repo.open_reader(&m.file)?)?;
+        }
+        return Ok(Some(m.lsn));
+    }
+    if source.start.is_some() {
+        return Err(RepoError::incomplete(
+            repo.location(),
+            format!(
+                "its log starts at LSN {first_lsn} (older segments were pruned) and no good snapshot lies between there and LSN {target}; the earliest point it can restore is {}",
+                earliest(list, first_lsn)
+            ),
+        )
+        .into());
+    }
+    Ok(None)
 }

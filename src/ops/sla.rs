@@ -117,8 +117,7 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
     }
     let mut runs: Vec<Run> = Vec::new();
     let reader = LogReader::open(&paths.log)?;
-    let (log_start, log_start_hash) = reader.start()?;
-    reader.replay::<Error>(log_start, log_start_hash, |_, events| {
+    reader.replay::<Error>(reader.start()?, |_, events| {
         runs.extend(events.into_iter().filter_map(|e| match e {
             Event::Run(r) if r.kind == RunKind::Sync => Some(r),
             _ => None,

@@ -5,21 +5,87 @@
 //! rows with one computed by replaying the log, runs `PRAGMA integrity_check`
 //! and reports gaps inside each series.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, Interval, Lsn};
-use crate::log::{Damage, SegmentEnd, decode_frame, scan_segment};
+use crate::log::{ChainPos, ChainWalk, Damage, DamageKind, LocalSegments, SegmentEnd, decode_frame};
 use crate::projection::{Applied, Index, LogRows, Projection, TableDigest, hex};
 use crate::store::{LogBase, Paths, writer_pid};
+
+/// What a finding is about: `kind` in `verify --json` (the JSON names are
+/// unchanged snake-case strings; [`Kind::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Damage the chain walk found in a segment.
+    Damage(DamageKind),
+    BadPayload,
+    IndexCursors,
+    IndexMissing,
+    IndexNeedsRepair,
+    IndexState,
+    IndexUnreadable,
+    IntegrityCheck,
+    InvalidCandle,
+    LogBase,
+    LostFrames,
+    MissingSegment,
+    ProjectionLag,
+    ProjectionMismatch,
+    ProjectionMissing,
+    ProjectionRows,
+    ProjectionState,
+    ProjectionUnreadable,
+    SegmentSize,
+    TornTail,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Damage(d) => d.as_str(),
+            Kind::BadPayload => "bad_payload",
+            Kind::IndexCursors => "index_cursors",
+            Kind::IndexMissing => "index_missing",
+            Kind::IndexNeedsRepair => "index_needs_repair",
+            Kind::IndexState => "index_state",
+            Kind::IndexUnreadable => "index_unreadable",
+            Kind::IntegrityCheck => "integrity_check",
+            Kind::InvalidCandle => "invalid_candle",
+            Kind::LogBase => "log_base",
+            Kind::LostFrames => "lost_frames",
+            Kind::MissingSegment => "missing_segment",
+            Kind::ProjectionLag => "projection_lag",
+            Kind::ProjectionMismatch => "projection_mismatch",
+            Kind::ProjectionMissing => "projection_missing",
+            Kind::ProjectionRows => "projection_rows",
+            Kind::ProjectionState => "projection_state",
+            Kind::ProjectionUnreadable => "projection_unreadable",
+            Kind::SegmentSize => "segment_size",
+            Kind::TornTail => "torn_tail",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 /// One finding: what, where (file, byte offset, LSN), and a message.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Problem {
-    pub kind: String,
+    pub kind: Kind,
     pub path: String,
     pub offset: Option<u64>,
     pub lsn: Option<Lsn>,
@@ -28,12 +94,12 @@ pub struct Problem {
 
 impl From<Damage> for Problem {
     fn from(d: Damage) -> Problem {
-        Problem { kind: d.kind.to_string(), path: d.path.display().to_string(), offset: Some(d.offset), lsn: d.lsn, message: d.message }
+        Problem { kind: Kind::Damage(d.kind), path: d.path.display().to_string(), offset: Some(d.offset), lsn: d.lsn, message: d.message }
     }
 }
 
-fn problem(kind: &str, path: &std::path::Path, offset: Option<u64>, lsn: Option<Lsn>, message: String) -> Problem {
-    Problem { kind: kind.to_string(), path: path.display().to_string(), offset, lsn, message }
+fn problem(kind: Kind, path: &std::path::Path, offset: Option<u64>, lsn: Option<Lsn>, message: String) -> Problem {
+    Problem { kind, path: path.display().to_string(), offset, lsn, message }
 }
 
 /// Missing candles inside one series (found by `--deep`).
@@ -116,14 +182,14 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     let proj_applied = match proj_applied {
         Ok(a) => a,
         Err(e) => {
-            r.problems.push(problem("projection_state", &paths.projection, None, None, e.to_string()));
+            r.problems.push(problem(Kind::ProjectionState, &paths.projection, None, None, e.to_string()));
             None
         }
     };
     let index_applied = match index_applied {
         Ok(a) => a,
         Err(e) => {
-            r.problems.push(problem("index_state", &paths.index, None, None, e.to_string()));
+            r.problems.push(problem(Kind::IndexState, &paths.index, None, None, e.to_string()));
             None
         }
     };
@@ -133,75 +199,58 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     // Chain hash at every frame boundary we need to confirm.
     let mut boundaries: HashMap<Lsn, [u8; 32]> = HashMap::new();
     let mut wanted: Vec<Lsn> = [proj_applied, index_applied].iter().flatten().map(|a| a.lsn).collect();
-    boundaries.insert(0, [0; 32]);
     let replay_to = proj_applied.map_or(0, |a| a.lsn);
     let mut rows = LogRows::default();
 
-    let segments = crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?;
-    r.segments = segments.len();
-    let mut expect: Option<(Lsn, [u8; 32])> = None;
-    let mut prev_seq = 0u64;
+    let source = LocalSegments::new(&paths.log);
     // A log whose older history was pruned starts where its base says, from its base snapshot.
     // (the base, the chain position of its snapshot)
     let base = match LogBase::load(paths).and_then(|b| b.map(|b| Ok((b.applied()?, b))).transpose()) {
         Ok(b) => b,
         Err(e) => {
-            r.problems.push(problem("log_base", &paths.base_manifest(), None, None, e.to_string()));
+            r.problems.push(problem(Kind::LogBase, &paths.base_manifest(), None, None, e.to_string()));
             None
         }
     };
     let base_lsn = base.as_ref().map_or(0, |(at, _)| at.lsn);
-    if let Some((at, b)) = &base {
-        let base_hash = b.base_hash()?;
-        prev_seq = b.first_seq - 1;
-        expect = Some((b.first_lsn, base_hash));
-        boundaries.insert(b.first_lsn - 1, base_hash);
-        wanted.push(at.lsn);
-        // --deep reads the snapshot's rows, which checks its bytes on the way.
-        if deep { base_rows(paths, b, &mut rows, &mut r) } else { check_base_file(paths, b, &mut r) }
-    }
-    let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", &paths.log, e))?;
-    for (i, (seq, path)) in segments.iter().enumerate() {
-        if *seq != prev_seq + 1 {
-            r.problems.push(problem(
-                "missing_segment",
-                path,
-                None,
-                expect.map(|e| e.0),
-                format!("segment numbers jump from {prev_seq} to {seq}: segments in between are missing"),
-            ));
-        }
-        prev_seq = *seq;
-        let data = match std::fs::read(path) {
-            Ok(d) => d,
-            Err(e) => {
-                r.problems.push(problem("io", path, None, None, format!("cannot read: {e}")));
-                expect = None;
-                continue;
+    let (first_seq, start) = match &base {
+        Some((at, b)) => {
+            wanted.push(at.lsn);
+            // --deep reads the snapshot's rows, which checks its bytes on the way.
+            if deep {
+                base_rows(paths, b, &mut rows, &mut r)
+            } else {
+                check_base_file(paths, b, &mut r)
             }
-        };
+            (b.first_seq, ChainPos::new(b.first_lsn - 1, b.base_hash()?))
+        }
+        None => crate::log::chain::log_start(),
+    };
+    boundaries.insert(start.lsn, start.hash);
+    let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", &paths.log, e))?;
+    let walk = ChainWalk::new(&source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
+    let mut segments = Vec::new();
+    for step in walk {
+        r.segments += 1;
+        segments.push((step.entry.seq, step.entry.name.clone()));
+        let path = &step.entry.name;
+        r.problems.extend(step.damage.iter().cloned().map(Problem::from));
+        let Some((data, checked)) = &step.segment else { continue };
         r.bytes += data.len() as u64;
-        let is_last = i + 1 == segments.len();
-        if is_last && crate::log::segment::is_half_created(&data) {
+        if checked.half_created {
             if writer.is_none() {
                 let message = format!("{} bytes: a segment whose creation never completed; the next writer removes it", data.len());
-                r.warnings.push(problem("torn_tail", path, Some(0), expect.map(|e| e.0), message));
+                r.warnings.push(problem(Kind::TornTail, path, Some(0), Some(checked.scan.next_lsn), message));
             }
             continue;
         }
-        let scan = scan_segment(path, *seq, &data, is_last, expect);
-        r.problems.extend(scan.damage.iter().cloned().map(Problem::from));
+        let scan = &checked.scan;
         // With a writer running, bytes after the last whole frame are its frame in flight.
         if let (SegmentEnd::Torn { offset, len, reason }, None) = (&scan.end, writer) {
-            r.warnings.push(problem(
-                "torn_tail",
-                path,
-                Some(*offset),
-                Some(scan.next_lsn),
-                format!("{len} bytes: {reason}; the next writer truncates them"),
-            ));
+            let message = format!("{len} bytes: {reason}; the next writer truncates them");
+            r.warnings.push(problem(Kind::TornTail, path, Some(*offset), Some(scan.next_lsn), message));
         }
-        let damaged: std::collections::HashSet<u64> = scan.damage.iter().filter(|d| d.kind == "hash_mismatch").map(|d| d.offset).collect();
+        let damaged: HashSet<u64> = scan.damage.iter().filter(|d| d.kind == DamageKind::HashMismatch).map(|d| d.offset).collect();
         for meta in &scan.frames {
             r.frames += 1;
             let last = meta.header.last_lsn();
@@ -213,7 +262,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             }
             let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
             match decode_frame(frame, meta, &mut dec) {
-                Err(message) => r.problems.push(problem("bad_payload", path, Some(meta.offset), Some(meta.header.first_lsn), message)),
+                Err(message) => r.problems.push(problem(Kind::BadPayload, path, Some(meta.offset), Some(meta.header.first_lsn), message)),
                 Ok(events) => {
                     for (k, e) in events.into_iter().enumerate() {
                         let lsn = meta.header.first_lsn + k as u64;
@@ -221,7 +270,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
                         let Event::Candle(c) = e else { continue };
                         r.candles += 1;
                         if let Err(err) = c.validate() {
-                            r.problems.push(problem("invalid_candle", path, Some(meta.offset), Some(lsn), err.to_string()));
+                            r.problems.push(problem(Kind::InvalidCandle, path, Some(meta.offset), Some(lsn), err.to_string()));
                         }
                         if lsn > base_lsn && lsn <= replay_to {
                             rows.insert(&c);
@@ -231,19 +280,16 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             }
         }
         if scan.header.is_some() {
-            expect = Some((scan.next_lsn, scan.head_hash));
             r.head_lsn = scan.next_lsn - 1;
             r.head_hash = hex(&scan.head_hash);
             boundaries.insert(r.head_lsn, scan.head_hash);
-        } else {
-            expect = None;
         }
     }
 
     if let Some((at, b)) = &base {
         if boundaries.get(&at.lsn) != Some(&at.hash) {
             r.problems.push(problem(
-                "log_base",
+                Kind::LogBase,
                 &paths.base_snapshot(),
                 None,
                 Some(at.lsn),
@@ -253,7 +299,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         for (what, applied) in [("SQLite projection", proj_applied), ("redb index", index_applied)] {
             if let Some(a) = applied.filter(|a| a.lsn < at.lsn) {
                 r.problems.push(problem(
-                    "log_base",
+                    Kind::LogBase,
                     &paths.base_manifest(),
                     None,
                     Some(a.lsn),
@@ -291,13 +337,13 @@ fn check_base_file(paths: &Paths, base: &LogBase, r: &mut VerifyReport) {
     match std::fs::read(&file) {
         Ok(b) if b.len() as u64 == base.snapshot.file_bytes && blake3::hash(&b).to_hex().as_str() == base.snapshot.file_blake3 => {}
         Ok(_) => r.problems.push(problem(
-            "log_base",
+            Kind::LogBase,
             &file,
             None,
             None,
             "size or blake3 differs from log/base.json: the base snapshot is damaged; restore the data directory from a repository".into(),
         )),
-        Err(e) => r.problems.push(problem("log_base", &file, None, None, format!("cannot read the base snapshot: {e}"))),
+        Err(e) => r.problems.push(problem(Kind::LogBase, &file, None, None, format!("cannot read the base snapshot: {e}"))),
     }
 }
 
@@ -305,7 +351,7 @@ fn check_base_file(paths: &Paths, base: &LogBase, r: &mut VerifyReport) {
 fn base_rows(paths: &Paths, base: &LogBase, rows: &mut LogRows, r: &mut VerifyReport) {
     if let Err(e) = base.rows_into(paths, rows) {
         r.problems.push(problem(
-            "log_base",
+            Kind::LogBase,
             &paths.base_snapshot(),
             None,
             Some(base.snapshot.lsn),
@@ -326,7 +372,7 @@ fn on_projection<T: Send + 'static>(
 fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
     if !paths.projection.exists() {
         r.warnings.push(problem(
-            "projection_missing",
+            Kind::ProjectionMissing,
             &paths.projection,
             None,
             None,
@@ -337,7 +383,7 @@ fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
     match Projection::open_read_only(&paths.projection) {
         Ok(p) => Some(p),
         Err(e) => {
-            r.problems.push(problem("projection_unreadable", &paths.projection, None, None, e.to_string()));
+            r.problems.push(problem(Kind::ProjectionUnreadable, &paths.projection, None, None, e.to_string()));
             None
         }
     }
@@ -346,7 +392,7 @@ fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
 fn open_index(paths: &Paths, r: &mut VerifyReport) -> Option<Index> {
     if !paths.index.exists() {
         r.warnings.push(problem(
-            "index_missing",
+            Kind::IndexMissing,
             &paths.index,
             None,
             None,
@@ -359,7 +405,7 @@ fn open_index(paths: &Paths, r: &mut VerifyReport) -> Option<Index> {
         Err(e) if matches!(*e.source, redb::Error::RepairAborted) => {
             // A writer was killed: redb repairs the file on the next read-write open.
             r.warnings.push(problem(
-                "index_needs_repair",
+                Kind::IndexNeedsRepair,
                 &paths.index,
                 None,
                 None,
@@ -368,7 +414,7 @@ fn open_index(paths: &Paths, r: &mut VerifyReport) -> Option<Index> {
             None
         }
         Err(e) => {
-            r.problems.push(problem("index_unreadable", &paths.index, None, None, e.to_string()));
+            r.problems.push(problem(Kind::IndexUnreadable, &paths.index, None, None, e.to_string()));
             None
         }
     }
@@ -379,7 +425,7 @@ fn check_heads(paths: &Paths, r: &mut VerifyReport, proj: Option<Applied>, index
         let Some(a) = applied else { continue };
         if a.lsn > r.head_lsn {
             r.problems.push(problem(
-                "lost_frames",
+                Kind::LostFrames,
                 &paths.log,
                 None,
                 Some(r.head_lsn + 1),
@@ -395,14 +441,14 @@ fn check_heads(paths: &Paths, r: &mut VerifyReport, proj: Option<Applied>, index
         match boundaries.get(&a.lsn) {
             Some(h) if *h == a.hash => {}
             Some(_) => r.problems.push(problem(
-                "projection_mismatch",
+                Kind::ProjectionMismatch,
                 path,
                 None,
                 Some(a.lsn),
                 format!("the {what}'s recorded head hash at LSN {} differs from the log's chain hash; run `candlelog rebuild`", a.lsn),
             )),
             None => r.problems.push(problem(
-                "projection_mismatch",
+                Kind::ProjectionMismatch,
                 path,
                 None,
                 Some(a.lsn),
@@ -412,7 +458,7 @@ fn check_heads(paths: &Paths, r: &mut VerifyReport, proj: Option<Applied>, index
         // A running writer applies what it just committed: lag is its work in progress.
         if a.lsn < r.head_lsn && r.writer_pid.is_none() {
             r.warnings.push(problem(
-                "projection_lag",
+                Kind::ProjectionLag,
                 path,
                 None,
                 Some(a.lsn),
@@ -426,7 +472,7 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
     let catalog = match index.segments() {
         Ok(c) => c,
         Err(e) => {
-            r.problems.push(problem("index_unreadable", index.path(), None, None, e.to_string()));
+            r.problems.push(problem(Kind::IndexUnreadable, index.path(), None, None, e.to_string()));
             return;
         }
     };
@@ -434,7 +480,7 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
         let on_disk = segments.iter().find(|(seq, _)| *seq == s.seq);
         match on_disk {
             None if s.last_lsn >= s.first_lsn => r.problems.push(problem(
-                "missing_segment",
+                Kind::MissingSegment,
                 index.path(),
                 None,
                 Some(s.first_lsn),
@@ -447,7 +493,7 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
                 let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
                 if len != s.bytes {
                     r.problems.push(problem(
-                        "segment_size",
+                        Kind::SegmentSize,
                         path,
                         Some(len.min(s.bytes)),
                         Some(s.last_lsn),
@@ -467,13 +513,15 @@ fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &LogRows, r: 
     let (integrity, digests) = side;
     match integrity {
         Ok(errs) if errs.is_empty() => {}
-        Ok(errs) => r.problems.push(problem("integrity_check", path, None, None, format!("PRAGMA integrity_check: {}", errs.join("; ")))),
-        Err(e) => r.problems.push(problem("integrity_check", path, None, None, e)),
+        Ok(errs) => {
+            r.problems.push(problem(Kind::IntegrityCheck, path, None, None, format!("PRAGMA integrity_check: {}", errs.join("; "))))
+        }
+        Err(e) => r.problems.push(problem(Kind::IntegrityCheck, path, None, None, e)),
     }
     let actual = match digests {
         Ok(d) => d,
         Err(e) => {
-            r.problems.push(problem("projection_unreadable", path, None, None, e));
+            r.problems.push(problem(Kind::ProjectionUnreadable, path, None, None, e));
             return;
         }
     };
@@ -485,7 +533,7 @@ fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &LogRows, r: 
         let e = expected.get(&i).copied().unwrap_or(empty);
         if a != e {
             r.problems.push(problem(
-                "projection_rows",
+                Kind::ProjectionRows,
                 path,
                 None,
                 r.projection_lsn,
@@ -507,7 +555,7 @@ fn check_cursors(index: &Index, series: &[((&str, Interval), Vec<i64>)], based: 
     let cursors = match index.cursors() {
         Ok(c) => c,
         Err(e) => {
-            r.problems.push(problem("index_unreadable", index.path(), None, None, e.to_string()));
+            r.problems.push(problem(Kind::IndexUnreadable, index.path(), None, None, e.to_string()));
             return;
         }
     };
@@ -531,7 +579,7 @@ fn check_cursors(index: &Index, series: &[((&str, Interval), Vec<i64>)], based: 
     bad.extend(by_key.keys().map(|(sym, i)| format!("{sym} {i}: a cursor for a series the log does not hold")));
     if !bad.is_empty() {
         r.problems.push(problem(
-            "index_cursors",
+            Kind::IndexCursors,
             index.path(),
             None,
             r.index_lsn,

@@ -10,14 +10,8 @@ pub use digest::{LogRows, TableDigest};
 pub use index::{Cursor, Index, IndexError, SyncSummary};
 pub use sqlite::{Projection, ProjectionError};
 
-use crate::event::Lsn;
-
-/// The log position a projection reflects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Applied {
-    pub lsn: Lsn,
-    pub hash: [u8; 32],
-}
+/// The log position a projection reflects: a position on the chain.
+pub use crate::log::ChainPos as Applied;
 
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

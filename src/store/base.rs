@@ -21,7 +21,7 @@ use super::Paths;
 use crate::error::{Error, Result};
 use crate::projection::{Applied, unhex32};
 use crate::snapshot::SnapshotManifest;
-use crate::snapshot::unpack;
+use crate::snapshot::unpack_to;
 
 pub const BASE_FORMAT: u32 = 1;
 
@@ -46,9 +46,9 @@ impl LogBase {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        let base: LogBase = serde_json::from_slice(&bytes).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+        let base: LogBase = serde_json::from_slice(&bytes).map_err(|e| Error::Damaged(format!("{}: {e}", path.display())))?;
         if base.format != BASE_FORMAT {
-            return Err(Error::Usage(format!(
+            return Err(Error::Damaged(format!(
                 "{}: log base format {} (this build reads {BASE_FORMAT}): upgrade candlelog",
                 path.display(),
                 base.format
@@ -58,7 +58,7 @@ impl LogBase {
         base.base_hash()?;
         base.applied()?;
         if base.snapshot.lsn + 1 < base.first_lsn || base.first_seq == 0 {
-            return Err(Error::Usage(format!(
+            return Err(Error::Damaged(format!(
                 "{}: the snapshot at LSN {} is older than the log's first LSN {}: the log base is inconsistent",
                 path.display(),
                 base.snapshot.lsn,
@@ -68,10 +68,11 @@ impl LogBase {
         Ok(Some(base))
     }
 
-    /// Writes the snapshot, then the manifest that makes it the base (durably).
-    pub fn write(&self, paths: &Paths, compressed: &[u8]) -> Result<()> {
+    /// Writes the snapshot (streamed from `compressed`), then the manifest
+    /// that makes it the base, both durably.
+    pub fn write(&self, paths: &Paths, compressed: &mut dyn std::io::Read) -> Result<()> {
         let file = paths.base_snapshot();
-        crate::durable::write(&file, compressed)?;
+        crate::durable::write_with(&file, |f| std::io::copy(compressed, f))?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::io("serialise log base", "", std::io::Error::other(e)))?;
         Ok(crate::durable::write(&paths.base_manifest(), &json)?)
     }
@@ -79,14 +80,14 @@ impl LogBase {
     /// The chain position the snapshot reflects.
     pub fn applied(&self) -> Result<Applied> {
         let hash = unhex32(&self.snapshot.head_hash)
-            .ok_or_else(|| Error::Usage(format!("log base: snapshot head hash {:?} is not 64 hex digits", self.snapshot.head_hash)))?;
+            .ok_or_else(|| Error::Damaged(format!("log base: snapshot head hash {:?} is not 64 hex digits", self.snapshot.head_hash)))?;
         Ok(Applied { lsn: self.snapshot.lsn, hash })
     }
 
     /// The chain hash before the first segment.
     pub fn base_hash(&self) -> Result<[u8; 32]> {
         unhex32(&self.base_hash)
-            .ok_or_else(|| Error::Usage(format!("log base: base_hash {:?} is not 64 lowercase hex digits", self.base_hash)))
+            .ok_or_else(|| Error::Damaged(format!("log base: base_hash {:?} is not 64 lowercase hex digits", self.base_hash)))
     }
 
     /// Adds the snapshot's rows to `rows`: the state before the log's frames after `snapshot.lsn`.
@@ -99,11 +100,13 @@ impl LogBase {
         read
     }
 
-    /// Checks the snapshot against its manifest and writes the SQLite file to `dest`.
+    /// Checks the snapshot against its manifest while streaming the SQLite file to `dest`.
     pub fn unpack_to(&self, paths: &Paths, dest: &std::path::Path) -> Result<()> {
         let file = paths.base_snapshot();
-        let compressed = std::fs::read(&file).map_err(|e| Error::io("read", &file, e))?;
-        let raw = unpack(&self.snapshot, &compressed).map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
-        std::fs::write(dest, raw).map_err(|e| Error::io("write", dest, e))
+        let compressed = std::fs::File::open(&file).map_err(|e| Error::io("open", &file, e))?;
+        unpack_to(&self.snapshot, std::io::BufReader::new(compressed), dest).map_err(|e| match e {
+            Error::Damaged(m) => Error::Damaged(format!("{}: {m}", file.display())),
+            other => other,
+        })
     }
 }

@@ -135,7 +135,7 @@ impl Store {
             commits.clear();
             Ok(())
         };
-        reader.replay::<crate::Error>(from.lsn, from.hash, |meta, evs| {
+        reader.replay::<crate::Error>(from, |meta, evs| {
             total += evs.len() as u64;
             events.extend(evs);
             commits.push((meta.header.commit_ms, meta.header.last_lsn()));

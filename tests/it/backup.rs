@@ -14,7 +14,7 @@ fn replay_rows(dir: &std::path::Path, lsn: u64) -> Vec<Row> {
     let mut latest: BTreeMap<(i64, String), Row> = BTreeMap::new();
     LogReader::open(&dir.join("log"))
         .unwrap()
-        .replay::<candlelog::Error>(0, [0; 32], |meta, events| {
+        .replay::<candlelog::Error>(candlelog::log::ChainPos::GENESIS, |meta, events| {
             if meta.header.last_lsn() <= lsn {
                 for e in events {
                     if let Event::Candle(c) = e {

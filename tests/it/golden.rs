@@ -12,7 +12,7 @@ use candlelog::event::codec::{decode_events, decode_events_format, encode_events
 use candlelog::event::{Candle, Decimal, Event, Interval, Outcome, OutcomeStatus, Run, RunKind, Symbol};
 use candlelog::log::frame::{FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameHeader, encode_frame, encode_frame_format};
 use candlelog::log::segment::{FOOTER_LEN, Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SegmentHeader};
-use candlelog::log::{Damage, LogWriter, SegmentEnd, SegmentScan, decode_frame, scan_segment};
+use candlelog::log::{ChainPos, Damage, LogWriter, SegmentEnd, SegmentScan, decode_frame, scan_segment};
 
 // ---------------------------------------------------------------------------
 // The fixed inputs of the vectors (format/README.md, "Contents").
@@ -489,7 +489,7 @@ fn read_vector(name: &str) -> (PathBuf, Vec<u8>) {
 
 fn scan(name: &str, seq: u64, is_last: bool, expect: Option<(u64, [u8; 32])>) -> (Vec<u8>, SegmentScan) {
     let (path, bytes) = read_vector(name);
-    let s = scan_segment(&path, seq, &bytes, is_last, expect);
+    let s = scan_segment(&path, seq, &bytes, is_last, expect.map(|(next, hash)| ChainPos::new(next - 1, hash)));
     (bytes, s)
 }
 
@@ -761,7 +761,7 @@ fn active_decodes_to_the_same_frames_without_footer() {
     let (_, s) = scan("active.seg", 1, false, None);
     assert_eq!(s.end, SegmentEnd::Open);
     let dmg = only_damage(&s);
-    assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("unsealed", l.active_len, Some(5)));
+    assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("unsealed", l.active_len, Some(5)));
 }
 
 #[test]
@@ -780,12 +780,12 @@ fn second_segment_continues_the_chain() {
 
     // The same file after a different predecessor: the chain and the LSNs break.
     let (_, s) = scan("second.seg", 2, true, Some((4, GENESIS_HASH)));
-    let found: Vec<_> = s.damage.iter().map(|d| (d.kind, d.offset, d.lsn)).collect();
+    let found: Vec<_> = s.damage.iter().map(|d| (d.kind.as_str(), d.offset, d.lsn)).collect();
     assert_eq!(found, [("lsn_gap", 24, Some(4)), ("chain_break", 32, Some(4))]);
     // Named as the wrong segment number.
     let (_, s) = scan("second.seg", 3, true, expect);
     let dmg = only_damage(&s);
-    assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("bad_header", 16, None));
+    assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("bad_header", 16, None));
 }
 
 #[test]
@@ -808,7 +808,7 @@ fn torn_tail_is_torn_on_the_last_segment_only() {
     let (_, s) = scan("torn_tail.seg", 1, false, None);
     assert_eq!(s.end, SegmentEnd::Damaged);
     let dmg = only_damage(&s);
-    assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("truncated_frame", l.active_len, Some(5)));
+    assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("truncated_frame", l.active_len, Some(5)));
 }
 
 #[test]
@@ -824,7 +824,7 @@ fn zero_tail_is_torn_on_the_last_segment_only() {
     let (_, s) = scan("zero_tail.seg", 1, false, None);
     assert_eq!(s.end, SegmentEnd::Damaged);
     let dmg = only_damage(&s);
-    assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("trailing_bytes", l.active_len, Some(5)));
+    assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("trailing_bytes", l.active_len, Some(5)));
 }
 
 #[test]
@@ -832,7 +832,7 @@ fn flipped_payload_is_a_hash_mismatch_at_the_frame() {
     for is_last in [true, false] {
         let (bytes, s) = scan("flipped_payload.seg", 1, is_last, None);
         let dmg = only_damage(&s);
-        assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("hash_mismatch", SEGMENT_HEADER_LEN as u64, Some(1)));
+        assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("hash_mismatch", SEGMENT_HEADER_LEN as u64, Some(1)));
         // The scan goes on from the stored hash: frame 2 and the footer still check out.
         assert_eq!(s.frames.len(), 2);
         assert_eq!(s.head_hash, from_hex(SEG1_HEAD_HEX));
@@ -851,7 +851,7 @@ fn wrong_magic_is_a_bad_header() {
         assert_eq!(s.end, SegmentEnd::Damaged);
         assert!(s.header.is_none());
         let dmg = only_damage(&s);
-        assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("bad_header", 0, None));
+        assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("bad_header", 0, None));
         assert!(dmg.message.contains("wrong magic"), "{}", dmg.message);
     }
 }
@@ -864,7 +864,7 @@ fn future_version_is_refused_with_upgrade_hint() {
         assert!(s.header.is_none());
         assert!(s.frames.is_empty(), "a reader must not guess at frames of an unknown version");
         let dmg = only_damage(&s);
-        assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("unsupported_version", 0, None));
+        assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("unsupported_version", 0, None));
         assert!(dmg.message.contains("version 2") && dmg.message.contains("upgrade candlelog"), "{}", dmg.message);
     }
 }
@@ -885,7 +885,7 @@ fn truncated_footer_is_torn_when_last_and_damage_otherwise() {
     let (_, s) = scan("truncated_footer.seg", 1, false, None);
     assert_eq!(s.end, SegmentEnd::Damaged);
     let dmg = only_damage(&s);
-    assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("truncated_footer", l.active_len, Some(5)));
+    assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("truncated_footer", l.active_len, Some(5)));
 }
 
 #[test]
@@ -905,7 +905,7 @@ fn zero_hash_tail_is_torn_on_the_last_segment_only() {
 
     // Not the last segment: the frame is a hash mismatch (then the segment is unsealed).
     let (_, s) = scan("zero_hash_tail.seg", 1, false, None);
-    let found: Vec<_> = s.damage.iter().map(|d| (d.kind, d.offset)).collect();
+    let found: Vec<_> = s.damage.iter().map(|d| (d.kind.as_str(), d.offset)).collect();
     assert_eq!(found, [("hash_mismatch", l.active_len), ("unsealed", bytes.len() as u64)]);
     assert_eq!(s.damage[0].lsn, Some(5));
 
@@ -929,7 +929,7 @@ fn zero_hash_tail_is_torn_on_the_last_segment_only() {
             assert!(matches!(&s.end, SegmentEnd::Torn { offset, .. } if *offset == l.active_len), "{what}: {:?}", s.end);
         } else {
             let d = &s.damage[0];
-            assert_eq!((d.kind, d.offset, d.lsn), ("hash_mismatch", l.active_len, Some(5)), "{what}");
+            assert_eq!((d.kind.as_str(), d.offset, d.lsn), ("hash_mismatch", l.active_len, Some(5)), "{what}");
         }
     }
 }
@@ -951,7 +951,7 @@ fn zero_check_tail_is_torn_on_the_last_segment_only() {
     let (_, s) = scan("zero_check_tail.seg", 1, false, None);
     assert_eq!(s.end, SegmentEnd::Damaged);
     let dmg = only_damage(&s);
-    assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("bad_frame_header", l.active_len, Some(5)));
+    assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("bad_frame_header", l.active_len, Some(5)));
 
     // Variants built in memory from frame 3's header.
     let (_, active) = read_vector("active.seg");
@@ -980,7 +980,7 @@ fn zero_check_tail_is_torn_on_the_last_segment_only() {
             assert!(matches!(&s.end, SegmentEnd::Torn { offset, .. } if *offset == l.active_len), "{what}: {:?}", s.end);
         } else {
             let d = only_damage(&s);
-            assert_eq!((d.kind, d.offset, d.lsn), ("bad_frame_header", l.active_len, Some(5)), "{what}");
+            assert_eq!((d.kind.as_str(), d.offset, d.lsn), ("bad_frame_header", l.active_len, Some(5)), "{what}");
         }
     }
 }
@@ -991,7 +991,7 @@ fn segment_one_must_start_the_log() {
     // the frames themselves check out.
     let (bytes, s) = scan("non_genesis_base.seg", 1, true, None);
     let dmg = only_damage(&s);
-    assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("chain_break", 32, Some(1)));
+    assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("chain_break", 32, Some(1)));
     assert_eq!(s.end, SegmentEnd::Open);
     assert_eq!(s.next_lsn, 3);
     assert_eq!(events_of(&bytes, &s), [frame1_events()]);
@@ -1001,7 +1001,7 @@ fn segment_one_must_start_the_log() {
 
     // Segment 2 named as segment 1 (say, after segment 1 was deleted).
     let (_, s) = scan("second.seg", 1, true, None);
-    let found: Vec<_> = s.damage.iter().map(|d| (d.kind, d.offset, d.lsn)).collect();
+    let found: Vec<_> = s.damage.iter().map(|d| (d.kind.as_str(), d.offset, d.lsn)).collect();
     assert_eq!(found, [("bad_header", 16, None), ("lsn_gap", 24, Some(1)), ("chain_break", 32, Some(1))]);
 }
 
@@ -1012,7 +1012,7 @@ fn header_fields_out_of_range_are_damage() {
         let h = SegmentHeader { seq, first_lsn, base_hash: GENESIS_HASH, created_ms: SEG1_CREATED_MS }.encode();
         let s = scan_segment(Path::new(SEG1), seq, &h, true, None);
         let dmg = only_damage(&s);
-        assert_eq!((dmg.kind, dmg.offset, dmg.lsn), ("bad_header", 0, None), "seq {seq} first_lsn {first_lsn}");
+        assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("bad_header", 0, None), "seq {seq} first_lsn {first_lsn}");
         assert!(s.header.is_none());
     }
     // A frame whose first_lsn + event_count overflows a u64.
@@ -1230,7 +1230,7 @@ fn event_format_2_runs_are_refused_in_a_format_1_frame() {
     let mut b = SegmentHeader { seq: 2, first_lsn: 5, base_hash: seg1_head, created_ms: SEG2_CREATED_MS }.encode().to_vec();
     let h3 = push_frame(&mut b, &seg1_head, 5, FRAME3_COMMIT_MS, &frame3_events());
     push_frame(&mut b, &h3, 6, FRAME4_COMMIT_MS, &frame4_events());
-    let s = scan_segment(Path::new(SEG2), 2, &b, true, Some((5, seg1_head)));
+    let s = scan_segment(Path::new(SEG2), 2, &b, true, Some(ChainPos::new(4, seg1_head)));
     assert!(s.damage.is_empty(), "{:#?}", s.damage);
     let m = &s.frames[1];
     assert_eq!(m.header.event_format, 1);

@@ -60,7 +60,10 @@ fn snapshot_of(paths: &Paths, created_ms: i64) -> (Vec<u8>, SnapshotManifest) {
     let applied = store.snapshot_projection(&raw).unwrap();
     drop(store);
     let name = format!("snapshots/{:020}-{created_ms}.sqlite.zst", applied.lsn);
-    candlelog::snapshot::build(&raw, applied.lsn, applied.hash, &name, created_ms).unwrap()
+    let mut pack = candlelog::snapshot::pack(&raw, applied.lsn, applied.hash, &name, created_ms).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut pack, &mut bytes).unwrap();
+    (bytes, pack.manifest())
 }
 
 fn put_snapshot(repo: &DirRepository, (bytes, manifest): &(Vec<u8>, SnapshotManifest)) {
@@ -486,7 +489,7 @@ fn cases() -> Vec<Case> {
                 format!("{SEG2_OBJECT}: blake3 differs from its name"),
                 format!("snapshot {SNAP_B}.sqlite.zst: its head hash at LSN 7 is not on the segments' chain"),
             ],
-            restore: Restore::Refused(2, vec![format!("{SEG2_OBJECT}: blake3 differs from its name")]),
+            restore: Restore::Refused(1, vec![format!("{SEG2_OBJECT}: blake3 differs from its name")]),
         },
         Case {
             name: "a segment that is not sealed",
@@ -511,16 +514,16 @@ fn cases() -> Vec<Case> {
             verify: 1,
             verify_deep: 1,
             verify_says: strings(&["segment 1 is missing (next is 2)"]),
-            restore: Restore::Refused(2, strings(&["segment 1 is missing (found 2 next)"])),
+            restore: Restore::Refused(1, strings(&["segment 1 is missing (found 2 next)"])),
         },
         Case {
             name: "two objects for one segment (two histories)",
             base: "valid",
             damage: Box::new(|r| vec![unsealed_segment_2(r), SEG2_OBJECT.to_string(), "are both segment 2".into()]),
-            verify: 2,
-            verify_deep: 2,
+            verify: 1,
+            verify_deep: 1,
             verify_says: vec![],
-            restore: Restore::Refused(2, strings(&["are both segment 2: the repository holds two different histories"])),
+            restore: Restore::Refused(1, strings(&["are both segment 2: the repository holds two different histories"])),
         },
         Case {
             name: "a segment name that is not what backups write (upper-case hash)",
@@ -543,10 +546,10 @@ fn cases() -> Vec<Case> {
                 std::fs::write(r.join(MARKER), "{\"format\": 2}\n").unwrap();
                 vec![]
             }),
-            verify: 2,
-            verify_deep: 2,
+            verify: 1,
+            verify_deep: 1,
             verify_says: strings(&["uses repository format 2; this build reads 1: upgrade candlelog"]),
-            restore: Restore::Refused(2, strings(&["uses repository format 2; this build reads 1: upgrade candlelog"])),
+            restore: Restore::Refused(1, strings(&["uses repository format 2; this build reads 1: upgrade candlelog"])),
         },
         Case {
             name: "no marker",
@@ -555,10 +558,10 @@ fn cases() -> Vec<Case> {
                 std::fs::remove_file(r.join(MARKER)).unwrap();
                 vec![]
             }),
-            verify: 2,
-            verify_deep: 2,
+            verify: 1,
+            verify_deep: 1,
             verify_says: strings(&["is not a candlelog backup repository (no candlelog-repository.json)"]),
-            restore: Restore::Refused(2, strings(&["is not a candlelog backup repository (no candlelog-repository.json)"])),
+            restore: Restore::Refused(1, strings(&["is not a candlelog backup repository (no candlelog-repository.json)"])),
         },
         Case {
             name: "a marker without a format number",
@@ -567,10 +570,10 @@ fn cases() -> Vec<Case> {
                 std::fs::write(r.join(MARKER), "{\"version\": 1}\n").unwrap();
                 vec![]
             }),
-            verify: 2,
-            verify_deep: 2,
+            verify: 1,
+            verify_deep: 1,
             verify_says: strings(&["candlelog-repository.json has no format number"]),
-            restore: Restore::Refused(2, strings(&["candlelog-repository.json has no format number"])),
+            restore: Restore::Refused(1, strings(&["candlelog-repository.json has no format number"])),
         },
         Case {
             name: "a marker that is not JSON",
@@ -579,10 +582,10 @@ fn cases() -> Vec<Case> {
                 std::fs::write(r.join(MARKER), "1\n2\n").unwrap();
                 vec![]
             }),
-            verify: 2,
-            verify_deep: 2,
+            verify: 1,
+            verify_deep: 1,
             verify_says: strings(&["candlelog-repository.json: trailing characters"]),
-            restore: Restore::Refused(2, strings(&["candlelog-repository.json: trailing characters"])),
+            restore: Restore::Refused(1, strings(&["candlelog-repository.json: trailing characters"])),
         },
         Case {
             name: "a manifest whose file_blake3 is wrong",
@@ -629,8 +632,8 @@ fn cases() -> Vec<Case> {
             }),
             verify: 0,
             verify_deep: 1,
-            verify_says: vec![format!("snapshot {b_file}: does not decompress")],
-            restore: Restore::Restored(7, Some(4), vec![b_file.clone(), "does not decompress".into()]),
+            verify_says: vec![format!("snapshot {b_file}: decompressed bytes differ from the manifest")],
+            restore: Restore::Restored(7, Some(4), vec![b_file.clone(), "decompressed bytes differ from the manifest".into()]),
         },
         Case {
             name: "a flipped byte in a snapshot",
@@ -767,10 +770,10 @@ fn cases() -> Vec<Case> {
                 std::fs::write(p, s).unwrap();
                 vec![]
             }),
-            verify: 2,
-            verify_deep: 2,
+            verify: 1,
+            verify_deep: 1,
             verify_says: strings(&["log-start.json: format 2 or start 2/5 not understood"]),
-            restore: Restore::Refused(2, strings(&["log-start.json: format 2 or start 2/5 not understood"])),
+            restore: Restore::Refused(1, strings(&["log-start.json: format 2 or start 2/5 not understood"])),
         },
         Case {
             name: "log-start.json with an upper-case base_hash",
@@ -781,10 +784,10 @@ fn cases() -> Vec<Case> {
                 std::fs::write(p, s).unwrap();
                 vec![]
             }),
-            verify: 2,
-            verify_deep: 2,
+            verify: 1,
+            verify_deep: 1,
             verify_says: strings(&["log-start.json: base_hash", "is not 64 lowercase hex digits"]),
-            restore: Restore::Refused(2, strings(&["is not 64 lowercase hex digits"])),
+            restore: Restore::Refused(1, strings(&["is not 64 lowercase hex digits"])),
         },
         Case {
             name: "log-start.json whose base is not the first segment's",
@@ -810,7 +813,7 @@ fn cases() -> Vec<Case> {
             verify: 1,
             verify_deep: 1,
             verify_says: strings(&["segment 1 is missing (next is 2)"]),
-            restore: Restore::Refused(2, strings(&["segment 1 is missing (found 2 next)"])),
+            restore: Restore::Refused(1, strings(&["segment 1 is missing (found 2 next)"])),
         },
         Case {
             name: "a snapshot before the log start",
@@ -1003,7 +1006,7 @@ fn writers_and_recover_refuse_what_readers_refuse() {
     assert!(r.stderr.contains(&format!("error: backup to {}: {} uses repository format 2", s(&newer), s(&newer))), "{}", r.stderr);
     assert_eq!(files(&newer), before, "nothing written");
     let r = run(&dir, &["recover", "--from", s(&newer)]);
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, 1, "a repository this build cannot read is a failure, not a usage error (issue 9): {}", r.stderr);
     assert!(r.stderr.contains("uses repository format 2; this build reads 1: upgrade candlelog"), "{}", r.stderr);
 
     // A repository holding another history's segment 2: backup refuses to add a second one.

@@ -1,0 +1,113 @@
+//! `backup verify`: every object of a repository against its name or
+//! manifest, the segments' chain (walked like every other chain, through
+//! src/log/chain.rs), gaps, and that each snapshot sits on the chain;
+//! `deep` also streams each snapshot out and runs quick_check on it.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{RepoSegments, Repository, check_format, manifests};
+use crate::error::{Error, Result};
+use crate::log::{ChainWalk, DamageKind};
+use crate::projection::hex;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RepoVerifyReport {
+    pub ok: bool,
+    pub repository: String,
+    pub segments: u64,
+    pub snapshots: u64,
+    /// The first LSN the segments hold (above 1 when older ones were pruned).
+    pub first_lsn: u64,
+    pub head_lsn: u64,
+    pub problems: Vec<String>,
+}
+
+pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport> {
+    check_format(repo, false)?;
+    let mut r = RepoVerifyReport {
+        ok: false,
+        repository: repo.location(),
+        segments: 0,
+        snapshots: 0,
+        first_lsn: 1,
+        head_lsn: 0,
+        problems: Vec::new(),
+    };
+    let source = RepoSegments::list(repo)?;
+    let (first_seq, start) = source.chain_start()?;
+    r.first_lsn = start.next_lsn();
+    // Chain hashes at every frame boundary, from the log start (genesis at LSN 0, or a pruned repository's base).
+    let mut boundaries: HashMap<u64, String> = HashMap::from([(start.lsn, hex(&start.hash))]);
+    let walk = ChainWalk::new(&source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
+    let mut want = first_seq;
+    for step in walk {
+        r.segments += 1;
+        let (seq, obj) = (step.entry.seq, step.entry.name.display().to_string());
+        for d in &step.damage {
+            r.problems.push(match d.kind {
+                DamageKind::ObjectHash => format!("{obj}: blake3 differs from its name"),
+                DamageKind::MissingSegment => format!("segment {want} is missing (next is {seq})"),
+                _ => format!("{obj} at byte offset {}: {}: {}", d.offset, d.kind, d.message),
+            });
+        }
+        want = seq + 1;
+        if let Some((_, checked)) = &step.segment {
+            for f in &checked.scan.frames {
+                boundaries.insert(f.header.last_lsn(), hex(&f.hash));
+            }
+            if checked.scan.header.is_some() {
+                r.head_lsn = checked.scan.next_lsn - 1;
+            }
+        }
+    }
+    check_snapshots(repo, deep, &boundaries, &mut r)?;
+    r.ok = r.problems.is_empty();
+    Ok(r)
+}
+
+/// Each manifest's file against the manifest (streamed), and its head on the chain.
+fn check_snapshots(repo: &dyn Repository, deep: bool, boundaries: &HashMap<u64, String>, r: &mut RepoVerifyReport) -> Result<()> {
+    let (list, bad) = manifests(repo)?;
+    r.problems.extend(bad);
+    let tmpdir = std::env::temp_dir().join(format!("candlelog-verify-{}", std::process::id()));
+    for m in &list {
+        r.snapshots += 1;
+        if m.lsn + 1 < r.first_lsn {
+            r.problems.push(format!(
+                "snapshot {}: at LSN {}, before the log start (LSN {}): the segments to replay from it were pruned",
+                m.file, m.lsn, r.first_lsn
+            ));
+        } else if boundaries.get(&m.lsn) != Some(&m.head_hash) {
+            r.problems.push(format!("snapshot {}: its head hash at LSN {} is not on the segments' chain", m.file, m.lsn));
+        }
+        let checked = if deep { unpack_and_check(repo, m, &tmpdir) } else { hash_matches(repo, m) };
+        match checked {
+            Ok(()) => {}
+            // Unpacking names the snapshot itself.
+            Err(Error::Damaged(message)) if message.starts_with("snapshot ") => r.problems.push(message),
+            Err(e) => r.problems.push(format!("snapshot {}: {e}", m.file)),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmpdir);
+    Ok(())
+}
+
+fn hash_matches(repo: &dyn Repository, m: &crate::snapshot::SnapshotManifest) -> Result<()> {
+    let (h, n) = repo.hash(&m.file)?;
+    if n != m.file_bytes || h.to_hex().as_str() != m.file_blake3 {
+        return Err(Error::Damaged("size or blake3 differs from its manifest".into()));
+    }
+    Ok(())
+}
+
+/// Streams the snapshot out (checking every byte against the manifest) and runs quick_check.
+fn unpack_and_check(repo: &dyn Repository, m: &crate::snapshot::SnapshotManifest, tmpdir: &std::path::Path) -> Result<()> {
+    crate::durable::create_dir(tmpdir)?;
+    let p = tmpdir.join("snapshot.sqlite");
+    crate::snapshot::unpack_to(m, repo.open_reader(&m.file)?, &p)?;
+    let errs = crate::projection::Projection::open_read_only(&p)?.integrity_check(true)?;
+    let _ = std::fs::remove_file(&p);
+    if errs.is_empty() { Ok(()) } else { Err(Error::Damaged(format!("quick_check: {}", errs.join("; ")))) }
+}
