@@ -4,10 +4,12 @@
 pub mod catalog;
 pub mod error;
 pub mod frame;
+pub mod fs;
 pub mod reader;
 pub mod segment;
 pub mod writer;
 
 pub use error::LogError;
+pub use fs::{LogFile, LogFs, StdFs};
 pub use reader::{Damage, FrameMeta, LogReader, ReplayEnd, SegmentEnd, SegmentScan, decode_frame, scan_segment};
 pub use writer::{LogWriter, SegmentInfo, Truncation, WriterOptions};
