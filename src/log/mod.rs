@@ -7,6 +7,8 @@ pub mod frame;
 pub mod fs;
 pub mod reader;
 pub mod segment;
+#[cfg(test)]
+mod sim_fs;
 pub mod writer;
 
 pub use error::LogError;
