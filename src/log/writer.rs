@@ -100,7 +100,16 @@ impl LogWriter {
         };
         let fs = &*w.fs;
         let mut truncations = Vec::new();
-        let mut segments = list_segments(fs, dir)?;
+        let (mut segments, temps) = list_log(fs, dir)?;
+        // A crash while rolling can leave the new segment under its temporary
+        // name: it holds a header and nothing else.
+        for tmp in &temps {
+            tracing::info!(file = %tmp.display(), "removing a segment file whose creation did not complete");
+            fs.remove(tmp).map_err(|e| LogError::io("remove", tmp, e))?;
+        }
+        if !temps.is_empty() {
+            fs.sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, e))?;
+        }
         let mut last_data = None;
         // A crash while creating a segment can leave a file shorter than its header.
         // Only the last segment can be half-created: every earlier one was sealed first.
@@ -274,9 +283,15 @@ impl LogWriter {
             let exists = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the next segment already exists");
             return Err(LogError::io("create", &path, exists));
         }
-        let mut file = self.fs.create(&path).map_err(|e| LogError::io("create", &path, e))?;
-        file.append(&header.encode()).map_err(|e| LogError::io("write", &path, e))?;
-        file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
+        // The header is written and fsynced under a temporary name, then
+        // renamed: the segment's name never holds a header a power cut tore
+        // (a torn header followed by zeros would be damage, format/segment.md).
+        let tmp = temp_segment_path(&self.dir, seq);
+        let mut file = self.fs.create(&tmp).map_err(|e| LogError::io("create", &tmp, e))?;
+        file.append(&header.encode()).map_err(|e| LogError::io("write", &tmp, e))?;
+        file.sync_all().map_err(|e| LogError::io("fsync", &tmp, e))?;
+        self.fs.rename(&tmp, &path).map_err(|e| LogError::io("rename", &tmp, e))?;
+        // The new name must be durable before any frame in the file is reported committed.
         self.fs.sync_dir(&self.dir).map_err(|e| LogError::io("fsync directory", &self.dir, e))?;
         let info = SegmentInfo {
             seq,
@@ -338,13 +353,29 @@ fn count_frames(buf: &[u8]) -> u64 {
     n
 }
 
-/// The segments in `dir`, in log order.
-fn list_segments(fs: &dyn LogFs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+/// Segment numbers and paths, in log order.
+type Segments = Vec<(u64, PathBuf)>;
+
+/// The segments in `dir`, in log order, and the temporary files of segments
+/// whose creation did not complete.
+fn list_log(fs: &dyn LogFs, dir: &Path) -> Result<(Segments, Vec<PathBuf>), LogError> {
     let names = fs.list(dir).map_err(|e| LogError::io("list", dir, e))?;
-    let mut segments: Vec<(u64, PathBuf)> =
-        names.iter().filter_map(|name| parse_segment_name(name).map(|seq| (seq, dir.join(name)))).collect();
+    let mut segments: Segments = names.iter().filter_map(|name| parse_segment_name(name).map(|seq| (seq, dir.join(name)))).collect();
     segments.sort();
-    Ok(segments)
+    let temps = names.iter().filter(|name| is_temp_segment_name(name)).map(|name| dir.join(name)).collect();
+    Ok((segments, temps))
+}
+
+/// Where segment `seq` is created before it gets its name: `.<name>.tmp`,
+/// hidden and not a segment name, so readers never see it.
+fn temp_segment_path(dir: &Path, seq: u64) -> PathBuf {
+    let path = segment_path(dir, seq);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    dir.join(format!(".{name}.tmp"))
+}
+
+fn is_temp_segment_name(name: &str) -> bool {
+    name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).and_then(parse_segment_name).is_some()
 }
 
 /// Where the segment after `path` must start: its footer's `last_lsn + 1` and head hash.
