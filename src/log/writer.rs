@@ -69,6 +69,10 @@ pub struct LogWriter {
     head_hash: [u8; 32],
     last_commit_ms: i64,
     poisoned: Option<String>,
+    /// `(next_lsn, head_hash)` after the last frame that was fdatasynced: a
+    /// failed append falls back to it, so a poisoned writer never reports
+    /// frames as committed that its failed append only encoded.
+    synced: (Lsn, [u8; 32]),
     compressor: zstd::bulk::Compressor<'static>,
     /// Segments whose catalog entry changed since the last `take_catalog`.
     changed: Vec<SegmentInfo>,
@@ -95,6 +99,7 @@ impl LogWriter {
             head_hash: GENESIS_HASH,
             last_commit_ms: 0,
             poisoned: None,
+            synced: (1, GENESIS_HASH),
             compressor,
             changed: Vec::new(),
         };
@@ -154,6 +159,7 @@ impl LogWriter {
         w.last_seq = seq;
         w.next_lsn = scan.next_lsn;
         w.head_hash = scan.head_hash;
+        w.synced = (w.next_lsn, w.head_hash);
         w.last_commit_ms = scan.frames.last().map_or(0, |f| f.header.commit_ms);
         let info = SegmentInfo {
             seq,
@@ -206,6 +212,7 @@ impl LogWriter {
             // An unknown amount reached the file: refuse further appends; the
             // next open truncates whatever is torn.
             self.poisoned = Some(e.to_string());
+            (self.next_lsn, self.head_hash) = self.synced;
         }
         result
     }
@@ -269,6 +276,7 @@ impl LogWriter {
         active.info.last_lsn = self.next_lsn - 1;
         active.info.head_hash = self.head_hash;
         self.changed.push(active.info);
+        self.synced = (self.next_lsn, self.head_hash);
         buf.clear();
         Ok(())
     }
