@@ -2,6 +2,8 @@
 //! zstd-compressed frames chained by blake3 (format/segment.md).
 
 pub mod catalog;
+#[cfg(test)]
+mod crash_tests;
 pub mod error;
 pub mod frame;
 pub mod fs;
