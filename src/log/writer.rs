@@ -1,14 +1,14 @@
 //! The log writer: frames a batch of events, appends it to the active segment,
 //! `fdatasync`s, and only then reports it committed. Rolls and seals segments.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::LogError;
 use super::frame::{FRAME_HEADER_LEN, MAX_RAW_LEN, encode_frame_format};
-use super::reader::{FrameMeta, SegmentEnd, read_file, scan_segment};
-use super::segment::{Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SegmentHeader, list_segments, segment_path};
+use super::fs::{LogFile, LogFs, StdFs};
+use super::reader::{FrameMeta, SegmentEnd, scan_segment};
+use super::segment::{FOOTER_LEN, Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_name, segment_path};
 use crate::event::{Event, Lsn, codec};
 
 /// Most events one frame holds; larger batches become several frames of one commit.
@@ -52,7 +52,7 @@ pub struct SegmentInfo {
 }
 
 struct Active {
-    file: File,
+    file: Box<dyn LogFile>,
     info: SegmentInfo,
     frames: u64,
 }
@@ -60,6 +60,7 @@ struct Active {
 /// The single writer of a log directory. The caller holds the data
 /// directory's lock.
 pub struct LogWriter {
+    fs: Arc<dyn LogFs>,
     dir: PathBuf,
     opts: WriterOptions,
     active: Option<Active>,
@@ -68,6 +69,10 @@ pub struct LogWriter {
     head_hash: [u8; 32],
     last_commit_ms: i64,
     poisoned: Option<String>,
+    /// `(next_lsn, head_hash)` after the last frame that was fdatasynced: a
+    /// failed append falls back to it, so a poisoned writer never reports
+    /// frames as committed that its failed append only encoded.
+    synced: (Lsn, [u8; 32]),
     compressor: zstd::bulk::Compressor<'static>,
     /// Segments whose catalog entry changed since the last `take_catalog`.
     changed: Vec<SegmentInfo>,
@@ -76,9 +81,16 @@ pub struct LogWriter {
 impl LogWriter {
     /// Opens (creating if needed) the log in `dir`, truncating a torn tail.
     pub fn open(dir: &Path, opts: WriterOptions) -> Result<(LogWriter, Vec<Truncation>), LogError> {
-        crate::durable::create_dir(dir)?;
+        LogWriter::open_with(Arc::new(StdFs), dir, opts)
+    }
+
+    /// [`LogWriter::open`] over a given file layer (tests run it over a
+    /// simulated disk, `src/log/sim_fs.rs`).
+    pub fn open_with(fs: Arc<dyn LogFs>, dir: &Path, opts: WriterOptions) -> Result<(LogWriter, Vec<Truncation>), LogError> {
+        fs.create_dir(dir).map_err(|e| LogError::io("create directory", dir, e))?;
         let compressor = zstd::bulk::Compressor::new(opts.zstd_level).map_err(|e| LogError::io("zstd init", dir, e))?;
         let mut w = LogWriter {
+            fs,
             dir: dir.to_path_buf(),
             opts,
             active: None,
@@ -87,35 +99,52 @@ impl LogWriter {
             head_hash: GENESIS_HASH,
             last_commit_ms: 0,
             poisoned: None,
+            synced: (1, GENESIS_HASH),
             compressor,
             changed: Vec::new(),
         };
+        let fs = &*w.fs;
         let mut truncations = Vec::new();
-        let mut segments = list_segments(dir).map_err(|e| LogError::io("list", dir, e))?;
+        let (mut segments, temps) = list_log(fs, dir)?;
+        // A crash while rolling can leave the new segment under its temporary
+        // name: it holds a header and nothing else.
+        for tmp in &temps {
+            tracing::info!(file = %tmp.display(), "removing a segment file whose creation did not complete");
+            fs.remove(tmp).map_err(|e| LogError::io("remove", tmp, e))?;
+        }
+        if !temps.is_empty() {
+            fs.sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, e))?;
+        }
+        let mut last_data = None;
         // A crash while creating a segment can leave a file shorter than its header.
         // Only the last segment can be half-created: every earlier one was sealed first.
         if let Some((_, path)) = segments.last() {
-            let len = std::fs::metadata(path).map_err(|e| LogError::io("stat", path, e))?.len();
-            if is_zero_or_prefix(path)? {
+            let data = fs.read(path).map_err(|e| LogError::io("read", path, e))?;
+            if is_zero_or_prefix(&data) {
                 truncations.push(Truncation {
                     path: path.clone(),
                     offset: 0,
-                    len,
+                    len: data.len() as u64,
                     reason: "segment file created but its header never completed".into(),
                 });
-                std::fs::remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
-                crate::durable::sync_dir(dir)?;
+                fs.remove(path).map_err(|e| LogError::io("remove", path, e))?;
+                fs.sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, e))?;
                 segments.pop();
+            } else {
+                last_data = Some(data);
             }
         }
         let Some((seq, path)) = segments.last().cloned() else {
             return Ok((w, truncations));
         };
         let expect = match segments.len().checked_sub(2).and_then(|i| segments.get(i)) {
-            Some((_, prev)) => Some(previous_footer(prev)?),
+            Some((_, prev)) => Some(previous_footer(fs, prev)?),
             None => None,
         };
-        let data = read_file(&path)?;
+        let data = match last_data {
+            Some(d) => d,
+            None => fs.read(&path).map_err(|e| LogError::io("read", &path, e))?,
+        };
         let scan = scan_segment(&path, seq, &data, true, expect.map(|(next, hash)| crate::log::ChainPos::new(next - 1, hash)));
         if let Some(d) = scan.damage.into_iter().next() {
             return Err(d.into_error());
@@ -130,6 +159,7 @@ impl LogWriter {
         w.last_seq = seq;
         w.next_lsn = scan.next_lsn;
         w.head_hash = scan.head_hash;
+        w.synced = (w.next_lsn, w.head_hash);
         w.last_commit_ms = scan.frames.last().map_or(0, |f| f.header.commit_ms);
         let info = SegmentInfo {
             seq,
@@ -143,15 +173,13 @@ impl LogWriter {
         match scan.end {
             SegmentEnd::Sealed(_) => {}
             SegmentEnd::Open | SegmentEnd::Torn { .. } => {
-                let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| LogError::io("open", &path, e))?;
+                let mut file = fs.open_append(&path).map_err(|e| LogError::io("open", &path, e))?;
                 if let SegmentEnd::Torn { offset, len, reason } = scan.end {
                     file.set_len(offset).map_err(|e| LogError::io("truncate", &path, e))?;
                     file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
                     tracing::warn!(segment = %path.display(), offset, len, "truncated torn tail: {reason}");
                     truncations.push(Truncation { path: path.clone(), offset, len, reason });
                 }
-                let mut file = file;
-                file.seek(SeekFrom::Start(scan.valid_end)).map_err(|e| LogError::io("seek", &path, e))?;
                 w.active = Some(Active { file, info, frames: scan.frames.len() as u64 });
             }
             SegmentEnd::Damaged => unreachable_damaged(&path)?,
@@ -184,6 +212,7 @@ impl LogWriter {
             // An unknown amount reached the file: refuse further appends; the
             // next open truncates whatever is torn.
             self.poisoned = Some(e.to_string());
+            (self.next_lsn, self.head_hash) = self.synced;
         }
         result
     }
@@ -239,7 +268,7 @@ impl LogWriter {
         }
         let Some(active) = self.active.as_mut() else { return Ok(()) };
         let path = segment_path(&self.dir, active.info.seq);
-        active.file.write_all(buf).map_err(|e| LogError::io("write", &path, e))?;
+        active.file.append(buf).map_err(|e| LogError::io("write", &path, e))?;
         active.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
         let frames = count_frames(buf);
         active.info.bytes += buf.len() as u64;
@@ -247,6 +276,7 @@ impl LogWriter {
         active.info.last_lsn = self.next_lsn - 1;
         active.info.head_hash = self.head_hash;
         self.changed.push(active.info);
+        self.synced = (self.next_lsn, self.head_hash);
         buf.clear();
         Ok(())
     }
@@ -257,11 +287,20 @@ impl LogWriter {
         let seq = self.last_seq + 1;
         let path = segment_path(&self.dir, seq);
         let header = SegmentHeader { seq, first_lsn: self.next_lsn, base_hash: self.head_hash, created_ms: now_ms() };
-        let mut file =
-            OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| LogError::io("create", &path, e))?;
-        file.write_all(&header.encode()).map_err(|e| LogError::io("write", &path, e))?;
-        file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
-        crate::durable::sync_dir(&self.dir)?;
+        if self.fs.file_len(&path).is_ok() {
+            let exists = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the next segment already exists");
+            return Err(LogError::io("create", &path, exists));
+        }
+        // The header is written and fsynced under a temporary name, then
+        // renamed: the segment's name never holds a header a power cut tore
+        // (a torn header followed by zeros would be damage, format/segment.md).
+        let tmp = temp_segment_path(&self.dir, seq);
+        let mut file = self.fs.create(&tmp).map_err(|e| LogError::io("create", &tmp, e))?;
+        file.append(&header.encode()).map_err(|e| LogError::io("write", &tmp, e))?;
+        file.sync_all().map_err(|e| LogError::io("fsync", &tmp, e))?;
+        self.fs.rename(&tmp, &path).map_err(|e| LogError::io("rename", &tmp, e))?;
+        // The new name must be durable before any frame in the file is reported committed.
+        self.fs.sync_dir(&self.dir).map_err(|e| LogError::io("fsync directory", &self.dir, e))?;
         let info = SegmentInfo {
             seq,
             first_lsn: self.next_lsn,
@@ -291,12 +330,12 @@ impl LogWriter {
         let path = segment_path(&self.dir, active.info.seq);
         let footer =
             Footer { last_lsn: self.next_lsn - 1, frame_count: active.frames, footer_offset: active.info.bytes, head_hash: self.head_hash };
-        let res = active.file.write_all(&footer.encode()).and_then(|_| active.file.sync_data());
+        let res = active.file.append(&footer.encode()).and_then(|_| active.file.sync_data());
         if let Err(e) = res {
             self.poisoned = Some(format!("sealing {}: {e}", path.display()));
             return Err(LogError::io("seal", &path, e));
         }
-        active.info.bytes += super::segment::FOOTER_LEN as u64;
+        active.info.bytes += FOOTER_LEN as u64;
         active.info.sealed = true;
         let info = active.info;
         self.changed.push(info);
@@ -322,15 +361,42 @@ fn count_frames(buf: &[u8]) -> u64 {
     n
 }
 
-fn previous_footer(path: &Path) -> Result<(Lsn, [u8; 32]), LogError> {
-    let data = read_file(path)?;
-    let start = data.len().saturating_sub(super::segment::FOOTER_LEN);
-    let footer = data.get(start..).and_then(Footer::decode).filter(|f| f.footer_offset == start as u64);
+/// Segment numbers and paths, in log order.
+type Segments = Vec<(u64, PathBuf)>;
+
+/// The segments in `dir`, in log order, and the temporary files of segments
+/// whose creation did not complete.
+fn list_log(fs: &dyn LogFs, dir: &Path) -> Result<(Segments, Vec<PathBuf>), LogError> {
+    let names = fs.list(dir).map_err(|e| LogError::io("list", dir, e))?;
+    let mut segments: Segments = names.iter().filter_map(|name| parse_segment_name(name).map(|seq| (seq, dir.join(name)))).collect();
+    segments.sort();
+    let temps = names.iter().filter(|name| is_temp_segment_name(name)).map(|name| dir.join(name)).collect();
+    Ok((segments, temps))
+}
+
+/// Where segment `seq` is created before it gets its name: `.<name>.tmp`,
+/// hidden and not a segment name, so readers never see it.
+fn temp_segment_path(dir: &Path, seq: u64) -> PathBuf {
+    let path = segment_path(dir, seq);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    dir.join(format!(".{name}.tmp"))
+}
+
+fn is_temp_segment_name(name: &str) -> bool {
+    name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).and_then(parse_segment_name).is_some()
+}
+
+/// Where the segment after `path` must start: its footer's `last_lsn + 1` and head hash.
+fn previous_footer(fs: &dyn LogFs, path: &Path) -> Result<(Lsn, [u8; 32]), LogError> {
+    let len = fs.file_len(path).map_err(|e| LogError::io("stat", path, e))?;
+    let start = len.saturating_sub(FOOTER_LEN as u64);
+    let tail = fs.read_at(path, start, FOOTER_LEN).map_err(|e| LogError::io("read footer", path, e))?;
+    let footer = Footer::decode(&tail).filter(|f| f.footer_offset == start);
     match footer.and_then(|f| Some((f.last_lsn.checked_add(1)?, f.head_hash))) {
         Some(next) => Ok(next),
         None => Err(LogError::Corrupt {
             path: path.to_path_buf(),
-            offset: start as u64,
+            offset: start,
             lsn: None,
             message: "segment before the active one has no valid footer".into(),
             hint: super::error::HINT_RESTORE,
@@ -348,8 +414,9 @@ fn unreachable_damaged(path: &Path) -> Result<(), LogError> {
     })
 }
 
-fn is_zero_or_prefix(path: &Path) -> Result<bool, LogError> {
-    Ok(super::segment::is_half_created(&read_file(path)?))
+/// A segment file whose header never completed (format/segment.md, "Recovery on open").
+fn is_zero_or_prefix(data: &[u8]) -> bool {
+    super::segment::is_half_created(data)
 }
 
 pub(crate) fn now_ms() -> i64 {
