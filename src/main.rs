@@ -14,6 +14,8 @@ fn main() -> ExitCode {
     cli::metrics::after(&cli, result.is_err());
     match result {
         Ok(code) => code,
+        // Output cut short by its reader (`| head`): nothing went wrong here.
+        Err(err) if cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) if matches!(cli.command, cli::Command::Health(_)) => {
             // Monitoring agents read health's exit code: an error means UNKNOWN.
             eprintln!("UNKNOWN: {err:#}");

@@ -85,9 +85,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                     "repository": repo_loc(from), "log_start": start, "segments": segs, "snapshots": snaps, "unreadable": bad
                 }))?;
             } else {
-                println!("{}: {} segment(s), {} snapshot(s)", from.display(), segs.len(), snaps.len());
+                outln!("{}: {} segment(s), {} snapshot(s)", from.display(), segs.len(), snaps.len());
                 if let Some(s) = &start {
-                    println!(
+                    outln!(
                         "  log starts at segment {} (LSN {}): older segments were pruned{}",
                         s.first_seq,
                         s.first_lsn,
@@ -99,10 +99,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                     );
                 }
                 for m in &snaps {
-                    println!("  snapshot LSN {:>10}  {} bytes  created {}  {}", m.lsn, m.file_bytes, super::fmt_ms(m.created_ms), m.file);
+                    outln!("  snapshot LSN {:>10}  {} bytes  created {}  {}", m.lsn, m.file_bytes, super::fmt_ms(m.created_ms), m.file);
                 }
                 for b in &bad {
-                    println!("  UNREADABLE {b}");
+                    outln!("  UNREADABLE {b}");
                 }
             }
             Ok(ExitCode::from(EXIT_OK))
@@ -113,9 +113,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 print_json(&r)?;
             } else {
                 for p in &r.problems {
-                    println!("PROBLEM {p}");
+                    outln!("PROBLEM {p}");
                 }
-                println!(
+                outln!(
                     "{}: {} segment(s) up to LSN {}, {} snapshot(s)",
                     if r.ok { "ok" } else { "FAILED" },
                     r.segments,
@@ -181,9 +181,12 @@ fn print_progress(p: Progress<'_>, json: bool) {
             p.first_seq,
             if p.kept_because.is_empty() { String::new() } else { format!(" ({})", p.kept_because) }
         ),
-        Progress::Done { report: r, summary } if !json => println!(
+        Progress::Done { report: r, summary } if !json => outln!(
             "{}: {} segment(s) uploaded, {} already there, {} bytes; {summary}",
-            r.repository, r.segments_uploaded, r.segments_present, r.bytes_uploaded,
+            r.repository,
+            r.segments_uploaded,
+            r.segments_present,
+            r.bytes_uploaded,
         ),
         Progress::Done { .. } => {}
     }
@@ -226,7 +229,7 @@ pub fn run_restore(_cli: &Cli, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&r)?;
     } else {
-        println!(
+        outln!(
             "restored {} up to LSN {} (hash {}) from {} segment(s){}{} in {} ms",
             r.into,
             r.head_lsn,
@@ -260,9 +263,9 @@ pub fn run_drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<ExitCode> {
         print_json(&r)?;
     } else {
         for p in &r.problems {
-            println!("PROBLEM {p}");
+            outln!("PROBLEM {p}");
         }
-        println!(
+        outln!(
             "{}: restored LSN {}{} from {} in {} ms (the measured RTO); {} table(s) compared with the live log in {} ms",
             if r.ok { "ok" } else { "FAILED" },
             r.restored_lsn,
@@ -316,21 +319,21 @@ pub fn run_recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitCode> {
         print_json(&r)?;
     } else {
         for s in &r.steps {
-            println!("{:<17} {:>7} ms  {}", s.name, s.ms, s.detail);
+            outln!("{:<17} {:>7} ms  {}", s.name, s.ms, s.detail);
         }
         for x in r.replaced_segments.iter().chain(&r.fetched_segments) {
-            println!("segment from backup: {x}");
+            outln!("segment from backup: {x}");
         }
         for x in &r.truncated {
-            println!("truncated: {x}");
+            outln!("truncated: {x}");
         }
         for x in &r.quarantined {
-            println!("quarantined: {x}");
+            outln!("quarantined: {x}");
         }
         for p in &r.problems {
-            println!("PROBLEM {p}");
+            outln!("PROBLEM {p}");
         }
-        println!("{}: head LSN {} after {} ms (the measured RTO)", if r.ok { "recovered" } else { "FAILED" }, r.head_lsn, r.total_ms);
+        outln!("{}: head LSN {} after {} ms (the measured RTO)", if r.ok { "recovered" } else { "FAILED" }, r.head_lsn, r.total_ms);
     }
     Ok(ExitCode::from(if r.ok { EXIT_OK } else { EXIT_FAILED }))
 }

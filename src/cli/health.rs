@@ -55,12 +55,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&r)?;
     } else {
-        println!("{:<12} {:<9} {:<22} {:<28} message", "check", "status", "value", "threshold");
+        outln!("{:<12} {:<9} {:<22} {:<28} message", "check", "status", "value", "threshold");
         for c in &r.checks {
             let status = serde_json::to_value(c.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            println!("{:<12} {:<9} {:<22} {:<28} {}", c.name, status, c.value, c.threshold, c.message);
+            outln!("{:<12} {:<9} {:<22} {:<28} {}", c.name, status, c.value, c.threshold, c.message);
         }
-        println!("{}", serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
+        outln!("{}", serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
     }
     Ok(ExitCode::from(r.status.exit_code()))
 }

@@ -63,13 +63,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let opts = ImportOptions { format, group_files: args.group_files.max(1), group_events: args.group_events.max(1) };
     let report = import(&mut store, files, &opts)?;
-    for f in report.files.iter().filter(|f| f.status != "ok") {
+    for f in report.files.iter().filter(|f| f.status != candlelog::ops::import::FileStatus::Ok) {
         eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));
     }
     if args.json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "imported {} file(s), {} failed: {} candles read, {} appended ({} revisions), {} unchanged; head LSN {} ({} ms)",
             report.files_ok,
             report.files_failed,

@@ -12,6 +12,6 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     candlelog::store::init(&paths)?;
     // Opening creates the index and the projection and proves the directory is writable.
     let store = cli.open_store()?;
-    println!("initialised {} (head LSN {})", paths.root.display(), store.head().lsn);
+    outln!("initialised {} (head LSN {})", paths.root.display(), store.head().lsn);
     Ok(ExitCode::from(EXIT_OK))
 }

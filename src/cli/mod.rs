@@ -2,6 +2,15 @@
 //! mapping from errors to exit codes (0 ok, 1 failed or found a problem,
 //! 2 usage or configuration, 75 locked, 124 timeout).
 
+/// `println!` for a command's output: a closed stdout (`candlelog status
+/// --json | head`) ends the program quietly with success, like ripgrep,
+/// instead of the panic `println!` gives; any other write error is reported.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 mod backup;
 mod dump;
 mod health;
@@ -201,8 +210,28 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Whether an error is a closed stdout (its reader went away), at any depth.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// One line of output on stdout (see `outln!`).
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        Ok(()) => {}
+        // The reader went away (`| head`): what it wanted, it has.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            std::process::exit(i32::from(EXIT_FAILED));
+        }
+    }
 }
 
 /// An RFC 3339 rendering of a ms timestamp, for human output.

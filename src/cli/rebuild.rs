@@ -29,7 +29,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&json!({"ok": true, "events": s.events, "candles": s.candles, "head_lsn": s.head.lsn, "elapsed_ms": ms}))?;
     } else {
-        println!("rebuilt from {} events ({} candles) up to LSN {} in {ms} ms", s.events, s.candles, s.head.lsn);
+        outln!("rebuilt from {} events ({} candles) up to LSN {} in {ms} ms", s.events, s.candles, s.head.lsn);
     }
     Ok(ExitCode::from(EXIT_OK))
 }

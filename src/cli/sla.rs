@@ -42,26 +42,26 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&r)?;
     } else {
-        println!("SLA {} .. {}: {}/{} nights synced successfully", r.from, r.to, r.nights_ok, r.nights_total);
-        println!(
+        outln!("SLA {} .. {}: {}/{} nights synced successfully", r.from, r.to, r.nights_ok, r.nights_total);
+        outln!(
             "freshness: worst {:.1} h{} (target {:.1} h)",
             r.worst_staleness_hours,
             r.worst_series.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(),
             r.freshness_target_hours
         );
         if r.backups.is_empty() {
-            println!("backups: no repositories configured ([[backup.repositories]])");
+            outln!("backups: no repositories configured ([[backup.repositories]])");
         }
         for b in &r.backups {
-            println!("backups: {}: {} in the window, longest gap {:.1} h (the real RPO)", b.repository, b.backups, b.worst_gap_hours);
+            outln!("backups: {}: {} in the window, longest gap {:.1} h (the real RPO)", b.repository, b.backups, b.worst_gap_hours);
         }
         for d in &r.drills {
-            println!("drill {}: {} in {} s (RTO)", d.at, if d.ok { "ok" } else { "FAILED" }, d.rto_ms / 1000);
+            outln!("drill {}: {} in {} s (RTO)", d.at, if d.ok { "ok" } else { "FAILED" }, d.rto_ms / 1000);
         }
         for b in &r.breaches {
-            println!("BREACH {} {}: {}", b.kind, b.when, b.message);
+            outln!("BREACH {} {}: {}", b.kind, b.when, b.message);
         }
-        println!("{}", if r.ok { "ok: no target breached" } else { "FAILED: targets breached" });
+        outln!("{}", if r.ok { "ok: no target breached" } else { "FAILED: targets breached" });
     }
     Ok(ExitCode::from(if r.ok { EXIT_OK } else { EXIT_FAILED }))
 }

@@ -18,20 +18,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         print_json(&r)?;
         return Ok(ExitCode::from(EXIT_OK));
     }
-    println!("data directory  {}", r.data_dir);
-    println!("head            LSN {}  hash {}", r.head_lsn, r.head_hash);
-    println!("log             {} segment(s), {} sealed, {} bytes", r.segments, r.sealed_segments, r.log_bytes);
+    outln!("data directory  {}", r.data_dir);
+    outln!("head            LSN {}  hash {}", r.head_lsn, r.head_hash);
+    outln!("log             {} segment(s), {} sealed, {} bytes", r.segments, r.sealed_segments, r.log_bytes);
     if let Some(t) = r.torn_tail_bytes {
-        println!("torn tail       {t} bytes (truncated by the next writer)");
+        outln!("torn tail       {t} bytes (truncated by the next writer)");
     }
     let lag = r.projection_lag.map(|l| format!("lag {l}")).unwrap_or_else(|| "missing".into());
-    println!("projection      {}  LSN {}  {lag}", r.projection, r.projection_lsn.map(|l| l.to_string()).unwrap_or("-".into()));
-    println!("candles         {} ({} revisions)", r.candles, r.revisions);
+    outln!("projection      {}  LSN {}  {lag}", r.projection, r.projection_lsn.map(|l| l.to_string()).unwrap_or("-".into()));
+    outln!("candles         {} ({} revisions)", r.candles, r.revisions);
     for (i, s) in &r.intervals {
-        println!("  {i:<4} {} symbol(s), {} candles, {} revisions", s.symbols, s.candles, s.revisions);
+        outln!("  {i:<4} {} symbol(s), {} candles, {} revisions", s.symbols, s.candles, s.revisions);
     }
     for s in &r.series {
-        println!(
+        outln!(
             "  {:<14} {:<4} {:>8} candles {:>4} rev  {} .. {}",
             s.symbol,
             s.interval,

@@ -156,9 +156,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 use candlelog::store::Store;
 
 fn print_summary(r: &SyncReport) {
-    println!("{:<14} {:<4} {:>6} {:>5} {:>5} {:<10} error", "symbol", "int", "new", "rev", "gaps", "status");
+    outln!("{:<14} {:<4} {:>6} {:>5} {:>5} {:<10} error", "symbol", "int", "new", "rev", "gaps", "status");
     for s in &r.series {
-        println!(
+        outln!(
             "{:<14} {:<4} {:>6} {:>5} {:>5} {:<10} {}",
             s.symbol,
             s.interval,
@@ -170,12 +170,12 @@ fn print_summary(r: &SyncReport) {
         );
     }
     for x in &r.rejected_symbols {
-        println!("{:<14} {:<4} {:>6} {:>5} {:>5} {:<10} {}", x.symbol, "-", 0, 0, 0, "rejected", x.reason);
+        outln!("{:<14} {:<4} {:>6} {:>5} {:>5} {:<10} {}", x.symbol, "-", 0, 0, 0, "rejected", x.reason);
     }
     if let Some(e) = &r.error {
-        println!("error: {e}");
+        outln!("error: {e}");
     }
-    println!(
+    outln!(
         "{:?}: {}/{} symbols ok, {} candles appended ({} revisions, {} gap candles), {} requests, weight {}, {} rate-limited; head LSN {}; {} ms (started {})",
         r.outcome,
         r.symbols_ok,

@@ -23,7 +23,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         print_json(&r)?;
     } else {
         for p in &r.problems {
-            println!(
+            outln!(
                 "PROBLEM {}: {}{}{}: {}",
                 p.kind,
                 p.path,
@@ -33,10 +33,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
         for w in &r.warnings {
-            println!("warning {}: {}: {}", w.kind, w.path, w.message);
+            outln!("warning {}: {}: {}", w.kind, w.path, w.message);
         }
         for g in &r.gaps {
-            println!(
+            outln!(
                 "gap {} {}: {} candle(s) missing, open times {}..={}",
                 g.symbol,
                 g.interval,
@@ -46,7 +46,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
         let what = if r.deep { format!(", {} events decoded, {} candles", r.events, r.candles) } else { String::new() };
-        println!(
+        outln!(
             "{}: {} segment(s), {} frame(s), {} bytes{what}; head LSN {} hash {}; {} problem(s)",
             if r.ok { "ok" } else { "FAILED" },
             r.segments,

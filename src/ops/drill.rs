@@ -76,15 +76,13 @@ pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
 
 /// Digests of the live log replayed to `lsn` against the restored projection's rows.
 fn compare(live: &Paths, restored: &Paths, lsn: u64) -> Result<(usize, Vec<String>)> {
-    if !live.root.is_dir() {
-        return Err(Error::Usage(format!("data directory {} does not exist", live.root.display())));
-    }
+    live.require_dir()?;
     let mut latest = LogRows::default();
     // A live log whose older history was pruned: its base snapshot's rows, then the frames after it.
     let mut after = 0;
     if let Some(base) = LogBase::load(live)? {
         if lsn < base.snapshot.lsn {
-            return Err(Error::Usage(format!(
+            return Err(Error::Failed(format!(
                 "the live log starts at its base (LSN {}), after the backup's LSN {lsn}: the copy is older than the history this directory holds; take a new backup first",
                 base.snapshot.lsn
             )));

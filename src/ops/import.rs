@@ -33,11 +33,19 @@ impl Default for ImportOptions {
     }
 }
 
+/// How one file ended (JSON: `ok`, `failed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    Ok,
+    Failed,
+}
+
 /// How one file ended.
 #[derive(Clone, Debug, Serialize)]
 pub struct FileReport {
     pub path: String,
-    pub status: &'static str,
+    pub status: FileStatus,
     pub symbol: Option<String>,
     pub interval: Option<String>,
     pub candles: u64,
@@ -108,7 +116,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
         events.append(&mut evs);
         pending.push(FileReport {
             path: path.display().to_string(),
-            status: "ok",
+            status: FileStatus::Ok,
             symbol: Some(parsed.symbol.to_string()),
             interval: Some(parsed.interval.to_string()),
             candles: n,
@@ -135,7 +143,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     if let Err(e) = result {
         // What was committed before stays committed; these files were not.
         for mut r in pending.drain(..) {
-            r.status = "failed";
+            r.status = FileStatus::Failed;
             r.error = Some(format!("not committed: {e}"));
             reports.push(r);
         }
@@ -152,7 +160,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
             .map(|r| Outcome {
                 unit: r.path.rsplit('/').next().unwrap_or(&r.path).to_string(),
                 interval: r.interval.as_deref().and_then(crate::event::Interval::parse),
-                status: if r.status == "ok" { OutcomeStatus::Ok } else { OutcomeStatus::Failed },
+                status: if r.status == FileStatus::Ok { OutcomeStatus::Ok } else { OutcomeStatus::Failed },
                 appended: r.appended,
                 revisions: r.revisions,
                 message: r.error.clone().unwrap_or_default(),
@@ -160,7 +168,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
             .collect(),
     };
     let head = store.append(&[Event::Run(run)])?;
-    let files_failed = reports.iter().filter(|r| r.status != "ok").count() as u64;
+    let files_failed = reports.iter().filter(|r| r.status != FileStatus::Ok).count() as u64;
     Ok(ImportReport {
         ok: files_failed == 0,
         run_id,
@@ -197,7 +205,7 @@ fn commit(
 fn failed(path: &std::path::Path, error: String) -> FileReport {
     FileReport {
         path: path.display().to_string(),
-        status: "failed",
+        status: FileStatus::Failed,
         symbol: None,
         interval: None,
         candles: 0,

@@ -81,9 +81,7 @@ fn write_segment(path: &Path, bytes: &[u8]) -> Result<()> {
 
 pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> Result<RecoverReport> {
     let started = Instant::now();
-    if !paths.root.is_dir() {
-        return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
-    }
+    paths.require_dir()?;
     let lock = DirLock::exclusive(&paths.lock)?;
     crate::durable::create_dir(&paths.log)?;
     let mut r = RecoverReport {

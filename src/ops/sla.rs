@@ -112,9 +112,7 @@ fn run_ok(r: &Run, min_success: f64) -> bool {
 }
 
 pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
-    if !paths.root.is_dir() {
-        return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
-    }
+    paths.require_dir()?;
     let mut runs: Vec<Run> = Vec::new();
     let reader = LogReader::open(&paths.log)?;
     reader.replay::<Error>(reader.start()?, |_, events| {

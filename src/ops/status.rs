@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::Lsn;
 use crate::log::catalog::read_head;
 use crate::projection::{Index, Projection, hex};
@@ -49,9 +49,7 @@ pub struct StatusReport {
 }
 
 pub fn status(paths: &Paths) -> Result<StatusReport> {
-    if !paths.root.is_dir() {
-        return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
-    }
+    paths.require_dir()?;
     // Never the writer's lock. The projection and the index are pinned first and
     // the log read after them, so neither can appear ahead of the log.
     let projection_lsn = if paths.projection.exists() { Some(Projection::open_read_only(&paths.projection)?.pin()?.lsn) } else { None };

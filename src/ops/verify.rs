@@ -72,7 +72,7 @@ impl Kind {
 
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -142,9 +142,7 @@ pub struct VerifyReport {
 
 /// Runs the audit on the data directory at `paths`.
 pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
-    if !paths.root.is_dir() {
-        return Err(Error::Usage(format!("data directory {} does not exist", paths.root.display())));
-    }
+    paths.require_dir()?;
     // Never the writer's lock: a writer may run beside us. What we read is
     // pinned below, projection first, then the index, then the log, so each
     // one read is at or behind the next (the log is written first).

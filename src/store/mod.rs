@@ -74,13 +74,7 @@ impl Store {
 
     /// Opens without catching up, for `rebuild`.
     pub fn open_raw(paths: &Paths, opts: StoreOptions) -> Result<Store> {
-        if !paths.root.is_dir() {
-            return Err(Error::Usage(format!(
-                "data directory {} does not exist; create it with `candlelog --data-dir {} init`",
-                paths.root.display(),
-                paths.root.display()
-            )));
-        }
+        paths.require_dir()?;
         let lock = DirLock::exclusive(&paths.lock)?;
         Store::open_raw_locked(paths, opts, lock)
     }

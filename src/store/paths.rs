@@ -26,6 +26,16 @@ impl Paths {
         self.log.join("base.sqlite.zst")
     }
 
+    /// Refuses a data directory that does not exist: the caller named the
+    /// wrong one (a usage error, exit 2) or has not run `init`.
+    pub fn require_dir(&self) -> crate::error::Result<()> {
+        if self.root.is_dir() {
+            return Ok(());
+        }
+        let d = self.root.display();
+        Err(crate::error::Error::Usage(format!("data directory {d} does not exist; create it with `candlelog --data-dir {d} init`")))
+    }
+
     pub fn new(root: &Path, projection: Option<&Path>) -> Paths {
         Paths {
             root: root.to_path_buf(),

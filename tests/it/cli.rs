@@ -371,3 +371,83 @@ fn verify_deep_finds_a_projection_row_edited_deleted_or_added_behind_its_back() 
         );
     }
 }
+
+/// Every command that prints exits cleanly when its reader has gone away
+/// (`candlelog status --json | head`): exit 0, no panic (issue 9, part 4).
+#[test]
+fn a_closed_stdout_ends_every_command_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let r = repo.to_str().unwrap();
+    for args in [
+        &["status", "--json"][..],
+        &["status"],
+        &["verify", "--json"],
+        &["verify", "--deep"],
+        &["dump", "--events", "--json"],
+        &["dump"],
+        &["health", "--json"],
+        &["sla", "--json"],
+        &["backup", "list", "--from", r, "--json"],
+        &["backup", "verify", "--from", r],
+    ] {
+        let mut child = support::bin()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first write
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // health and sla report through their exit code; every other command ends with success.
+        if !matches!(args[0], "health" | "sla") {
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        }
+    }
+}
+
+/// Exit 2 only for usage and configuration; damage and an unreachable or
+/// damaged repository exit 1 (issue 9, part 4).
+#[test]
+fn exit_codes_tell_a_typo_from_an_outage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", shared_archives().to_str().unwrap()]).code, 0);
+    // Usage: a malformed repository address, a missing data directory.
+    assert_eq!(run(&dir, &["backup", "list", "--from", "s3://"]).code, 2);
+    assert_eq!(run(&tmp.path().join("nowhere"), &["status"]).code, 2);
+    // An unreachable S3 endpoint is an outage, not a typo.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = support::bin()
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env("AWS_REGION", "us-east-1")
+        .args(["--data-dir", dir.to_str().unwrap(), "backup", "list", "--from", "s3://bucket/prefix"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("s3://bucket/prefix"), "{stderr}");
+    // A damaged repository object: exit 1, naming it.
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    std::fs::write(repo.join("candlelog-repository.json"), "{not json").unwrap();
+    let r = run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("candlelog-repository.json"), "{}", r.stderr);
+    // A corrupt log base: damage, exit 1.
+    std::fs::write(dir.join("log/base.json"), "{}").unwrap();
+    let r = run(&dir, &["status"]);
+    assert_eq!(r.code, 0, "status does not read the base: {}", r.stderr);
+    let v = run(&dir, &["verify", "--json"]);
+    assert_eq!(v.code, 1, "{}", v.stderr);
+    assert!(json(&v)["problems"].as_array().unwrap().iter().any(|p| p["kind"] == "log_base"), "{}", v.stdout);
+}

@@ -38,7 +38,7 @@ impl Fetched {
         SeriesReport {
             symbol: self.plan.symbol.to_string(),
             interval: self.plan.interval.to_string(),
-            status: if self.error.is_some() { "failed".into() } else { "ok".into() },
+            status: if self.error.is_some() { super::SeriesStatus::Failed } else { super::SeriesStatus::Ok },
             new_candles: self.appended,
             revisions: self.revisions,
             gaps_closed,

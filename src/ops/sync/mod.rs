@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub use plan::Since;
-pub use report::{RunOutcome, SeriesReport, SyncReport};
+pub use report::{RunOutcome, SeriesReport, SeriesStatus, SyncReport};
 pub use symbols::{Selection, parse_selection};
 
 use crate::error::{Error, Result};
@@ -167,7 +167,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
             let cursor = cursors.get(&(s.symbol.to_string(), interval));
             match plan::plan_series(&s.symbol, interval, cursor, server_ms, opts.since, opts.lookback, s.onboard_ms) {
                 Some(p) => plans.push(p),
-                None => report.series.push(SeriesReport::nothing_fetched(&s.symbol, interval, "up_to_date", None)),
+                None => report.series.push(SeriesReport::nothing_fetched(&s.symbol, interval, SeriesStatus::UpToDate, None)),
             }
         }
     }
@@ -219,7 +219,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         committed.iter().map(|f| (f.plan.symbol.to_string(), f.plan.interval)).collect();
     for p in plans.iter().filter(|p| !done.contains(&(p.symbol.to_string(), p.interval))) {
         let why = "--timeout expired before this series completed; nothing from it was committed";
-        report.series.push(SeriesReport::nothing_fetched(&p.symbol, p.interval, "timeout", Some(why.into())));
+        report.series.push(SeriesReport::nothing_fetched(&p.symbol, p.interval, SeriesStatus::Timeout, Some(why.into())));
     }
     if timed_out {
         report.outcome = RunOutcome::Timeout;
@@ -293,7 +293,7 @@ fn finish(
     // A symbol succeeds when every one of its series did; rejected names count as failed.
     let mut by_symbol: BTreeMap<&str, bool> = selected.iter().map(|s| (s.as_str(), true)).collect();
     for s in &report.series {
-        if s.status != "ok" && s.status != "up_to_date" {
+        if !s.status.is_complete() {
             by_symbol.insert(s.symbol.as_str(), false);
         }
     }
@@ -326,10 +326,10 @@ fn finish(
         .map(|s| Outcome {
             unit: s.symbol.clone(),
             interval: Interval::parse(&s.interval),
-            status: match s.status.as_str() {
-                "ok" | "up_to_date" => OutcomeStatus::Ok,
-                "timeout" => OutcomeStatus::Skipped,
-                _ => OutcomeStatus::Failed,
+            status: match s.status {
+                SeriesStatus::Ok | SeriesStatus::UpToDate => OutcomeStatus::Ok,
+                SeriesStatus::Timeout => OutcomeStatus::Skipped,
+                SeriesStatus::Failed => OutcomeStatus::Failed,
             },
             appended: s.new_candles,
             revisions: s.revisions,

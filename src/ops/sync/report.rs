@@ -22,13 +22,46 @@ pub enum RunOutcome {
     Timeout,
 }
 
+/// How one series ended (JSON: `ok`, `failed`, `timeout`, `up_to_date`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesStatus {
+    Ok,
+    Failed,
+    /// `--timeout` expired before it completed.
+    Timeout,
+    /// Nothing to fetch: it already holds the last closed candle.
+    UpToDate,
+}
+
+impl SeriesStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesStatus::Ok => "ok",
+            SeriesStatus::Failed => "failed",
+            SeriesStatus::Timeout => "timeout",
+            SeriesStatus::UpToDate => "up_to_date",
+        }
+    }
+
+    /// Complete: fetched now, or nothing left to fetch.
+    pub fn is_complete(self) -> bool {
+        matches!(self, SeriesStatus::Ok | SeriesStatus::UpToDate)
+    }
+}
+
+impl std::fmt::Display for SeriesStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One (symbol, interval) series.
 #[derive(Clone, Debug, Serialize)]
 pub struct SeriesReport {
     pub symbol: String,
     pub interval: String,
-    /// ok | failed | timeout | up_to_date
-    pub status: String,
+    pub status: SeriesStatus,
     pub new_candles: u64,
     pub revisions: u64,
     /// New candles older than the newest day of closed candles: what a
@@ -46,13 +79,13 @@ impl SeriesReport {
     pub fn nothing_fetched(
         symbol: &crate::event::Symbol,
         interval: crate::event::Interval,
-        status: &str,
+        status: SeriesStatus,
         error: Option<String>,
     ) -> SeriesReport {
         SeriesReport {
             symbol: symbol.to_string(),
             interval: interval.to_string(),
-            status: status.into(),
+            status,
             new_candles: 0,
             revisions: 0,
             gaps_closed: 0,
