@@ -11,7 +11,7 @@ use crate::event::Lsn;
 
 /// Catalog entries for every segment; the unsealed last one takes `head`
 /// (the writer's or the scan's head LSN and hash).
-pub fn disk_catalog(log_dir: &Path, head: (Lsn, [u8; 32])) -> Result<Vec<SegmentInfo>, LogError> {
+pub fn disk_catalog(log_dir: &Path, head: super::ChainPos) -> Result<Vec<SegmentInfo>, LogError> {
     let mut out = Vec::new();
     for (seq, path) in list_segments(log_dir).map_err(|e| LogError::io("list", log_dir, e))? {
         let mut hb = [0u8; SEGMENT_HEADER_LEN];
@@ -32,11 +32,11 @@ pub fn disk_catalog(log_dir: &Path, head: (Lsn, [u8; 32])) -> Result<Vec<Segment
             None => SegmentInfo {
                 seq,
                 first_lsn: header.first_lsn,
-                last_lsn: head.0.max(header.first_lsn - 1),
+                last_lsn: head.lsn.max(header.first_lsn - 1),
                 bytes: len,
                 sealed: false,
                 base_hash: header.base_hash,
-                head_hash: head.1,
+                head_hash: head.hash,
             },
         });
     }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::chain::ChainPos;
 use super::error::LogError;
 use super::frame::{FRAME_HEADER_LEN, MAX_RAW_LEN, encode_frame_format};
 use super::fs::{LogFile, LogFs, StdFs};
@@ -69,10 +70,10 @@ pub struct LogWriter {
     head_hash: [u8; 32],
     last_commit_ms: i64,
     poisoned: Option<String>,
-    /// `(next_lsn, head_hash)` after the last frame that was fdatasynced: a
+    /// The chain position after the last frame that was fdatasynced: a
     /// failed append falls back to it, so a poisoned writer never reports
     /// frames as committed that its failed append only encoded.
-    synced: (Lsn, [u8; 32]),
+    synced: ChainPos,
     compressor: zstd::bulk::Compressor<'static>,
     /// Segments whose catalog entry changed since the last `take_catalog`.
     changed: Vec<SegmentInfo>,
@@ -99,7 +100,7 @@ impl LogWriter {
             head_hash: GENESIS_HASH,
             last_commit_ms: 0,
             poisoned: None,
-            synced: (1, GENESIS_HASH),
+            synced: ChainPos::GENESIS,
             compressor,
             changed: Vec::new(),
         };
@@ -145,7 +146,7 @@ impl LogWriter {
             Some(d) => d,
             None => fs.read(&path).map_err(|e| LogError::io("read", &path, e))?,
         };
-        let scan = scan_segment(&path, seq, &data, true, expect.map(|(next, hash)| crate::log::ChainPos::new(next - 1, hash)));
+        let scan = scan_segment(&path, seq, &data, true, expect);
         if let Some(d) = scan.damage.into_iter().next() {
             return Err(d.into_error());
         }
@@ -159,7 +160,7 @@ impl LogWriter {
         w.last_seq = seq;
         w.next_lsn = scan.next_lsn;
         w.head_hash = scan.head_hash;
-        w.synced = (w.next_lsn, w.head_hash);
+        w.synced = ChainPos::new(w.next_lsn - 1, w.head_hash);
         w.last_commit_ms = scan.frames.last().map_or(0, |f| f.header.commit_ms);
         let info = SegmentInfo {
             seq,
@@ -212,7 +213,7 @@ impl LogWriter {
             // An unknown amount reached the file: refuse further appends; the
             // next open truncates whatever is torn.
             self.poisoned = Some(e.to_string());
-            (self.next_lsn, self.head_hash) = self.synced;
+            (self.next_lsn, self.head_hash) = (self.synced.next_lsn(), self.synced.hash);
         }
         result
     }
@@ -276,7 +277,7 @@ impl LogWriter {
         active.info.last_lsn = self.next_lsn - 1;
         active.info.head_hash = self.head_hash;
         self.changed.push(active.info);
-        self.synced = (self.next_lsn, self.head_hash);
+        self.synced = ChainPos::new(self.next_lsn - 1, self.head_hash);
         buf.clear();
         Ok(())
     }
@@ -386,13 +387,13 @@ fn is_temp_segment_name(name: &str) -> bool {
     name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).and_then(parse_segment_name).is_some()
 }
 
-/// Where the segment after `path` must start: its footer's `last_lsn + 1` and head hash.
-fn previous_footer(fs: &dyn LogFs, path: &Path) -> Result<(Lsn, [u8; 32]), LogError> {
+/// Where the segment after `path` must start: its footer's end on the chain.
+fn previous_footer(fs: &dyn LogFs, path: &Path) -> Result<ChainPos, LogError> {
     let len = fs.file_len(path).map_err(|e| LogError::io("stat", path, e))?;
     let start = len.saturating_sub(FOOTER_LEN as u64);
     let tail = fs.read_at(path, start, FOOTER_LEN).map_err(|e| LogError::io("read footer", path, e))?;
     let footer = Footer::decode(&tail).filter(|f| f.footer_offset == start);
-    match footer.and_then(|f| Some((f.last_lsn.checked_add(1)?, f.head_hash))) {
+    match footer.map(|f| ChainPos::new(f.last_lsn, f.head_hash)) {
         Some(next) => Ok(next),
         None => Err(LogError::Corrupt {
             path: path.to_path_buf(),

@@ -69,7 +69,7 @@ impl Store {
             }
         }
         if seeded || self.report.replayed_index > 0 || !self.report.truncated.is_empty() {
-            let catalog = disk_catalog(&self.paths.log, (head.lsn, head.hash))?;
+            let catalog = disk_catalog(&self.paths.log, head)?;
             self.index.record_segments(&catalog)?;
         }
         if self.report.replayed_projection > 0 {
@@ -90,7 +90,7 @@ impl Store {
         let events = self.replay_into(Target::Both, from)?;
         self.projection.finish_rebuild()?;
         let head = self.head();
-        let catalog = disk_catalog(&self.paths.log, (head.lsn, head.hash))?;
+        let catalog = disk_catalog(&self.paths.log, head)?;
         self.index.record_segments(&catalog)?;
         // From the cursors: a log with a base has no digests for the base's candles.
         let candles = self.index.cursors()?.iter().map(|c| c.candles).sum();

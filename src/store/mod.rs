@@ -178,10 +178,9 @@ pub fn quarantine(paths: &Paths, files: &[&std::path::Path]) -> Result<std::path
             let src = std::path::PathBuf::from(name);
             if src.exists() {
                 let target = dir.join(src.file_name().unwrap_or_default());
-                std::fs::rename(&src, &target).map_err(|e| Error::io("move to quarantine", &src, e))?;
+                crate::durable::rename(&src, &target)?;
             }
         }
     }
-    crate::durable::sync_dir(&paths.root)?;
     Ok(dir)
 }
