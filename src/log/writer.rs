@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::chain::ChainPos;
+use super::chain::{ChainCursor, ChainPos};
 use super::error::LogError;
 use super::frame::{FRAME_HEADER_LEN, MAX_RAW_LEN, encode_frame_format};
 use super::fs::{LogFile, LogFs, StdFs};
-use super::reader::{FrameMeta, SegmentEnd, scan_segment};
+use super::reader::{FrameMeta, SegmentEnd};
 use super::segment::{FOOTER_LEN, Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_name, segment_path};
 use crate::event::{Event, Lsn, codec};
 
@@ -138,18 +138,22 @@ impl LogWriter {
         let Some((seq, path)) = segments.last().cloned() else {
             return Ok((w, truncations));
         };
-        let expect = match segments.len().checked_sub(2).and_then(|i| segments.get(i)) {
-            Some((_, prev)) => Some(previous_footer(fs, prev)?),
-            None => None,
+        // The chain's rules (src/log/chain.rs) from the previous segment's footer; the
+        // first segment of a log is checked against genesis, or trusted as the start of
+        // a log whose older history was pruned (its base is checked by the readers).
+        let cursor = match segments.len().checked_sub(2).and_then(|i| segments.get(i)) {
+            Some((prev_seq, prev)) => ChainCursor::new(prev_seq + 1, previous_footer(fs, prev)?),
+            None => ChainCursor::anywhere(),
         };
         let data = match last_data {
             Some(d) => d,
             None => fs.read(&path).map_err(|e| LogError::io("read", &path, e))?,
         };
-        let scan = scan_segment(&path, seq, &data, true, expect);
-        if let Some(d) = scan.damage.into_iter().next() {
+        let checked = cursor.check(&path, seq, &data, true);
+        if let Some(d) = checked.damage.into_iter().next() {
             return Err(d.into_error());
         }
+        let scan = checked.scan;
         let header = scan.header.ok_or_else(|| LogError::Corrupt {
             path: path.clone(),
             offset: 0,

@@ -70,10 +70,32 @@ pub struct DrillSla {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Breach {
-    /// missed_sync | failed_sync | stale_series | rpo | rto
-    pub kind: String,
+    pub kind: BreachKind,
     pub when: String,
     pub message: String,
+}
+
+/// Which target was breached (JSON: `missed_sync`, `failed_sync`, `stale_series`, `rpo`, `rto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreachKind {
+    MissedSync,
+    FailedSync,
+    StaleSeries,
+    Rpo,
+    Rto,
+}
+
+impl std::fmt::Display for BreachKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            BreachKind::MissedSync => "missed_sync",
+            BreachKind::FailedSync => "failed_sync",
+            BreachKind::StaleSeries => "stale_series",
+            BreachKind::Rpo => "rpo",
+            BreachKind::Rto => "rto",
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -150,10 +172,10 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
             continue;
         }
         if d.sync_runs == 0 {
-            breaches.push(Breach { kind: "missed_sync".into(), when: d.date.clone(), message: format!("no sync ran on {}", d.date) });
+            breaches.push(Breach { kind: BreachKind::MissedSync, when: d.date.clone(), message: format!("no sync ran on {}", d.date) });
         } else if !d.sync_ok {
             breaches.push(Breach {
-                kind: "failed_sync".into(),
+                kind: BreachKind::FailedSync,
                 when: d.date.clone(),
                 message: format!("{} sync run(s) on {}, none succeeded", d.sync_runs, d.date),
             });
@@ -176,7 +198,7 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
                 }
                 if gap > target {
                     breaches.push(Breach {
-                        kind: "stale_series".into(),
+                        kind: BreachKind::StaleSeries,
                         when: at(p),
                         message: format!(
                             "{series} went {:.1} h without a successful sync (from {} to {})",
@@ -205,7 +227,7 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
             let gap = t - prev;
             if gap > opts.rpo_target.as_millis() as i64 {
                 breaches.push(Breach {
-                    kind: "rpo".into(),
+                    kind: BreachKind::Rpo,
                     when: at(prev),
                     message: format!("{}: {:.1} h without a backup (from {} to {})", dir.display(), gap as f64 / 3.6e6, at(prev), at(t)),
                 });
@@ -236,10 +258,10 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
         }
         let ok = v["ok"].as_bool().unwrap_or(false);
         if !ok {
-            breaches.push(Breach { kind: "rto".into(), when: at(ended), message: format!("the drill at {} failed", at(ended)) });
+            breaches.push(Breach { kind: BreachKind::Rto, when: at(ended), message: format!("the drill at {} failed", at(ended)) });
         } else if rto > opts.rto_target.as_millis() as u64 {
             breaches.push(Breach {
-                kind: "rto".into(),
+                kind: BreachKind::Rto,
                 when: at(ended),
                 message: format!("the drill at {} took {} s to restore", at(ended), rto / 1000),
             });
