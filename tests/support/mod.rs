@@ -45,7 +45,9 @@ pub fn json(r: &Run) -> serde_json::Value {
 pub fn shared_data() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance");
     if !p.is_dir() {
-        eprintln!(
+        // On the real stderr: libtest captures eprintln!, and the exit would swallow it.
+        let _ = writeln!(
+            std::io::stderr(),
             "error: the tests read real exchange data in place from {}, which is missing: check out `shared/` beside this repository",
             p.display()
         );
