@@ -50,6 +50,13 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
             into.display()
         )));
     }
+    // A data directory being replaced may be live: hold its writer lock from
+    // now until the new directory is in place, so no writer appends to a log
+    // that is about to be moved aside (75 when one holds it now).
+    let _live = match into.join("lock") {
+        lock if occupied && lock.exists() => Some(crate::store::DirLock::exclusive(&lock)?),
+        _ => None,
+    };
     let parent = into.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     crate::durable::create_dir(parent)?;
     let name = into.file_name().and_then(|n| n.to_str()).unwrap_or("data");
@@ -111,7 +118,8 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     }
     let (target, boundaries, written) = restore_segments(&source, first_seq, start, cut, &paths)?;
     check_target(repo, &source, &list, start, target)?;
-    let target = target.unwrap_or_default();
+    check_not_beyond_head(repo, cut, target)?;
+    let target = target.unwrap_or_default().pos;
     let snapshot_lsn = restore_snapshot(repo, &source, &list, &boundaries, start, target.lsn, &paths)?;
     // Opening catches the projection up from the snapshot and builds the index from the log.
     drop(Store::open(&paths, StoreOptions::default())?);
@@ -127,7 +135,16 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
 }
 
 /// The last frame kept, the chain hash at every frame boundary kept, and the segments written.
-type RestoredSegments = (Option<ChainPos>, HashMap<u64, [u8; 32]>, u64);
+type RestoredSegments = (Option<Target>, HashMap<u64, [u8; 32]>, u64);
+
+/// The last frame a restore keeps.
+#[derive(Clone, Copy, Debug, Default)]
+struct Target {
+    pos: ChainPos,
+    commit_ms: i64,
+    /// Every frame of the repository was within the cut: it is the repository's head.
+    whole: bool,
+}
 
 /// Walks the repository's chain and writes each checked segment into the
 /// new log as it goes (one segment in memory at a time), up to the cut: a
@@ -137,7 +154,7 @@ type RestoredSegments = (Option<ChainPos>, HashMap<u64, [u8; 32]>, u64);
 fn restore_segments(source: &RepoSegments<'_>, first_seq: u64, start: ChainPos, cut: Cut, paths: &Paths) -> Result<RestoredSegments> {
     let location = source.repo().location();
     let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::from([(start.lsn, start.hash)]);
-    let mut target = None;
+    let mut target: Option<Target> = None;
     let mut written = 0;
     let walk = ChainWalk::new(source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
     for step in walk {
@@ -153,10 +170,15 @@ fn restore_segments(source: &RepoSegments<'_>, first_seq: u64, start: ChainPos, 
         let Some((bytes, checked)) = step.segment else { break };
         let frames = &checked.scan.frames;
         let kept = frames.iter().take_while(|f| within(cut, f)).count();
-        let Some(last) = kept.checked_sub(1).and_then(|k| frames.get(k)) else { break };
+        let Some(last) = kept.checked_sub(1).and_then(|k| frames.get(k)) else {
+            if let Some(t) = target.as_mut() {
+                t.whole = false;
+            }
+            break;
+        };
         boundaries.extend(frames.iter().take(kept).map(|f| (f.header.last_lsn(), f.hash)));
-        target = Some(ChainPos::new(last.header.last_lsn(), last.hash));
         let whole = kept == frames.len();
+        target = Some(Target { pos: ChainPos::new(last.header.last_lsn(), last.hash), commit_ms: last.header.commit_ms, whole });
         let end = if whole { bytes.len() } else { (last.offset + last.header.frame_len()) as usize };
         crate::durable::write(&crate::log::segment::segment_path(&paths.log, step.entry.seq), bytes.get(..end).unwrap_or(&bytes))?;
         written += 1;
@@ -173,10 +195,10 @@ fn check_target(
     source: &RepoSegments<'_>,
     list: &[SnapshotManifest],
     start: ChainPos,
-    target: Option<ChainPos>,
+    target: Option<Target>,
 ) -> Result<()> {
     let first_lsn = start.next_lsn();
-    let reachable = target.is_some_and(|t| source.start.is_none() || t.lsn + 1 >= first_lsn);
+    let reachable = target.is_some_and(|t| source.start.is_none() || t.pos.lsn + 1 >= first_lsn);
     if reachable {
         return Ok(());
     }
@@ -190,6 +212,27 @@ fn check_target(
     };
     // The point asked for is one the repository cannot give: the caller picks another (exit 2).
     Err(Error::Usage(format!("{} holds no frame at or before the requested point{why}", repo.location())))
+}
+
+/// Refuses a cut past the newest frame the repository holds: it cannot say
+/// what was committed after its last backup (the newest restorable point is named).
+fn check_not_beyond_head(repo: &dyn Repository, cut: Cut, target: Option<Target>) -> Result<()> {
+    let Some(head) = target else { return Ok(()) };
+    let beyond = match cut {
+        Cut::Head => false,
+        Cut::Lsn(n) => n > head.pos.lsn && head.whole,
+        Cut::AsOf(ms) => ms > head.commit_ms && head.whole,
+    };
+    if !beyond {
+        return Ok(());
+    }
+    let when = jiff::Timestamp::from_millisecond(head.commit_ms).map_or_else(|_| head.commit_ms.to_string(), |t| t.to_string());
+    Err(Error::Usage(format!(
+        "{} holds nothing after LSN {} (committed {when}): the point asked for is beyond its newest backup; the newest point it can restore is LSN {} (--as-of {when})",
+        repo.location(),
+        head.pos.lsn,
+        head.pos.lsn
+    )))
 }
 
 fn earliest(list: &[SnapshotManifest], first_lsn: u64) -> String {

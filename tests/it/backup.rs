@@ -311,3 +311,62 @@ fn snapshot_every_skips_young_snapshots_but_never_the_segments() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("snapshot_every"), "{}", r.stderr);
 }
+
+/// Issue 10, part 1: `restore --force` into a live data directory takes its
+/// writer lock first (75, naming the holder, nothing moved) and holds it
+/// until the new directory is in place.
+#[test]
+fn restore_force_into_a_live_directory_waits_for_no_writer_and_moves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let before = support::segments(&dir);
+    // A writer holds the live directory (as a running import would).
+    let lock = std::fs::OpenOptions::new().read(true).write(true).open(dir.join("lock")).unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(dir.join("lock"), "4242").unwrap();
+    let r = run(tmp.path(), &["restore", "--from", repo.to_str().unwrap(), "--into", dir.to_str().unwrap(), "--force"]);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.stderr.contains("pid 4242"), "{}", r.stderr);
+    assert_eq!(support::segments(&dir), before, "nothing moved");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        !leftovers.iter().any(|n| n.to_string_lossy().contains(".restore-") || n.to_string_lossy().contains(".replaced-")),
+        "{leftovers:?}"
+    );
+    drop(lock);
+    let r = run(tmp.path(), &["restore", "--from", repo.to_str().unwrap(), "--into", dir.to_str().unwrap(), "--force", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(json(&r)["previous_moved_to"].as_str().unwrap().contains("data.replaced-"));
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+/// Issue 10, part 8: a point past the repository's newest frame is refused
+/// (exit 2) with the newest restorable point, not quietly restored as the head.
+#[test]
+fn restore_beyond_the_repository_head_is_refused_with_the_newest_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let head = json(&run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--json"]))["head_lsn"].as_u64().unwrap();
+    let into = tmp.path().join("restored");
+    let r =
+        run(tmp.path(), &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap(), "--lsn", &(head + 1).to_string()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("the newest point it can restore is LSN {head}")), "{}", r.stderr);
+    assert!(!into.exists());
+    let tomorrow = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let r = run(tmp.path(), &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap(), "--as-of", &tomorrow]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // The head itself is a fine point.
+    let r = run(
+        tmp.path(),
+        &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap(), "--lsn", &head.to_string(), "--json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["head_lsn"], head);
+}
