@@ -82,6 +82,9 @@ fn write_segment(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> Result<RecoverReport> {
     let started = Instant::now();
     paths.require_dir()?;
+    // A lock that is not a regular file would stop every writer: moved aside first.
+    let odd_lock = std::fs::symlink_metadata(&paths.lock).is_ok_and(|m| !m.is_file());
+    let quarantined_lock = if odd_lock { Some(quarantine(paths, &[paths.lock.as_path()])?) } else { None };
     let lock = DirLock::exclusive(&paths.lock)?;
     crate::durable::create_dir(&paths.log)?;
     let mut r = RecoverReport {
@@ -91,7 +94,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         replaced_segments: Vec::new(),
         fetched_segments: Vec::new(),
         truncated: Vec::new(),
-        quarantined: Vec::new(),
+        quarantined: quarantined_lock.iter().map(|q| q.join("lock").display().to_string()).collect(),
         snapshot_lsn: None,
         head_lsn: 0,
         problems: Vec::new(),

@@ -15,15 +15,35 @@ pub(crate) fn checksum_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// A `.CHECKSUM` is one line of about 100 bytes; anything over this is refused unread.
+const MAX_CHECKSUM_FILE: usize = 4096;
+
+/// Reads at most one byte more than a checksum file may hold, from a regular file only.
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut out = Vec::new();
+    f.take(MAX_CHECKSUM_FILE as u64 + 1).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Checks `bytes` (the content of `path`) against `path.CHECKSUM` when that
 /// file exists; returns whether a checksum was verified.
 pub(crate) fn verify_if_present(path: &Path, bytes: &[u8]) -> Result<bool, SourceError> {
     let checksum_path = checksum_path(path);
-    let text = match std::fs::read(&checksum_path) {
+    let text = match read_capped(&checksum_path) {
         Ok(text) => text,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(SourceError::io("read", checksum_path, e)),
     };
+    if text.len() > MAX_CHECKSUM_FILE {
+        // Not echoed: whatever it is, it is not a checksum line.
+        let message = format!("larger than {MAX_CHECKSUM_FILE} bytes: not a checksum file");
+        return Err(SourceError::ChecksumFile { checksum_path, message });
+    }
     let expected = parse(&checksum_path, &text, path)?;
     let actual: [u8; 32] = Sha256::digest(bytes).into();
     if actual != expected {

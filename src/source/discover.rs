@@ -19,8 +19,12 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
             walk(path, &mut found)?;
             found.sort();
             out.extend(found);
-        } else {
+        } else if meta.is_file() {
             out.push(path.clone());
+        } else {
+            // A FIFO, device or socket would block the read (and the import, holding the lock).
+            let message = "not a regular file (a FIFO, device or socket?): refused; give archives or directories of them".to_string();
+            return Err(SourceError::File { path: path.clone(), message });
         }
     }
     Ok(out)

@@ -56,6 +56,15 @@ pub fn writer_pid(path: &Path) -> Option<u32> {
 }
 
 fn open(path: &Path) -> Result<File> {
+    // A directory, FIFO or device where the lock file belongs: say so (recover moves it aside).
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.is_file()
+    {
+        return Err(Error::Failed(format!(
+            "{} is not a regular file, so the data directory cannot be locked; move it aside (`candlelog recover` does) and run again",
+            path.display()
+        )));
+    }
     OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(|e| Error::io("open lock file", path, e))
 }
 

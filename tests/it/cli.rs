@@ -451,3 +451,54 @@ fn exit_codes_tell_a_typo_from_an_outage() {
     assert_eq!(v.code, 1, "{}", v.stderr);
     assert!(json(&v)["problems"].as_array().unwrap().iter().any(|p| p["kind"] == "log_base"), "{}", v.stdout);
 }
+
+/// Issue 10, part 9 (what a file can make candlelog do): a FIFO given to
+/// import is refused at once instead of hanging with the lock held; an
+/// oversized .CHECKSUM is refused without being echoed; a lock that is not a
+/// regular file gets a clear error, and recover moves it aside.
+#[test]
+fn odd_files_are_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["init"]).code, 0);
+
+    let fifo = tmp.path().join("BTCUSDT-4h-2024-01.csv");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut child = support::bin()
+        .args(["--data-dir", dir.to_str().unwrap(), "import"])
+        .arg(&fifo)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("import of a FIFO hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+
+    let archives = tmp.path().join("archives");
+    std::fs::create_dir_all(&archives).unwrap();
+    let zip = support::write_archive(&archives, "BTCUSDT", 2024, 2, &support::month_rows(1, 2024, 2), true);
+    std::fs::write(archives.join("BTCUSDT-4h-2024-02.zip.CHECKSUM"), "Q".repeat(5000)).unwrap();
+    let r = run(&dir, &["import", zip.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("larger than 4096 bytes"), "{}", r.stderr);
+    assert!(!r.stderr.contains("QQQQ"), "the file is not echoed: {}", r.stderr);
+
+    std::fs::remove_file(dir.join("lock")).unwrap();
+    std::fs::create_dir(dir.join("lock")).unwrap();
+    let r = run(&dir, &["import", support::shared_archives().to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is not a regular file") && r.stderr.contains("candlelog recover"), "{}", r.stderr);
+    let r = run(&dir, &["recover", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(dir.join("lock").is_file());
+    assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
+}
