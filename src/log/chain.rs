@@ -293,3 +293,13 @@ pub fn log_start() -> (u64, ChainPos) {
 pub fn is_sealed(scan: &SegmentScan) -> bool {
     matches!(scan.end, SegmentEnd::Sealed(_))
 }
+
+/// The shallow check a writer runs before it extends a log, and health's
+/// integrity check: every segment of the log in `dir` walked from `first_seq`
+/// at `start` (frame hashes, the chain, headers and footers; nothing
+/// decompressed). Returns the first damage; a torn tail or a half-created
+/// last segment is not damage (the writer truncates or removes it).
+pub fn first_damage(dir: &Path, first_seq: u64, start: ChainPos) -> Result<Option<Damage>, ReadFailure> {
+    let source = LocalSegments::new(dir);
+    Ok(ChainWalk::new(&source, first_seq, start)?.find_map(|w| w.damage.into_iter().next()))
+}

@@ -64,4 +64,4 @@ impl LogError {
 }
 
 /// Hint for damage that only a backup copy can repair.
-pub const HINT_RESTORE: &str = "the log is damaged here: restore this segment from a backup (`candlelog restore --from REPO`) or a copy of the data directory (docs/recovery.md); never edit it by hand";
+pub const HINT_RESTORE: &str = "the log is damaged here: restore this segment from a backup with `candlelog recover --from REPO`, or the whole directory with `candlelog restore --from REPO` or from a copy (docs/recovery.md); never edit it by hand";

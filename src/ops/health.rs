@@ -223,6 +223,11 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         Ok(errs) => problems.push(format!("quick_check: {}", errs.join("; "))),
         Err(e) => problems.push(e.to_string()),
     }
+    // The same shallow chain check a writer runs before it extends the log.
+    match crate::store::check_chain(paths) {
+        Ok(()) => {}
+        Err(e) => problems.push(e.to_string()),
+    }
     let head = match read_head(&paths.log) {
         Ok(h) => Some(h),
         Err(e) => {
@@ -245,7 +250,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         // The state a killed writer leaves: not damage, repaired by the next open.
         check("integrity", Status::Warning, "lagging", "projection = log head", lag.clone())
     } else if problems.is_empty() {
-        check("integrity", Status::Ok, "ok", "quick_check ok, tail verifies, projection = log head", note.unwrap_or_else(|| "ok".into()))
+        check("integrity", Status::Ok, "ok", "quick_check ok, chain verifies, projection = log head", note.unwrap_or_else(|| "ok".into()))
     } else {
         check("integrity", Status::Critical, format!("{} problem(s)", problems.len()), "0", problems.join("; "))
     });

@@ -82,6 +82,7 @@ impl Store {
     /// `open_raw` with a lock the caller already holds (recovery works on the
     /// files under the lock before opening the store).
     pub fn open_raw_locked(paths: &Paths, opts: StoreOptions, lock: DirLock) -> Result<Store> {
+        check_chain(paths)?;
         let (log, truncated) = LogWriter::open(&paths.log, opts.writer)?;
         let index = Index::open(&paths.index)?;
         let projection = Projection::open(&paths.projection)?;
@@ -154,6 +155,21 @@ impl Store {
         let catalog = self.log.take_catalog();
         self.index.record_segments(&catalog)?;
         Ok(())
+    }
+}
+
+/// A writer never extends a damaged log: the whole chain is checked (frame
+/// hashes, headers, footers; tens of millions of candles a second) before the
+/// first append, and damage is refused with the recover hint.
+pub fn check_chain(paths: &Paths) -> Result<()> {
+    let (first_seq, start) = match LogBase::load(paths)? {
+        Some(base) => (base.first_seq, crate::log::ChainPos::new(base.first_lsn - 1, base.base_hash()?)),
+        None => crate::log::chain::log_start(),
+    };
+    match crate::log::chain::first_damage(&paths.log, first_seq, start) {
+        Ok(None) => Ok(()),
+        Ok(Some(d)) => Err(d.into_error().into()),
+        Err(f) => Err(Error::io("list", &paths.log, std::io::Error::other(f.message))),
     }
 }
 

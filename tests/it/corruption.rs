@@ -120,3 +120,35 @@ fn a_missing_sealed_segment_is_reported() {
     let v = json(&r);
     assert!(v["problems"].as_array().unwrap().iter().any(|p| p["kind"] == "missing_segment"), "{v}");
 }
+
+/// Issue 10, part 8: a writer checks the chain it extends. A flipped byte in
+/// a frame of a *sealed* segment (which the writer used not to read) makes
+/// import, init-then-import and rebuild refuse with the recover hint, and
+/// nothing is appended on top of the damage.
+#[test]
+fn writers_refuse_to_extend_a_damaged_sealed_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = pristine(tmp.path());
+    let segs = support::segments(&dir);
+    let sealed = &segs[0];
+    let starts = structures(sealed, false);
+    let frame = starts[1];
+    let mut bytes = std::fs::read(sealed).unwrap();
+    bytes[frame as usize + 60] ^= 0x04; // inside the first frame's payload
+    std::fs::write(sealed, &bytes).unwrap();
+    let before: Vec<Vec<u8>> = support::segments(&dir).iter().map(|p| std::fs::read(p).unwrap()).collect();
+    for args in [&["import", support::shared_archives().to_str().unwrap()][..], &["init"]] {
+        let r = run(&dir, args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(&format!("byte offset {frame}")), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("candlelog recover --from REPO"), "{args:?}: {}", r.stderr);
+    }
+    let after: Vec<Vec<u8>> = support::segments(&dir).iter().map(|p| std::fs::read(p).unwrap()).collect();
+    assert_eq!(before, after, "nothing appended or truncated");
+    // health's integrity check runs the same walk: CRITICAL, naming the offset.
+    let h = run(&dir, &["health", "--json"]);
+    assert_eq!(h.code, 2, "{}", h.stdout);
+    let integrity = json(&h)["checks"].as_array().unwrap().iter().find(|c| c["name"] == "integrity").unwrap().clone();
+    assert_eq!(integrity["status"], "CRITICAL", "{integrity}");
+    assert!(integrity["message"].as_str().unwrap().contains(&format!("byte offset {frame}")), "{integrity}");
+}
