@@ -145,6 +145,9 @@ impl Repository for S3Repository {
             self.runtime.block_on(self.store.put(&key, PutPayload::from(buf))).map_err(self.err("put", name))?;
             return Ok(n);
         }
+        // WriteMultipart::write spawns each full part's upload as a task, which
+        // needs the runtime's context even outside `block_on`.
+        let _context = self.runtime.enter();
         let upload = self.runtime.block_on(self.store.put_multipart(&key)).map_err(self.err("start upload", name))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut total = 0u64;
