@@ -147,6 +147,11 @@ impl Repository for DirRepository {
         };
         for e in entries {
             let e = e.map_err(self.io("list", prefix))?;
+            // Objects only (what `exists` calls one): a subdirectory holds
+            // deeper names, as a prefix does on S3.
+            if !e.path().is_file() {
+                continue;
+            }
             if let Some(n) = e.file_name().to_str().filter(|n| !n.starts_with('.')) {
                 out.push(format!("{prefix}/{n}"));
             }
