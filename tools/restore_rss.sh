@@ -3,7 +3,7 @@
 # from an s3:// repository, for a snapshot of SIZE GiB (issue 9, part 5:
 # streaming repositories; the bound is 256 MiB whatever the snapshot's size).
 #
-#   bash tools/restore_rss.sh                  # a ~2.1 GiB snapshot (takes a few minutes)
+#   bash tools/restore_rss.sh                  # 2.1 GiB of agent data: a 2.23 GiB snapshot, ~1.5 min
 #   bash tools/restore_rss.sh --size-gib 0.3   # a quick run
 #
 # Options: --size-gib N (2.1), --limit-mib N (256), --keep (keep the temp dir).
@@ -21,7 +21,7 @@
 # restore's peak exceeds the limit (the backup's peak is shown, not judged).
 # Needs: cargo, python3 (stdlib), s3s-fs (S3S_FS, PATH or ~/.cargo/bin; `cargo
 # install s3s-fs@0.14.1 --features binary --locked`), GNU time (installed
-# with apt-get when /usr/bin/time is missing). Disk: about 5 × SIZE.
+# with apt-get when /usr/bin/time is missing). Disk: about 4 × SIZE.
 set -euo pipefail
 
 SIZE_GIB=2.1
