@@ -9,7 +9,7 @@ use std::io::Read;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
@@ -33,8 +33,17 @@ fn bad_address(url: &str, message: impl Into<String>) -> RepoError {
 }
 
 impl S3Repository {
-    /// Opens `s3://bucket/prefix`.
+    /// Opens `s3://bucket/prefix`, configured from the process's `AWS_*`
+    /// environment variables.
     pub fn open(url: &str) -> Result<S3Repository, RepoError> {
+        let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        S3Repository::open_with_vars(url, vars)
+    }
+
+    /// Opens `s3://bucket/prefix`, configured from these `AWS_*` variables
+    /// instead of the environment (the conformance tests start a server per
+    /// test, and changing the environment of a running process is unsound).
+    pub fn open_with_vars(url: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<S3Repository, RepoError> {
         let rest = url.strip_prefix("s3://").ok_or_else(|| bad_address(url, "not an s3:// URL"))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -44,8 +53,18 @@ impl S3Repository {
         if !prefix.is_empty() {
             check_name(&prefix)?;
         }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        // What AmazonS3Builder::from_env does, from `vars`.
+        let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+        let mut endpoint = None;
+        for (key, value) in vars.into_iter().filter(|(k, _)| k.starts_with("AWS_")) {
+            if key == "AWS_ENDPOINT_URL" {
+                endpoint = Some(value.clone());
+            }
+            if let Ok(config_key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(config_key, value);
+            }
+        }
+        if let Some(endpoint) = endpoint {
             builder =
                 builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint).with_virtual_hosted_style_request(false);
         }
@@ -126,6 +145,9 @@ impl Repository for S3Repository {
             self.runtime.block_on(self.store.put(&key, PutPayload::from(buf))).map_err(self.err("put", name))?;
             return Ok(n);
         }
+        // WriteMultipart::write spawns each full part's upload as a task, which
+        // needs the runtime's context even outside `block_on`.
+        let _context = self.runtime.enter();
         let upload = self.runtime.block_on(self.store.put_multipart(&key)).map_err(self.err("start upload", name))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut total = 0u64;

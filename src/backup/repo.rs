@@ -26,7 +26,8 @@ pub trait Repository {
     /// Returns the bytes written.
     fn write_from(&self, name: &str, reader: &mut dyn Read) -> Result<u64, RepoError>;
     fn exists(&self, name: &str) -> Result<bool, RepoError>;
-    /// Names under `prefix/`, sorted; hidden (`.`-prefixed) names are not listed.
+    /// The objects directly under `prefix/` (one level, as an S3 listing with
+    /// a delimiter), sorted; hidden (`.`-prefixed) names are not listed.
     fn list(&self, prefix: &str) -> Result<Vec<String>, RepoError>;
     /// Deletes `name`; deleting what is not there is not an error.
     fn delete(&self, name: &str) -> Result<(), RepoError>;
@@ -147,6 +148,11 @@ impl Repository for DirRepository {
         };
         for e in entries {
             let e = e.map_err(self.io("list", prefix))?;
+            // Objects only (what `exists` calls one): a subdirectory holds
+            // deeper names, as a prefix does on S3.
+            if !e.path().is_file() {
+                continue;
+            }
             if let Some(n) = e.file_name().to_str().filter(|n| !n.starts_with('.')) {
                 out.push(format!("{prefix}/{n}"));
             }

@@ -72,7 +72,12 @@ impl Projection {
     pub fn open_read_only(path: &Path) -> Result<Projection, ProjectionError> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(|e| sql_err(path, "open read-only", e))?;
-        conn.execute_batch("PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824;").map_err(|e| sql_err(path, "configure", e))?;
+        // No memory map: every page of a mapped file that is read counts in the
+        // process's resident memory, so a 1 GiB map made `restore` and
+        // `verify --deep` grow with the projection file (an agent database
+        // holding gigabytes of its own tables); the 64 MiB page cache bounds
+        // them. Reads then fail with an error instead of SIGBUS, too.
+        conn.execute_batch("PRAGMA cache_size=-65536; PRAGMA mmap_size=0;").map_err(|e| sql_err(path, "configure", e))?;
         let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false };
         p.load_tables()?;
         Ok(p)

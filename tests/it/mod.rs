@@ -8,6 +8,7 @@ mod property;
 mod prune;
 mod readers;
 mod recover;
+mod repository;
 mod repository_format;
 mod s3;
 mod sla;
