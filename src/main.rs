@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_panics_in_redb();
     let cli = cli::Cli::parse();
     init_logging(&cli);
     let result = cli::run(&cli);
@@ -60,4 +61,17 @@ fn init_logging(cli: &cli::Cli) {
         Some(layer)
     });
     tracing_subscriber::registry().with(stderr).with(file).init();
+}
+
+/// A damaged index makes redb panic; the library catches that and reports it
+/// as an error naming the index, so the panic's own message would only be
+/// noise. Every other panic (a bug) is printed as usual.
+fn quiet_panics_in_redb() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_redb = info.location().is_some_and(|l| l.file().contains("/redb-") || l.file().contains("\\redb-"));
+        if !in_redb {
+            default(info);
+        }
+    }));
 }

@@ -171,6 +171,9 @@ impl Cli {
 }
 
 pub fn report_open(store: &Store) {
+    for q in &store.report().quarantined {
+        eprintln!("warning: the index was damaged; moved it to {} and rebuilt it from the log", q.display());
+    }
     for t in &store.report().truncated {
         eprintln!("warning: truncated a torn tail of {} at byte offset {} ({} bytes): {}", t.path.display(), t.offset, t.len, t.reason);
     }

@@ -95,6 +95,14 @@ fn hours(ms: i64) -> String {
     format!("{:.1} h", ms as f64 / 3_600_000.0)
 }
 
+/// An index health cannot read: left unrepaired by a killed writer (the next
+/// writer repairs it: WARNING), or damaged (CRITICAL, with the reason).
+fn index_report(e: &crate::projection::IndexError) -> HealthReport {
+    let (status, value) =
+        if matches!(*e.source, redb::Error::RepairAborted) { (Status::Warning, "needs repair") } else { (Status::Critical, "damaged") };
+    HealthReport { status, checks: vec![check("integrity", status, value, "index readable", e.to_string())] }
+}
+
 pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     let mut checks = Vec::new();
     let unknown = |name, message: String| check(name, Status::Unknown, "", "", message);
@@ -108,7 +116,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     let projection = Projection::open_read_only(&paths.projection);
     let (mut index, mut projection) = match (index, projection) {
         (Ok(i), Ok(p)) => (i, p),
-        (Err(e), _) => return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", e.to_string())] }),
+        (Err(e), _) => return Ok(index_report(&e)),
         (_, Err(e)) => {
             return Ok(HealthReport {
                 status: Status::Critical,
@@ -125,9 +133,12 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
                 checks: vec![check("integrity", Status::Critical, "", "", e.to_string())],
             });
         }
-        Err(PinError::Index(e)) => return Ok(HealthReport { status: Status::Unknown, checks: vec![unknown("data", e.to_string())] }),
+        Err(PinError::Index(e)) => return Ok(index_report(&e)),
     };
-    let cursors = index.cursors()?;
+    let cursors = match index.cursors() {
+        Ok(c) => c,
+        Err(e) => return Ok(index_report(&e)),
+    };
     let by_series: BTreeMap<(String, Interval), &crate::projection::Cursor> =
         cursors.iter().map(|c| ((c.symbol.clone(), c.interval), c)).collect();
     let symbols: Vec<String> = match &opts.symbols {

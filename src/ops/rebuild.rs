@@ -22,8 +22,12 @@ pub fn rebuild(paths: &Paths, opts: StoreOptions, owns_projection: bool) -> Resu
     match attempt(paths, opts) {
         Ok((store, stats)) => Ok(Rebuilt { store, stats, quarantined: None }),
         Err(e @ (Error::Projection(_) | Error::Index(_))) => {
-            let mut files: Vec<&Path> = vec![&paths.index];
-            if owns_projection {
+            // Only the file that failed: a healthy index keeps its counters.
+            let mut files: Vec<&Path> = Vec::new();
+            if matches!(e, Error::Index(_)) {
+                files.push(&paths.index);
+            }
+            if owns_projection && matches!(e, Error::Projection(_)) {
                 files.push(&paths.projection);
             }
             let dir = quarantine(paths, &files)?;

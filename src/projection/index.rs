@@ -100,19 +100,23 @@ impl Db {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        let db = builder().create(path).map_err(|e| ierr(path, "open", e))?;
-        let idx = Index { db: Db::Rw(db), path: path.to_path_buf(), pinned: None };
-        let tx = idx.begin_write()?;
-        for_each_table(&tx, &idx.path)?;
-        tx.commit().map_err(|e| ierr(&idx.path, "commit", e))?;
-        Ok(idx)
+        guard(path, "open", || {
+            let db = builder().create(path).map_err(|e| ierr(path, "open", e))?;
+            let idx = Index { db: Db::Rw(db), path: path.to_path_buf(), pinned: None };
+            let tx = idx.begin_write()?;
+            for_each_table(&tx, &idx.path)?;
+            tx.commit().map_err(|e| ierr(&idx.path, "commit", e))?;
+            Ok(idx)
+        })
     }
 
     /// Opens an existing index for reading only (verify, status, health…),
     /// beside the writer: each read transaction sees one committed state.
     pub fn open_read_only(path: &Path) -> Result<Index, IndexError> {
-        let db = builder().open_read_only(path).map_err(|e| ierr(path, "open read-only", e))?;
-        Ok(Index { db: Db::Ro(db), path: path.to_path_buf(), pinned: None })
+        guard(path, "open read only", || {
+            let db = builder().open_read_only(path).map_err(|e| ierr(path, "open read-only", e))?;
+            Ok(Index { db: Db::Ro(db), path: path.to_path_buf(), pinned: None })
+        })
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction, IndexError> {
@@ -123,6 +127,13 @@ impl Index {
         tx.set_durability(Durability::Immediate).map_err(|e| ierr(&self.path, "set durability", e))?;
         tx.set_quick_repair(true);
         Ok(tx)
+    }
+
+    /// Runs a read or write of the index so that nothing in redb can take the
+    /// process down: a panic inside it (a damaged file makes redb panic) comes
+    /// back as an error naming the index, like any other failure.
+    fn guarded<T>(&self, op: &'static str, f: impl FnOnce() -> Result<T, IndexError>) -> Result<T, IndexError> {
+        guard(&self.path, op, f)
     }
 
     fn e<E: Into<redb::Error>>(&self, op: &'static str) -> impl FnOnce(E) -> IndexError + '_ {
@@ -138,7 +149,7 @@ impl Index {
     /// catalog then agree with each other). Returns the pinned head.
     pub fn pin(&mut self) -> Result<Applied, IndexError> {
         self.pinned = None;
-        let tx = self.db.begin_read().map_err(self.e("begin read"))?;
+        let tx = guard(&self.path, "pin", || self.db.begin_read().map_err(self.e("begin read")))?;
         self.pinned = Some(tx);
         self.applied()
     }
@@ -151,210 +162,235 @@ impl Index {
     }
 
     pub fn applied(&self) -> Result<Applied, IndexError> {
-        let tx = self.read()?;
-        let meta = tx.open_table(META).map_err(self.e("open meta"))?;
-        let lsn = meta.get("applied_lsn").map_err(self.e("read meta"))?.map(|v| crate::log::segment::le_u64(v.value())).unwrap_or(0);
-        let hash =
-            meta.get("head_hash").map_err(self.e("read meta"))?.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()).unwrap_or([0; 32]);
-        Ok(Applied { lsn, hash })
+        self.guarded("applied", || {
+            let tx = self.read()?;
+            let meta = tx.open_table(META).map_err(self.e("open meta"))?;
+            let lsn = meta.get("applied_lsn").map_err(self.e("read meta"))?.map(|v| crate::log::segment::le_u64(v.value())).unwrap_or(0);
+            let hash =
+                meta.get("head_hash").map_err(self.e("read meta"))?.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()).unwrap_or([0; 32]);
+            Ok(Applied { lsn, hash })
+        })
     }
 
     /// Looks up the stored digest of each `(symbol, interval, open time)`.
     pub fn digests(&self, keys: &[(&str, Interval, i64)]) -> Result<Vec<Option<[u8; 16]>>, IndexError> {
-        let tx = self.read()?;
-        let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
-        let cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
-        // A series with no cursor has no stored candles: skip its lookups (a bulk import's common case).
-        let mut known: std::collections::HashMap<(&str, u8), bool> = std::collections::HashMap::new();
-        let mut out = Vec::with_capacity(keys.len());
-        for (s, i, o) in keys {
-            let series = (*s, i.code());
-            let exists = match known.get(&series) {
-                Some(&e) => e,
-                None => {
-                    let e = cursors.get(series).map_err(self.e("read cursor"))?.is_some();
-                    known.insert(series, e);
-                    e
-                }
-            };
-            out.push(if exists { t.get((*s, i.code(), *o)).map_err(self.e("read digest"))?.map(|g| g.value()) } else { None });
-        }
-        Ok(out)
+        self.guarded("digests", || {
+            let tx = self.read()?;
+            let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+            let cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+            // A series with no cursor has no stored candles: skip its lookups (a bulk import's common case).
+            let mut known: std::collections::HashMap<(&str, u8), bool> = std::collections::HashMap::new();
+            let mut out = Vec::with_capacity(keys.len());
+            for (s, i, o) in keys {
+                let series = (*s, i.code());
+                let exists = match known.get(&series) {
+                    Some(&e) => e,
+                    None => {
+                        let e = cursors.get(series).map_err(self.e("read cursor"))?.is_some();
+                        known.insert(series, e);
+                        e
+                    }
+                };
+                out.push(if exists { t.get((*s, i.code(), *o)).map_err(self.e("read digest"))?.map(|g| g.value()) } else { None });
+            }
+            Ok(out)
+        })
     }
 
     /// Applies whole frames: `commits` holds (commit_ms, last LSN) per frame.
     pub fn apply(&self, events: &[Event], commits: &[(i64, Lsn)], catalog: &[SegmentInfo], head: Applied) -> Result<(), IndexError> {
-        let tx = self.begin_write()?;
-        {
-            let mut digests = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
-            let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
-            let mut cache: std::collections::HashMap<(String, u8), (i64, i64, u64, u64)> = Default::default();
-            let mut last_sync: Option<Vec<u8>> = None;
-            for e in events {
-                if let Event::Run(r) = e
-                    && r.kind == crate::event::RunKind::Sync
-                {
-                    last_sync = Some(encode_run_summary(r));
-                }
-                let Event::Candle(c) = e else { continue };
-                let code = c.interval.code();
-                let d = candle_digest(c);
-                let old = digests.insert((c.symbol.as_str(), code, c.open_time), d).map_err(self.e("write digest"))?.map(|g| g.value());
-                let key = (c.symbol.as_str().to_owned(), code);
-                let cur = match cache.get_mut(&key) {
-                    Some(v) => v,
-                    None => {
-                        let v = cursors.get((c.symbol.as_str(), code)).map_err(self.e("read cursor"))?.map(|g| g.value());
-                        cache.entry(key).or_insert(v.unwrap_or((i64::MAX, i64::MIN, 0, 0)))
+        self.guarded("apply", || {
+            let tx = self.begin_write()?;
+            {
+                let mut digests = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+                let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+                let mut cache: std::collections::HashMap<(String, u8), (i64, i64, u64, u64)> = Default::default();
+                let mut last_sync: Option<Vec<u8>> = None;
+                for e in events {
+                    if let Event::Run(r) = e
+                        && r.kind == crate::event::RunKind::Sync
+                    {
+                        last_sync = Some(encode_run_summary(r));
                     }
-                };
-                match old {
-                    None => {
-                        cur.0 = cur.0.min(c.open_time);
-                        cur.1 = cur.1.max(c.open_time);
-                        cur.2 += 1;
+                    let Event::Candle(c) = e else { continue };
+                    let code = c.interval.code();
+                    let d = candle_digest(c);
+                    let old = digests.insert((c.symbol.as_str(), code, c.open_time), d).map_err(self.e("write digest"))?.map(|g| g.value());
+                    let key = (c.symbol.as_str().to_owned(), code);
+                    let cur = match cache.get_mut(&key) {
+                        Some(v) => v,
+                        None => {
+                            let v = cursors.get((c.symbol.as_str(), code)).map_err(self.e("read cursor"))?.map(|g| g.value());
+                            cache.entry(key).or_insert(v.unwrap_or((i64::MAX, i64::MIN, 0, 0)))
+                        }
+                    };
+                    match old {
+                        None => {
+                            cur.0 = cur.0.min(c.open_time);
+                            cur.1 = cur.1.max(c.open_time);
+                            cur.2 += 1;
+                        }
+                        Some(o) if o != d => cur.3 += 1,
+                        Some(_) => {}
                     }
-                    Some(o) if o != d => cur.3 += 1,
-                    Some(_) => {}
+                }
+                for ((sym, code), v) in &cache {
+                    cursors.insert((sym.as_str(), *code), v).map_err(self.e("write cursor"))?;
+                }
+                let mut commit_t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
+                for &(ms, lsn) in commits {
+                    let prev = commit_t.get(ms).map_err(self.e("read commit"))?.map(|g| g.value()).unwrap_or(0);
+                    commit_t.insert(ms, prev.max(lsn)).map_err(self.e("write commit"))?;
+                }
+                let mut segs = tx.open_table(SEGMENTS).map_err(self.e("open segments"))?;
+                for s in catalog {
+                    segs.insert(s.seq, encode_segment(s).as_slice()).map_err(self.e("write segment"))?;
+                }
+                let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
+                meta.insert("applied_lsn", head.lsn.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
+                meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
+                if let Some(summary) = &last_sync {
+                    meta.insert("last_sync", summary.as_slice()).map_err(self.e("write meta"))?;
                 }
             }
-            for ((sym, code), v) in &cache {
-                cursors.insert((sym.as_str(), *code), v).map_err(self.e("write cursor"))?;
-            }
-            let mut commit_t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
-            for &(ms, lsn) in commits {
-                let prev = commit_t.get(ms).map_err(self.e("read commit"))?.map(|g| g.value()).unwrap_or(0);
-                commit_t.insert(ms, prev.max(lsn)).map_err(self.e("write commit"))?;
-            }
-            let mut segs = tx.open_table(SEGMENTS).map_err(self.e("open segments"))?;
-            for s in catalog {
-                segs.insert(s.seq, encode_segment(s).as_slice()).map_err(self.e("write segment"))?;
-            }
-            let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
-            meta.insert("applied_lsn", head.lsn.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
-            meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
-            if let Some(summary) = &last_sync {
-                meta.insert("last_sync", summary.as_slice()).map_err(self.e("write meta"))?;
-            }
-        }
-        tx.commit().map_err(self.e("commit"))
+            tx.commit().map_err(self.e("commit"))
+        })
     }
 
     /// Records catalog changes that carry no events (sealing a segment).
     pub fn record_segments(&self, catalog: &[SegmentInfo]) -> Result<(), IndexError> {
-        let head = self.applied()?;
-        self.apply(&[], &[], catalog, head)
+        self.guarded("record segments", || {
+            let head = self.applied()?;
+            self.apply(&[], &[], catalog, head)
+        })
     }
 
     /// Empties every table, ready for a rebuild from the log.
     pub fn clear(&self) -> Result<(), IndexError> {
-        let tx = self.begin_write()?;
-        tx.delete_table(META).map_err(self.e("delete meta"))?;
-        tx.delete_table(SEGMENTS).map_err(self.e("delete segments"))?;
-        tx.delete_table(CURSORS).map_err(self.e("delete cursors"))?;
-        tx.delete_table(DIGESTS).map_err(self.e("delete digests"))?;
-        tx.delete_table(COMMITS).map_err(self.e("delete commits"))?;
-        for_each_table(&tx, &self.path)?;
-        tx.commit().map_err(self.e("commit"))
+        self.guarded("clear", || {
+            let tx = self.begin_write()?;
+            tx.delete_table(META).map_err(self.e("delete meta"))?;
+            tx.delete_table(SEGMENTS).map_err(self.e("delete segments"))?;
+            tx.delete_table(CURSORS).map_err(self.e("delete cursors"))?;
+            tx.delete_table(DIGESTS).map_err(self.e("delete digests"))?;
+            tx.delete_table(COMMITS).map_err(self.e("delete commits"))?;
+            for_each_table(&tx, &self.path)?;
+            tx.commit().map_err(self.e("commit"))
+        })
     }
 
     /// Starts an empty index at `head` from the series a base snapshot holds
     /// (a log whose older history was pruned: src/store/base.rs). Candles
     /// older than the base have cursors but no digests.
     pub fn seed(&self, cursors: &[Cursor], head: Applied) -> Result<(), IndexError> {
-        let tx = self.begin_write()?;
-        {
-            let mut t = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
-            for c in cursors {
-                t.insert((c.symbol.as_str(), c.interval.code()), (c.first_open, c.last_open, c.candles, c.revisions))
-                    .map_err(self.e("write cursor"))?;
+        self.guarded("seed", || {
+            let tx = self.begin_write()?;
+            {
+                let mut t = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+                for c in cursors {
+                    t.insert((c.symbol.as_str(), c.interval.code()), (c.first_open, c.last_open, c.candles, c.revisions))
+                        .map_err(self.e("write cursor"))?;
+                }
+                let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
+                meta.insert("applied_lsn", head.lsn.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
+                meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
             }
-            let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
-            meta.insert("applied_lsn", head.lsn.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
-            meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
-        }
-        tx.commit().map_err(self.e("commit"))
+            tx.commit().map_err(self.e("commit"))
+        })
     }
 
     pub fn cursors(&self) -> Result<Vec<Cursor>, IndexError> {
-        let tx = self.read()?;
-        let t = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(self.e("read cursors"))? {
-            let (k, v) = row.map_err(self.e("read cursors"))?;
-            let (sym, code) = k.value();
-            let (first_open, last_open, candles, revisions) = v.value();
-            if let Some(interval) = Interval::from_code(code) {
-                out.push(Cursor { symbol: sym.to_owned(), interval, first_open, last_open, candles, revisions });
+        self.guarded("cursors", || {
+            let tx = self.read()?;
+            let t = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(self.e("read cursors"))? {
+                let (k, v) = row.map_err(self.e("read cursors"))?;
+                let (sym, code) = k.value();
+                let (first_open, last_open, candles, revisions) = v.value();
+                if let Some(interval) = Interval::from_code(code) {
+                    out.push(Cursor { symbol: sym.to_owned(), interval, first_open, last_open, candles, revisions });
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn segments(&self) -> Result<Vec<SegmentInfo>, IndexError> {
-        let tx = self.read()?;
-        let t = tx.open_table(SEGMENTS).map_err(self.e("open segments"))?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(self.e("read segments"))? {
-            let (_, v) = row.map_err(self.e("read segments"))?;
-            if let Some(s) = decode_segment(v.value()) {
-                out.push(s);
+        self.guarded("segments", || {
+            let tx = self.read()?;
+            let t = tx.open_table(SEGMENTS).map_err(self.e("open segments"))?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(self.e("read segments"))? {
+                let (_, v) = row.map_err(self.e("read segments"))?;
+                if let Some(s) = decode_segment(v.value()) {
+                    out.push(s);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The last LSN committed at or before `ms` (0 when none).
     pub fn lsn_at(&self, ms: i64) -> Result<Lsn, IndexError> {
-        let tx = self.read()?;
-        let t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
-        let last = t.range(..=ms).map_err(self.e("read commits"))?.next_back();
-        Ok(match last {
-            Some(row) => row.map_err(self.e("read commits"))?.1.value(),
-            None => 0,
+        self.guarded("lsn at", || {
+            let tx = self.read()?;
+            let t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
+            let last = t.range(..=ms).map_err(self.e("read commits"))?.next_back();
+            Ok(match last {
+                Some(row) => row.map_err(self.e("read commits"))?.1.value(),
+                None => 0,
+            })
         })
     }
 
     /// The newest sync run recorded in the log, if any.
     pub fn last_sync(&self) -> Result<Option<SyncSummary>, IndexError> {
-        let tx = self.read()?;
-        let meta = tx.open_table(META).map_err(self.e("open meta"))?;
-        let Some(v) = meta.get("last_sync").map_err(self.e("read meta"))? else { return Ok(None) };
-        let b = v.value();
-        let u = |i: usize| b.get(i * 8..i * 8 + 8).map(crate::log::segment::le_u64);
-        Ok(match (u(0), u(1), u(2), u(3)) {
-            (Some(e), Some(units), Some(ok), Some(skipped)) => Some(SyncSummary { ended_ms: e as i64, units, ok, skipped }),
-            _ => None,
+        self.guarded("last sync", || {
+            let tx = self.read()?;
+            let meta = tx.open_table(META).map_err(self.e("open meta"))?;
+            let Some(v) = meta.get("last_sync").map_err(self.e("read meta"))? else { return Ok(None) };
+            let b = v.value();
+            let u = |i: usize| b.get(i * 8..i * 8 + 8).map(crate::log::segment::le_u64);
+            Ok(match (u(0), u(1), u(2), u(3)) {
+                (Some(e), Some(units), Some(ok), Some(skipped)) => Some(SyncSummary { ended_ms: e as i64, units, ok, skipped }),
+                _ => None,
+            })
         })
     }
 
     /// Persisted metric samples (counters and last-run gauges).
     pub fn metrics(&self) -> Result<Vec<(String, f64)>, IndexError> {
-        let tx = self.read()?;
-        let t = match tx.open_table(METRICS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(ierr(&self.path, "open metrics", e)),
-        };
-        let mut out = Vec::new();
-        for row in t.iter().map_err(self.e("read metrics"))? {
-            let (k, v) = row.map_err(self.e("read metrics"))?;
-            out.push((k.value().to_string(), v.value()));
-        }
-        Ok(out)
+        self.guarded("metrics", || {
+            let tx = self.read()?;
+            let t = match tx.open_table(METRICS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(ierr(&self.path, "open metrics", e)),
+            };
+            let mut out = Vec::new();
+            for row in t.iter().map_err(self.e("read metrics"))? {
+                let (k, v) = row.map_err(self.e("read metrics"))?;
+                out.push((k.value().to_string(), v.value()));
+            }
+            Ok(out)
+        })
     }
 
     /// Adds to counters (`add = true`) or sets gauges, in one transaction.
     pub fn update_metrics(&self, updates: &[(String, bool, f64)]) -> Result<(), IndexError> {
-        let tx = self.begin_write()?;
-        {
-            let mut t = tx.open_table(METRICS).map_err(self.e("open metrics"))?;
-            for (key, add, v) in updates {
-                let old = if *add { t.get(key.as_str()).map_err(self.e("read metrics"))?.map(|g| g.value()).unwrap_or(0.0) } else { 0.0 };
-                t.insert(key.as_str(), old + v).map_err(self.e("write metrics"))?;
+        self.guarded("update metrics", || {
+            let tx = self.begin_write()?;
+            {
+                let mut t = tx.open_table(METRICS).map_err(self.e("open metrics"))?;
+                for (key, add, v) in updates {
+                    let old =
+                        if *add { t.get(key.as_str()).map_err(self.e("read metrics"))?.map(|g| g.value()).unwrap_or(0.0) } else { 0.0 };
+                    t.insert(key.as_str(), old + v).map_err(self.e("write metrics"))?;
+                }
             }
-        }
-        tx.commit().map_err(self.e("commit"))
+            tx.commit().map_err(self.e("commit"))
+        })
     }
 }
 
@@ -415,6 +451,24 @@ fn decode_segment(b: &[u8]) -> Option<SegmentInfo> {
         base_hash: b.get(33..65)?.try_into().ok()?,
         head_hash: b.get(65..97)?.try_into().ok()?,
     })
+}
+
+/// See [`Index::guarded`]: a panic in redb becomes an error.
+fn guard<T>(path: &Path, op: &'static str, f: impl FnOnce() -> Result<T, IndexError>) -> Result<T, IndexError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let message = format!(
+                "the index is damaged (redb: {why}); it is derived from the log: a writer or `candlelog recover` quarantines and rebuilds it"
+            );
+            Err(ierr(path, op, redb::Error::Corrupted(message)))
+        }
+    }
 }
 
 fn ierr(path: &Path, op: &'static str, e: impl Into<redb::Error>) -> IndexError {

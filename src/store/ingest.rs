@@ -32,9 +32,17 @@ pub type Overlay = HashMap<(String, u8, i64), [u8; 16]>;
 impl Store {
     /// Turns `candles` into the events to append, comparing each with the
     /// stored version (index) and with those already planned (`overlay`).
-    pub fn plan(&self, candles: Vec<Candle>, overlay: &mut Overlay) -> Result<(Vec<Event>, IngestStats)> {
+    /// An index that fails here is damaged: it is rebuilt from the log and
+    /// the lookup made once more.
+    pub fn plan(&mut self, candles: Vec<Candle>, overlay: &mut Overlay) -> Result<(Vec<Event>, IngestStats)> {
         let keys: Vec<_> = candles.iter().map(|c| (c.symbol.as_str(), c.interval, c.open_time)).collect();
-        let stored = self.index.digests(&keys)?;
+        let stored = match self.index.digests(&keys) {
+            Ok(s) => s,
+            Err(e) => {
+                self.heal_index(&e)?;
+                self.index.digests(&keys)?
+            }
+        };
         drop(keys);
         let mut stats = IngestStats::default();
         let mut events = Vec::with_capacity(candles.len());

@@ -30,6 +30,8 @@ pub struct StoreOptions {
 #[derive(Clone, Debug, Default)]
 pub struct OpenReport {
     pub truncated: Vec<Truncation>,
+    /// Where a damaged index was moved before it was rebuilt from the log.
+    pub quarantined: Vec<std::path::PathBuf>,
     /// Events replayed into the projection / index to catch them up.
     pub replayed_projection: u64,
     pub replayed_index: u64,
@@ -65,11 +67,39 @@ impl Store {
         Ok(store)
     }
 
-    /// `open` with a lock the caller already holds.
+    /// `open` with a lock the caller already holds. An index that fails while
+    /// being caught up is damaged: it is quarantined and rebuilt from the log.
     pub fn open_locked(paths: &Paths, opts: StoreOptions, lock: DirLock) -> Result<Store> {
         let mut store = Store::open_raw_locked(paths, opts, lock)?;
-        store.catch_up()?;
-        Ok(store)
+        match store.catch_up() {
+            Ok(()) => Ok(store),
+            Err(Error::Index(e)) => {
+                let lock = store.into_lock();
+                let moved = quarantine(paths, &[paths.index.as_path()])?;
+                tracing::warn!(index = %paths.index.display(), quarantine = %moved.display(), "index damaged while catching up ({e}); rebuilding it from the log");
+                let mut store = Store::open_raw_locked(paths, opts, lock)?;
+                store.report.quarantined.push(moved);
+                store.catch_up()?;
+                Ok(store)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The index failed under a writer: it is derived, so it is moved to
+    /// quarantine (never deleted), a new one opened, and caught up from the log.
+    pub(crate) fn heal_index(&mut self, e: &crate::projection::IndexError) -> Result<()> {
+        let moved = quarantine(&self.paths, &[self.paths.index.as_path()])?;
+        tracing::warn!(index = %self.paths.index.display(), quarantine = %moved.display(), "index damaged ({e}); rebuilding it from the log");
+        self.index = Index::open(&self.paths.index)?;
+        self.report.quarantined.push(moved);
+        self.catch_up()
+    }
+
+    /// Gives the lock back, closing the log and both projections.
+    fn into_lock(self) -> DirLock {
+        let Store { _lock, .. } = self;
+        _lock
     }
 
     /// Opens without catching up, for `rebuild`.
@@ -84,9 +114,9 @@ impl Store {
     pub fn open_raw_locked(paths: &Paths, opts: StoreOptions, lock: DirLock) -> Result<Store> {
         check_chain(paths)?;
         let (log, truncated) = LogWriter::open(&paths.log, opts.writer)?;
-        let index = Index::open(&paths.index)?;
+        let mut report = OpenReport { truncated, ..Default::default() };
+        let index = open_index(paths, &mut report)?;
         let projection = Projection::open(&paths.projection)?;
-        let report = OpenReport { truncated, ..Default::default() };
         Ok(Store { paths: paths.clone(), _lock: lock, log, index, projection, report, stale: None })
     }
 
@@ -121,12 +151,18 @@ impl Store {
         let catalog = self.log.take_catalog();
         // The two projections are independent: apply them on both cores at once.
         let (index, projection) = (&self.index, &mut self.projection);
-        let applied = std::thread::scope(|s| {
+        let (indexed, projected) = std::thread::scope(|s| {
             let index_job = s.spawn(|| index.apply(events, &commits, &catalog, head));
             let projected = projection.apply(events, head).map_err(Error::from);
             let indexed = index_job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())));
-            indexed.map_err(Error::from).and(projected)
+            (indexed, projected)
         });
+        // A damaged index is rebuilt from the log, which already holds this commit.
+        let indexed = match indexed {
+            Err(e) if projected.is_ok() => self.heal_index(&e),
+            other => other.map_err(Error::from),
+        };
+        let applied = indexed.and(projected);
         if let Err(e) = &applied {
             self.stale = Some(format!("LSN {} is committed but a projection failed to apply it: {e}", head.lsn));
         }
@@ -155,6 +191,21 @@ impl Store {
         let catalog = self.log.take_catalog();
         self.index.record_segments(&catalog)?;
         Ok(())
+    }
+}
+
+/// The index for a writer: one that cannot be opened or read is derived data
+/// gone bad, so it is moved to quarantine (never deleted) and a new one is
+/// built from the log by the catch-up that follows.
+fn open_index(paths: &Paths, report: &mut OpenReport) -> Result<Index> {
+    match Index::open(&paths.index).and_then(|i| i.applied().map(|_| i)) {
+        Ok(i) => Ok(i),
+        Err(e) => {
+            let moved = quarantine(paths, &[paths.index.as_path()])?;
+            tracing::warn!(index = %paths.index.display(), quarantine = %moved.display(), "index damaged ({e}); rebuilding it from the log");
+            report.quarantined.push(moved);
+            Ok(Index::open(&paths.index)?)
+        }
     }
 }
 

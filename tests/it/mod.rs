@@ -4,6 +4,7 @@ mod corruption;
 mod crash;
 mod golden;
 mod health;
+mod index_damage;
 mod property;
 mod prune;
 mod readers;
