@@ -41,6 +41,15 @@ pub fn temp_path(path: &Path) -> PathBuf {
     parent_of(path).join(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Whether `name` is a temporary file of [`temp_path`] (or a directory named
+/// like one) whose process is gone: `.<name>.tmp-<pid>` with no such pid
+/// running. What a killed writer leaves; safe to remove.
+pub fn is_stale_temporary(name: &str, marker: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else { return false };
+    let Some((_, pid)) = rest.rsplit_once(marker) else { return false };
+    pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// fsyncs a directory so an entry created, renamed or removed in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(|e| IoError::new("fsync directory", dir, e))

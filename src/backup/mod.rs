@@ -101,6 +101,9 @@ pub struct SnapshotPolicy {
 pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPolicy) -> Result<BackupReport> {
     let started = Instant::now();
     check_format(repo, true)?;
+    for t in repo.remove_stale_temporaries()? {
+        tracing::info!(repository = %repo.location(), "removed {t}, left by a killed backup");
+    }
     store.seal()?;
     let mut report = BackupReport {
         repository: repo.location(),

@@ -32,6 +32,14 @@ pub trait Repository {
     /// Deletes `name`; deleting what is not there is not an error.
     fn delete(&self, name: &str) -> Result<(), RepoError>;
 
+    /// Removes what a killed writer of this repository left behind (a
+    /// directory's temporary files of processes that are gone); returns their
+    /// names. Objects are never touched. Nothing to do on an object store,
+    /// where a PUT or a multipart upload is whole or absent.
+    fn remove_stale_temporaries(&self) -> Result<Vec<String>, RepoError> {
+        Ok(Vec::new())
+    }
+
     /// Stores bytes already in memory.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), RepoError> {
         self.write_from(name, &mut &bytes[..]).map(|_| ())
@@ -96,9 +104,19 @@ impl DirRepository {
         Ok(DirRepository { root: root.to_path_buf() })
     }
 
+    /// The file of an object. No part of the name may be a symbolic link: a
+    /// repository's objects are never followed outside it.
     fn path(&self, name: &str) -> Result<PathBuf, RepoError> {
         check_name(name)?;
-        Ok(self.root.join(name))
+        let mut p = self.root.clone();
+        for part in name.split('/') {
+            p.push(part);
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                let message = format!("{} is a symbolic link; objects are never followed outside the repository", p.display());
+                return Err(RepoError::damaged(self.location(), name, message));
+            }
+        }
+        Ok(p)
     }
 
     fn io(&self, op: &'static str, name: &str) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
@@ -135,7 +153,7 @@ impl Repository for DirRepository {
     }
 
     fn exists(&self, name: &str) -> Result<bool, RepoError> {
-        Ok(self.path(name)?.is_file())
+        Ok(std::fs::symlink_metadata(self.path(name)?).is_ok_and(|m| m.is_file()))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, RepoError> {
@@ -150,8 +168,8 @@ impl Repository for DirRepository {
             let e = e.map_err(self.io("list", prefix))?;
             // Objects only (what `exists` calls one): a subdirectory holds
             // deeper names, as a prefix does on S3.
-            if !e.path().is_file() {
-                continue;
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                continue; // a subdirectory, or a symbolic link (never followed)
             }
             if let Some(n) = e.file_name().to_str().filter(|n| !n.starts_with('.')) {
                 out.push(format!("{prefix}/{n}"));
@@ -159,6 +177,21 @@ impl Repository for DirRepository {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn remove_stale_temporaries(&self) -> Result<Vec<String>, RepoError> {
+        let mut removed = Vec::new();
+        for dir in ["", "segments", "snapshots"] {
+            let path = self.root.join(dir);
+            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type().is_ok_and(|t| t.is_file()) && crate::durable::is_stale_temporary(&name, ".tmp-") {
+                    std::fs::remove_file(entry.path()).map_err(self.io("remove", &name))?;
+                    removed.push(if dir.is_empty() { name } else { format!("{dir}/{name}") });
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn delete(&self, name: &str) -> Result<(), RepoError> {

@@ -62,6 +62,7 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
     let name = into.file_name().and_then(|n| n.to_str()).unwrap_or("data");
     let temp = parent.join(format!(".{name}.restore-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&temp);
+    remove_stale_restores(parent, name);
     let result = build(repo, &temp, cut);
     let (head_lsn, head_hash, snapshot_lsn, segments) = match result {
         Ok(x) => x,
@@ -90,6 +91,21 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
         previous_moved_to: previous,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Removes `.NAME.restore-<pid>` directories of restores that were killed
+/// (their process is gone): half-built copies nobody will finish.
+fn remove_stale_restores(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.restore-");
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && crate::durable::is_stale_temporary(&file, ".restore-") {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(path = %entry.path().display(), "removed the leftover of a killed restore"),
+                Err(e) => tracing::warn!(path = %entry.path().display(), "could not remove the leftover of a killed restore: {e}"),
+            }
+        }
+    }
 }
 
 type Built = (u64, [u8; 32], Option<u64>, u64);

@@ -370,3 +370,46 @@ fn restore_beyond_the_repository_head_is_refused_with_the_newest_point() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)["head_lsn"], head);
 }
+
+/// A process id that is surely gone: a child that has exited.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Issue 10, part 9: the next run removes what a killed restore or backup
+/// left (`.DIR.restore-<pid>`, `.<object>.tmp-<pid>`), and symbolic links
+/// inside a repository are never followed.
+#[test]
+fn leftovers_of_killed_runs_are_removed_and_repository_symlinks_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+
+    let pid = dead_pid();
+    let stale_object = repo.join(format!("segments/.00000000000000000009-x.seg.tmp-{pid}"));
+    std::fs::write(&stale_object, b"half an upload").unwrap();
+    let live_object = repo.join(format!("segments/.00000000000000000009-x.seg.tmp-{}", std::process::id()));
+    std::fs::write(&live_object, b"a backup of a process still running").unwrap();
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    assert!(!stale_object.exists(), "a killed backup's temporary object is removed");
+    assert!(live_object.exists(), "a running process's temporary object is left alone");
+
+    let stale_restore = tmp.path().join(format!(".restored.restore-{pid}"));
+    std::fs::create_dir_all(stale_restore.join("log")).unwrap();
+    let into = tmp.path().join("restored");
+    assert_eq!(run(tmp.path(), &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap()]).code, 0);
+    assert!(!stale_restore.exists(), "a killed restore's half-built copy is removed");
+
+    // A repository whose segments/ is a symbolic link to elsewhere: refused, naming the link.
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(repo.join("segments"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, repo.join("segments")).unwrap();
+    let v = run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap()]);
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    assert!(format!("{}{}", v.stdout, v.stderr).contains("symbolic link"), "{}{}", v.stdout, v.stderr);
+}
