@@ -126,6 +126,21 @@ impl Candle {
                 return Err(fail(field, format!("is negative ({d})")));
             }
         }
+        // A traded price is never zero; nothing can be bought by takers beyond what traded.
+        for (field, d) in [("open", &self.open), ("high", &self.high), ("low", &self.low), ("close", &self.close)] {
+            if d.mantissa() == 0 {
+                return Err(fail(field, format!("is zero ({d}): a price is always positive")));
+            }
+        }
+        if self.taker_buy_volume.cmp_value(&self.volume).is_gt() {
+            return Err(fail("taker_buy_volume", format!("{} is above the volume {}", self.taker_buy_volume, self.volume)));
+        }
+        if self.taker_buy_quote_volume.cmp_value(&self.quote_volume).is_gt() {
+            return Err(fail(
+                "taker_buy_quote_volume",
+                format!("{} is above the quote volume {}", self.taker_buy_quote_volume, self.quote_volume),
+            ));
+        }
         let lo = std::cmp::min_by(&self.open, &self.close, |a, b| a.cmp_value(b));
         let hi = std::cmp::max_by(&self.open, &self.close, |a, b| a.cmp_value(b));
         if self.low.cmp_value(lo).is_gt() {

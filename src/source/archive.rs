@@ -19,9 +19,10 @@ pub fn read_archive(path: &Path) -> Result<ParsedFile, SourceError> {
     let name = ArchiveName::parse(path)?;
     let bytes = std::fs::read(path).map_err(|e| SourceError::io("read", path, e))?;
     checksum::verify_if_present(path, &bytes)?;
+    let period = Some((name.range, name.period.as_str()));
     let candles = match name.kind {
-        ArchiveKind::Zip => parse_csv(path, &single_csv(path, &bytes)?, &name.symbol, name.interval)?,
-        ArchiveKind::Csv => parse_csv(path, &bytes, &name.symbol, name.interval)?,
+        ArchiveKind::Zip => parse_csv(path, &single_csv(path, &bytes)?, &name.symbol, name.interval, period)?,
+        ArchiveKind::Csv => parse_csv(path, &bytes, &name.symbol, name.interval, period)?,
     };
     Ok(ParsedFile { path: path.to_path_buf(), symbol: name.symbol, interval: name.interval, candles })
 }
@@ -41,6 +42,12 @@ fn single_csv(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, SourceError> {
     };
     if !entry_name.to_ascii_lowercase().ends_with(".csv") {
         return Err(fail(format!("holds {entry_name:?}; expected exactly one .csv")));
+    }
+    // The entry is the archive's own CSV: another symbol's, interval's or period's is refused.
+    let stem = path.file_name().and_then(|n| n.to_str()).map(|n| n.get(..n.len().saturating_sub(4)).unwrap_or(n)).unwrap_or("");
+    let entry_file = entry_name.rsplit('/').next().unwrap_or(entry_name);
+    if !entry_file.eq_ignore_ascii_case(&format!("{stem}.csv")) {
+        return Err(fail(format!("holds {entry_name:?}, which is not {stem}.csv: another symbol's, interval's or period's data")));
     }
     let mut entry = zip.by_index(*index).map_err(|e| fail(format!("entry {entry_name:?}: {e}")))?;
     if entry.size() > MAX_CSV_BYTES {
@@ -101,6 +108,13 @@ pub(crate) mod tests {
         path
     }
 
+    /// A subdirectory, so several archives of one month can sit in one test.
+    fn sub(dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
     fn write_zip(dir: &Path, name: &str, content: &str) -> PathBuf {
         let entry = name.replace(".zip", ".csv");
         write_zip_entries(dir, name, &[(&entry, content.as_bytes())], zip::CompressionMethod::Deflated)
@@ -142,7 +156,7 @@ pub(crate) mod tests {
     fn header_is_optional_and_blank_trailing_lines_are_fine() {
         let dir = tempfile::tempdir().unwrap();
         let with = read_archive(&write_zip(dir.path(), "SKRUSDT-4h-2026-01.zip", &csv(true, &ROWS))).unwrap();
-        let without = write_zip(dir.path(), "SKRUSDT-4h-2026-02.zip", &format!("{}\n\n  \n", csv(false, &ROWS)));
+        let without = write_zip(&sub(dir.path(), "b"), "SKRUSDT-4h-2026-01.zip", &format!("{}\n\n  \n", csv(false, &ROWS)));
         assert_eq!(read_archive(&without).unwrap().candles, with.candles);
         // A bare CSV with the same naming, CRLF line ends.
         let bare = dir.path().join("SKRUSDT-4h-2026-01.csv");
@@ -165,11 +179,11 @@ pub(crate) mod tests {
             .collect();
         let micros: Vec<&str> = micros.iter().map(String::as_str).collect();
         assert!(micros[0].starts_with("1769068800000000,"));
-        let us = read_archive(&write_zip(dir.path(), "SKRUSDT-4h-2026-02.zip", &csv(true, &micros))).unwrap();
+        let us = read_archive(&write_zip(&sub(dir.path(), "c"), "SKRUSDT-4h-2026-01.zip", &csv(true, &micros))).unwrap();
         assert_eq!(us.candles, ms.candles);
 
         let odd = micros[1].replacen("1769083200000000", "1769083200000500", 1);
-        let e = read_archive(&write_zip(dir.path(), "SKRUSDT-4h-2026-03.zip", &csv(true, &[micros[0], &odd]))).unwrap_err();
+        let e = read_archive(&write_zip(&sub(dir.path(), "d"), "SKRUSDT-4h-2026-01.zip", &csv(true, &[micros[0], &odd]))).unwrap_err();
         let (row, message) = row_error(e);
         assert_eq!(row, 3);
         assert!(message.starts_with("field open_time: 1769083200000500 µs is not a whole millisecond"), "{message}");
@@ -253,7 +267,7 @@ pub(crate) mod tests {
 
         // high below low (and below open/close) — without a header the line is 1.
         let inverted = ROWS[0].replace("0.043680,0.044317,0.036651,0.038367", "0.043680,0.030000,0.036651,0.038367");
-        let e = read_archive(&write_zip(dir.path(), "SKRUSDT-4h-2026-02.zip", &csv(false, &[&inverted]))).unwrap_err();
+        let e = read_archive(&write_zip(&sub(dir.path(), "e"), "SKRUSDT-4h-2026-01.zip", &csv(false, &[&inverted]))).unwrap_err();
         let (row, message) = row_error(e);
         assert_eq!(row, 1);
         assert!(message.starts_with("field high: 0.030000 is below"), "{message}");
@@ -266,7 +280,7 @@ pub(crate) mod tests {
             (vec![&ROWS[0].replace(",192604,", ",19x,")], 2, "field count: \"19x\" is not a non-negative integer"),
             (vec![&ROWS[0].replace("1769068800000,", "1769068801000,")], 2, "field open_time: not aligned"),
         ] {
-            let e = read_archive(&write_zip(dir.path(), "SKRUSDT-4h-2026-03.zip", &csv(true, &rows))).unwrap_err();
+            let e = read_archive(&write_zip(&sub(dir.path(), "f"), "SKRUSDT-4h-2026-01.zip", &csv(true, &rows))).unwrap_err();
             let (row, message) = row_error(e);
             assert_eq!(row, line, "{message}");
             assert!(message.starts_with(needle), "{message}");

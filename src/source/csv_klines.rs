@@ -12,7 +12,15 @@ use super::kline::{AscendingCheck, COLUMNS, DecimalTexts, FieldError, build_cand
 
 /// Parses a whole CSV; the first bad row rejects everything. Row numbers in
 /// errors are 1-based line numbers, the header line included.
-pub(crate) fn parse_csv(path: &Path, data: &[u8], symbol: &Symbol, interval: Interval) -> Result<Vec<Candle>, SourceError> {
+/// `period`: the open times the file name allows (`[start, end)`, ms) and how
+/// the name says it (`2026-01`); a row outside it is refused.
+pub(crate) fn parse_csv(
+    path: &Path,
+    data: &[u8],
+    symbol: &Symbol,
+    interval: Interval,
+    period: Option<((i64, i64), &str)>,
+) -> Result<Vec<Candle>, SourceError> {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     let row_error = |row: u64, message: String| SourceError::Row { path: path.to_path_buf(), row, message };
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);
@@ -42,6 +50,12 @@ pub(crate) fn parse_csv(path: &Path, data: &[u8], symbol: &Symbol, interval: Int
             continue;
         }
         let candle = parse_row(&record, symbol, interval).map_err(|e| row_error(row, e))?;
+        if let Some(((start, end), name)) = period
+            && !(start..end).contains(&candle.open_time)
+        {
+            let message = format!("open time {} lies outside {name}, the period the file name gives", candle.open_time);
+            return Err(row_error(row, message));
+        }
         order.check(candle.open_time, row, "row").map_err(|e| row_error(row, e.to_string()))?;
         candles.push(candle);
     }

@@ -21,6 +21,8 @@ pub struct ArchiveName {
     pub interval: Interval,
     /// `YYYY-MM` for monthly archives, `YYYY-MM-DD` for daily ones.
     pub period: String,
+    /// The open times that period covers, ms: `[start, end)`.
+    pub range: (i64, i64),
     pub kind: ArchiveKind,
 }
 
@@ -53,8 +55,19 @@ impl ArchiveName {
             Some(day) => format!("{year}-{month}-{day}"),
             None => format!("{year}-{month}"),
         };
-        Ok(ArchiveName { symbol, interval, period, kind })
+        let range = period_range(year, month, day)
+            .ok_or_else(|| fail(format!("{name:?}: {period} is not a date (month 01-12, a day the month has)")))?;
+        Ok(ArchiveName { symbol, interval, period, kind, range })
     }
+}
+
+/// `[start, end)` in ms of the month (or day) a file name gives, UTC.
+fn period_range(year: &str, month: &str, day: Option<&str>) -> Option<(i64, i64)> {
+    let (y, m) = (year.parse::<i16>().ok()?, month.parse::<i8>().ok()?);
+    let start = jiff::civil::Date::new(y, m, day.map_or(Some(1), |d| d.parse::<i8>().ok())?).ok()?;
+    let end = if day.is_some() { start.tomorrow().ok()? } else { start.last_of_month().tomorrow().ok()? };
+    let ms = |d: jiff::civil::Date| d.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp().as_millisecond());
+    Some((ms(start)?, ms(end)?))
 }
 
 fn strip_suffix_ignore_case<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {

@@ -507,3 +507,56 @@ fn odd_files_are_refused_at_once() {
     assert!(dir.join("lock").is_file());
     assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
 }
+
+/// Issue 10, part 4 (what import accepts from a file): rows outside the
+/// month the name gives, a month 13, a zip entry for another symbol, zero
+/// prices and taker-buy volume above volume are refused, naming file and row.
+#[test]
+fn import_refuses_rows_the_file_name_or_the_market_rules_out() {
+    let rows = support::month_rows(5, 2024, 3);
+    // A row of April in the March archive.
+    bad_input_case(
+        "a row outside the month",
+        |d| {
+            let mut r = rows.clone();
+            r.extend(support::month_rows(5, 2024, 4).into_iter().take(1));
+            support::write_archive(d, "ABCUSDT", 2024, 3, &r, true)
+        },
+        &["lies outside 2024-03", "row 188"],
+    );
+    bad_input_case(
+        "month 13",
+        |d| {
+            let p = d.join("ABCUSDT-4h-2024-13.csv");
+            std::fs::write(&p, rows.join("\n")).unwrap();
+            p
+        },
+        &["2024-13 is not a date"],
+    );
+    bad_input_case(
+        "a zip entry for another symbol",
+        |d| {
+            let good = support::write_archive(d, "XYZUSDT", 2024, 3, &rows, true);
+            let renamed = d.join("ABCUSDT-4h-2024-03.zip");
+            std::fs::rename(&good, &renamed).unwrap();
+            std::fs::remove_file(d.join("XYZUSDT-4h-2024-03.zip.CHECKSUM")).unwrap();
+            renamed
+        },
+        &["XYZUSDT-4h-2024-03.csv", "not ABCUSDT-4h-2024-03.csv"],
+    );
+    let with = |f: &dyn Fn(&mut Vec<String>)| {
+        let mut fields: Vec<String> = rows[5].split(',').map(str::to_string).collect();
+        f(&mut fields);
+        let mut r = rows.clone();
+        r[5] = fields.join(",");
+        r
+    };
+    let zero_price = with(&|f| f[3] = "0.000000".into()); // low
+    bad_input_case("a zero price", |d| support::write_archive(d, "ABCUSDT", 2024, 3, &zero_price, true), &["row 7", "low", "is zero"]);
+    let taker_above = with(&|f| f[9] = format!("{}", f[5].parse::<u64>().unwrap() + 1));
+    bad_input_case(
+        "taker-buy volume above volume",
+        |d| support::write_archive(d, "ABCUSDT", 2024, 3, &taker_above, true),
+        &["row 7", "taker_buy_volume", "above the volume"],
+    );
+}
