@@ -560,3 +560,37 @@ fn import_refuses_rows_the_file_name_or_the_market_rules_out() {
         &["row 7", "taker_buy_volume", "above the volume"],
     );
 }
+
+/// Issue 10, part 4: only candles closed when their file was written enter
+/// the log. A saved klines response ends with the candle still open then: it
+/// is left out with a warning. An archive row from the future is refused.
+#[test]
+fn import_keeps_only_candles_closed_when_the_file_was_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    // The real saved response plus the candle open right now, as the exchange would end it.
+    let text = std::fs::read_to_string(support::shared_klines_json()).unwrap();
+    let mut rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let n = rows.len();
+    let h4 = support::H4;
+    let open = jiff::Timestamp::now().as_millisecond() / h4 * h4;
+    let mut current = rows[n - 1].clone();
+    current[0] = open.into();
+    current[6] = (open + h4 - 1).into();
+    rows.push(current);
+    let saved = tmp.path().join("SKRUSDT-4h-now.json");
+    std::fs::write(&saved, serde_json::to_string(&rows).unwrap()).unwrap();
+    let r = run(&dir, &["import", "--format", "klines-json", "--symbol", "SKRUSDT", "--interval", "4h", saved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("still open when the file was written"), "{}", r.stderr);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len(), n, "the open candle is not stored");
+
+    // A CSV row of 2099 in a 2099 archive: from the future, refused naming the file.
+    let future = tmp.path().join("ABCUSDT-4h-2099-01.csv");
+    let t = support::month_start(2099, 1);
+    std::fs::write(&future, format!("{t},1.0,1.0,1.0,1.0,1,{},1.0,1,0,0.0,0\n", t + h4 - 1)).unwrap();
+    let r = run(&dir, &["import", future.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("ABCUSDT-4h-2099-01.csv") && r.stderr.contains("was not closed when the file was written"), "{}", r.stderr);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len(), n);
+}
