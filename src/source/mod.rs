@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Reads one file completely; any bad byte, row or candle rejects the whole file.
-/// Closed candles only: see [`closed_only`].
+/// Closed candles only: see `closed_only`.
 pub fn read_path(path: &Path, format: &SourceFormat) -> Result<ParsedFile, SourceError> {
     let mut parsed = match format {
         SourceFormat::Archive => archive::read_archive(path)?,
