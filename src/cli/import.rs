@@ -40,6 +40,9 @@ pub struct Args {
     /// Group commit: commit once this many candle events are pending.
     #[arg(long, default_value_t = 100_000)]
     pub group_events: usize,
+    /// Fail an archive that has no `.CHECKSUM` beside it (by default: a warning).
+    #[arg(long)]
+    pub require_checksum: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -61,7 +64,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let paths = cli.paths_with(&cli.config()?);
     candlelog::store::init(&paths)?;
     let mut store = cli.open_store()?;
-    let opts = ImportOptions { format, group_files: args.group_files.max(1), group_events: args.group_events.max(1) };
+    let opts = ImportOptions {
+        format,
+        group_files: args.group_files.max(1),
+        group_events: args.group_events.max(1),
+        require_checksum: args.require_checksum,
+    };
     let report = import(&mut store, files, &opts)?;
     for f in report.files.iter().filter(|f| f.status != candlelog::ops::import::FileStatus::Ok) {
         eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));

@@ -25,12 +25,28 @@ pub struct ImportOptions {
     pub group_events: usize,
     /// Commit once this many files are pending.
     pub group_files: usize,
+    /// An archive without a `.CHECKSUM` beside it fails (else: a warning).
+    pub require_checksum: bool,
 }
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions { format: SourceFormat::Archive, group_events: 100_000, group_files: 512 }
+        ImportOptions { format: SourceFormat::Archive, group_events: 100_000, group_files: 512, require_checksum: false }
     }
+}
+
+/// An archive with no `.CHECKSUM` to verify: a warning, or with
+/// `--require-checksum` a failure of that file.
+fn checksum_policy(parsed: ParsedFile, require: bool) -> std::result::Result<ParsedFile, SourceError> {
+    if parsed.checksum_verified != Some(false) {
+        return Ok(parsed);
+    }
+    if require {
+        let message = "no .CHECKSUM beside it to verify, and --require-checksum is set".to_string();
+        return Err(SourceError::File { path: parsed.path, message });
+    }
+    tracing::warn!(file = %parsed.path.display(), "no .CHECKSUM beside it: imported unverified (--require-checksum makes this an error)");
+    Ok(parsed)
 }
 
 /// How one file ended (JSON: `ok`, `failed`).
@@ -77,9 +93,10 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     let run_id = format!("import-{}-{}", started_ms, std::process::id());
     let (tx, rx) = mpsc::sync_channel::<(PathBuf, std::result::Result<ParsedFile, SourceError>)>(64);
     let format = opts.format.clone();
+    let require_checksum = opts.require_checksum;
     let parser = std::thread::spawn(move || {
         for path in files {
-            let parsed = read_path(&path, &format);
+            let parsed = read_path(&path, &format).and_then(|p| checksum_policy(p, require_checksum));
             if tx.send((path, parsed)).is_err() {
                 break;
             }

@@ -18,13 +18,13 @@ pub const MAX_CSV_BYTES: u64 = 512 << 20;
 pub fn read_archive(path: &Path) -> Result<ParsedFile, SourceError> {
     let name = ArchiveName::parse(path)?;
     let bytes = std::fs::read(path).map_err(|e| SourceError::io("read", path, e))?;
-    checksum::verify_if_present(path, &bytes)?;
+    let verified = checksum::verify_if_present(path, &bytes)?;
     let period = Some((name.range, name.period.as_str()));
     let candles = match name.kind {
         ArchiveKind::Zip => parse_csv(path, &single_csv(path, &bytes)?, &name.symbol, name.interval, period)?,
         ArchiveKind::Csv => parse_csv(path, &bytes, &name.symbol, name.interval, period)?,
     };
-    Ok(ParsedFile { path: path.to_path_buf(), symbol: name.symbol, interval: name.interval, candles })
+    Ok(ParsedFile { path: path.to_path_buf(), symbol: name.symbol, interval: name.interval, candles, checksum_verified: Some(verified) })
 }
 
 /// Inflates the one `.csv` entry of a zip; the CRC is checked as it is read.

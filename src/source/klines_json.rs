@@ -17,7 +17,7 @@ use super::{ParsedFile, SourceError};
 pub fn read_klines_json(path: &Path, symbol: &Symbol, interval: Interval) -> Result<ParsedFile, SourceError> {
     let bytes = std::fs::read(path).map_err(|e| SourceError::io("read", path, e))?;
     let candles = parse_klines_json(path, &bytes, symbol, interval)?;
-    Ok(ParsedFile { path: path.to_path_buf(), symbol: symbol.clone(), interval, candles })
+    Ok(ParsedFile { path: path.to_path_buf(), symbol: symbol.clone(), interval, candles, checksum_verified: None })
 }
 
 /// Parses a response body; the first bad row rejects everything.

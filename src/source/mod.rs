@@ -44,6 +44,8 @@ pub struct ParsedFile {
     pub symbol: Symbol,
     pub interval: Interval,
     pub candles: Vec<Candle>,
+    /// Whether a `.CHECKSUM` beside the archive was verified (`None`: not an archive).
+    pub checksum_verified: Option<bool>,
 }
 
 /// Reads one file completely; any bad byte, row or candle rejects the whole file.

@@ -594,3 +594,22 @@ fn import_keeps_only_candles_closed_when_the_file_was_written() {
     assert!(r.stderr.contains("ABCUSDT-4h-2099-01.csv") && r.stderr.contains("was not closed when the file was written"), "{}", r.stderr);
     assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len(), n);
 }
+
+/// Issue 10, part 4: an archive without a `.CHECKSUM` is imported with a
+/// warning; `--require-checksum` makes it an error naming the file.
+#[test]
+fn a_missing_checksum_warns_and_require_checksum_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let archives = tmp.path().join("archives");
+    std::fs::create_dir_all(&archives).unwrap();
+    let zip = support::write_archive(&archives, "ABCUSDT", 2024, 5, &support::month_rows(9, 2024, 5), true);
+    std::fs::remove_file(archives.join("ABCUSDT-4h-2024-05.zip.CHECKSUM")).unwrap();
+    let r = run(&dir, &["import", "--require-checksum", zip.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("ABCUSDT-4h-2024-05.zip") && r.stderr.contains("--require-checksum"), "{}", r.stderr);
+    let r = run(&dir, &["import", zip.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("no .CHECKSUM beside it"), "{}", r.stderr);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len(), 31 * 6);
+}
