@@ -21,8 +21,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::reader::{Damage, DamageKind, SegmentEnd, SegmentScan, scan_segment};
-use super::segment::{FOOTER_LEN, Footer, GENESIS_HASH, is_half_created, list_segments, segment_path};
+use super::reader::{Damage, DamageKind, SegmentScan, scan_segment};
+use super::segment::{FOOTER_LEN, Footer, GENESIS_HASH, is_half_created, list_segments};
 use crate::event::Lsn;
 
 /// A position on the chain: just after LSN `lsn`, where the chain hash is
@@ -207,18 +207,10 @@ impl SegmentSource for LocalSegments {
     }
 }
 
-impl LocalSegments {
-    /// Where segment `seq` lives.
-    pub fn path(&self, seq: u64) -> PathBuf {
-        segment_path(&self.dir, seq)
-    }
-}
-
 /// One step of a [`ChainWalk`].
 #[derive(Debug)]
 pub struct Walked {
     pub entry: SegmentEntry,
-    pub is_last: bool,
     /// The segment's bytes and its check; `None` when it could not be read
     /// (the reason is in `damage`).
     pub segment: Option<(Vec<u8>, Checked)>,
@@ -248,11 +240,6 @@ impl<'s> ChainWalk<'s> {
         let cursor = ChainCursor { expect: None, next_seq: Some(first_seq) };
         Ok(ChainWalk { source, remaining: entries.len(), entries: entries.into_iter(), cursor })
     }
-
-    /// Where the next segment must start, when known.
-    pub fn expect(&self) -> Option<ChainPos> {
-        self.cursor.expect()
-    }
 }
 
 impl Iterator for ChainWalk<'_> {
@@ -267,7 +254,7 @@ impl Iterator for ChainWalk<'_> {
                 let checked = self.cursor.check(&entry.name, entry.seq, &bytes, is_last);
                 self.cursor.advance(&checked, &bytes);
                 let damage = checked.damage.clone();
-                Some(Walked { entry, is_last, segment: Some((bytes, checked)), damage })
+                Some(Walked { entry, segment: Some((bytes, checked)), damage })
             }
             Err(f) => {
                 let damage = vec![Damage {
@@ -278,7 +265,7 @@ impl Iterator for ChainWalk<'_> {
                     message: f.message,
                 }];
                 self.cursor.skip(entry.seq);
-                Some(Walked { entry, is_last, segment: None, damage })
+                Some(Walked { entry, segment: None, damage })
             }
         }
     }
@@ -287,11 +274,6 @@ impl Iterator for ChainWalk<'_> {
 /// The first segment and chain position of a whole log.
 pub fn log_start() -> (u64, ChainPos) {
     (1, ChainPos::GENESIS)
-}
-
-/// Whether `scan` ends the way a segment that is not the active one must.
-pub fn is_sealed(scan: &SegmentScan) -> bool {
-    matches!(scan.end, SegmentEnd::Sealed(_))
 }
 
 /// The shallow check a writer runs before it extends a log, and health's

@@ -121,7 +121,7 @@ impl LogWriter {
         // Only the last segment can be half-created: every earlier one was sealed first.
         if let Some((_, path)) = segments.last() {
             let data = fs.read(path).map_err(|e| LogError::io("read", path, e))?;
-            if is_zero_or_prefix(&data) {
+            if super::segment::is_half_created(&data) {
                 truncations.push(Truncation {
                     path: path.clone(),
                     offset: 0,
@@ -417,11 +417,6 @@ fn unreachable_damaged(path: &Path) -> Result<(), LogError> {
         message: "segment is damaged".into(),
         hint: super::error::HINT_RESTORE,
     })
-}
-
-/// A segment file whose header never completed (format/segment.md, "Recovery on open").
-fn is_zero_or_prefix(data: &[u8]) -> bool {
-    super::segment::is_half_created(data)
 }
 
 pub(crate) fn now_ms() -> i64 {
