@@ -237,7 +237,4 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// An RFC 3339 rendering of a ms timestamp, for human output.
-pub fn fmt_ms(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())
-}
+pub use candlelog::event::fmt_ms;

@@ -172,6 +172,9 @@ fn print_summary(r: &SyncReport) {
     for x in &r.rejected_symbols {
         outln!("{:<14} {:<4} {:>6} {:>5} {:>5} {:<10} {}", x.symbol, "-", 0, 0, 0, "rejected", x.reason);
     }
+    for f in &r.future_dated {
+        outln!("warning: {f}");
+    }
     if let Some(e) = &r.error {
         outln!("error: {e}");
     }

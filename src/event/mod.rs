@@ -12,6 +12,12 @@ pub use decimal::{Decimal, DecimalError};
 pub use interval::Interval;
 pub use run::{Outcome, OutcomeStatus, Run, RunKind};
 
+/// An RFC 3339 rendering of a ms timestamp (the number itself when it is
+/// out of range), for messages and human output.
+pub fn fmt_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())
+}
+
 /// Log sequence number: the 1-based, gap-free position of an event in the log.
 pub type Lsn = u64;
 

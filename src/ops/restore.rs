@@ -242,7 +242,7 @@ fn check_not_beyond_head(repo: &dyn Repository, cut: Cut, target: Option<Target>
     if !beyond {
         return Ok(());
     }
-    let when = jiff::Timestamp::from_millisecond(head.commit_ms).map_or_else(|_| head.commit_ms.to_string(), |t| t.to_string());
+    let when = crate::event::fmt_ms(head.commit_ms);
     Err(Error::Usage(format!(
         "{} holds nothing after LSN {} (committed {when}): the point asked for is beyond its newest backup; the newest point it can restore is LSN {} (--as-of {when})",
         repo.location(),

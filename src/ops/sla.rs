@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::event::{Event, OutcomeStatus, Run, RunKind};
+use crate::event::{Event, OutcomeStatus, Run, RunKind, fmt_ms as at};
 use crate::log::LogReader;
 use crate::store::Paths;
 
@@ -119,10 +119,6 @@ pub struct SlaReport {
 
 fn date_of(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default()
-}
-
-fn at(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// Whether a run counts as the night's successful sync.

@@ -316,6 +316,27 @@ impl Index {
         })
     }
 
+    /// A series split at open time `t`: its newest stored open time at or
+    /// before `t`, and how many of its stored candles open after `t`. With
+    /// `t` the last closed candle, the second is the candles that were stored
+    /// before they had closed (a future-dated row from a file).
+    pub fn split_at(&self, symbol: &str, interval: Interval, t: i64) -> Result<(Option<i64>, u64), IndexError> {
+        self.guarded("split series", || {
+            let tx = self.read()?;
+            let table = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+            let code = interval.code();
+            let before = match table.range((symbol, code, i64::MIN)..=(symbol, code, t)).map_err(self.e("read digests"))?.next_back() {
+                Some(row) => Some(row.map_err(self.e("read digests"))?.0.value().2),
+                None => None,
+            };
+            let after = match t.checked_add(1) {
+                Some(from) => table.range((symbol, code, from)..=(symbol, code, i64::MAX)).map_err(self.e("read digests"))?.count() as u64,
+                None => 0,
+            };
+            Ok((before, after))
+        })
+    }
+
     pub fn segments(&self) -> Result<Vec<SegmentInfo>, IndexError> {
         self.guarded("segments", || {
             let tx = self.read()?;

@@ -355,3 +355,64 @@ fn the_metrics_file_tracks_a_scripted_sequence_of_runs() {
     assert_eq!(run(&dir, &["rebuild", "--metrics-file", mf]).code, 0);
     assert_eq!(prom(&m)["candlelog_sync_runs_total{outcome=\"success\"}"], 2.0);
 }
+
+/// A candle an older build imported before it had closed (here: dated 2100)
+/// never makes its series look up to date: sync resumes from the newest
+/// closed stored candle and says so; health reports it.
+#[test]
+fn a_future_dated_stored_candle_never_stops_sync() {
+    use candlelog::event::{Candle, Decimal, Event, Interval, Symbol};
+    use candlelog::store::{Paths, Store, StoreOptions};
+
+    let fx = fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let syms = symbols(&fx, 2);
+    let list = syms.join(",");
+    let first = sync(&dir, &fx, &["--symbols", &list, "--lookback", "10"]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+
+    // 2100-01-01T00:00Z, a 4h boundary.
+    let future_open = 4_102_444_800_000;
+    let d = |t: &str| Decimal::parse(t).unwrap();
+    let candle = Candle {
+        symbol: Symbol::parse(&syms[0]).unwrap(),
+        interval: Interval::H4,
+        open_time: future_open,
+        close_time: future_open + H4 - 1,
+        open: d("1.0"),
+        high: d("2.0"),
+        low: d("0.5"),
+        close: d("1.5"),
+        volume: d("10"),
+        quote_volume: d("15"),
+        trades: 3,
+        taker_buy_volume: d("4"),
+        taker_buy_quote_volume: d("6"),
+    };
+    {
+        let mut store = Store::open(&Paths::new(&dir, None), StoreOptions::default()).unwrap();
+        store.append(&[Event::Candle(candle)]).unwrap();
+    }
+
+    fx.advance(2 * 24 * 3_600_000);
+    let second = sync(&dir, &fx, &["--symbols", &list, "--lookback", "10"]);
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    let report = json(&second);
+    assert_eq!(report["candles_appended"], 2 * 12, "both series got the two new days: {report}");
+    let future = report["future_dated"].as_array().unwrap();
+    assert_eq!(future.len(), 1, "{report}");
+    assert!(future[0].as_str().unwrap().starts_with(&format!("{} 4h", syms[0])), "{report}");
+    let end = fx.now_ms() - fx.now_ms() % H4 - 1;
+    let stored: Vec<_> = rows_of(&dir, &syms[0]).into_iter().filter(|r| r.0 < future_open).collect();
+    let expected = expected_rows(&fx, &syms[0], stored[0].0, end);
+    assert_eq!(stored.len(), 22, "10 + 12 closed candles");
+    assert!(stored == expected, "the series matches the exchange up to its last closed candle");
+
+    let h = run(&dir, &["health", "--json"]);
+    let health = json(&h);
+    let check = health["checks"].as_array().unwrap().iter().find(|c| c["name"] == "future").expect("a future check").clone();
+    assert_eq!(check["status"], "WARNING", "{health}");
+    assert!(check["message"].as_str().unwrap().contains(&syms[0]), "{health}");
+    assert!(check["message"].as_str().unwrap().contains("2100-01-01"), "{health}");
+}

@@ -125,6 +125,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         banned: false,
         head_lsn: store.head().lsn,
         rejected_symbols: Vec::new(),
+        future_dated: Vec::new(),
         series: Vec::new(),
         error: None,
         report_path: None,
@@ -165,7 +166,17 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
     for s in &selected {
         for &interval in &opts.intervals {
             let cursor = cursors.get(&(s.symbol.to_string(), interval));
-            match plan::plan_series(&s.symbol, interval, cursor, server_ms, opts.since, opts.lookback, s.onboard_ms) {
+            let resume = plan::resume_point(store.index(), cursor, interval, server_ms)?;
+            if resume.future > 0 {
+                let why = format!(
+                    "{} stored candle(s) open after the last closed one by the exchange's clock ({}): they were not closed when stored; syncing from the last closed stored candle",
+                    resume.future,
+                    crate::event::fmt_ms(server_ms)
+                );
+                tracing::warn!(symbol = %s.symbol, %interval, "{why}");
+                report.future_dated.push(format!("{} {interval}: {why}", s.symbol));
+            }
+            match plan::plan_series(&s.symbol, interval, resume.last_closed, server_ms, opts.since, opts.lookback, s.onboard_ms) {
                 Some(p) => plans.push(p),
                 None => report.series.push(SeriesReport::nothing_fetched(&s.symbol, interval, SeriesStatus::UpToDate, None)),
             }

@@ -2,7 +2,7 @@
 //! to the last closed candle, in pages that cost the least weight per candle.
 
 use crate::event::{Interval, Symbol};
-use crate::projection::Cursor;
+use crate::projection::{Cursor, Index, IndexError};
 
 /// Where a series without stored candles starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,19 +66,45 @@ pub fn page_limit(remaining: u64) -> u16 {
     if remaining <= PAGE_SMALL { remaining.max(1) as u16 } else { remaining.min(PAGE_CHEAP) as u16 }
 }
 
-/// Plans one series; `None` when it is already complete.
+/// Where a series resumes, by the exchange's clock `now_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// Open time of the newest stored candle that had closed by then (None: none stored).
+    pub last_closed: Option<i64>,
+    /// Stored candles opening after the last closed one: rows that were not
+    /// closed when stored (a future-dated file row). They never make a series
+    /// look up to date.
+    pub future: u64,
+}
+
+/// The newest stored candle of `cursor`'s series that had closed by `now_ms`.
+/// A cursor at or before the last closed candle is taken as it is; one past
+/// it is capped by a look into the index.
+pub fn resume_point(index: &Index, cursor: Option<&Cursor>, interval: Interval, now_ms: i64) -> Result<Resume, IndexError> {
+    let Some(c) = cursor else { return Ok(Resume { last_closed: None, future: 0 }) };
+    match last_closed_open(interval, now_ms) {
+        Some(end) if c.last_open > end => {
+            let (last_closed, future) = index.split_at(&c.symbol, interval, end)?;
+            Ok(Resume { last_closed, future })
+        }
+        _ => Ok(Resume { last_closed: Some(c.last_open), future: 0 }),
+    }
+}
+
+/// Plans one series from the open time of its newest stored closed candle
+/// (`last`, see [`resume_point`]); `None` when it is already complete.
 pub fn plan_series(
     symbol: &Symbol,
     interval: Interval,
-    cursor: Option<&Cursor>,
+    last: Option<i64>,
     now_ms: i64,
     since: Option<Since>,
     lookback: u32,
     onboard_ms: Option<i64>,
 ) -> Option<SeriesPlan> {
     let end = last_closed_open(interval, now_ms)?;
-    let start = match cursor {
-        Some(c) => interval.next_open(c.last_open)?,
+    let start = match last {
+        Some(last) => interval.next_open(last)?,
         None => match since {
             Some(Since::Date(ms)) => interval.open_at_or_after(ms)?,
             Some(Since::Listing) => match onboard_ms {
@@ -88,7 +114,7 @@ pub fn plan_series(
             None => lookback_start(interval, end, lookback)?,
         },
     };
-    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: cursor.map(|c| c.last_open) })
+    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: last })
 }
 
 fn lookback_start(interval: Interval, end: i64, lookback: u32) -> Option<i64> {
@@ -105,10 +131,6 @@ mod tests {
 
     const H4: i64 = 4 * 3_600_000;
 
-    fn cursor(last_open: i64) -> Cursor {
-        Cursor { symbol: "BTCUSDT".into(), interval: Interval::H4, first_open: 0, last_open, candles: 1, revisions: 0 }
-    }
-
     #[test]
     fn the_open_candle_is_never_planned() {
         let now = 1_772_323_200_000 + H4 + 5; // 5 ms into a 4h candle
@@ -122,10 +144,10 @@ mod tests {
         let sym = Symbol::parse("BTCUSDT").unwrap();
         let now = 1_772_323_200_000 + 3 * 86_400_000 + 60_000;
         let last = 1_772_323_200_000 - H4;
-        let p = plan_series(&sym, Interval::H4, Some(&cursor(last)), now, None, 500, None).unwrap();
+        let p = plan_series(&sym, Interval::H4, Some(last), now, None, 500, None).unwrap();
         assert_eq!(p.start, 1_772_323_200_000);
         assert_eq!(slots(Interval::H4, p.start, p.end), 18, "three missed days of 4h candles");
-        let up_to_date = plan_series(&sym, Interval::H4, Some(&cursor(p.end)), now, None, 500, None);
+        let up_to_date = plan_series(&sym, Interval::H4, Some(p.end), now, None, 500, None);
         assert_eq!(up_to_date, None);
         let first = plan_series(&sym, Interval::H4, None, now, None, 500, None).unwrap();
         assert_eq!(slots(Interval::H4, first.start, first.end), 500);

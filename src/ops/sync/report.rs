@@ -122,6 +122,9 @@ pub struct SyncReport {
     pub banned: bool,
     pub head_lsn: u64,
     pub rejected_symbols: Vec<Rejected>,
+    /// Series holding candles dated after the last closed candle by the
+    /// exchange's clock (from a file imported before they had closed).
+    pub future_dated: Vec<String>,
     pub series: Vec<SeriesReport>,
     /// Set when the run as a whole failed (ban, lock, storage).
     pub error: Option<String>,
