@@ -31,6 +31,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     o.disk_min_free = h.disk_min_free.unwrap_or(o.disk_min_free);
+    o.min_success = config.sync.min_success.unwrap_or(o.min_success);
     o.symbols = match &config.sync.symbols {
         Some(list) if list.len() == 1 && list[0].eq_ignore_ascii_case("all") => None,
         Some(list) => Some(list.clone()),

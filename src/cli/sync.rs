@@ -69,7 +69,6 @@ pub fn options(args: &Args, config: &Config) -> anyhow::Result<SyncOptions> {
                 .ok_or_else(|| usage(format!("unknown interval {s:?}; use one of 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M")))
         })
         .collect::<anyhow::Result<_>>()?;
-    o.intervals.dedup();
     if let Some(since) = args.since.as_ref().or(c.since.as_ref()) {
         o.since = Some(parse_since(since).map_err(usage)?);
     }
@@ -132,6 +131,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("warning: could not save the run report: {e}");
     }
     record_metrics(&r);
+    if let Some(e) = &r.error {
+        eprintln!("error: {e}");
+    }
     if args.json {
         print_json(&r)?;
     } else {
@@ -174,9 +176,6 @@ fn print_summary(r: &SyncReport) {
     }
     for f in &r.future_dated {
         outln!("warning: {f}");
-    }
-    if let Some(e) = &r.error {
-        outln!("error: {e}");
     }
     outln!(
         "{:?}: {}/{} symbols ok, {} candles appended ({} revisions, {} gap candles), {} requests, weight {}, {} rate-limited; head LSN {}; {} ms (started {})",

@@ -69,6 +69,8 @@ pub struct HealthOptions {
     pub stale_critical: Duration,
     pub run_max_age: Duration,
     pub disk_min_free: f64,
+    /// The share of a sync's units that must succeed (`[sync] min_success`).
+    pub min_success: f64,
     /// Wall clock, ms (a parameter so tests can script time).
     pub now_ms: i64,
 }
@@ -82,6 +84,7 @@ impl Default for HealthOptions {
             stale_critical: Duration::from_secs(26 * 3600),
             run_max_age: Duration::from_secs(26 * 3600),
             disk_min_free: 0.15,
+            min_success: 0.98,
             now_ms: crate::log::writer::now_ms(),
         }
     }
@@ -419,12 +422,20 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
                     format!("< {}", hours(opts.run_max_age.as_millis() as i64)),
                     format!("the last sync run ended {} ago", hours(age)),
                 )
-            } else if r.skipped > 0 || (r.units > 0 && (r.ok as f64) < 0.98 * r.units as f64) {
+            } else if r.units == 0 {
+                check(
+                    "runs",
+                    Status::Critical,
+                    "0 units",
+                    format!("≥ {:.0}% ok", opts.min_success * 100.0),
+                    format!("the last sync run ended {} ago without reaching a single series (recorded by an older build)", hours(age)),
+                )
+            } else if r.skipped > 0 || (r.ok as f64) < opts.min_success * r.units as f64 {
                 check(
                     "runs",
                     Status::Critical,
                     format!("{failed} of {} failed", r.units),
-                    "≥ 98% ok",
+                    format!("≥ {:.0}% ok", opts.min_success * 100.0),
                     format!("the last sync run ended {} ago with {failed} of {} units failed or cut short", hours(age), r.units),
                 )
             } else {

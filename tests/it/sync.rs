@@ -100,12 +100,13 @@ fn bad_symbols_are_reported_by_name_and_the_rest_synced() {
     let syms = symbols(&fx, 2);
     let list = format!("{a},BTCÜSDT,{a},NOPEUSDT,{b}", a = syms[0], b = syms[1]);
     let r = sync(&dir, &fx, &["--symbols", &list, "--lookback", "5"]);
-    assert_eq!(r.code, 1, "2 of 5 symbols is below 80%: {}", r.stdout);
+    assert_eq!(r.code, 1, "2 of 4 symbols is below 80%: {}", r.stdout);
     let report = json(&r);
     let rejected = report["rejected_symbols"].as_array().unwrap();
     let reason = |name: &str| rejected.iter().find(|x| x["symbol"] == name).map(|x| x["reason"].as_str().unwrap().to_string()).unwrap();
     assert!(reason("BTCÜSDT").contains("non-ASCII character 'Ü' at position 4"));
-    assert!(reason(&syms[0]).contains("listed twice"));
+    assert!(rejected.iter().all(|x| x["symbol"] != syms[0].as_str()), "a name listed twice is merged, not rejected: {report}");
+    assert_eq!(report["duplicates"], serde_json::json!([syms[0]]));
     assert!(reason("NOPEUSDT").contains("unknown to the exchange"));
     assert_eq!(rows_of(&dir, &syms[0]).len(), 5);
     assert_eq!(rows_of(&dir, &syms[1]).len(), 5);
@@ -415,4 +416,48 @@ fn a_future_dated_stored_candle_never_stops_sync() {
     assert_eq!(check["status"], "WARNING", "{health}");
     assert!(check["message"].as_str().unwrap().contains(&syms[0]), "{health}");
     assert!(check["message"].as_str().unwrap().contains("2100-01-01"), "{health}");
+}
+
+/// An operator's list with a symbol or an interval twice means it once: no
+/// failure, no second fetch, a warning.
+#[test]
+fn duplicates_in_the_lists_are_merged_with_a_warning() {
+    let fx = fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let a = &symbols(&fx, 1)[0];
+    let list = format!("{a},{a}");
+    let r = sync(&dir, &fx, &["--symbols", &list, "--interval", "4h,1d,4h", "--lookback", "5"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let report = json(&r);
+    assert_eq!(report["outcome"], "success", "{report}");
+    assert_eq!(report["symbols_total"], 1, "{report}");
+    assert_eq!(report["symbols_ok"], 1, "{report}");
+    assert_eq!(report["series"].as_array().unwrap().len(), 2, "4h and 1d, once each: {report}");
+    assert_eq!(report["candles_appended"], 10, "{report}");
+    assert_eq!(report["duplicates"], serde_json::json!(["4h", a]), "{report}");
+    assert!(r.stderr.contains("listed more than once"), "{}", r.stderr);
+}
+
+/// A run that reaches no series (nothing listens at the exchange's address)
+/// is a failed run with its reason, on stderr and in the log; health's runs
+/// check is CRITICAL for it, never "succeeded 0.0 h ago".
+#[test]
+fn an_unreachable_exchange_is_a_failed_run_and_health_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let r = run(&dir, &["sync", "--exchange-url", &url, "--symbols", "BTCUSDT", "--timeout", "20s"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("error: cannot reach the exchange"), "the fatal error goes to stderr: {}", r.stderr);
+    assert!(!r.stdout.contains("error:"), "{}", r.stdout);
+
+    let h = run(&dir, &["health", "--json"]);
+    let health = json(&h);
+    let runs = health["checks"].as_array().unwrap().iter().find(|c| c["name"] == "runs").unwrap().clone();
+    assert_eq!(runs["status"], "CRITICAL", "{health}");
+    assert!(runs["value"].as_str().unwrap().contains("1 of 1 failed"), "{health}");
+    assert_eq!(h.code, 2, "{health}");
 }

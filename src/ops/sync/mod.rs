@@ -87,6 +87,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
     let started_ms = now_ms();
     let deadline = started + opts.timeout;
     let run_id = format!("sync-{started_ms}-{}", std::process::id());
+    let (intervals, interval_repeats) = symbols::merge_duplicates(&opts.intervals);
     let client_opts = ClientOptions {
         base_url: opts.exchange_url.clone(),
         request_timeout: opts.request_timeout,
@@ -109,7 +110,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         ended_ms: started_ms,
         duration_ms: 0,
         exchange_url: opts.exchange_url.clone(),
-        intervals: opts.intervals.iter().map(|i| i.to_string()).collect(),
+        intervals: intervals.iter().map(|i| i.to_string()).collect(),
         symbols_total: 0,
         symbols_ok: 0,
         symbols_failed: 0,
@@ -125,6 +126,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         banned: false,
         head_lsn: store.head().lsn,
         rejected_symbols: Vec::new(),
+        duplicates: interval_repeats.iter().map(|i| i.to_string()).collect(),
         future_dated: Vec::new(),
         series: Vec::new(),
         error: None,
@@ -155,16 +157,22 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         }
     };
     let (selected, rejected) = symbols::select(&opts.selection, &info);
+    if let symbols::Selection::List(names) = &opts.selection {
+        report.duplicates.extend(symbols::merge_duplicates(names).1);
+    }
     for r in &rejected {
         tracing::warn!(symbol = %r.symbol, "not synced: {}", r.reason);
     }
     report.rejected_symbols = rejected;
+    for d in &report.duplicates {
+        tracing::warn!("{d} is listed more than once: synced once");
+    }
 
     let cursors: BTreeMap<(String, Interval), crate::projection::Cursor> =
         store.index().cursors()?.into_iter().map(|c| ((c.symbol.clone(), c.interval), c)).collect();
     let mut plans = Vec::new();
     for s in &selected {
-        for &interval in &opts.intervals {
+        for &interval in &intervals {
             let cursor = cursors.get(&(s.symbol.to_string(), interval));
             let resume = plan::resume_point(store.index(), cursor, interval, server_ms)?;
             if resume.future > 0 {
@@ -355,6 +363,19 @@ fn finish(
         revisions: 0,
         message: r.reason.clone(),
     }));
+    if outcomes.is_empty()
+        && let Some(e) = &report.error
+    {
+        // A run that reached no series failed as a whole: its record says so, and why.
+        outcomes.push(Outcome {
+            unit: report.exchange_url.clone(),
+            interval: None,
+            status: OutcomeStatus::Failed,
+            appended: 0,
+            revisions: 0,
+            message: e.clone(),
+        });
+    }
     let run = Run { kind: RunKind::Sync, id: report.run_id.clone(), started_ms: report.started_ms, ended_ms: report.ended_ms, outcomes };
     // The run record is history, not data: a store that already failed is not asked again.
     if report.error.as_deref().is_none_or(|e| !e.contains("not committed")) {

@@ -122,6 +122,8 @@ pub struct SyncReport {
     pub banned: bool,
     pub head_lsn: u64,
     pub rejected_symbols: Vec<Rejected>,
+    /// Symbols and intervals listed more than once: merged, synced once.
+    pub duplicates: Vec<String>,
     /// Series holding candles dated after the last closed candle by the
     /// exchange's clock (from a file imported before they had closed).
     pub future_dated: Vec<String>,

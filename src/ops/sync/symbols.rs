@@ -1,5 +1,6 @@
 //! Which symbols a sync covers, validated before anything is fetched: ASCII
-//! `A-Z0-9`, no duplicates, present and TRADING on the exchange.
+//! `A-Z0-9`, present and TRADING on the exchange. A name listed twice is
+//! synced once, with a warning.
 
 use std::collections::HashMap;
 
@@ -29,6 +30,20 @@ pub struct Selected {
     pub onboard_ms: Option<i64>,
 }
 
+/// `items` without repeats, in first-appearance order, and the repeated ones
+/// (each once): an operator's list with a name twice means it once.
+pub fn merge_duplicates<T: PartialEq + Clone>(items: &[T]) -> (Vec<T>, Vec<T>) {
+    let (mut kept, mut repeated) = (Vec::with_capacity(items.len()), Vec::new());
+    for x in items {
+        if !kept.contains(x) {
+            kept.push(x.clone());
+        } else if !repeated.contains(x) {
+            repeated.push(x.clone());
+        }
+    }
+    (kept, repeated)
+}
+
 /// "all" means every TRADING USDT-quoted perpetual the exchange lists.
 pub fn select(selection: &Selection, info: &ExchangeInfo) -> (Vec<Selected>, Vec<Rejected>) {
     let listed: HashMap<&str, &crate::source::binance::SymbolInfo> = info.symbols.iter().map(|s| (s.symbol.as_str(), s)).collect();
@@ -48,8 +63,7 @@ pub fn select(selection: &Selection, info: &ExchangeInfo) -> (Vec<Selected>, Vec
             selected.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         }
         Selection::List(names) => {
-            let mut seen = std::collections::HashSet::new();
-            for name in names {
+            for name in &merge_duplicates(names).0 {
                 let reject = |reason: String| Rejected { symbol: name.clone(), reason };
                 let symbol = match Symbol::parse(name) {
                     Ok(s) => s,
@@ -58,10 +72,6 @@ pub fn select(selection: &Selection, info: &ExchangeInfo) -> (Vec<Selected>, Vec
                         continue;
                     }
                 };
-                if !seen.insert(name.clone()) {
-                    rejected.push(reject(format!("{name} is listed twice")));
-                    continue;
-                }
                 match listed.get(name.as_str()) {
                     None => rejected.push(reject(format!("{name} is unknown to the exchange"))),
                     Some(s) if s.status != "TRADING" => rejected.push(reject(format!("{name} is not trading (status {})", s.status))),
