@@ -35,9 +35,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     o.symbols = match &config.sync.symbols {
         Some(list) if list.len() == 1 && list[0].eq_ignore_ascii_case("all") => None,
         Some(list) => Some(list.clone()),
-        // Without a configured list, coverage uses the symbols the store holds.
-        None if cli.config.is_some() || cli.data_dir.join("candlelog.toml").exists() => Some(DEFAULT_SYMBOLS.map(String::from).to_vec()),
-        None => None,
+        // Unconfigured, sync takes the default list: coverage checks what sync is meant to keep.
+        None => Some(DEFAULT_SYMBOLS.map(String::from).to_vec()),
     };
     if let Some(list) = &config.sync.intervals {
         o.intervals = list

@@ -130,8 +130,13 @@ fn failed(run: &mut BackupRun, location: &str, error: String, progress: &mut dyn
     Outcome { unit: location.to_string(), interval: None, status: OutcomeStatus::Failed, appended: 0, revisions: 0, message: error }
 }
 
+/// The Prometheus label set naming a repository in the backup metrics.
+pub fn repository_label(repository: &str) -> String {
+    format!("{{repository=\"{}\"}}", repository.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 fn record_metrics(run: &mut BackupRun, location: &str, report: &BackupReport) {
-    let label = format!("{{repository=\"{}\"}}", report.repository.replace('\\', "\\\\").replace('"', "\\\""));
+    let label = repository_label(&report.repository);
     let now = jiff::Timestamp::now().as_second() as f64;
     run.metrics.push(Update::set(format!("candlelog_backup_last_success_timestamp_seconds{label}"), now));
     if !location.starts_with("s3://") {

@@ -371,11 +371,21 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         check("gaps", Status::Warning, gaps.len().to_string(), "0", format!("missing candles: {}", first_few(&gaps)))
     });
 
-    // 6. backups: every repository candlelog has backed up to (recorded by `backup`).
-    let backups: Vec<(String, f64)> = super::metrics::persisted(paths, Some(&index))?
+    // 6. backups: every repository candlelog has backed up to, from the log's backup records
+    // (they survive a rebuild and a restore) and the metrics `backup` recorded.
+    let mut newest: BTreeMap<String, f64> = super::metrics::persisted(paths, Some(&index))?
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix("candlelog_backup_last_success_timestamp_seconds").map(|l| (l.to_string(), v)))
         .collect();
+    let recorded = match index.backups() {
+        Ok(b) => b,
+        Err(e) => return Ok(index_report(&e)),
+    };
+    for (repo, ended_ms) in recorded {
+        let t = newest.entry(super::backup::repository_label(&repo)).or_insert(0.0);
+        *t = t.max(ended_ms as f64 / 1000.0);
+    }
+    let backups: Vec<(String, f64)> = newest.into_iter().collect();
     let max_age = opts.run_max_age.as_millis() as i64;
     let stale: Vec<String> = backups
         .iter()

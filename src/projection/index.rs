@@ -11,6 +11,8 @@ use crate::event::{Event, Interval, Lsn, codec::candle_digest};
 use crate::log::SegmentInfo;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// META key prefix: `last_backup <repository>` → ended_ms (i64 LE) of its newest successful backup.
+const LAST_BACKUP: &str = "last_backup ";
 const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
 /// (symbol, interval code) → (first open, last open, candles, revisions)
 const CURSORS: TableDefinition<(&str, u8), (i64, i64, u64, u64)> = TableDefinition::new("cursors");
@@ -206,11 +208,19 @@ impl Index {
                 let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
                 let mut cache: std::collections::HashMap<(String, u8), (i64, i64, u64, u64)> = Default::default();
                 let mut last_sync: Option<Vec<u8>> = None;
+                let mut backed_up: Vec<(String, i64)> = Vec::new();
                 for e in events {
-                    if let Event::Run(r) = e
-                        && r.kind == crate::event::RunKind::Sync
-                    {
-                        last_sync = Some(encode_run_summary(r));
+                    if let Event::Run(r) = e {
+                        match r.kind {
+                            crate::event::RunKind::Sync => last_sync = Some(encode_run_summary(r)),
+                            crate::event::RunKind::Backup => backed_up.extend(
+                                r.outcomes
+                                    .iter()
+                                    .filter(|o| o.status == crate::event::OutcomeStatus::Ok)
+                                    .map(|o| (format!("{LAST_BACKUP}{}", o.unit), r.ended_ms)),
+                            ),
+                            _ => {}
+                        }
                     }
                     let Event::Candle(c) = e else { continue };
                     let code = c.interval.code();
@@ -251,6 +261,9 @@ impl Index {
                 meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
                 if let Some(summary) = &last_sync {
                     meta.insert("last_sync", summary.as_slice()).map_err(self.e("write meta"))?;
+                }
+                for (key, ended_ms) in &backed_up {
+                    meta.insert(key.as_str(), ended_ms.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
                 }
             }
             tx.commit().map_err(self.e("commit"))
@@ -377,6 +390,26 @@ impl Index {
                 (Some(e), Some(units), Some(ok), Some(skipped)) => Some(SyncSummary { ended_ms: e as i64, units, ok, skipped }),
                 _ => None,
             })
+        })
+    }
+
+    /// Each repository's newest successful backup (ms), from the log's backup
+    /// `Run` records: unlike the metric, it survives a rebuild and a restore.
+    pub fn backups(&self) -> Result<Vec<(String, i64)>, IndexError> {
+        self.guarded("backups", || {
+            let tx = self.read()?;
+            let meta = tx.open_table(META).map_err(self.e("open meta"))?;
+            let mut out = Vec::new();
+            // Every key that starts with the prefix: up to the prefix with its last byte incremented.
+            let end = format!("{}!", LAST_BACKUP.trim_end());
+            for row in meta.range(LAST_BACKUP..end.as_str()).map_err(self.e("read meta"))? {
+                let (k, v) = row.map_err(self.e("read meta"))?;
+                let Some(repo) = k.value().strip_prefix(LAST_BACKUP) else { continue };
+                if let Ok(ms) = <[u8; 8]>::try_from(v.value()) {
+                    out.push((repo.to_string(), i64::from_le_bytes(ms)));
+                }
+            }
+            Ok(out)
         })
     }
 

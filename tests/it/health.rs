@@ -123,3 +123,39 @@ fn a_corrupted_projection_is_critical_exit_2() {
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(json(&r)["status"], "CRITICAL");
 }
+
+/// Backups are known from the log's backup records, not only from counters in
+/// the index: a directory restored from the repository still knows them.
+#[test]
+fn backup_records_survive_a_restore() {
+    let fx = fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = prepared(&fx, tmp.path(), None);
+    let repo = tmp.path().join("repo");
+    // The second backup carries the first one's record into the repository.
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    let into = tmp.path().join("restored");
+    let r = run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    std::fs::copy(dir.join("candlelog.toml"), into.join("candlelog.toml")).unwrap();
+    let (_, v) = health_at(&into, T0 + HOUR / 2);
+    let backups = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "backups").unwrap().clone();
+    assert_eq!(backups["status"], "OK", "{v:#}");
+    assert_eq!(backups["value"], "1 repositories", "{v:#}");
+}
+
+/// Coverage checks the symbols sync is meant to keep (its default list when
+/// none is configured), never only what the directory holds: an emptied
+/// directory is not "0 symbols, all present".
+#[test]
+fn an_empty_directory_is_not_fully_covered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert_eq!(run(&dir, &["init"]).code, 0);
+    let r = run(&dir, &["health", "--json"]);
+    let v = json(&r);
+    let coverage = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "coverage").unwrap().clone();
+    assert_eq!(coverage["status"], "CRITICAL", "{v:#}");
+    assert!(coverage["message"].as_str().unwrap().contains("BTCUSDT"), "{v:#}");
+    assert_eq!(r.code, 2, "{v:#}");
+}
