@@ -209,6 +209,14 @@ fn record_metrics(r: &SyncReport) {
     }
     push(Update::set("candlelog_sync_duration_seconds", r.duration_ms as f64 / 1000.0));
     push(Update::add(format!("candlelog_sync_runs_total{{outcome=\"{outcome}\"}}"), 1.0));
+    // The symbols this run asked the exchange for (not the names it rejected), over what the
+    // config file says: MissingSymbols then compares what is stored with what was requested.
+    let requested = r.symbols_total - r.rejected_symbols.len() as u64;
+    if requested > 0 {
+        for i in &r.intervals {
+            push(Update::set(format!("candlelog_configured_symbols{{interval=\"{i}\"}}"), requested as f64));
+        }
+    }
     push(Update::set("candlelog_sync_symbols{status=\"ok\"}", r.symbols_ok as f64));
     push(Update::set("candlelog_sync_symbols{status=\"failed\"}", r.symbols_failed as f64));
     push(Update::add("candlelog_exchange_rate_limited_total", r.rate_limited as f64));

@@ -29,7 +29,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Close time of the newest candle of the stalest series, per interval (Unix seconds).",
     ),
     ("candlelog_symbols", "gauge", "Symbols with stored candles, per interval."),
-    ("candlelog_configured_symbols", "gauge", "Symbols the configuration asks for, per interval."),
+    ("candlelog_configured_symbols", "gauge", "Symbols the last sync requested per interval (before any sync: the configuration's)."),
     ("candlelog_candles", "gauge", "Stored candles (first versions), per interval."),
     ("candlelog_log_bytes", "gauge", "Bytes of all log segments."),
     ("candlelog_log_head_lsn", "gauge", "LSN of the last committed event."),

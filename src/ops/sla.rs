@@ -132,8 +132,10 @@ fn run_ok(r: &Run, min_success: f64) -> bool {
 pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
     paths.require_dir()?;
     let mut runs: Vec<Run> = Vec::new();
+    let mut first_commit = None;
     let reader = LogReader::open(&paths.log)?;
-    reader.replay::<Error>(reader.start()?, |_, events| {
+    reader.replay::<Error>(reader.start()?, |meta, events| {
+        first_commit.get_or_insert(meta.header.commit_ms);
         runs.extend(events.into_iter().filter_map(|e| match e {
             Event::Run(r) if r.kind == RunKind::Sync => Some(r),
             _ => None,
@@ -141,12 +143,15 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
         Ok(())
     })?;
     let today = opts.now_ms - opts.now_ms.rem_euclid(DAY_MS);
-    let start = today - i64::from(opts.days.saturating_sub(1)) * DAY_MS;
+    // Nights before the directory held anything are not missed syncs: the window starts
+    // on the day of its first record (the first frame, or an earlier-dated first run).
+    let born = runs.iter().map(|r| r.started_ms).chain(first_commit).min().unwrap_or(opts.now_ms);
+    let born_day = born - born.rem_euclid(DAY_MS);
+    let start = (today - i64::from(opts.days.saturating_sub(1)) * DAY_MS).max(born_day.min(today));
     let mut days: BTreeMap<i64, Day> = (0..i64::from(opts.days))
-        .map(|d| {
-            let t = start + d * DAY_MS;
-            (t, Day { date: date_of(t), sync_runs: 0, sync_ok: false })
-        })
+        .map(|d| start + d * DAY_MS)
+        .take_while(|&t| t <= today)
+        .map(|t| (t, Day { date: date_of(t), sync_runs: 0, sync_ok: false }))
         .collect();
     // Per series: times of successful syncs (the run's end) — the series was fresh then.
     let mut fresh_at: BTreeMap<String, Vec<i64>> = BTreeMap::new();

@@ -114,3 +114,25 @@ fn a_missed_night_and_a_failed_sync_are_exactly_the_breaches() {
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(json(&r)["breaches"].as_array().unwrap().len(), 0);
 }
+
+/// A directory that started syncing on March 25 did not miss the 24 nights
+/// before it existed.
+#[test]
+fn nights_before_the_directory_existed_are_not_missed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::new(&tmp.path().join("data"), None);
+    init(&paths).unwrap();
+    {
+        let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
+        for d in 24..31 {
+            store.append(&[sync_run(day(d) + 3_900_000, &[])]).unwrap();
+        }
+    }
+    let r = run(&paths.root, &["sla", "--days", "30", "--json", "--now", "2026-03-31T12:00:00Z"]);
+    let v = json(&r);
+    let missed = v["breaches"].as_array().unwrap().iter().filter(|b| b["kind"] == "missed_sync").count();
+    assert_eq!(missed, 0, "{v:#}");
+    assert_eq!(v["from"], "2026-03-25", "{v:#}");
+    assert_eq!(v["nights_total"], 7, "{v:#}");
+    assert_eq!(v["nights_ok"], 7, "{v:#}");
+}

@@ -318,6 +318,8 @@ fn the_metrics_file_tracks_a_scripted_sequence_of_runs() {
     assert_eq!(v["candlelog_candles{interval=\"4h\"}"], 33.0);
     assert_eq!(v["candlelog_symbols{interval=\"4h\"}"], 3.0);
     assert_eq!(v["candlelog_sync_symbols{status=\"ok\"}"], 3.0);
+    // The symbols requested, not the config's default list of 60.
+    assert_eq!(v["candlelog_configured_symbols{interval=\"4h\"}"], 3.0);
     let last_closed_close = (T0 + H4 - T0 % H4 - 1) / 1000;
     assert_eq!(v["candlelog_series_stalest_close_timestamp_seconds{interval=\"4h\"}"], last_closed_close as f64);
     let head = json(&run(&dir, &["status", "--json"]))["head_lsn"].as_f64().unwrap();
