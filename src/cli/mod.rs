@@ -38,6 +38,28 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_LOCKED: u8 = 75;
 pub const EXIT_TIMEOUT: u8 = 124;
 
+/// SIGINT and SIGTERM ask a long run to stop at its next safe point (the
+/// run polls the returned flag); a second one of either ends the process at
+/// once, with the shell's code for the signal.
+pub fn stop_on_signals() -> candlelog::ops::interrupt::Interrupt {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = candlelog::ops::interrupt::Interrupt::default();
+    let again = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registration fails only for a forbidden signal number: not these.
+        let _ = flag::register_conditional_shutdown(signal, 128 + signal, std::sync::Arc::clone(&again));
+        let _ = flag::register(signal, std::sync::Arc::clone(&again));
+        let _ = flag::register_usize(signal, stop.cell(), signal as usize);
+    }
+    stop
+}
+
+/// The shell's exit code for a run stopped by `signal` (130 for SIGINT, 143 for SIGTERM).
+pub fn exit_for_signal(signal: i32) -> u8 {
+    (128 + signal).clamp(0, 255) as u8
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "candlelog", version, about = "A storage engine for exchange candles: a checksummed segment log projected into SQLite")]
 pub struct Cli {

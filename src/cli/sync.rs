@@ -117,7 +117,8 @@ fn parse_since(s: &str) -> Result<Since, String> {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.config()?;
-    let opts = options(args, &config)?;
+    let mut opts = options(args, &config)?;
+    opts.interrupt = super::stop_on_signals();
     let paths = cli.paths_with(&config);
     candlelog::store::init(&paths)?;
     let mut store = Store::open(&paths, cli.store_options_with(&config))?;
@@ -152,6 +153,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         RunOutcome::Failed => EXIT_FAILED,
         RunOutcome::Timeout => EXIT_TIMEOUT,
+        RunOutcome::Interrupted => super::exit_for_signal(opts.interrupt.signal().unwrap_or(2)),
     }))
 }
 
@@ -202,6 +204,7 @@ fn record_metrics(r: &SyncReport) {
         RunOutcome::Partial => "partial",
         RunOutcome::Failed => "failed",
         RunOutcome::Timeout => "timeout",
+        RunOutcome::Interrupted => "interrupted",
     };
     push(Update::set("candlelog_sync_last_run_timestamp_seconds", (r.ended_ms / 1000) as f64));
     if r.ok {

@@ -133,7 +133,7 @@ pub fn render(paths: &Paths, configured: &[(Interval, usize)]) -> Result<String>
             list.push((labels, v));
         }
     };
-    for o in ["success", "partial", "failed", "timeout"] {
+    for o in ["success", "partial", "failed", "timeout", "interrupted"] {
         push("candlelog_sync_runs_total", format!("{{outcome=\"{o}\"}}"), 0.0);
     }
     for c in ["candlelog_exchange_rate_limited_total", "candlelog_exchange_banned_total", "candlelog_integrity_failures_total"] {

@@ -5,6 +5,7 @@ pub mod drill;
 pub mod dump;
 pub mod health;
 pub mod import;
+pub mod interrupt;
 pub mod metrics;
 pub mod rebuild;
 pub mod recover;

@@ -463,3 +463,46 @@ fn an_unreachable_exchange_is_a_failed_run_and_health_says_so() {
     assert!(runs["value"].as_str().unwrap().contains("1 of 1 failed"), "{health}");
     assert_eq!(h.code, 2, "{health}");
 }
+
+/// Ctrl-C (SIGINT) or SIGTERM stops a sync at its next safe point: what was
+/// fetched is committed, the run is recorded as interrupted, the summary and
+/// report are written, and the exit code is the shell's for the signal.
+#[test]
+fn sigint_and_sigterm_stop_a_sync_with_its_record() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let fx = fake();
+        fx.set_latency(Duration::from_millis(300));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let list = symbols(&fx, 40).join(",");
+        let url = fx.url();
+        let child = crate::support::bin()
+            .args(["--data-dir", dir.to_str().unwrap(), "sync", "--exchange-url", &url, "--json"])
+            .args(["--symbols", &list, "--lookback", "2", "--concurrency", "2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        let sent = std::time::Instant::now();
+        assert!(std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+        let out = child.wait_with_output().unwrap();
+        assert!(sent.elapsed() < Duration::from_secs(5), "stopped within seconds, took {:?}", sent.elapsed());
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "{stdout}\n{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).expect("the summary is printed");
+        assert_eq!(report["outcome"], "interrupted", "{report}");
+        assert!(report["error"].as_str().unwrap().contains("interrupted"), "{report}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        let ok: Vec<_> = report["series"].as_array().unwrap().iter().filter(|s| s["status"] == "ok").collect();
+        assert!(!ok.is_empty() && ok.len() < 40, "some but not all series completed: {}", ok.len());
+        for s in &ok {
+            assert_eq!(rows_of(&dir, s["symbol"].as_str().unwrap()).len(), 2, "what was fetched is committed");
+        }
+        assert!(std::path::Path::new(report["report_path"].as_str().unwrap()).exists());
+        assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+        // The run record is in the log: the next health judges it.
+        let dump = run(&dir, &["dump", "--events", "--json"]);
+        assert!(dump.stdout.contains("interrupted"), "{}\n{}", dump.stdout, dump.stderr);
+    }
+}

@@ -43,6 +43,8 @@ pub struct SyncOptions {
     pub request_timeout: Duration,
     pub min_success: f64,
     pub weight_margin: f64,
+    /// Set on SIGINT/SIGTERM: the run stops fetching, commits what it has and records itself.
+    pub interrupt: super::interrupt::Interrupt,
 }
 
 /// What a sync reports as it goes: the CLI draws a bar from these.
@@ -69,6 +71,7 @@ impl Default for SyncOptions {
             request_timeout: Duration::from_secs(10),
             min_success: 0.98,
             weight_margin: 0.05,
+            interrupt: Default::default(),
         }
     }
 }
@@ -197,7 +200,16 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         let client = client.clone();
         let plans = plans.clone();
         let concurrency = opts.concurrency.max(1);
-        std::thread::spawn(move || runtime.block_on(fetch::fetch_all(client, plans, concurrency, deadline, tx)))
+        let stop = opts.interrupt.clone();
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                // Interrupted: dropping the fetch aborts the requests in flight; what was sent is committed.
+                tokio::select! {
+                    timed_out = fetch::fetch_all(client, plans, concurrency, deadline, tx) => timed_out,
+                    () = signalled(&stop) => false,
+                }
+            })
+        })
     };
     let mut committed: Vec<Fetched> = Vec::new();
     let mut storage_error: Option<Error> = None;
@@ -236,18 +248,33 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
     }
     let done: std::collections::HashSet<(String, Interval)> =
         committed.iter().map(|f| (f.plan.symbol.to_string(), f.plan.interval)).collect();
+    let interrupted = opts.interrupt.reason();
     for p in plans.iter().filter(|p| !done.contains(&(p.symbol.to_string(), p.interval))) {
-        let why = "--timeout expired before this series completed; nothing from it was committed";
-        report.series.push(SeriesReport::nothing_fetched(&p.symbol, p.interval, SeriesStatus::Timeout, Some(why.into())));
+        let why = match &interrupted {
+            Some(reason) => format!("{reason}; nothing from this series was committed"),
+            None => "--timeout expired before this series completed; nothing from it was committed".into(),
+        };
+        report.series.push(SeriesReport::nothing_fetched(&p.symbol, p.interval, SeriesStatus::Timeout, Some(why)));
     }
     if timed_out {
         report.outcome = RunOutcome::Timeout;
+    }
+    if let Some(reason) = interrupted {
+        report.outcome = RunOutcome::Interrupted;
+        report.error = Some(reason);
     }
     report.banned = client.stats().banned;
     if let Some(e) = storage_error {
         report.error = Some(e.to_string());
     }
     finish(store, report, &client, started, opts, selected.iter().map(|s| s.symbol.to_string()).collect())
+}
+
+/// Resolves once the run has been asked to stop.
+async fn signalled(stop: &super::interrupt::Interrupt) {
+    while stop.signal().is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Plans, appends (one fdatasync) and applies every completed series of a group.
@@ -321,7 +348,7 @@ fn finish(
     report.symbols_ok = ok;
     report.symbols_failed = report.symbols_total - ok;
     report.success_share = if report.symbols_total == 0 { 0.0 } else { ok as f64 / report.symbols_total as f64 };
-    if report.outcome != RunOutcome::Timeout {
+    if !matches!(report.outcome, RunOutcome::Timeout | RunOutcome::Interrupted) {
         report.outcome = if report.banned || report.error.is_some() {
             RunOutcome::Failed
         } else if report.success_share >= opts.min_success {

@@ -20,6 +20,8 @@ pub enum RunOutcome {
     Failed,
     /// `--timeout` expired: exit 124.
     Timeout,
+    /// SIGINT or SIGTERM: what was fetched is committed; exit 130 or 143.
+    Interrupted,
 }
 
 /// How one series ended (JSON: `ok`, `failed`, `timeout`, `up_to_date`).
