@@ -5,11 +5,13 @@ mod candle;
 pub mod codec;
 mod decimal;
 mod interval;
+mod loss;
 mod run;
 
 pub use candle::{Candle, CandleError, MAX_SYMBOL_LEN, Symbol, SymbolError};
 pub use decimal::{Decimal, DecimalError};
 pub use interval::Interval;
+pub use loss::{Loss, LostSeries};
 pub use run::{Outcome, OutcomeStatus, Run, RunKind};
 
 /// Log sequence number: the 1-based, gap-free position of an event in the log.
@@ -21,4 +23,6 @@ pub type Lsn = u64;
 pub enum Event {
     Candle(Candle),
     Run(Run),
+    /// A lost range of the log, recorded by recovery (event format 3, in a loss frame).
+    Loss(Loss),
 }
