@@ -222,3 +222,58 @@ fn a_lost_or_damaged_log_base_comes_back_from_the_repository_or_nothing_changes(
         assert_eq!(v.code, 0, "{name}: {}", v.stdout);
     }
 }
+
+#[test]
+fn a_repository_holding_a_good_and_a_foreign_copy_of_a_segment_uses_the_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = prepared(tmp.path());
+    let repo = tmp.path().join("repo");
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    // Another chain's segment 2, in the same repository.
+    let other = tmp.path().join("other");
+    let r = run(&other, &["--segment-bytes", "4096", "import", "--group-files", "1", support::shared_archives().to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let other_repo = tmp.path().join("other-repo");
+    assert_eq!(run(&other, &["backup", "--to", other_repo.to_str().unwrap()]).code, 0);
+    let seg2 = |repo: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(repo.join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("00000000000000000002-"))
+            .collect()
+    };
+    let foreign = seg2(&other_repo).pop().expect("the other chain has a segment 2");
+    std::fs::copy(&foreign, repo.join("segments").join(foreign.file_name().unwrap())).unwrap();
+    assert_eq!(seg2(&repo).len(), 2);
+
+    let truth = rows(&dir);
+    let head = head_lsn(&dir);
+    let local = support::segments(&dir)[1].clone();
+    let offsets = frame_offsets(&dir, &local);
+    flip(&local, offsets[0] + 60);
+    let (code, r) = recover(&dir, &["--from", repo.to_str().unwrap()]);
+    assert_eq!(code, 0, "{r:#}");
+    assert!(r["losses"].as_array().unwrap().is_empty(), "the good copy was used: {r:#}");
+    assert_eq!(r["replaced_segments"].as_array().unwrap().len(), 1, "{r:#}");
+    assert_eq!(r["head_lsn"].as_u64(), Some(head));
+    assert_eq!(rows(&dir), truth);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+#[test]
+fn recover_exits_1_when_it_sets_aside_a_segment_that_still_holds_readable_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = prepared(tmp.path());
+    let segs = support::segments(&dir);
+    assert!(segs.len() >= 5, "{segs:?}");
+    // Two segments in a row gone, no repository: the ones after them are readable but
+    // can no longer be placed on the chain.
+    std::fs::remove_file(&segs[1]).unwrap();
+    std::fs::remove_file(&segs[2]).unwrap();
+    let (code, r) = recover(&dir, &[]);
+    assert_eq!(code, 1, "{r:#}");
+    assert!(r["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().contains("not on the chain")), "{r:#}");
+    // Set aside, never deleted.
+    let q = Path::new(r["quarantined"][0].as_str().unwrap());
+    assert!(q.join(segs[3].file_name().unwrap()).exists(), "{r:#}");
+}
