@@ -19,7 +19,6 @@ pub type Lsn = u64;
 
 /// One log record.
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[expect(clippy::large_enum_variant, reason = "candles are nearly every event; boxing them would allocate per candle")]
 pub enum Event {
     Candle(Candle),
     Run(Run),

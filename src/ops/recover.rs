@@ -159,14 +159,13 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     let local: HashMap<u64, PathBuf> = list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?.into_iter().collect();
     // A log whose older history was pruned starts at its base: a lost or damaged
     // base comes back from a repository, or nothing is changed.
-    if let Some(missing) = base_missing(paths, &local) {
-        if !repair_base(paths, &remote, &missing, &mut r)? {
-            r.problems.push(format!(
-                "{missing}; nothing was changed: run `candlelog recover --from REPO` with a repository holding the log's start"
-            ));
-            r.total_ms = started.elapsed().as_millis() as u64;
-            return Ok(r);
-        }
+    if let Some(missing) = base_missing(paths, &local)
+        && !repair_base(paths, &remote, &missing, &mut r)?
+    {
+        r.problems
+            .push(format!("{missing}; nothing was changed: run `candlelog recover --from REPO` with a repository holding the log's start"));
+        r.total_ms = started.elapsed().as_millis() as u64;
+        return Ok(r);
     }
     let (first, start) = match LogBase::load(paths)? {
         Some(base) => (base.first_seq, ChainPos::new(base.first_lsn - 1, base.base_hash()?)),
