@@ -330,6 +330,12 @@ pub fn run_recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitCode> {
         for x in &r.quarantined {
             outln!("quarantined: {x}");
         }
+        for x in &r.repaired {
+            outln!("repaired: {x}");
+        }
+        for x in &r.losses {
+            outln!("LOSS recorded in the log: {x}");
+        }
         for p in &r.problems {
             outln!("PROBLEM {p}");
         }

@@ -31,9 +31,13 @@
 //! ```
 
 use super::decimal::MAX_DIGITS;
-use super::{Candle, Decimal, Event, Interval, Outcome, OutcomeStatus, Run, RunKind, Symbol};
+use super::{Candle, Decimal, Event, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
 pub const TAG_CANDLE: u8 = 1;
 pub const TAG_RUN: u8 = 2;
+/// The one event of a loss frame (event format 3; format/segment.md, "Loss frames").
+pub const TAG_LOSS: u8 = 3;
+/// Event format of a loss frame: one `Loss` standing for `event_count` lost LSNs.
+pub const EVENT_FORMAT_LOSS: u8 = 3;
 
 /// Why a payload could not be decoded; `offset` is into the uncompressed payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,13 +79,14 @@ fn unzz(v: u128) -> i128 {
 }
 
 /// Encodes the events of one frame payload into `out`.
+///
+/// A `Loss` is never part of an ordinary frame: it has a frame of its own
+/// ([`encode_loss`]); writers refuse it, and here it is left out.
 pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
+    let events: Vec<&Event> = events.iter().filter(|e| !matches!(e, Event::Loss(_))).collect();
     let candles: Vec<&Candle> = events.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c) } else { None }).collect();
-    for e in events {
-        out.push(match e {
-            Event::Candle(_) => TAG_CANDLE,
-            Event::Run(_) => TAG_RUN,
-        });
+    for e in &events {
+        out.push(if matches!(e, Event::Candle(_)) { TAG_CANDLE } else { TAG_RUN });
     }
     let mut dict: Vec<&str> = Vec::new();
     let mut dict_pos: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -138,7 +143,7 @@ pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
     for c in &candles {
         put_varint(out, u128::from(c.trades));
     }
-    for e in events {
+    for e in &events {
         if let Event::Run(r) = e {
             let mut body = Vec::new();
             encode_run_body(&mut body, r);
@@ -244,7 +249,79 @@ impl<'a> Cursor<'a> {
 /// The lowest event format that can carry `events`: writers stamp each frame
 /// with it, so logs without the newer records stay readable by older builds.
 pub fn required_format(events: &[Event]) -> u8 {
-    events.iter().map(|e| if let Event::Run(r) = e { r.kind.min_event_format() } else { 1 }).max().unwrap_or(1)
+    let format = |e: &Event| match e {
+        Event::Candle(_) => 1,
+        Event::Run(r) => r.kind.min_event_format(),
+        Event::Loss(_) => EVENT_FORMAT_LOSS,
+    };
+    events.iter().map(format).max().unwrap_or(1)
+}
+
+/// The raw payload of a loss frame.
+///
+/// ```text
+/// tag          u8 = 3
+/// first_lsn    u64 LE     last_lsn  u64 LE     segment  u64 LE
+/// before_hash  32 bytes   resumed_hash 32 bytes
+/// recorded_ms  i64 LE
+/// reason       str
+/// count        varint, then count × (symbol str, interval u8, first_open i64 LE, last_open i64 LE)
+/// ```
+pub fn encode_loss(out: &mut Vec<u8>, loss: &Loss) {
+    out.push(TAG_LOSS);
+    for v in [loss.first_lsn, loss.last_lsn, loss.segment] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&loss.before_hash);
+    out.extend_from_slice(&loss.resumed_hash);
+    out.extend_from_slice(&loss.recorded_ms.to_le_bytes());
+    put_str(out, &loss.reason);
+    put_varint(out, loss.series.len() as u128);
+    for s in &loss.series {
+        put_str(out, s.symbol.as_str());
+        out.push(s.interval.code());
+        out.extend_from_slice(&s.first_open.to_le_bytes());
+        out.extend_from_slice(&s.last_open.to_le_bytes());
+    }
+}
+
+/// Decodes the raw payload of a loss frame (the inverse of [`encode_loss`]).
+pub fn decode_loss(payload: &[u8]) -> Result<Loss, CodecError> {
+    let mut cur = Cursor { buf: payload, pos: 0 };
+    let loss = read_loss(&mut cur).map_err(|reason| CodecError { index: 0, offset: cur.pos, reason })?;
+    if cur.pos != payload.len() {
+        return Err(CodecError { index: 0, offset: cur.pos, reason: format!("{} bytes after the loss record", payload.len() - cur.pos) });
+    }
+    Ok(loss)
+}
+
+fn read_loss(cur: &mut Cursor<'_>) -> Result<Loss, String> {
+    let tag = cur.u8("loss tag")?;
+    if tag != TAG_LOSS {
+        return Err(format!("event tag {tag} in a loss frame (expected {TAG_LOSS})"));
+    }
+    let u64_at = |cur: &mut Cursor<'_>, what: &str| cur.i64(what).map(|v| v as u64);
+    let (first_lsn, last_lsn, segment) = (u64_at(cur, "first_lsn")?, u64_at(cur, "last_lsn")?, u64_at(cur, "segment")?);
+    let hash = |cur: &mut Cursor<'_>, what: &str| -> Result<[u8; 32], String> {
+        cur.take(32, what)?.try_into().map_err(|_| format!("short {what}"))
+    };
+    let (before_hash, resumed_hash) = (hash(cur, "before_hash")?, hash(cur, "resumed_hash")?);
+    let recorded_ms = cur.i64("recorded_ms")?;
+    let reason = cur.str("reason")?;
+    let count = cur.varint_u64("series count")?;
+    let mut series = Vec::new();
+    for _ in 0..count {
+        let symbol = cur.str("lost symbol")?;
+        let symbol = Symbol::parse(&symbol).map_err(|e| format!("lost symbol {symbol:?}: {e}"))?;
+        let code = cur.u8("lost interval")?;
+        let interval = Interval::from_code(code).ok_or_else(|| format!("unknown interval code {code}"))?;
+        let (first_open, last_open) = (cur.i64("lost first_open")?, cur.i64("lost last_open")?);
+        series.push(LostSeries { symbol, interval, first_open, last_open });
+    }
+    if first_lsn == 0 || last_lsn < first_lsn {
+        return Err(format!("lost range {first_lsn}..={last_lsn} is empty or starts at 0"));
+    }
+    Ok(Loss { first_lsn, last_lsn, segment, before_hash, resumed_hash, recorded_ms, reason, series })
 }
 
 /// Decodes every event of a format-1 payload; `expected` is the frame header's event count.
@@ -255,6 +332,10 @@ pub fn decode_events(payload: &[u8], expected: usize) -> Result<Vec<Event>, Code
 /// Decodes a payload of the given event format: a run kind newer than the
 /// frame's format is an error, never guessed.
 pub fn decode_events_format(payload: &[u8], expected: usize, format: u8) -> Result<Vec<Event>, CodecError> {
+    if format == EVENT_FORMAT_LOSS {
+        // One record standing for `expected` lost LSNs.
+        return Ok(vec![Event::Loss(decode_loss(payload)?)]);
+    }
     let events = decode_any(payload, expected)?;
     for (index, e) in events.iter().enumerate() {
         if let Event::Run(r) = e

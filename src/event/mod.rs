@@ -5,11 +5,13 @@ mod candle;
 pub mod codec;
 mod decimal;
 mod interval;
+mod loss;
 mod run;
 
 pub use candle::{Candle, CandleError, MAX_SYMBOL_LEN, Symbol, SymbolError};
 pub use decimal::{Decimal, DecimalError};
 pub use interval::Interval;
+pub use loss::{Loss, LostSeries};
 pub use run::{Outcome, OutcomeStatus, Run, RunKind};
 
 /// An RFC 3339 rendering of a ms timestamp (the number itself when it is
@@ -23,8 +25,9 @@ pub type Lsn = u64;
 
 /// One log record.
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[expect(clippy::large_enum_variant, reason = "candles are nearly every event; boxing them would allocate per candle")]
 pub enum Event {
     Candle(Candle),
     Run(Run),
+    /// A lost range of the log, recorded by recovery (event format 3, in a loss frame).
+    Loss(Loss),
 }

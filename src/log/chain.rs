@@ -285,3 +285,23 @@ pub fn first_damage(dir: &Path, first_seq: u64, start: ChainPos) -> Result<Optio
     let source = LocalSegments::new(dir);
     Ok(ChainWalk::new(&source, first_seq, start)?.find_map(|w| w.damage.into_iter().next()))
 }
+
+/// The losses recorded in the log in `dir` (format/segment.md, "Loss
+/// frames"), in LSN order: the chain walk from `first_seq` at `start`,
+/// decoding only loss frames. Segments that are damaged are skipped here
+/// (the integrity check reports them).
+pub fn recorded_losses(dir: &Path, first_seq: u64, start: ChainPos) -> Result<Vec<crate::event::Loss>, ReadFailure> {
+    let source = LocalSegments::new(dir);
+    let mut dec = zstd::bulk::Decompressor::new().map_err(|e| ReadFailure { kind: DamageKind::Unreadable, message: e.to_string() })?;
+    let mut out = Vec::new();
+    for step in ChainWalk::new(&source, first_seq, start)? {
+        let Some((data, checked)) = &step.segment else { continue };
+        for meta in checked.scan.frames.iter().filter(|f| f.header.event_format == super::frame::EVENT_FORMAT_LOSS) {
+            let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
+            if let Ok(events) = super::reader::decode_frame(frame, meta, &mut dec) {
+                out.extend(events.into_iter().filter_map(|e| if let crate::event::Event::Loss(l) = e { Some(l) } else { None }));
+            }
+        }
+    }
+    Ok(out)
+}

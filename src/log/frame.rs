@@ -16,6 +16,11 @@ pub const EVENT_FORMAT: u8 = 1;
 pub const EVENT_FORMAT_MAX: u8 = 2;
 /// Largest uncompressed payload a frame may hold; writers split batches below it.
 pub const MAX_RAW_LEN: usize = 16 << 20;
+/// Event format of a loss frame (format/segment.md, "Loss frames"): only in
+/// segments of version 2 and later.
+pub use crate::event::codec::EVENT_FORMAT_LOSS;
+/// Largest raw payload of a loss frame: readers decode it while scanning.
+pub const MAX_LOSS_RAW_LEN: usize = 1 << 20;
 
 /// Frame header.
 ///
@@ -28,7 +33,7 @@ pub const MAX_RAW_LEN: usize = 16 << 20;
 ///     20    4 raw_len       u32 LE, payload length after decompression
 ///     24    8 commit_ms     i64 LE, wall-clock commit time, never decreasing along the log
 ///     32    1 codec         1 = zstd
-///     33    1 event_format  1
+///     33    1 event_format  1, 2, or 3 (a loss frame)
 ///     34    2 reserved      zero
 ///     36    4 header_check  first 4 bytes of blake3(bytes 0..36)
 /// then payload_len bytes of payload, then the 32-byte frame hash
@@ -99,7 +104,7 @@ impl FrameHeader {
         if h.codec != CODEC_ZSTD {
             return Err(FrameHeaderError::Field(format!("unknown codec {}", h.codec)));
         }
-        if h.event_format == 0 || h.event_format > EVENT_FORMAT_MAX {
+        if h.event_format == 0 || (h.event_format > EVENT_FORMAT_MAX && h.event_format != EVENT_FORMAT_LOSS) {
             return Err(FrameHeaderError::Field(format!("unknown event format {}", h.event_format)));
         }
         if b[34..36] != [0, 0] {
@@ -113,6 +118,9 @@ impl FrameHeader {
         }
         if h.raw_len as usize > MAX_RAW_LEN {
             return Err(FrameHeaderError::Field(format!("raw_len {} exceeds {MAX_RAW_LEN}", h.raw_len)));
+        }
+        if h.event_format == EVENT_FORMAT_LOSS && h.raw_len as usize > MAX_LOSS_RAW_LEN {
+            return Err(FrameHeaderError::Field(format!("loss frame raw_len {} exceeds {MAX_LOSS_RAW_LEN}", h.raw_len)));
         }
         Ok(h)
     }
@@ -167,4 +175,19 @@ pub fn encode_frame_format(
     out.extend_from_slice(payload);
     out.extend_from_slice(&hash);
     (header, hash)
+}
+
+/// Encodes a loss frame standing for `loss.first_lsn ..= loss.last_lsn` into
+/// `out`, chained from `loss.before_hash` like any frame; the chain then
+/// resumes from `loss.resumed_hash`. Returns its header and stored hash, or
+/// why it cannot be written (a range over 2^32 − 1 LSNs, a record too large).
+pub fn encode_loss_frame(out: &mut Vec<u8>, loss: &crate::event::Loss, commit_ms: i64) -> Result<(FrameHeader, [u8; 32]), String> {
+    let count = u32::try_from(loss.lsn_count()).map_err(|_| format!("a loss of {} LSNs does not fit one frame", loss.lsn_count()))?;
+    let mut raw = Vec::new();
+    crate::event::codec::encode_loss(&mut raw, loss);
+    if raw.len() > MAX_LOSS_RAW_LEN {
+        return Err(format!("the loss record is {} bytes, a loss frame holds at most {MAX_LOSS_RAW_LEN}", raw.len()));
+    }
+    let payload = zstd::bulk::compress(&raw, 3).map_err(|e| format!("zstd: {e}"))?;
+    Ok(encode_frame_format(out, &loss.before_hash, loss.first_lsn, count, commit_ms, &raw, &payload, EVENT_FORMAT_LOSS))
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod frame;
 pub mod fs;
 pub mod reader;
+pub mod salvage;
 pub mod segment;
 #[cfg(test)]
 mod sim_fs;

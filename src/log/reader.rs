@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{ChainPos, ChainWalk, LocalSegments, SegmentEntry, SegmentSource};
 use super::error::{HINT_RESTORE, LogError};
-use super::frame::{FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, FrameHeaderError, frame_hash};
-use super::segment::{FOOTER_LEN, FOOTER_MAGIC, Footer, HeaderError, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader};
+use super::frame::{EVENT_FORMAT_LOSS, FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, FrameHeaderError, frame_hash};
+use super::segment::{
+    FOOTER_LEN, FOOTER_MAGIC, Footer, HeaderError, SEGMENT_HEADER_LEN, SEGMENT_VERSION_LOSS, SegmentHeader, header_version,
+};
 use crate::event::{Event, Lsn, codec};
 
 /// Where a frame lives and what it holds.
@@ -15,6 +17,8 @@ pub struct FrameMeta {
     pub seq: u64,
     pub offset: u64,
     pub header: FrameHeader,
+    /// The chain hash after the frame: its stored hash, or for a loss frame
+    /// the hash the chain resumes from (format/segment.md, "Loss frames").
     pub hash: [u8; 32],
 }
 
@@ -39,6 +43,8 @@ pub enum DamageKind {
     Unreadable,
     /// A repository object whose blake3 differs from the hash in its name.
     ObjectHash,
+    /// A loss frame whose record does not fit its place in the chain.
+    BadLoss,
 }
 
 impl DamageKind {
@@ -58,6 +64,7 @@ impl DamageKind {
             DamageKind::MissingSegment => "missing_segment",
             DamageKind::Unreadable => "io",
             DamageKind::ObjectHash => "object_hash",
+            DamageKind::BadLoss => "bad_loss",
         }
     }
 }
@@ -150,7 +157,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                 HeaderError::Short(n) => format!("segment header truncated: {n} of {SEGMENT_HEADER_LEN} bytes"),
                 HeaderError::Magic => "wrong magic: not a candlelog segment".into(),
                 HeaderError::Version(v) => {
-                    format!("segment format version {v} is not supported (this build reads {SEGMENT_VERSION}); upgrade candlelog")
+                    format!("segment format version {v} is not supported (this build reads 1 to {SEGMENT_VERSION_LOSS}); upgrade candlelog")
                 }
                 HeaderError::Check => "segment header check failed: header bytes are damaged".into(),
                 HeaderError::Layout(m) => m,
@@ -306,6 +313,7 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                 reason: "last frame ends in zero bytes that were never written".into(),
             };
         }
+        let mut after = stored;
         if computed != stored {
             scan.damage.push(damage(
                 DamageKind::HashMismatch,
@@ -313,9 +321,15 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
                 Some(fh.first_lsn),
                 format!("frame hash mismatch (LSN {}..={}): payload or hash bytes are damaged", fh.first_lsn, fh.last_lsn()),
             ));
+        } else if fh.event_format == EVENT_FORMAT_LOSS {
+            // The one place the chain may re-anchor: a recorded loss names where it resumes.
+            match check_loss(header_version(data), &fh, payload, &prev) {
+                Ok(resumed) => after = resumed,
+                Err(m) => scan.damage.push(damage(DamageKind::BadLoss, pos, Some(fh.first_lsn), m)),
+            }
         }
-        scan.frames.push(FrameMeta { seq, offset: pos as u64, header: fh, hash: stored });
-        prev = stored;
+        scan.frames.push(FrameMeta { seq, offset: pos as u64, header: fh, hash: after });
+        prev = after;
         next_lsn = fh.last_lsn() + 1;
         pos += frame_len as usize;
         scan.valid_end = pos as u64;
@@ -326,6 +340,33 @@ pub fn scan_segment(path: &Path, seq: u64, data: &[u8], is_last: bool, expect: O
     scan.head_hash = prev;
     scan.next_lsn = next_lsn;
     scan
+}
+
+/// A loss frame's record, checked against its place in the chain: the
+/// segment's version allows it, it names the frame's LSNs and the chain hash
+/// before it. Returns the hash the chain resumes from.
+fn check_loss(version: u16, fh: &FrameHeader, payload: &[u8], before: &[u8; 32]) -> Result<[u8; 32], String> {
+    if version < SEGMENT_VERSION_LOSS {
+        return Err(format!("a loss frame in a segment of version {version} (loss frames need version {SEGMENT_VERSION_LOSS})"));
+    }
+    let raw = zstd::bulk::decompress(payload, fh.raw_len as usize).map_err(|e| format!("loss record does not decompress: {e}"))?;
+    if raw.len() != fh.raw_len as usize {
+        return Err(format!("loss record decompresses to {} bytes, header says {}", raw.len(), fh.raw_len));
+    }
+    let loss = codec::decode_loss(&raw).map_err(|e| format!("loss record: {e}"))?;
+    if (loss.first_lsn, loss.last_lsn) != (fh.first_lsn, fh.last_lsn()) {
+        return Err(format!(
+            "loss record names LSN {}..={} but its frame holds LSN {}..={}",
+            loss.first_lsn,
+            loss.last_lsn,
+            fh.first_lsn,
+            fh.last_lsn()
+        ));
+    }
+    if &loss.before_hash != before {
+        return Err("loss record's chain hash before the loss differs from the chain".into());
+    }
+    Ok(loss.resumed_hash)
 }
 
 /// Decompresses and decodes the events of a frame whose bytes start at `frame[0]`.

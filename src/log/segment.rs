@@ -5,8 +5,14 @@ use std::path::{Path, PathBuf};
 
 use crate::event::Lsn;
 
-/// Segment format version this build writes and reads.
+/// Segment format version this build writes for ordinary segments.
 pub const SEGMENT_VERSION: u16 = 1;
+/// Segment format version of a segment holding a loss frame (format/segment.md,
+/// "Loss frames"); the newest version this build reads. Writers stamp a
+/// segment with the lowest version its frames need, so a log without losses
+/// stays readable by version-1 builds, and those refuse a loss segment with
+/// "upgrade candlelog" instead of misreading it.
+pub const SEGMENT_VERSION_LOSS: u16 = 2;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CLOGSEG\0";
 pub const SEGMENT_HEADER_LEN: usize = 80;
 pub const FOOTER_MAGIC: [u8; 8] = *b"CLOGEND\0";
@@ -50,9 +56,14 @@ pub enum HeaderError {
 
 impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        self.encode_version(SEGMENT_VERSION)
+    }
+
+    /// The header of a segment of format `version` (1, or 2 when it holds a loss frame).
+    pub fn encode_version(&self, version: u16) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..10].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&version.to_le_bytes());
         b[10..12].copy_from_slice(&(SEGMENT_HEADER_LEN as u16).to_le_bytes());
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
@@ -70,7 +81,7 @@ impl SegmentHeader {
             return Err(HeaderError::Magic);
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != SEGMENT_VERSION {
+        if !(SEGMENT_VERSION..=SEGMENT_VERSION_LOSS).contains(&version) {
             return Err(HeaderError::Version(version));
         }
         if blake3::hash(&b[0..72]).as_bytes()[0..8] != b[72..80] {
@@ -89,6 +100,14 @@ impl SegmentHeader {
             base_hash: b[32..64].try_into().unwrap_or([0; 32]),
             created_ms: le_u64(&b[64..72]) as i64,
         })
+    }
+}
+
+/// The `version` field of a header that [`SegmentHeader::decode`] accepted.
+pub fn header_version(bytes: &[u8]) -> u16 {
+    match bytes.get(8..10) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => 0,
     }
 }
 

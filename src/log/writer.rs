@@ -223,6 +223,10 @@ impl LogWriter {
     }
 
     fn append_inner(&mut self, events: &[Event]) -> Result<Vec<FrameMeta>, LogError> {
+        if events.iter().any(|e| matches!(e, Event::Loss(_))) {
+            // A loss record replaces lost frames in place (ops::recover); it is never appended.
+            return Err(LogError::io("append", &self.dir, std::io::Error::other("a loss record cannot be appended")));
+        }
         let now = now_ms().max(self.last_commit_ms);
         let mut metas = Vec::new();
         let mut buf = Vec::new();

@@ -147,6 +147,21 @@ fn event_line(lsn: u64, e: &Event, json: bool) -> String {
             json!({"lsn": lsn, "run": {"kind": r.kind.as_str(), "id": r.id, "started_ms": r.started_ms, "ended_ms": r.ended_ms,
                 "outcomes": r.outcomes.iter().map(|o| json!({"unit": o.unit, "interval": o.interval.map(|i| i.as_str()), "status": o.status.as_str(), "appended": o.appended, "revisions": o.revisions, "message": o.message})).collect::<Vec<_>>()}})
         ),
+        (Event::Loss(l), false) => format!(
+            "    {lsn} loss LSN {}..={} segment={} recorded_ms={} series={} reason={:?}\n",
+            l.first_lsn,
+            l.last_lsn,
+            l.segment,
+            l.recorded_ms,
+            l.series.len(),
+            l.reason
+        ),
+        (Event::Loss(l), true) => format!(
+            "{}\n",
+            json!({"lsn": lsn, "loss": {"first_lsn": l.first_lsn, "last_lsn": l.last_lsn, "segment": l.segment, "before_hash": hex(&l.before_hash),
+                "resumed_hash": hex(&l.resumed_hash), "recorded_ms": l.recorded_ms, "reason": l.reason,
+                "series": l.series.iter().map(|s| json!({"symbol": s.symbol.as_str(), "interval": s.interval.as_str(), "first_open": s.first_open, "last_open": s.last_open})).collect::<Vec<_>>()}})
+        ),
     }
 }
 

@@ -144,10 +144,12 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     };
     let by_series: BTreeMap<(String, Interval), &crate::projection::Cursor> =
         cursors.iter().map(|c| ((c.symbol.clone(), c.interval), c)).collect();
+    let (loss, lost_symbols) = loss_check(paths, &index);
     let symbols: Vec<String> = match &opts.symbols {
         Some(list) => list.clone(),
         None => {
-            let mut v: Vec<String> = cursors.iter().map(|c| c.symbol.clone()).collect();
+            // What the store holds, and what a recorded loss took from it: never only what is left.
+            let mut v: Vec<String> = cursors.iter().map(|c| c.symbol.clone()).chain(lost_symbols).collect();
             v.sort();
             v.dedup();
             v
@@ -460,6 +462,8 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         }
     });
 
+    checks.push(loss);
+
     // 8. disk
     checks.push(match rustix::fs::statvfs(&paths.root) {
         Ok(st) if st.f_blocks > 0 => {
@@ -478,6 +482,68 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     });
     let status = checks.iter().fold(Status::Ok, |acc, c| acc.worst(c.status));
     Ok(HealthReport { status, checks })
+}
+
+/// Losses recorded in the log (docs/recovery.md, "Recorded losses"): CRITICAL
+/// until refilled. A lost run of candles is refilled when the index (derived
+/// from the log) holds a candle at every one of its open times again; a loss
+/// whose candles are unknown is refilled only by `recover --from REPO` with a
+/// repository holding the original segment. Also returns the symbols the
+/// losses name, for coverage.
+fn loss_check(paths: &Paths, index: &Index) -> (Check, Vec<String>) {
+    let name = "loss";
+    let start = match crate::store::LogBase::load(paths).and_then(|b| match b {
+        Some(b) => Ok((b.first_seq, crate::log::ChainPos::new(b.first_lsn - 1, b.base_hash()?))),
+        None => Ok(crate::log::chain::log_start()),
+    }) {
+        Ok(s) => s,
+        Err(e) => return (check(name, Status::Unknown, "", "", e.to_string()), Vec::new()),
+    };
+    let losses = match crate::log::chain::recorded_losses(&paths.log, start.0, start.1) {
+        Ok(l) => l,
+        Err(f) => return (check(name, Status::Unknown, "", "", f.message), Vec::new()),
+    };
+    let symbols = losses.iter().flat_map(|l| l.series.iter().map(|s| s.symbol.as_str().to_string())).collect();
+    let mut open = Vec::new();
+    for l in &losses {
+        let range = format!("LSN {}..={}", l.first_lsn, l.last_lsn);
+        if l.series.is_empty() {
+            open.push(format!("{range} (candles unknown: {})", l.reason));
+        }
+        for s in &l.series {
+            let want = slots(s.interval, s.first_open, s.last_open);
+            match index.count_between(s.symbol.as_str(), s.interval, s.first_open, s.last_open) {
+                Ok(have) if have >= want => {}
+                Ok(have) => open.push(format!(
+                    "{range}: {} {} {}..{} ({} of {want} candles missing)",
+                    s.symbol,
+                    s.interval,
+                    fmt_ms(s.first_open),
+                    fmt_ms(s.last_open),
+                    want - have
+                )),
+                Err(e) => open.push(format!("{range}: {e}")),
+            }
+        }
+    }
+    let threshold = "0 unrefilled";
+    let c = if losses.is_empty() {
+        check(name, Status::Ok, "0", threshold, "no loss recorded in the log")
+    } else if open.is_empty() {
+        check(name, Status::Ok, format!("{} refilled", losses.len()), threshold, "every recorded loss has been refilled")
+    } else {
+        check(
+            name,
+            Status::Critical,
+            format!("{} unrefilled", open.len()),
+            threshold,
+            format!(
+                "the log records lost candles: {}; refill them (`candlelog import` or sync of that period, or `candlelog recover --from REPO` with a repository holding the segment)",
+                first_few(&open)
+            ),
+        )
+    };
+    (c, symbols)
 }
 
 fn first_few(items: &[String]) -> String {

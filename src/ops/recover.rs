@@ -11,17 +11,22 @@
 //! report ──────────► each step timed (the measured RTO) and a final verify --deep
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::backup::{RepoError, RepoSegments, Repository, check_format, manifests};
+use crate::backup::prune::{LogStart, log_start};
+use crate::backup::source::MAX_SEGMENT_OBJECT;
+use crate::backup::{RepoError, Repository, check_format, manifests, parse_segment_object};
 use crate::error::{Error, Result};
-use crate::log::segment::{SEGMENT_HEADER_LEN, list_segments, segment_path};
-use crate::log::{ChainCursor, ChainPos, Checked, SegmentEnd};
-use crate::projection::{Index, Projection, hex};
+use crate::event::{Event, Interval, LostSeries, Symbol};
+use crate::log::frame::EVENT_FORMAT_LOSS;
+use crate::log::salvage::{SalvageSpec, Salvaged, salvage};
+use crate::log::segment::{SegmentHeader, list_segments, parse_segment_name, segment_path};
+use crate::log::{ChainCursor, ChainPos, Checked, LogReader, SegmentEnd};
+use crate::projection::{Index, LogRows, Projection, hex};
 use crate::snapshot::{self, SnapshotManifest};
 use crate::store::{DirLock, LogBase, Paths, Store, StoreOptions, quarantine};
 
@@ -43,32 +48,74 @@ pub struct RecoverReport {
     pub quarantined: Vec<String>,
     pub snapshot_lsn: Option<u64>,
     pub head_lsn: u64,
+    /// Losses recorded in the log: ranges no copy anywhere could save.
+    pub losses: Vec<String>,
+    /// Repairs that lost nothing (a header or footer rebuilt from the frames, a stray file set aside).
+    pub repaired: Vec<String>,
     pub problems: Vec<String>,
 }
 
-/// Every repository's segments, listed once.
+/// One repository's segment objects, every copy of each segment number.
+struct RemoteRepo<'a> {
+    repo: &'a dyn Repository,
+    start: Option<LogStart>,
+    /// seq → (object name, blake3 hex) of each copy.
+    objects: BTreeMap<u64, Vec<(String, String)>>,
+}
+
+/// Every repository's segments, listed once. A repository may hold more than
+/// one object for a segment number (one of another chain, or the copy of a
+/// segment before a loss was recorded in it): each is a candidate, and the
+/// caller takes the one that fits the chain.
 struct Remote<'a> {
-    repos: Vec<RepoSegments<'a>>,
+    repos: Vec<RemoteRepo<'a>>,
 }
 
 impl<'a> Remote<'a> {
     fn list(repos: &[&'a dyn Repository]) -> Result<Remote<'a>> {
-        Ok(Remote { repos: repos.iter().map(|r| RepoSegments::list(*r)).collect::<Result<_>>()? })
+        let mut out = Vec::new();
+        for repo in repos {
+            let start = log_start(*repo)?;
+            let first = start.as_ref().map_or(1, |s| s.first_seq);
+            let mut objects: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
+            for name in repo.list("segments")? {
+                if let Some((seq, hash)) = parse_segment_object(&name).filter(|(seq, _)| *seq >= first) {
+                    objects.entry(seq).or_default().push((name, hash));
+                }
+            }
+            out.push(RemoteRepo { repo: *repo, start, objects });
+        }
+        Ok(Remote { repos: out })
+    }
+
+    fn has(&self, seq: u64) -> bool {
+        self.repos.iter().any(|r| r.objects.contains_key(&seq))
     }
 
     fn max_seq(&self) -> u64 {
-        self.repos.iter().filter_map(|r| r.objects().last().map(|o| o.0)).max().unwrap_or(0)
+        self.repos.iter().filter_map(|r| r.objects.keys().next_back().copied()).max().unwrap_or(0)
     }
 
-    /// A repository's copy of segment `seq` whose bytes match the hash in its
-    /// name; a damaged copy is passed over for the next repository's.
-    fn fetch(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+    /// The first copy of segment `seq`, in any repository, whose bytes match
+    /// the hash in its name and that `fits`; damaged copies are passed over.
+    fn fitting(&self, seq: u64, fits: impl Fn(&[u8]) -> bool) -> Result<Option<Vec<u8>>> {
         for r in &self.repos {
-            match r.fetch(seq) {
-                Ok(Some(bytes)) => return Ok(Some(bytes)),
-                Ok(None) => {}
-                Err(e @ RepoError::Damaged { .. }) => tracing::warn!(segment = seq, "skipped a repository copy: {e}"),
-                Err(e) => return Err(e.into()),
+            for (name, hash) in r.objects.get(&seq).into_iter().flatten() {
+                let bytes = match r.repo.read_all(name, MAX_SEGMENT_OBJECT) {
+                    Ok(b) => b,
+                    Err(e @ RepoError::Damaged { .. }) => {
+                        tracing::warn!(segment = seq, "skipped a repository copy: {e}");
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if blake3::hash(&bytes).to_hex().as_str() != hash {
+                    tracing::warn!(segment = seq, object = %name, "skipped a repository copy: blake3 differs from the hash in its name");
+                    continue;
+                }
+                if fits(&bytes) {
+                    return Ok(Some(bytes));
+                }
             }
         }
         Ok(None)
@@ -97,6 +144,8 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         quarantined: quarantined_lock.iter().map(|q| q.join("lock").display().to_string()).collect(),
         snapshot_lsn: None,
         head_lsn: 0,
+        losses: Vec::new(),
+        repaired: Vec::new(),
         problems: Vec::new(),
     };
 
@@ -108,25 +157,41 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     let remote = Remote::list(repos)?;
     let remote_max = remote.max_seq();
     let local: HashMap<u64, PathBuf> = list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?.into_iter().collect();
-    let local_max = local.keys().copied().max().unwrap_or(0);
-    // A log whose older history was pruned starts at its base.
+    // A log whose older history was pruned starts at its base: a lost or damaged
+    // base comes back from a repository, or nothing is changed.
+    if let Some(missing) = base_missing(paths, &local)
+        && !repair_base(paths, &remote, &missing, &mut r)?
+    {
+        r.problems
+            .push(format!("{missing}; nothing was changed: run `candlelog recover --from REPO` with a repository holding the log's start"));
+        r.total_ms = started.elapsed().as_millis() as u64;
+        return Ok(r);
+    }
     let (first, start) = match LogBase::load(paths)? {
         Some(base) => (base.first_seq, ChainPos::new(base.first_lsn - 1, base.base_hash()?)),
         None => crate::log::chain::log_start(),
     };
+    // Files in log/ that are not on the chain are set aside first, so they never
+    // decide where the chain ends.
+    let last = chain_end(first, &local, &remote);
+    set_aside_strays(paths, &local, first, last, &mut r)?;
+    let local_max = local.keys().copied().filter(|&s| s <= last).max().unwrap_or(0);
     let mut cursor = ChainCursor::new(first, start);
     let mut boundaries: HashMap<u64, [u8; 32]> = HashMap::from([(start.lsn, start.hash)]);
-    let last = local_max.max(remote_max);
+    let mut salvaged: Vec<(PathBuf, SalvageInput)> = Vec::new();
+    let mut commit_floor = 0i64;
     let mut break_at = None;
     for seq in first..=last {
         let path = segment_path(&paths.log, seq);
         let is_last = seq == last;
-        let Some((bytes, checked)) = repair_segment(paths, &remote, &cursor, &path, seq, is_last, local_max, remote_max, &mut r)? else {
+        let ctx = RepairCtx { paths, remote: &remote, local_max, remote_max, last, commit_floor };
+        let Some((bytes, checked)) = repair_segment(&ctx, &cursor, &path, seq, &mut salvaged, &mut r)? else {
             break_at = Some(seq);
             break;
         };
         for f in &checked.scan.frames {
             boundaries.insert(f.header.last_lsn(), f.hash);
+            commit_floor = commit_floor.max(f.header.commit_ms);
         }
         if !matches!(checked.scan.end, SegmentEnd::Sealed(_)) && !is_last {
             r.problems.push(format!("segment {seq} is not sealed but is not the last"));
@@ -148,6 +213,8 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
             r.quarantined.push(quarantine(paths, &refs)?.display().to_string());
         }
     }
+    let recorded_loss = !salvaged.is_empty() && salvaged.iter().any(|(_, s)| !s.out.losses.is_empty());
+    record_losses(paths, salvaged, &mut r)?;
     r.steps.push(Step {
         name: "verify segments",
         ms: t.elapsed().as_millis() as u64,
@@ -165,6 +232,11 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     // second round distrusts what verify blamed.
     let mut lock = Some(lock);
     let (mut distrust_projection, mut distrust_index) = (false, false);
+    // A recorded loss: the index forgets the lost candles (its counters stay), so
+    // it tells what the log holds and a later sync or import can refill them.
+    if recorded_loss && let Ok(i) = Index::open(&paths.index) {
+        let _ = i.clear();
+    }
     for round in 1..=2 {
         // 2. restore snapshot when the projection cannot be trusted.
         let t = Instant::now();
@@ -242,87 +314,361 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     Ok(r)
 }
 
+/// What is wrong with the log base, when something is: `base.json` missing
+/// while the log starts after segment 1, damaged, or its snapshot file
+/// missing or not the one it names.
+fn base_missing(paths: &Paths, local: &HashMap<u64, PathBuf>) -> Option<String> {
+    let (json, file) = (paths.base_manifest(), paths.base_snapshot());
+    match LogBase::load(paths) {
+        Err(e) => Some(format!("{} is damaged ({e})", json.display())),
+        Ok(None) => {
+            let first = local.keys().copied().min()?;
+            (first > 1).then(|| format!("the log starts at segment {first} but {} is missing", json.display()))
+        }
+        Ok(Some(b)) => match std::fs::read(&file) {
+            Ok(bytes)
+                if bytes.len() as u64 == b.snapshot.file_bytes && blake3::hash(&bytes).to_hex().as_str() == b.snapshot.file_blake3 =>
+            {
+                None
+            }
+            Ok(_) => Some(format!("{} is damaged (its size or blake3 differs from {})", file.display(), json.display())),
+            Err(e) => Some(format!("{} cannot be read ({e})", file.display())),
+        },
+    }
+}
+
+/// Brings the log base back from the first repository that holds the log's
+/// start: its `log-start.json` and a snapshot at or after it (the one the
+/// local `base.json` names, when that is intact). A repository holding the
+/// whole log makes the base unnecessary: the older segments are fetched
+/// instead. The damaged files are set aside. `false`: no repository can.
+fn repair_base(paths: &Paths, remote: &Remote<'_>, missing: &str, r: &mut RecoverReport) -> Result<bool> {
+    let named = LogBase::load(paths).ok().flatten().map(|b| b.snapshot.file);
+    let set_aside = |r: &mut RecoverReport| -> Result<()> {
+        let files: Vec<PathBuf> = [paths.base_manifest(), paths.base_snapshot()].into_iter().filter(|f| f.exists()).collect();
+        if !files.is_empty() {
+            let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+            r.quarantined.push(quarantine(paths, &refs)?.display().to_string());
+        }
+        Ok(())
+    };
+    for source in &remote.repos {
+        let repo = source.repo;
+        let Some(s) = &source.start else {
+            if source.objects.contains_key(&1) {
+                set_aside(r)?;
+                r.repaired.push(format!("{missing}: {} holds the whole log; its older segments are fetched instead", repo.location()));
+                return Ok(true);
+            }
+            continue;
+        };
+        let (list, _) = manifests(repo)?;
+        let mut candidates: Vec<&SnapshotManifest> = list.iter().filter(|m| m.lsn + 1 >= s.first_lsn).collect();
+        // The snapshot the damaged base named first, then the oldest: the base is where replay starts.
+        candidates.sort_by_key(|m| (Some(&m.file) != named.as_ref(), m.lsn));
+        for m in candidates {
+            let tmp = paths.log.join(".base-check.sqlite");
+            let good = repo.open_reader(&m.file).map_err(Error::from).and_then(|rd| snapshot::unpack_to(m, rd, &tmp));
+            let _ = std::fs::remove_file(&tmp);
+            if let Err(e) = good {
+                tracing::warn!(snapshot = %m.file, "skipped for the log base: {e}");
+                continue;
+            }
+            set_aside(r)?;
+            let base = LogBase {
+                format: crate::store::base::BASE_FORMAT,
+                first_seq: s.first_seq,
+                first_lsn: s.first_lsn,
+                base_hash: s.base_hash.clone(),
+                snapshot: m.clone(),
+            };
+            base.write(paths, &mut repo.open_reader(&m.file)?)?;
+            r.repaired.push(format!("{missing}: the log base was brought back from {} (snapshot at LSN {})", repo.location(), m.lsn));
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// What a segment's repair needs to know about the whole log.
+struct RepairCtx<'a, 'r> {
+    paths: &'a Paths,
+    remote: &'a Remote<'r>,
+    local_max: u64,
+    remote_max: u64,
+    /// The chain's last segment.
+    last: u64,
+    /// The newest `commit_ms` before the segment: a loss frame never goes below it.
+    commit_floor: i64,
+}
+
+/// A segment recover rebuilt, kept to write it once more with the lost candles named.
+struct SalvageInput {
+    data: Option<Vec<u8>>,
+    spec: SalvageSpec,
+    out: Salvaged,
+}
+
 /// Segment `seq` as the chain needs it: the local copy when it checks out
 /// (extended from a repository when the repository's copy continues the same
-/// chain further), else a repository's copy, else — for the active segment —
-/// its valid prefix. `None`: no copy fits, the log ends before it.
-#[allow(clippy::too_many_arguments)]
+/// chain further), else a repository's copy that fits, else the local bytes
+/// salvaged: every frame that still verifies kept, a rebuilt header or
+/// footer, and what is lost recorded as a loss frame. `None`: nothing fits,
+/// the log ends before it.
 fn repair_segment(
-    paths: &Paths,
-    remote: &Remote<'_>,
+    ctx: &RepairCtx<'_, '_>,
     cursor: &ChainCursor,
     path: &Path,
     seq: u64,
-    is_last: bool,
-    local_max: u64,
-    remote_max: u64,
+    salvaged: &mut Vec<(PathBuf, SalvageInput)>,
     r: &mut RecoverReport,
 ) -> Result<Option<(Vec<u8>, Checked)>> {
+    let (paths, remote, is_last) = (ctx.paths, ctx.remote, seq == ctx.last);
     let current = std::fs::read(path).ok();
     if let Some(bytes) = &current {
         let local = cursor.check(path, seq, bytes, is_last);
         if local.is_clean() {
             // The newest local segment may have lost committed frames at its end (a clean cut):
             // a repository copy that extends the same chain brings them back.
-            if seq == local_max
-                && seq <= remote_max
-                && let Some(copy) = remote.fetch(seq)?
+            let s = &local.scan;
+            let extends = |copy: &[u8]| {
+                let longer = cursor.check(path, seq, copy, is_last);
+                longer.is_clean()
+                    && longer.scan.next_lsn > s.next_lsn
+                    && longer.scan.frames.iter().any(|f| f.header.last_lsn() == s.next_lsn - 1 && f.hash == s.head_hash)
+            };
+            if seq == ctx.local_max
+                && seq <= ctx.remote_max
+                && let Some(copy) = remote.fitting(seq, extends)?
             {
                 let longer = cursor.check(path, seq, &copy, is_last);
-                let s = &local.scan;
-                let extends = longer.is_clean()
-                    && longer.scan.next_lsn > s.next_lsn
-                    && longer.scan.frames.iter().any(|f| f.header.last_lsn() == s.next_lsn - 1 && f.hash == s.head_hash);
-                if extends {
+                {
                     write_segment(path, &copy)?;
                     r.fetched_segments.push(format!("{} (frames up to LSN {})", path.display(), longer.scan.next_lsn - 1));
                     return Ok(Some((copy, longer)));
                 }
             }
+            // A segment holding a recorded loss is refilled by a repository copy of the same range without one.
+            let refills = |copy: &[u8]| {
+                let full = cursor.check(path, seq, copy, is_last);
+                full.is_clean() && !holds_loss(&full) && full.scan.next_lsn >= local.scan.next_lsn
+            };
+            if holds_loss(&local)
+                && let Some(copy) = remote.fitting(seq, refills)?
+            {
+                let full = cursor.check(path, seq, &copy, is_last);
+                {
+                    let q = quarantine(paths, &[path])?;
+                    r.quarantined.push(q.join(path.file_name().unwrap_or_default()).display().to_string());
+                    r.replaced_segments.push(format!("{} (its recorded loss refilled from the repository)", path.display()));
+                    write_segment(path, &copy)?;
+                    return Ok(Some((copy, full)));
+                }
+            }
             return Ok(current.map(|b| (b, local)));
         }
     }
-    if let Some(copy) = remote.fetch(seq)? {
+    if let Some(copy) = remote.fitting(seq, |c| cursor.check(path, seq, c, is_last).is_clean())? {
         let checked = cursor.check(path, seq, &copy, is_last);
-        if !checked.is_clean() {
-            r.problems.push(format!("segment {seq}: the repository copy does not fit the chain either"));
+        {
+            if current.is_some() {
+                let q = quarantine(paths, &[path])?;
+                r.quarantined.push(q.join(path.file_name().unwrap_or_default()).display().to_string());
+                r.replaced_segments.push(path.display().to_string());
+            } else {
+                r.fetched_segments.push(path.display().to_string());
+            }
+            write_segment(path, &copy)?;
+            return Ok(Some((copy, checked)));
+        }
+    }
+    if remote.has(seq) {
+        r.repaired.push(format!("segment {seq}: no repository copy fits the chain; none used"));
+    }
+    let Some(start) = cursor.expect() else {
+        r.problems.push(format!("segment {seq}: where the chain stands before it is unknown; the log ends before it"));
+        return Ok(None);
+    };
+    let end = if is_last { None } else { next_start(ctx, seq + 1)? };
+    let spec = SalvageSpec { seq, start, end, recorded_ms: now_ms(), commit_floor: ctx.commit_floor };
+    let what = path.display().to_string();
+    let out = match salvage(current.as_deref(), spec, &what, &[]) {
+        Ok(out) => out,
+        Err(m) => {
+            r.problems.push(format!("segment {seq} is damaged or missing, no repository holds a copy, and it cannot be salvaged: {m}"));
             return Ok(None);
         }
-        if current.is_some() {
-            let q = quarantine(paths, &[path])?;
-            r.quarantined.push(q.join(path.file_name().unwrap_or_default()).display().to_string());
-            r.replaced_segments.push(path.display().to_string());
+    };
+    let checked = cursor.check(path, seq, &out.bytes, is_last);
+    if let Some(d) = checked.damage.first() {
+        r.problems
+            .push(format!("segment {seq}: the salvaged segment does not check out ({}: {}); the log ends before it", d.kind, d.message));
+        return Ok(None);
+    }
+    if current.is_some() {
+        let q = quarantine(paths, &[path])?;
+        r.quarantined.push(q.join(path.file_name().unwrap_or_default()).display().to_string());
+    }
+    write_segment(path, &out.bytes)?;
+    r.repaired.extend(out.repairs.iter().cloned());
+    r.losses.extend(out.losses.iter().map(|l| format!("LSN {}..={} ({} LSNs): {}", l.first_lsn, l.last_lsn, l.lsn_count(), l.reason)));
+    let bytes = out.bytes.clone();
+    salvaged.push((path.to_path_buf(), SalvageInput { data: current, spec, out }));
+    Ok(Some((bytes, checked)))
+}
+
+fn holds_loss(c: &Checked) -> bool {
+    c.scan.frames.iter().any(|f| f.header.event_format == EVENT_FORMAT_LOSS)
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Where segment `seq` starts, from its header (the local file's, else a repository copy's).
+fn next_start(ctx: &RepairCtx<'_, '_>, seq: u64) -> Result<Option<ChainPos>> {
+    let from =
+        |bytes: &[u8]| SegmentHeader::decode(bytes).ok().filter(|h| h.seq == seq).map(|h| ChainPos::new(h.first_lsn - 1, h.base_hash));
+    if let Some(p) = std::fs::read(segment_path(&ctx.paths.log, seq)).ok().and_then(|b| from(&b)) {
+        return Ok(Some(p));
+    }
+    Ok(ctx.remote.fitting(seq, |b| from(b).is_some())?.and_then(|b| from(&b)))
+}
+
+/// The chain's last segment: segment numbers run on from `first` as long as
+/// the data directory or a repository holds them. A single missing number is
+/// bridged when the segment after it is there (its range becomes a loss);
+/// files beyond a longer hole are not on the chain.
+fn chain_end(first: u64, local: &HashMap<u64, PathBuf>, remote: &Remote<'_>) -> u64 {
+    let present = |s: u64| local.contains_key(&s) || remote.has(s);
+    let mut last = first - 1;
+    let mut s = first;
+    loop {
+        if present(s) {
+            last = s;
+        } else if !present(s + 1) {
+            return last;
+        }
+        s += 1;
+    }
+}
+
+/// Sets aside what in `log/` is not on the chain: segment files beyond its end
+/// and files that are no part of a log. One that is a readable segment of its
+/// own (its header names it) may hold acknowledged candles: that is a problem.
+fn set_aside_strays(paths: &Paths, local: &HashMap<u64, PathBuf>, first: u64, last: u64, r: &mut RecoverReport) -> Result<()> {
+    let mut strays: Vec<PathBuf> = Vec::new();
+    let mut beyond: Vec<_> = local.iter().filter(|(s, _)| **s > last).collect();
+    beyond.sort();
+    for (seq, path) in beyond {
+        let header = std::fs::read(path).ok().and_then(|b| SegmentHeader::decode(&b).ok());
+        if header.is_some_and(|h| h.seq == *seq) {
+            r.problems.push(format!(
+                "{}: segment {seq} is not on the chain (it ends at segment {last}, from segment {first}); set aside, its candles are not in the result",
+                path.display()
+            ));
         } else {
-            r.fetched_segments.push(path.display().to_string());
+            r.repaired.push(format!("{}: not a segment of this log; set aside", path.display()));
         }
-        write_segment(path, &copy)?;
-        return Ok(Some((copy, checked)));
+        strays.push(path.clone());
     }
-    match current {
-        Some(bytes) if is_last => {
-            // The active segment is damaged past the last backup: keep its valid prefix.
-            let scan = cursor.check(path, seq, &bytes, true).scan;
-            let cut = scan.damage.first().map_or(scan.valid_end, |d| d.offset.max(SEGMENT_HEADER_LEN as u64));
-            let end = scan
-                .frames
-                .iter()
-                .take_while(|f| f.offset < cut)
-                .last()
-                .map_or(SEGMENT_HEADER_LEN as u64, |f| f.offset + f.header.frame_len());
-            let q = quarantine(paths, &[path])?;
-            r.quarantined.push(q.display().to_string());
-            let prefix = bytes.get(..end as usize).unwrap_or(&bytes[..]).to_vec();
-            write_segment(path, &prefix)?;
-            r.truncated
-                .push(format!("{} at byte offset {end}: damaged frames after it are lost (resync them with --sync)", path.display()));
-            let checked = cursor.check(path, seq, &prefix, true);
-            Ok(Some((prefix, checked)))
-        }
-        _ => {
-            r.problems.push(format!("segment {seq} is damaged or missing and no repository holds a copy; the log ends before it"));
-            Ok(None)
+    let known = [paths.base_manifest(), paths.base_snapshot()];
+    if let Ok(entries) = std::fs::read_dir(&paths.log) {
+        for e in entries.flatten() {
+            let (path, name) = (e.path(), e.file_name().to_string_lossy().into_owned());
+            let is_file = e.file_type().is_ok_and(|t| t.is_file());
+            let ours = parse_segment_name(&name).is_some() || known.contains(&path) || (name.starts_with('.') && name.ends_with(".tmp"));
+            if is_file && !ours {
+                r.repaired.push(format!("{}: not part of the log; set aside", path.display()));
+                strays.push(path);
+            }
         }
     }
+    if !strays.is_empty() {
+        let refs: Vec<&Path> = strays.iter().map(PathBuf::as_path).collect();
+        r.quarantined.push(quarantine(paths, &refs)?.display().to_string());
+    }
+    Ok(())
+}
+
+/// Names the candles the recorded losses held: those the projection still has
+/// and the log no longer does (docs/recovery.md, "Recorded losses"). They go
+/// into the last loss recorded, and that segment is written once more.
+fn record_losses(paths: &Paths, mut salvaged: Vec<(PathBuf, SalvageInput)>, r: &mut RecoverReport) -> Result<()> {
+    let Some((path, input)) = salvaged.iter_mut().rev().find(|(_, s)| !s.out.losses.is_empty()) else { return Ok(()) };
+    let series = match lost_series(paths) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot tell which candles the lost frames held: {e}");
+            Vec::new()
+        }
+    };
+    if series.is_empty() {
+        return Ok(());
+    }
+    let what = path.display().to_string();
+    let out = salvage(input.data.as_deref(), input.spec, &what, &series).map_err(Error::Failed)?;
+    write_segment(path, &out.bytes)?;
+    let n: u64 = series.iter().map(|s| crate::ops::sync::plan::slots(s.interval, s.first_open, s.last_open)).sum();
+    let first: Vec<String> = series.iter().take(3).map(|s| format!("{} {}", s.symbol, s.interval)).collect();
+    r.losses.push(format!(
+        "the lost frames held {n} candles the projection still has ({}{})",
+        first.join(", "),
+        if series.len() > 3 { ", …" } else { "" }
+    ));
+    Ok(())
+}
+
+/// Runs of candles the projection holds that replaying the log does not give.
+fn lost_series(paths: &Paths) -> Result<Vec<LostSeries>> {
+    let Ok(proj) = Projection::open_read_only(&paths.projection) else { return Ok(Vec::new()) };
+    let mut rows = LogRows::default();
+    let base = LogBase::load(paths)?;
+    let after = match &base {
+        Some(b) => {
+            b.rows_into(paths, &mut rows)?;
+            let a = b.applied()?;
+            ChainPos::new(a.lsn, a.hash)
+        }
+        None => ChainPos::GENESIS,
+    };
+    LogReader::open(&paths.log)?.replay(after, |_, events| -> Result<()> {
+        for e in &events {
+            if let Event::Candle(c) = e {
+                rows.insert(c);
+            }
+        }
+        Ok(())
+    })?;
+    rows.settle();
+    let in_log: HashSet<(&str, Interval, i64)> =
+        rows.series().into_iter().flat_map(|((s, i), opens)| opens.into_iter().map(move |t| (s, i, t))).collect();
+    let mut lost: BTreeMap<(String, Interval), Vec<i64>> = BTreeMap::new();
+    proj.for_each_row(|i, ts, sym, _, _| {
+        if !in_log.contains(&(sym, i, ts)) {
+            lost.entry((sym.to_string(), i)).or_default().push(ts);
+        }
+    })?;
+    let mut out = Vec::new();
+    for ((sym, interval), mut opens) in lost {
+        let Ok(symbol) = Symbol::parse(&sym) else { continue };
+        opens.sort_unstable();
+        let mut run: Option<(i64, i64)> = None;
+        for t in opens {
+            run = match run {
+                Some((a, b)) if interval.next_open(b) == Some(t) => Some((a, t)),
+                Some((a, b)) => {
+                    out.push(LostSeries { symbol: symbol.clone(), interval, first_open: a, last_open: b });
+                    Some((t, t))
+                }
+                None => Some((t, t)),
+            };
+        }
+        if let Some((a, b)) = run {
+            out.push(LostSeries { symbol: symbol.clone(), interval, first_open: a, last_open: b });
+        }
+    }
+    Ok(out)
 }
 
 /// quick_check passes and the recorded head is on the log's chain.

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, Interval, Lsn};
+use crate::log::frame::EVENT_FORMAT_LOSS;
 use crate::log::{ChainPos, ChainWalk, Damage, DamageKind, LocalSegments, SegmentEnd, decode_frame};
 use crate::projection::{Applied, Index, LogRows, Projection, TableDigest, hex};
 use crate::store::{LogBase, Paths, writer_pid};
@@ -41,6 +42,8 @@ pub enum Kind {
     ProjectionUnreadable,
     SegmentSize,
     TornTail,
+    /// A loss recovery recorded in the log (a warning: the log says so itself).
+    RecordedLoss,
 }
 
 impl Kind {
@@ -66,6 +69,7 @@ impl Kind {
             Kind::ProjectionUnreadable => "projection_unreadable",
             Kind::SegmentSize => "segment_size",
             Kind::TornTail => "torn_tail",
+            Kind::RecordedLoss => "recorded_loss",
         }
     }
 }
@@ -228,6 +232,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", &paths.log, e))?;
     let walk = ChainWalk::new(&source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
     let mut segments = Vec::new();
+    let mut losses = Vec::new();
     for step in walk {
         r.segments += 1;
         segments.push((step.entry.seq, step.entry.name.clone()));
@@ -254,6 +259,17 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             let last = meta.header.last_lsn();
             if wanted.contains(&last) {
                 boundaries.insert(last, meta.hash);
+            }
+            if meta.header.event_format == EVENT_FORMAT_LOSS && !damaged.contains(&meta.offset) {
+                // A loss frame holds no candle: it says which ones the log lost.
+                let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
+                match decode_frame(frame, meta, &mut dec) {
+                    Err(message) => {
+                        r.problems.push(problem(Kind::BadPayload, path, Some(meta.offset), Some(meta.header.first_lsn), message))
+                    }
+                    Ok(events) => losses.extend(events.into_iter().filter_map(|e| if let Event::Loss(l) = e { Some(l) } else { None })),
+                }
+                continue;
             }
             if !deep || damaged.contains(&meta.offset) {
                 continue;
@@ -310,13 +326,26 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     if let Some(idx) = &index {
         check_catalog(idx, &segments, &mut r);
     }
+    for l in &losses {
+        let named: Vec<String> = l.series.iter().take(3).map(|s| format!("{} {}", s.symbol, s.interval)).collect();
+        r.warnings.push(problem(
+            Kind::RecordedLoss,
+            &paths.log,
+            None,
+            Some(l.first_lsn),
+            format!(
+                "the log records the loss of LSN {}..={} (segment {}: {}){}; `candlelog health` reports it until it is refilled",
+                l.first_lsn,
+                l.last_lsn,
+                l.segment,
+                l.reason,
+                if named.is_empty() { String::new() } else { format!(", candles of {}", named.join(", ")) }
+            ),
+        ));
+    }
     if deep {
         rows.settle();
-        if let Some((integrity, digests)) = sqlite_side {
-            let integrity = integrity.join().unwrap_or_else(|_| Err("integrity check thread panicked".into()));
-            let digests = digests.join().unwrap_or_else(|_| Err("digest thread panicked".into()));
-            deep_projection(&paths.projection, (integrity, digests), &rows, &mut r);
-        }
+        // The index and the gaps are the log's alone; the projection may also keep lost candles.
         let series = rows.series();
         if let (Some(idx), Some(pa), Some(ia)) = (&index, proj_applied, index_applied)
             && pa == ia
@@ -324,9 +353,47 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             check_cursors(idx, &series, base.is_some(), &mut r);
         }
         r.gaps = gaps(&series);
+        if let Err(e) = keep_lost_rows(&paths.projection, &losses, &mut rows) {
+            r.problems.push(problem(Kind::ProjectionUnreadable, &paths.projection, None, None, e.to_string()));
+        }
+        if let Some((integrity, digests)) = sqlite_side {
+            let integrity = integrity.join().unwrap_or_else(|_| Err("integrity check thread panicked".into()));
+            let digests = digests.join().unwrap_or_else(|_| Err("digest thread panicked".into()));
+            deep_projection(&paths.projection, (integrity, digests), &rows, &mut r);
+        }
     }
     r.ok = r.problems.is_empty();
     Ok(r)
+}
+
+/// The candles a recorded loss took from the log that the projection still
+/// holds are acknowledged candles, not damage: they count as expected rows
+/// as long as the log holds no candle of theirs again (docs/recovery.md,
+/// "Recorded losses").
+fn keep_lost_rows(projection: &std::path::Path, losses: &[crate::event::Loss], rows: &mut LogRows) -> Result<()> {
+    let series: Vec<&crate::event::LostSeries> = losses.iter().flat_map(|l| &l.series).collect();
+    if series.is_empty() {
+        return Ok(());
+    }
+    let in_log: HashSet<(String, Interval, i64)> = rows
+        .series()
+        .into_iter()
+        .filter(|((s, i), _)| series.iter().any(|x| x.symbol.as_str() == *s && x.interval == *i))
+        .flat_map(|((s, i), opens)| opens.into_iter().map(move |t| (s.to_string(), i, t)))
+        .collect();
+    let Ok(p) = Projection::open_read_only(projection) else { return Ok(()) };
+    let mut keep = Vec::new();
+    p.for_each_row(|i, ts, sym, v, trades| {
+        let lost = series.iter().any(|x| x.symbol.as_str() == sym && x.interval == i && (x.first_open..=x.last_open).contains(&ts));
+        if lost && !in_log.contains(&(sym.to_string(), i, ts)) {
+            keep.push((sym.to_string(), i, ts, *v, trades));
+        }
+    })?;
+    for (sym, i, ts, v, trades) in keep {
+        rows.insert_row(&sym, i, ts, &v, trades);
+    }
+    rows.settle();
+    Ok(())
 }
 
 /// The base snapshot's bytes against its manifest (size and blake3).

@@ -199,6 +199,18 @@ impl Index {
         })
     }
 
+    /// How many candles of one series the index holds with open times in `from..=to`
+    /// (health: whether a recorded loss was refilled).
+    pub fn count_between(&self, symbol: &str, interval: Interval, from: i64, to: i64) -> Result<u64, IndexError> {
+        self.guarded("count digests", || {
+            let tx = self.read()?;
+            let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+            let code = interval.code();
+            let range = t.range((symbol, code, from)..=(symbol, code, to)).map_err(self.e("read digests"))?;
+            Ok(range.count() as u64)
+        })
+    }
+
     /// Applies whole frames: `commits` holds (commit_ms, last LSN) per frame.
     pub fn apply(&self, events: &[Event], commits: &[(i64, Lsn)], catalog: &[SegmentInfo], head: Applied) -> Result<(), IndexError> {
         self.guarded("apply", || {

@@ -9,9 +9,12 @@
 use std::path::{Path, PathBuf};
 
 use candlelog::event::codec::{decode_events, decode_events_format, encode_events, required_format};
-use candlelog::event::{Candle, Decimal, Event, Interval, Outcome, OutcomeStatus, Run, RunKind, Symbol};
-use candlelog::log::frame::{FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameHeader, encode_frame, encode_frame_format};
-use candlelog::log::segment::{FOOTER_LEN, Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SegmentHeader};
+use candlelog::event::{Candle, Decimal, Event, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
+use candlelog::log::frame::{
+    EVENT_FORMAT_LOSS, FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameHeader, encode_frame, encode_frame_format, encode_loss_frame,
+};
+use candlelog::log::salvage::{SalvageSpec, salvage};
+use candlelog::log::segment::{FOOTER_LEN, Footer, GENESIS_HASH, SEGMENT_HEADER_LEN, SEGMENT_VERSION_LOSS, SegmentHeader};
 use candlelog::log::{ChainPos, Damage, LogWriter, SegmentEnd, SegmentScan, decode_frame, scan_segment};
 
 // ---------------------------------------------------------------------------
@@ -41,6 +44,8 @@ const ZERO_TAIL_LEN: usize = 64;
 /// Bytes of frame 3's 40-byte header that `zero_check_tail.seg` keeps; the
 /// `header_check` (bytes 36..40) and everything after it are zeros.
 const ZERO_CHECK_KEEP: usize = 36;
+/// When `loss.seg`'s loss was recorded: 2026-01-22 21:00:04 UTC.
+const LOSS_RECORDED_MS: i64 = 1_769_115_604_000;
 /// `base_hash` of `non_genesis_base.seg`: anything but the genesis hash.
 const NON_GENESIS_BASE: [u8; 32] = [0xa5; 32];
 
@@ -409,11 +414,11 @@ fn truncated_footer() -> Vec<u8> {
     b
 }
 
-/// `active.seg` with version 2 in its header (header check recomputed, so
+/// `active.seg` with version 3 in its header (header check recomputed, so
 /// only the version differs from a valid version-1 header).
 fn future_version() -> Vec<u8> {
     let (mut b, _) = active();
-    b[8..10].copy_from_slice(&2u16.to_le_bytes());
+    b[8..10].copy_from_slice(&3u16.to_le_bytes());
     let check = blake3::hash(&b[0..72]);
     b[72..80].copy_from_slice(&check.as_bytes()[0..8]);
     b
@@ -455,6 +460,39 @@ fn non_genesis_base() -> Vec<u8> {
     b
 }
 
+/// The loss `loss.seg` records: frame 3 (LSN 5, the SKRUSDT candle opening
+/// 2026-01-22 16:00 UTC) lost; the chain resumes from frame 3's hash.
+fn loss5() -> Loss {
+    Loss {
+        first_lsn: 5,
+        last_lsn: 5,
+        segment: 2,
+        before_hash: from_hex(SEG1_HEAD_HEX),
+        resumed_hash: from_hex(SEG2_HEAD_HEX),
+        recorded_ms: LOSS_RECORDED_MS,
+        reason: "segment 2: bytes 80..218 are damaged".into(),
+        series: vec![LostSeries {
+            symbol: Symbol::parse("SKRUSDT").unwrap(),
+            interval: Interval::H4,
+            first_open: 1_769_097_600_000,
+            last_open: 1_769_097_600_000,
+        }],
+    }
+}
+
+/// Segment 2, version 2, sealed: a loss frame standing for LSN 5 (frame 3 of
+/// `second.seg`, lost), committed at frame 2's time (the floor), then the
+/// footer. The chain goes on from frame 3's hash.
+fn loss() -> Vec<u8> {
+    let (_, seg1_head) = active();
+    let header = SegmentHeader { seq: 2, first_lsn: 5, base_hash: seg1_head, created_ms: SEG2_CREATED_MS };
+    let mut b = header.encode_version(SEGMENT_VERSION_LOSS).to_vec();
+    encode_loss_frame(&mut b, &loss5(), FRAME2_COMMIT_MS).unwrap();
+    let footer = Footer { last_lsn: 5, frame_count: 1, footer_offset: b.len() as u64, head_hash: from_hex(SEG2_HEAD_HEX) };
+    b.extend_from_slice(&footer.encode());
+    b
+}
+
 fn all_vectors() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("sealed.seg", sealed()),
@@ -470,6 +508,7 @@ fn all_vectors() -> Vec<(&'static str, Vec<u8>)> {
         ("zero_check_tail.seg", zero_check_tail()),
         ("non_genesis_base.seg", non_genesis_base()),
         ("event_format_2.seg", event_format_2()),
+        ("loss.seg", loss()),
     ]
 }
 
@@ -865,7 +904,7 @@ fn future_version_is_refused_with_upgrade_hint() {
         assert!(s.frames.is_empty(), "a reader must not guess at frames of an unknown version");
         let dmg = only_damage(&s);
         assert_eq!((dmg.kind.as_str(), dmg.offset, dmg.lsn), ("unsupported_version", 0, None));
-        assert!(dmg.message.contains("version 2") && dmg.message.contains("upgrade candlelog"), "{}", dmg.message);
+        assert!(dmg.message.contains("version 3") && dmg.message.contains("upgrade candlelog"), "{}", dmg.message);
     }
 }
 
@@ -1237,11 +1276,16 @@ fn event_format_2_runs_are_refused_in_a_format_1_frame() {
     let mut dec = zstd::bulk::Decompressor::new().unwrap();
     let e = decode_frame(&b[m.offset as usize..], m, &mut dec).unwrap_err();
     assert!(e.contains("needs event format 2"), "{e}");
-    // An event format above 2 is a bad frame header.
-    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 3 };
+    // An event format above 3 is a bad frame header (3 is a loss frame).
+    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 4 };
     assert!(FrameHeader::decode(&fh.encode()).is_err());
-    let fh = FrameHeader { event_format: 2, ..fh };
-    assert!(FrameHeader::decode(&fh.encode()).is_ok());
+    for format in [2, 3] {
+        let fh = FrameHeader { event_format: format, ..fh };
+        assert!(FrameHeader::decode(&fh.encode()).is_ok());
+    }
+    // A loss frame's record is bounded: readers decode it while scanning.
+    let fh = FrameHeader { event_format: 3, raw_len: (1 << 20) + 1, ..fh };
+    assert!(FrameHeader::decode(&fh.encode()).is_err());
 }
 
 #[test]
@@ -1256,4 +1300,125 @@ fn writer_continues_a_log_ending_in_event_format_2() {
     let metas = w.append(&frame3_events()).unwrap();
     assert_eq!((metas[0].seq, metas[0].header.first_lsn, metas[0].header.event_format), (3, 8, 1));
     assert_eq!(std::fs::read(log.join(SEG2)).unwrap(), seg2, "a sealed segment never changes");
+}
+
+// ---------------------------------------------------------------------------
+// (e) Loss frames: segment version 2 (format/segment.md, "Loss frames").
+
+/// Offset of `loss.seg`'s footer (= 80 + the loss frame).
+const LOSS_FOOTER_OFFSET: u64 = 304;
+/// Raw payload of `loss.seg`'s loss frame (format/segment.md, "Loss frames").
+const LOSS_RAW_HEX: &str = concat!(
+    "03",                                                                       // tag 3: Loss
+    "0500000000000000",                                                         // first_lsn 5
+    "0500000000000000",                                                         // last_lsn 5
+    "0200000000000000",                                                         // segment 2
+    "806fc4addd7789e787b87576ca28f9b6c2e2e6a1be7615b10cba802a81ab97ca",         // before_hash: head of segment 1
+    "ea6ab5b41f6cb67794cfbb0c23abc531a5d23179e6816081041198202853c1ea",         // resumed_hash: hash after frame 3
+    "20d481e79b010000",                                                         // recorded_ms 1769115604000
+    "24",                                                                       // reason: 36 bytes,
+    "7365676d656e7420323a2062797465732038302e2e323138206172652064616d61676564", // "segment 2: bytes 80..218 are damaged"
+    "01",                                                                       // 1 lost series
+    "07534b5255534454",
+    "08", // SKRUSDT, 4h
+    "001c6fe69b010000",
+    "001c6fe69b010000", // first_open = last_open = 1769097600000
+);
+
+#[test]
+fn loss_segment_re_anchors_the_chain_on_its_recorded_loss() {
+    let (_, s1) = scan("sealed.seg", 1, false, None);
+    for is_last in [true, false] {
+        let (bytes, s) = scan("loss.seg", 2, is_last, Some((s1.next_lsn, s1.head_hash)));
+        assert!(s.damage.is_empty(), "{:#?}", s.damage);
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2, "a segment holding a loss frame is version 2");
+        let resumed = from_hex(SEG2_HEAD_HEX);
+        let footer = Footer { last_lsn: 5, frame_count: 1, footer_offset: LOSS_FOOTER_OFFSET, head_hash: resumed };
+        assert_eq!(s.end, SegmentEnd::Sealed(footer));
+        // The chain after the loss is the hash the lost frame ended with: segment 3 of the
+        // original log (and every projection that recorded LSN 5) still fits.
+        assert_eq!((s.head_hash, s.next_lsn), (resumed, 6));
+        let f = &s.frames[0];
+        assert_eq!((f.offset, f.header.first_lsn, f.header.event_count, f.header.event_format), (80, 5, 1, EVENT_FORMAT_LOSS));
+        assert_eq!(f.header.commit_ms, FRAME2_COMMIT_MS);
+        assert_eq!(f.hash, resumed);
+        assert_eq!(events_of(&bytes, &s), [vec![Event::Loss(loss5())]]);
+        let payload = &bytes[80 + FRAME_HEADER_LEN..80 + FRAME_HEADER_LEN + f.header.payload_len as usize];
+        let raw = zstd::bulk::decompress(payload, f.header.raw_len as usize).unwrap();
+        assert_eq!(hex_bytes(&raw), LOSS_RAW_HEX);
+        // The stored hash is blake3(before ‖ header ‖ payload), like any frame's.
+        let end = 80 + f.header.frame_len() as usize;
+        let mut h = blake3::Hasher::new();
+        h.update(&s1.head_hash);
+        h.update(&bytes[80..end - FRAME_HASH_LEN]);
+        assert_eq!(h.finalize().as_bytes(), &bytes[end - FRAME_HASH_LEN..end]);
+    }
+}
+
+#[test]
+fn loss_frames_are_refused_where_the_format_does_not_allow_them() {
+    let (_, s1) = scan("sealed.seg", 1, false, None);
+    let expect = Some(ChainPos::new(4, s1.head_hash));
+    let (_, good) = read_vector("loss.seg");
+    // In a version-1 segment (header check recomputed): damage, never a re-anchor.
+    let mut v1 = good.clone();
+    v1[8..10].copy_from_slice(&1u16.to_le_bytes());
+    let check = blake3::hash(&v1[0..72]);
+    v1[72..80].copy_from_slice(&check.as_bytes()[0..8]);
+    let s = scan_segment(Path::new(SEG2), 2, &v1, false, expect);
+    assert_eq!(s.damage.first().map(|d| (d.kind.as_str(), d.offset)), Some(("bad_loss", 80)), "{:#?}", s.damage);
+    // A flipped byte in the loss record is a hash mismatch like any frame's.
+    let mut flipped = good.clone();
+    flipped[80 + FRAME_HEADER_LEN + 3] ^= 0x01;
+    let s = scan_segment(Path::new(SEG2), 2, &flipped, false, expect);
+    assert_eq!(s.damage.first().map(|d| (d.kind.as_str(), d.offset)), Some(("hash_mismatch", 80)));
+    // A loss record whose "before" hash is not the chain's (re-framed so the frame hash checks out).
+    let header = SegmentHeader { seq: 2, first_lsn: 5, base_hash: s1.head_hash, created_ms: SEG2_CREATED_MS };
+    let mut b = header.encode_version(SEGMENT_VERSION_LOSS).to_vec();
+    let mut other = loss5();
+    other.before_hash = [7; 32];
+    let mut frame = Vec::new();
+    encode_loss_frame(&mut frame, &other, FRAME2_COMMIT_MS).unwrap();
+    // Chain the frame from the real head so only the record's claim is wrong.
+    let fh = FrameHeader::decode(frame[..FRAME_HEADER_LEN].try_into().unwrap()).unwrap();
+    let payload = frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + fh.payload_len as usize].to_vec();
+    let raw = zstd::bulk::decompress(&payload, fh.raw_len as usize).unwrap();
+    encode_frame_format(&mut b, &s1.head_hash, 5, 1, FRAME2_COMMIT_MS, &raw, &payload, EVENT_FORMAT_LOSS);
+    let s = scan_segment(Path::new(SEG2), 2, &b, true, expect);
+    assert_eq!(s.damage.first().map(|d| (d.kind.as_str(), d.offset)), Some(("bad_loss", 80)), "{:#?}", s.damage);
+    // A writer never appends a loss.
+    let (_, sealed) = read_vector("sealed.seg");
+    let (_tmp, log) = log_dir_with(&[(SEG1, &sealed)]);
+    let (mut w, _) = LogWriter::open(&log, Default::default()).unwrap();
+    assert!(w.append(&[Event::Loss(loss5())]).is_err());
+}
+
+#[test]
+fn salvage_of_a_damaged_segment_gives_the_loss_vector_s_chain() {
+    let (_, sealed) = read_vector("sealed.seg");
+    let (_, s1) = scan("sealed.seg", 1, false, None);
+    // second.seg, sealed, with a payload byte of frame 3 flipped: nothing of it verifies.
+    let mut seg2 = second();
+    let footer = Footer { last_lsn: 5, frame_count: 1, footer_offset: seg2.len() as u64, head_hash: from_hex(SEG2_HEAD_HEX) };
+    seg2.extend_from_slice(&footer.encode());
+    seg2[80 + FRAME_HEADER_LEN + 5] ^= 0x01;
+    let spec = SalvageSpec {
+        seq: 2,
+        start: ChainPos::new(4, s1.head_hash),
+        end: None,
+        recorded_ms: LOSS_RECORDED_MS,
+        commit_floor: FRAME2_COMMIT_MS,
+    };
+    let out = salvage(Some(&seg2), spec, "segment 2", &loss5().series).unwrap();
+    let [l] = &out.losses[..] else { panic!("{:?}", out.losses) };
+    assert_eq!((l.first_lsn, l.last_lsn, l.before_hash, l.resumed_hash), (5, 5, s1.head_hash, from_hex(SEG2_HEAD_HEX)));
+    let s = scan_segment(Path::new(SEG2), 2, &out.bytes, false, Some(ChainPos::new(4, s1.head_hash)));
+    assert!(s.damage.is_empty(), "{:#?}", s.damage);
+    assert_eq!((s.head_hash, s.next_lsn), (from_hex(SEG2_HEAD_HEX), 6));
+    // The writer continues after it on the resumed chain.
+    let (_tmp, log) = log_dir_with(&[(SEG1, &sealed), (SEG2, &out.bytes)]);
+    let (mut w, _) = LogWriter::open(&log, Default::default()).unwrap();
+    assert_eq!((w.head_lsn(), w.head_hash()), (5, from_hex(SEG2_HEAD_HEX)));
+    let metas = w.append(&frame3_events()).unwrap();
+    assert_eq!((metas[0].seq, metas[0].header.first_lsn), (3, 6));
 }

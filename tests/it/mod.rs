@@ -9,6 +9,7 @@ mod property;
 mod prune;
 mod readers;
 mod recover;
+mod recover_damage;
 mod repository;
 mod repository_format;
 mod s3;

@@ -177,7 +177,8 @@ fn damage_to_the_active_tail_the_files_a_snapshot_or_a_manifest_is_recovered_to_
                 let last = *frame_offsets(d, &seg).last().unwrap();
                 flip(&seg, last + 45);
             },
-            1,
+            // The frame is lost but recorded as a loss in its place: the head stays.
+            0,
         ),
         (
             "active segment truncated inside its last frame",
