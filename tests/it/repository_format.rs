@@ -63,7 +63,11 @@ fn snapshot_of(paths: &Paths, created_ms: i64) -> (Vec<u8>, SnapshotManifest) {
     let mut pack = candlelog::snapshot::pack(&raw, applied.lsn, applied.hash, &name, created_ms).unwrap();
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut pack, &mut bytes).unwrap();
-    (bytes, pack.manifest())
+    let mut manifest = pack.manifest();
+    // As `backup` records them: the digests of the log's rows at the snapshot's LSN.
+    let digests = candlelog::store::log_digests_at(paths, applied.lsn).unwrap();
+    manifest.row_digests = Some(candlelog::snapshot::row_digests_json(&digests));
+    (bytes, manifest)
 }
 
 fn put_snapshot(repo: &DirRepository, (bytes, manifest): &(Vec<u8>, SnapshotManifest)) {
@@ -180,6 +184,11 @@ fn repository_vectors_match_the_generator() {
                     m.as_object_mut().unwrap().remove(k).unwrap_or_else(|| panic!("{sub}/{stem}.json has no {k}"));
                 }
             }
+            // The frozen manifests predate `row_digests` (readers take them without it);
+            // today's carry the digests of the golden log's rows at their LSN.
+            let digests = b.as_object_mut().unwrap().remove("row_digests").unwrap_or_else(|| panic!("{sub}/{stem}.json: no row_digests"));
+            let tables: Vec<&String> = digests.as_object().unwrap().keys().collect();
+            assert_eq!(tables, ["ohlcv_d1", "ohlcv_h4"], "{sub}/{stem}.json");
             assert_eq!(a, b, "{sub}/{stem}.json");
         }
     }
