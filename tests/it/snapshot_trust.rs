@@ -296,3 +296,39 @@ fn issue_10_backup_refuses_to_publish_a_projection_that_drifted_from_the_log() {
     let published = std::fs::read_dir(repo.join("snapshots")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(published, 0, "no snapshot object, no manifest");
 }
+
+#[test]
+fn issue_10_a_projection_inside_an_agent_database_is_snapshotted_without_the_agents_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    let agent = tmp.path().join("agent.db");
+    rusqlite::Connection::open(&agent)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE positions (symbol TEXT, qty REAL); INSERT INTO positions VALUES ('SKRUSDT', 12.5); \
+             CREATE VIEW open_positions AS SELECT * FROM positions WHERE qty > 0;",
+        )
+        .unwrap();
+    let p = agent.to_str().unwrap();
+    assert_eq!(run(&dir, &["--projection", p, "import", support::shared_archives().to_str().unwrap()]).code, 0);
+    let r = run(&dir, &["--projection", p, "backup", "--to", repo.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The snapshot holds candlelog's tables only, so its schema checks out and it is used.
+    let (stem, _) = manifests(&repo).remove(0);
+    let raw = zstd::decode_all(std::fs::File::open(repo.join(format!("{stem}.sqlite.zst"))).unwrap()).unwrap();
+    let db = tmp.path().join("snapshot.sqlite");
+    std::fs::write(&db, raw).unwrap();
+    assert_eq!(foreign_schema(&db), Vec::<String>::new());
+    assert_eq!(table_rows(&db, "ohlcv_h4"), table_rows(&agent, "ohlcv_h4"));
+    assert_eq!(run(tmp.path(), &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep"]).code, 0);
+    let into = tmp.path().join("restored");
+    let r = run(tmp.path(), &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert!(v["snapshot_lsn"].as_u64().is_some() && v["rejected_snapshots"] == serde_json::json!([]), "{v}");
+    assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&agent, "ohlcv_h4"));
+    // The agent's database is untouched by the backup.
+    let qty: f64 = rusqlite::Connection::open(&agent).unwrap().query_row("SELECT qty FROM open_positions", [], |r| r.get(0)).unwrap();
+    assert_eq!(qty, 12.5);
+}
