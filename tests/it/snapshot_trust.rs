@@ -332,3 +332,36 @@ fn issue_10_a_projection_inside_an_agent_database_is_snapshotted_without_the_age
     let qty: f64 = rusqlite::Connection::open(&agent).unwrap().query_row("SELECT qty FROM open_positions", [], |r| r.get(0)).unwrap();
     assert_eq!(qty, 12.5);
 }
+
+#[test]
+fn issue_10_a_log_base_carrying_a_trigger_is_refused_by_verify_and_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("pruned");
+    support::copy_dir(&super::golden::vectors_dir().join("repository/pruned"), &repo);
+    let dir = tmp.path().join("data");
+    let r = run(tmp.path(), &["restore", "--from", repo.to_str().unwrap(), "--into", dir.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    // The base snapshot gains a trigger; its hashes in log/base.json are recomputed.
+    let (object, manifest) = (dir.join("log/base.sqlite.zst"), dir.join("log/base.json"));
+    let db = tmp.path().join("base.sqlite");
+    std::fs::write(&db, zstd::decode_all(std::fs::File::open(&object).unwrap()).unwrap()).unwrap();
+    rusqlite::Connection::open(&db).unwrap().execute_batch(TRIGGER).unwrap();
+    let raw = std::fs::read(&db).unwrap();
+    let compressed = zstd::encode_all(&raw[..], 3).unwrap();
+    std::fs::write(&object, &compressed).unwrap();
+    let mut base: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    base["snapshot"]["file_bytes"] = compressed.len().into();
+    base["snapshot"]["file_blake3"] = blake3::hash(&compressed).to_hex().as_str().into();
+    base["snapshot"]["raw_bytes"] = raw.len().into();
+    base["snapshot"]["raw_blake3"] = blake3::hash(&raw).to_hex().as_str().into();
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&base).unwrap()).unwrap();
+
+    let v = run(&dir, &["verify", "--deep"]);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(v.stdout.contains("trigger \"spy_on_insert\""), "{}", v.stdout);
+    let r = run(&dir, &["rebuild"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("its schema is not candlelog's"), "{}", r.stderr);
+    assert_eq!(foreign_schema(&dir.join("candles.sqlite")), Vec::<String>::new(), "nothing of the base's schema reached the projection");
+}
