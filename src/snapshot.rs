@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::projection::digest::{Digests, differences};
 use crate::projection::{Projection, hex};
 
 /// Repository format this build writes and reads.
@@ -33,6 +34,11 @@ pub struct SnapshotManifest {
     pub raw_bytes: u64,
     pub raw_blake3: String,
     pub rows: BTreeMap<String, u64>,
+    /// Table → digest of its rows as the log gives them at `lsn`
+    /// (src/projection/digest.rs), for every table with rows. Absent from
+    /// manifests written before backups recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_digests: Option<BTreeMap<String, String>>,
     pub created_ms: i64,
     pub candlelog_version: String,
 }
@@ -114,6 +120,7 @@ impl Pack {
             raw_bytes,
             raw_blake3,
             rows: std::mem::take(&mut self.rows),
+            row_digests: None,
             created_ms: self.created_ms,
             candlelog_version: env!("CARGO_PKG_VERSION").to_string(),
         }
@@ -174,6 +181,90 @@ pub fn unpack_to(m: &SnapshotManifest, compressed: impl Read, dest: &Path) -> Re
         return damaged(format!("decompressed bytes differ from the manifest ({raw_bytes} bytes, manifest {})", m.raw_bytes));
     }
     Ok(())
+}
+
+/// Digests as a manifest's `row_digests` holds them: table → 64 hex digits.
+pub fn row_digests_json(d: &Digests) -> BTreeMap<String, String> {
+    d.iter().filter(|(_, t)| t.rows > 0).map(|(i, t)| (i.table().to_string(), hex(&t.digest))).collect()
+}
+
+/// How far the rows of a snapshot that passed [`check_contents`] were checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowsChecked {
+    /// Against the log's rows at its LSN (and the manifest's digests, when it has them).
+    Log,
+    /// Against the manifest's `row_digests` only: the log before it is not at hand.
+    Manifest,
+    /// Not at all: neither the log before it nor a digest in its manifest.
+    Unchecked,
+}
+
+/// Checks the snapshot of manifest `m`, unpacked at `db` (by [`unpack_to`]),
+/// before anything uses it; a failure refuses the snapshot. In this order:
+/// its schema is exactly candlelog's tables and indexes (so no trigger can
+/// fire later, no view or other table comes along: reading the schema runs
+/// nothing in it); `quick_check`; its state row is the manifest's LSN and
+/// head hash; the digest of its rows equals the manifest's `row_digests`, if
+/// any, and the log's rows at its LSN from `from_log` (asked only when all
+/// else passed; `Ok(None)` when the log before the snapshot is not at hand).
+pub fn check_contents(m: &SnapshotManifest, db: &Path, from_log: impl FnOnce() -> Result<Option<Digests>>) -> Result<RowsChecked> {
+    let refuse = |what: String| Err(Error::Damaged(format!("snapshot {} (LSN {}): {what}; refused", m.file, m.lsn)));
+    let p = match Projection::open_read_only(db) {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("cannot be opened: {e}")),
+    };
+    match crate::projection::sqlite::schema_problems(p.connection()) {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => return refuse(format!("its schema is not candlelog's: {}", problems.join("; "))),
+        Err(e) => return refuse(format!("its schema cannot be read: {e}")),
+    }
+    match p.integrity_check(true) {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => return refuse(format!("fails quick_check: {}", problems.join("; "))),
+        Err(e) => return refuse(format!("fails quick_check: {e}")),
+    }
+    match p.applied() {
+        Ok(a) if a.lsn == m.lsn && hex(&a.hash) == m.head_hash => {}
+        Ok(a) => {
+            return refuse(format!(
+                "its candlelog_state says LSN {} with head hash {}, its manifest LSN {} with {}: it is another snapshot relabelled",
+                a.lsn,
+                hex(&a.hash),
+                m.lsn,
+                m.head_hash
+            ));
+        }
+        Err(e) => return refuse(format!("its candlelog_state cannot be read: {e}")),
+    }
+    let found = match p.digests() {
+        Ok(d) => d,
+        Err(e) => return refuse(format!("its rows cannot be read: {e}")),
+    };
+    drop(p);
+    if let Some(recorded) = &m.row_digests {
+        let found = row_digests_json(&found);
+        if let Some(table) = found.keys().chain(recorded.keys()).find(|t| found.get(*t) != recorded.get(*t)) {
+            return refuse(format!(
+                "its rows differ from the manifest's row_digests (table {table}: digest {}, the manifest says {})",
+                found.get(table).map_or("of no rows", String::as_str),
+                recorded.get(table).map_or("no rows", String::as_str)
+            ));
+        }
+    }
+    let Some(expected) = from_log()? else {
+        return Ok(if m.row_digests.is_some() { RowsChecked::Manifest } else { RowsChecked::Unchecked });
+    };
+    if let Some((i, e, f)) = differences(&expected, &found).first() {
+        return refuse(format!(
+            "its rows differ from the log's at LSN {} (table {}: {} rows, the log gives {} rows{})",
+            m.lsn,
+            i.table(),
+            f.rows,
+            e.rows,
+            if e.rows == f.rows { " with other values" } else { "" }
+        ));
+    }
+    Ok(RowsChecked::Log)
 }
 
 #[cfg(test)]

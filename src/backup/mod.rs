@@ -207,18 +207,21 @@ fn read_back(repo: &dyn Repository, name: &str, blake3_hex: &str, bytes: u64) ->
     Ok(())
 }
 
-/// A snapshot of the projection, streamed: copy, compress and hash on the
-/// way to the repository, read back, and only then the manifest.
+/// A snapshot of the projection, streamed: copy, check its rows against the
+/// log, compress and hash on the way to the repository, read back, and only
+/// then the manifest (with the digests of the rows the log gives).
 fn publish_snapshot(store: &Store, repo: &dyn Repository, report: &mut BackupReport) -> Result<()> {
     let tmp = store.paths().root.join(format!(".snapshot-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let published = (|| {
         let applied = store.snapshot_projection(&tmp)?;
+        let row_digests = rows_as_the_log_gives(store.paths(), &tmp, applied.lsn)?;
         let created = crate::log::writer::now_ms();
         let base = format!("snapshots/{:020}-{created}", applied.lsn);
         let mut pack = snapshot::pack(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"), created)?;
         repo.write_from(&format!("{base}.sqlite.zst"), &mut pack)?;
-        let manifest = pack.manifest();
+        let mut manifest = pack.manifest();
+        manifest.row_digests = Some(snapshot::row_digests_json(&row_digests));
         // Read back before the manifest makes it a backup.
         read_back(repo, &manifest.file, &manifest.file_blake3, manifest.file_bytes)?;
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::io("serialise manifest", "", std::io::Error::other(e)))?;
@@ -230,6 +233,29 @@ fn publish_snapshot(store: &Store, repo: &dyn Repository, report: &mut BackupRep
     report.bytes_uploaded += manifest.file_bytes + json_len;
     report.snapshot = Some(manifest);
     Ok(())
+}
+
+/// The digests of the rows the log gives at `lsn` (computed from the log, on
+/// a second core) — provided the snapshot copy at `copy` holds exactly them:
+/// a projection that drifted from the log is never published as a backup.
+fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, lsn: u64) -> Result<crate::projection::Digests> {
+    let (from_log, in_copy) = std::thread::scope(|s| {
+        let from_log = s.spawn(|| crate::store::log_digests_at(paths, lsn));
+        let in_copy = crate::projection::Projection::open_read_only(copy).and_then(|p| p.digests()).map_err(Error::from);
+        (from_log.join().unwrap_or_else(|_| Err(Error::Failed("the log digest thread panicked".into()))), in_copy)
+    });
+    let (from_log, in_copy) = (from_log?, in_copy?);
+    if let Some((i, e, f)) = crate::projection::digest::differences(&from_log, &in_copy).first() {
+        return Err(Error::Damaged(format!(
+            "{}: table {} holds {} rows at LSN {lsn} that differ from the log's ({} rows): no snapshot of it is published; \
+             run `candlelog verify --deep`, then `candlelog rebuild`",
+            paths.projection.display(),
+            i.table(),
+            f.rows,
+            e.rows
+        )));
+    }
+    Ok(from_log)
 }
 
 /// The snapshot manifests of a repository, oldest LSN first. Unreadable or

@@ -1,16 +1,19 @@
 //! `backup verify`: every object of a repository against its name or
 //! manifest, the segments' chain (walked like every other chain, through
 //! src/log/chain.rs), gaps, and that each snapshot sits on the chain;
-//! `deep` also streams each snapshot out and runs quick_check on it.
+//! `deep` also streams each snapshot out and checks what it holds as restore
+//! would (src/snapshot.rs, `check_contents`: schema, quick_check, state row,
+//! rows against the digests the segments give at its LSN, decoded on the
+//! same walk, and against its manifest's).
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{RepoSegments, Repository, check_format, manifests};
+use super::{RepoSegments, Repository, SnapshotManifest, check_format, manifests};
 use crate::error::{Error, Result};
-use crate::log::{ChainWalk, DamageKind};
-use crate::projection::hex;
+use crate::log::{ChainWalk, DamageKind, decode_frame};
+use crate::projection::{Digests, DigestsAt, LogRows, hex};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RepoVerifyReport {
@@ -40,6 +43,11 @@ pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport
     r.first_lsn = start.next_lsn();
     // Chain hashes at every frame boundary, from the log start (genesis at LSN 0, or a pruned repository's base).
     let mut boundaries: HashMap<u64, String> = HashMap::from([(start.lsn, hex(&start.hash))]);
+    let (list, bad) = manifests(repo)?;
+    // The rows at each snapshot's LSN, from the segments: only from a chain
+    // that starts at LSN 1 (a pruned one lacks the rows before its start).
+    let mut rows = (deep && start.lsn == 0).then(|| DigestsAt::new(LogRows::default(), 0, list.iter().map(|m| m.lsn)));
+    let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", "", e))?;
     let walk = ChainWalk::new(&source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
     let mut want = first_seq;
     for step in walk {
@@ -53,23 +61,41 @@ pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport
             });
         }
         want = seq + 1;
-        if let Some((_, checked)) = &step.segment {
+        if !step.damage.is_empty() {
+            rows = None; // the chain is refused: no rows from here on
+        }
+        if let Some((data, checked)) = &step.segment {
             for f in &checked.scan.frames {
                 boundaries.insert(f.header.last_lsn(), hex(&f.hash));
+                let Some(at) = rows.as_mut().filter(|at| !at.done(f.header.first_lsn.saturating_sub(1))) else { continue };
+                match decode_frame(data.get(f.offset as usize..).unwrap_or(&[]), f, &mut dec) {
+                    Ok(events) => at.frame(f.header.last_lsn(), &events),
+                    Err(message) => {
+                        r.problems.push(format!("{obj} at byte offset {}: bad_payload: {message}", f.offset));
+                        rows = None;
+                    }
+                }
             }
             if checked.scan.header.is_some() {
                 r.head_lsn = checked.scan.next_lsn - 1;
             }
         }
     }
-    check_snapshots(repo, deep, &boundaries, &mut r)?;
+    check_snapshots(repo, (list, bad), deep, &boundaries, rows.as_ref(), &mut r)?;
     r.ok = r.problems.is_empty();
     Ok(r)
 }
 
-/// Each manifest's file against the manifest (streamed), and its head on the chain.
-fn check_snapshots(repo: &dyn Repository, deep: bool, boundaries: &HashMap<u64, String>, r: &mut RepoVerifyReport) -> Result<()> {
-    let (list, bad) = manifests(repo)?;
+/// Each manifest's file against the manifest (streamed), and its head on the
+/// chain; `deep`: what it holds against the rows of the chain at its LSN.
+fn check_snapshots(
+    repo: &dyn Repository,
+    (list, bad): (Vec<SnapshotManifest>, Vec<String>),
+    deep: bool,
+    boundaries: &HashMap<u64, String>,
+    rows: Option<&DigestsAt>,
+    r: &mut RepoVerifyReport,
+) -> Result<()> {
     r.problems.extend(bad);
     let tmpdir = std::env::temp_dir().join(format!("candlelog-verify-{}", std::process::id()));
     for m in &list {
@@ -82,7 +108,8 @@ fn check_snapshots(repo: &dyn Repository, deep: bool, boundaries: &HashMap<u64, 
         } else if boundaries.get(&m.lsn) != Some(&m.head_hash) {
             r.problems.push(format!("snapshot {}: its head hash at LSN {} is not on the segments' chain", m.file, m.lsn));
         }
-        let checked = if deep { unpack_and_check(repo, m, &tmpdir) } else { hash_matches(repo, m) };
+        let from_log = rows.and_then(|at| at.at(m.lsn));
+        let checked = if deep { unpack_and_check(repo, m, &tmpdir, from_log) } else { hash_matches(repo, m) };
         match checked {
             Ok(()) => {}
             // Unpacking names the snapshot itself.
@@ -94,7 +121,7 @@ fn check_snapshots(repo: &dyn Repository, deep: bool, boundaries: &HashMap<u64, 
     Ok(())
 }
 
-fn hash_matches(repo: &dyn Repository, m: &crate::snapshot::SnapshotManifest) -> Result<()> {
+fn hash_matches(repo: &dyn Repository, m: &SnapshotManifest) -> Result<()> {
     let (h, n) = repo.hash(&m.file)?;
     if n != m.file_bytes || h.to_hex().as_str() != m.file_blake3 {
         return Err(Error::Damaged("size or blake3 differs from its manifest".into()));
@@ -102,12 +129,13 @@ fn hash_matches(repo: &dyn Repository, m: &crate::snapshot::SnapshotManifest) ->
     Ok(())
 }
 
-/// Streams the snapshot out (checking every byte against the manifest) and runs quick_check.
-fn unpack_and_check(repo: &dyn Repository, m: &crate::snapshot::SnapshotManifest, tmpdir: &std::path::Path) -> Result<()> {
+/// Streams the snapshot out (checking every byte against the manifest) and
+/// checks what it holds, its rows against `from_log` when the chain gave them.
+fn unpack_and_check(repo: &dyn Repository, m: &SnapshotManifest, tmpdir: &std::path::Path, from_log: Option<&Digests>) -> Result<()> {
     crate::durable::create_dir(tmpdir)?;
     let p = tmpdir.join("snapshot.sqlite");
-    crate::snapshot::unpack_to(m, repo.open_reader(&m.file)?, &p)?;
-    let errs = crate::projection::Projection::open_read_only(&p)?.integrity_check(true)?;
+    let checked = crate::snapshot::unpack_to(m, repo.open_reader(&m.file)?, &p)
+        .and_then(|()| crate::snapshot::check_contents(m, &p, || Ok(from_log.cloned())));
     let _ = std::fs::remove_file(&p);
-    if errs.is_empty() { Ok(()) } else { Err(Error::Damaged(format!("quick_check: {}", errs.join("; ")))) }
+    checked.map(|_| ())
 }

@@ -229,6 +229,9 @@ pub fn run_restore(_cli: &Cli, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&r)?;
     } else {
+        for x in &r.rejected_snapshots {
+            outln!("snapshot refused: {x}");
+        }
         outln!(
             "restored {} up to LSN {} (hash {}) from {} segment(s){}{} in {} ms",
             r.into,
@@ -335,6 +338,9 @@ pub fn run_recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitCode> {
         }
         for x in &r.losses {
             outln!("LOSS recorded in the log: {x}");
+        }
+        for x in &r.rejected_snapshots {
+            outln!("snapshot refused: {x}");
         }
         for p in &r.problems {
             outln!("PROBLEM {p}");

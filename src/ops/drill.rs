@@ -9,9 +9,9 @@ use serde::Serialize;
 use super::restore::{Cut, restore};
 use crate::backup::Repository;
 use crate::error::{Error, Result};
-use crate::event::{Event, Interval};
-use crate::log::LogReader;
-use crate::projection::{LogRows, Projection};
+use crate::event::Event;
+use crate::projection::Projection;
+use crate::projection::digest::differences;
 use crate::store::{LogBase, Paths};
 
 #[derive(Clone, Debug, Serialize)]
@@ -20,6 +20,8 @@ pub struct DrillReport {
     pub repository: String,
     pub restored_lsn: u64,
     pub snapshot_lsn: Option<u64>,
+    /// Snapshots the restore refused (each named, with why): each is a problem.
+    pub rejected_snapshots: Vec<String>,
     /// Restore + deep verify of the copy: the measured recovery time.
     pub rto_ms: u64,
     pub compare_ms: u64,
@@ -41,6 +43,7 @@ pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
         repository: repo.location(),
         restored_lsn: 0,
         snapshot_lsn: None,
+        rejected_snapshots: Vec::new(),
         rto_ms,
         compare_ms: 0,
         tables_compared: 0,
@@ -58,6 +61,10 @@ pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
     };
     report.restored_lsn = r.head_lsn;
     report.snapshot_lsn = r.snapshot_lsn;
+    // The restore fell back past them, but a backup holding a snapshot that must be refused is not sound.
+    let fell_back_to = r.snapshot_lsn.map_or("the log alone".to_string(), |l| format!("the snapshot at LSN {l}"));
+    report.problems.extend(r.rejected_snapshots.iter().map(|why| format!("{why} (the restore used {fell_back_to} instead)")));
+    report.rejected_snapshots = r.rejected_snapshots;
     let t = Instant::now();
     let compared = compare(live, &Paths::new(&into, None), r.head_lsn);
     report.compare_ms = t.elapsed().as_millis() as u64;
@@ -77,45 +84,23 @@ pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
 /// Digests of the live log replayed to `lsn` against the restored projection's rows.
 fn compare(live: &Paths, restored: &Paths, lsn: u64) -> Result<(usize, Vec<String>)> {
     live.require_dir()?;
-    let mut latest = LogRows::default();
-    // A live log whose older history was pruned: its base snapshot's rows, then the frames after it.
-    let mut after = 0;
-    if let Some(base) = LogBase::load(live)? {
-        if lsn < base.snapshot.lsn {
-            return Err(Error::Failed(format!(
-                "the live log starts at its base (LSN {}), after the backup's LSN {lsn}: the copy is older than the history this directory holds; take a new backup first",
-                base.snapshot.lsn
-            )));
-        }
-        base.rows_into(live, &mut latest)?;
-        after = base.snapshot.lsn;
+    if let Some(base) = LogBase::load(live)?
+        && lsn < base.snapshot.lsn
+    {
+        return Err(Error::Failed(format!(
+            "the live log starts at its base (LSN {}), after the backup's LSN {lsn}: the copy is older than the history this directory holds; take a new backup first",
+            base.snapshot.lsn
+        )));
     }
-    let reader = LogReader::open(&live.log)?;
-    reader.replay::<Error>(reader.start()?, |meta, events| {
-        if meta.header.last_lsn() <= lsn && meta.header.first_lsn > after {
-            for e in events {
-                if let Event::Candle(c) = e {
-                    latest.insert(&c);
-                }
-            }
-        }
-        Ok(())
-    })?;
-    latest.settle();
-    let expected = latest.digests();
+    let expected = crate::store::log_digests_at(live, lsn)?;
     let actual = Projection::open_read_only(&restored.projection)?.digests()?;
-    let mut diffs = Vec::new();
-    let tables: std::collections::BTreeSet<Interval> = expected.keys().chain(actual.keys()).copied().collect();
-    for i in &tables {
-        if expected.get(i) != actual.get(i) {
-            diffs.push(format!(
-                "{}: the restored copy holds {} rows that differ from the live log at LSN {lsn} ({} rows)",
-                i.table(),
-                actual.get(i).map_or(0, |d| d.rows),
-                expected.get(i).map_or(0, |d| d.rows)
-            ));
-        }
-    }
+    let tables: std::collections::BTreeSet<_> = expected.keys().chain(actual.keys()).collect();
+    let diffs = differences(&expected, &actual)
+        .into_iter()
+        .map(|(i, e, a)| {
+            format!("{}: the restored copy holds {} rows that differ from the live log at LSN {lsn} ({} rows)", i.table(), a.rows, e.rows)
+        })
+        .collect();
     Ok((tables.len(), diffs))
 }
 

@@ -47,6 +47,8 @@ pub struct RecoverReport {
     pub truncated: Vec<String>,
     pub quarantined: Vec<String>,
     pub snapshot_lsn: Option<u64>,
+    /// Snapshots refused (each named, with why): an older one or the log was used instead.
+    pub rejected_snapshots: Vec<String>,
     pub head_lsn: u64,
     /// Losses recorded in the log: ranges no copy anywhere could save.
     pub losses: Vec<String>,
@@ -143,6 +145,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         truncated: Vec::new(),
         quarantined: quarantined_lock.iter().map(|q| q.join("lock").display().to_string()).collect(),
         snapshot_lsn: None,
+        rejected_snapshots: Vec::new(),
         head_lsn: 0,
         losses: Vec::new(),
         repaired: Vec::new(),
@@ -255,7 +258,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
             if paths.projection.exists() {
                 r.quarantined.push(quarantine(paths, &[paths.projection.as_path()])?.display().to_string());
             }
-            match best_snapshot(repos, &boundaries, r.head_lsn, &paths.projection)? {
+            match best_snapshot(repos, &boundaries, r.head_lsn, paths, &mut r.rejected_snapshots)? {
                 Some(m) => {
                     r.snapshot_lsn = Some(m.lsn);
                     format!("restored snapshot at LSN {} ({})", m.lsn, m.file)
@@ -684,16 +687,27 @@ fn projection_trusted(path: &Path, boundaries: &HashMap<u64, [u8; 32]>, head: u6
     }
 }
 
-/// The newest snapshot that is good. "On the chain" (its LSN is a boundary of
-/// the verified log with its hash) is monotone over snapshots ordered by LSN,
-/// so a binary search finds the newest such point; that snapshot is then
-/// confirmed (hash, unpack, quick_check), falling back newest-first.
+/// The newest snapshot that is good, unpacked as the projection. "On the
+/// chain" (its LSN is a boundary of the verified log with its hash) is
+/// monotone over snapshots ordered by LSN, so a binary search finds the newest
+/// such point; that snapshot is then confirmed (hash, unpack, then schema,
+/// quick_check, state row and rows against the local log at its LSN:
+/// `snapshot::check_contents`), falling back newest-first. Each snapshot
+/// refused is added to `rejected`, naming it.
 fn best_snapshot(
     repos: &[&dyn Repository],
     boundaries: &HashMap<u64, [u8; 32]>,
     head: u64,
-    dest: &Path,
+    paths: &Paths,
+    rejected: &mut Vec<String>,
 ) -> Result<Option<SnapshotManifest>> {
+    let dest = &paths.projection;
+    let mut refuse = |why: String| {
+        tracing::warn!("snapshot skipped: {why}");
+        if !rejected.contains(&why) {
+            rejected.push(why);
+        }
+    };
     for repo in repos {
         let (list, _) = manifests(*repo)?;
         let on_chain = |m: &SnapshotManifest| m.lsn <= head && boundaries.get(&m.lsn).map(|h| hex(h)) == Some(m.head_hash.clone());
@@ -703,13 +717,15 @@ fn best_snapshot(
         // have broken the order, every other on-chain snapshot, newest first.
         let rest = list[cut..].iter().rev().filter(|m| on_chain(m));
         for m in list[..cut].iter().rev().chain(rest) {
-            let unpacked = repo.open_reader(&m.file).map_err(crate::Error::from).and_then(|r| snapshot::unpack_to(m, r, dest));
-            if let Err(e) = unpacked {
-                tracing::warn!(snapshot = %m.file, "skipped: {e}");
-                continue;
-            }
-            if Projection::open_read_only(dest).and_then(|p| p.integrity_check(true)).map(|e| e.is_empty()).unwrap_or(false) {
-                return Ok(Some(m.clone()));
+            let checked = repo
+                .open_reader(&m.file)
+                .map_err(crate::Error::from)
+                .and_then(|r| snapshot::unpack_to(m, r, dest))
+                .and_then(|()| snapshot::check_contents(m, dest, || crate::store::log_digests_at(paths, m.lsn).map(Some)));
+            match checked {
+                Ok(_) => return Ok(Some(m.clone())),
+                Err(Error::Damaged(message)) if message.starts_with("snapshot ") => refuse(message),
+                Err(e) => refuse(format!("snapshot {}: {e}", m.file)),
             }
             let _ = std::fs::remove_file(dest);
         }

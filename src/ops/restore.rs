@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::backup::{RepoError, RepoSegments, Repository, check_format, manifests};
 use crate::error::{Error, Result};
 use crate::log::{ChainPos, ChainWalk, DamageKind};
-use crate::projection::{Projection, hex};
+use crate::projection::hex;
 use crate::snapshot::{self, SnapshotManifest};
 use crate::store::base::BASE_FORMAT;
 use crate::store::{LogBase, Paths, Store, StoreOptions};
@@ -34,6 +34,9 @@ pub struct RestoreReport {
     pub head_lsn: u64,
     pub head_hash: String,
     pub snapshot_lsn: Option<u64>,
+    /// Snapshots refused on the way (each named, with why): an older one or
+    /// the log was used instead.
+    pub rejected_snapshots: Vec<String>,
     pub segments: u64,
     /// Where the directory's previous contents were moved (with --force).
     pub previous_moved_to: Option<String>,
@@ -64,7 +67,7 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
     let _ = std::fs::remove_dir_all(&temp);
     remove_stale_restores(parent, name);
     let result = build(repo, &temp, cut);
-    let (head_lsn, head_hash, snapshot_lsn, segments) = match result {
+    let Built { head_lsn, head_hash, snapshot_lsn, rejected_snapshots, segments } = match result {
         Ok(x) => x,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&temp);
@@ -87,6 +90,7 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
         head_lsn,
         head_hash: hex(&head_hash),
         snapshot_lsn,
+        rejected_snapshots,
         segments,
         previous_moved_to: previous,
         elapsed_ms: started.elapsed().as_millis() as u64,
@@ -108,7 +112,14 @@ fn remove_stale_restores(parent: &Path, name: &str) {
     }
 }
 
-type Built = (u64, [u8; 32], Option<u64>, u64);
+/// What `build` made: the head, the snapshot used and those refused, the segments written.
+struct Built {
+    head_lsn: u64,
+    head_hash: [u8; 32],
+    snapshot_lsn: Option<u64>,
+    rejected_snapshots: Vec<String>,
+    segments: u64,
+}
 
 /// Whether a frame lies within the cut.
 fn within(cut: Cut, f: &crate::log::FrameMeta) -> bool {
@@ -128,15 +139,15 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     if source.objects().next().is_none() {
         return Err(RepoError::incomplete(repo.location(), "holds no segments").into());
     }
-    let (list, refused) = manifests(repo)?;
-    for why in &refused {
+    let (list, mut rejected) = manifests(repo)?;
+    for why in &rejected {
         tracing::warn!("snapshot manifest skipped: {why}");
     }
     let (target, boundaries, written) = restore_segments(&source, first_seq, start, cut, &paths)?;
     check_target(repo, &source, &list, start, target)?;
     check_not_beyond_head(repo, cut, target)?;
     let target = target.unwrap_or_default().pos;
-    let snapshot_lsn = restore_snapshot(repo, &source, &list, &boundaries, start, target.lsn, &paths)?;
+    let snapshot_lsn = restore_snapshot(repo, &source, &list, &boundaries, (start, target.lsn), &paths, &mut rejected)?;
     // Opening catches the projection up from the snapshot and builds the index from the log.
     drop(Store::open(&paths, StoreOptions::default())?);
     let report = super::verify::verify(&paths, true)?;
@@ -147,7 +158,7 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
             report.problems.len()
         )));
     }
-    Ok((target.lsn, target.hash, snapshot_lsn, written))
+    Ok(Built { head_lsn: target.lsn, head_hash: target.hash, snapshot_lsn, rejected_snapshots: rejected, segments: written })
 }
 
 /// The last frame kept, the chain hash at every frame boundary kept, and the segments written.
@@ -259,34 +270,53 @@ fn earliest(list: &[SnapshotManifest], first_lsn: u64) -> String {
         .map_or("none: it holds no snapshot after the start".into(), |l| format!("LSN {l}"))
 }
 
-/// The newest snapshot at or before the cut that checks out (streamed,
-/// against its manifest, then quick_check) and sits on the chain. From a
-/// pruned repository it also becomes the log's base.
+/// The newest snapshot at or before the cut (`(start, target)`) that sits on
+/// the chain and checks out: streamed against its manifest, then its schema,
+/// quick_check, state row and rows (src/snapshot.rs, `check_contents`)
+/// against the restored log at its LSN — or, from a pruned repository whose
+/// log before it is gone, against its manifest's digests. Each one refused is
+/// added to `rejected`, naming it. From a pruned repository it also becomes
+/// the log's base.
 fn restore_snapshot(
     repo: &dyn Repository,
     source: &RepoSegments<'_>,
     list: &[SnapshotManifest],
     boundaries: &HashMap<u64, [u8; 32]>,
-    start: ChainPos,
-    target: u64,
+    (start, target): (ChainPos, u64),
     paths: &Paths,
+    rejected: &mut Vec<String>,
 ) -> Result<Option<u64>> {
     let first_lsn = start.next_lsn();
+    let mut refuse = |why: String| {
+        tracing::warn!("snapshot skipped: {why}");
+        rejected.push(why);
+    };
     for m in list.iter().rev().filter(|m| m.lsn <= target && m.lsn + 1 >= first_lsn) {
         if boundaries.get(&m.lsn).map(|h| hex(h)) != Some(m.head_hash.clone()) {
-            tracing::warn!(snapshot = %m.file, "skipped: its head hash is not on the log's chain");
+            refuse(format!("snapshot {}: its head hash at LSN {} is not on the log's chain", m.file, m.lsn));
             continue;
         }
         let unpacked = repo.open_reader(&m.file).map_err(Error::from).and_then(|r| snapshot::unpack_to(m, r, &paths.projection));
-        if let Err(e) = unpacked {
-            tracing::warn!(snapshot = %m.file, "skipped: {e}");
-            continue;
-        }
-        let ok = Projection::open_read_only(&paths.projection).and_then(|p| p.integrity_check(true)).map(|e| e.is_empty()).unwrap_or(false);
-        if !ok {
-            tracing::warn!(snapshot = %m.file, "skipped: fails quick_check");
-            let _ = std::fs::remove_file(&paths.projection);
-            continue;
+        // The log before the snapshot is in the restored directory unless the repository was pruned.
+        let checked = unpacked.and_then(|()| {
+            snapshot::check_contents(m, &paths.projection, || {
+                if source.start.is_some() { Ok(None) } else { crate::store::log_digests_at(paths, m.lsn).map(Some) }
+            })
+        });
+        match checked {
+            Ok(snapshot::RowsChecked::Unchecked) => tracing::warn!(
+                snapshot = %m.file,
+                "its rows cannot be checked: its manifest has no row_digests (written before backups recorded them) and the log before it was pruned"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                let _ = std::fs::remove_file(&paths.projection);
+                refuse(match e {
+                    Error::Damaged(message) if message.starts_with("snapshot ") => message,
+                    e => format!("snapshot {}: {e}", m.file),
+                });
+                continue;
+            }
         }
         if let Some(s) = &source.start {
             // The older history is not in this repository: the snapshot becomes the log's base.

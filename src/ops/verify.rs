@@ -590,26 +590,19 @@ fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &LogRows, r: 
             return;
         }
     };
-    let expected = rows.digests();
-    let intervals: std::collections::BTreeSet<Interval> = actual.keys().chain(expected.keys()).copied().collect();
-    let empty = crate::projection::digest::RowDigest::default().finish();
-    for i in intervals {
-        let a = actual.get(&i).copied().unwrap_or(empty);
-        let e = expected.get(&i).copied().unwrap_or(empty);
-        if a != e {
-            r.problems.push(problem(
-                Kind::ProjectionRows,
-                path,
-                None,
-                r.projection_lsn,
-                format!(
-                    "table {} holds {} rows that differ from replaying the log ({} rows expected); run `candlelog rebuild`",
-                    i.table(),
-                    a.rows,
-                    e.rows
-                ),
-            ));
-        }
+    for (i, e, a) in crate::projection::digest::differences(&rows.digests(), &actual) {
+        r.problems.push(problem(
+            Kind::ProjectionRows,
+            path,
+            None,
+            r.projection_lsn,
+            format!(
+                "table {} holds {} rows that differ from replaying the log ({} rows expected); run `candlelog rebuild`",
+                i.table(),
+                a.rows,
+                e.rows
+            ),
+        ));
     }
 }
 

@@ -5,13 +5,76 @@
 //! ‖ low ‖ close ‖ volume ‖ quote_volume)`, every field 8 bytes little-endian
 //! (values as f64 bits): one 64-byte block, one compression per row. A table's
 //! digest is the wrapping sum of its rows' hashes (a multiset hash), so equal
-//! row sets give equal digests in any order. Nothing here is stored on disk.
+//! row sets give equal digests in any order. A snapshot's manifest records the
+//! digests of its tables as the log gives them at its LSN (`row_digests`,
+//! format/repository.md); nothing else here is stored on disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rustc_hash::FxHashMap;
 
-use crate::event::{Candle, Interval};
+use crate::event::{Candle, Event, Interval, Lsn};
+
+/// The digest of every table that has rows.
+pub type Digests = BTreeMap<Interval, TableDigest>;
+
+/// The tables whose digests differ, as (table, expected, found); a table
+/// missing on one side counts as empty there.
+pub fn differences(expected: &Digests, found: &Digests) -> Vec<(Interval, TableDigest, TableDigest)> {
+    let empty = RowDigest::default().finish();
+    let tables: BTreeSet<Interval> = expected.keys().chain(found.keys()).copied().collect();
+    tables
+        .into_iter()
+        .filter_map(|i| {
+            let (e, f) = (expected.get(&i).copied().unwrap_or(empty), found.get(&i).copied().unwrap_or(empty));
+            (e != f).then_some((i, e, f))
+        })
+        .collect()
+}
+
+/// The log's rows digested at chosen frame boundaries, fed frame by frame in
+/// log order: one pass over the log answers for every snapshot on it.
+pub struct DigestsAt {
+    rows: LogRows,
+    wanted: BTreeSet<Lsn>,
+    found: HashMap<Lsn, Digests>,
+}
+
+impl DigestsAt {
+    /// Starts from `rows` (a base snapshot's, or none), the state at LSN `start`.
+    pub fn new(mut rows: LogRows, start: Lsn, wanted: impl IntoIterator<Item = Lsn>) -> DigestsAt {
+        let wanted: BTreeSet<Lsn> = wanted.into_iter().filter(|l| *l >= start).collect();
+        let mut found = HashMap::new();
+        if wanted.contains(&start) {
+            rows.settle();
+            found.insert(start, rows.digests());
+        }
+        DigestsAt { rows, wanted, found }
+    }
+
+    /// Applies one frame's events (ending at LSN `last_lsn`).
+    pub fn frame(&mut self, last_lsn: Lsn, events: &[Event]) {
+        for e in events {
+            if let Event::Candle(c) = e {
+                self.rows.insert(c);
+            }
+        }
+        if self.wanted.contains(&last_lsn) {
+            self.rows.settle();
+            self.found.insert(last_lsn, self.rows.digests());
+        }
+    }
+
+    /// Past the last LSN wanted: the rest of the log changes nothing asked for.
+    pub fn done(&self, last_lsn: Lsn) -> bool {
+        self.wanted.last().is_none_or(|w| last_lsn >= *w)
+    }
+
+    /// The digests at `lsn`, when it was wanted and is a frame boundary seen.
+    pub fn at(&self, lsn: Lsn) -> Option<&Digests> {
+        self.found.get(&lsn)
+    }
+}
 
 /// Row count and digest of one table's rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

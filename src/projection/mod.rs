@@ -6,7 +6,7 @@ pub mod digest;
 pub mod index;
 pub mod sqlite;
 
-pub use digest::{LogRows, TableDigest};
+pub use digest::{Digests, DigestsAt, LogRows, TableDigest};
 pub use index::{Cursor, Index, IndexError, SyncSummary};
 pub use sqlite::{Projection, ProjectionError};
 

@@ -33,6 +33,14 @@ pub struct Projection {
     defer_indexes: bool,
 }
 
+/// The state table. Its text, line break and indentation included, is what
+/// every projection and snapshot written so far holds in `sqlite_master`: the
+/// schema check of a snapshot compares against it, so it never changes.
+const STATE_DDL: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS candlelog_state (id INTEGER PRIMARY KEY CHECK (id = 1),\n",
+    "                   applied_lsn INTEGER NOT NULL, head_hash TEXT NOT NULL, updated_ms INTEGER NOT NULL)"
+);
+
 fn create_table_sql(i: Interval) -> String {
     let t = i.table();
     format!(
@@ -55,11 +63,10 @@ impl Projection {
             .execute_batch(
                 // A 64 MiB page cache: rows arrive series by series while the key is
                 // (timestamp, symbol), so a 2 MiB cache spills on every bulk apply.
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536;
-                 CREATE TABLE IF NOT EXISTS candlelog_state (id INTEGER PRIMARY KEY CHECK (id = 1),
-                   applied_lsn INTEGER NOT NULL, head_hash TEXT NOT NULL, updated_ms INTEGER NOT NULL);",
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536;",
             )
             .map_err(|e| p.err("initialise", e))?;
+        p.conn.execute_batch(STATE_DDL).map_err(|e| p.err("initialise", e))?;
         p.load_tables()?;
         // A rebuild killed before its last step leaves tables without their index.
         for i in p.tables.clone() {
@@ -275,11 +282,32 @@ impl Projection {
         Ok(out)
     }
 
-    /// A consistent copy of the whole projection file (rows and state) at `dest`.
-    pub fn vacuum_into(&self, dest: &Path) -> Result<(), ProjectionError> {
+    /// A consistent copy of candlelog's tables (rows and state, nothing else:
+    /// the file may be the agent's database) in a new SQLite file at `dest`,
+    /// created with the projection's own DDL, so that the copy's schema is
+    /// exactly the one [`schema_problems`] accepts.
+    pub fn copy_into(&self, dest: &Path) -> Result<(), ProjectionError> {
         let d =
             dest.to_str().ok_or_else(|| ProjectionError::Untrusted { path: dest.to_path_buf(), message: "path is not UTF-8".into() })?;
-        self.conn.execute("VACUUM INTO ?1", [d]).map(|_| ()).map_err(|e| self.err("VACUUM INTO", e))
+        self.conn.execute("ATTACH DATABASE ?1 AS snap", [d]).map_err(|e| self.err("attach the snapshot copy", e))?;
+        let mut sql = String::from("PRAGMA snap.journal_mode=OFF; PRAGMA snap.synchronous=OFF; BEGIN;");
+        sql += &qualified(STATE_DDL, "candlelog_state");
+        sql += "; INSERT INTO snap.candlelog_state SELECT * FROM main.candlelog_state;";
+        for i in self.intervals() {
+            let t = i.table();
+            sql += &format!("{}; INSERT INTO snap.{t} SELECT * FROM main.{t};", qualified(&create_table_sql(i), t));
+        }
+        for i in self.intervals() {
+            sql += &format!("{};", qualified(&create_index_sql(i), &format!("idx_{}_symbol", i.table())));
+        }
+        sql += "COMMIT;";
+        let copied = self.conn.execute_batch(&sql);
+        if copied.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let detached = self.conn.execute_batch("DETACH DATABASE snap");
+        copied.map_err(|e| self.err("copy candlelog's tables into the snapshot copy", e))?;
+        detached.map_err(|e| self.err("detach the snapshot copy", e))
     }
 
     /// Bulk loading (import): tables created from now on get their secondary
@@ -367,6 +395,58 @@ impl Projection {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// `ddl` creating `name` in the attached schema `snap` (SQLite stores the
+/// text from the unqualified name on, so the copy's schema reads the same).
+fn qualified(ddl: &str, name: &str) -> String {
+    ddl.replacen(&format!("EXISTS {name} "), &format!("EXISTS snap.{name} "), 1)
+}
+
+/// Everything in a database's schema (`sqlite_master`: type, name, table,
+/// SQL) that is not exactly what candlelog creates: its `candlelog_state`
+/// and, per interval, the `ohlcv_*` table with its primary key and symbol
+/// index, each with the DDL above. An empty list is a schema a snapshot may
+/// have: a trigger, a view, another table or index, an altered definition
+/// or a missing `candlelog_state` is named here. Reading the schema runs
+/// nothing that is in it.
+pub fn schema_problems(conn: &Connection) -> Result<Vec<String>, rusqlite::Error> {
+    type Entry = (String, String, Option<String>);
+    let read = |c: &Connection| -> Result<BTreeMap<String, Entry>, rusqlite::Error> {
+        let mut stmt = c.prepare("SELECT type, name, tbl_name, sql FROM main.sqlite_master")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, (r.get(0)?, r.get(2)?, r.get(3)?))))?;
+        rows.collect()
+    };
+    let expected = {
+        let mem = Connection::open_in_memory()?;
+        mem.execute_batch(STATE_DDL)?;
+        for i in Interval::ALL {
+            mem.execute_batch(&create_table_sql(i))?;
+            mem.execute_batch(&create_index_sql(i))?;
+        }
+        read(&mem)?
+    };
+    let actual = read(conn)?;
+    let mut problems = Vec::new();
+    for (name, (kind, table, sql)) in &actual {
+        match expected.get(name) {
+            None => problems.push(format!("{kind} {name:?} (on {table:?}) is not one of candlelog's")),
+            Some(e) if e != &(kind.clone(), table.clone(), sql.clone()) => {
+                problems.push(format!("{kind} {name:?} is not defined as candlelog defines it ({sql:?})"))
+            }
+            Some(_) => {}
+        }
+    }
+    if !actual.contains_key("candlelog_state") {
+        problems.push("no candlelog_state table".into());
+    }
+    // A table of ours comes with its primary key and symbol index.
+    for (name, (kind, table, _)) in &expected {
+        if kind == "index" && actual.contains_key(table) && !actual.contains_key(name) {
+            problems.push(format!("table {table} lacks its index {name}"));
+        }
+    }
+    Ok(problems)
 }
 
 fn sql_err(path: &Path, op: &str, source: rusqlite::Error) -> ProjectionError {

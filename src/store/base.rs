@@ -100,11 +100,19 @@ impl LogBase {
         read
     }
 
-    /// Checks the snapshot against its manifest while streaming the SQLite file to `dest`.
+    /// Checks the snapshot against its manifest while streaming the SQLite
+    /// file to `dest`, then what it holds (schema, quick_check, state row, the
+    /// manifest's row digests: `snapshot::check_contents`), as a restore did
+    /// before it became the base: nothing in it is used unchecked.
     pub fn unpack_to(&self, paths: &Paths, dest: &std::path::Path) -> Result<()> {
         let file = paths.base_snapshot();
         let compressed = std::fs::File::open(&file).map_err(|e| Error::io("open", &file, e))?;
-        unpack_to(&self.snapshot, std::io::BufReader::new(compressed), dest).map_err(|e| match e {
+        let checked = unpack_to(&self.snapshot, std::io::BufReader::new(compressed), dest)
+            .and_then(|()| crate::snapshot::check_contents(&self.snapshot, dest, || Ok(None)).map(|_| ()));
+        if checked.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        checked.map_err(|e| match e {
             Error::Damaged(m) => Error::Damaged(format!("{}: {m}", file.display())),
             other => other,
         })

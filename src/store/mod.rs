@@ -7,6 +7,7 @@ mod catchup;
 mod ingest;
 mod lock;
 mod paths;
+mod rows;
 pub mod view;
 
 pub use base::LogBase;
@@ -14,6 +15,7 @@ pub use catchup::RebuildStats;
 pub use ingest::{IngestStats, Overlay};
 pub use lock::{DirLock, writer_pid};
 pub use paths::Paths;
+pub use rows::log_digests_at;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -179,9 +181,9 @@ impl Store {
         Ok(self.projection.end_bulk()?)
     }
 
-    /// A consistent copy of the projection at the current head, for snapshots.
+    /// A consistent copy of the projection's tables at the current head, for snapshots.
     pub fn snapshot_projection(&self, dest: &std::path::Path) -> Result<Applied> {
-        self.projection.vacuum_into(dest)?;
+        self.projection.copy_into(dest)?;
         Ok(self.projection.applied()?)
     }
 

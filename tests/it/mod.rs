@@ -14,5 +14,6 @@ mod repository;
 mod repository_format;
 mod s3;
 mod sla;
+mod snapshot_trust;
 mod source;
 mod sync;

@@ -37,6 +37,9 @@ const MARKER: &str = "candlelog-repository.json";
 const MARKER_BYTES: &[u8] = b"{\"format\": 1}\n";
 const SEG1_OBJECT: &str = "segments/00000000000000000001-f50f20814b3c3dcc80bb751b730f390e1332c373dc7cc9f533805f4cae284f44.seg";
 const SEG2_OBJECT: &str = "segments/00000000000000000002-621adf0bb8d2716dea3428704a3a102a2ba548860c3c52568528b8b12671e8a7.seg";
+/// `row_digests` of a snapshot of the golden log at LSN 7 (format/repository.md, "Row digests").
+const ROW_DIGEST_D1_AT_7: &str = "3cf01a4257c41aa3817c29db9c56a7dc364f3597bdfdb5167fad240567c0b309";
+const ROW_DIGEST_H4_AT_7: &str = "45fe6b6e8bc70917b1f2ee0b9f3e10bf3c91d7cb72fcaa5e74d06930b44bbf19";
 const SNAP_A: &str = "snapshots/00000000000000000004-1769097607000";
 const SNAP_B: &str = "snapshots/00000000000000000007-1769112010000";
 
@@ -63,7 +66,11 @@ fn snapshot_of(paths: &Paths, created_ms: i64) -> (Vec<u8>, SnapshotManifest) {
     let mut pack = candlelog::snapshot::pack(&raw, applied.lsn, applied.hash, &name, created_ms).unwrap();
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut pack, &mut bytes).unwrap();
-    (bytes, pack.manifest())
+    let mut manifest = pack.manifest();
+    // As `backup` records them: the digests of the log's rows at the snapshot's LSN.
+    let digests = candlelog::store::log_digests_at(paths, applied.lsn).unwrap();
+    manifest.row_digests = Some(candlelog::snapshot::row_digests_json(&digests));
+    (bytes, manifest)
 }
 
 fn put_snapshot(repo: &DirRepository, (bytes, manifest): &(Vec<u8>, SnapshotManifest)) {
@@ -180,6 +187,11 @@ fn repository_vectors_match_the_generator() {
                     m.as_object_mut().unwrap().remove(k).unwrap_or_else(|| panic!("{sub}/{stem}.json has no {k}"));
                 }
             }
+            // The frozen manifests predate `row_digests` (readers take them without it);
+            // today's carry the digests of the golden log's rows at their LSN.
+            let digests = b.as_object_mut().unwrap().remove("row_digests").unwrap_or_else(|| panic!("{sub}/{stem}.json: no row_digests"));
+            let tables: Vec<&String> = digests.as_object().unwrap().keys().collect();
+            assert_eq!(tables, ["ohlcv_d1", "ohlcv_h4"], "{sub}/{stem}.json");
             assert_eq!(a, b, "{sub}/{stem}.json");
         }
     }
@@ -934,8 +946,12 @@ fn a_backup_written_today_has_the_golden_layout() {
     assert_eq!(snaps.len(), 2, "{all:?}");
     let manifest_name = snaps.iter().find(|n| n.ends_with(".json")).unwrap();
     let stem = manifest_name.strip_suffix(".json").unwrap();
-    let m = manifest_json(&new, stem);
+    let mut m = manifest_json(&new, stem);
     let g = manifest_json(&golden, SNAP_B);
+    // The frozen manifest predates `row_digests`; a backup records the digests
+    // of the golden log's rows at LSN 7 (format/repository.md, "Row digests").
+    let digests = m.as_object_mut().unwrap().remove("row_digests").unwrap();
+    assert_eq!(digests, serde_json::json!({"ohlcv_d1": ROW_DIGEST_D1_AT_7, "ohlcv_h4": ROW_DIGEST_H4_AT_7}));
     assert_eq!(keys(&m), keys(&g));
     assert_eq!(*stem, format!("snapshots/{:020}-{}", 7, m["created_ms"]));
     assert_eq!(m["file"], format!("{stem}.sqlite.zst"));

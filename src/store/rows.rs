@@ -1,0 +1,69 @@
+//! The projection's rows as the log of a data directory gives them at an
+//! LSN, digested (src/projection/digest.rs): what a snapshot taken at that
+//! LSN must hold. Backup records it in the snapshot's manifest; restore,
+//! recover and drill check a snapshot's rows against it.
+
+use super::{LogBase, Paths};
+use crate::error::{Error, Result};
+use crate::event::Lsn;
+use crate::log::{LogError, LogReader};
+use crate::projection::{Digests, DigestsAt, LogRows};
+
+/// Why a replay stopped.
+enum Halt {
+    /// Past the LSN asked for.
+    Done,
+    Failed(Error),
+}
+
+impl From<LogError> for Halt {
+    fn from(e: LogError) -> Halt {
+        Halt::Failed(e.into())
+    }
+}
+
+/// The digests of the rows replaying the log of `paths` up to LSN `lsn` (a
+/// frame boundary) gives: from the log base's snapshot when older history
+/// was pruned, else from LSN 1. Reads the log up to `lsn` only.
+pub fn log_digests_at(paths: &Paths, lsn: Lsn) -> Result<Digests> {
+    let reader = LogReader::open(&paths.log)?;
+    let start = reader.start()?;
+    let mut rows = LogRows::default();
+    let mut after = 0;
+    match LogBase::load(paths)? {
+        Some(base) if lsn < base.snapshot.lsn => {
+            return Err(Error::Failed(format!(
+                "the log in {} starts at its base (LSN {}): its rows at LSN {lsn} are not in this data directory",
+                paths.log.display(),
+                base.snapshot.lsn
+            )));
+        }
+        Some(base) => {
+            base.rows_into(paths, &mut rows)?;
+            after = base.snapshot.lsn;
+        }
+        None if start.lsn > 0 => {
+            return Err(Error::Failed(format!(
+                "the log in {} starts at LSN {} and has no log base: its rows before that are not in this data directory",
+                paths.log.display(),
+                start.lsn + 1
+            )));
+        }
+        None => {}
+    }
+    let mut at = DigestsAt::new(rows, after, [lsn]);
+    if !at.done(after) {
+        let replayed = reader.replay::<Halt>(start, |meta, events| {
+            let last = meta.header.last_lsn();
+            if meta.header.first_lsn > after {
+                at.frame(last, &events);
+            }
+            if at.done(last) { Err(Halt::Done) } else { Ok(()) }
+        });
+        match replayed {
+            Ok(_) | Err(Halt::Done) => {}
+            Err(Halt::Failed(e)) => return Err(e),
+        }
+    }
+    at.at(lsn).cloned().ok_or_else(|| Error::Failed(format!("LSN {lsn} is not a frame boundary of the log in {}", paths.log.display())))
+}
