@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::projection::{Projection, hex};
 
-/// Repository format this build writes and reads.
-pub const REPO_FORMAT: u32 = 1;
+/// Repository format this build writes; it reads every format from 1 to it
+/// (format/repository.md, "Compatibility and version history").
+pub const REPO_FORMAT: u32 = 2;
 /// Largest snapshot accepted on restore (decompression is bounded by it).
 pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
 /// zstd level of snapshot files.
@@ -122,9 +123,9 @@ impl Pack {
 
 /// Refuses a manifest this build cannot read.
 pub fn check_manifest(m: &SnapshotManifest) -> Result<()> {
-    if m.format != REPO_FORMAT {
+    if !(1..=REPO_FORMAT).contains(&m.format) {
         return Err(Error::Damaged(format!(
-            "snapshot {} was written in repository format {} (this build reads {REPO_FORMAT}); upgrade candlelog",
+            "snapshot {} was written in repository format {} (this build reads 1 to {REPO_FORMAT}); upgrade candlelog",
             m.file, m.format
         )));
     }

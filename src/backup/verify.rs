@@ -62,6 +62,14 @@ pub fn verify_repo(repo: &dyn Repository, deep: bool) -> Result<RepoVerifyReport
             }
         }
     }
+    // Copies of a segment that another copy outranked: another chain's objects.
+    r.problems.extend(source.passed_over());
+    if let Some(id) = source.identity.filter(|id| r.segments > 0 && r.head_lsn < id.lsn) {
+        r.problems.push(format!(
+            "the segments end at LSN {}, before the chain's identity (LSN {}): they are not this repository's chain",
+            r.head_lsn, id.lsn
+        ));
+    }
     check_snapshots(repo, deep, &boundaries, &mut r)?;
     r.ok = r.problems.is_empty();
     Ok(r)

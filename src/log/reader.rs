@@ -39,6 +39,9 @@ pub enum DamageKind {
     Unreadable,
     /// A repository object whose blake3 differs from the hash in its name.
     ObjectHash,
+    /// A segment of another chain: it does not pass through the chain
+    /// identity the walk was given (a repository's marker).
+    ForeignChain,
 }
 
 impl DamageKind {
@@ -58,6 +61,7 @@ impl DamageKind {
             DamageKind::MissingSegment => "missing_segment",
             DamageKind::Unreadable => "io",
             DamageKind::ObjectHash => "object_hash",
+            DamageKind::ForeignChain => "foreign_chain",
         }
     }
 }

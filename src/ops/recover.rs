@@ -104,6 +104,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     let t = Instant::now();
     for repo in repos {
         check_format(*repo, false)?;
+        refuse_foreign(paths, *repo)?;
     }
     let remote = Remote::list(repos)?;
     let remote_max = remote.max_seq();
@@ -240,6 +241,26 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     r.total_ms = started.elapsed().as_millis() as u64;
     r.ok = r.problems.is_empty();
     Ok(r)
+}
+
+/// A repository whose chain identity the data directory's chain does not
+/// pass through is another chain's: nothing of it is mixed into this one.
+fn refuse_foreign(paths: &Paths, repo: &dyn Repository) -> Result<()> {
+    let Some(id) = RepoSegments::list(repo)?.identity else { return Ok(()) };
+    if crate::store::passes_through(paths, id)? == Some(false) {
+        let local = crate::store::chain_identity(paths).ok().flatten().map(crate::store::ChainId::of);
+        return Err(RepoError::incomplete(
+            repo.location(),
+            format!(
+                "holds another chain (its identity: {}) than the data directory {} (its chain: {}); recover does not use it: give a repository of this data directory's chain",
+                crate::store::ChainId::of(id),
+                paths.root.display(),
+                local.map_or_else(|| "unknown".into(), |c| c.to_string())
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Segment `seq` as the chain needs it: the local copy when it checks out

@@ -296,6 +296,7 @@ fn restore_snapshot(
                 first_lsn: s.first_lsn,
                 base_hash: s.base_hash.clone(),
                 snapshot: m.clone(),
+                chain: source.identity.map(crate::store::ChainId::of),
             };
             base.write(paths, &mut repo.open_reader(&m.file)?)?;
         }
