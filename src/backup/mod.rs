@@ -84,8 +84,8 @@ pub struct SnapshotPolicy {
 pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPolicy) -> Result<BackupReport> {
     let started = Instant::now();
     // Nothing is written to a repository of another chain, not even a temporary.
-    let marker = adopt(store, repo)?;
-    if let Some(m) = marker {
+    let (mark_now, upgrade) = adopt(store, repo)?;
+    if let Some(m) = mark_now {
         marker::write_marker(repo, &m)?;
     }
     for t in repo.remove_stale_temporaries()? {
@@ -104,6 +104,9 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
         snapshot_skipped: None,
     };
     upload_segments(store, repo, &mut report)?;
+    if let Some(m) = upgrade {
+        marker::write_marker(repo, &m)?;
+    }
     if let Some(every) = policy.every_ms {
         let (list, _) = manifests(repo)?;
         let now = crate::log::writer::now_ms();
@@ -122,12 +125,14 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
 
 /// Checks that the data directory's chain is the repository's (its marker's
 /// identity, or for a format-1 marker the one its segments hold); returns the
-/// marker to write first when the repository is new, older or has no identity yet.
-fn adopt(store: &Store, repo: &dyn Repository) -> Result<Option<Marker>> {
+/// marker to write: before any other object in a new repository (first),
+/// or once the segments are in when an older marker is upgraded or gets its
+/// identity (second; a refused upload leaves the marker as it was).
+fn adopt(store: &Store, repo: &dyn Repository) -> Result<(Option<Marker>, Option<Marker>)> {
     let paths = store.paths();
     let local = crate::store::chain_identity(paths)?;
     let Some(marker) = read_marker(repo)? else {
-        return Ok(Some(Marker { format: REPO_FORMAT, chain: local.map(ChainId::of) }));
+        return Ok((Some(Marker { format: REPO_FORMAT, chain: local.map(ChainId::of) }), None));
     };
     let segments = RepoSegments::list(repo)?;
     let identity = segments.identity;
@@ -149,7 +154,7 @@ fn adopt(store: &Store, repo: &dyn Repository) -> Result<Option<Marker>> {
         }
     }
     let chain = identity.or(local).map(ChainId::of);
-    Ok(marker.needs_update(chain.as_ref()).then_some(Marker { format: REPO_FORMAT, chain }))
+    Ok((None, marker.needs_update(chain.as_ref()).then_some(Marker { format: REPO_FORMAT, chain })))
 }
 
 /// Whether one of the local log's segments is, byte for byte, one of the repository's.
@@ -281,9 +286,10 @@ pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<St
             serde_json::from_slice::<SnapshotManifest>(&b).map_err(|e| RepoError::damaged(repo.location(), &name, e.to_string()).into())
         });
         match parsed {
-            Ok(m) if !(marker::OLDEST_REPO_FORMAT..=REPO_FORMAT).contains(&m.format) => {
-                bad.push(format!("{name}: written in repository format {} (this build reads 1 to {REPO_FORMAT}); upgrade candlelog", m.format))
-            }
+            Ok(m) if !(marker::OLDEST_REPO_FORMAT..=REPO_FORMAT).contains(&m.format) => bad.push(format!(
+                "{name}: written in repository format {} (this build reads 1 to {REPO_FORMAT}); upgrade candlelog",
+                m.format
+            )),
             // The file is the manifest's own: a manifest names nothing else (retention deletes it).
             Ok(m) if m.file != file || repo::check_name(&m.file).is_err() => {
                 bad.push(format!("{name}: file name {:?} refused: a manifest describes {file}", m.file))
@@ -301,7 +307,8 @@ pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<St
 /// name, blake3 hex). One number may have several objects (another chain's
 /// copy beside the chain's): the chain walk tells them apart (source.rs).
 pub fn segment_objects(repo: &dyn Repository) -> Result<Vec<(u64, String, String)>> {
-    let mut v: Vec<_> = repo.list("segments")?.into_iter().filter_map(|name| parse_segment_object(&name).map(|(s, h)| (s, name, h))).collect();
+    let mut v: Vec<_> =
+        repo.list("segments")?.into_iter().filter_map(|name| parse_segment_object(&name).map(|(s, h)| (s, name, h))).collect();
     v.sort();
     Ok(v)
 }

@@ -58,8 +58,14 @@ impl<'r> RepoSegments<'r> {
             objects.entry(seq).or_default().push((name, hash));
         }
         let recorded = marker.and_then(|m| m.chain).and_then(|c| c.pos());
-        let mut segments =
-            RepoSegments { repo, objects, start, identity: recorded, identity_recorded: recorded.is_some(), passed_over: RefCell::default() };
+        let mut segments = RepoSegments {
+            repo,
+            objects,
+            start,
+            identity: recorded,
+            identity_recorded: recorded.is_some(),
+            passed_over: RefCell::default(),
+        };
         if recorded.is_none() {
             segments.identity = segments.derive_identity()?;
         }
@@ -146,11 +152,17 @@ impl<'r> RepoSegments<'r> {
             match checked.damage.first() {
                 None if expect.is_some() => fitting.push((name, bytes)),
                 None => {
-                    let message = format!("{name}: one of several copies of segment {seq}, and segment {} is missing: cannot tell which continues the chain", seq - 1);
+                    let message = format!(
+                        "{name}: one of several copies of segment {seq}, and segment {} is missing: cannot tell which continues the chain",
+                        seq - 1
+                    );
                     last_err = Some(RepoError::incomplete(self.repo.location(), message));
                 }
                 Some(d) => {
-                    let why = format!("{name}: passed over: a copy of segment {seq} that does not continue this repository's chain ({}: {})", d.kind, d.message);
+                    let why = format!(
+                        "{name}: passed over: a copy of segment {seq} that does not continue this repository's chain ({}: {})",
+                        d.kind, d.message
+                    );
                     tracing::warn!(repository = %self.repo.location(), "{why}");
                     self.passed_over.borrow_mut().push(why);
                 }

@@ -119,7 +119,10 @@ fn issue_10_restore_verify_and_drill_use_the_good_copy_and_name_the_foreign_one(
     assert_eq!(r.code, 0, "the good copy is used: {}", r.stderr);
     assert!(r.stderr.contains(&foreign), "the foreign copy is named: {}", r.stderr);
     assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&a.join("candles.sqlite"), "ohlcv_h4"));
-    assert_eq!(std::fs::read(into.join("log/00000000000000000001.seg")).unwrap(), std::fs::read(repo_a.join("segments").join(&good)).unwrap());
+    assert_eq!(
+        std::fs::read(into.join("log/00000000000000000001.seg")).unwrap(),
+        std::fs::read(repo_a.join("segments").join(&good)).unwrap()
+    );
     let r = run(&a, &["drill", "--from", s(&repo_a), "--json"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 
