@@ -35,7 +35,7 @@ pub use error::RepoError;
 pub use marker::{MARKER, Marker, check_format, read_marker};
 pub use repo::{DirRepository, Repository};
 pub use source::{RepoSegments, parse_segment_object, segment_object_name};
-pub use verify::{RepoVerifyReport, verify_repo};
+pub use verify::{RepoVerifyReport, VerifyProgress, verify_repo, verify_repo_with};
 
 /// `snapshots/<lsn:020>-<created_ms>.json` → (lsn, the name of the snapshot
 /// file it describes: the same stem with `.sqlite.zst`).

@@ -610,6 +610,18 @@ fn cases() -> Vec<Case> {
             restore: Restore::Restored(7, Some(7), strings(&["passed over"])),
         },
         Case {
+            name: "a manifest over 64 KiB (issue 10: refused before it is parsed)",
+            base: "valid",
+            damage: Box::new(|r| {
+                edit_manifest(r, SNAP_B, |m| m["padding"] = "x".repeat(70_000).into());
+                vec![]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![format!("{SNAP_B}.json: larger than the 65536 bytes such an object may hold")],
+            restore: Restore::Restored(7, Some(4), vec![format!("{SNAP_B}.json: larger than the 65536 bytes")]),
+        },
+        Case {
             name: "a segment name that is not what backups write (upper-case hash)",
             base: "valid",
             damage: Box::new(|r| {
