@@ -138,7 +138,8 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     if let (Cut::Head, Some(id), Some(t)) = (cut, source.identity, target)
         && t.pos.lsn < id.lsn
     {
-        let message = format!("its segments end at LSN {}, before its chain's identity (LSN {}): they are not its chain", t.pos.lsn, id.lsn);
+        let message =
+            format!("its segments end at LSN {}, before its chain's identity (LSN {}): they are not its chain", t.pos.lsn, id.lsn);
         return Err(RepoError::incomplete(repo.location(), message).into());
     }
     let target = target.unwrap_or_default().pos;

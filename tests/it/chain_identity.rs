@@ -156,6 +156,10 @@ fn issue_10_recover_refuses_a_repository_of_another_chain() {
     assert!(r.stderr.contains(s(&repo_b)) && r.stderr.contains("holds another chain"), "{}", r.stderr);
     assert_eq!(files(&a.join("log")), log_before, "nothing of the other chain mixed in");
     assert!(!a.join("candles.sqlite").exists(), "recover changed nothing");
+    // A drill against it: refused too, not compared.
+    let r = run(&a, &["drill", "--from", s(&repo_b)]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("holds another chain"), "{}", r.stderr);
     // Its own repository: recovered.
     let r = run(&a, &["recover", "--from", s(&repo_a), "--json"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
