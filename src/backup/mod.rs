@@ -172,7 +172,7 @@ fn shares_a_segment(paths: &crate::store::Paths, segments: &RepoSegments<'_>) ->
 /// Uploads the sealed segments the repository lacks, each read back before
 /// it counts; refuses a repository that holds another history.
 fn upload_segments(store: &Store, repo: &dyn Repository, report: &mut BackupReport) -> Result<()> {
-    // One object per segment number: two would be two histories.
+    // The objects per segment number: this log's segment must be one of them (another is another history).
     let mut by_seq: HashMap<u64, Vec<String>> = HashMap::new();
     for (seq, name, _) in segment_objects(repo)? {
         by_seq.entry(seq).or_default().push(name);

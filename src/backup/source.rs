@@ -41,10 +41,8 @@ pub struct RepoSegments<'r> {
     objects: BTreeMap<u64, Vec<(String, String)>>,
     pub start: Option<LogStart>,
     /// The identity of the chain the repository holds: its marker's, else
-    /// derived from its own segments ([`RepoSegments::derive_identity`]).
+    /// derived from its own segments (`derive_identity`).
     pub identity: Option<ChainPos>,
-    /// Whether `identity` is the marker's (else derived, or none).
-    pub identity_recorded: bool,
     /// Copies of a segment passed over because another copy is the chain's.
     passed_over: RefCell<Vec<String>>,
 }
@@ -58,14 +56,7 @@ impl<'r> RepoSegments<'r> {
             objects.entry(seq).or_default().push((name, hash));
         }
         let recorded = marker.and_then(|m| m.chain).and_then(|c| c.pos());
-        let mut segments = RepoSegments {
-            repo,
-            objects,
-            start,
-            identity: recorded,
-            identity_recorded: recorded.is_some(),
-            passed_over: RefCell::default(),
-        };
+        let mut segments = RepoSegments { repo, objects, start, identity: recorded, passed_over: RefCell::default() };
         if recorded.is_none() {
             segments.identity = segments.derive_identity()?;
         }
