@@ -165,3 +165,34 @@ fn issue_10_recover_refuses_a_repository_of_another_chain() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(run(&a, &["verify", "--deep"]).code, 0);
 }
+
+#[test]
+fn issue_10_a_pruned_log_keeps_its_chain_identity_in_its_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_a = tmp.path().join("repo-a");
+    let repo_b = tmp.path().join("repo-b");
+    let a = chain(tmp.path(), "a", &repo_a);
+    chain(tmp.path(), "b", &repo_b);
+    let identity = marker(&repo_a)["chain"].clone();
+    // Prune A's repository, then restore from it: the log starts past its first frame.
+    let tomorrow = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let r = run(&a, &["backup", "--to", s(&repo_a), "--prune-segments-before", &tomorrow]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !repo_a.join("segments").read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("00000000000000000001-"))
+    );
+    let into = tmp.path().join("restored");
+    let r = run(tmp.path(), &["restore", "--from", s(&repo_a), "--into", s(&into)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!into.join("log/00000000000000000001.seg").exists());
+    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(into.join("log/base.json")).unwrap()).unwrap();
+    assert_eq!(base["chain"], identity, "the identity travels with the pruned log");
+    // The pruned copy is still A's chain: it backs up into A's repository, not into B's.
+    let r = run(&into, &["backup", "--to", s(&repo_a)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let before = files(&repo_b);
+    let r = run(&into, &["backup", "--to", s(&repo_b)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("holds another chain"), "{}", r.stderr);
+    assert_eq!(files(&repo_b), before);
+}
