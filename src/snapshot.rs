@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::projection::digest::{Digests, differences};
 use crate::projection::{Projection, hex};
 
-/// Repository format this build writes and reads.
-pub const REPO_FORMAT: u32 = 1;
+/// Repository format this build writes; it reads every format from 1 to it
+/// (format/repository.md, "Compatibility and version history").
+pub const REPO_FORMAT: u32 = 2;
 /// Largest snapshot accepted on restore (decompression is bounded by it).
 pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
 /// zstd level of snapshot files.
@@ -129,9 +130,9 @@ impl Pack {
 
 /// Refuses a manifest this build cannot read.
 pub fn check_manifest(m: &SnapshotManifest) -> Result<()> {
-    if m.format != REPO_FORMAT {
+    if !(1..=REPO_FORMAT).contains(&m.format) {
         return Err(Error::Damaged(format!(
-            "snapshot {} was written in repository format {} (this build reads {REPO_FORMAT}); upgrade candlelog",
+            "snapshot {} was written in repository format {} (this build reads 1 to {REPO_FORMAT}); upgrade candlelog",
             m.file, m.format
         )));
     }
@@ -149,14 +150,32 @@ pub fn check_manifest(m: &SnapshotManifest) -> Result<()> {
 /// manifest on the way. On any mismatch `dest` is removed and the snapshot
 /// reported damaged.
 pub fn unpack_to(m: &SnapshotManifest, compressed: impl Read, dest: &Path) -> Result<()> {
+    unpack(m, compressed, dest, true)
+}
+
+/// [`unpack_to`] for a copy that is checked and thrown away (`backup verify
+/// --deep`): the same checks, without the fsyncs that make a file durable
+/// (they cost more than the bytes of a small snapshot).
+pub fn unpack_scratch(m: &SnapshotManifest, compressed: impl Read, dest: &Path) -> Result<()> {
+    unpack(m, compressed, dest, false)
+}
+
+fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: bool) -> Result<()> {
     check_manifest(m)?;
     let mut input = Hashing::new(compressed.take(m.file_bytes + 1));
-    let written = crate::durable::write_with(dest, |f| {
+    let mut fill = |f: &mut std::fs::File| {
         let decoder = zstd::stream::read::Decoder::new(&mut input)?;
         let mut raw = Hashing::new(decoder.take(m.raw_bytes + 1));
         std::io::copy(&mut raw, f)?;
         Ok(raw.digest())
-    });
+    };
+    let written = if durable {
+        crate::durable::write_with(dest, fill)
+    } else {
+        std::fs::File::create(dest)
+            .map_err(|e| crate::durable::IoError::new("create", dest, e))
+            .and_then(|mut f| fill(&mut f).map_err(|e| crate::durable::IoError::new("write", dest, e)))
+    };
     let damaged = |what: String| {
         let _ = std::fs::remove_file(dest);
         Err(Error::Damaged(format!("snapshot {}: {what}: the object is damaged", m.file)))

@@ -32,8 +32,13 @@ pub enum RepoError {
     #[error("{location} is not a candlelog backup repository (no {marker}); check the path, or back up to it first")]
     NotARepository { location: String, marker: &'static str },
     /// Written by a newer candlelog.
-    #[error("{location} uses repository format {found}; this build reads {supported}: upgrade candlelog")]
+    #[error("{location} uses repository format {found}; this build reads formats 1 to {supported}: upgrade candlelog")]
     NewerFormat { location: String, found: u64, supported: u32 },
+    /// The repository holds another chain than the data directory's.
+    #[error(
+        "{location} holds another chain (its identity: {repository}) than the data directory {dir} (its chain: {local}); nothing was written to it: back up to another repository (a new directory or prefix)"
+    )]
+    ForeignChain { location: String, repository: String, dir: String, local: String },
     /// The repository lacks what the operation needs (no segments, a hole in the chain, no snapshot).
     #[error("{location}: {message}")]
     Incomplete { location: String, message: String },

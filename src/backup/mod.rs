@@ -4,7 +4,7 @@
 //! optionally cut at an LSN or a commit time (point-in-time restore).
 //!
 //! ```text
-//! REPO/candlelog-repository.json              {"format": 1}
+//! REPO/candlelog-repository.json              {"format": 2, "chain": {"lsn", "hash"}}: the one chain it holds (marker.rs)
 //! REPO/segments/<seq:020>-<blake3>.seg        sealed segments, byte for byte
 //! REPO/snapshots/<lsn:020>-<created_ms>.sqlite.zst   + .json manifest (published last)
 //! REPO/log-start.json                         where the log starts when older segments were pruned (prune.rs)
@@ -15,6 +15,7 @@
 //! held whole in memory) and checks them; the commands that use it are in ops/.
 
 pub mod error;
+pub mod marker;
 pub mod object;
 pub mod prune;
 pub mod repo;
@@ -29,30 +30,12 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::log::{SegmentEnd, scan_segment};
 pub use crate::snapshot::{self, REPO_FORMAT, SnapshotManifest};
-use crate::store::Store;
+use crate::store::{ChainId, Store};
 pub use error::RepoError;
+pub use marker::{MARKER, Marker, check_format, read_marker};
 pub use repo::{DirRepository, Repository};
 pub use source::{RepoSegments, parse_segment_object, segment_object_name};
-pub use verify::{RepoVerifyReport, verify_repo};
-
-const MARKER: &str = "candlelog-repository.json";
-
-/// Refuses a repository written by a newer format; marks a new one.
-pub fn check_format(repo: &dyn Repository, create: bool) -> Result<()> {
-    if !repo.exists(MARKER)? {
-        if create {
-            return Ok(repo.put(MARKER, format!("{{\"format\": {REPO_FORMAT}}}\n").as_bytes())?);
-        }
-        return Err(RepoError::NotARepository { location: repo.location(), marker: MARKER }.into());
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&repo.get(MARKER)?).map_err(|e| RepoError::damaged(repo.location(), MARKER, e.to_string()))?;
-    match v.get("format").and_then(|f| f.as_u64()) {
-        Some(f) if f == u64::from(REPO_FORMAT) => Ok(()),
-        Some(f) => Err(RepoError::NewerFormat { location: repo.location(), found: f, supported: REPO_FORMAT }.into()),
-        None => Err(RepoError::incomplete(repo.location(), format!("{MARKER} has no format number")).into()),
-    }
-}
+pub use verify::{RepoVerifyReport, VerifyProgress, verify_repo, verify_repo_with};
 
 /// `snapshots/<lsn:020>-<created_ms>.json` → (lsn, the name of the snapshot
 /// file it describes: the same stem with `.sqlite.zst`).
@@ -100,7 +83,11 @@ pub struct SnapshotPolicy {
 /// `backup` under a snapshot policy.
 pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPolicy) -> Result<BackupReport> {
     let started = Instant::now();
-    check_format(repo, true)?;
+    // Nothing is written to a repository of another chain, not even a temporary.
+    let (mark_now, upgrade) = adopt(store, repo)?;
+    if let Some(m) = mark_now {
+        marker::write_marker(repo, &m)?;
+    }
     for t in repo.remove_stale_temporaries()? {
         tracing::info!(repository = %repo.location(), "removed {t}, left by a killed backup");
     }
@@ -117,6 +104,9 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
         snapshot_skipped: None,
     };
     upload_segments(store, repo, &mut report)?;
+    if let Some(m) = upgrade {
+        marker::write_marker(repo, &m)?;
+    }
     if let Some(every) = policy.every_ms {
         let (list, _) = manifests(repo)?;
         let now = crate::log::writer::now_ms();
@@ -133,11 +123,60 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
     Ok(report)
 }
 
+/// Checks that the data directory's chain is the repository's (its marker's
+/// identity, or for a format-1 marker the one its segments hold); returns the
+/// marker to write: before any other object in a new repository (first),
+/// or once the segments are in when an older marker is upgraded or gets its
+/// identity (second; a refused upload leaves the marker as it was).
+fn adopt(store: &Store, repo: &dyn Repository) -> Result<(Option<Marker>, Option<Marker>)> {
+    let paths = store.paths();
+    let local = crate::store::chain_identity(paths)?;
+    let Some(marker) = read_marker(repo)? else {
+        return Ok((Some(Marker { format: REPO_FORMAT, chain: local.map(ChainId::of) }), None));
+    };
+    let segments = RepoSegments::list(repo)?;
+    let identity = segments.identity;
+    if let (Some(id), Some(_)) = (identity, local) {
+        let belongs = match crate::store::passes_through(paths, id)? {
+            Some(b) => b,
+            // The data directory holds no frame at the identity's LSN (its log was
+            // pruned past it): the same chain when it shares a sealed segment with it.
+            None => shares_a_segment(paths, &segments)?,
+        };
+        if !belongs {
+            return Err(RepoError::ForeignChain {
+                location: repo.location(),
+                repository: ChainId::of(id).to_string(),
+                dir: paths.root.display().to_string(),
+                local: local.map(ChainId::of).map_or_else(|| "empty".to_string(), |c| c.to_string()),
+            }
+            .into());
+        }
+    }
+    let chain = identity.or(local).map(ChainId::of);
+    Ok((None, marker.needs_update(chain.as_ref()).then_some(Marker { format: REPO_FORMAT, chain })))
+}
+
+/// Whether one of the local log's segments is, byte for byte, one of the repository's.
+fn shares_a_segment(paths: &crate::store::Paths, segments: &RepoSegments<'_>) -> Result<bool> {
+    let held: std::collections::HashSet<&str> = segments.objects().map(|(_, name, _)| name).collect();
+    for (seq, path) in crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))? {
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        if held.contains(segment_object_name(seq, &blake3::hash(&bytes)).as_str()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Uploads the sealed segments the repository lacks, each read back before
 /// it counts; refuses a repository that holds another history.
 fn upload_segments(store: &Store, repo: &dyn Repository, report: &mut BackupReport) -> Result<()> {
-    // One object per segment number: two would be two histories.
-    let by_seq: HashMap<u64, String> = segment_objects(repo)?.into_iter().map(|(seq, name, _)| (seq, name)).collect();
+    // The objects per segment number: this log's segment must be one of them (another is another history).
+    let mut by_seq: HashMap<u64, Vec<String>> = HashMap::new();
+    for (seq, name, _) in segment_objects(repo)? {
+        by_seq.entry(seq).or_default().push(name);
+    }
     let segments = crate::log::segment::list_segments(&store.paths().log).map_err(|e| Error::io("list", &store.paths().log, e))?;
     let first_seq = segments_start(store, repo, &by_seq)?;
     for (seq, path) in segments.iter().filter(|(seq, _)| *seq >= first_seq) {
@@ -152,11 +191,12 @@ fn upload_segments(store: &Store, repo: &dyn Repository, report: &mut BackupRepo
         let hash = blake3::hash(&bytes);
         let name = segment_object_name(*seq, &hash);
         match by_seq.get(seq) {
-            Some(present) if *present == name => {
+            Some(present) if present.contains(&name) => {
                 report.segments_present += 1;
                 continue;
             }
             Some(other) => {
+                let other = other.join(" and ");
                 return Err(RepoError::incomplete(
                     repo.location(),
                     format!(
@@ -178,7 +218,7 @@ fn upload_segments(store: &Store, repo: &dyn Repository, report: &mut BackupRepo
 
 /// The first segment to upload: the repository's log start; a data directory
 /// whose older history was pruned gives a new repository the same start.
-fn segments_start(store: &Store, repo: &dyn Repository, by_seq: &HashMap<u64, String>) -> Result<u64> {
+fn segments_start(store: &Store, repo: &dyn Repository, by_seq: &HashMap<u64, Vec<String>>) -> Result<u64> {
     let mut start = prune::log_start(repo)?;
     if let Some(base) = crate::store::LogBase::load(store.paths())?
         && start.is_none()
@@ -272,9 +312,10 @@ pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<St
             serde_json::from_slice::<SnapshotManifest>(&b).map_err(|e| RepoError::damaged(repo.location(), &name, e.to_string()).into())
         });
         match parsed {
-            Ok(m) if m.format != REPO_FORMAT => {
-                bad.push(format!("{name}: written in repository format {} (this build reads {REPO_FORMAT}); upgrade candlelog", m.format))
-            }
+            Ok(m) if !(marker::OLDEST_REPO_FORMAT..=REPO_FORMAT).contains(&m.format) => bad.push(format!(
+                "{name}: written in repository format {} (this build reads 1 to {REPO_FORMAT}); upgrade candlelog",
+                m.format
+            )),
             // The file is the manifest's own: a manifest names nothing else (retention deletes it).
             Ok(m) if m.file != file || repo::check_name(&m.file).is_err() => {
                 bad.push(format!("{name}: file name {:?} refused: a manifest describes {file}", m.file))
@@ -288,25 +329,12 @@ pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<St
     Ok((good, bad))
 }
 
-/// Segment objects by sequence number: (seq, object name, blake3 hex). Two
-/// objects for one number are two different histories: the repository is refused.
+/// Segment objects, sorted by sequence number then name: (seq, object
+/// name, blake3 hex). One number may have several objects (another chain's
+/// copy beside the chain's): the chain walk tells them apart (source.rs).
 pub fn segment_objects(repo: &dyn Repository) -> Result<Vec<(u64, String, String)>> {
-    let mut out: HashMap<u64, (String, String)> = HashMap::new();
-    for name in repo.list("segments")? {
-        if let Some((seq, hash)) = parse_segment_object(&name) {
-            if let Some((other, _)) = out.get(&seq) {
-                return Err(RepoError::Incomplete {
-                    location: repo.location(),
-                    message: format!(
-                        "{other} and {name} are both segment {seq}: the repository holds two different histories; refusing it"
-                    ),
-                }
-                .into());
-            }
-            out.insert(seq, (name, hash));
-        }
-    }
-    let mut v: Vec<_> = out.into_iter().map(|(s, (n, h))| (s, n, h)).collect();
+    let mut v: Vec<_> =
+        repo.list("segments")?.into_iter().filter_map(|name| parse_segment_object(&name).map(|(s, h)| (s, name, h))).collect();
     v.sort();
     Ok(v)
 }

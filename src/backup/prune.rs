@@ -9,7 +9,7 @@
 //! repository whose chain has an unexplained hole.
 //!
 //! ```text
-//! REPO/log-start.json   {"format": 1, "first_seq", "first_lsn", "base_hash", "pruned_before_ms", "pruned_at_ms"}
+//! REPO/log-start.json   {"format": 2, "first_seq", "first_lsn", "base_hash", "pruned_before_ms", "pruned_at_ms"}
 //! ```
 //!
 //! A restore from a pruned repository starts from a snapshot at or after the
@@ -54,7 +54,7 @@ pub fn log_start(repo: &dyn Repository) -> Result<Option<LogStart>> {
     }
     let s: LogStart =
         serde_json::from_slice(&repo.get(LOG_START)?).map_err(|e| RepoError::damaged(repo.location(), LOG_START, e.to_string()))?;
-    if s.format != super::REPO_FORMAT || s.first_seq == 0 || s.first_lsn == 0 {
+    if !(super::marker::OLDEST_REPO_FORMAT..=super::REPO_FORMAT).contains(&s.format) || s.first_seq == 0 || s.first_lsn == 0 {
         let message = format!("format {} or start {}/{} not understood", s.format, s.first_seq, s.first_lsn);
         return Err(RepoError::damaged(repo.location(), LOG_START, message).into());
     }

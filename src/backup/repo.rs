@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 
 use super::error::RepoError;
 
-/// The largest JSON object read into memory (marker, manifests, log start).
-pub const MAX_JSON_OBJECT: u64 = 1 << 20;
+/// The largest JSON object read (marker, manifests, log start): a manifest
+/// is under 1 KiB (a few dozen per-table entries at most), so 64 KiB is
+/// ample; a larger one is refused before it is parsed, so no manifest can
+/// make a reader hold or parse more (format/repository.md, "What readers must refuse").
+pub const MAX_JSON_OBJECT: u64 = 64 << 10;
 
 /// Storage for backup objects, addressed by relative `/`-separated names.
 /// Every backend runs the same conformance tests (tests/it/repository.rs).

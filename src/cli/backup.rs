@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use candlelog::backup::object::open_repository;
-use candlelog::backup::{SnapshotPolicy, manifests, segment_objects, verify_repo};
+use candlelog::backup::{SnapshotPolicy, VerifyProgress, manifests, segment_objects, verify_repo_with};
 use candlelog::ops::backup::{Progress, Target};
 use candlelog::ops::restore::{Cut, restore};
 
@@ -108,7 +108,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
         Some(Action::Verify { from, deep, json }) => {
-            let r = verify_repo(open_repository(&loc(from))?.as_ref(), *deep)?;
+            let bar = VerifyBar::new(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !*json);
+            let r = verify_repo_with(open_repository(&loc(from))?.as_ref(), *deep, &mut |p| bar.show(p));
+            bar.finish();
+            let r = r?;
             if *json {
                 print_json(&r)?;
             } else {
@@ -189,6 +192,41 @@ fn print_progress(p: Progress<'_>, json: bool) {
             r.bytes_uploaded,
         ),
         Progress::Done { .. } => {}
+    }
+}
+
+/// `backup verify`'s progress bar on a terminal (stderr): segments walked,
+/// then snapshots checked. Nothing when stderr is not a terminal or with --json.
+struct VerifyBar(Option<indicatif::ProgressBar>);
+
+impl VerifyBar {
+    fn new(enabled: bool) -> VerifyBar {
+        VerifyBar(enabled.then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        }))
+    }
+
+    fn show(&self, p: VerifyProgress) {
+        let Some(bar) = &self.0 else { return };
+        let (done, total, what) = match p {
+            VerifyProgress::Segments { done, total } => (done, total, "segments"),
+            VerifyProgress::Snapshots { done, total } => (done, total, "snapshots"),
+        };
+        if bar.length() != Some(total) || bar.message() != what {
+            bar.set_length(total);
+            bar.set_message(what);
+        }
+        bar.set_position(done);
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }
 

@@ -15,6 +15,9 @@
 //! - every frame's hash chains to the one before it ([`scan_segment`]);
 //! - only the last segment of a source that may hold the active segment may
 //!   end torn (or be half-created); every other segment must be sealed;
+//! - a source that knows its chain's identity (a repository's marker,
+//!   src/store/identity.rs) has every segment that spans the identity's LSN
+//!   pass through it: a segment of another chain is `foreign_chain` damage;
 //! - after damage the walk goes on from the damaged segment's footer when the
 //!   footer itself checks out (so one bad frame is one finding, not a cascade),
 //!   and re-anchors on the next segment's header otherwise.
@@ -54,6 +57,9 @@ pub struct ChainCursor {
     expect: Option<ChainPos>,
     /// The segment number the next segment must have; `None` before the first.
     next_seq: Option<u64>,
+    /// The chain's identity, when the source knows it: a position every
+    /// segment spanning its LSN must pass through.
+    identity: Option<ChainPos>,
 }
 
 /// One segment, checked against the chain.
@@ -78,13 +84,19 @@ impl ChainCursor {
     /// A walk that starts at segment `first_seq` at chain position `start`
     /// (`ChainPos::GENESIS` at segment 1 for a whole log).
     pub fn new(first_seq: u64, start: ChainPos) -> ChainCursor {
-        ChainCursor { expect: Some(start), next_seq: Some(first_seq) }
+        ChainCursor { expect: Some(start), next_seq: Some(first_seq), identity: None }
+    }
+
+    /// The same walk, also checking that the chain passes through `identity`.
+    pub fn with_identity(mut self, identity: Option<ChainPos>) -> ChainCursor {
+        self.identity = identity;
+        self
     }
 
     /// A walk that takes the first segment's header as its start (dump, and
     /// readers of one segment).
     pub fn anywhere() -> ChainCursor {
-        ChainCursor { expect: None, next_seq: None }
+        ChainCursor { expect: None, next_seq: None, identity: None }
     }
 
     /// Where the next segment must start, when known.
@@ -116,6 +128,7 @@ impl ChainCursor {
         let scan = scan_segment(path, seq, data, is_last, self.expect);
         if !half_created {
             damage.extend(scan.damage.iter().cloned());
+            damage.extend(self.identity.and_then(|id| foreign(&scan, id)));
         }
         Checked { seq, scan, damage, half_created }
     }
@@ -142,8 +155,32 @@ impl ChainCursor {
     }
 }
 
+/// `foreign_chain` damage when the scanned frames span `identity`'s LSN
+/// without passing through it (a frame boundary there with its hash).
+fn foreign(scan: &SegmentScan, identity: ChainPos) -> Option<Damage> {
+    let first = scan.header.as_ref()?.first_lsn;
+    if first > identity.lsn || scan.next_lsn <= identity.lsn {
+        return None;
+    }
+    if scan.frames.iter().any(|f| f.header.last_lsn() == identity.lsn && f.hash == identity.hash) {
+        return None;
+    }
+    let at = scan.frames.iter().find(|f| f.header.last_lsn() >= identity.lsn);
+    Some(Damage {
+        kind: DamageKind::ForeignChain,
+        path: scan.path.clone(),
+        offset: at.map_or(0, |f| f.offset),
+        lsn: Some(identity.lsn),
+        message: format!(
+            "a segment of another chain: its chain does not pass through this chain's identity (LSN {} hash {})",
+            identity.lsn,
+            blake3::Hash::from_bytes(identity.hash).to_hex()
+        ),
+    })
+}
+
 /// The footer at the end of `data`, when it checks out by itself.
-fn trusted_footer(data: &[u8]) -> Option<Footer> {
+pub fn trusted_footer(data: &[u8]) -> Option<Footer> {
     let start = data.len().checked_sub(FOOTER_LEN)?;
     Footer::decode(data.get(start..)?).filter(|f| f.footer_offset == start as u64)
 }
@@ -174,6 +211,11 @@ pub trait SegmentSource {
     fn read(&self, entry: &SegmentEntry) -> Result<Vec<u8>, ReadFailure>;
     /// Whether its last segment may be the active one (torn tail allowed).
     fn may_be_active(&self) -> bool;
+    /// The identity of the chain it holds, when it records one (a
+    /// repository's marker): walks check every segment against it.
+    fn identity(&self) -> Option<ChainPos> {
+        None
+    }
 }
 
 /// The segments of a local log directory.
@@ -230,14 +272,15 @@ impl<'s> ChainWalk<'s> {
     /// Walks `source` from segment `first_seq`, which must start at `start`.
     pub fn new(source: &'s dyn SegmentSource, first_seq: u64, start: ChainPos) -> Result<ChainWalk<'s>, ReadFailure> {
         let entries = source.list(first_seq)?;
-        Ok(ChainWalk { source, remaining: entries.len(), entries: entries.into_iter(), cursor: ChainCursor::new(first_seq, start) })
+        let cursor = ChainCursor::new(first_seq, start).with_identity(source.identity());
+        Ok(ChainWalk { source, remaining: entries.len(), entries: entries.into_iter(), cursor })
     }
 
     /// Walks `source` from segment `first_seq`, taking that segment's header
     /// as the start (a replay from the middle of the log, anchored by its caller).
     pub fn from_header(source: &'s dyn SegmentSource, first_seq: u64) -> Result<ChainWalk<'s>, ReadFailure> {
         let entries = source.list(first_seq)?;
-        let cursor = ChainCursor { expect: None, next_seq: Some(first_seq) };
+        let cursor = ChainCursor { expect: None, next_seq: Some(first_seq), identity: source.identity() };
         Ok(ChainWalk { source, remaining: entries.len(), entries: entries.into_iter(), cursor })
     }
 }

@@ -45,6 +45,9 @@ pub enum DamageKind {
     ObjectHash,
     /// A loss frame whose record does not fit its place in the chain.
     BadLoss,
+    /// A segment of another chain: it does not pass through the chain
+    /// identity the walk was given (a repository's marker).
+    ForeignChain,
 }
 
 impl DamageKind {
@@ -65,6 +68,7 @@ impl DamageKind {
             DamageKind::Unreadable => "io",
             DamageKind::ObjectHash => "object_hash",
             DamageKind::BadLoss => "bad_loss",
+            DamageKind::ForeignChain => "foreign_chain",
         }
     }
 }

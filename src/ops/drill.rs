@@ -32,6 +32,18 @@ pub struct DrillReport {
 }
 
 pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
+    // A repository of another chain restores someone else's data: refused, not compared.
+    if live.log.is_dir()
+        && let Some(id) = crate::backup::RepoSegments::list(repo).ok().and_then(|s| s.identity)
+        && crate::store::passes_through(live, id)? == Some(false)
+    {
+        return Err(Error::Failed(format!(
+            "{} holds another chain (its identity: {}) than the data directory {}: drill a repository of this data directory",
+            repo.location(),
+            crate::store::ChainId::of(id),
+            live.root.display()
+        )));
+    }
     let temp = std::env::temp_dir().join(format!("candlelog-drill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&temp);
     let into = temp.join("data");

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::backup::prune::{LogStart, log_start};
 use crate::backup::source::MAX_SEGMENT_OBJECT;
-use crate::backup::{RepoError, Repository, check_format, manifests, parse_segment_object};
+use crate::backup::{RepoError, RepoSegments, Repository, check_format, manifests, parse_segment_object};
 use crate::error::{Error, Result};
 use crate::event::{Event, Interval, LostSeries, Symbol};
 use crate::log::frame::EVENT_FORMAT_LOSS;
@@ -156,6 +156,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
     let t = Instant::now();
     for repo in repos {
         check_format(*repo, false)?;
+        refuse_foreign(paths, *repo)?;
     }
     let remote = Remote::list(repos)?;
     let remote_max = remote.max_seq();
@@ -384,6 +385,7 @@ fn repair_base(paths: &Paths, remote: &Remote<'_>, missing: &str, r: &mut Recove
                 first_lsn: s.first_lsn,
                 base_hash: s.base_hash.clone(),
                 snapshot: m.clone(),
+                chain: RepoSegments::list(repo).ok().and_then(|l| l.identity).map(crate::store::ChainId::of),
             };
             base.write(paths, &mut repo.open_reader(&m.file)?)?;
             r.repaired.push(format!("{missing}: the log base was brought back from {} (snapshot at LSN {})", repo.location(), m.lsn));
@@ -410,6 +412,27 @@ struct SalvageInput {
     data: Option<Vec<u8>>,
     spec: SalvageSpec,
     out: Salvaged,
+}
+
+/// A repository whose chain identity the data directory's chain does not
+/// pass through is another chain's: nothing of it is mixed into this one.
+fn refuse_foreign(paths: &Paths, repo: &dyn Repository) -> Result<()> {
+    let Some(id) = RepoSegments::list(repo)?.identity else { return Ok(()) };
+    // A log base too damaged to tell is what recover is here to repair: the chain checks still apply.
+    if matches!(crate::store::passes_through(paths, id), Ok(Some(false))) {
+        let local = crate::store::chain_identity(paths).ok().flatten().map(crate::store::ChainId::of);
+        return Err(RepoError::incomplete(
+            repo.location(),
+            format!(
+                "holds another chain (its identity: {}) than the data directory {} (its chain: {}); recover does not use it: give a repository of this data directory's chain",
+                crate::store::ChainId::of(id),
+                paths.root.display(),
+                local.map_or_else(|| "unknown".into(), |c| c.to_string())
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Segment `seq` as the chain needs it: the local copy when it checks out

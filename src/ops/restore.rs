@@ -146,6 +146,13 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     let (target, boundaries, written) = restore_segments(&source, first_seq, start, cut, &paths)?;
     check_target(repo, &source, &list, start, target)?;
     check_not_beyond_head(repo, cut, target)?;
+    if let (Cut::Head, Some(id), Some(t)) = (cut, source.identity, target)
+        && t.pos.lsn < id.lsn
+    {
+        let message =
+            format!("its segments end at LSN {}, before its chain's identity (LSN {}): they are not its chain", t.pos.lsn, id.lsn);
+        return Err(RepoError::incomplete(repo.location(), message).into());
+    }
     let target = target.unwrap_or_default().pos;
     let snapshot_lsn = restore_snapshot(repo, &source, &list, &boundaries, (start, target.lsn), &paths, &mut rejected)?;
     // Opening catches the projection up from the snapshot and builds the index from the log.
@@ -326,6 +333,7 @@ fn restore_snapshot(
                 first_lsn: s.first_lsn,
                 base_hash: s.base_hash.clone(),
                 snapshot: m.clone(),
+                chain: source.identity.map(crate::store::ChainId::of),
             };
             base.write(paths, &mut repo.open_reader(&m.file)?)?;
         }

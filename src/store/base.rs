@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! DIR/log/base.sqlite.zst   the snapshot, byte for byte as in the repository
-//! DIR/log/base.json         LogBase: first_seq, first_lsn, base_hash, the snapshot's manifest
+//! DIR/log/base.json         LogBase: first_seq, first_lsn, base_hash, the snapshot's manifest, the chain's identity
 //! ```
 //!
 //! The projection's rows are the snapshot's rows (at its LSN, on the chain)
@@ -35,6 +35,11 @@ pub struct LogBase {
     pub base_hash: String,
     /// The snapshot in `base.sqlite.zst`; its LSN is at least `first_lsn - 1`.
     pub snapshot: SnapshotManifest,
+    /// The identity of the chain (src/store/identity.rs), which the pruned
+    /// log no longer holds: copied from the repository's marker at restore.
+    /// Absent in bases written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<super::identity::ChainId>,
 }
 
 impl LogBase {
@@ -57,6 +62,9 @@ impl LogBase {
         // Well-formed from here on: both hashes parse.
         base.base_hash()?;
         base.applied()?;
+        if let Some(c) = base.chain.as_ref().filter(|c| c.pos().is_none()) {
+            return Err(Error::Damaged(format!("{}: chain {c} is not an LSN ≥ 1 with 64 lowercase hex digits", path.display())));
+        }
         if base.snapshot.lsn + 1 < base.first_lsn || base.first_seq == 0 {
             return Err(Error::Damaged(format!(
                 "{}: the snapshot at LSN {} is older than the log's first LSN {}: the log base is inconsistent",

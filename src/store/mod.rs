@@ -4,6 +4,7 @@
 
 pub mod base;
 mod catchup;
+pub mod identity;
 mod ingest;
 mod lock;
 mod paths;
@@ -12,6 +13,7 @@ pub mod view;
 
 pub use base::LogBase;
 pub use catchup::RebuildStats;
+pub use identity::{ChainId, chain_identity, passes_through};
 pub use ingest::{IngestStats, Overlay};
 pub use lock::{DirLock, writer_pid};
 pub use paths::Paths;

@@ -381,6 +381,27 @@ pub(crate) fn event_format_2() -> Vec<u8> {
     b
 }
 
+/// Segment 2 sealed after frame 3 alone: the golden chain, but another
+/// history than `event_format_2()` (two histories of one repository).
+pub(crate) fn second_sealed() -> Vec<u8> {
+    let (_, seg1_head) = active();
+    let mut b = SegmentHeader { seq: 2, first_lsn: 5, base_hash: seg1_head, created_ms: SEG2_CREATED_MS }.encode().to_vec();
+    let h3 = push_frame(&mut b, &seg1_head, 5, FRAME3_COMMIT_MS, &frame3_events());
+    let footer = Footer { last_lsn: 5, frame_count: 1, footer_offset: b.len() as u64, head_hash: h3 };
+    b.extend_from_slice(&footer.encode());
+    b
+}
+
+/// A sealed segment 1 of another chain: the golden first frame's events,
+/// committed a millisecond later (so every chain hash differs).
+pub(crate) fn foreign_sealed() -> Vec<u8> {
+    let mut b = seg1_header().to_vec();
+    let h1 = push_frame(&mut b, &GENESIS_HASH, 1, FRAME1_COMMIT_MS + 1, &frame1_events());
+    let footer = Footer { last_lsn: 2, frame_count: 1, footer_offset: b.len() as u64, head_hash: h1 };
+    b.extend_from_slice(&footer.encode());
+    b
+}
+
 /// `active.seg` plus the first half of the frame that would hold LSN 5.
 fn torn_tail() -> Vec<u8> {
     let (mut b, head) = active();

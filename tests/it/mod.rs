@@ -1,4 +1,5 @@
 mod backup;
+mod chain_identity;
 mod cli;
 mod corruption;
 mod crash;

@@ -13,9 +13,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use candlelog::backup::marker::{Marker, write_marker};
 use candlelog::backup::prune::{LOG_START, LogStart, write_log_start};
-use candlelog::backup::{DirRepository, Repository, SnapshotManifest, check_format};
+use candlelog::backup::{DirRepository, Repository, SnapshotManifest};
 use candlelog::event::Candle;
+use candlelog::store::ChainId;
 use candlelog::store::{Paths, Store, StoreOptions};
 
 use super::golden;
@@ -34,7 +36,22 @@ const PRUNED_BEFORE_MS: i64 = 1_769_126_400_000;
 const PRUNED_AT_MS: i64 = 1_769_130_300_000;
 
 const MARKER: &str = "candlelog-repository.json";
-const MARKER_BYTES: &[u8] = b"{\"format\": 1}\n";
+/// The format-1 marker (`valid/`, `pruned/`): no chain identity.
+const MARKER_V1_BYTES: &[u8] = b"{\"format\": 1}\n";
+
+/// The format-2 marker (`format2/`): the golden chain's identity, the end of
+/// its first frame (LSN 1-2).
+fn marker_v2_bytes() -> Vec<u8> {
+    format!("{{\n  \"format\": 2,\n  \"chain\": {{\n    \"lsn\": 2,\n    \"hash\": \"{}\"\n  }}\n}}\n", golden::FRAME1_HASH_HEX)
+        .into_bytes()
+}
+
+/// The frozen repositories: two of format 1, one of format 2.
+const VECTORS: [&str; 3] = ["valid", "pruned", "format2"];
+
+fn marker_bytes(sub: &str) -> Vec<u8> {
+    if sub == "format2" { marker_v2_bytes() } else { MARKER_V1_BYTES.to_vec() }
+}
 const SEG1_OBJECT: &str = "segments/00000000000000000001-f50f20814b3c3dcc80bb751b730f390e1332c373dc7cc9f533805f4cae284f44.seg";
 const SEG2_OBJECT: &str = "segments/00000000000000000002-621adf0bb8d2716dea3428704a3a102a2ba548860c3c52568528b8b12671e8a7.seg";
 /// `row_digests` of a snapshot of the golden log at LSN 7 (format/repository.md, "Row digests").
@@ -73,7 +90,9 @@ fn snapshot_of(paths: &Paths, created_ms: i64) -> (Vec<u8>, SnapshotManifest) {
     (bytes, manifest)
 }
 
-fn put_snapshot(repo: &DirRepository, (bytes, manifest): &(Vec<u8>, SnapshotManifest)) {
+/// Publishes a snapshot as a backup of repository format `format` does.
+fn put_snapshot(repo: &DirRepository, (bytes, manifest): &(Vec<u8>, SnapshotManifest), format: u32) {
+    let manifest = &SnapshotManifest { format, ..manifest.clone() };
     repo.put(&manifest.file, bytes).unwrap();
     let json = serde_json::to_vec_pretty(manifest).unwrap();
     repo.put(&manifest.file.replace(".sqlite.zst", ".json"), &json).unwrap();
@@ -83,7 +102,7 @@ fn segment_object(seq: u64, bytes: &[u8]) -> String {
     format!("segments/{seq:020}-{}.seg", blake3::hash(bytes).to_hex())
 }
 
-/// Writes `valid/` and `pruned/` under `dest`.
+/// Writes `valid/`, `pruned/` (format 1) and `format2/` under `dest`.
 fn generate(dest: &Path) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -98,17 +117,26 @@ fn generate(dest: &Path) {
     let snap_b = snapshot_of(&paths, SNAP_B_CREATED_MS);
 
     let valid = DirRepository::open(&dest.join("valid")).unwrap();
-    check_format(&valid, true).unwrap();
+    valid.put(MARKER, MARKER_V1_BYTES).unwrap();
     valid.put(&segment_object(1, &seg1), &seg1).unwrap();
     valid.put(&segment_object(2, &seg2), &seg2).unwrap();
-    put_snapshot(&valid, &snap_a);
-    put_snapshot(&valid, &snap_b);
+    put_snapshot(&valid, &snap_a, 1);
+    put_snapshot(&valid, &snap_b, 1);
+
+    // valid/ as this build's backups write it: the marker records the chain's identity.
+    let format2 = DirRepository::open(&dest.join("format2")).unwrap();
+    let chain = ChainId { lsn: 2, hash: golden::FRAME1_HASH_HEX.into() };
+    write_marker(&format2, &Marker { format: 2, chain: Some(chain) }).unwrap();
+    format2.put(&segment_object(1, &seg1), &seg1).unwrap();
+    format2.put(&segment_object(2, &seg2), &seg2).unwrap();
+    put_snapshot(&format2, &snap_a, 2);
+    put_snapshot(&format2, &snap_b, 2);
 
     // As `backup --prune-segments-before 2026-01-23` leaves it: segment 1 is
     // committed before the date and no snapshot needs it (it ends at the
     // oldest snapshot's LSN); segment 2 is the newest and always kept.
     let pruned = DirRepository::open(&dest.join("pruned")).unwrap();
-    check_format(&pruned, true).unwrap();
+    pruned.put(MARKER, MARKER_V1_BYTES).unwrap();
     write_log_start(
         &pruned,
         &LogStart {
@@ -122,8 +150,8 @@ fn generate(dest: &Path) {
     )
     .unwrap();
     pruned.put(&segment_object(2, &seg2), &seg2).unwrap();
-    put_snapshot(&pruned, &snap_a);
-    put_snapshot(&pruned, &snap_b);
+    put_snapshot(&pruned, &snap_a, 1);
+    put_snapshot(&pruned, &snap_b, 1);
 }
 
 /// Every file under `dir`, as (relative `/` path, bytes), sorted.
@@ -160,16 +188,17 @@ fn keys(v: &serde_json::Value) -> BTreeSet<String> {
 #[test]
 fn repository_vectors_match_the_generator() {
     let dir = repository_dir();
-    if bless() {
-        for sub in ["valid", "pruned"] {
-            let _ = std::fs::remove_dir_all(dir.join(sub));
-        }
-        generate(&dir);
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     generate(tmp.path());
-    for sub in ["valid", "pruned"] {
+    if bless() {
+        // Frozen snapshot bytes are never reblessed by accident: only the
+        // repositories that are missing (a new vector) are written.
+        for sub in VECTORS.iter().filter(|sub| !dir.join(sub).exists()) {
+            support::copy_dir(&tmp.path().join(sub), &dir.join(sub));
+        }
+        return;
+    }
+    for sub in VECTORS {
         let (frozen, fresh) = (dir.join(sub), tmp.path().join(sub));
         assert_eq!(names(&frozen), names(&fresh), "{sub}: the generator now writes other object names");
         for ((name, a), (_, b)) in files(&frozen).into_iter().zip(files(&fresh)) {
@@ -233,12 +262,12 @@ fn h4_rows(upto_lsn: u64) -> Vec<(i64, String, [u64; 6], i64)> {
 #[test]
 fn golden_repository_follows_the_spec() {
     let dir = repository_dir();
-    for sub in ["valid", "pruned"] {
+    for sub in VECTORS {
         let root = dir.join(sub);
-        assert_eq!(std::fs::read(root.join(MARKER)).unwrap(), MARKER_BYTES, "{sub}");
+        assert_eq!(std::fs::read(root.join(MARKER)).unwrap(), marker_bytes(sub), "{sub}");
         // Segment objects: byte for byte the segment vectors, named by seq and blake3.
         let segs: Vec<String> = names(&root).into_iter().filter(|n| n.starts_with("segments/")).collect();
-        let expected: Vec<&str> = if sub == "valid" { vec![SEG1_OBJECT, SEG2_OBJECT] } else { vec![SEG2_OBJECT] };
+        let expected: Vec<&str> = if sub == "pruned" { vec![SEG2_OBJECT] } else { vec![SEG1_OBJECT, SEG2_OBJECT] };
         assert_eq!(segs, expected, "{sub}");
         for name in &segs {
             let bytes = std::fs::read(root.join(name)).unwrap();
@@ -265,7 +294,7 @@ fn golden_repository_follows_the_spec() {
                 "rows",
             ];
             assert_eq!(keys(&m), expected_keys.iter().map(|k| k.to_string()).collect(), "{sub}/{stem}.json");
-            assert_eq!(m["format"], 1);
+            assert_eq!(m["format"], if sub == "format2" { 2 } else { 1 });
             assert_eq!(m["lsn"], lsn);
             assert_eq!(m["head_hash"], head);
             assert_eq!(m["file"], format!("{stem}.sqlite.zst"));
@@ -291,7 +320,7 @@ fn golden_repository_follows_the_spec() {
         // Nothing else: no temporaries, no strays.
         let mut all = names(&root);
         all.retain(|n| !n.starts_with("segments/") && !n.starts_with("snapshots/"));
-        let expected: Vec<&str> = if sub == "valid" { vec![MARKER] } else { vec![MARKER, LOG_START] };
+        let expected: Vec<&str> = if sub == "pruned" { vec![MARKER, LOG_START] } else { vec![MARKER] };
         assert_eq!(all, expected, "{sub}");
     }
     let start: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("pruned").join(LOG_START)).unwrap()).unwrap();
@@ -304,8 +333,15 @@ fn golden_repository_follows_the_spec() {
 
 #[test]
 fn golden_repository_verifies_lists_and_restores() {
+    // Format 1 (still read) and format 2 read the same.
+    for sub in ["valid", "format2"] {
+        verifies_lists_and_restores(sub);
+    }
+}
+
+fn verifies_lists_and_restores(sub: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = copy_of("valid", tmp.path());
+    let repo = copy_of(sub, tmp.path());
     for deep in [false, true] {
         let mut args = vec!["backup", "verify", "--from", s(&repo), "--json"];
         if deep {
@@ -419,6 +455,9 @@ fn golden_pruned_repository_verifies_and_restores_with_a_log_base() {
             (Some(2), Some(5), Some(golden::SEG1_HEAD_HEX))
         );
         assert_eq!(b["snapshot"], manifest_json(&repo, base));
+        // The chain's identity, which the pruned log no longer holds: a format-1
+        // repository records none, so it is where its log starts.
+        assert_eq!(b["chain"], serde_json::json!({"lsn": 4, "hash": golden::SEG1_HEAD_HEX}));
     }
     // Before the log start: refused, naming the earliest point it can restore.
     let into = tmp.path().join("too-early");
@@ -529,13 +568,70 @@ fn cases() -> Vec<Case> {
             restore: Restore::Refused(1, strings(&["segment 1 is missing (found 2 next)"])),
         },
         Case {
-            name: "two objects for one segment (two histories)",
+            name: "a second object for one segment that does not continue the chain (passed over)",
             base: "valid",
-            damage: Box::new(|r| vec![unsealed_segment_2(r), SEG2_OBJECT.to_string(), "are both segment 2".into()]),
+            damage: Box::new(|r| {
+                let name = unsealed_segment_2(r);
+                vec![format!("{name}: passed over: a copy of segment 2 that does not continue this repository's chain (unsealed")]
+            }),
             verify: 1,
             verify_deep: 1,
             verify_says: vec![],
-            restore: Restore::Refused(1, strings(&["are both segment 2: the repository holds two different histories"])),
+            restore: Restore::Restored(7, Some(7), strings(&["passed over"])),
+        },
+        Case {
+            name: "two objects for one segment that both continue the chain (two histories)",
+            base: "valid",
+            damage: Box::new(|r| {
+                let bytes = golden::second_sealed();
+                std::fs::write(r.join(segment_object(2, &bytes)), bytes).unwrap();
+                vec!["each continues the chain: the repository holds two different histories".into()]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![],
+            restore: Restore::Refused(1, strings(&["the repository holds two different histories"])),
+        },
+        Case {
+            name: "another chain's segment 1 instead of the chain's (format 2: the marker's identity)",
+            base: "format2",
+            damage: Box::new(|r| {
+                std::fs::remove_file(r.join(SEG1_OBJECT)).unwrap();
+                let bytes = golden::foreign_sealed();
+                let name = segment_object(1, &bytes);
+                std::fs::write(r.join(&name), bytes).unwrap();
+                vec![format!("{name} at byte offset 80: foreign_chain: a segment of another chain")]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![],
+            restore: Restore::Refused(1, strings(&["foreign_chain: a segment of another chain", "LSN 2 hash 18dbb734"])),
+        },
+        Case {
+            name: "another chain's segment 1 beside the chain's (format 2: passed over)",
+            base: "format2",
+            damage: Box::new(|r| {
+                let bytes = golden::foreign_sealed();
+                let name = segment_object(1, &bytes);
+                std::fs::write(r.join(&name), bytes).unwrap();
+                vec![format!("{name}: passed over: a copy of segment 1 that does not continue this repository's chain (foreign_chain")]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![],
+            restore: Restore::Restored(7, Some(7), strings(&["passed over"])),
+        },
+        Case {
+            name: "a manifest over 64 KiB (issue 10: refused before it is parsed)",
+            base: "valid",
+            damage: Box::new(|r| {
+                edit_manifest(r, SNAP_B, |m| m["padding"] = "x".repeat(70_000).into());
+                vec![]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![format!("{SNAP_B}.json: larger than the 65536 bytes such an object may hold")],
+            restore: Restore::Restored(7, Some(4), vec![format!("{SNAP_B}.json: larger than the 65536 bytes")]),
         },
         Case {
             name: "a segment name that is not what backups write (upper-case hash)",
@@ -552,16 +648,16 @@ fn cases() -> Vec<Case> {
             restore: Restore::Restored(4, Some(4), vec![]),
         },
         Case {
-            name: "a marker of repository format 2",
+            name: "a marker of repository format 3",
             base: "valid",
             damage: Box::new(|r| {
-                std::fs::write(r.join(MARKER), "{\"format\": 2}\n").unwrap();
+                std::fs::write(r.join(MARKER), "{\"format\": 3}\n").unwrap();
                 vec![]
             }),
             verify: 1,
             verify_deep: 1,
-            verify_says: strings(&["uses repository format 2; this build reads 1: upgrade candlelog"]),
-            restore: Restore::Refused(1, strings(&["uses repository format 2; this build reads 1: upgrade candlelog"])),
+            verify_says: strings(&["uses repository format 3; this build reads formats 1 to 2: upgrade candlelog"]),
+            restore: Restore::Refused(1, strings(&["uses repository format 3; this build reads formats 1 to 2: upgrade candlelog"])),
         },
         Case {
             name: "no marker",
@@ -696,15 +792,15 @@ fn cases() -> Vec<Case> {
             restore: Restore::Restored(7, Some(4), vec![b_json.clone()]),
         },
         Case {
-            name: "a manifest of repository format 2",
+            name: "a manifest of repository format 3",
             base: "valid",
             damage: Box::new(|r| {
-                edit_manifest(r, SNAP_B, |m| m["format"] = 2.into());
+                edit_manifest(r, SNAP_B, |m| m["format"] = 3.into());
                 vec![]
             }),
             verify: 1,
             verify_deep: 1,
-            verify_says: vec![format!("{b_json}: written in repository format 2 (this build reads 1); upgrade candlelog")],
+            verify_says: vec![format!("{b_json}: written in repository format 3 (this build reads 1 to 2); upgrade candlelog")],
             restore: Restore::Restored(7, Some(4), vec![b_json.clone()]),
         },
         Case {
@@ -774,18 +870,18 @@ fn cases() -> Vec<Case> {
             restore: Restore::Restored(7, Some(7), vec![]),
         },
         Case {
-            name: "log-start.json of format 2",
+            name: "log-start.json of format 3",
             base: "pruned",
             damage: Box::new(|r| {
                 let p = r.join(LOG_START);
-                let s = std::fs::read_to_string(&p).unwrap().replace("\"format\": 1", "\"format\": 2");
+                let s = std::fs::read_to_string(&p).unwrap().replace("\"format\": 1", "\"format\": 3");
                 std::fs::write(p, s).unwrap();
                 vec![]
             }),
             verify: 1,
             verify_deep: 1,
-            verify_says: strings(&["log-start.json: format 2 or start 2/5 not understood"]),
-            restore: Restore::Refused(1, strings(&["log-start.json: format 2 or start 2/5 not understood"])),
+            verify_says: strings(&["log-start.json: format 3 or start 2/5 not understood"]),
+            restore: Restore::Refused(1, strings(&["log-start.json: format 3 or start 2/5 not understood"])),
         },
         Case {
             name: "log-start.json with an upper-case base_hash",
@@ -933,8 +1029,8 @@ fn a_backup_written_today_has_the_golden_layout() {
     let report = &json(&r)[0];
     assert_eq!((report["segments_uploaded"].as_u64(), report["segments_present"].as_u64()), (Some(2), Some(0)), "{report}");
 
-    let golden = repository_dir().join("valid");
-    // The marker, byte for byte.
+    let golden = repository_dir().join("format2");
+    // The marker, byte for byte: format 2, the golden chain's identity.
     assert_eq!(std::fs::read(new.join(MARKER)).unwrap(), std::fs::read(golden.join(MARKER)).unwrap());
     // The segment objects: the same names and bytes.
     let segs = |root: &Path| -> Vec<(String, Vec<u8>)> { files(root).into_iter().filter(|(n, _)| n.starts_with("segments/")).collect() };
@@ -988,14 +1084,18 @@ fn a_prune_today_leaves_the_golden_pruned_layout() {
     let golden = repository_dir().join("pruned");
     let segs = |root: &Path| -> Vec<String> { names(root).into_iter().filter(|n| n.starts_with("segments/")).collect() };
     assert_eq!(segs(&repo), segs(&golden));
-    assert_eq!(std::fs::read(repo.join(MARKER)).unwrap(), std::fs::read(golden.join(MARKER)).unwrap());
-    // log-start.json: the golden one, but for the time the prune ran.
+    // The format-1 marker was upgraded by the backup: format 2 with the identity its segment 1 holds.
+    assert_eq!(std::fs::read(repo.join(MARKER)).unwrap(), marker_v2_bytes());
+    // log-start.json: the golden one, but for the time the prune ran and its format (2 now).
     let read = |root: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(root.join(LOG_START)).unwrap()).unwrap() };
     let (mut today, mut frozen) = (read(&repo), read(&golden));
     assert_eq!(keys(&today), keys(&frozen));
     assert!(today["pruned_at_ms"].as_i64().unwrap() > PRUNED_AT_MS);
-    today.as_object_mut().unwrap().remove("pruned_at_ms");
-    frozen.as_object_mut().unwrap().remove("pruned_at_ms");
+    assert_eq!((today["format"].as_u64(), frozen["format"].as_u64()), (Some(2), Some(1)));
+    for k in ["pruned_at_ms", "format"] {
+        today.as_object_mut().unwrap().remove(k);
+        frozen.as_object_mut().unwrap().remove(k);
+    }
     assert_eq!(today, frozen);
     // The golden snapshots are still there, beside the one this backup took.
     for stem in [SNAP_A, SNAP_B] {
@@ -1015,15 +1115,15 @@ fn writers_and_recover_refuse_what_readers_refuse() {
 
     // A repository of a newer format: backup writes nothing into it, recover reads nothing from it.
     let newer = copy_of("valid", tmp.path());
-    std::fs::write(newer.join(MARKER), "{\"format\": 2}\n").unwrap();
+    std::fs::write(newer.join(MARKER), "{\"format\": 3}\n").unwrap();
     let before = files(&newer);
     let r = run(&dir, &["backup", "--to", s(&newer)]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("error: backup to {}: {} uses repository format 2", s(&newer), s(&newer))), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("error: backup to {}: {} uses repository format 3", s(&newer), s(&newer))), "{}", r.stderr);
     assert_eq!(files(&newer), before, "nothing written");
     let r = run(&dir, &["recover", "--from", s(&newer)]);
     assert_eq!(r.code, 1, "a repository this build cannot read is a failure, not a usage error (issue 9): {}", r.stderr);
-    assert!(r.stderr.contains("uses repository format 2; this build reads 1: upgrade candlelog"), "{}", r.stderr);
+    assert!(r.stderr.contains("uses repository format 3; this build reads formats 1 to 2: upgrade candlelog"), "{}", r.stderr);
 
     // A repository holding another history's segment 2: backup refuses to add a second one.
     let other = tmp.path().join("other");

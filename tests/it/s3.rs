@@ -61,3 +61,48 @@ fn backup_restore_recover_and_drill_through_s3() {
     assert_eq!(table_rows(&again.join("candles.sqlite"), "ohlcv_h4"), truth);
     assert_eq!(run(&s3, &again, &["verify", "--deep"]).code, 0);
 }
+
+/// Every file the server holds (its objects, and anything else it keeps), with its bytes.
+fn served(s3: &S3) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![s3.root().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 10, part 5, through the object store: a repository belongs to one chain.
+#[test]
+fn issue_10_another_chain_is_refused_through_s3() {
+    let Some(s3) = s3::start("it::s3") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = "s3://candlelog/one-chain";
+    let mut dirs = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tmp.path().join(name);
+        let fixtures = tmp.path().join(format!("fixtures-{name}"));
+        support::gen_archives(&fixtures, 2, 1);
+        assert_eq!(run(&s3, &dir, &["--segment-bytes", "4096", "import", "--group-files", "1", fixtures.to_str().unwrap()]).code, 0);
+        dirs.push(dir);
+    }
+    let r = run(&s3, &dirs[0], &["backup", "--to", repo]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let before = served(&s3);
+    let r = run(&s3, &dirs[1], &["backup", "--to", repo]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("{repo} holds another chain")) && r.stderr.contains("nothing was written"), "{}", r.stderr);
+    assert!(served(&s3) == before, "nothing was written to the bucket");
+    let r = run(&s3, &dirs[1], &["recover", "--from", repo]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("holds another chain"), "{}", r.stderr);
+    assert_eq!(run(&s3, &dirs[0], &["backup", "verify", "--from", repo]).code, 0);
+}

@@ -29,6 +29,11 @@ impl Drop for S3 {
 }
 
 impl S3 {
+    /// The directory the server serves: `<root>/<bucket>/<key>` for each object.
+    pub fn root(&self) -> &Path {
+        self._root.path()
+    }
+
     /// The `AWS_*` variables that point a client at this server.
     pub fn env(&self) -> Vec<(String, String)> {
         [
