@@ -15,3 +15,4 @@ mod s3;
 mod sla;
 mod source;
 mod sync;
+mod sync_client;
