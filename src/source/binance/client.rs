@@ -356,14 +356,13 @@ impl BinanceClient {
                 }
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Overloaded { error, status, message, url }) => {
-                    let wait = self.overload_wait(call, &error, overload_waited)
-                        .map_err(|reason| ExchangeError::Overloaded {
-                            url,
-                            status,
-                            waited_ms: u64::try_from(overload_waited.as_millis()).unwrap_or(u64::MAX),
-                            message,
-                            reason,
-                        })?;
+                    let wait = self.overload_wait(call, &error, overload_waited).map_err(|reason| ExchangeError::Overloaded {
+                        url,
+                        status,
+                        waited_ms: u64::try_from(overload_waited.as_millis()).unwrap_or(u64::MAX),
+                        message,
+                        reason,
+                    })?;
                     overload_waited += wait;
                     Counters::add(&self.inner.counters.retries, 1);
                     tokio::time::sleep(wait).await;
