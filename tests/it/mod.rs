@@ -18,3 +18,4 @@ mod sla;
 mod snapshot_trust;
 mod source;
 mod sync;
+mod sync_client;

@@ -53,6 +53,8 @@ impl Fetched {
 /// Fetches every plan with bounded concurrency, sending each finished series
 /// to the committer. Returns true when the deadline cut the run short.
 pub async fn fetch_all(client: BinanceClient, plans: Vec<SeriesPlan>, concurrency: usize, deadline: Instant, tx: Sender<Fetched>) -> bool {
+    // No backoff (an overloaded exchange) waits past the run's deadline.
+    client.set_deadline(deadline);
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for plan in plans {

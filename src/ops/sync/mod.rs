@@ -360,7 +360,10 @@ fn finish(
         };
     }
     if report.banned && report.error.is_none() {
-        report.error = Some("the exchange banned this IP (HTTP 418): every request was stopped".into());
+        report.error = Some(match client.stopped_by() {
+            Some(e) => format!("every request was stopped: {e}"),
+            None => "the exchange banned this IP (HTTP 418): every request was stopped".into(),
+        });
     }
     report.ok = matches!(report.outcome, RunOutcome::Success | RunOutcome::Partial);
     report.ended_ms = now_ms();

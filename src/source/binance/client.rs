@@ -2,8 +2,8 @@
 //! futures API through the concurrency bound, the weight budget and the
 //! retry policy, and turns the answers into typed values or typed errors.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
@@ -14,14 +14,21 @@ use crate::source::klines_json::{BodyError, parse_klines_body};
 use super::ExchangeError;
 use super::clock::{Clock, ServerClock};
 use super::limiter::{DEFAULT_WEIGHT_LIMIT, LIGHT_WEIGHT, Limiter, MINUTE_MS, WindowBudget, klines_weight};
+use super::overload::Overload;
 use super::response::{ExchangeInfo, error_message, parse_exchange_info, parse_server_time, status_error};
-use super::retry::{RetryKind, RetryPolicy, StatusClass, classify_status, parse_ban_until, parse_retry_after};
+use super::retry::{RetryKind, RetryPolicy, StatusClass, classify_status, is_overloaded, parse_ban_until, parse_retry_after};
 use super::stats::{ClientStats, Counters};
 
 /// The exchange's count of weight used in the current minute.
 const USED_WEIGHT_HEADER: &str = "x-mbx-used-weight-1m";
 /// The most klines one request may ask for.
 pub const MAX_KLINES_LIMIT: u16 = 1_500;
+/// Test hook: multiplies every backoff of the retry policy (e.g. `0.05` sits
+/// through 30 s of overload in 1.5 s). Not for operators.
+pub const BACKOFF_SCALE_ENV: &str = "CANDLELOG_BACKOFF_SCALE";
+/// Test hook: the weight window in ms, to match a fake exchange with
+/// shortened windows (see [`ClientOptions::rate_window`]). Not for operators.
+pub const RATE_WINDOW_ENV: &str = "CANDLELOG_RATE_WINDOW_MS";
 
 /// How to reach the exchange and how hard to push it.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +78,9 @@ struct Inner {
     policy: RetryPolicy,
     clock: Arc<ServerClock>,
     limiter: Limiter,
+    overload: Overload,
+    /// The run's deadline: no overload backoff waits past it.
+    deadline: Mutex<Option<Instant>>,
     slots: Semaphore,
     /// Set once, to a ban or a cancellation; every request watches it.
     stop: watch::Sender<Option<Stop>>,
@@ -80,6 +90,7 @@ struct Inner {
 #[derive(Clone, Debug)]
 enum Stop {
     Banned { until_ms: Option<i64>, message: String },
+    Forbidden { url: String, message: String },
     Cancelled,
 }
 
@@ -87,6 +98,7 @@ impl Stop {
     fn error(&self) -> ExchangeError {
         match self {
             Stop::Banned { until_ms, message } => ExchangeError::Banned { until_ms: *until_ms, message: message.clone() },
+            Stop::Forbidden { url, message } => ExchangeError::Forbidden { url: url.clone(), message: message.clone() },
             Stop::Cancelled => ExchangeError::Cancelled,
         }
     }
@@ -116,13 +128,27 @@ enum Failure {
     Transport(ExchangeError),
     /// 5xx or 408.
     Server(ExchangeError),
+    /// 503, or code -1008: the exchange is overloaded; every request waits.
+    Overloaded { error: ExchangeError, status: u16, message: String, url: String },
     /// 429.
     RateLimited { retry_after: Option<u64>, url: String },
 }
 
 impl BinanceClient {
-    pub fn new(opts: ClientOptions) -> Result<BinanceClient, ExchangeError> {
+    /// A client with `opts`, after the test hooks [`BACKOFF_SCALE_ENV`] and
+    /// [`RATE_WINDOW_ENV`] when they are set.
+    pub fn new(mut opts: ClientOptions) -> Result<BinanceClient, ExchangeError> {
         let config = |message: String| ExchangeError::Config { message };
+        if let Ok(text) = std::env::var(BACKOFF_SCALE_ENV) {
+            let scale = text.trim().parse::<f64>().ok().filter(|f| f.is_finite() && *f > 0.0 && *f <= 1.0);
+            let scale = scale.ok_or_else(|| config(format!("{BACKOFF_SCALE_ENV}={text:?}: expected a number in (0, 1]")))?;
+            opts.retry = opts.retry.scaled(scale);
+        }
+        if let Ok(text) = std::env::var(RATE_WINDOW_ENV) {
+            let ms = text.trim().parse::<u64>().ok().filter(|ms| *ms > 0);
+            let ms = ms.ok_or_else(|| config(format!("{RATE_WINDOW_ENV}={text:?}: expected a positive number of ms")))?;
+            opts.rate_window = Duration::from_millis(ms);
+        }
         let url = reqwest::Url::parse(&opts.base_url).map_err(|e| config(format!("base_url {:?}: {e}", opts.base_url)))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(config(format!("base_url {:?}: expected an http or https URL", opts.base_url)));
@@ -156,6 +182,8 @@ impl BinanceClient {
             policy: opts.retry,
             clock,
             limiter,
+            overload: Overload::default(),
+            deadline: Mutex::new(None),
             slots: Semaphore::new(opts.max_concurrency),
             stop: watch::Sender::new(None),
             counters: Counters::default(),
@@ -231,12 +259,16 @@ impl BinanceClient {
             interval: Some(interval.as_str()),
         };
         let reply = self.call(&call).await?;
+        // Every page is checked before any of it is used: ascending open times,
+        // no duplicates, nothing before startTime or after endTime. Paging
+        // moves on from the last candle, so a page in another order would
+        // silently skip candles.
         let malformed = |open_time: Option<i64>, field: Option<&str>, message: String| ExchangeError::Malformed {
             symbol: symbol.to_string(),
             interval,
             open_time,
             field: field.map(str::to_owned),
-            message,
+            message: format!("{message}; {}", page_text(start_ms, end_ms)),
         };
         let candles = parse_klines_body(&reply.body, symbol, interval).map_err(|e: BodyError| {
             let message = match e.row {
@@ -245,18 +277,34 @@ impl BinanceClient {
             };
             malformed(e.open_time.and_then(|t| i64::try_from(t).ok()), e.field, message)
         })?;
-        if candles.len() > usize::from(limit) {
-            return Err(malformed(None, None, format!("{} candles for a limit of {limit}", candles.len())));
-        }
-        for c in &candles {
+        for (row, c) in candles.iter().enumerate() {
             let outside = start_ms.is_some_and(|s| c.open_time < s) || end_ms.is_some_and(|e| c.open_time > e);
             if outside {
                 let range = format!("{}..={}", opt_text(start_ms), opt_text(end_ms));
-                return Err(malformed(Some(c.open_time), Some("open_time"), format!("outside the requested range {range}")));
+                let message = format!("{} is outside the requested range {range} (row {row} of the response)", c.open_time);
+                return Err(malformed(Some(c.open_time), Some("open_time"), message));
             }
+        }
+        if candles.len() > usize::from(limit) {
+            return Err(malformed(None, None, format!("{} candles for a limit of {limit}", candles.len())));
         }
         tracing::debug!(symbol = symbol.as_str(), interval = interval.as_str(), candles = candles.len(), "klines page");
         Ok(candles)
+    }
+
+    /// The run's deadline: a request never waits out an overload past it (it
+    /// fails instead, saying so), and long backoffs are planned against it.
+    pub fn set_deadline(&self, deadline: Instant) {
+        *self.inner.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(deadline);
+    }
+
+    /// Why every request is refused, when the exchange banned this IP (418)
+    /// or its firewall refused it (403); `None` otherwise (cancellation included).
+    pub fn stopped_by(&self) -> Option<ExchangeError> {
+        match self.inner.stop.borrow().as_ref() {
+            Some(s @ (Stop::Banned { .. } | Stop::Forbidden { .. })) => Some(s.error()),
+            _ => None,
+        }
     }
 
     /// The counters so far.
@@ -299,10 +347,27 @@ impl BinanceClient {
     async fn with_retries(&self, call: &Call<'_>) -> Result<Reply, ExchangeError> {
         let policy = &self.inner.policy;
         let (mut transport, mut server, mut rate_limited) = (0u32, 0u32, 0u32);
+        let mut overload_waited = Duration::ZERO;
         loop {
             let (kind, wait, error) = match self.attempt(call).await {
-                Ok(reply) => return Ok(reply),
+                Ok(reply) => {
+                    self.inner.overload.succeeded(reply.arrived);
+                    return Ok(reply);
+                }
                 Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Overloaded { error, status, message, url }) => {
+                    let wait = self.overload_wait(call, &error, overload_waited).map_err(|reason| ExchangeError::Overloaded {
+                        url,
+                        status,
+                        waited_ms: u64::try_from(overload_waited.as_millis()).unwrap_or(u64::MAX),
+                        message,
+                        reason,
+                    })?;
+                    overload_waited += wait;
+                    Counters::add(&self.inner.counters.retries, 1);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
                 Err(Failure::Transport(e)) => (RetryKind::Transport, policy.backoff(RetryKind::Transport, bump(&mut transport)), e),
                 Err(Failure::Server(e)) => (RetryKind::Server, policy.backoff(RetryKind::Server, bump(&mut server)), e),
                 Err(Failure::RateLimited { retry_after, url }) => {
@@ -337,6 +402,41 @@ impl BinanceClient {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// After an overloaded answer: the shared hold (raised if this answer came
+    /// after the last one ended), plus a little jitter of this request's own so
+    /// the waiters do not all come back in the same millisecond. `Err(reason)`
+    /// when the hold would end past the run's deadline or past what one
+    /// request may wait for an overload in all.
+    fn overload_wait(&self, call: &Call<'_>, error: &ExchangeError, waited: Duration) -> Result<Duration, String> {
+        let (inner, policy) = (&*self.inner, &self.inner.policy);
+        let now = Instant::now();
+        let until = inner.overload.hit(policy, now);
+        let wait = policy.with_jitter(until.saturating_duration_since(now));
+        let deadline = *inner.deadline.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(deadline) = deadline
+            && now + wait >= deadline
+        {
+            let left = deadline.saturating_duration_since(now);
+            return Err(format!(
+                "the run's deadline ({} s away) comes before the next try; run the sync again once the exchange recovers",
+                left.as_secs()
+            ));
+        }
+        if waited + wait > policy.max_overload_wait {
+            return Err(format!("a request waits at most {} s for an overload to pass", policy.max_overload_wait.as_secs()));
+        }
+        inner.limiter.hold_until(until);
+        tracing::warn!(
+            symbol = call.symbol,
+            interval = call.interval,
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+            error = %error,
+            "exchange overloaded; every request waits"
+        );
+        Ok(wait)
     }
 
     /// One HTTP request: a concurrency slot, the weight, the request, the body.
@@ -384,12 +484,10 @@ impl BinanceClient {
             StatusClass::Success => Ok(Reply { body, url, arrived }),
             StatusClass::RateLimited => {
                 Counters::add(&inner.counters.responses_429, 1);
-                // Every request waits, not just this one: repeated 429s get the IP banned.
-                match retry_after {
-                    Some(secs) => inner.limiter.hold_for(Duration::from_secs(secs)),
-                    // Without a hint the minute is spent: hold every request until the next one.
-                    None => inner.limiter.saturate(),
-                }
+                // Every request waits, not just this one, and every later window
+                // spends less: repeated 429s get the IP banned. Without a
+                // Retry-After the minute is spent: every request waits for the next one.
+                inner.limiter.rate_limited(retry_after.map(Duration::from_secs));
                 tracing::warn!(
                     symbol = call.symbol,
                     interval = call.interval,
@@ -412,7 +510,22 @@ impl BinanceClient {
                 let stop = Stop::Banned { until_ms, message };
                 let error = stop.error();
                 inner.stop.send_if_modified(|s| {
-                    if matches!(s, Some(Stop::Banned { .. })) {
+                    if matches!(s, Some(Stop::Banned { .. } | Stop::Forbidden { .. })) {
+                        return false;
+                    }
+                    *s = Some(stop);
+                    true
+                });
+                Err(Failure::Final(error))
+            }
+            StatusClass::Forbidden => {
+                Counters::add(&inner.counters.forbidden, 1);
+                let message = error_message(&body);
+                tracing::error!(symbol = call.symbol, interval = call.interval, status, message = %message, "refused by the exchange's firewall (HTTP 403); stopping every request");
+                let stop = Stop::Forbidden { url, message };
+                let error = stop.error();
+                inner.stop.send_if_modified(|s| {
+                    if matches!(s, Some(Stop::Banned { .. } | Stop::Forbidden { .. })) {
                         return false;
                     }
                     *s = Some(stop);
@@ -422,7 +535,12 @@ impl BinanceClient {
             }
             StatusClass::Retryable => {
                 Counters::add(&inner.counters.server_errors, 1);
-                Err(Failure::Server(status_error(status, &url, &body)))
+                let error = status_error(status, &url, &body);
+                if is_overloaded(status, error.api_code()) {
+                    Counters::add(&inner.counters.overloaded, 1);
+                    return Err(Failure::Overloaded { error, status, message: error_message(&body), url });
+                }
+                Err(Failure::Server(error))
             }
             StatusClass::Fatal => Err(Failure::Final(status_error(status, &url, &body))),
         }
@@ -462,6 +580,12 @@ fn bump(n: &mut u32) -> u32 {
 
 fn opt_text(v: Option<i64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The page a klines error is about, as requested.
+fn page_text(start_ms: Option<i64>, end_ms: Option<i64>) -> String {
+    let at = |v: Option<i64>| v.map_or_else(|| "(none)".to_owned(), |ms| format!("{} ({ms})", crate::event::fmt_ms(ms)));
+    format!("the page asked for startTime {} to endTime {}; nothing from it was used", at(start_ms), at(end_ms))
 }
 
 /// An error and its causes, one line (reqwest's own message omits the cause).

@@ -12,6 +12,20 @@ pub enum ExchangeError {
     /// request of the client fails with this from then on, without being sent.
     #[error("the exchange banned this IP{}: {message}; wait for the ban to end before syncing again", until_text(*until_ms))]
     Banned { until_ms: Option<i64>, message: String },
+    /// HTTP 403: the exchange's web application firewall refused the request.
+    /// Like a ban, it stops every request of the client: the next ones would
+    /// be refused too, and hammering a firewall gets an IP blocked for longer.
+    #[error(
+        "{url}: HTTP 403: the exchange's firewall refused this IP ({message}); every request was stopped. Find out why the IP is blocked (a WAF rule, another client on this egress IP) and wait before syncing again"
+    )]
+    Forbidden { url: String, message: String },
+    /// "Server overloaded" (HTTP 503 / code -1008) that outlasted the shared
+    /// backoff this request could afford.
+    #[error(
+        "{url}: HTTP {status}: the exchange stayed overloaded ({message}) through {} s of backoff shared by every request; {reason}",
+        waited_ms / 1000
+    )]
+    Overloaded { url: String, status: u16, waited_ms: u64, message: String, reason: String },
     /// A 4xx the exchange explained with its JSON `{"code", "msg"}` (e.g. -1121 "Invalid symbol.").
     #[error("{url}: HTTP {status}: exchange error {code}: {msg}")]
     Api { status: u16, code: i64, msg: String, url: String },
@@ -46,9 +60,10 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
-    /// True for an IP ban: the caller must stop talking to the exchange.
+    /// True for an IP ban (HTTP 418) or a firewall refusal (HTTP 403): the
+    /// caller must stop talking to the exchange.
     pub fn is_ban(&self) -> bool {
-        matches!(self, ExchangeError::Banned { .. })
+        matches!(self, ExchangeError::Banned { .. } | ExchangeError::Forbidden { .. })
     }
 
     /// The exchange's error code, when it sent one.

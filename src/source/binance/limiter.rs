@@ -50,6 +50,8 @@ pub(crate) fn next_window_start(ms: i64, window_ms: i64) -> i64 {
 pub(crate) struct WindowBudget {
     limit: u32,
     margin: f64,
+    /// The share of the allowance still used: 1, lowered by each 429 (see [`Self::slow_down`]).
+    pace: f64,
     window_ms: i64,
     window: i64,
     used: u32,
@@ -57,7 +59,7 @@ pub(crate) struct WindowBudget {
 
 impl WindowBudget {
     pub fn new(limit: u32, margin: f64, window_ms: i64) -> WindowBudget {
-        WindowBudget { limit, margin, window_ms: window_ms.max(1), window: i64::MIN, used: 0 }
+        WindowBudget { limit, margin, pace: 1.0, window_ms: window_ms.max(1), window: i64::MIN, used: 0 }
     }
 
     pub fn limit(&self) -> u32 {
@@ -72,9 +74,10 @@ impl WindowBudget {
         self.limit = limit;
     }
 
-    /// What one window may spend: the limit less the margin, at least 1.
+    /// What one window may spend: the limit less the margin (times the pace
+    /// after 429s), at least 1.
     pub fn allowance(&self) -> u32 {
-        let keep = (f64::from(self.limit) * (1.0 - self.margin)).floor();
+        let keep = (f64::from(self.limit) * (1.0 - self.margin) * self.pace).floor();
         // Float → int `as` saturates; the margin is validated to be in [0, 1).
         (keep as u32).max(1)
     }
@@ -126,6 +129,15 @@ impl WindowBudget {
     pub fn saturate(&mut self, now_ms: i64) {
         self.roll(now_ms);
         self.used = self.used.max(self.allowance());
+    }
+
+    /// The exchange said "too many requests" although we kept to our count:
+    /// someone else spends weight on this IP, or its clock is not what we
+    /// measured. Every later window spends a fifth less (down to half the
+    /// allowance) for the rest of the client's life, so a 429 is not followed
+    /// by another and then by a ban.
+    pub fn slow_down(&mut self) {
+        self.pace = (self.pace * 0.8).max(0.5);
     }
 }
 
@@ -188,14 +200,27 @@ impl Limiter {
         self.budget().observe(now, window, used);
     }
 
-    pub fn saturate(&self) {
-        let now = self.clock.now_ms();
-        self.budget().saturate(now);
+    /// A 429: spend nothing more this window (unless `retry_after` says how
+    /// long to hold every request instead), and slow every later window.
+    pub fn rate_limited(&self, retry_after: Option<Duration>) {
+        match retry_after {
+            Some(wait) => self.hold_for(wait),
+            None => {
+                let now = self.clock.now_ms();
+                self.budget().saturate(now);
+            }
+        }
+        self.budget().slow_down();
     }
 
     /// Holds every request for `wait` from now.
     pub fn hold_for(&self, wait: Duration) {
         let Some(until) = Instant::now().checked_add(wait) else { return };
+        self.hold_until(until);
+    }
+
+    /// Holds every request until `until` (or a later hold already in force).
+    pub fn hold_until(&self, until: Instant) {
         let mut hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
         *hold = Some(hold.map_or(until, |h| h.max(until)));
     }
@@ -286,6 +311,19 @@ mod tests {
         assert!(tiny.try_reserve(T0, 10).is_ok(), "too heavy for any window: goes alone into an empty one");
         assert!(tiny.try_reserve(T0 + 1, 1).is_err());
         assert_eq!(WindowBudget::new(1, 0.9, MINUTE_MS).allowance(), 1);
+    }
+
+    #[test]
+    fn each_429_slows_every_later_window_down_to_half() {
+        let mut b = WindowBudget::new(100, 0.1, MINUTE_MS);
+        b.slow_down();
+        assert_eq!(b.allowance(), 72);
+        b.slow_down();
+        assert_eq!(b.allowance(), 57);
+        for _ in 0..10 {
+            b.slow_down();
+        }
+        assert_eq!(b.allowance(), 45, "never below half");
     }
 
     #[test]

@@ -31,6 +31,16 @@ pub struct RetryPolicy {
     /// Every wait gets a random extra of up to 10 % of it, at most this much
     /// (default 250 ms), so that clients do not come back in step.
     pub max_jitter: Duration,
+    /// "Server overloaded" (HTTP 503, or code -1008 with any 5xx) holds every
+    /// request of the client, not just the one that saw it: first this long
+    /// (default 2 s), doubling with each overloaded answer after a hold ended…
+    pub overload_backoff: Duration,
+    /// …up to this long per hold (default 60 s)…
+    pub max_overload_backoff: Duration,
+    /// …and a request keeps waiting for an overload to pass for at most this
+    /// long in all (default 15 min), never past the run's deadline
+    /// ([`BinanceClient::set_deadline`](super::BinanceClient::set_deadline)).
+    pub max_overload_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -43,6 +53,9 @@ impl Default for RetryPolicy {
             rate_limit_retries: 2,
             max_retry_after: Duration::from_secs(120),
             max_jitter: Duration::from_millis(250),
+            overload_backoff: Duration::from_secs(2),
+            max_overload_backoff: Duration::from_secs(60),
+            max_overload_wait: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -55,6 +68,8 @@ pub(crate) enum StatusClass {
     RateLimited,
     /// 418: the IP is banned; stop everything.
     Banned,
+    /// 403: the exchange's firewall (WAF) refused the request; stop everything, as for a ban.
+    Forbidden,
     /// 5xx and 408: the exchange's trouble; back off and retry.
     Retryable,
     /// Any other status: our request is wrong; retrying cannot help.
@@ -66,9 +81,20 @@ pub(crate) fn classify_status(status: u16) -> StatusClass {
         200..=299 => StatusClass::Success,
         429 => StatusClass::RateLimited,
         418 => StatusClass::Banned,
+        403 => StatusClass::Forbidden,
         408 | 500..=599 => StatusClass::Retryable,
         _ => StatusClass::Fatal,
     }
+}
+
+/// Binance's "Server is currently overloaded with other requests" code.
+pub(crate) const OVERLOADED_CODE: i64 = -1008;
+
+/// True for an answer that says the exchange is overloaded: HTTP 503, or any
+/// 5xx carrying code -1008. Such answers are waited out together (see
+/// [`RetryPolicy::overload_backoff`]), not retried twice per request.
+pub(crate) fn is_overloaded(status: u16, code: Option<i64>) -> bool {
+    status == 503 || ((500..=599).contains(&status) && code == Some(OVERLOADED_CODE))
 }
 
 /// The retry budgets, counted separately.
@@ -118,6 +144,29 @@ impl RetryPolicy {
             None => Duration::from_millis(u64::try_from(next_window_start(now_ms, window_ms).saturating_sub(now_ms)).unwrap_or(0)),
         };
         (wait <= self.max_retry_after).then_some(wait)
+    }
+
+    /// The shared hold after the `level`-th overloaded answer in a row (0-based),
+    /// jitter not included: `overload_backoff` doubled `level` times, capped at
+    /// `max_overload_backoff`.
+    pub(crate) fn overload_hold(&self, level: u32) -> Duration {
+        self.overload_backoff.saturating_mul(2u32.saturating_pow(level.min(20))).min(self.max_overload_backoff)
+    }
+
+    /// Every backoff of this policy multiplied by `factor` (the 429 waits are
+    /// not ours to shorten: they follow the exchange). For tests that must
+    /// sit through minutes of overload in seconds.
+    pub fn scaled(&self, factor: f64) -> RetryPolicy {
+        let s = |d: Duration| d.mul_f64(factor);
+        RetryPolicy {
+            transport_backoff: s(self.transport_backoff),
+            server_backoff: s(self.server_backoff),
+            max_jitter: s(self.max_jitter),
+            overload_backoff: s(self.overload_backoff),
+            max_overload_backoff: s(self.max_overload_backoff),
+            max_overload_wait: s(self.max_overload_wait),
+            ..self.clone()
+        }
     }
 
     /// `wait` plus a random extra of up to 10 % of it, capped at `max_jitter`.
@@ -182,13 +231,26 @@ mod tests {
             (504, Retryable),
             (400, Fatal),
             (401, Fatal),
-            (403, Fatal),
+            (403, Forbidden),
             (404, Fatal),
             (451, Fatal),
             (302, Fatal),
         ] {
             assert_eq!(classify_status(status), class, "{status}");
         }
+    }
+
+    #[test]
+    fn overload_holds_double_up_to_a_minute_and_scale_for_tests() {
+        let p = RetryPolicy::default();
+        let holds: Vec<_> = (0..8).map(|n| p.overload_hold(n).as_secs()).collect();
+        assert_eq!(holds, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(p.overload_hold(u32::MAX), Duration::from_secs(60));
+        let fast = p.scaled(0.01);
+        assert_eq!((fast.overload_hold(0), fast.max_overload_wait), (Duration::from_millis(20), Duration::from_secs(9)));
+        assert_eq!((fast.rate_limit_retries, fast.max_retry_after), (p.rate_limit_retries, p.max_retry_after), "429s follow the exchange");
+        assert!(is_overloaded(503, None) && is_overloaded(503, Some(-1001)) && is_overloaded(500, Some(-1008)));
+        assert!(!is_overloaded(500, Some(-1000)) && !is_overloaded(502, None) && !is_overloaded(400, Some(-1008)));
     }
 
     #[test]

@@ -14,12 +14,17 @@ pub struct ClientStats {
     pub weight_used: u64,
     /// HTTP 429 responses (`candlelog_exchange_rate_limited_total`).
     pub responses_429: u64,
-    /// Whether the exchange has banned this IP (HTTP 418); the client then refuses every request.
+    /// Whether the exchange has banned this IP (HTTP 418) or its firewall
+    /// refused it (HTTP 403); the client then refuses every request.
     pub banned: bool,
     /// HTTP 418 responses (`candlelog_exchange_banned_total`).
     pub bans: u64,
+    /// HTTP 403 responses (the exchange's firewall).
+    pub forbidden: u64,
     /// 5xx and 408 responses.
     pub server_errors: u64,
+    /// Of those, "server overloaded" answers (HTTP 503 or code -1008).
+    pub overloaded: u64,
     /// Requests that timed out.
     pub timeouts: u64,
     /// Connection errors other than timeouts.
@@ -40,7 +45,9 @@ pub(crate) struct Counters {
     pub weight_used: AtomicU64,
     pub responses_429: AtomicU64,
     pub bans: AtomicU64,
+    pub forbidden: AtomicU64,
     pub server_errors: AtomicU64,
+    pub overloaded: AtomicU64,
     pub timeouts: AtomicU64,
     pub transport_errors: AtomicU64,
     pub max_used_weight_header: AtomicU64,
@@ -58,9 +65,11 @@ impl Counters {
             retries: get(&self.retries),
             weight_used: get(&self.weight_used),
             responses_429: get(&self.responses_429),
-            banned: get(&self.bans) > 0,
+            banned: get(&self.bans) > 0 || get(&self.forbidden) > 0,
             bans: get(&self.bans),
+            forbidden: get(&self.forbidden),
             server_errors: get(&self.server_errors),
+            overloaded: get(&self.overloaded),
             timeouts: get(&self.timeouts),
             transport_errors: get(&self.transport_errors),
             max_used_weight_header: u32::try_from(get(&self.max_used_weight_header)).unwrap_or(u32::MAX),

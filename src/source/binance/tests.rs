@@ -20,6 +20,8 @@ fn fast_policy() -> RetryPolicy {
         transport_backoff: Duration::from_millis(20),
         server_backoff: Duration::from_millis(20),
         max_jitter: Duration::from_millis(5),
+        overload_backoff: Duration::from_millis(20),
+        max_overload_backoff: Duration::from_millis(200),
         ..RetryPolicy::default()
     }
 }
@@ -220,6 +222,52 @@ async fn a_418_stops_in_flight_queued_and_later_requests() {
     assert_eq!(fx.stats().requests, 3, "queued and later requests never reached the exchange");
     let stats = client.stats();
     assert_eq!((stats.banned, stats.bans, stats.requests), (true, 1, 3));
+}
+
+#[tokio::test]
+async fn a_403_from_the_firewall_stops_every_request_like_a_ban() {
+    let fx = fixed_exchange();
+    let client = BinanceClient::new(options(&fx)).unwrap();
+    assert_eq!(client.stopped_by(), None);
+    fx.push_fault(Fault::klines(FaultKind::Status(403)).for_symbol("BTCUSDT"));
+    let e = btc_page(&client).await.unwrap_err();
+    assert!(matches!(e, ExchangeError::Forbidden { ref url, .. } if url.contains("symbol=BTCUSDT")), "{e:?}");
+    assert!(e.is_ban() && e.to_string().contains("HTTP 403") && e.to_string().contains("every request was stopped"), "{e}");
+    let later = client.klines(&sym("ETHUSDT"), Interval::H4, Some(DEFAULT_ONBOARD_MS), None, 10).await.unwrap_err();
+    assert_eq!(later, e, "later requests fail the same way, unsent");
+    assert_eq!(client.stopped_by(), Some(e));
+    assert_eq!(fx.stats().requests, 1);
+    let stats = client.stats();
+    assert_eq!((stats.banned, stats.forbidden, stats.bans, stats.retries), (true, 1, 0, 0));
+}
+
+#[tokio::test]
+async fn an_overload_holds_every_request_once_and_gives_up_before_the_deadline() {
+    let fx = fixed_exchange();
+    let client = BinanceClient::new(options(&fx)).unwrap();
+    fx.overload_for("/fapi/v1/klines", Duration::from_millis(300));
+    let tasks: Vec<_> = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+        .map(|name| {
+            let (client, symbol) = (client.clone(), sym(name));
+            tokio::spawn(async move { client.klines(&symbol, Interval::H4, Some(DEFAULT_ONBOARD_MS), None, 10).await })
+        })
+        .into_iter()
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().len(), 10, "waited out, not failed after two retries");
+    }
+    // Holds of 20, 40, 80, 160 ms cover 300 ms: a handful of rounds, not a retry storm.
+    let overloaded = client.stats().overloaded;
+    assert!((4..=4 * 7).contains(&overloaded), "{overloaded}");
+    assert_eq!(fx.stats().overloaded, overloaded);
+
+    fx.overload_for("/fapi/v1/klines", Duration::from_secs(600));
+    client.set_deadline(Instant::now() + Duration::from_millis(150));
+    let e = btc_page(&client).await.unwrap_err();
+    let ExchangeError::Overloaded { status, reason, .. } = &e else { panic!("{e:?}") };
+    assert_eq!(*status, 503);
+    assert!(reason.contains("deadline"), "{e}");
+    assert!(e.to_string().contains("Server is currently overloaded"), "{e}");
 }
 
 async fn wait_for_requests_on(fx: &FakeExchange, n: u64) {

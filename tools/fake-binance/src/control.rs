@@ -28,6 +28,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_fake/revise", post(post_revise))
         .route("/_fake/klines", post(post_klines))
         .route("/_fake/limits", post(post_limits))
+        .route("/_fake/overload", post(post_overload))
 }
 
 fn ok(v: Value) -> Response {
@@ -159,16 +160,25 @@ struct LimitsCmd {
     window_ms: Option<u64>,
     ban_ms: Option<u64>,
     ban_after_429s: Option<u32>,
+    window_offset_ms: Option<i64>,
 }
 
-/// Any of `weight_limit`, `window_ms`, `ban_ms`, `ban_after_429s`.
+/// Any of `weight_limit`, `window_ms`, `ban_ms`, `ban_after_429s`, `window_offset_ms`.
 async fn post_limits(State(s): S, body: String) -> Response {
     let c: LimitsCmd = match parse(&body) {
         Ok(c) => c,
         Err(e) => return bad(e),
     };
     let mut st = s.lock();
+    if let Some(v) = c.window_offset_ms {
+        st.window_offset_ms = v;
+    }
+    let offset = st.window_offset_ms;
     let l = &mut st.limiter;
+    if c.window_offset_ms.is_some() {
+        let window = Duration::from_millis(l.window_ms as u64);
+        l.set_window(window);
+    }
     if let Some(v) = c.weight_limit {
         l.limit = v;
     }
@@ -181,5 +191,36 @@ async fn post_limits(State(s): S, body: String) -> Response {
     if let Some(v) = c.ban_after_429s {
         l.ban_after = v;
     }
-    ok(json!({ "weight_limit": l.limit, "window_ms": l.window_ms, "ban_ms": l.ban_ms, "ban_after_429s": l.ban_after }))
+    ok(json!({
+        "weight_limit": l.limit,
+        "window_ms": l.window_ms,
+        "ban_ms": l.ban_ms,
+        "ban_after_429s": l.ban_after,
+        "window_offset_ms": offset,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverloadCmd {
+    ms: u64,
+    #[serde(default = "any_path")]
+    path: String,
+}
+
+fn any_path() -> String {
+    "*".to_string()
+}
+
+/// `{"ms":…, "path"?:…}`: requests to `path` (default `"*"`, every `/fapi` path) get 503 / -1008
+/// for that long (0 ends an overload).
+async fn post_overload(State(s): S, body: String) -> Response {
+    match parse::<OverloadCmd>(&body) {
+        Ok(c) => {
+            let until = crate::real_ms() + c.ms as i64;
+            s.lock().overload = Some((c.path.clone(), until));
+            ok(json!({ "path": c.path, "overloaded_until_ms": until }))
+        }
+        Err(e) => bad(e),
+    }
 }

@@ -62,6 +62,16 @@ pub enum FaultKind {
     /// 200, klines with the first two rows swapped (no change with fewer than two rows or on
     /// other endpoints).
     Unordered,
+    /// 200, klines newest first: the whole page in descending open time (no change with fewer
+    /// than two rows or on other endpoints).
+    Reversed,
+    /// 200, klines with the first row served twice (rows 0 and 1 equal; no change on an empty
+    /// page or on other endpoints).
+    Duplicated,
+    /// 200, klines with one extra row first: a copy of the first row moved one interval earlier
+    /// (open and close time), so it opens before the requested `startTime` (no change on an
+    /// empty page or on other endpoints).
+    OutOfRange,
 }
 
 /// The Binance error code and message used for a scripted HTTP status.
@@ -121,7 +131,8 @@ impl FaultQueue {
 /// The JSON form of a fault for `POST /_fake/fault`:
 /// `{"path":"/fapi/v1/klines","symbol":"BTCUSDT","times":2,"kind":"status","status":503}`.
 /// `kind` is one of `status` (+`status`), `too_many` (+optional `retry_after_secs`),
-/// `banned` (+`until_ms`), `hang` (+`ms`), `malformed`, `truncated`, `wrong_type`, `unordered`.
+/// `banned` (+`until_ms`), `hang` (+`ms`), `malformed`, `truncated`, `wrong_type`, `unordered`,
+/// `reversed`, `duplicated`, `out_of_range`.
 /// `path` defaults to `/fapi/v1/klines`, `times` to 1.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FaultSpec {
@@ -147,6 +158,9 @@ pub enum FaultKindSpec {
     Truncated,
     WrongType,
     Unordered,
+    Reversed,
+    Duplicated,
+    OutOfRange,
 }
 
 fn default_path() -> String {
@@ -168,6 +182,9 @@ impl From<FaultSpec> for Fault {
             FaultKindSpec::Truncated => FaultKind::Truncated,
             FaultKindSpec::WrongType => FaultKind::WrongType,
             FaultKindSpec::Unordered => FaultKind::Unordered,
+            FaultKindSpec::Reversed => FaultKind::Reversed,
+            FaultKindSpec::Duplicated => FaultKind::Duplicated,
+            FaultKindSpec::OutOfRange => FaultKind::OutOfRange,
         };
         Fault { path: s.path, symbol: s.symbol, kind, times: s.times }
     }
@@ -184,6 +201,9 @@ impl From<Fault> for FaultSpec {
             FaultKind::Truncated => FaultKindSpec::Truncated,
             FaultKind::WrongType => FaultKindSpec::WrongType,
             FaultKind::Unordered => FaultKindSpec::Unordered,
+            FaultKind::Reversed => FaultKindSpec::Reversed,
+            FaultKind::Duplicated => FaultKindSpec::Duplicated,
+            FaultKind::OutOfRange => FaultKindSpec::OutOfRange,
         };
         FaultSpec { path: f.path, symbol: f.symbol, times: f.times, kind }
     }

@@ -131,6 +131,8 @@ pub struct Stats {
     pub responses_418: u64,
     /// Requests answered (or delayed) by a scripted fault.
     pub faults_served: u64,
+    /// Requests answered `503` / `-1008` during an overload span ([`FakeExchange::overload_for`]).
+    pub overloaded: u64,
 }
 
 pub(crate) fn real_ms() -> i64 {
@@ -145,6 +147,11 @@ pub(crate) struct State {
     pub limiter: limits::RateLimiter,
     pub faults: faults::FaultQueue,
     pub stats: Stats,
+    /// Rate-limit windows (and bans) run on real time plus this.
+    pub window_offset_ms: i64,
+    /// Until this real time (ms), every request to this path (`"*"`: any `/fapi` path) that the
+    /// limiter accepts gets 503 / -1008.
+    pub overload: Option<(String, i64)>,
 }
 
 impl State {
@@ -191,6 +198,8 @@ impl FakeExchange {
             limiter: limits::RateLimiter::new(config.weight_limit, config.ban_after_429s),
             faults: faults::FaultQueue::default(),
             stats: Stats::default(),
+            window_offset_ms: 0,
+            overload: None,
         };
         let shared = Arc::new(Shared { state: Mutex::new(state) });
         let std_listener = TcpListener::bind(addr)?;
@@ -268,6 +277,27 @@ impl FakeExchange {
     /// Scales the ban that follows too many 429s (default 2 minutes).
     pub fn set_ban_duration(&self, d: Duration) {
         self.shared.lock().limiter.set_ban(d);
+    }
+
+    /// Runs the rate-limit windows (and bans) on real time plus `ms` (default 0). With
+    /// `set_clock(Clock::Offset(ms))` as well, the fake is an exchange whose one clock is `ms`
+    /// ahead of this machine's: its time endpoint and its weight windows agree, and a client
+    /// that counts minutes on its local clock straddles two of the exchange's windows. Resets
+    /// the current window's count.
+    pub fn set_window_offset(&self, ms: i64) {
+        let mut s = self.shared.lock();
+        s.window_offset_ms = ms;
+        let window = Duration::from_millis(s.limiter.window_ms as u64);
+        s.limiter.set_window(window);
+    }
+
+    /// "Server overloaded" for `d` from now (real time): every request to `path`
+    /// (`"/fapi/v1/klines"`, …, or `"*"` for any `/fapi` path) that passes the rate limiter is
+    /// answered `503` with code -1008 (its weight counts), before any scripted fault is taken.
+    /// `Duration::ZERO` ends an overload at once.
+    pub fn overload_for(&self, path: &str, d: Duration) {
+        let until = real_ms() + d.as_millis() as i64;
+        self.shared.lock().overload = Some((path.to_string(), until));
     }
 
     /// Serves a recorded series (the body of a `GET /fapi/v1/klines` response: an array of

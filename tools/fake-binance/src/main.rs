@@ -45,6 +45,10 @@ struct Args {
     /// Ban length in ms.
     #[arg(long, default_value_t = 120_000)]
     ban_ms: u64,
+    /// Rate-limit windows run on real time plus this many ms (may be negative); pair it with
+    /// `--time offset:MS` for an exchange whose clock is MS off this machine's.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    window_offset_ms: i64,
 }
 
 fn parse_clock(s: &str) -> Result<Clock, String> {
@@ -73,6 +77,7 @@ fn run(args: Args) -> Result<FakeExchange, String> {
     let ex = FakeExchange::start_at(config, SocketAddr::from(([127, 0, 0, 1], args.port))).map_err(|e| format!("cannot listen: {e}"))?;
     ex.set_rate_window(Duration::from_millis(args.window_ms));
     ex.set_ban_duration(Duration::from_millis(args.ban_ms));
+    ex.set_window_offset(args.window_offset_ms);
     for spec in &args.klines {
         let mut parts = spec.splitn(3, ':');
         let (Some(symbol), Some(interval), Some(path)) = (parts.next(), parts.next(), parts.next()) else {

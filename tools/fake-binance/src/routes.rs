@@ -109,10 +109,16 @@ async fn handle(shared: Arc<Shared>, path: &'static str, query: Option<String>) 
             s.stats.klines_requests += 1;
         }
         let real = real_ms();
-        let verdict = s.limiter.check(real, weight);
-        let used = s.limiter.used(real);
+        let windows_now = real + s.window_offset_ms;
+        let verdict = s.limiter.check(windows_now, weight);
+        let used = s.limiter.used(windows_now);
         let mut fault = None;
         match verdict {
+            Verdict::Allowed if s.overload.as_ref().is_some_and(|(p, until)| (p == path || p == "*") && real < *until) => {
+                s.stats.weight_used_total += weight as u64;
+                s.stats.overloaded += 1;
+                fault = Some(FaultKind::Status(503));
+            }
             Verdict::Allowed => {
                 s.stats.weight_used_total += weight as u64;
                 fault = s.faults.take(path, symbol);
@@ -175,6 +181,25 @@ async fn handle(shared: Arc<Shared>, path: &'static str, query: Option<String>) 
                         rows.swap(0, 1);
                     }
                 }
+                Some(FaultKind::Reversed) => {
+                    if let Some(rows) = value.as_array_mut() {
+                        rows.reverse();
+                    }
+                }
+                Some(FaultKind::Duplicated) => {
+                    if let Some(rows) = value.as_array_mut()
+                        && let Some(first) = rows.first().cloned()
+                    {
+                        rows.insert(1, first);
+                    }
+                }
+                Some(FaultKind::OutOfRange) => {
+                    if let Some(rows) = value.as_array_mut()
+                        && let Some(earlier) = rows.first().and_then(one_interval_earlier)
+                    {
+                        rows.insert(0, earlier);
+                    }
+                }
                 _ => {}
             }
             (200, value.to_string())
@@ -186,6 +211,17 @@ async fn handle(shared: Arc<Shared>, path: &'static str, query: Option<String>) 
         return reply(200, used, None, body);
     }
     reply(status, used, None, body)
+}
+
+/// A copy of a kline row moved back by its own length (open and close time), so that it opens
+/// one interval before the row it was copied from.
+fn one_interval_earlier(row: &Value) -> Option<Value> {
+    let (open, close) = (row.get(0)?.as_i64()?, row.get(6)?.as_i64()?);
+    let length = close - open + 1;
+    let mut earlier = row.clone();
+    earlier[0] = json!(open - length);
+    earlier[6] = json!(close - length);
+    Some(earlier)
 }
 
 /// One field of the wrong JSON type.

@@ -285,6 +285,9 @@ async fn each_fault_is_served_once_then_normal_responses_resume() {
         FaultKind::Truncated,
         FaultKind::WrongType,
         FaultKind::Unordered,
+        FaultKind::Reversed,
+        FaultKind::Duplicated,
+        FaultKind::OutOfRange,
     ];
     for kind in kinds.clone() {
         ex.push_fault(Fault::klines(kind.clone()).for_symbol("BTCUSDT"));
@@ -332,6 +335,22 @@ async fn each_fault_is_served_once_then_normal_responses_resume() {
             FaultKind::Unordered => {
                 let rows = r.rows();
                 assert!(rows[0][0].as_i64() > rows[1][0].as_i64(), "two klines swapped");
+            }
+            FaultKind::Reversed => {
+                let mut rows = r.rows();
+                rows.reverse();
+                assert_eq!(rows, normal.rows(), "newest first");
+            }
+            FaultKind::Duplicated => {
+                let rows = r.rows();
+                assert_eq!((rows.len(), &rows[0], &rows[1]), (6, &rows[1], &normal.rows()[0]));
+                assert_eq!(rows[1..], normal.rows()[..]);
+            }
+            FaultKind::OutOfRange => {
+                let (rows, normal) = (r.rows(), normal.rows());
+                assert_eq!(rows[1..], normal[..]);
+                let (open, close) = (rows[0][0].as_i64().unwrap(), rows[0][6].as_i64().unwrap());
+                assert_eq!((open, close), (normal[0][0].as_i64().unwrap() - HOUR, normal[0][0].as_i64().unwrap() - 1));
             }
         }
         let after = klines(&client, &ex, "BTCUSDT", "1h", q).await;
@@ -579,4 +598,41 @@ async fn dropping_shuts_the_server_down() {
     assert!(started.elapsed() < Duration::from_secs(5), "drop does not wait for a hanging request");
     assert!(hanging.await.unwrap().is_err());
     assert!(reqwest::Client::new().get(format!("{url}/fapi/v1/time")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn an_overload_answers_503_1008_on_its_path_for_its_span() {
+    let ex = fixed(T);
+    let client = reqwest::Client::new();
+    ex.overload_for("/fapi/v1/klines", Duration::from_millis(400));
+    let r = klines(&client, &ex, "BTCUSDT", "1h", &[("limit", 5)]).await;
+    assert_eq!((r.status, r.code()), (503, -1008));
+    assert_eq!(get(&client, &ex, "/fapi/v1/time", &[]).await.status, 200, "only the klines path");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(klines(&client, &ex, "BTCUSDT", "1h", &[("limit", 5)]).await.status, 200, "over after its span");
+    let v = post(&client, &ex, "/_fake/overload", r#"{"ms":60000}"#).await;
+    assert_eq!(v["path"], "*");
+    assert_eq!(get(&client, &ex, "/fapi/v1/time", &[]).await.status, 503);
+    ex.overload_for("*", Duration::ZERO);
+    assert_eq!(get(&client, &ex, "/fapi/v1/time", &[]).await.status, 200);
+    assert_eq!(ex.stats().overloaded, 2);
+}
+
+#[tokio::test]
+async fn weight_windows_can_run_on_a_clock_offset_from_real_time() {
+    let ex = FakeExchange::start(Config { weight_limit: 10, ..Config::default() }).unwrap();
+    ex.set_rate_window(Duration::from_secs(4));
+    ex.set_window_offset(2_000);
+    let client = reqwest::Client::new();
+    // Wait for the start of a real-time 4 s window: the offset windows then turn 2 s later.
+    let real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(4_000 - real % 4_000 + 100)).await;
+    for _ in 0..10 {
+        assert_eq!(get(&client, &ex, "/fapi/v1/time", &[]).await.status, 200);
+    }
+    assert_eq!(get(&client, &ex, "/fapi/v1/time", &[]).await.status, 429);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(get(&client, &ex, "/fapi/v1/time", &[]).await.status, 200, "a new window 2 s after the real-time boundary");
+    let v = post(&client, &ex, "/_fake/limits", r#"{"window_offset_ms":-500}"#).await;
+    assert_eq!(v["window_offset_ms"], -500);
 }
