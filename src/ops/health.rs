@@ -250,6 +250,13 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         Ok(()) => {}
         Err(e) => problems.push(e.to_string()),
     }
+    // A pruned log starts from its base snapshot: `rebuild` needs it whole.
+    // (A base.json that does not load is reported by the chain check above.)
+    if let Ok(Some(base)) = crate::store::LogBase::load(paths)
+        && let Err(e) = base.check_snapshot_file(paths)
+    {
+        problems.push(e.to_string());
+    }
     let head = match read_head(&paths.log) {
         Ok(h) => Some(h),
         Err(e) => {
