@@ -242,7 +242,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     let mut note = None;
     match projection.integrity_check(true) {
         Ok(errs) if errs.is_empty() => {}
-        Ok(errs) => problems.push(format!("quick_check: {}", errs.join("; "))),
+        Ok(errs) => problems.push(format!("{}: quick_check: {}", paths.projection.display(), errs.join("; "))),
         Err(e) => problems.push(e.to_string()),
     }
     // The same shallow chain check a writer runs before it extends the log.
