@@ -47,7 +47,13 @@ pub fn temp_path(path: &Path) -> PathBuf {
 pub fn is_stale_temporary(name: &str, marker: &str) -> bool {
     let Some(rest) = name.strip_prefix('.') else { return false };
     let Some((_, pid)) = rest.rsplit_once(marker) else { return false };
-    pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+    pid.parse::<u32>().is_ok_and(process_is_gone)
+}
+
+/// Whether no process `pid` is running (and it is not this one): what a
+/// temporary named after its writer's pid needs before it may be removed.
+pub fn process_is_gone(pid: u32) -> bool {
+    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Whether `name` is a leftover of a killed creation of the file named

@@ -122,8 +122,9 @@ fn kill_9_during_the_first_run_never_bricks_a_new_directory() {
 }
 
 /// What a killed creation leaves (a temporary of a process that is gone, and
-/// SQLite's companions of it) is removed by the next writer; a live
-/// process's temporary is left alone.
+/// SQLite's companions of it) and the work files of a killed backup or
+/// rebuild are removed by the next writer; a live process's temporary is left
+/// alone.
 #[test]
 fn the_next_writer_removes_temporaries_of_a_killed_creation() {
     let tmp = tempfile::tempdir().unwrap();
@@ -138,6 +139,9 @@ fn the_next_writer_removes_temporaries_of_a_killed_creation() {
         format!(".candles.sqlite.tmp-{dead}"),
         format!(".candles.sqlite.tmp-{dead}-wal"),
         format!(".candles.sqlite.tmp-{dead}-journal"),
+        // A killed backup's copy of the projection, a killed rebuild's base snapshot.
+        format!(".snapshot-{dead}.sqlite"),
+        format!(".base-{dead}.sqlite"),
     ];
     for n in &stale {
         std::fs::write(dir.join(n), b"half made").unwrap();
