@@ -30,7 +30,9 @@ manual step; otherwise the directory is *bricked*. *Acknowledged* candles are th
 the killed run had reported committed (`import -v`'s "committed lsn=N", `sync -v`'s
 "series synced status=ok") plus everything the baseline held; *lost* counts those
 missing afterwards. A kill that landed after the process had exited on its own is
-counted apart (`after exit`).
+counted apart (`mid-run` counts the others). `leftovers` counts trials after which
+hidden work files of the killed process (`.*.tmp-<pid>`, `.snapshot-<pid>.sqlite`,
+`.base-<pid>.sqlite`) were still in the data directory after the next writer.
 
 Needs `cargo build --release -p candlelog -p fake-binance`; Python 3 standard
 library only.
@@ -138,11 +140,14 @@ class Fake:
 class Result:
     def __init__(self, op):
         self.op = op
-        self.trials = self.mid = self.survived = self.bricked = self.lost = self.quarantined = 0
+        self.trials = self.mid = self.survived = self.bricked = self.lost = self.quarantined = self.leftovers = 0
         self.failures = []
 
-    def record(self, ok, lost, why, mid, quarantined=False):
+    def record(self, ok, lost, why, mid, quarantined=False, leftovers=()):
         self.trials += 1
+        self.leftovers += bool(leftovers)
+        if leftovers and len(self.failures) < 5:
+            self.failures.append(f"left behind after the next writer: {leftovers}")
         self.mid += mid
         self.survived += ok
         self.bricked += not ok
@@ -163,6 +168,13 @@ def reopen_and_check(d, acked_rows, acked_lsn=0, writer=("init",)):
     ok = w.returncode == 0 and v.returncode == 0
     why = f"writer {w.returncode}: {w.stderr.strip()[-300:]} | verify {v.returncode}: {v.stdout.strip()[-300:]}"
     return ok, lost, why
+
+
+def leftovers(d):
+    """Hidden work files of a killed process still in the data directory after the next writer."""
+    if not os.path.isdir(d):
+        return []
+    return [n for n in os.listdir(d) if n.startswith(".") and (".tmp-" in n or n.startswith((".snapshot-", ".base-")))]
 
 
 def committed_lsn(stderr):
@@ -236,7 +248,7 @@ def main():
                 delay = rng.uniform(0, 1.1 * t_import)
                 err, mid = kill_at(["--data-dir", d, "-v"] + SEG + ["import", "--group-files", "10", arch], delay)
                 ok, lost, why = reopen_and_check(d, half_rows, committed_lsn(err))
-                r.record(ok, lost, f"delay {delay*1000:.0f} ms: {why}", mid)
+                r.record(ok, lost, f"delay {delay*1000:.0f} ms: {why}", mid, leftovers=leftovers(d))
             results.append(r)
 
         if "sync" in ops:
@@ -259,7 +271,7 @@ def main():
                     acked = dict(sync_rows)
                     acked.update({k: v for k, v in probe.items() if k[2] in done})
                     ok, lost, why = reopen_and_check(d, acked)
-                    r.record(ok, lost, f"delay {delay*1000:.0f} ms: {why}", mid)
+                    r.record(ok, lost, f"delay {delay*1000:.0f} ms: {why}", mid, leftovers=leftovers(d))
             finally:
                 fake.stop()
             results.append(r)
@@ -275,12 +287,13 @@ def main():
                 delay = rng.uniform(0, 1.1 * t_backup)
                 _, mid = kill_at(["--data-dir", d, "backup", "--to", repo], delay)
                 ok, lost, why = reopen_and_check(d, full_rows)
+                left = leftovers(d)
                 # The repository survives too: it verifies (when it got as far as its marker) and takes the next backup.
                 nb = run(["--data-dir", d, "backup", "--to", repo])
                 bv = run(["backup", "verify", "--from", repo, "--deep"])
                 if nb.returncode != 0 or bv.returncode != 0:
                     ok, why = False, f"repository after the kill: backup {nb.returncode} {nb.stderr.strip()[-200:]} | verify {bv.returncode} {bv.stdout.strip()[-300:]}"
-                r.record(ok, lost, f"delay {delay*1000:.0f} ms: {why}", mid)
+                r.record(ok, lost, f"delay {delay*1000:.0f} ms: {why}", mid, leftovers=left)
             results.append(r)
 
         if "rebuild" in ops:
@@ -291,7 +304,7 @@ def main():
                 delay = rng.uniform(0, 1.1 * t_rebuild)
                 _, mid = kill_at(["--data-dir", d, "rebuild"], delay)
                 ok, lost, why = reopen_and_check(d, full_rows)
-                r.record(ok, lost, f"delay {delay*1000:.0f} ms: {why}", mid)
+                r.record(ok, lost, f"delay {delay*1000:.0f} ms: {why}", mid, leftovers=leftovers(d))
             results.append(r)
 
         if "recover" in ops:
@@ -320,7 +333,7 @@ def main():
                 delay = rng.uniform(0, 1.1 * t_recover[kind])
                 _, mid = kill_at(["--data-dir", d, "recover", "--from", J("repo")], delay)
                 ok, lost, why = reopen_and_check(d, full_rows, writer=("recover", "--from", J("repo")))
-                r.record(ok, lost, f"{kind}, delay {delay*1000:.0f} ms: {why}", mid)
+                r.record(ok, lost, f"{kind}, delay {delay*1000:.0f} ms: {why}", mid, leftovers=leftovers(d))
             results.append(r)
 
         if "restore" in ops:
@@ -345,13 +358,13 @@ def main():
                 ok, lost, why = reopen_and_check(target, full_rows)
                 again_ok = again is None or again.returncode == 0
                 ok = ok and again_ok and intact
-                leftovers = [n for n in os.listdir(work) if n.startswith(".rt.restore-")]
+                restore_left = [n for n in os.listdir(work) if n.startswith(".rt.restore-")]
                 if not intact:
                     why = f"the target after the kill is neither the old nor the new directory (exists: {os.path.isdir(target)}) | {why}"
                 elif not again_ok:
                     why = f"restore again exit {again.returncode}: {again.stderr.strip()[-300:]}"
-                elif leftovers:
-                    ok, why = False, f"leftover temporaries: {leftovers}"
+                elif restore_left:
+                    ok, why = False, f"leftover temporaries: {restore_left}"
                 r.record(ok, lost, f"{'--force ' if force else ''}delay {delay*1000:.0f} ms: {why}", mid)
             results.append(r)
     finally:
@@ -362,13 +375,13 @@ def main():
 
     total = Result("total")
     for r in results:
-        for f in ("trials", "mid", "survived", "bricked", "lost", "quarantined"):
+        for f in ("trials", "mid", "survived", "bricked", "lost", "quarantined", "leftovers"):
             setattr(total, f, getattr(total, f) + getattr(r, f))
     print(f"kill -9 matrix, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {platform.node()} "
           f"({os.cpu_count()} CPUs), {time.time() - started:.0f} s")
-    print(f"{'operation':<10} {'trials':>6} {'mid-run':>7} {'survived':>8} {'bricked':>7} {'lost':>5} {'quarantined':>11}")
+    print(f"{'operation':<10} {'trials':>6} {'mid-run':>7} {'survived':>8} {'bricked':>7} {'lost':>5} {'quarantined':>11} {'leftovers':>9}")
     for r in results + [total]:
-        print(f"{r.op:<10} {r.trials:>6} {r.mid:>7} {r.survived:>8} {r.bricked:>7} {r.lost:>5} {r.quarantined:>11}")
+        print(f"{r.op:<10} {r.trials:>6} {r.mid:>7} {r.survived:>8} {r.bricked:>7} {r.lost:>5} {r.quarantined:>11} {r.leftovers:>9}")
     for r in results:
         for f in r.failures:
             print(f"  {r.op}: {f}")

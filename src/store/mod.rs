@@ -227,7 +227,8 @@ pub fn check_chain(paths: &Paths) -> Result<()> {
 
 /// Removes the work files of killed writers from `DIR`: the projection copy a
 /// backup packs (`.snapshot-<pid>.sqlite`, as large as the projection) and the
-/// unpacked base snapshot of a rebuild (`.base-<pid>.sqlite`), once their
+/// unpacked base snapshot of a rebuild (`.base-<pid>.sqlite`), and SQLite's
+/// `-journal` (`-wal`, `-shm`) beside them, once their
 /// process is gone. Best effort: a file that cannot be removed stays, named in
 /// a warning.
 fn remove_stale_work_files(paths: &Paths) {
@@ -236,6 +237,8 @@ fn remove_stale_work_files(paths: &Paths) {
         let pid = [".snapshot-", ".base-"]
             .iter()
             .find_map(|p| name.strip_prefix(p))
+            // VACUUM INTO writes a rollback journal beside its target.
+            .map(|rest| ["-journal", "-wal", "-shm"].iter().find_map(|c| rest.strip_suffix(c)).unwrap_or(rest))
             .and_then(|rest| rest.strip_suffix(".sqlite"))
             .and_then(|pid| pid.parse::<u32>().ok());
         if pid.is_some_and(crate::durable::process_is_gone) && entry.file_type().is_ok_and(|t| t.is_file()) {

@@ -141,6 +141,7 @@ fn the_next_writer_removes_temporaries_of_a_killed_creation() {
         format!(".candles.sqlite.tmp-{dead}-journal"),
         // A killed backup's copy of the projection, a killed rebuild's base snapshot.
         format!(".snapshot-{dead}.sqlite"),
+        format!(".snapshot-{dead}.sqlite-journal"),
         format!(".base-{dead}.sqlite"),
     ];
     for n in &stale {
