@@ -47,7 +47,100 @@ pub fn temp_path(path: &Path) -> PathBuf {
 pub fn is_stale_temporary(name: &str, marker: &str) -> bool {
     let Some(rest) = name.strip_prefix('.') else { return false };
     let Some((_, pid)) = rest.rsplit_once(marker) else { return false };
-    pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+    pid.parse::<u32>().is_ok_and(process_is_gone)
+}
+
+/// Whether no process `pid` is running (and it is not this one): what a
+/// temporary named after its writer's pid needs before it may be removed.
+pub fn process_is_gone(pid: u32) -> bool {
+    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether `name` is a leftover of a killed creation of the file named
+/// `target`: its temporary `.<target>.tmp-<pid>` (see [`temp_path`]) or a
+/// companion file of it (SQLite's `…-wal`, `…-shm`, `…-journal`), with no
+/// process `pid` running.
+fn is_stale_temporary_of(name: &str, target: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!(".{target}.tmp-")) else { return false };
+    let (pid, companion) = rest.split_once('-').map_or((rest, None), |(p, c)| (p, Some(c)));
+    companion.is_none_or(|c| matches!(c, "wal" | "shm" | "journal")) && is_stale_temporary(&format!(".x.tmp-{pid}"), ".tmp-")
+}
+
+/// Removes what killed creations of `path` left beside it (temporaries of
+/// processes that are gone, and their companions). Returns what was removed.
+pub fn remove_stale_temporaries(path: &Path) -> Result<Vec<PathBuf>> {
+    let dir = parent_of(path);
+    let Some(target) = path.file_name().and_then(|n| n.to_str()) else { return Ok(Vec::new()) };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IoError::new("list", dir, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| IoError::new("list", dir, e))?;
+        let stale = entry.file_name().to_str().is_some_and(|n| is_stale_temporary_of(n, target));
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path()).map_err(|e| IoError::new("remove stale temporary", entry.path(), e))?;
+            removed.push(entry.path());
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// Creates the file at `path` atomically, when it does not exist yet:
+/// `build` creates and fully initialises it at the temporary path it is
+/// given, closing every handle before it returns; the temporary is fsynced
+/// and renamed to `path` (never over an existing file), and the directory
+/// fsynced. A crash at any moment leaves either no file at `path` or the whole
+/// new one, never a half-initialised one; what a killed creation left beside
+/// it is removed here first. Returns whether this call created the file.
+pub fn create_new<E>(path: &Path, build: impl FnOnce(&Path) -> std::result::Result<(), E>) -> std::result::Result<bool, E>
+where
+    E: From<IoError>,
+{
+    remove_stale_temporaries(path)?;
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(false);
+    }
+    let tmp = temp_path(path);
+    let remove_tmp = || {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = tmp.as_os_str().to_owned();
+            name.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(name));
+        }
+    };
+    remove_tmp();
+    let result = build(&tmp).and_then(|()| publish_new(&tmp, path).map_err(E::from));
+    // After a rename only companions a closed SQLite left (empty) remain.
+    remove_tmp();
+    result
+}
+
+/// Puts the file built at `tmp` in place at `path`: fsyncs it, renames it
+/// without replacing anything already at `path` (`RENAME_NOREPLACE`), and
+/// fsyncs the directory. `false` when `path` exists (`tmp` is left for the
+/// caller to remove).
+fn publish_new(tmp: &Path, path: &Path) -> Result<bool> {
+    File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| IoError::new("fsync", tmp, e))?;
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::EXIST) => return Ok(false),
+        // A filesystem without RENAME_NOREPLACE: the caller holds the data
+        // directory's lock, so nothing else creates `path` in between.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) if std::fs::symlink_metadata(path).is_err() => {
+            std::fs::rename(tmp, path).map_err(|e| IoError::new("rename", tmp, e))?
+        }
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => return Ok(false),
+        Err(e) => return Err(IoError::new("rename", tmp, e.into())),
+    }
+    sync_dir(parent_of(path))?;
+    Ok(true)
 }
 
 /// fsyncs a directory so an entry created, renamed or removed in it is durable.
@@ -131,6 +224,43 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(parent_of(&p)).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn create_new_publishes_whole_files_and_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.redb");
+        // A failed build leaves nothing: no file, no temporary.
+        let err = create_new(&p, |tmp| {
+            std::fs::write(tmp, b"half").map_err(|e| IoError::new("write", tmp, e))?;
+            Err(IoError::new("build", tmp, std::io::Error::other("killed")))
+        })
+        .unwrap_err();
+        assert_eq!(err.op, "build");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(create_new(&p, |tmp| std::fs::write(tmp, b"one").map_err(|e| IoError::new("write", tmp, e))).unwrap());
+        assert!(!create_new(&p, |tmp| std::fs::write(tmp, b"two").map_err(|e| IoError::new("write", tmp, e))).unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_temporaries_are_those_of_gone_processes_and_their_companions() {
+        let dead = u32::MAX - 1; // beyond pid_max: never running
+        let me = std::process::id();
+        for (name, stale) in [
+            (format!(".index.redb.tmp-{dead}"), true),
+            (format!(".candles.sqlite.tmp-{dead}-wal"), true),
+            (format!(".candles.sqlite.tmp-{dead}-journal"), true),
+            (format!(".candles.sqlite.tmp-{dead}-other"), false),
+            (format!(".index.redb.tmp-{me}"), false),
+            (format!("index.redb.tmp-{dead}"), false),
+            (".index.redb.tmp-".to_string(), false),
+        ] {
+            let target = if name.contains("sqlite") { "candles.sqlite" } else { "index.redb" };
+            assert_eq!(is_stale_temporary_of(&name, target), stale, "{name}");
+        }
+        assert!(!is_stale_temporary_of(&format!(".index.redb.tmp-{dead}"), "candles.sqlite"));
     }
 
     #[test]

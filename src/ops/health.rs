@@ -98,12 +98,18 @@ fn hours(ms: i64) -> String {
     format!("{:.1} h", ms as f64 / 3_600_000.0)
 }
 
-/// An index health cannot read: left unrepaired by a killed writer (the next
-/// writer repairs it: WARNING), or damaged (CRITICAL, with the reason).
+/// An index health cannot read: not created yet (a first run killed before
+/// it) or left unrepaired by a killed writer (the next writer creates or
+/// repairs it: WARNING), or damaged (CRITICAL, with the reason).
 fn index_report(e: &crate::projection::IndexError) -> HealthReport {
-    let (status, value) =
-        if matches!(*e.source, redb::Error::RepairAborted) { (Status::Warning, "needs repair") } else { (Status::Critical, "damaged") };
-    HealthReport { status, checks: vec![check("integrity", status, value, "index readable", e.to_string())] }
+    let (status, value, message) = if std::fs::symlink_metadata(&e.path).is_err() {
+        (Status::Warning, "missing", format!("no redb index at {}; the next writer (or `rebuild`) creates it", e.path.display()))
+    } else if matches!(*e.source, redb::Error::RepairAborted) {
+        (Status::Warning, "needs repair", e.to_string())
+    } else {
+        (Status::Critical, "damaged", e.to_string())
+    };
+    HealthReport { status, checks: vec![check("integrity", status, value, "index readable", message)] }
 }
 
 pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
@@ -120,6 +126,11 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     let (mut index, mut projection) = match (index, projection) {
         (Ok(i), Ok(p)) => (i, p),
         (Err(e), _) => return Ok(index_report(&e)),
+        // A first run killed between creating the index and the projection.
+        (_, Err(_)) if std::fs::symlink_metadata(&paths.projection).is_err() => {
+            let message = format!("no SQLite projection at {}; the next writer (or `rebuild`) creates it", paths.projection.display());
+            return Ok(HealthReport { status: Status::Warning, checks: vec![check("integrity", Status::Warning, "missing", "", message)] });
+        }
         (_, Err(e)) => {
             return Ok(HealthReport {
                 status: Status::Critical,
@@ -267,13 +278,20 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     let mut note = None;
     match projection.integrity_check(true) {
         Ok(errs) if errs.is_empty() => {}
-        Ok(errs) => problems.push(format!("quick_check: {}", errs.join("; "))),
+        Ok(errs) => problems.push(format!("{}: quick_check: {}", paths.projection.display(), errs.join("; "))),
         Err(e) => problems.push(e.to_string()),
     }
     // The same shallow chain check a writer runs before it extends the log.
     match crate::store::check_chain(paths) {
         Ok(()) => {}
         Err(e) => problems.push(e.to_string()),
+    }
+    // A pruned log starts from its base snapshot: `rebuild` needs it whole.
+    // (A base.json that does not load is reported by the chain check above.)
+    if let Ok(Some(base)) = crate::store::LogBase::load(paths)
+        && let Err(e) = base.check_snapshot_file(paths)
+    {
+        problems.push(e.to_string());
     }
     let head = match read_head(&paths.log) {
         Ok(h) => Some(h),

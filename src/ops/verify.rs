@@ -398,17 +398,8 @@ fn keep_lost_rows(projection: &std::path::Path, losses: &[crate::event::Loss], r
 
 /// The base snapshot's bytes against its manifest (size and blake3).
 fn check_base_file(paths: &Paths, base: &LogBase, r: &mut VerifyReport) {
-    let file = paths.base_snapshot();
-    match std::fs::read(&file) {
-        Ok(b) if b.len() as u64 == base.snapshot.file_bytes && blake3::hash(&b).to_hex().as_str() == base.snapshot.file_blake3 => {}
-        Ok(_) => r.problems.push(problem(
-            Kind::LogBase,
-            &file,
-            None,
-            None,
-            "size or blake3 differs from log/base.json: the base snapshot is damaged; restore the data directory from a repository".into(),
-        )),
-        Err(e) => r.problems.push(problem(Kind::LogBase, &file, None, None, format!("cannot read the base snapshot: {e}"))),
+    if let Err(e) = base.check_snapshot_file(paths) {
+        r.problems.push(problem(Kind::LogBase, &paths.base_snapshot(), None, None, e.to_string()));
     }
 }
 

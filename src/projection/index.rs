@@ -45,6 +45,12 @@ pub struct Cursor {
     pub revisions: u64,
 }
 
+impl From<crate::durable::IoError> for IndexError {
+    fn from(e: crate::durable::IoError) -> IndexError {
+        IndexError { path: e.path, op: e.op, source: Box::new(redb::Error::Io(e.source)) }
+    }
+}
+
 impl IndexError {
     /// The index thread of a parallel apply panicked (a bug, reported as an error).
     pub fn panicked(path: &Path) -> IndexError {
@@ -101,7 +107,16 @@ impl Db {
 }
 
 impl Index {
+    /// Opens the index for writing. A new one is built whole under a
+    /// temporary name and renamed into place (`durable::create_new`), so a
+    /// kill during the first run never leaves a file that is not a redb
+    /// database for the next writer to quarantine.
     pub fn open(path: &Path) -> Result<Index, IndexError> {
+        crate::durable::create_new(path, |tmp| Index::open_existing(tmp).map(drop))?;
+        Index::open_existing(path)
+    }
+
+    fn open_existing(path: &Path) -> Result<Index, IndexError> {
         guard(path, "open", || {
             let db = builder().create(path).map_err(|e| ierr(path, "open", e))?;
             let idx = Index { db: Db::Rw(db), path: path.to_path_buf(), pinned: None };

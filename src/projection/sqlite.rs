@@ -22,6 +22,8 @@ pub enum ProjectionError {
     },
     #[error("SQLite projection {path}: {message}; run `candlelog rebuild` to rebuild it from the log")]
     Untrusted { path: PathBuf, message: String },
+    #[error("SQLite projection: {0}")]
+    Io(#[from] crate::durable::IoError),
 }
 
 pub struct Projection {
@@ -55,8 +57,23 @@ fn create_index_sql(i: Interval) -> String {
 }
 
 impl Projection {
-    /// Opens (creating if needed) the projection in WAL mode.
+    /// Opens the projection in WAL mode for writing. A new file is built
+    /// whole (WAL mode, `candlelog_state`) under a temporary name and renamed
+    /// into place (`durable::create_new`), so a kill during the first run
+    /// never leaves a half-made database. An existing file (the agent's
+    /// database given with `--projection`) is never replaced: candlelog's
+    /// tables are created inside it, each in one statement.
     pub fn open(path: &Path) -> Result<Projection, ProjectionError> {
+        crate::durable::create_new(path, |tmp| {
+            let p = Projection::open_existing(tmp)?;
+            // Everything into the main file, so the rename carries it all.
+            p.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| p.err("checkpoint", e))?;
+            p.conn.close().map_err(|(_, e)| sql_err(tmp, "close", e))
+        })?;
+        Projection::open_existing(path)
+    }
+
+    fn open_existing(path: &Path) -> Result<Projection, ProjectionError> {
         let conn = Connection::open(path).map_err(|e| sql_err(path, "open", e))?;
         let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false };
         p.conn
@@ -156,20 +173,26 @@ impl Projection {
 
     /// Applies the events of whole frames and records `head` in one transaction.
     pub fn apply(&mut self, events: &[Event], head: Applied) -> Result<(), ProjectionError> {
+        let mut new_tables: Vec<Interval> = Vec::new();
         for e in events {
             if let Event::Candle(c) = e
                 && !self.tables.contains(&c.interval)
+                && !new_tables.contains(&c.interval)
             {
-                self.conn.execute_batch(&create_table_sql(c.interval)).map_err(|e| sql_err(&self.path, "create table", e))?;
-                if !self.defer_indexes {
-                    self.conn.execute_batch(&create_index_sql(c.interval)).map_err(|e| sql_err(&self.path, "create index", e))?;
-                }
-                self.tables.insert(c.interval);
+                new_tables.push(c.interval);
             }
         }
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
         {
+            // A new table comes in the same transaction as its first rows: a kill
+            // never leaves one (in the agent's database, too) without them.
+            for &i in &new_tables {
+                tx.execute_batch(&create_table_sql(i)).map_err(|e| sql_err(&path, "create table", e))?;
+                if !self.defer_indexes {
+                    tx.execute_batch(&create_index_sql(i)).map_err(|e| sql_err(&path, "create index", e))?;
+                }
+            }
             let mut stmts: BTreeMap<Interval, rusqlite::CachedStatement<'_>> = BTreeMap::new();
             for e in events {
                 let Event::Candle(c) = e else { continue };
@@ -204,7 +227,9 @@ impl Projection {
             )
             .map_err(|e| sql_err(&path, "update candlelog_state", e))?;
         }
-        tx.commit().map_err(|e| sql_err(&path, "commit", e))
+        tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        self.tables.extend(new_tables);
+        Ok(())
     }
 
     /// Drops candlelog's tables (only its own: the file may be the agent's

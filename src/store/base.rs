@@ -85,6 +85,23 @@ impl LogBase {
         Ok(crate::durable::write(&paths.base_manifest(), &json)?)
     }
 
+    /// The base snapshot's bytes against this manifest (size and blake3),
+    /// streamed: the file is never held in memory whole.
+    pub fn check_snapshot_file(&self, paths: &Paths) -> Result<()> {
+        let file = paths.base_snapshot();
+        let mut hasher = blake3::Hasher::new();
+        let bytes = std::fs::File::open(&file)
+            .and_then(|f| std::io::copy(&mut std::io::Read::take(f, self.snapshot.file_bytes + 1), &mut hasher))
+            .map_err(|e| Error::io("read the base snapshot", &file, e))?;
+        if bytes != self.snapshot.file_bytes || hasher.finalize().to_hex().as_str() != self.snapshot.file_blake3 {
+            return Err(Error::Damaged(format!(
+                "{}: size or blake3 differs from log/base.json: the base snapshot is damaged; restore the data directory from a repository",
+                file.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// The chain position the snapshot reflects.
     pub fn applied(&self) -> Result<Applied> {
         let hash = unhex32(&self.snapshot.head_hash)

@@ -117,6 +117,7 @@ impl Store {
     /// files under the lock before opening the store).
     pub fn open_raw_locked(paths: &Paths, opts: StoreOptions, lock: DirLock) -> Result<Store> {
         check_chain(paths)?;
+        remove_stale_work_files(paths);
         let (log, truncated) = LogWriter::open(&paths.log, opts.writer)?;
         let mut report = OpenReport { truncated, ..Default::default() };
         let index = open_index(paths, &mut report)?;
@@ -225,6 +226,31 @@ pub fn check_chain(paths: &Paths) -> Result<()> {
         Ok(None) => Ok(()),
         Ok(Some(d)) => Err(d.into_error().into()),
         Err(f) => Err(Error::io("list", &paths.log, std::io::Error::other(f.message))),
+    }
+}
+
+/// Removes the work files of killed writers from `DIR`: the projection copy a
+/// backup packs (`.snapshot-<pid>.sqlite`, as large as the projection) and the
+/// unpacked base snapshot of a rebuild (`.base-<pid>.sqlite`), and SQLite's
+/// `-journal` (`-wal`, `-shm`) beside them, once their
+/// process is gone. Best effort: a file that cannot be removed stays, named in
+/// a warning.
+fn remove_stale_work_files(paths: &Paths) {
+    for entry in std::fs::read_dir(&paths.root).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = [".snapshot-", ".base-"]
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            // VACUUM INTO writes a rollback journal beside its target.
+            .map(|rest| ["-journal", "-wal", "-shm"].iter().find_map(|c| rest.strip_suffix(c)).unwrap_or(rest))
+            .and_then(|rest| rest.strip_suffix(".sqlite"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if pid.is_some_and(crate::durable::process_is_gone) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(path = %entry.path().display(), "removed the work file of a killed writer"),
+                Err(e) => tracing::warn!(path = %entry.path().display(), "could not remove the work file of a killed writer: {e}"),
+            }
+        }
     }
 }
 

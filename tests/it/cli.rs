@@ -285,8 +285,11 @@ fn the_projection_can_live_inside_an_agent_database() {
         c.execute_batch("CREATE TABLE positions (symbol TEXT, qty REAL); INSERT INTO positions VALUES ('SKRUSDT', 12.5);").unwrap();
     }
     let p = agent.to_str().unwrap();
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&agent).unwrap());
+    let before = inode();
     assert_eq!(run(&dir, &["--projection", p, "import", shared_archives().to_str().unwrap()]).code, 0);
     assert!(!dir.join("candles.sqlite").exists());
+    assert_eq!(inode(), before, "the agent's database is created into, never replaced");
     assert_eq!(table_rows(&agent, "ohlcv_h4").len(), 263);
     assert_eq!(run(&dir, &["--projection", p, "rebuild"]).code, 0);
     assert_eq!(run(&dir, &["--projection", p, "verify", "--deep"]).code, 0);

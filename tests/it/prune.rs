@@ -159,6 +159,11 @@ fn pruned_history_is_refused_clearly_and_damage_is_still_found() {
     let v = run(&into, &["verify", "--json"]);
     assert_eq!(v.code, 1, "{}", v.stdout);
     assert!(json(&v)["problems"].as_array().unwrap().iter().any(|p| p["kind"] == "log_base"), "{}", v.stdout);
+    // And by health's integrity check (the corruption matrix found it blind to this file).
+    let h = run(&into, &["health", "--json"]);
+    let integrity = json(&h)["checks"].as_array().unwrap().iter().find(|c| c["name"] == "integrity").cloned().unwrap();
+    assert_eq!(integrity["status"], "CRITICAL", "{}", h.stdout);
+    assert!(integrity["message"].as_str().unwrap().contains("base.sqlite.zst"), "{}", h.stdout);
 
     // More segments after the start.
     let tail = tmp.path().join("tail");
