@@ -69,18 +69,23 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         group_files: args.group_files.max(1),
         group_events: args.group_events.max(1),
         require_checksum: args.require_checksum,
+        interrupt: super::stop_on_signals(),
     };
     let report = import(&mut store, files, &opts)?;
-    for f in report.files.iter().filter(|f| f.status != candlelog::ops::import::FileStatus::Ok) {
+    if let Some(reason) = &report.interrupted {
+        eprintln!("error: {reason}; {} file(s) not read (run import again to take them)", report.files_skipped);
+    }
+    for f in report.files.iter().filter(|f| f.status == candlelog::ops::import::FileStatus::Failed) {
         eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));
     }
     if args.json {
         print_json(&report)?;
     } else {
         outln!(
-            "imported {} file(s), {} failed: {} candles read, {} appended ({} revisions), {} unchanged; head LSN {} ({} ms)",
+            "imported {} file(s), {} failed, {} skipped: {} candles read, {} appended ({} revisions), {} unchanged; head LSN {} ({} ms)",
             report.files_ok,
             report.files_failed,
+            report.files_skipped,
             report.candles,
             report.appended,
             report.revisions,
@@ -89,5 +94,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             report.elapsed_ms
         );
     }
-    Ok(ExitCode::from(if report.ok { EXIT_OK } else { EXIT_FAILED }))
+    let stopped_by = opts.interrupt.signal();
+    Ok(ExitCode::from(match stopped_by {
+        Some(signal) => super::exit_for_signal(signal),
+        None if report.ok => EXIT_OK,
+        None => EXIT_FAILED,
+    }))
 }

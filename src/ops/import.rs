@@ -27,11 +27,19 @@ pub struct ImportOptions {
     pub group_files: usize,
     /// An archive without a `.CHECKSUM` beside it fails (else: a warning).
     pub require_checksum: bool,
+    /// Set on SIGINT/SIGTERM: no file is started after it; the parsed ones are committed.
+    pub interrupt: super::interrupt::Interrupt,
 }
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions { format: SourceFormat::Archive, group_events: 100_000, group_files: 512, require_checksum: false }
+        ImportOptions {
+            format: SourceFormat::Archive,
+            group_events: 100_000,
+            group_files: 512,
+            require_checksum: false,
+            interrupt: Default::default(),
+        }
     }
 }
 
@@ -49,12 +57,14 @@ fn checksum_policy(parsed: ParsedFile, require: bool) -> std::result::Result<Par
     Ok(parsed)
 }
 
-/// How one file ended (JSON: `ok`, `failed`).
+/// How one file ended (JSON: `ok`, `failed`, `skipped`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileStatus {
     Ok,
     Failed,
+    /// Not read: the run was interrupted first.
+    Skipped,
 }
 
 /// How one file ended.
@@ -83,6 +93,9 @@ pub struct ImportReport {
     pub duplicates: u64,
     pub head_lsn: Lsn,
     pub elapsed_ms: u64,
+    /// Why the run stopped early (SIGINT/SIGTERM); its unread files are `skipped`.
+    pub interrupted: Option<String>,
+    pub files_skipped: u64,
     pub files: Vec<FileReport>,
 }
 
@@ -94,6 +107,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     let (tx, rx) = mpsc::sync_channel::<(PathBuf, std::result::Result<ParsedFile, SourceError>)>(64);
     let format = opts.format.clone();
     let require_checksum = opts.require_checksum;
+    let all_files = files.clone();
     let parser = std::thread::spawn(move || {
         for path in files {
             let parsed = read_path(&path, &format).and_then(|p| checksum_policy(p, require_checksum));
@@ -111,7 +125,16 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     let mut totals = IngestStats::default();
     let mut candles = 0u64;
     let mut result: Result<()> = Ok(());
-    for (path, parsed) in rx.iter() {
+    loop {
+        // A safe point: between files, and at least every 100 ms while one is parsed.
+        if opts.interrupt.signal().is_some() {
+            break;
+        }
+        let (path, parsed) = match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(x) => x,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let parsed = match parsed {
             Ok(p) => p,
             Err(e) => {
@@ -167,6 +190,16 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
         return Err(e);
     }
 
+    let interrupted = opts.interrupt.reason();
+    if let Some(reason) = &interrupted {
+        let seen: std::collections::HashSet<&str> = reports.iter().map(|r| r.path.as_str()).collect();
+        let skipped: Vec<FileReport> = all_files
+            .iter()
+            .filter(|p| !seen.contains(p.display().to_string().as_str()))
+            .map(|p| FileReport { status: FileStatus::Skipped, ..failed(p, format!("not read: {reason}")) })
+            .collect();
+        reports.extend(skipped);
+    }
     let run = Run {
         kind: RunKind::Import,
         id: run_id.clone(),
@@ -177,7 +210,11 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
             .map(|r| Outcome {
                 unit: r.path.rsplit('/').next().unwrap_or(&r.path).to_string(),
                 interval: r.interval.as_deref().and_then(crate::event::Interval::parse),
-                status: if r.status == FileStatus::Ok { OutcomeStatus::Ok } else { OutcomeStatus::Failed },
+                status: match r.status {
+                    FileStatus::Ok => OutcomeStatus::Ok,
+                    FileStatus::Failed => OutcomeStatus::Failed,
+                    FileStatus::Skipped => OutcomeStatus::Skipped,
+                },
                 appended: r.appended,
                 revisions: r.revisions,
                 message: r.error.clone().unwrap_or_default(),
@@ -185,11 +222,12 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
             .collect(),
     };
     let head = store.append(&[Event::Run(run)])?;
-    let files_failed = reports.iter().filter(|r| r.status != FileStatus::Ok).count() as u64;
+    let count = |s: FileStatus| reports.iter().filter(|r| r.status == s).count() as u64;
+    let (files_ok, files_failed, files_skipped) = (count(FileStatus::Ok), count(FileStatus::Failed), count(FileStatus::Skipped));
     Ok(ImportReport {
-        ok: files_failed == 0,
+        ok: files_failed == 0 && interrupted.is_none(),
         run_id,
-        files_ok: reports.len() as u64 - files_failed,
+        files_ok,
         files_failed,
         candles,
         appended: totals.appended,
@@ -197,6 +235,8 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
         duplicates: totals.duplicates,
         head_lsn: head.lsn,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        interrupted,
+        files_skipped,
         files: reports,
     })
 }

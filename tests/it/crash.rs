@@ -157,3 +157,48 @@ fn the_next_writer_removes_temporaries_of_a_killed_creation() {
     assert!(dir.join(&live).exists(), "a live process's temporary was removed");
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
 }
+
+/// Ctrl-C (SIGINT) during an import stops it between files: what was parsed
+/// is committed, the unread files are reported as skipped, the run is
+/// recorded, the exit code is 130, and running the import again completes it.
+#[test]
+fn sigint_stops_an_import_between_files_and_a_rerun_completes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archives = tmp.path().join("archives");
+    let total = support::gen_archives(&archives, 40, 12);
+    let dir = tmp.path().join("data");
+    let child = support::bin()
+        .args(["--data-dir", dir.to_str().unwrap(), "import", "--json", "--group-files", "1", archives.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first commit is in the log, then interrupt.
+    let started = Instant::now();
+    let logged = || {
+        if dir.join("log").is_dir() { support::segments(&dir).iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum() } else { 0 }
+    };
+    while logged() < 4096 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the import never committed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let sent = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(5), "stopped within seconds, took {:?}", sent.elapsed());
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the summary is printed");
+    assert!(report["interrupted"].as_str().unwrap().contains("SIGINT"), "{report}");
+    let (ok, skipped) = (report["files_ok"].as_u64().unwrap(), report["files_skipped"].as_u64().unwrap());
+    assert!(ok > 0 && skipped > 0 && ok + skipped == 480, "{ok} read, {skipped} skipped: {stderr}");
+    assert_eq!(report["files_failed"], 0);
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    let stored = support::table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len() as u64;
+    assert_eq!(stored, report["appended"].as_u64().unwrap(), "every file reported read is committed");
+
+    let again = run(&dir, &["import", "--json", archives.to_str().unwrap()]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert_eq!(support::table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").len() as u64, total);
+}
