@@ -1,7 +1,8 @@
 //! What to fetch for one series: from the cursor (or the first-run start) up
-//! to the last closed candle, in pages that cost the least weight per candle.
+//! to the last closed candle, in pages that cost the least weight per candle;
+//! and, besides, the runs of recorded losses not yet refilled.
 
-use crate::event::{Interval, Symbol};
+use crate::event::{Interval, Loss, Symbol};
 use crate::projection::{Cursor, Index, IndexError};
 
 /// Where a series without stored candles starts.
@@ -24,6 +25,9 @@ pub struct SeriesPlan {
     pub end: i64,
     /// The last stored open time before this run (None on a first run).
     pub previous_last: Option<i64>,
+    /// This plan refills a run of candles a recorded loss took
+    /// ([`plan_refills`]), not the series' forward range.
+    pub refill: bool,
 }
 
 /// Largest page that costs 2 weight: the cheapest per candle.
@@ -114,7 +118,43 @@ pub fn plan_series(
             None => lookback_start(interval, end, lookback)?,
         },
     };
-    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: last })
+    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: last, refill: false })
+}
+
+/// Plans the lost runs of `losses` that the index does not hold in full
+/// again ([`crate::ops::losses::missing`]), for the series this run syncs
+/// (`symbols` × `intervals`), each bounded by the last closed candle by
+/// `now_ms`. The whole run is fetched; candles the store already holds are
+/// skipped when committed. A run named by two losses is planned once.
+pub fn plan_refills(
+    losses: &[Loss],
+    index: &Index,
+    symbols: &[Symbol],
+    intervals: &[Interval],
+    now_ms: i64,
+) -> Result<Vec<SeriesPlan>, IndexError> {
+    let mut out: Vec<SeriesPlan> = Vec::new();
+    for lost in losses.iter().flat_map(|l| l.series.iter()) {
+        if !symbols.contains(&lost.symbol) || !intervals.contains(&lost.interval) {
+            continue;
+        }
+        let Some(end) = last_closed_open(lost.interval, now_ms).map(|e| e.min(lost.last_open)) else { continue };
+        if lost.first_open > end || crate::ops::losses::missing(index, lost)? == 0 {
+            continue;
+        }
+        let plan = SeriesPlan {
+            symbol: lost.symbol.clone(),
+            interval: lost.interval,
+            start: lost.first_open,
+            end,
+            previous_last: None,
+            refill: true,
+        };
+        if !out.contains(&plan) {
+            out.push(plan);
+        }
+    }
+    Ok(out)
 }
 
 fn lookback_start(interval: Interval, end: i64, lookback: u32) -> Option<i64> {
