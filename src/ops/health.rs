@@ -549,7 +549,7 @@ fn loss_check(paths: &Paths, index: &Index) -> (Check, Vec<String>) {
             format!("{} unrefilled", open.len()),
             threshold,
             format!(
-                "the log records lost candles: {}; refill them (`candlelog import` or sync of that period, or `candlelog recover --from REPO` with a repository holding the segment)",
+                "the log records lost candles: {}; refill them (`candlelog sync` of those series, `candlelog import` of that period, or `candlelog recover --from REPO` with a repository holding the segment)",
                 first_few(&open)
             ),
         )
