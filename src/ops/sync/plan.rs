@@ -196,6 +196,42 @@ mod tests {
     }
 
     #[test]
+    fn refills_plan_the_selected_lost_runs_up_to_the_last_closed_candle() {
+        use crate::event::LostSeries;
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.redb")).unwrap();
+        let (btc, eth) = (Symbol::parse("BTCUSDT").unwrap(), Symbol::parse("ETHUSDT").unwrap());
+        let base = 1_772_323_200_000;
+        let now = base + 10 * H4 + 5;
+        let lost =
+            |symbol: &Symbol, interval, first_open, last_open| LostSeries { symbol: symbol.clone(), interval, first_open, last_open };
+        let loss = |series| Loss {
+            first_lsn: 1,
+            last_lsn: 2,
+            segment: 0,
+            before_hash: [0; 32],
+            resumed_hash: [0; 32],
+            recorded_ms: 0,
+            reason: String::new(),
+            series,
+        };
+        let losses = vec![
+            loss(vec![lost(&btc, Interval::H4, base, base + 2 * H4), lost(&eth, Interval::H4, base, base + H4)]),
+            // Named twice; ends past the last closed candle; another interval; wholly in the future.
+            loss(vec![
+                lost(&btc, Interval::H4, base, base + 2 * H4),
+                lost(&btc, Interval::H4, base + 8 * H4, base + 12 * H4),
+                lost(&btc, Interval::D1, base, base),
+                lost(&btc, Interval::H4, base + 11 * H4, base + 12 * H4),
+            ]),
+        ];
+        let plans = plan_refills(&losses, &index, std::slice::from_ref(&btc), &[Interval::H4], now).unwrap();
+        let ranges: Vec<(i64, i64, bool)> = plans.iter().map(|p| (p.start, p.end, p.refill)).collect();
+        assert_eq!(ranges, vec![(base, base + 2 * H4, true), (base + 8 * H4, base + 9 * H4, true)]);
+        assert!(plans.iter().all(|p| p.symbol == btc && p.interval == Interval::H4));
+    }
+
+    #[test]
     fn pages_cost_the_least_weight_per_candle() {
         assert_eq!(page_limit(1), 1);
         assert_eq!(page_limit(99), 99);
