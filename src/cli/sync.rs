@@ -179,6 +179,9 @@ fn print_summary(r: &SyncReport) {
     for f in &r.future_dated {
         outln!("warning: {f}");
     }
+    for l in &r.refilled_losses {
+        outln!("refilled recorded loss: {l}");
+    }
     outln!(
         "{:?}: {}/{} symbols ok, {} candles appended ({} revisions, {} gap candles), {} requests, weight {}, {} rate-limited; head LSN {}; {} ms (started {})",
         r.outcome,

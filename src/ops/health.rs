@@ -504,22 +504,16 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
 
 /// Losses recorded in the log (docs/recovery.md, "Recorded losses"): CRITICAL
 /// until refilled. A lost run of candles is refilled when the index (derived
-/// from the log) holds a candle at every one of its open times again; a loss
+/// from the log) holds a candle at every one of its open times again
+/// ([`crate::ops::losses::missing`], the rule sync refills by); a loss
 /// whose candles are unknown is refilled only by `recover --from REPO` with a
 /// repository holding the original segment. Also returns the symbols the
 /// losses name, for coverage.
 fn loss_check(paths: &Paths, index: &Index) -> (Check, Vec<String>) {
     let name = "loss";
-    let start = match crate::store::LogBase::load(paths).and_then(|b| match b {
-        Some(b) => Ok((b.first_seq, crate::log::ChainPos::new(b.first_lsn - 1, b.base_hash()?))),
-        None => Ok(crate::log::chain::log_start()),
-    }) {
-        Ok(s) => s,
-        Err(e) => return (check(name, Status::Unknown, "", "", e.to_string()), Vec::new()),
-    };
-    let losses = match crate::log::chain::recorded_losses(&paths.log, start.0, start.1) {
+    let losses = match crate::ops::losses::recorded(paths) {
         Ok(l) => l,
-        Err(f) => return (check(name, Status::Unknown, "", "", f.message), Vec::new()),
+        Err(e) => return (check(name, Status::Unknown, "", "", e), Vec::new()),
     };
     let symbols = losses.iter().flat_map(|l| l.series.iter().map(|s| s.symbol.as_str().to_string())).collect();
     let mut open = Vec::new();
@@ -529,16 +523,15 @@ fn loss_check(paths: &Paths, index: &Index) -> (Check, Vec<String>) {
             open.push(format!("{range} (candles unknown: {})", l.reason));
         }
         for s in &l.series {
-            let want = slots(s.interval, s.first_open, s.last_open);
-            match index.count_between(s.symbol.as_str(), s.interval, s.first_open, s.last_open) {
-                Ok(have) if have >= want => {}
-                Ok(have) => open.push(format!(
-                    "{range}: {} {} {}..{} ({} of {want} candles missing)",
+            match crate::ops::losses::missing(index, s) {
+                Ok(0) => {}
+                Ok(missing) => open.push(format!(
+                    "{range}: {} {} {}..{} ({missing} of {} candles missing)",
                     s.symbol,
                     s.interval,
                     fmt_ms(s.first_open),
                     fmt_ms(s.last_open),
-                    want - have
+                    slots(s.interval, s.first_open, s.last_open)
                 )),
                 Err(e) => open.push(format!("{range}: {e}")),
             }
@@ -556,7 +549,7 @@ fn loss_check(paths: &Paths, index: &Index) -> (Check, Vec<String>) {
             format!("{} unrefilled", open.len()),
             threshold,
             format!(
-                "the log records lost candles: {}; refill them (`candlelog import` or sync of that period, or `candlelog recover --from REPO` with a repository holding the segment)",
+                "the log records lost candles: {}; refill them (`candlelog sync` of those series, `candlelog import` of that period, or `candlelog recover --from REPO` with a repository holding the segment)",
                 first_few(&open)
             ),
         )

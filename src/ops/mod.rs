@@ -6,6 +6,7 @@ pub mod dump;
 pub mod health;
 pub mod import;
 pub mod interrupt;
+pub mod losses;
 pub mod metrics;
 pub mod rebuild;
 pub mod recover;

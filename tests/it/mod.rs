@@ -19,3 +19,4 @@ mod snapshot_trust;
 mod source;
 mod sync;
 mod sync_client;
+mod sync_refill;

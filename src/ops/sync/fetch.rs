@@ -46,6 +46,7 @@ impl Fetched {
             to: self.new_open_times.last().copied(),
             requests: self.requests,
             error: self.error.clone(),
+            refill: self.plan.refill,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! lock → server time + exchangeInfo → validate symbols → plan each series
-//!   (cursor … last closed candle) → fetch pages concurrently under the
+//!   (cursor … last closed candle; and runs of recorded losses not yet
+//!   refilled) → fetch pages concurrently under the
 //!   weight budget ──channel──► committer: group commit (dedup, append,
 //!   fdatasync, apply) as series complete → Run record → report
 //! ```
@@ -132,6 +133,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         duplicates: interval_repeats.iter().map(|i| i.to_string()).collect(),
         future_dated: Vec::new(),
         series: Vec::new(),
+        refilled_losses: Vec::new(),
         error: None,
         report_path: None,
         log_path: None,
@@ -194,6 +196,20 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         }
     }
 
+    // Runs of recorded losses in the selected series: fetched again, besides the forward ranges.
+    let symbols: Vec<crate::event::Symbol> = selected.iter().map(|s| s.symbol.clone()).collect();
+    match super::losses::recorded(store.paths()) {
+        Ok(losses) => {
+            let refills = plan::plan_refills(&losses, store.index(), &symbols, &intervals, server_ms)?;
+            // A lost run the forward range already covers (a loss at the end of a series) is fetched once.
+            let covered =
+                |r: &plan::SeriesPlan| plans.iter().any(|p| p.symbol == r.symbol && p.interval == r.interval && p.start <= r.start);
+            let refills: Vec<_> = refills.into_iter().filter(|r| !covered(r)).collect();
+            plans.extend(refills);
+        }
+        Err(e) => tracing::warn!("recorded losses not refilled: cannot read them from the log: {e}"),
+    }
+
     progress(Progress::Planned { series: plans.len() as u64 });
     let (tx, rx) = mpsc::channel::<Fetched>();
     let fetcher = {
@@ -245,16 +261,28 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
     progress(Progress::Finished);
     for f in committed.iter() {
         report.series.push(f.to_report());
+        if f.plan.refill && f.error.is_none() {
+            report.refilled_losses.push(format!(
+                "{} {} {}..{}: {} candles",
+                f.plan.symbol,
+                f.plan.interval,
+                crate::event::fmt_ms(f.plan.start),
+                crate::event::fmt_ms(f.plan.end),
+                f.appended
+            ));
+        }
     }
-    let done: std::collections::HashSet<(String, Interval)> =
-        committed.iter().map(|f| (f.plan.symbol.to_string(), f.plan.interval)).collect();
+    let done: std::collections::HashSet<(String, Interval, i64)> =
+        committed.iter().map(|f| (f.plan.symbol.to_string(), f.plan.interval, f.plan.start)).collect();
     let interrupted = opts.interrupt.reason();
-    for p in plans.iter().filter(|p| !done.contains(&(p.symbol.to_string(), p.interval))) {
+    for p in plans.iter().filter(|p| !done.contains(&(p.symbol.to_string(), p.interval, p.start))) {
         let why = match &interrupted {
             Some(reason) => format!("{reason}; nothing from this series was committed"),
             None => "--timeout expired before this series completed; nothing from it was committed".into(),
         };
-        report.series.push(SeriesReport::nothing_fetched(&p.symbol, p.interval, SeriesStatus::Timeout, Some(why)));
+        let mut series = SeriesReport::nothing_fetched(&p.symbol, p.interval, SeriesStatus::Timeout, Some(why));
+        series.refill = p.refill;
+        report.series.push(series);
     }
     if timed_out {
         report.outcome = RunOutcome::Timeout;

@@ -1,7 +1,8 @@
 //! What to fetch for one series: from the cursor (or the first-run start) up
-//! to the last closed candle, in pages that cost the least weight per candle.
+//! to the last closed candle, in pages that cost the least weight per candle;
+//! and, besides, the runs of recorded losses not yet refilled.
 
-use crate::event::{Interval, Symbol};
+use crate::event::{Interval, Loss, Symbol};
 use crate::projection::{Cursor, Index, IndexError};
 
 /// Where a series without stored candles starts.
@@ -24,6 +25,9 @@ pub struct SeriesPlan {
     pub end: i64,
     /// The last stored open time before this run (None on a first run).
     pub previous_last: Option<i64>,
+    /// This plan refills a run of candles a recorded loss took
+    /// ([`plan_refills`]), not the series' forward range.
+    pub refill: bool,
 }
 
 /// Largest page that costs 2 weight: the cheapest per candle.
@@ -114,7 +118,43 @@ pub fn plan_series(
             None => lookback_start(interval, end, lookback)?,
         },
     };
-    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: last })
+    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: last, refill: false })
+}
+
+/// Plans the lost runs of `losses` that the index does not hold in full
+/// again ([`crate::ops::losses::missing`]), for the series this run syncs
+/// (`symbols` × `intervals`), each bounded by the last closed candle by
+/// `now_ms`. The whole run is fetched; candles the store already holds are
+/// skipped when committed. A run named by two losses is planned once.
+pub fn plan_refills(
+    losses: &[Loss],
+    index: &Index,
+    symbols: &[Symbol],
+    intervals: &[Interval],
+    now_ms: i64,
+) -> Result<Vec<SeriesPlan>, IndexError> {
+    let mut out: Vec<SeriesPlan> = Vec::new();
+    for lost in losses.iter().flat_map(|l| l.series.iter()) {
+        if !symbols.contains(&lost.symbol) || !intervals.contains(&lost.interval) {
+            continue;
+        }
+        let Some(end) = last_closed_open(lost.interval, now_ms).map(|e| e.min(lost.last_open)) else { continue };
+        if lost.first_open > end || crate::ops::losses::missing(index, lost)? == 0 {
+            continue;
+        }
+        let plan = SeriesPlan {
+            symbol: lost.symbol.clone(),
+            interval: lost.interval,
+            start: lost.first_open,
+            end,
+            previous_last: None,
+            refill: true,
+        };
+        if !out.contains(&plan) {
+            out.push(plan);
+        }
+    }
+    Ok(out)
 }
 
 fn lookback_start(interval: Interval, end: i64, lookback: u32) -> Option<i64> {
@@ -153,6 +193,42 @@ mod tests {
         assert_eq!(slots(Interval::H4, first.start, first.end), 500);
         let listing = plan_series(&sym, Interval::H4, None, now, Some(Since::Listing), 500, Some(1_772_323_200_000 + 1)).unwrap();
         assert_eq!(listing.start, 1_772_323_200_000 + H4);
+    }
+
+    #[test]
+    fn refills_plan_the_selected_lost_runs_up_to_the_last_closed_candle() {
+        use crate::event::LostSeries;
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.redb")).unwrap();
+        let (btc, eth) = (Symbol::parse("BTCUSDT").unwrap(), Symbol::parse("ETHUSDT").unwrap());
+        let base = 1_772_323_200_000;
+        let now = base + 10 * H4 + 5;
+        let lost =
+            |symbol: &Symbol, interval, first_open, last_open| LostSeries { symbol: symbol.clone(), interval, first_open, last_open };
+        let loss = |series| Loss {
+            first_lsn: 1,
+            last_lsn: 2,
+            segment: 0,
+            before_hash: [0; 32],
+            resumed_hash: [0; 32],
+            recorded_ms: 0,
+            reason: String::new(),
+            series,
+        };
+        let losses = vec![
+            loss(vec![lost(&btc, Interval::H4, base, base + 2 * H4), lost(&eth, Interval::H4, base, base + H4)]),
+            // Named twice; ends past the last closed candle; another interval; wholly in the future.
+            loss(vec![
+                lost(&btc, Interval::H4, base, base + 2 * H4),
+                lost(&btc, Interval::H4, base + 8 * H4, base + 12 * H4),
+                lost(&btc, Interval::D1, base, base),
+                lost(&btc, Interval::H4, base + 11 * H4, base + 12 * H4),
+            ]),
+        ];
+        let plans = plan_refills(&losses, &index, std::slice::from_ref(&btc), &[Interval::H4], now).unwrap();
+        let ranges: Vec<(i64, i64, bool)> = plans.iter().map(|p| (p.start, p.end, p.refill)).collect();
+        assert_eq!(ranges, vec![(base, base + 2 * H4, true), (base + 8 * H4, base + 9 * H4, true)]);
+        assert!(plans.iter().all(|p| p.symbol == btc && p.interval == Interval::H4));
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub struct SeriesReport {
     pub to: Option<i64>,
     pub requests: u32,
     pub error: Option<String>,
+    /// This entry refilled a run of candles a recorded loss took
+    /// (docs/recovery.md, "Recorded losses"); the series' forward range, if
+    /// it had one, is its own entry.
+    pub refill: bool,
 }
 
 impl SeriesReport {
@@ -95,6 +99,7 @@ impl SeriesReport {
             to: None,
             requests: 0,
             error,
+            refill: false,
         }
     }
 }
@@ -130,6 +135,9 @@ pub struct SyncReport {
     /// exchange's clock (from a file imported before they had closed).
     pub future_dated: Vec<String>,
     pub series: Vec<SeriesReport>,
+    /// Runs of recorded losses this run fetched again:
+    /// `SYMBOL interval from..to: N candles` (N appended now).
+    pub refilled_losses: Vec<String>,
     /// Set when the run as a whole failed (ban, lock, storage).
     pub error: Option<String>,
     /// Where this report and the run's log were written.

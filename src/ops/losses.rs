@@ -1,0 +1,30 @@
+//! Recorded losses (docs/recovery.md, "Recorded losses"): reading them from
+//! the log, and the one rule for whether a lost run of candles has been
+//! refilled. Health reports unrefilled runs; sync fetches them again.
+
+use crate::event::{Loss, LostSeries};
+use crate::ops::sync::plan::slots;
+use crate::projection::{Index, IndexError};
+use crate::store::Paths;
+
+/// The losses recorded in the log of `paths`, in LSN order, walked from the
+/// log's base (after a compaction) or its start. The error says what could
+/// not be read.
+pub fn recorded(paths: &Paths) -> Result<Vec<Loss>, String> {
+    let start = crate::store::LogBase::load(paths)
+        .and_then(|b| match b {
+            Some(b) => Ok((b.first_seq, crate::log::ChainPos::new(b.first_lsn - 1, b.base_hash()?))),
+            None => Ok(crate::log::chain::log_start()),
+        })
+        .map_err(|e| e.to_string())?;
+    crate::log::chain::recorded_losses(&paths.log, start.0, start.1).map_err(|f| f.message)
+}
+
+/// How many of `lost`'s candles the index does not hold: a lost run is
+/// refilled when the index holds a candle at every one of its open times
+/// again (0 missing).
+pub fn missing(index: &Index, lost: &LostSeries) -> Result<u64, IndexError> {
+    let want = slots(lost.interval, lost.first_open, lost.last_open);
+    let have = index.count_between(lost.symbol.as_str(), lost.interval, lost.first_open, lost.last_open)?;
+    Ok(want.saturating_sub(have))
+}
