@@ -5,7 +5,7 @@
 //! rows with one computed by replaying the log, runs `PRAGMA integrity_check`
 //! and reports gaps inside each series.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -25,6 +25,8 @@ pub enum Kind {
     Damage(DamageKind),
     BadPayload,
     IndexCursors,
+    /// The index's candle digests differ from the log's (issue 10).
+    IndexDigests,
     IndexMissing,
     IndexNeedsRepair,
     IndexState,
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Damage(d) => d.as_str(),
             Kind::BadPayload => "bad_payload",
             Kind::IndexCursors => "index_cursors",
+            Kind::IndexDigests => "index_digests",
             Kind::IndexMissing => "index_missing",
             Kind::IndexNeedsRepair => "index_needs_repair",
             Kind::IndexState => "index_state",
@@ -351,6 +354,9 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             && pa == ia
         {
             check_cursors(idx, &series, base.is_some(), &mut r);
+            if base.is_none() {
+                check_index_digests(idx, &rows, &losses, &mut r);
+            }
         }
         r.gaps = gaps(&series);
         if let Err(e) = keep_lost_rows(&paths.projection, &losses, &mut rows) {
@@ -633,6 +639,50 @@ fn check_cursors(index: &Index, series: &[((&str, Interval), Vec<i64>)], based: 
             None,
             r.index_lsn,
             format!("{} series' cursors differ from the log (first: {}); run `candlelog rebuild`", bad.len(), bad[0]),
+        ));
+    }
+}
+
+/// The index's candle digests (what the next writer trusts to tell a new
+/// candle from one it holds) against the log's replay, series by series, as
+/// order-independent sums. Not for a log with a base (the index holds no
+/// digests of the base's candles) nor for series a recorded loss names (the
+/// index may still hold the lost candles).
+fn check_index_digests(index: &Index, rows: &LogRows, losses: &[crate::event::Loss], r: &mut VerifyReport) {
+    let found = match index.candle_sums() {
+        Ok(f) => f,
+        Err(e) => {
+            r.problems.push(problem(Kind::IndexUnreadable, index.path(), None, None, e.to_string()));
+            return;
+        }
+    };
+    let expected = rows.candle_sums();
+    let lost = |s: &str, i: Interval| losses.iter().flat_map(|l| &l.series).any(|x| x.symbol.as_str() == s && x.interval == i);
+    let keys: BTreeSet<&(String, Interval)> = expected.keys().chain(found.keys()).collect();
+    let mut bad = Vec::new();
+    for key in keys {
+        let (e, f) = (expected.get(key).copied().unwrap_or_default(), found.get(key).copied().unwrap_or_default());
+        if e != f && !lost(&key.0, key.1) {
+            bad.push(format!(
+                "{} {}: the index holds {} candle digests, the log {}{}",
+                key.0,
+                key.1,
+                f.candles,
+                e.candles,
+                if e.candles == f.candles { " (values differ)" } else { "" }
+            ));
+        }
+    }
+    if let Some(first) = bad.first() {
+        r.problems.push(problem(
+            Kind::IndexDigests,
+            index.path(),
+            None,
+            r.index_lsn,
+            format!(
+                "{} series' candle digests differ from the log (first: {first}); the next writer would take stored candles for new ones; run `candlelog rebuild` (or `recover`), which rebuild the index from the log",
+                bad.len()
+            ),
         ));
     }
 }
