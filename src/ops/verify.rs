@@ -200,6 +200,8 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     };
     r.projection_lsn = proj_applied.map(|a| a.lsn);
     r.index_lsn = index_applied.map(|a| a.lsn);
+    // --deep sums the index's candle digests beside the replay too, on a handle of its own.
+    let index_sums = index_applied.filter(|_| deep).map(|_| index_sums(paths));
 
     // Chain hash at every frame boundary we need to confirm.
     let mut boundaries: HashMap<Lsn, [u8; 32]> = HashMap::new();
@@ -354,8 +356,9 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             && pa == ia
         {
             check_cursors(idx, &series, base.is_some(), &mut r);
-            if base.is_none() {
-                check_index_digests(idx, &rows, &losses, &mut r);
+            if let (None, Some(sums)) = (&base, index_sums) {
+                let found = sums.join().unwrap_or_else(|_| Err("index digest thread panicked".into()));
+                check_index_digests(idx, ia, found, &rows, &losses, &mut r);
             }
         }
         r.gaps = gaps(&series);
@@ -643,16 +646,38 @@ fn check_cursors(index: &Index, series: &[((&str, Interval), Vec<i64>)], based: 
     }
 }
 
+/// The state a second index handle pinned, and its candle digest sums.
+type IndexSums = std::result::Result<(Applied, BTreeMap<(String, Interval), crate::projection::digest::CandleSum>), String>;
+
+/// Sums the index's candle digests on another thread, on a read-only handle of its own.
+fn index_sums(paths: &Paths) -> std::thread::JoinHandle<IndexSums> {
+    let path = paths.index.clone();
+    std::thread::spawn(move || {
+        let mut index = Index::open_read_only(&path).map_err(|e| e.to_string())?;
+        let at = index.pin().map_err(|e| e.to_string())?;
+        index.candle_sums().map(|s| (at, s)).map_err(|e| e.to_string())
+    })
+}
+
 /// The index's candle digests (what the next writer trusts to tell a new
 /// candle from one it holds) against the log's replay, series by series, as
 /// order-independent sums. Not for a log with a base (the index holds no
 /// digests of the base's candles) nor for series a recorded loss names (the
 /// index may still hold the lost candles).
-fn check_index_digests(index: &Index, rows: &LogRows, losses: &[crate::event::Loss], r: &mut VerifyReport) {
-    let found = match index.candle_sums() {
-        Ok(f) => f,
+fn check_index_digests(
+    index: &Index,
+    pinned: Applied,
+    found: IndexSums,
+    rows: &LogRows,
+    losses: &[crate::event::Loss],
+    r: &mut VerifyReport,
+) {
+    let found = match found {
+        // A writer committed between the two handles' pins: the sums are of another state.
+        Ok((at, _)) if at != pinned => return,
+        Ok((_, f)) => f,
         Err(e) => {
-            r.problems.push(problem(Kind::IndexUnreadable, index.path(), None, None, e.to_string()));
+            r.problems.push(problem(Kind::IndexUnreadable, index.path(), None, None, e));
             return;
         }
     };
