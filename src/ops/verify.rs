@@ -2,8 +2,9 @@
 //! across segments, footers, LSN continuity, the segment catalog, and the
 //! projections' recorded heads against the log. `--deep` also decodes every
 //! event, re-checks candle invariants, compares a digest of the projection's
-//! rows with one computed by replaying the log, runs `PRAGMA integrity_check`
-//! and reports gaps inside each series.
+//! rows, and sums of the index's candle digests, with ones computed by
+//! replaying the log, runs `PRAGMA integrity_check` and reports gaps inside
+//! each series.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
