@@ -2,10 +2,11 @@
 //! across segments, footers, LSN continuity, the segment catalog, and the
 //! projections' recorded heads against the log. `--deep` also decodes every
 //! event, re-checks candle invariants, compares a digest of the projection's
-//! rows with one computed by replaying the log, runs `PRAGMA integrity_check`
-//! and reports gaps inside each series.
+//! rows, and sums of the index's candle digests, with ones computed by
+//! replaying the log, runs `PRAGMA integrity_check` and reports gaps inside
+//! each series.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -25,6 +26,8 @@ pub enum Kind {
     Damage(DamageKind),
     BadPayload,
     IndexCursors,
+    /// The index's candle digests differ from the log's (issue 10).
+    IndexDigests,
     IndexMissing,
     IndexNeedsRepair,
     IndexState,
@@ -52,6 +55,7 @@ impl Kind {
             Kind::Damage(d) => d.as_str(),
             Kind::BadPayload => "bad_payload",
             Kind::IndexCursors => "index_cursors",
+            Kind::IndexDigests => "index_digests",
             Kind::IndexMissing => "index_missing",
             Kind::IndexNeedsRepair => "index_needs_repair",
             Kind::IndexState => "index_state",
@@ -197,6 +201,8 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     };
     r.projection_lsn = proj_applied.map(|a| a.lsn);
     r.index_lsn = index_applied.map(|a| a.lsn);
+    // --deep sums the index's candle digests beside the replay too, on a handle of its own.
+    let index_sums = index_applied.filter(|_| deep).map(|_| index_sums(paths));
 
     // Chain hash at every frame boundary we need to confirm.
     let mut boundaries: HashMap<Lsn, [u8; 32]> = HashMap::new();
@@ -351,6 +357,10 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             && pa == ia
         {
             check_cursors(idx, &series, base.is_some(), &mut r);
+            if let (None, Some(sums)) = (&base, index_sums) {
+                let found = sums.join().unwrap_or_else(|_| Err("index digest thread panicked".into()));
+                check_index_digests(idx, ia, found, &rows, &losses, &mut r);
+            }
         }
         r.gaps = gaps(&series);
         if let Err(e) = keep_lost_rows(&paths.projection, &losses, &mut rows) {
@@ -633,6 +643,72 @@ fn check_cursors(index: &Index, series: &[((&str, Interval), Vec<i64>)], based: 
             None,
             r.index_lsn,
             format!("{} series' cursors differ from the log (first: {}); run `candlelog rebuild`", bad.len(), bad[0]),
+        ));
+    }
+}
+
+/// The state a second index handle pinned, and its candle digest sums.
+type IndexSums = std::result::Result<(Applied, BTreeMap<(String, Interval), crate::projection::digest::CandleSum>), String>;
+
+/// Sums the index's candle digests on another thread, on a read-only handle of its own.
+fn index_sums(paths: &Paths) -> std::thread::JoinHandle<IndexSums> {
+    let path = paths.index.clone();
+    std::thread::spawn(move || {
+        let mut index = Index::open_read_only(&path).map_err(|e| e.to_string())?;
+        let at = index.pin().map_err(|e| e.to_string())?;
+        index.candle_sums().map(|s| (at, s)).map_err(|e| e.to_string())
+    })
+}
+
+/// The index's candle digests (what the next writer trusts to tell a new
+/// candle from one it holds) against the log's replay, series by series, as
+/// order-independent sums. Not for a log with a base (the index holds no
+/// digests of the base's candles) nor for series a recorded loss names (the
+/// index may still hold the lost candles).
+fn check_index_digests(
+    index: &Index,
+    pinned: Applied,
+    found: IndexSums,
+    rows: &LogRows,
+    losses: &[crate::event::Loss],
+    r: &mut VerifyReport,
+) {
+    let found = match found {
+        // A writer committed between the two handles' pins: the sums are of another state.
+        Ok((at, _)) if at != pinned => return,
+        Ok((_, f)) => f,
+        Err(e) => {
+            r.problems.push(problem(Kind::IndexUnreadable, index.path(), None, None, e));
+            return;
+        }
+    };
+    let expected = rows.candle_sums();
+    let lost = |s: &str, i: Interval| losses.iter().flat_map(|l| &l.series).any(|x| x.symbol.as_str() == s && x.interval == i);
+    let keys: BTreeSet<&(String, Interval)> = expected.keys().chain(found.keys()).collect();
+    let mut bad = Vec::new();
+    for key in keys {
+        let (e, f) = (expected.get(key).copied().unwrap_or_default(), found.get(key).copied().unwrap_or_default());
+        if e != f && !lost(&key.0, key.1) {
+            bad.push(format!(
+                "{} {}: the index holds {} candle digests, the log {}{}",
+                key.0,
+                key.1,
+                f.candles,
+                e.candles,
+                if e.candles == f.candles { " (values differ)" } else { "" }
+            ));
+        }
+    }
+    if let Some(first) = bad.first() {
+        r.problems.push(problem(
+            Kind::IndexDigests,
+            index.path(),
+            None,
+            r.index_lsn,
+            format!(
+                "{} series' candle digests differ from the log (first: {first}); the next writer would take stored candles for new ones; run `candlelog rebuild` (or `recover`), which rebuild the index from the log",
+                bad.len()
+            ),
         ));
     }
 }

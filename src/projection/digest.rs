@@ -136,21 +136,31 @@ pub fn row_values(c: &Candle) -> ([f64; 6], i64) {
     (values, i64::try_from(c.trades).unwrap_or(i64::MAX))
 }
 
-/// One series' rows in the order the log holds them: (open time, row hash).
+/// One row as the replay keeps it: open time, row hash, and the candle's
+/// digest as the index stores it (`codec::candle_digest`, 0 for a row that
+/// came from a snapshot rather than a candle).
+#[derive(Clone, Copy)]
+struct Row {
+    ts: i64,
+    hash: [u128; 2],
+    candle: u128,
+}
+
+/// One series' rows in the order the log holds them.
 #[derive(Default)]
 struct Series {
-    rows: Vec<(i64, [u128; 2])>,
+    rows: Vec<Row>,
     /// Some open time came at or before an earlier one: sort and keep the
     /// latest per open time before reading.
     unordered: bool,
 }
 
 impl Series {
-    fn push(&mut self, ts: i64, h: [u128; 2]) {
-        if self.rows.last().is_some_and(|&(last, _)| ts <= last) {
+    fn push(&mut self, row: Row) {
+        if self.rows.last().is_some_and(|last| row.ts <= last.ts) {
             self.unordered = true;
         }
-        self.rows.push((ts, h));
+        self.rows.push(row);
     }
 
     /// Ascending open times, the latest candle per open time.
@@ -160,11 +170,11 @@ impl Series {
         }
         // Stable: candles with the same open time keep log order, so the
         // last of each run is the one the projection holds.
-        self.rows.sort_by_key(|r| r.0);
-        let mut out: Vec<(i64, [u128; 2])> = Vec::with_capacity(self.rows.len());
+        self.rows.sort_by_key(|r| r.ts);
+        let mut out: Vec<Row> = Vec::with_capacity(self.rows.len());
         for r in self.rows.drain(..) {
             match out.last_mut() {
-                Some(last) if last.0 == r.0 => *last = r,
+                Some(last) if last.ts == r.ts => *last = r,
                 _ => out.push(r),
             }
         }
@@ -227,16 +237,17 @@ impl LogRows {
         let slot = self.slot(c);
         let id = self.series[slot].0.0;
         let (values, trades) = row_values(c);
-        let h = row_hash(&self.keys[id as usize], c.open_time, &values, trades);
-        self.series[slot].1.push(c.open_time, h);
+        let hash = row_hash(&self.keys[id as usize], c.open_time, &values, trades);
+        let candle = u128::from_le_bytes(crate::event::codec::candle_digest(c));
+        self.series[slot].1.push(Row { ts: c.open_time, hash, candle });
     }
 
     /// Applies a projection row (a base snapshot's): it replaces any earlier row with the same key.
     pub fn insert_row(&mut self, symbol: &str, interval: Interval, ts: i64, values: &[f64; 6], trades: i64) {
         let id = self.symbol_id(symbol);
         let slot = self.series_slot(id, interval);
-        let h = row_hash(&self.keys[id as usize], ts, values, trades);
-        self.series[slot].1.push(ts, h);
+        let hash = row_hash(&self.keys[id as usize], ts, values, trades);
+        self.series[slot].1.push(Row { ts, hash, candle: 0 });
     }
 
     /// Sorts and de-duplicates what needs it; call before reading.
@@ -251,8 +262,8 @@ impl LogRows {
         let mut acc: BTreeMap<Interval, RowDigest> = BTreeMap::new();
         for ((_, i), s) in &self.series {
             let d = acc.entry(*i).or_default();
-            for (_, h) in &s.rows {
-                d.add_hash(*h);
+            for r in &s.rows {
+                d.add_hash(r.hash);
             }
         }
         acc.into_iter().map(|(i, d)| (i, d.finish())).collect()
@@ -262,9 +273,41 @@ impl LogRows {
     /// by (symbol, interval).
     pub fn series(&self) -> Vec<((&str, Interval), Vec<i64>)> {
         let mut out: Vec<_> =
-            self.series.iter().map(|((sym, i), s)| ((&*self.names[*sym as usize], *i), s.rows.iter().map(|r| r.0).collect())).collect();
+            self.series.iter().map(|((sym, i), s)| ((&*self.names[*sym as usize], *i), s.rows.iter().map(|r| r.ts).collect())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Every series' candle digest sum (after `settle`), keyed by (symbol, interval).
+    pub fn candle_sums(&self) -> BTreeMap<(String, Interval), CandleSum> {
+        let mut out = BTreeMap::new();
+        for ((sym, i), s) in &self.series {
+            let mut sum = CandleSum::default();
+            for r in &s.rows {
+                sum.add(r.ts, r.candle);
+            }
+            out.insert((self.names[*sym as usize].to_string(), *i), sum);
+        }
+        out
+    }
+}
+
+/// An order-independent sum of one series' candle digests as the index stores
+/// them (open time → `codec::candle_digest`): `verify --deep` compares the
+/// index's with the log's replay, where the latest candle per open time wins.
+/// Open times are summed too, so a damaged key shows as well as a damaged digest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CandleSum {
+    pub candles: u64,
+    pub opens: i64,
+    pub digests: u128,
+}
+
+impl CandleSum {
+    pub fn add(&mut self, open: i64, digest: u128) {
+        self.candles += 1;
+        self.opens = self.opens.wrapping_add(open);
+        self.digests = self.digests.wrapping_add(digest);
     }
 }
 

@@ -9,6 +9,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use super::Applied;
 use crate::event::{Event, Interval, Lsn, codec::candle_digest};
 use crate::log::SegmentInfo;
+use crate::projection::digest::CandleSum;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// META key prefix: `last_backup <repository>` → ended_ms (i64 LE) of its newest successful backup.
@@ -352,6 +353,37 @@ impl Index {
                     out.push(Cursor { symbol: sym.to_owned(), interval, first_open, last_open, candles, revisions });
                 }
             }
+            Ok(out)
+        })
+    }
+
+    /// Every series' candle digest sum over the digests table (`verify
+    /// --deep` compares it with the log's replay).
+    pub fn candle_sums(&self) -> Result<std::collections::BTreeMap<(String, Interval), CandleSum>, IndexError> {
+        self.guarded("sum digests", || {
+            let tx = self.read()?;
+            let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+            let mut out = std::collections::BTreeMap::new();
+            let mut current: Option<((String, Interval), CandleSum)> = None;
+            for row in t.iter().map_err(self.e("read digests"))? {
+                let (k, v) = row.map_err(self.e("read digests"))?;
+                let (sym, code, open) = k.value();
+                let same = current.as_ref().is_some_and(|((s, i), _)| s == sym && i.code() == code);
+                if !same {
+                    let interval = Interval::from_code(code).ok_or_else(|| {
+                        ierr(
+                            &self.path,
+                            "read digests",
+                            redb::Error::Corrupted(format!("{sym}: a digest key with unknown interval code {code}")),
+                        )
+                    })?;
+                    out.extend(current.replace(((sym.to_owned(), interval), CandleSum::default())));
+                }
+                if let Some((_, sum)) = &mut current {
+                    sum.add(open, u128::from_le_bytes(v.value()));
+                }
+            }
+            out.extend(current);
             Ok(out)
         })
     }
