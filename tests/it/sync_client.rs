@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fake_binance::{Clock, Config, FakeExchange, Fault, FaultKind};
 
-use crate::support::{Run, bin, json, run, table_rows};
+use crate::support::{Run, bin, expected_rows, json, rows_of, run};
 
 const H4: i64 = 4 * 3_600_000;
 /// 2026-03-01 00:00 UTC + 10 min: a fixed exchange clock.
@@ -32,20 +32,6 @@ fn sync(dir: &std::path::Path, fx: &FakeExchange, extra: &[&str], env: &[(&str, 
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-fn expected_rows(fx: &FakeExchange, symbol: &str, start: i64, end: i64) -> Vec<(i64, String, [u64; 6], i64)> {
-    fx.closed_klines(symbol, "4h", start, end)
-        .into_iter()
-        .map(|k| {
-            let f = |i: usize| k[i].as_str().unwrap().parse::<f64>().unwrap().to_bits();
-            (k[0].as_i64().unwrap(), symbol.to_string(), [f(1), f(2), f(3), f(4), f(5), f(7)], k[8].as_i64().unwrap())
-        })
-        .collect()
-}
-
-fn rows_of(dir: &std::path::Path, symbol: &str) -> Vec<(i64, String, [u64; 6], i64)> {
-    table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").into_iter().filter(|r| r.1 == symbol).collect()
 }
 
 fn series<'a>(report: &'a serde_json::Value, symbol: &str) -> &'a serde_json::Value {

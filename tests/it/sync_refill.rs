@@ -7,7 +7,7 @@ use std::path::Path;
 
 use fake_binance::{Config, FakeExchange};
 
-use crate::support::{Run, json, run, table_rows};
+use crate::support::{Run, expected_rows, json, run, table_rows};
 
 const H4: i64 = 4 * 3_600_000;
 /// 2026-03-01 00:00 UTC + 10 min: a fixed exchange clock.
@@ -20,16 +20,6 @@ fn sync(dir: &Path, fx: &FakeExchange, symbols: &str, extra: &[&str]) -> Run {
     let r = run(dir, &args);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     r
-}
-
-fn expected_rows(fx: &FakeExchange, symbol: &str, start: i64, end: i64) -> Vec<(i64, String, [u64; 6], i64)> {
-    fx.closed_klines(symbol, "4h", start, end)
-        .into_iter()
-        .map(|k| {
-            let f = |i: usize| k[i].as_str().unwrap().parse::<f64>().unwrap().to_bits();
-            (k[0].as_i64().unwrap(), symbol.to_string(), [f(1), f(2), f(3), f(4), f(5), f(7)], k[8].as_i64().unwrap())
-        })
-        .collect()
 }
 
 fn loss_status(dir: &Path) -> String {

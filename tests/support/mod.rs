@@ -208,3 +208,20 @@ pub fn segments(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// The fake exchange's closed 4h candles of `symbol` in `[start, end]`, as
+/// projection rows (open time, symbol, floats as bit patterns, trades).
+pub fn expected_rows(fx: &fake_binance::FakeExchange, symbol: &str, start: i64, end: i64) -> Vec<(i64, String, [u64; 6], i64)> {
+    fx.closed_klines(symbol, "4h", start, end)
+        .into_iter()
+        .map(|k| {
+            let f = |i: usize| k[i].as_str().unwrap().parse::<f64>().unwrap().to_bits();
+            (k[0].as_i64().unwrap(), symbol.to_string(), [f(1), f(2), f(3), f(4), f(5), f(7)], k[8].as_i64().unwrap())
+        })
+        .collect()
+}
+
+/// The stored 4h rows of `symbol` in the data directory `dir`.
+pub fn rows_of(dir: &Path, symbol: &str) -> Vec<(i64, String, [u64; 6], i64)> {
+    table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").into_iter().filter(|r| r.1 == symbol).collect()
+}
