@@ -62,6 +62,7 @@ fn issue_11_a_403_from_the_firewall_stops_every_request() {
     // answer that frees its slot as the 403 is read); not 60.
     let klines = fx.stats().klines_requests;
     assert!(klines <= 4, "{klines} klines requests: the run went on after the 403");
+    assert_eq!(report["forbidden"], 1, "{report}");
     let failed = report["series"].as_array().unwrap().iter().filter(|s| s["status"] != "ok").count();
     assert!(failed >= 44, "{failed} of 60 series failed: {report}");
     let never_ran = report["series"].as_array().unwrap().iter().rev().find(|s| s["status"] != "ok").unwrap()["symbol"].clone();
@@ -90,6 +91,7 @@ fn issue_11_thirty_seconds_of_overload_do_not_fail_the_night() {
     // One shared hold: each round sends at most the 8 requests in flight, and
     // the holds (0.5, 1, 2, 4 s) end just after the overload.
     assert!((8..=48).contains(&stats.overloaded), "{stats:?}: every series hammered on its own");
+    assert_eq!(report["overloaded"], stats.overloaded, "the report counts every overloaded answer: {report}");
     let last_closed = T0 - T0 % H4 - H4;
     for s in &syms {
         assert_eq!(rows_of(&dir, s), expected_rows(&fx, s, last_closed - 4 * H4, last_closed), "{s}");

@@ -127,6 +127,8 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         retries: 0,
         weight_used: 0,
         rate_limited: 0,
+        overloaded: 0,
+        forbidden: 0,
         banned: false,
         head_lsn: store.head().lsn,
         rejected_symbols: Vec::new(),
@@ -359,6 +361,8 @@ fn finish(
     report.retries = stats.retries;
     report.weight_used = stats.weight_used;
     report.rate_limited = stats.responses_429;
+    report.overloaded = stats.overloaded;
+    report.forbidden = stats.forbidden;
     report.banned |= stats.banned;
     report.candles_appended = report.series.iter().map(|s| s.new_candles).sum();
     report.revisions = report.series.iter().map(|s| s.revisions).sum();

@@ -126,6 +126,10 @@ pub struct SyncReport {
     pub retries: u64,
     pub weight_used: u64,
     pub rate_limited: u64,
+    /// Answers of HTTP 503 / code -1008: the exchange overloaded (the run waited them out).
+    pub overloaded: u64,
+    /// Answers of HTTP 403: the exchange's firewall (every request was then stopped).
+    pub forbidden: u64,
     pub banned: bool,
     pub head_lsn: u64,
     pub rejected_symbols: Vec<Rejected>,
