@@ -24,24 +24,6 @@ fn chain(tmp: &Path, name: &str, repo: &Path) -> PathBuf {
     dir
 }
 
-/// Every file under `dir` with its bytes, sorted (hidden temporaries too).
-fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn marker(repo: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(repo.join("candlelog-repository.json")).unwrap()).unwrap()
 }
@@ -77,13 +59,13 @@ fn issue_10_a_backup_of_another_chain_is_refused_and_writes_nothing() {
     let repo_b = tmp.path().join("repo-b");
     let b = chain(tmp.path(), "b", &repo_b);
     assert_ne!(first_frame(&b), (lsn, hash.clone()), "two data directories are two chains");
-    let before = files(&repo_a);
+    let before = support::tree_files(&repo_a);
     let r = run(&b, &["backup", "--to", s(&repo_a)]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     for x in [s(&repo_a), "holds another chain", &hash, &first_frame(&b).1, s(&b), "back up to another repository"] {
         assert!(r.stderr.contains(x), "must name {x:?}: {}", r.stderr);
     }
-    assert_eq!(files(&repo_a), before, "nothing was written to the repository");
+    assert_eq!(support::tree_files(&repo_a), before, "nothing was written to the repository");
 
     // A's repository still serves A: backup, verify, restore.
     let r = run(&a, &["backup", "--to", s(&repo_a), "--json"]);
@@ -150,11 +132,11 @@ fn issue_10_recover_refuses_a_repository_of_another_chain() {
     chain(tmp.path(), "b", &repo_b);
     // A damaged data directory, and the wrong repository.
     std::fs::remove_file(a.join("candles.sqlite")).unwrap();
-    let log_before = files(&a.join("log"));
+    let log_before = support::tree_files(&a.join("log"));
     let r = run(&a, &["recover", "--from", s(&repo_b)]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains(s(&repo_b)) && r.stderr.contains("holds another chain"), "{}", r.stderr);
-    assert_eq!(files(&a.join("log")), log_before, "nothing of the other chain mixed in");
+    assert_eq!(support::tree_files(&a.join("log")), log_before, "nothing of the other chain mixed in");
     assert!(!a.join("candles.sqlite").exists(), "recover changed nothing");
     // A drill against it: refused too, not compared.
     let r = run(&a, &["drill", "--from", s(&repo_b)]);
@@ -190,9 +172,9 @@ fn issue_10_a_pruned_log_keeps_its_chain_identity_in_its_base() {
     // The pruned copy is still A's chain: it backs up into A's repository, not into B's.
     let r = run(&into, &["backup", "--to", s(&repo_a)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let before = files(&repo_b);
+    let before = support::tree_files(&repo_b);
     let r = run(&into, &["backup", "--to", s(&repo_b)]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("holds another chain"), "{}", r.stderr);
-    assert_eq!(files(&repo_b), before);
+    assert_eq!(support::tree_files(&repo_b), before);
 }

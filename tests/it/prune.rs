@@ -26,16 +26,7 @@ fn tomorrow() -> String {
 /// A store with many small segments, backed up twice to a repository that
 /// keeps only its newest snapshot (`keep_days = 0`), so it can prune up to it.
 fn pruned_repository(tmp: &Path) -> (PathBuf, PathBuf, serde_json::Value) {
-    let dir = tmp.join("data");
-    let repo = tmp.join("repo");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("candlelog.toml"), format!("[[backup.repositories]]\npath = {:?}\nkeep_days = 0\n", repo.to_str().unwrap()))
-        .unwrap();
-    let fixtures = tmp.join("fixtures");
-    support::gen_archives(&fixtures, 3, 3);
-    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", "--group-files", "1", fixtures.to_str().unwrap()]).code, 0);
-    assert_eq!(run(&dir, &["backup"]).code, 0);
-    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", support::shared_archives().to_str().unwrap()]).code, 0);
+    let (dir, repo) = support::two_imports_one_backup(tmp);
     // A date in the past prunes nothing: every segment is younger.
     let r = run(&dir, &["backup", "--prune-segments-before", "2020-01-01", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -159,16 +159,7 @@ fn a_flipped_byte_in_the_active_segment_s_header_is_repaired_from_its_frames() {
 /// A data directory restored from a pruned repository: its log starts after
 /// segment 1, on `log/base.json` and `log/base.sqlite.zst`.
 fn restored_from_pruned(tmp: &Path) -> (PathBuf, PathBuf) {
-    let dir = tmp.join("data");
-    let repo = tmp.join("repo");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("candlelog.toml"), format!("[[backup.repositories]]\npath = {:?}\nkeep_days = 0\n", repo.to_str().unwrap()))
-        .unwrap();
-    let fixtures = tmp.join("fixtures");
-    support::gen_archives(&fixtures, 3, 3);
-    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", "--group-files", "1", fixtures.to_str().unwrap()]).code, 0);
-    assert_eq!(run(&dir, &["backup"]).code, 0);
-    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", support::shared_archives().to_str().unwrap()]).code, 0);
+    let (dir, repo) = support::two_imports_one_backup(tmp);
     let tomorrow = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
     assert_eq!(run(&dir, &["backup", "--prune-segments-before", &tomorrow]).code, 0);
     let into = tmp.join("restored");

@@ -154,27 +154,8 @@ fn generate(dest: &Path) {
     put_snapshot(&pruned, &snap_b, 1);
 }
 
-/// Every file under `dir`, as (relative `/` path, bytes), sorted.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().replace('\\', "/");
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn names(dir: &Path) -> Vec<String> {
-    files(dir).into_iter().map(|(n, _)| n).collect()
+    support::tree_files(dir).into_iter().map(|(n, _)| n).collect()
 }
 
 fn manifest_json(dir: &Path, stem: &str) -> serde_json::Value {
@@ -201,7 +182,7 @@ fn repository_vectors_match_the_generator() {
     for sub in VECTORS {
         let (frozen, fresh) = (dir.join(sub), tmp.path().join(sub));
         assert_eq!(names(&frozen), names(&fresh), "{sub}: the generator now writes other object names");
-        for ((name, a), (_, b)) in files(&frozen).into_iter().zip(files(&fresh)) {
+        for ((name, a), (_, b)) in support::tree_files(&frozen).into_iter().zip(support::tree_files(&fresh)) {
             if name.starts_with("snapshots/") {
                 continue; // below: the SQLite bytes hold the time they were made
             }
@@ -225,7 +206,7 @@ fn repository_vectors_match_the_generator() {
         }
     }
     // A few tens of KB in all.
-    let total: usize = files(&dir).iter().map(|(_, b)| b.len()).sum();
+    let total: usize = support::tree_files(&dir).iter().map(|(_, b)| b.len()).sum();
     assert!(total < 64 * 1024, "format/vectors/repository holds {total} bytes");
 }
 
@@ -1033,7 +1014,9 @@ fn a_backup_written_today_has_the_golden_layout() {
     // The marker, byte for byte: format 2, the golden chain's identity.
     assert_eq!(std::fs::read(new.join(MARKER)).unwrap(), std::fs::read(golden.join(MARKER)).unwrap());
     // The segment objects: the same names and bytes.
-    let segs = |root: &Path| -> Vec<(String, Vec<u8>)> { files(root).into_iter().filter(|(n, _)| n.starts_with("segments/")).collect() };
+    let segs = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        support::tree_files(root).into_iter().filter(|(n, _)| n.starts_with("segments/")).collect()
+    };
     assert_eq!(segs(&new), segs(&golden));
     // One snapshot at the head, named after its LSN and creation time, with
     // exactly the golden manifest's keys and the same chain position and rows.
@@ -1116,11 +1099,11 @@ fn writers_and_recover_refuse_what_readers_refuse() {
     // A repository of a newer format: backup writes nothing into it, recover reads nothing from it.
     let newer = copy_of("valid", tmp.path());
     std::fs::write(newer.join(MARKER), "{\"format\": 3}\n").unwrap();
-    let before = files(&newer);
+    let before = support::tree_files(&newer);
     let r = run(&dir, &["backup", "--to", s(&newer)]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains(&format!("error: backup to {}: {} uses repository format 3", s(&newer), s(&newer))), "{}", r.stderr);
-    assert_eq!(files(&newer), before, "nothing written");
+    assert_eq!(support::tree_files(&newer), before, "nothing written");
     let r = run(&dir, &["recover", "--from", s(&newer)]);
     assert_eq!(r.code, 1, "a repository this build cannot read is a failure, not a usage error (issue 9): {}", r.stderr);
     assert!(r.stderr.contains("uses repository format 3; this build reads formats 1 to 2: upgrade candlelog"), "{}", r.stderr);
@@ -1131,9 +1114,9 @@ fn writers_and_recover_refuse_what_readers_refuse() {
     std::fs::copy(repository_dir().join("valid").join(MARKER), other.join(MARKER)).unwrap();
     std::fs::copy(repository_dir().join("valid").join(SEG1_OBJECT), other.join(SEG1_OBJECT)).unwrap();
     let theirs = unsealed_segment_2(&other);
-    let before = files(&other);
+    let before = support::tree_files(&other);
     let r = run(&dir, &["backup", "--to", s(&other)]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains(&format!("holds {theirs} as segment 2, but this log's segment 2 is {SEG2_OBJECT}")), "{}", r.stderr);
-    assert_eq!(files(&other), before, "nothing written");
+    assert_eq!(support::tree_files(&other), before, "nothing written");
 }

@@ -62,24 +62,6 @@ fn backup_restore_recover_and_drill_through_s3() {
     assert_eq!(run(&s3, &again, &["verify", "--deep"]).code, 0);
 }
 
-/// Every file the server holds (its objects, and anything else it keeps), with its bytes.
-fn served(s3: &S3) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![s3.root().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Issue 10, part 5, through the object store: a repository belongs to one chain.
 #[test]
 fn issue_10_another_chain_is_refused_through_s3() {
@@ -96,11 +78,11 @@ fn issue_10_another_chain_is_refused_through_s3() {
     }
     let r = run(&s3, &dirs[0], &["backup", "--to", repo]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let before = served(&s3);
+    let before = support::tree_files(s3.root());
     let r = run(&s3, &dirs[1], &["backup", "--to", repo]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains(&format!("{repo} holds another chain")) && r.stderr.contains("nothing was written"), "{}", r.stderr);
-    assert!(served(&s3) == before, "nothing was written to the bucket");
+    assert!(support::tree_files(s3.root()) == before, "nothing was written to the bucket");
     let r = run(&s3, &dirs[1], &["recover", "--from", repo]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("holds another chain"), "{}", r.stderr);

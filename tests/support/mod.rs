@@ -225,3 +225,41 @@ pub fn expected_rows(fx: &fake_binance::FakeExchange, symbol: &str, start: i64, 
 pub fn rows_of(dir: &Path, symbol: &str) -> Vec<(i64, String, [u64; 6], i64)> {
     table_rows(&dir.join("candles.sqlite"), "ohlcv_h4").into_iter().filter(|r| r.1 == symbol).collect()
 }
+
+/// Every file under `dir`, as (relative `/` path, bytes), sorted: hidden
+/// temporaries too, so "nothing was written" compares the whole tree.
+pub fn tree_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().replace('\\', "/");
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A data directory with many small segments (3 generated symbols × 3
+/// months, then the real SKRUSDT archives on top), backed up once in between
+/// to `repo` that keeps only its newest snapshot (`keep_days = 0`), so a
+/// later backup can prune up to it. Returns (data directory, repository).
+pub fn two_imports_one_backup(tmp: &Path) -> (PathBuf, PathBuf) {
+    let dir = tmp.join("data");
+    let repo = tmp.join("repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("candlelog.toml"), format!("[[backup.repositories]]\npath = {:?}\nkeep_days = 0\n", repo.to_str().unwrap()))
+        .unwrap();
+    let fixtures = tmp.join("fixtures");
+    gen_archives(&fixtures, 3, 3);
+    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", "--group-files", "1", fixtures.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["backup"]).code, 0);
+    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", shared_archives().to_str().unwrap()]).code, 0);
+    (dir, repo)
+}
