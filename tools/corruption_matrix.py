@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+from matrix_common import copy, flip
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/candlelog")
 SEG = ["--segment-bytes", "65536"]
@@ -48,19 +50,6 @@ def must(args):
     if r.returncode != 0:
         sys.exit(f"setup step failed: {' '.join(args)}\n{r.stdout}\n{r.stderr}")
     return r
-
-
-def copy(src, dst):
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst, symlinks=True)
-
-
-def flip(path, offset):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0xFF]))
 
 
 def sqlite_meaning(path):

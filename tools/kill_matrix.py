@@ -52,6 +52,8 @@ import sys
 import tempfile
 import time
 
+from matrix_common import copy, flip
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/candlelog")
 FAKE = os.path.join(ROOT, "target/release/fake-binance")
@@ -105,20 +107,6 @@ def timed(args):
     if r.returncode != 0:
         sys.exit(f"baseline step failed: {' '.join(args)}\n{r.stdout}\n{r.stderr}")
     return time.monotonic() - t
-
-
-def copy(src, dst):
-    shutil.rmtree(dst, ignore_errors=True)
-    if os.path.isdir(src):
-        shutil.copytree(src, dst, symlinks=True)
-
-
-def flip(path, offset):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0xFF]))
 
 
 class Fake:
