@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::faults::{Fault, FaultSpec};
+use crate::outages::Outage;
 use crate::routes::parse_query;
 use crate::{Clock, Shared};
 
@@ -29,6 +30,8 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_fake/klines", post(post_klines))
         .route("/_fake/limits", post(post_limits))
         .route("/_fake/overload", post(post_overload))
+        .route("/_fake/symbol", post(post_symbol))
+        .route("/_fake/outage", post(post_outage).delete(delete_outage))
 }
 
 fn ok(v: Value) -> Response {
@@ -223,4 +226,71 @@ async fn post_overload(State(s): S, body: String) -> Response {
         }
         Err(e) => bad(e),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SymbolCmd {
+    symbol: String,
+    status: Option<String>,
+    delist_ms: Option<i64>,
+    #[serde(default)]
+    remove: bool,
+}
+
+/// `{"symbol","status"}`: set_symbol_status; `{"symbol","delist_ms","status"?}`: delist (status
+/// defaults to SETTLING); `{"symbol","remove":true}`: remove_symbol. Answers
+/// `{"symbol","status","deliveryDate"}` as exchangeInfo now lists it, or `{"symbol","removed":true}`.
+async fn post_symbol(State(s): S, body: String) -> Response {
+    let c: SymbolCmd = match parse(&body) {
+        Ok(c) => c,
+        Err(e) => return bad(e),
+    };
+    let mut st = s.lock();
+    let m = &mut st.market;
+    let done = match (&c.status, c.delist_ms, c.remove) {
+        (None, None, true) => m.remove(&c.symbol).map(|()| true),
+        (_, _, true) => return bad("\"remove\" goes alone with \"symbol\""),
+        (status, Some(at), false) => m.delist(&c.symbol, at, status.as_deref().unwrap_or("SETTLING")).map(|()| false),
+        (Some(status), None, false) => m.set_status(&c.symbol, status).map(|()| false),
+        (None, None, false) => return bad("give \"status\", \"delist_ms\" (and optionally \"status\") or \"remove\":true"),
+    };
+    match done {
+        Ok(true) => ok(json!({ "symbol": c.symbol, "removed": true })),
+        Ok(false) => match m.listing(&c.symbol) {
+            Some((status, delivery)) => ok(json!({ "symbol": c.symbol, "status": status, "deliveryDate": delivery })),
+            None => bad(format!("symbol {:?} vanished", c.symbol)),
+        },
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutageCmd {
+    symbol: Option<String>,
+    interval: Option<String>,
+    from_ms: i64,
+    to_ms: i64,
+}
+
+/// `{"symbol"?,"interval"?,"from_ms","to_ms"}`: add_outage. Answers `{"outages": how many}`.
+async fn post_outage(State(s): S, body: String) -> Response {
+    let c: OutageCmd = match parse(&body) {
+        Ok(c) => c,
+        Err(e) => return bad(e),
+    };
+    match Outage::new(c.symbol.as_deref(), c.interval.as_deref(), c.from_ms, c.to_ms) {
+        Ok(o) => {
+            let mut st = s.lock();
+            st.market.add_outage(o);
+            ok(json!({ "outages": st.market.outage_count() }))
+        }
+        Err(e) => bad(e),
+    }
+}
+
+async fn delete_outage(State(s): S) -> Response {
+    s.lock().market.clear_outages();
+    ok(json!({ "outages": 0 }))
 }

@@ -21,6 +21,7 @@ mod control;
 mod faults;
 mod limits;
 mod market;
+mod outages;
 mod routes;
 
 use std::net::{SocketAddr, TcpListener};
@@ -133,6 +134,10 @@ pub struct Stats {
     pub faults_served: u64,
     /// Requests answered `503` / `-1008` during an overload span ([`FakeExchange::overload_for`]).
     pub overloaded: u64,
+    /// Kline rows in all `200` answers to `/fapi/v1/klines`, as sent (a `Duplicated` or
+    /// `OutOfRange` fault's extra row counts; a `Truncated` or `Malformed` answer counts 0).
+    #[serde(default)]
+    pub klines_served: u64,
 }
 
 pub(crate) fn real_ms() -> i64 {
@@ -309,6 +314,51 @@ impl FakeExchange {
     /// guessed from the name, onboardDate = first open time, precisions from the first row).
     pub fn load_klines(&self, symbol: &str, interval: &str, body_json: &str) -> Result<(), String> {
         self.shared.lock().market.load(symbol, interval, body_json)
+    }
+
+    /// Changes the `status` exchangeInfo reports for `symbol` (`TRADING`, `BREAK`, `HALT`,
+    /// `PENDING_TRADING`, `SETTLING`, `CLOSE`, `DELIVERING`, `DELIVERED`, `PRE_SETTLE`, … any
+    /// non-empty run of capitals and `_`). Klines are served as before: a status alone does not
+    /// stop them, and it does not undo a [`FakeExchange::delist`]. Errors on an unknown symbol
+    /// or a bad status.
+    pub fn set_symbol_status(&self, symbol: &str, status: &str) -> Result<(), String> {
+        self.shared.lock().market.set_status(symbol, status)
+    }
+
+    /// Delists `symbol` at `at_ms` (server time, need not be aligned): exchangeInfo reports
+    /// status `SETTLING` (change it afterwards with [`FakeExchange::set_symbol_status`], e.g. to
+    /// `CLOSE`) and `deliveryDate` = `at_ms`; klines only exist for candles that open before
+    /// `at_ms`, for every interval, recorded series included. The candle that contains
+    /// `at_ms - 1` is the last one; it keeps its normal `closeTime`, so it counts as closed once
+    /// the server time passes that, and its generated values stop changing at `at_ms` (they are
+    /// the candle as seen at the delisting). Delisting again moves the date. Errors on an
+    /// unknown symbol.
+    pub fn delist(&self, symbol: &str, at_ms: i64) -> Result<(), String> {
+        self.shared.lock().market.delist(symbol, at_ms, "SETTLING")
+    }
+
+    /// Removes `symbol` from exchangeInfo: klines for it then answer 400 / -1121 `Invalid
+    /// symbol.` like any unknown symbol. Its recorded series and revision counts are dropped
+    /// too; outages naming it stay. Errors on an unknown symbol.
+    pub fn remove_symbol(&self, symbol: &str) -> Result<(), String> {
+        self.shared.lock().market.remove(symbol)
+    }
+
+    /// An exchange outage: candles whose open time is in `[from_ms, to_ms]` do not exist for
+    /// `symbol` (`None`: every symbol) and `interval` (`None`: every interval), generated or
+    /// recorded. Every klines answer skips them and `limit` counts only the candles served, so
+    /// a page that starts before the hole goes on after it; [`FakeExchange::closed_klines`]
+    /// skips them too. Outages add up. Errors on an unknown interval, an empty symbol or
+    /// `from_ms > to_ms`.
+    pub fn add_outage(&self, symbol: Option<&str>, interval: Option<&str>, from_ms: i64, to_ms: i64) -> Result<(), String> {
+        let outage = outages::Outage::new(symbol, interval, from_ms, to_ms)?;
+        self.shared.lock().market.add_outage(outage);
+        Ok(())
+    }
+
+    /// Ends every outage: the candles in them exist again.
+    pub fn clear_outages(&self) {
+        self.shared.lock().market.clear_outages();
     }
 
     /// Queues a scripted fault. See [`Fault`].

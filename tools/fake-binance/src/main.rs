@@ -49,6 +49,20 @@ struct Args {
     /// `--time offset:MS` for an exchange whose clock is MS off this machine's.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     window_offset_ms: i64,
+    /// Set a symbol's exchangeInfo status: SYMBOL:STATUS, e.g. BTCUSDT:BREAK (repeatable).
+    #[arg(long, value_name = "SYMBOL:STATUS")]
+    symbol_status: Vec<String>,
+    /// Delist a symbol at AT_MS (status SETTLING unless given, deliveryDate AT_MS, no candle
+    /// opens at or after AT_MS): SYMBOL:AT_MS[:STATUS] (repeatable).
+    #[arg(long, value_name = "SYMBOL:AT_MS[:STATUS]")]
+    delist: Vec<String>,
+    /// Remove a symbol from exchangeInfo (its klines answer -1121) (repeatable).
+    #[arg(long, value_name = "SYMBOL")]
+    remove_symbol: Vec<String>,
+    /// An outage: no candle opens in [FROM_MS, TO_MS] (inclusive) for SYMBOL and INTERVAL, either
+    /// of which may be `*` (every one); with only FROM_MS-TO_MS, for every series (repeatable).
+    #[arg(long, value_name = "[SYMBOL:INTERVAL:]FROM_MS-TO_MS")]
+    outage: Vec<String>,
 }
 
 fn parse_clock(s: &str) -> Result<Clock, String> {
@@ -59,6 +73,32 @@ fn parse_clock(s: &str) -> Result<Clock, String> {
         return o.parse().map(Clock::Offset).map_err(|e| format!("bad offset {o:?}: {e}"));
     }
     s.parse().map(Clock::Fixed).map_err(|_| format!("expected `real`, a Unix time in ms, or `offset:MS`, got {s:?}"))
+}
+
+/// An `--outage` argument, parsed; `None` is every symbol or interval.
+#[derive(Debug, PartialEq, Eq)]
+struct OutageArg<'a> {
+    symbol: Option<&'a str>,
+    interval: Option<&'a str>,
+    from_ms: i64,
+    to_ms: i64,
+}
+
+/// `[SYMBOL:INTERVAL:]FROM_MS-TO_MS`, `*` for every symbol or interval.
+fn parse_outage(spec: &str) -> Result<OutageArg<'_>, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (symbol, interval, span) = match parts[..] {
+        [span] => ("*", "*", span),
+        [symbol, interval, span] => (symbol, interval, span),
+        _ => return Err(format!("--outage {spec:?}: expected [SYMBOL:INTERVAL:]FROM_MS-TO_MS")),
+    };
+    let (from, to) = span.split_once('-').ok_or_else(|| format!("--outage {spec:?}: expected FROM_MS-TO_MS, got {span:?}"))?;
+    let ms = |v: &str| v.parse::<i64>().map_err(|e| format!("--outage {spec:?}: bad time {v:?} ({e}); give Unix ms"));
+    Ok(OutageArg { symbol: star_is_any(symbol), interval: star_is_any(interval), from_ms: ms(from)?, to_ms: ms(to)? })
+}
+
+fn star_is_any(v: &str) -> Option<&str> {
+    (v != "*").then_some(v)
 }
 
 fn run(args: Args) -> Result<FakeExchange, String> {
@@ -86,6 +126,28 @@ fn run(args: Args) -> Result<FakeExchange, String> {
         let body = std::fs::read_to_string(PathBuf::from(path)).map_err(|e| format!("--klines {spec:?}: {e}"))?;
         ex.load_klines(symbol, interval, &body).map_err(|e| format!("--klines {spec:?}: {e}"))?;
     }
+    for spec in &args.symbol_status {
+        let (symbol, status) = spec.split_once(':').ok_or_else(|| format!("--symbol-status {spec:?}: expected SYMBOL:STATUS"))?;
+        ex.set_symbol_status(symbol, status).map_err(|e| format!("--symbol-status {spec:?}: {e}"))?;
+    }
+    for spec in &args.delist {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(symbol), Some(at)) = (parts.next(), parts.next()) else {
+            return Err(format!("--delist {spec:?}: expected SYMBOL:AT_MS[:STATUS]"));
+        };
+        let at: i64 = at.parse().map_err(|e| format!("--delist {spec:?}: bad time {at:?} ({e}); give Unix ms"))?;
+        ex.delist(symbol, at).map_err(|e| format!("--delist {spec:?}: {e}"))?;
+        if let Some(status) = parts.next() {
+            ex.set_symbol_status(symbol, status).map_err(|e| format!("--delist {spec:?}: {e}"))?;
+        }
+    }
+    for symbol in &args.remove_symbol {
+        ex.remove_symbol(symbol).map_err(|e| format!("--remove-symbol {symbol:?}: {e}"))?;
+    }
+    for spec in &args.outage {
+        let o = parse_outage(spec)?;
+        ex.add_outage(o.symbol, o.interval, o.from_ms, o.to_ms).map_err(|e| format!("--outage {spec:?}: {e}"))?;
+    }
     Ok(ex)
 }
 
@@ -104,6 +166,26 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("fake-binance: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OutageArg, parse_outage};
+
+    fn arg<'a>(symbol: Option<&'a str>, interval: Option<&'a str>, from_ms: i64, to_ms: i64) -> Result<OutageArg<'a>, String> {
+        Ok(OutageArg { symbol, interval, from_ms, to_ms })
+    }
+
+    #[test]
+    fn outage_specs() {
+        assert_eq!(parse_outage("100-200"), arg(None, None, 100, 200));
+        assert_eq!(parse_outage("BTCUSDT:1m:100-200"), arg(Some("BTCUSDT"), Some("1m"), 100, 200));
+        assert_eq!(parse_outage("*:4h:100-200"), arg(None, Some("4h"), 100, 200));
+        assert_eq!(parse_outage("BTCUSDT:*:5-5"), arg(Some("BTCUSDT"), None, 5, 5));
+        for bad in ["", "100", "BTCUSDT:100-200", "a:b:c:1-2", "x-2", "1-y"] {
+            assert!(parse_outage(bad).is_err(), "{bad:?}");
         }
     }
 }

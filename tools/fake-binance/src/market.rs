@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Value, json};
 
 use crate::SymbolSpec;
+use crate::outages::{Holes, Outage};
 
 /// 2024-01-01T00:00:00Z, the onboard date of the default symbols.
 pub const DEFAULT_ONBOARD_MS: i64 = 1_704_067_200_000;
@@ -332,6 +333,9 @@ pub(crate) struct SymbolMeta {
     quote_dp: u32,
     /// Average traded notional (quote asset) per minute.
     notional_per_min: f64,
+    /// Set by [`crate::FakeExchange::delist`]: exchangeInfo's `deliveryDate`, and no candle
+    /// opens at or after it.
+    pub delisted_ms: Option<i64>,
 }
 
 impl SymbolMeta {
@@ -353,7 +357,7 @@ impl SymbolMeta {
         };
         let qty_dp = if base_price >= 1.0 { 3 } else { 0 };
         let notional_per_min = 10f64.powf(4.0 + 2.0 * unit(hash(&[key, 0x707])));
-        SymbolMeta { spec, key, base_price, price_dp, qty_dp, quote_dp: price_dp, notional_per_min }
+        SymbolMeta { spec, key, base_price, price_dp, qty_dp, quote_dp: price_dp, notional_per_min, delisted_ms: None }
     }
 }
 
@@ -378,6 +382,19 @@ fn delivery_of(spec: &SymbolSpec) -> i64 {
         Some(days_from_civil(2000 + y, m, day) * DAY + 8 * HOUR)
     };
     if spec.contract_type == "PERPETUAL" { PERPETUAL_DELIVERY_MS } else { parse(&spec.symbol).unwrap_or(PERPETUAL_DELIVERY_MS) }
+}
+
+/// `deliveryDate` in exchangeInfo: the delisting if there is one, else [`delivery_of`].
+fn delivery_date(meta: &SymbolMeta) -> i64 {
+    meta.delisted_ms.unwrap_or_else(|| delivery_of(&meta.spec))
+}
+
+/// A status as exchangeInfo could report it: `TRADING`, `BREAK`, `SETTLING`, …
+fn check_status(status: &str) -> Result<(), String> {
+    if status.is_empty() || !status.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+        return Err(format!("bad status {status:?}: expected capitals and '_' (TRADING, BREAK, SETTLING, CLOSE, …)"));
+    }
+    Ok(())
 }
 
 fn quote_asset_guess(symbol: &str) -> &'static str {
@@ -550,6 +567,7 @@ pub(crate) struct Market {
     revise: HashSet<String>,
     /// How many times each closed candle was served while revisions were on.
     served: HashMap<(String, Interval, i64), u64>,
+    outages: Vec<Outage>,
 }
 
 impl Market {
@@ -560,6 +578,7 @@ impl Market {
             recorded: HashMap::new(),
             revise: HashSet::new(),
             served: HashMap::new(),
+            outages: Vec::new(),
         };
         for spec in symbols.iter().cloned().chain(extra_symbols()) {
             market.add_symbol(spec);
@@ -582,6 +601,55 @@ impl Market {
 
     pub fn symbols(&self) -> Vec<SymbolSpec> {
         self.symbols.iter().map(|m| m.spec.clone()).collect()
+    }
+
+    fn meta_mut(&mut self, symbol: &str) -> Result<&mut SymbolMeta, String> {
+        let i = *self.by_name.get(symbol).ok_or_else(|| format!("unknown symbol {symbol:?} (not in exchangeInfo)"))?;
+        self.symbols.get_mut(i).ok_or_else(|| format!("symbol {symbol:?}: index out of date"))
+    }
+
+    /// See [`crate::FakeExchange::set_symbol_status`].
+    pub fn set_status(&mut self, symbol: &str, status: &str) -> Result<(), String> {
+        check_status(status)?;
+        self.meta_mut(symbol)?.spec.status = status.to_string();
+        Ok(())
+    }
+
+    /// See [`crate::FakeExchange::delist`].
+    pub fn delist(&mut self, symbol: &str, at_ms: i64, status: &str) -> Result<(), String> {
+        check_status(status)?;
+        let meta = self.meta_mut(symbol)?;
+        meta.spec.status = status.to_string();
+        meta.delisted_ms = Some(at_ms);
+        Ok(())
+    }
+
+    /// See [`crate::FakeExchange::remove_symbol`]: forgets the symbol, its recordings and revisions.
+    pub fn remove(&mut self, symbol: &str) -> Result<(), String> {
+        let i = *self.by_name.get(symbol).ok_or_else(|| format!("unknown symbol {symbol:?} (not in exchangeInfo)"))?;
+        self.symbols.remove(i);
+        self.by_name = self.symbols.iter().enumerate().map(|(i, m)| (m.spec.symbol.clone(), i)).collect();
+        self.recorded.retain(|(s, _), _| s != symbol);
+        self.revise.remove(symbol);
+        self.served.retain(|(s, _, _), _| s != symbol);
+        Ok(())
+    }
+
+    /// `(status, deliveryDate)` as exchangeInfo reports them.
+    pub fn listing(&self, symbol: &str) -> Option<(String, i64)> {
+        self.symbol(symbol).map(|m| (m.spec.status.clone(), delivery_date(m)))
+    }
+
+    pub fn add_outage(&mut self, outage: Outage) {
+        self.outages.push(outage);
+    }
+
+    pub fn clear_outages(&mut self) {
+        self.outages.clear();
+    }
+
+    pub fn outage_count(&self) -> usize {
+        self.outages.len()
     }
 
     pub fn set_revise(&mut self, symbol: &str, enable: bool) {
@@ -673,11 +741,16 @@ impl Market {
         let Some(meta) = self.symbol(symbol).cloned() else { return Vec::new() };
         let limit = limit.unwrap_or(usize::MAX);
         let end = end.map_or(now, |e| e.min(now));
+        // A delisted symbol has no candle that opens at or after the delisting; the one that
+        // straddles it stops changing there (it is generated as seen at the delisting).
+        let end = meta.delisted_ms.map_or(end, |d| end.min(d.saturating_sub(1)));
+        let bar_now = meta.delisted_ms.map_or(now, |d| now.min(d));
+        let holes = Holes::of(&self.outages, symbol, iv);
         let lo = start.unwrap_or(i64::MIN);
         let revise = self.revise.contains(symbol);
         let mut out: Vec<(i64, i64, Vec<Value>)> = Vec::new();
         if let Some(series) = self.recorded.get(&(symbol.to_string(), iv)) {
-            let matching = series.iter().filter(|r| r.open_time >= lo && r.open_time <= end);
+            let matching = series.iter().filter(|r| r.open_time >= lo && r.open_time <= end && holes.at(r.open_time).is_none());
             let picked: Vec<&Recorded> = if start.is_some() {
                 matching.take(limit).collect()
             } else {
@@ -692,19 +765,33 @@ impl Market {
             if start.is_some() {
                 let mut o = iv.ceil_open(lo).max(first);
                 while o <= last && opens.len() < limit {
+                    if let Some((_, to)) = holes.at(o) {
+                        if to >= last {
+                            break;
+                        }
+                        o = iv.ceil_open(to + 1);
+                        continue;
+                    }
                     opens.push(o);
                     o = iv.next_open(o);
                 }
             } else {
                 let mut o = last;
                 while o >= first && o >= lo && opens.len() < limit {
+                    if let Some((from, _)) = holes.at(o) {
+                        if from <= first {
+                            break;
+                        }
+                        o = iv.open_of(from - 1);
+                        continue;
+                    }
                     opens.push(o);
                     o = iv.prev_open(o);
                 }
                 opens.reverse();
             }
             out.extend(opens.into_iter().map(|o| {
-                let bar = gen_bar(&meta, iv, o, now);
+                let bar = gen_bar(&meta, iv, o, bar_now);
                 (bar.open_time, bar.close_time, bar.to_row(&meta))
             }));
         }
@@ -744,7 +831,7 @@ impl Market {
                     "symbol": s.symbol,
                     "pair": pair_of(&s.symbol),
                     "contractType": s.contract_type,
-                    "deliveryDate": delivery_of(s),
+                    "deliveryDate": delivery_date(m),
                     "onboardDate": s.onboard_ms,
                     "status": s.status,
                     "maintMarginPercent": "2.5000",

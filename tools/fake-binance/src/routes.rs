@@ -202,6 +202,10 @@ async fn handle(shared: Arc<Shared>, path: &'static str, query: Option<String>) 
                 }
                 _ => {}
             }
+            if path == KLINES && fault != Some(FaultKind::Truncated) {
+                let rows = value.as_array().map_or(0, Vec::len) as u64;
+                shared.lock().stats.klines_served += rows;
+            }
             (200, value.to_string())
         }
         Err(e) => (e.status, error_json(e.code, &e.msg)),

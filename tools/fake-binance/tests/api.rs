@@ -5,54 +5,8 @@ use std::time::{Duration, Instant};
 use fake_binance::{Clock, Config, FakeExchange, Fault, FaultKind, Interval, Stats, SymbolSpec, default_symbols};
 use serde_json::Value;
 
-/// 2024-03-01T12:34:56.789Z
-const T: i64 = 1_709_296_496_789;
-const ONBOARD: i64 = 1_704_067_200_000;
-const HOUR: i64 = 3_600_000;
-
-struct Reply {
-    status: u16,
-    used: Option<u32>,
-    retry_after: Option<u64>,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
-    }
-
-    fn rows(&self) -> Vec<Vec<Value>> {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not klines ({e}): {}", self.text))
-    }
-
-    fn code(&self) -> i64 {
-        self.json()["code"].as_i64().unwrap()
-    }
-}
-
-async fn get(client: &reqwest::Client, ex: &FakeExchange, path: &str, query: &[(&str, String)]) -> Reply {
-    let r = client.get(format!("{}{path}", ex.url())).query(query).send().await.unwrap();
-    let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
-    let (used, retry_after) = (header("x-mbx-used-weight-1m").map(|v| v as u32), header("retry-after"));
-    Reply { status: r.status().as_u16(), used, retry_after, text: r.text().await.unwrap() }
-}
-
-async fn klines(client: &reqwest::Client, ex: &FakeExchange, symbol: &str, interval: &str, extra: &[(&str, i64)]) -> Reply {
-    let mut q = vec![("symbol", symbol.to_string()), ("interval", interval.to_string())];
-    q.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    get(client, ex, "/fapi/v1/klines", &q).await
-}
-
-async fn post(client: &reqwest::Client, ex: &FakeExchange, path: &str, body: &str) -> Value {
-    let r = client.post(format!("{}{path}", ex.url())).body(body.to_string()).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{path} {body}");
-    r.json().await.unwrap()
-}
-
-fn fixed(t: i64) -> FakeExchange {
-    FakeExchange::start(Config { clock: Clock::Fixed(t), ..Config::default() }).unwrap()
-}
+mod common;
+use common::{HOUR, ONBOARD, T, fixed, get, klines, post};
 
 fn num(v: &Value) -> f64 {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).parse().unwrap()
