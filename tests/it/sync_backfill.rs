@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fake_binance::{Clock, Config, FakeExchange};
+use fake_binance::{Clock, Config, FakeExchange, Fault, FaultKind};
 
 use crate::support::{Run, bin, expected_rows, json, rows_of};
 
@@ -216,6 +216,43 @@ fn issue_11_sigint_mid_backfill_commits_what_was_fetched() {
             None => "nothing from this series was committed".into(),
         };
         assert!(error.ends_with(&said), "{error}");
+    }
+
+    let r = sync(&dir, &fx, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let second = json(&r);
+    let all = (SYMBOLS as i64 * CANDLES) as u64;
+    assert_eq!(committed + second["candles_appended"].as_u64().unwrap(), all, "{second}");
+    assert_eq!(total(&second, "fetched"), all - committed, "nothing fetched twice: {second}");
+    assert_complete(&dir, &fx);
+}
+
+/// A ban (HTTP 418) in the middle of a backfill stops every request; what was
+/// fetched before it is committed, each series says how far it got, and the
+/// next run completes from there.
+#[test]
+fn issue_11_a_ban_mid_backfill_keeps_what_was_fetched() {
+    let fx = low_budget_fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let child = start_backfill_until_committed(&dir, &fx);
+    // The next klines request, whichever series it is for, is answered 418.
+    fx.push_fault(Fault::klines(FaultKind::Banned { until_ms: 1_900_000_000_000 }));
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let first: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((&first["outcome"], &first["banned"]), (&"failed".into(), &true.into()), "{first}");
+    let committed = first["candles_appended"].as_u64().unwrap();
+    assert!(committed > 0, "{first}");
+    assert_eq!(stored(&dir) as u64, committed, "what the report counts is what is stored");
+    for s in first["series"].as_array().unwrap().iter().filter(|s| s["status"] != "ok") {
+        let error = s["error"].as_str().unwrap();
+        assert!(error.contains("1900000000000"), "{error}");
+        if let Some(to) = s["to"].as_i64() {
+            let said = format!("{} candles committed up to {}; the next run resumes there", s["new_candles"], candlelog::event::fmt_ms(to));
+            assert!(error.ends_with(&said), "{error}");
+        }
     }
 
     let r = sync(&dir, &fx, &[]);
