@@ -123,7 +123,8 @@ fn issue_11_a_backfill_cut_by_timeout_is_resumed_by_the_next_run_without_fetchin
         let symbol = s["symbol"].as_str().unwrap();
         let rows = rows_of(&dir, symbol);
         assert_eq!(rows.len() as u64, s["new_candles"].as_u64().unwrap(), "{s}");
-        let Some(to) = s["to"].as_i64() else { continue };
+        // A series the budget let complete has nothing left for the next run.
+        let Some(to) = s["to"].as_i64().filter(|_| s["status"] != "ok") else { continue };
         assert_eq!(s["status"], "timeout", "{s}");
         let error = s["error"].as_str().unwrap();
         let up_to = candlelog::event::fmt_ms(to);
@@ -138,7 +139,7 @@ fn issue_11_a_backfill_cut_by_timeout_is_resumed_by_the_next_run_without_fetchin
     assert_eq!(r2.code, 0, "{}\n{}", r2.stdout, r2.stderr);
     let second = json(&r2);
     assert_eq!(second["outcome"], "success", "{second}");
-    for s in second["series"].as_array().unwrap() {
+    for s in second["series"].as_array().unwrap().iter().filter(|s| s["status"] != "up_to_date") {
         let symbol = s["symbol"].as_str().unwrap();
         let expected_from = resume_at.get(symbol).copied().unwrap_or(first_open());
         assert_eq!(s["from"].as_i64(), Some(expected_from), "{symbol} resumes right after its last committed candle: {s}");
