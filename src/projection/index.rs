@@ -64,11 +64,20 @@ impl IndexError {
 /// processes share the file, and readers follow the writer's commits. In the
 /// default exclusive mode a reader would lock the writer out, and the other
 /// way round.
+///
+/// Its page cache is bounded ([`CACHE_BYTES`]): redb's default (1 GiB) kept
+/// every index page a long backfill touched, so a sync's memory grew with
+/// the candles it wrote (issue 11: ~65 B per candle).
 fn builder() -> redb::Builder {
     let mut b = redb::Builder::new();
     b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    b.set_cache_size(CACHE_BYTES);
     b
 }
+
+/// redb's page cache, read cache and write buffer together (the write
+/// buffer spills to the file past half of it).
+pub const CACHE_BYTES: usize = 64 << 20;
 
 enum Db {
     Rw(Database),

@@ -18,5 +18,6 @@ mod sla;
 mod snapshot_trust;
 mod source;
 mod sync;
+mod sync_backfill;
 mod sync_client;
 mod sync_refill;

@@ -4,12 +4,15 @@
 //! lock → server time + exchangeInfo → validate symbols → plan each series
 //!   (cursor … last closed candle; and runs of recorded losses not yet
 //!   refilled) → fetch pages concurrently under the
-//!   weight budget ──channel──► committer: group commit (dedup, append,
-//!   fdatasync, apply) as series complete → Run record → report
+//!   weight budget ──bounded channel, page by page──► committer: group
+//!   commit (dedup, append, fdatasync, apply) as pages arrive → Run record → report
 //! ```
 //!
-//! Fetching runs on a tokio runtime; the store stays on this thread. A run
-//! that is killed or times out keeps every batch committed before.
+//! Fetching runs on a tokio runtime; the store stays on this thread. Each
+//! series' pages are committed in order as they arrive, so memory stays
+//! bounded and a run stopped by `--timeout`, a signal, a ban or kill -9 keeps
+//! every page committed before: the next run resumes after the series' newest
+//! stored candle and fetches nothing twice.
 
 mod fetch;
 pub mod plan;
@@ -17,7 +20,6 @@ pub mod report;
 pub mod symbols;
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub use plan::Since;
@@ -29,7 +31,7 @@ use crate::event::{Event, Interval, Outcome, OutcomeStatus, Run, RunKind};
 use crate::log::writer::now_ms;
 use crate::source::binance::{BinanceClient, ClientOptions};
 use crate::store::{Overlay, Store};
-use fetch::Fetched;
+use fetch::{Cut, End, Page, Tally};
 
 /// Everything a sync run needs to know, resolved from flags, env and config.
 #[derive(Clone, Debug)]
@@ -213,80 +215,94 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
     }
 
     progress(Progress::Planned { series: plans.len() as u64 });
-    let (tx, rx) = mpsc::channel::<Fetched>();
+    // Bounded: when the committer is behind, fetchers wait, so memory stays bounded however long the backfill.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Page>(fetch::PAGES_IN_CHANNEL);
     let fetcher = {
         let client = client.clone();
         let plans = plans.clone();
         let concurrency = opts.concurrency.max(1);
-        let stop = opts.interrupt.clone();
-        std::thread::spawn(move || {
-            runtime.block_on(async move {
-                // Interrupted: dropping the fetch aborts the requests in flight; what was sent is committed.
-                tokio::select! {
-                    timed_out = fetch::fetch_all(client, plans, concurrency, deadline, tx) => timed_out,
-                    () = signalled(&stop) => false,
-                }
-            })
-        })
+        let stopping = fetch::Stopping { deadline, interrupt: opts.interrupt.clone(), grace: opts.request_timeout + GRACE_SLACK };
+        std::thread::spawn(move || runtime.block_on(fetch::fetch_all(client, plans, concurrency, stopping, tx)))
     };
-    let mut committed: Vec<Fetched> = Vec::new();
+    let mut tallies: Vec<Tally> = plans.iter().cloned().map(Tally::new).collect();
+    // Series in the order they ended, for the report.
+    let mut ended: Vec<usize> = Vec::new();
     let mut storage_error: Option<Error> = None;
-    // Group commit: whatever has completed while the last commit ran goes in the next one.
-    while let Ok(first) = rx.recv() {
+    // Group commit: every page that arrived while the last commit ran goes in the next one.
+    while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
-        group.extend(rx.try_iter());
-        if storage_error.is_some() {
-            committed.extend(group.into_iter().map(|mut f| {
-                f.error.get_or_insert_with(|| "not committed: the store failed earlier in this run".into());
-                f.candles.clear();
-                f
-            }));
-            continue;
-        }
-        match commit_group(store, &mut group) {
-            Ok(()) => {}
-            Err(e) => {
-                for f in &mut group {
-                    f.error = Some(format!("not committed: {e}"));
-                    f.appended = 0;
-                    f.revisions = 0;
-                }
-                storage_error = Some(e);
+        while group.len() < PAGES_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(page) => group.push(page),
+                Err(_) => break,
             }
         }
-        for f in &group {
-            log_series(f, progress, &client);
+        let failed = match storage_error {
+            Some(_) => Some("not committed: the store failed earlier in this run".to_string()),
+            None => match commit_pages(store, &mut group, &mut tallies) {
+                Ok(()) => None,
+                Err(e) => {
+                    // Nothing more can be committed: stop fetching.
+                    client.cancel();
+                    let why = format!("not committed: {e}");
+                    storage_error = Some(e);
+                    Some(why)
+                }
+            },
+        };
+        for page in group {
+            let Some(t) = tallies.get_mut(page.series) else { continue };
+            t.requests += page.requests;
+            if let Some(why) = &failed {
+                t.error.get_or_insert_with(|| why.clone());
+            }
+            if let Some(end) = page.end {
+                if let End::Failed(e) = &end
+                    && t.error.is_none()
+                {
+                    // Pages before the failure stay committed: say how far the series got.
+                    t.error = Some(match t.committed_to {
+                        Some(_) => format!("{e}; {}", t.committed_text()),
+                        None => e.clone(),
+                    });
+                }
+                t.end = Some(end);
+                ended.push(page.series);
+                log_series(t, progress, &client);
+            }
         }
-        committed.extend(group);
     }
-    let timed_out = fetcher.join().unwrap_or(true);
+    let cut = fetcher.join().unwrap_or(Some(Cut::Deadline));
     progress(Progress::Finished);
-    for f in committed.iter() {
-        report.series.push(f.to_report());
-        if f.plan.refill && f.error.is_none() {
+    let interrupted = opts.interrupt.reason();
+    let unfinished = tallies.iter().any(|t| t.end != Some(End::Complete) || t.error.is_some());
+    for t in tallies.iter_mut() {
+        if storage_error.is_some() && !(t.end == Some(End::Complete) && t.error.is_none()) {
+            let why = t.error.get_or_insert_with(|| "not committed: the store failed earlier in this run".into()).clone();
+            t.end = Some(End::Failed(why));
+        } else if matches!(t.end, Some(End::Stopped) | None) && t.error.is_none() {
+            // Cut by the deadline or a signal: what it fetched is committed, and the next run resumes after it.
+            t.error = Some(match &interrupted {
+                Some(reason) => format!("{reason}; {}", t.committed_text()),
+                None => format!("--timeout expired before this series completed: {}", t.committed_text()),
+            });
+        }
+    }
+    let rest: Vec<usize> = (0..tallies.len()).filter(|i| !ended.contains(i)).collect();
+    for t in ended.iter().chain(&rest).filter_map(|&i| tallies.get(i)) {
+        report.series.push(t.to_report());
+        if t.plan.refill && t.end == Some(End::Complete) && t.error.is_none() {
             report.refilled_losses.push(format!(
                 "{} {} {}..{}: {} candles",
-                f.plan.symbol,
-                f.plan.interval,
-                crate::event::fmt_ms(f.plan.start),
-                crate::event::fmt_ms(f.plan.end),
-                f.appended
+                t.plan.symbol,
+                t.plan.interval,
+                crate::event::fmt_ms(t.plan.start),
+                crate::event::fmt_ms(t.plan.end),
+                t.appended
             ));
         }
     }
-    let done: std::collections::HashSet<(String, Interval, i64)> =
-        committed.iter().map(|f| (f.plan.symbol.to_string(), f.plan.interval, f.plan.start)).collect();
-    let interrupted = opts.interrupt.reason();
-    for p in plans.iter().filter(|p| !done.contains(&(p.symbol.to_string(), p.interval, p.start))) {
-        let why = match &interrupted {
-            Some(reason) => format!("{reason}; nothing from this series was committed"),
-            None => "--timeout expired before this series completed; nothing from it was committed".into(),
-        };
-        let mut series = SeriesReport::nothing_fetched(&p.symbol, p.interval, SeriesStatus::Timeout, Some(why));
-        series.refill = p.refill;
-        report.series.push(series);
-    }
-    if timed_out {
+    if cut == Some(Cut::Deadline) && unfinished {
         report.outcome = RunOutcome::Timeout;
     }
     if let Some(reason) = interrupted {
@@ -300,49 +316,55 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
     finish(store, report, &client, started, opts, selected.iter().map(|s| s.symbol.to_string()).collect())
 }
 
-/// Resolves once the run has been asked to stop.
-async fn signalled(stop: &super::interrupt::Interrupt) {
-    while stop.signal().is_none() {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
+/// Beyond the request timeout, how long a cut run waits for the requests it had sent.
+const GRACE_SLACK: Duration = Duration::from_secs(1);
 
-/// Plans, appends (one fdatasync) and applies every completed series of a group.
-fn commit_group(store: &mut Store, group: &mut [Fetched]) -> Result<()> {
+/// Most pages in one commit: with [`fetch::PAGES_IN_CHANNEL`] and the
+/// requests in flight, what bounds the candles held in memory.
+const PAGES_PER_COMMIT: usize = 2 * fetch::PAGES_IN_CHANNEL;
+
+/// Plans (dedup against the index and within the group), appends (one
+/// fdatasync) and applies every page of a group, then counts each page in
+/// its series' tally: only what is committed is counted.
+fn commit_pages(store: &mut Store, group: &mut [Page], tallies: &mut [Tally]) -> Result<()> {
     let mut overlay = Overlay::new();
     let mut events = Vec::new();
-    for f in group.iter_mut() {
-        let candles = std::mem::take(&mut f.candles);
-        f.fetched = candles.len() as u64;
-        f.new_open_times = candles.iter().map(|c| c.open_time).collect();
+    let mut counts = Vec::with_capacity(group.len());
+    for page in group.iter_mut() {
+        let candles = std::mem::take(&mut page.candles);
+        let (received, last) = (candles.len() as u64, candles.last().map(|c| c.open_time));
         let (evs, stats) = store.plan(candles, &mut overlay)?;
         // Only the candles that are new (or revised) count as this run's work.
-        f.new_open_times = evs.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c.open_time) } else { None }).collect();
-        f.appended = stats.appended;
-        f.revisions = stats.revisions;
+        let new: Vec<i64> = evs.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c.open_time) } else { None }).collect();
+        counts.push((page.series, received, last, new, stats));
         events.extend(evs);
     }
     store.append(&events)?;
+    for (series, received, last, new, stats) in counts {
+        if let Some(t) = tallies.get_mut(series) {
+            t.add_committed(received, last, &new, stats.appended, stats.revisions);
+        }
+    }
     Ok(())
 }
 
-fn log_series(f: &Fetched, progress: &mut dyn FnMut(Progress<'_>), client: &BinanceClient) {
-    let status = if f.error.is_some() { "failed" } else { "ok" };
-    let symbol = f.plan.symbol.to_string();
+fn log_series(t: &Tally, progress: &mut dyn FnMut(Progress<'_>), client: &BinanceClient) {
+    let status = if t.error.is_some() { "failed" } else { "ok" };
+    let symbol = t.plan.symbol.to_string();
     progress(Progress::Series {
         symbol: &symbol,
-        interval: f.plan.interval,
-        error: f.error.as_deref(),
+        interval: t.plan.interval,
+        error: t.error.as_deref(),
         weight_used: client.stats().weight_used,
     });
     tracing::info!(
-        symbol = %f.plan.symbol,
-        interval = %f.plan.interval,
+        symbol = %t.plan.symbol,
+        interval = %t.plan.interval,
         status,
-        new = f.appended,
-        revisions = f.revisions,
-        requests = f.requests,
-        error = f.error.as_deref().unwrap_or(""),
+        new = t.appended,
+        revisions = t.revisions,
+        requests = t.requests,
+        error = t.error.as_deref().unwrap_or(""),
         "series synced"
     );
 }

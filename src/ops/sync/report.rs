@@ -78,6 +78,9 @@ pub struct SeriesReport {
     /// (docs/recovery.md, "Recorded losses"); the series' forward range, if
     /// it had one, is its own entry.
     pub refill: bool,
+    /// Candles this run received for the series (closed, in range): with
+    /// `new_candles`, what shows a resumed backfill fetched nothing twice.
+    pub fetched: u64,
 }
 
 impl SeriesReport {
@@ -100,6 +103,7 @@ impl SeriesReport {
             requests: 0,
             error,
             refill: false,
+            fetched: 0,
         }
     }
 }

@@ -84,6 +84,8 @@ struct Inner {
     slots: Semaphore,
     /// Set once, to a ban or a cancellation; every request watches it.
     stop: watch::Sender<Option<Stop>>,
+    /// Set once by [`BinanceClient::drain`]: nothing more is sent, what is in flight finishes.
+    draining: watch::Sender<bool>,
     counters: Counters,
 }
 
@@ -186,6 +188,7 @@ impl BinanceClient {
             deadline: Mutex::new(None),
             slots: Semaphore::new(opts.max_concurrency),
             stop: watch::Sender::new(None),
+            draining: watch::Sender::new(false),
             counters: Counters::default(),
         };
         Ok(BinanceClient { inner: Arc::new(inner) })
@@ -330,6 +333,25 @@ impl BinanceClient {
         });
     }
 
+    /// Sends no new request: every request not yet on the wire (waiting for
+    /// a slot, for weight, or to retry) fails at once with
+    /// [`ExchangeError::Cancelled`], and so does every later one; requests
+    /// already sent finish (within the request timeout), so what they cost
+    /// is not spent again by the next run.
+    pub fn drain(&self) {
+        self.inner.draining.send_replace(true);
+    }
+
+    /// Waits `wait` before a retry; fails at once when the client drains meanwhile.
+    async fn pause(&self, wait: Duration) -> Result<(), ExchangeError> {
+        let mut draining = self.inner.draining.subscribe();
+        tokio::select! {
+            biased;
+            () = drained(&mut draining) => Err(ExchangeError::Cancelled),
+            () = tokio::time::sleep(wait) => Ok(()),
+        }
+    }
+
     /// One call with its retries, abandoned at once when the client is
     /// banned or cancelled meanwhile (the in-flight HTTP request is dropped).
     async fn call(&self, call: &Call<'_>) -> Result<Reply, ExchangeError> {
@@ -365,7 +387,7 @@ impl BinanceClient {
                     })?;
                     overload_waited += wait;
                     Counters::add(&self.inner.counters.retries, 1);
-                    tokio::time::sleep(wait).await;
+                    self.pause(wait).await?;
                     continue;
                 }
                 Err(Failure::Transport(e)) => (RetryKind::Transport, policy.backoff(RetryKind::Transport, bump(&mut transport)), e),
@@ -400,7 +422,7 @@ impl BinanceClient {
                 error = %error,
                 "request failed; retrying"
             );
-            tokio::time::sleep(wait).await;
+            self.pause(wait).await?;
         }
     }
 
@@ -442,8 +464,18 @@ impl BinanceClient {
     /// One HTTP request: a concurrency slot, the weight, the request, the body.
     async fn attempt(&self, call: &Call<'_>) -> Result<Reply, Failure> {
         let inner = &*self.inner;
-        let permit = inner.slots.acquire().await.map_err(|_| Failure::Final(ExchangeError::Cancelled))?;
-        let window = inner.limiter.acquire(call.weight).await;
+        // A drained client sends nothing more, however long this request has waited.
+        let mut draining = inner.draining.subscribe();
+        let admitted = async {
+            let permit = inner.slots.acquire().await.map_err(|_| Failure::Final(ExchangeError::Cancelled))?;
+            let window = inner.limiter.acquire(call.weight).await;
+            Ok((permit, window))
+        };
+        let (permit, window) = tokio::select! {
+            biased;
+            () = drained(&mut draining) => return Err(Failure::Final(ExchangeError::Cancelled)),
+            admitted = admitted => admitted?,
+        };
         // A ban may have come while this request waited for a slot or for weight.
         if let Some(s) = inner.stop.borrow().as_ref() {
             return Err(Failure::Final(s.error()));
@@ -568,6 +600,14 @@ async fn stopped(rx: &mut watch::Receiver<Option<Stop>>) -> Stop {
         Some(stop) => stop,
         // The sender lives as long as the client; without it nothing can stop us.
         None => std::future::pending().await,
+    }
+}
+
+/// Resolves once the client drains ([`BinanceClient::drain`]).
+async fn drained(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|d| *d).await.is_err() {
+        // The sender lives as long as the client; without it nothing can drain us.
+        std::future::pending::<()>().await;
     }
 }
 

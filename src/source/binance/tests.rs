@@ -358,6 +358,28 @@ async fn concurrency_is_bounded_and_cancel_stops_everything() {
     assert_eq!(fx.stats().requests, 7);
 }
 
+/// Draining (a sync's deadline or a signal) sends nothing more but lets the
+/// request on the wire finish: its page is not fetched again by the next run.
+#[tokio::test]
+async fn drain_lets_the_request_in_flight_finish_and_sends_no_other() {
+    let fx = fixed_exchange();
+    // Long enough that the drain surely comes while the first request is on the wire.
+    fx.push_fault(Fault::klines(FaultKind::Hang(Duration::from_millis(800))));
+    let client = BinanceClient::new(ClientOptions { max_concurrency: 1, ..options(&fx) }).unwrap();
+    let c = client.clone();
+    let in_flight = tokio::spawn(async move { btc_page(&c).await });
+    wait_for_requests_on(&fx, 1).await;
+    // Queued behind the one slot: not sent yet.
+    let c = client.clone();
+    let queued = tokio::spawn(async move { btc_page(&c).await });
+    client.drain();
+    assert_eq!(queued.await.unwrap(), Err(ExchangeError::Cancelled));
+    let page = in_flight.await.unwrap().expect("the request in flight finishes");
+    assert_eq!(page.len(), 10);
+    assert_eq!(client.server_time().await, Err(ExchangeError::Cancelled), "nothing is sent after a drain");
+    assert_eq!(fx.stats().requests, 1);
+}
+
 /// The exchange counts weight in real-time windows; the fake's are shrunk to
 /// 1 s (and the client's with them) so several windows pass quickly.
 #[tokio::test]
