@@ -41,5 +41,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             fmt_ms(s.last_open)
         );
     }
+    if !r.confirmed_gaps.is_empty() {
+        outln!("confirmed exchange gaps (the exchange has no candles there)");
+    }
+    for g in &r.confirmed_gaps {
+        outln!("  {:<14} {:<4} {:>8} candles  {} .. {}", g.symbol, g.interval, g.candles, fmt_ms(g.first_open), fmt_ms(g.last_open));
+    }
+    for u in &r.untradable {
+        outln!("not tradable    {} ({}, by the last sync naming it)", u.symbol, u.class);
+    }
     Ok(ExitCode::from(EXIT_OK))
 }

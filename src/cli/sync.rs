@@ -174,7 +174,8 @@ fn print_summary(r: &SyncReport) {
         );
     }
     for x in &r.rejected_symbols {
-        outln!("{:<14} {:<4} {:>6} {:>5} {:>5} {:<10} {}", x.symbol, "-", 0, 0, 0, "rejected", x.reason);
+        let class = serde_json::to_value(x.class).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        outln!("{:<14} {:<4} {:>6} {:>5} {:>5} {:<10} {}", x.symbol, "-", 0, 0, 0, class, x.reason);
     }
     for f in &r.future_dated {
         outln!("warning: {f}");
@@ -182,11 +183,17 @@ fn print_summary(r: &SyncReport) {
     for l in &r.refilled_losses {
         outln!("refilled recorded loss: {l}");
     }
+    for g in &r.confirmed_gaps {
+        outln!("confirmed exchange gap (recorded, never asked again): {g}");
+    }
     outln!(
-        "{:?}: {}/{} symbols ok, {} candles appended ({} revisions, {} gap candles), {} requests, weight {}, {} rate-limited; head LSN {}; {} ms (started {})",
+        "{:?}: {}/{} tradable symbols ok ({} retired, {} paused, {} invalid), {} candles appended ({} revisions, {} gap candles), {} requests, weight {}, {} rate-limited; head LSN {}; {} ms (started {})",
         r.outcome,
         r.symbols_ok,
-        r.symbols_total,
+        r.symbols_tradable,
+        r.retired.len(),
+        r.paused.len(),
+        r.invalid.len(),
         r.candles_appended,
         r.revisions,
         r.gaps_closed,
@@ -215,9 +222,10 @@ fn record_metrics(r: &SyncReport) {
     }
     push(Update::set("candlelog_sync_duration_seconds", r.duration_ms as f64 / 1000.0));
     push(Update::add(format!("candlelog_sync_runs_total{{outcome=\"{outcome}\"}}"), 1.0));
-    // The symbols this run asked the exchange for (not the names it rejected), over what the
-    // config file says: MissingSymbols then compares what is stored with what was requested.
-    let requested = r.symbols_total - r.rejected_symbols.len() as u64;
+    // The tradable symbols this run asked the exchange for (not retired, paused or invalid
+    // names), over what the config file says: MissingSymbols then compares what is stored
+    // with what was requested.
+    let requested = r.symbols_tradable;
     if requested > 0 {
         for i in &r.intervals {
             push(Update::set(format!("candlelog_configured_symbols{{interval=\"{i}\"}}"), requested as f64));

@@ -6,8 +6,8 @@
 //! bytes (29 bytes per real 4h candle instead of 46 for a row layout).
 //!
 //! ```text
-//! payload    = tags[event_count]  candles  runs
-//! tags       = one u8 per event in LSN order: 1 Candle | 2 Run
+//! payload    = tags[event_count]  candles  runs  gaps
+//! tags       = one u8 per event in LSN order: 1 Candle | 2 Run | 4 Gap (format 4)
 //! candles    = (C = number of tag-1 events; every column has C entries)
 //!   dict_len:varint  dict_len × str        symbol dictionary, first-appearance order
 //!   sym:       varint index into the dictionary
@@ -25,15 +25,21 @@
 //! runs       = R × (body_len:varint run_body)
 //! run_body   = kind:u8 id:str started_ms:i64le ended_ms:i64le count:varint outcome*
 //! outcome    = unit:str interval:u8 (0 = none) status:u8 appended:varint revisions:varint message:str
+//! gaps       = G × (body_len:varint gap_body)                          (event format 4)
+//! gap_body   = symbol:str interval:u8 first_open:i64le last_open:i64le
 //! str        = len:varint utf8[len]
 //! varint     = unsigned LEB128, at most 19 bytes;  zvar(x) = varint((x << 1) ^ (x >> 127)) over i128
 //! x_m        = the decimal's magnitude (digits without sign and point), < 10^38
 //! ```
 
 use super::decimal::MAX_DIGITS;
-use super::{Candle, Decimal, Event, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
+use super::{Candle, Decimal, Event, Gap, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
 pub const TAG_CANDLE: u8 = 1;
 pub const TAG_RUN: u8 = 2;
+/// A confirmed exchange gap (event format 4).
+pub const TAG_GAP: u8 = 4;
+/// Event format of frames holding a gap, or an outcome status 4–6 (retired, paused, invalid).
+pub const EVENT_FORMAT_GAPS: u8 = 4;
 /// The one event of a loss frame (event format 3; format/segment.md, "Loss frames").
 pub const TAG_LOSS: u8 = 3;
 /// Event format of a loss frame: one `Loss` standing for `event_count` lost LSNs.
@@ -86,7 +92,11 @@ pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
     let events: Vec<&Event> = events.iter().filter(|e| !matches!(e, Event::Loss(_))).collect();
     let candles: Vec<&Candle> = events.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c) } else { None }).collect();
     for e in &events {
-        out.push(if matches!(e, Event::Candle(_)) { TAG_CANDLE } else { TAG_RUN });
+        out.push(match e {
+            Event::Candle(_) => TAG_CANDLE,
+            Event::Gap(_) => TAG_GAP,
+            _ => TAG_RUN,
+        });
     }
     let mut dict: Vec<&str> = Vec::new();
     let mut dict_pos: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -147,6 +157,17 @@ pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
         if let Event::Run(r) = e {
             let mut body = Vec::new();
             encode_run_body(&mut body, r);
+            put_varint(out, body.len() as u128);
+            out.extend_from_slice(&body);
+        }
+    }
+    for e in &events {
+        if let Event::Gap(g) = e {
+            let mut body = Vec::new();
+            put_str(&mut body, g.symbol.as_str());
+            body.push(g.interval.code());
+            body.extend_from_slice(&g.first_open.to_le_bytes());
+            body.extend_from_slice(&g.last_open.to_le_bytes());
             put_varint(out, body.len() as u128);
             out.extend_from_slice(&body);
         }
@@ -251,8 +272,9 @@ impl<'a> Cursor<'a> {
 pub fn required_format(events: &[Event]) -> u8 {
     let format = |e: &Event| match e {
         Event::Candle(_) => 1,
-        Event::Run(r) => r.kind.min_event_format(),
+        Event::Run(r) => r.min_event_format(),
         Event::Loss(_) => EVENT_FORMAT_LOSS,
+        Event::Gap(_) => EVENT_FORMAT_GAPS,
     };
     events.iter().map(format).max().unwrap_or(1)
 }
@@ -329,8 +351,8 @@ pub fn decode_events(payload: &[u8], expected: usize) -> Result<Vec<Event>, Code
     decode_events_format(payload, expected, 1)
 }
 
-/// Decodes a payload of the given event format: a run kind newer than the
-/// frame's format is an error, never guessed.
+/// Decodes a payload of the given event format: a run kind, outcome status
+/// or event newer than the frame's format is an error, never guessed.
 pub fn decode_events_format(payload: &[u8], expected: usize, format: u8) -> Result<Vec<Event>, CodecError> {
     if format == EVENT_FORMAT_LOSS {
         // One record standing for `expected` lost LSNs.
@@ -338,14 +360,20 @@ pub fn decode_events_format(payload: &[u8], expected: usize, format: u8) -> Resu
     }
     let events = decode_any(payload, expected)?;
     for (index, e) in events.iter().enumerate() {
-        if let Event::Run(r) = e
-            && r.kind.min_event_format() > format
-        {
-            return Err(CodecError {
-                index,
-                offset: 0,
-                reason: format!("run kind {} needs event format {}, the frame says {format}", r.kind.as_str(), r.kind.min_event_format()),
-            });
+        let newer = match e {
+            Event::Run(r) if r.kind.min_event_format() > format => {
+                Some((format!("run kind {}", r.kind.as_str()), r.kind.min_event_format()))
+            }
+            Event::Run(r) => r
+                .outcomes
+                .iter()
+                .find(|o| o.status.min_event_format() > format)
+                .map(|o| (format!("outcome status {}", o.status.as_str()), o.status.min_event_format())),
+            Event::Gap(_) if format < EVENT_FORMAT_GAPS => Some(("a gap event".to_string(), EVENT_FORMAT_GAPS)),
+            _ => None,
+        };
+        if let Some((what, needs)) = newer {
+            return Err(CodecError { index, offset: 0, reason: format!("{what} needs event format {needs}, the frame says {format}") });
         }
     }
     Ok(events)
@@ -355,30 +383,40 @@ fn decode_any(payload: &[u8], expected: usize) -> Result<Vec<Event>, CodecError>
     let mut cur = Cursor { buf: payload, pos: 0 };
     let at = |cur: &Cursor<'_>, index: usize, reason: String| CodecError { index, offset: cur.pos, reason };
     let tags = cur.take(expected, "event tags").map_err(|r| at(&cur, 0, r))?;
-    if let Some(i) = tags.iter().position(|&t| t != TAG_CANDLE && t != TAG_RUN) {
+    if let Some(i) = tags.iter().position(|&t| t != TAG_CANDLE && t != TAG_RUN && t != TAG_GAP) {
         return Err(CodecError { index: i, offset: i, reason: format!("unknown event tag {}", tags[i]) });
     }
     let n_candles = tags.iter().filter(|&&t| t == TAG_CANDLE).count();
     let candles = decode_candles(&mut cur, n_candles).map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
-    let mut events = Vec::with_capacity(expected);
+    // Candles come from the columns, runs and then gaps from their sections, each in tag order.
+    let mut events: Vec<Option<Event>> = vec![None; expected];
     let mut candles = candles.into_iter();
     for (index, &tag) in tags.iter().enumerate() {
         if tag == TAG_CANDLE {
             let c = candles.next().ok_or_else(|| at(&cur, index, "candle missing".into()))?;
-            events.push(Event::Candle(c));
-            continue;
+            events[index] = Some(Event::Candle(c));
         }
-        let offset = cur.pos;
-        let err = |reason: String| CodecError { index, offset, reason };
-        let len = usize::try_from(cur.varint("run length").map_err(err)?).map_err(|_| err("run length too large".into()))?;
-        let body = cur.take(len, "run body").map_err(err)?;
-        let mut b = Cursor { buf: body, pos: 0 };
-        let run = decode_run(&mut b).map_err(err)?;
-        if b.pos != body.len() {
-            return Err(err(format!("{} unread bytes after run body", body.len() - b.pos)));
-        }
-        events.push(Event::Run(run));
     }
+    for section in [TAG_RUN, TAG_GAP] {
+        for (index, _) in tags.iter().enumerate().filter(|(_, t)| **t == section) {
+            let offset = cur.pos;
+            let err = |reason: String| CodecError { index, offset, reason };
+            let what = if section == TAG_RUN { "run" } else { "gap" };
+            let len = usize::try_from(cur.varint(what).map_err(err)?).map_err(|_| err(format!("{what} length too large")))?;
+            let body = cur.take(len, what).map_err(err)?;
+            let mut b = Cursor { buf: body, pos: 0 };
+            let event = if section == TAG_RUN {
+                Event::Run(decode_run(&mut b).map_err(err)?)
+            } else {
+                Event::Gap(decode_gap(&mut b).map_err(err)?)
+            };
+            if b.pos != body.len() {
+                return Err(err(format!("{} unread bytes after {what} body", body.len() - b.pos)));
+            }
+            events[index] = Some(event);
+        }
+    }
+    let events: Vec<Event> = events.into_iter().flatten().collect();
     if cur.pos != payload.len() {
         return Err(at(&cur, events.len(), format!("{} bytes after the last event", payload.len() - cur.pos)));
     }
@@ -468,6 +506,18 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
         });
     }
     Ok(out)
+}
+
+fn decode_gap(b: &mut Cursor<'_>) -> Result<Gap, String> {
+    let symbol = b.str("gap symbol")?;
+    let symbol = Symbol::parse(&symbol).map_err(|e| format!("gap symbol {symbol:?}: {e}"))?;
+    let code = b.u8("gap interval")?;
+    let interval = Interval::from_code(code).ok_or_else(|| format!("unknown interval code {code}"))?;
+    let (first_open, last_open) = (b.i64("gap first_open")?, b.i64("gap last_open")?);
+    if last_open < first_open {
+        return Err(format!("gap {first_open}..={last_open} is empty"));
+    }
+    Ok(Gap { symbol, interval, first_open, last_open })
 }
 
 fn decode_run(b: &mut Cursor<'_>) -> Result<Run, String> {

@@ -1,15 +1,18 @@
-//! The log's vocabulary: events (candles and run records), their fields and
+//! The log's vocabulary: events (candles, run records, losses and confirmed
+//! exchange gaps), their fields and
 //! their byte encoding.
 
 mod candle;
 pub mod codec;
 mod decimal;
+mod gap;
 mod interval;
 mod loss;
 mod run;
 
 pub use candle::{Candle, CandleError, MAX_SYMBOL_LEN, Symbol, SymbolError};
 pub use decimal::{Decimal, DecimalError};
+pub use gap::Gap;
 pub use interval::Interval;
 pub use loss::{Loss, LostSeries};
 pub use run::{Outcome, OutcomeStatus, Run, RunKind};
@@ -30,4 +33,6 @@ pub enum Event {
     Run(Run),
     /// A lost range of the log, recorded by recovery (event format 3, in a loss frame).
     Loss(Loss),
+    /// A hole the exchange answered as empty (event format 4).
+    Gap(Gap),
 }

@@ -62,6 +62,14 @@ pub enum OutcomeStatus {
     Ok,
     Failed,
     Skipped,
+    /// A symbol the exchange has delisted, settled, delivered, closed or
+    /// dropped from exchangeInfo (event format 4).
+    Retired,
+    /// A symbol the exchange lists but does not trade now: halted, break,
+    /// pending (event format 4).
+    Paused,
+    /// A requested name that is not a symbol of the exchange (event format 4).
+    Invalid,
 }
 
 impl OutcomeStatus {
@@ -70,13 +78,31 @@ impl OutcomeStatus {
             OutcomeStatus::Ok => 1,
             OutcomeStatus::Failed => 2,
             OutcomeStatus::Skipped => 3,
+            OutcomeStatus::Retired => 4,
+            OutcomeStatus::Paused => 5,
+            OutcomeStatus::Invalid => 6,
         }
+    }
+    /// The first event format that can carry this status (format/segment.md, version history).
+    pub fn min_event_format(self) -> u8 {
+        match self {
+            OutcomeStatus::Retired | OutcomeStatus::Paused | OutcomeStatus::Invalid => 4,
+            _ => 1,
+        }
+    }
+    /// True for the statuses of a symbol that is not traded (retired,
+    /// paused, invalid): such units count neither as done nor as failed.
+    pub fn is_untradable(self) -> bool {
+        self.min_event_format() == 4
     }
     pub fn from_code(c: u8) -> Option<OutcomeStatus> {
         Some(match c {
             1 => OutcomeStatus::Ok,
             2 => OutcomeStatus::Failed,
             3 => OutcomeStatus::Skipped,
+            4 => OutcomeStatus::Retired,
+            5 => OutcomeStatus::Paused,
+            6 => OutcomeStatus::Invalid,
             _ => return None,
         })
     }
@@ -85,6 +111,9 @@ impl OutcomeStatus {
             OutcomeStatus::Ok => "ok",
             OutcomeStatus::Failed => "failed",
             OutcomeStatus::Skipped => "skipped",
+            OutcomeStatus::Retired => "retired",
+            OutcomeStatus::Paused => "paused",
+            OutcomeStatus::Invalid => "invalid",
         }
     }
 }
@@ -110,4 +139,12 @@ pub struct Run {
     pub started_ms: i64,
     pub ended_ms: i64,
     pub outcomes: Vec<Outcome>,
+}
+
+impl Run {
+    /// The first event format that can carry this record: its kind's, or its
+    /// outcome statuses' if higher.
+    pub fn min_event_format(&self) -> u8 {
+        self.outcomes.iter().map(|o| o.status.min_event_format()).fold(self.kind.min_event_format(), u8::max)
+    }
 }

@@ -12,8 +12,10 @@ pub const FRAME_OVERHEAD: usize = FRAME_HEADER_LEN + FRAME_HASH_LEN;
 pub const CODEC_ZSTD: u8 = 1;
 /// Event encoding version of frames holding only version-1 events (src/event/codec.rs).
 pub const EVENT_FORMAT: u8 = 1;
-/// Newest event encoding this build reads and writes (2 adds backup and drill runs).
-pub const EVENT_FORMAT_MAX: u8 = 2;
+/// Newest event encoding this build reads and writes (2 adds backup and
+/// drill runs; 3 is the loss frame; 4 adds gap events and the outcome
+/// statuses retired, paused and invalid).
+pub const EVENT_FORMAT_MAX: u8 = crate::event::codec::EVENT_FORMAT_GAPS;
 /// Largest uncompressed payload a frame may hold; writers split batches below it.
 pub const MAX_RAW_LEN: usize = 16 << 20;
 /// Event format of a loss frame (format/segment.md, "Loss frames"): only in
@@ -33,7 +35,7 @@ pub const MAX_LOSS_RAW_LEN: usize = 1 << 20;
 ///     20    4 raw_len       u32 LE, payload length after decompression
 ///     24    8 commit_ms     i64 LE, wall-clock commit time, never decreasing along the log
 ///     32    1 codec         1 = zstd
-///     33    1 event_format  1, 2, or 3 (a loss frame)
+///     33    1 event_format  1, 2, 3 (a loss frame) or 4
 ///     34    2 reserved      zero
 ///     36    4 header_check  first 4 bytes of blake3(bytes 0..36)
 /// then payload_len bytes of payload, then the 32-byte frame hash
@@ -104,7 +106,7 @@ impl FrameHeader {
         if h.codec != CODEC_ZSTD {
             return Err(FrameHeaderError::Field(format!("unknown codec {}", h.codec)));
         }
-        if h.event_format == 0 || (h.event_format > EVENT_FORMAT_MAX && h.event_format != EVENT_FORMAT_LOSS) {
+        if h.event_format == 0 || h.event_format > EVENT_FORMAT_MAX {
             return Err(FrameHeaderError::Field(format!("unknown event format {}", h.event_format)));
         }
         if b[34..36] != [0, 0] {

@@ -162,6 +162,13 @@ fn event_line(lsn: u64, e: &Event, json: bool) -> String {
                 "resumed_hash": hex(&l.resumed_hash), "recorded_ms": l.recorded_ms, "reason": l.reason,
                 "series": l.series.iter().map(|s| json!({"symbol": s.symbol.as_str(), "interval": s.interval.as_str(), "first_open": s.first_open, "last_open": s.last_open})).collect::<Vec<_>>()}})
         ),
+        (Event::Gap(g), false) => {
+            format!("    {lsn} gap {} {} first_open={} last_open={}\n", g.symbol, g.interval, g.first_open, g.last_open)
+        }
+        (Event::Gap(g), true) => format!(
+            "{}\n",
+            json!({"lsn": lsn, "gap": {"symbol": g.symbol.as_str(), "interval": g.interval.as_str(), "first_open": g.first_open, "last_open": g.last_open}})
+        ),
     }
 }
 

@@ -166,6 +166,16 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
             v
         }
     };
+    // Symbols the last sync found retired, paused or invalid: freshness and coverage leave them out, with a note.
+    let classes = match index.symbol_classes() {
+        Ok(c) => c,
+        Err(e) => return Ok(index_report(&e)),
+    };
+    let (symbols, left_out) = leave_out_untradable(symbols, &classes);
+    let confirmed = match index.gaps() {
+        Ok(g) => g,
+        Err(e) => return Ok(index_report(&e)),
+    };
 
     // Each series' newest candle that had closed by now: a future-dated row never makes it fresh.
     let mut heads: BTreeMap<(String, Interval), i64> = BTreeMap::new();
@@ -194,7 +204,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
                 Status::Critical,
                 "no candles",
                 hours(opts.stale_critical.as_millis() as i64),
-                format!("{i}: no series holds candles"),
+                format!("{i}: no series holds candles{left_out}"),
             ),
             Some((s, last)) => {
                 let behind = last_closed - last;
@@ -214,7 +224,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
                         hours(opts.stale_warning.as_millis() as i64),
                         hours(opts.stale_critical.as_millis() as i64)
                     ),
-                    format!("{i}: stalest series {s} is {} behind the last closed candle", hours(behind)),
+                    format!("{i}: stalest series {s} is {} behind the last closed candle{left_out}", hours(behind)),
                 )
             }
         });
@@ -243,8 +253,9 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
             match by_series.get(&(s.clone(), i)) {
                 None => missing.push(format!("{s} {i}")),
                 Some(c) => {
-                    // Holes inside the stored range; how far behind now is freshness's job.
-                    let expected = slots(i, c.first_open, c.last_open);
+                    // Holes inside the stored range, but for confirmed exchange gaps;
+                    // how far behind now is freshness's job.
+                    let expected = slots(i, c.first_open, c.last_open).saturating_sub(confirmed_slots(&confirmed, s, i));
                     if c.candles < expected {
                         short.push(format!("{s} {i} ({} of {expected})", c.candles));
                     }
@@ -258,7 +269,7 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
             Status::Critical,
             format!("{} missing", missing.len()),
             "0 missing",
-            format!("no candles for: {}", first_few(&missing)),
+            format!("no candles for: {}{left_out}", first_few(&missing)),
         )
     } else if !short.is_empty() {
         check(
@@ -266,10 +277,16 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
             Status::Warning,
             format!("{} short", short.len()),
             "0 short",
-            format!("fewer candles than expected since their first: {}", first_few(&short)),
+            format!("fewer candles than expected since their first: {}{left_out}", first_few(&short)),
         )
     } else {
-        check("coverage", Status::Ok, format!("{} symbols", symbols.len()), "all present", "every symbol has its candles")
+        check(
+            "coverage",
+            Status::Ok,
+            format!("{} symbols", symbols.len()),
+            "all present",
+            format!("every symbol has its candles{left_out}"),
+        )
     });
 
     // 3. integrity (the fast subset of verify)
@@ -377,18 +394,40 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         };
         for (sym, times) in times {
             for w in times.windows(2) {
-                if i.next_open(w[0]).is_some_and(|n| n < w[1]) {
+                let hole = (i.next_open(w[0]), i.prev_open(w[1]));
+                if let (Some(first), Some(last)) = hole
+                    && first < w[1]
+                    && !explained(&confirmed, &sym, i, first, last)
+                {
                     gaps.push(format!("{sym} {i} after {}", fmt_ms(w[0])));
                 }
             }
         }
     }
+    let confirmed_note = match confirmed.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} confirmed exchange gap(s), the exchange has no candles there: {}",
+            first_few(
+                &confirmed
+                    .iter()
+                    .map(|g| format!("{} {} {}..{}", g.symbol, g.interval, fmt_ms(g.first_open), fmt_ms(g.last_open)))
+                    .collect::<Vec<_>>()
+            )
+        ),
+    };
     checks.push(if let Some(e) = gap_error {
         check("gaps", Status::Critical, "unreadable", "0", e)
     } else if gaps.is_empty() {
-        check("gaps", Status::Ok, "0", "0", "no missing candles inside any series")
+        check("gaps", Status::Ok, "0", "0", format!("no unexplained missing candles inside any series{confirmed_note}"))
     } else {
-        check("gaps", Status::Warning, gaps.len().to_string(), "0", format!("missing candles: {}", first_few(&gaps)))
+        check(
+            "gaps",
+            Status::Warning,
+            gaps.len().to_string(),
+            "0",
+            format!("missing candles (not answered as empty by the exchange; the next sync asks): {}{confirmed_note}", first_few(&gaps)),
+        )
     });
 
     // 6. backups: every repository candlelog has backed up to, from the log's backup records
@@ -555,6 +594,32 @@ fn loss_check(paths: &Paths, index: &Index) -> (Check, Vec<String>) {
         )
     };
     (c, symbols)
+}
+
+/// `symbols` without those `classes` says are retired, paused or invalid,
+/// and the note saying which were left out ("" when none).
+fn leave_out_untradable(symbols: Vec<String>, classes: &[(String, crate::event::OutcomeStatus)]) -> (Vec<String>, String) {
+    let class_of = |s: &str| classes.iter().find(|(c, _)| c == s).map(|(_, st)| *st);
+    let (out, kept): (Vec<String>, Vec<String>) = symbols.into_iter().partition(|s| class_of(s).is_some());
+    if out.is_empty() {
+        return (kept, String::new());
+    }
+    let named: Vec<String> = out.iter().map(|s| format!("{s} ({})", class_of(s).map_or("", |c| c.as_str()))).collect();
+    (kept, format!("; left out as not tradable by the last sync: {}", first_few(&named)))
+}
+
+/// Candle slots of `symbol` `interval` inside confirmed exchange gaps.
+fn confirmed_slots(confirmed: &[crate::event::Gap], symbol: &str, interval: Interval) -> u64 {
+    confirmed
+        .iter()
+        .filter(|g| g.symbol.as_str() == symbol && g.interval == interval)
+        .map(|g| slots(interval, g.first_open, g.last_open))
+        .sum()
+}
+
+/// True when a confirmed exchange gap covers the hole `first..=last`.
+fn explained(confirmed: &[crate::event::Gap], symbol: &str, interval: Interval, first: i64, last: i64) -> bool {
+    confirmed.iter().any(|g| g.symbol.as_str() == symbol && g.interval == interval && g.first_open <= first && last <= g.last_open)
 }
 
 fn first_few(items: &[String]) -> String {

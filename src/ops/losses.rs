@@ -22,9 +22,17 @@ pub fn recorded(paths: &Paths) -> Result<Vec<Loss>, String> {
 
 /// How many of `lost`'s candles the index does not hold: a lost run is
 /// refilled when the index holds a candle at every one of its open times
-/// again (0 missing).
+/// again (0 missing), but for those inside a confirmed exchange gap (the
+/// exchange has none there to give back).
 pub fn missing(index: &Index, lost: &LostSeries) -> Result<u64, IndexError> {
     let want = slots(lost.interval, lost.first_open, lost.last_open);
     let have = index.count_between(lost.symbol.as_str(), lost.interval, lost.first_open, lost.last_open)?;
-    Ok(want.saturating_sub(have))
+    let never: u64 = index
+        .gaps()?
+        .iter()
+        .filter(|g| g.symbol == lost.symbol && g.interval == lost.interval)
+        .map(|g| (g.first_open.max(lost.first_open), g.last_open.min(lost.last_open)))
+        .map(|(first, last)| slots(lost.interval, first, last))
+        .sum();
+    Ok(want.saturating_sub(have).saturating_sub(never))
 }

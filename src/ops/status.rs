@@ -46,6 +46,27 @@ pub struct StatusReport {
     pub revisions: u64,
     pub intervals: BTreeMap<String, IntervalStatus>,
     pub series: Vec<SeriesStatus>,
+    /// Holes the exchange answered as empty, recorded in the log: sync never asks for them again.
+    pub confirmed_gaps: Vec<GapStatus>,
+    /// Symbols the last sync naming them found retired, paused or invalid.
+    pub untradable: Vec<UntradableStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GapStatus {
+    pub symbol: String,
+    pub interval: String,
+    /// First and last missing open time (ms), and the candles between them.
+    pub first_open: i64,
+    pub last_open: i64,
+    pub candles: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UntradableStatus {
+    pub symbol: String,
+    /// retired, paused or invalid.
+    pub class: String,
 }
 
 pub fn status(paths: &Paths) -> Result<StatusReport> {
@@ -78,6 +99,8 @@ pub fn status(paths: &Paths) -> Result<StatusReport> {
         revisions: 0,
         intervals: BTreeMap::new(),
         series: Vec::new(),
+        confirmed_gaps: Vec::new(),
+        untradable: Vec::new(),
     };
     if let Some(index) = index {
         let mut cursors = index.cursors()?;
@@ -97,6 +120,14 @@ pub fn status(paths: &Paths) -> Result<StatusReport> {
                 first_open: c.first_open,
                 last_open: c.last_open,
             });
+        }
+        for g in index.gaps()? {
+            let candles = crate::ops::sync::plan::slots(g.interval, g.first_open, g.last_open);
+            let (symbol, interval) = (g.symbol.to_string(), g.interval.to_string());
+            r.confirmed_gaps.push(GapStatus { symbol, interval, first_open: g.first_open, last_open: g.last_open, candles });
+        }
+        for (symbol, class) in index.symbol_classes()? {
+            r.untradable.push(UntradableStatus { symbol, class: class.as_str().to_string() });
         }
     }
     Ok(r)

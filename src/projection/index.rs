@@ -14,7 +14,14 @@ use crate::projection::digest::CandleSum;
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// META key prefix: `last_backup <repository>` → ended_ms (i64 LE) of its newest successful backup.
 const LAST_BACKUP: &str = "last_backup ";
+/// META key prefix: `class <symbol>` → the outcome status code (retired,
+/// paused, invalid) the newest sync that named the symbol gave it; absent
+/// for a tradable symbol.
+const CLASS: &str = "class ";
 const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
+/// (symbol, interval code, first missing open time) → last missing open time:
+/// the confirmed exchange gaps the log records.
+const GAPS: TableDefinition<(&str, u8, i64), i64> = TableDefinition::new("gaps");
 /// (symbol, interval code) → (first open, last open, candles, revisions)
 const CURSORS: TableDefinition<(&str, u8), (i64, i64, u64, u64)> = TableDefinition::new("cursors");
 /// (symbol, interval code, open time) → first 16 bytes of blake3(encoded candle)
@@ -246,10 +253,18 @@ impl Index {
                 let mut cache: std::collections::HashMap<(String, u8), (i64, i64, u64, u64)> = Default::default();
                 let mut last_sync: Option<Vec<u8>> = None;
                 let mut backed_up: Vec<(String, i64)> = Vec::new();
+                let mut classes: Vec<(String, Option<u8>)> = Vec::new();
+                let mut gaps = tx.open_table(GAPS).map_err(self.e("open gaps"))?;
                 for e in events {
+                    if let Event::Gap(g) = e {
+                        gaps.insert((g.symbol.as_str(), g.interval.code(), g.first_open), g.last_open).map_err(self.e("write gap"))?;
+                    }
                     if let Event::Run(r) = e {
                         match r.kind {
-                            crate::event::RunKind::Sync => last_sync = Some(encode_run_summary(r)),
+                            crate::event::RunKind::Sync => {
+                                last_sync = Some(encode_run_summary(r));
+                                classes.extend(symbol_classes(r));
+                            }
                             crate::event::RunKind::Backup => backed_up.extend(
                                 r.outcomes
                                     .iter()
@@ -302,6 +317,14 @@ impl Index {
                 for (key, ended_ms) in &backed_up {
                     meta.insert(key.as_str(), ended_ms.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
                 }
+                for (symbol, class) in &classes {
+                    let key = format!("{CLASS}{symbol}");
+                    match class {
+                        Some(code) => meta.insert(key.as_str(), [*code].as_slice()).map(drop),
+                        None => meta.remove(key.as_str()).map(drop),
+                    }
+                    .map_err(self.e("write meta"))?;
+                }
             }
             tx.commit().map_err(self.e("commit"))
         })
@@ -324,6 +347,7 @@ impl Index {
             tx.delete_table(CURSORS).map_err(self.e("delete cursors"))?;
             tx.delete_table(DIGESTS).map_err(self.e("delete digests"))?;
             tx.delete_table(COMMITS).map_err(self.e("delete commits"))?;
+            tx.delete_table(GAPS).map_err(self.e("delete gaps"))?;
             for_each_table(&tx, &self.path)?;
             tx.commit().map_err(self.e("commit"))
         })
@@ -481,6 +505,47 @@ impl Index {
         })
     }
 
+    /// The confirmed exchange gaps the log records, by series and time.
+    pub fn gaps(&self) -> Result<Vec<crate::event::Gap>, IndexError> {
+        self.guarded("gaps", || {
+            let tx = self.read()?;
+            let t = match tx.open_table(GAPS) {
+                Ok(t) => t,
+                // An index written before gaps existed: none recorded.
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(ierr(&self.path, "open gaps", e)),
+            };
+            let mut out = Vec::new();
+            for row in t.iter().map_err(self.e("read gaps"))? {
+                let (k, v) = row.map_err(self.e("read gaps"))?;
+                let (symbol, code, first_open) = k.value();
+                if let (Ok(symbol), Some(interval)) = (crate::event::Symbol::parse(symbol), Interval::from_code(code)) {
+                    out.push(crate::event::Gap { symbol, interval, first_open, last_open: v.value() });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Symbols the newest sync naming them found not tradable, with the
+    /// status it gave them (retired, paused or invalid).
+    pub fn symbol_classes(&self) -> Result<Vec<(String, crate::event::OutcomeStatus)>, IndexError> {
+        self.guarded("symbol classes", || {
+            let tx = self.read()?;
+            let meta = tx.open_table(META).map_err(self.e("open meta"))?;
+            let end = format!("{}!", CLASS.trim_end());
+            let mut out = Vec::new();
+            for row in meta.range(CLASS..end.as_str()).map_err(self.e("read meta"))? {
+                let (k, v) = row.map_err(self.e("read meta"))?;
+                let status = v.value().first().and_then(|&c| crate::event::OutcomeStatus::from_code(c));
+                if let (Some(symbol), Some(status)) = (k.value().strip_prefix(CLASS), status) {
+                    out.push((symbol.to_string(), status));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Persisted metric samples (counters and last-run gauges).
     pub fn metrics(&self) -> Result<Vec<(String, f64)>, IndexError> {
         self.guarded("metrics", || {
@@ -526,14 +591,26 @@ pub struct SyncSummary {
     pub skipped: u64,
 }
 
-/// ended_ms i64, units, ok, skipped (u64 LE each).
+/// What a sync record says of each symbol's class: `Some(code)` for a
+/// symbol it found retired, paused or invalid, `None` for one it synced.
+fn symbol_classes(r: &crate::event::Run) -> Vec<(String, Option<u8>)> {
+    r.outcomes
+        .iter()
+        .filter(|o| crate::event::Symbol::parse(&o.unit).is_ok() || o.status.is_untradable())
+        .map(|o| (o.unit.clone(), o.status.is_untradable().then(|| o.status.code())))
+        .collect()
+}
+
+/// ended_ms i64, units, ok, skipped (u64 LE each). Units are the tradable
+/// ones: a retired, paused or invalid symbol is neither done nor failed.
 fn encode_run_summary(r: &crate::event::Run) -> Vec<u8> {
     use crate::event::OutcomeStatus;
     let ok = r.outcomes.iter().filter(|o| o.status == OutcomeStatus::Ok).count() as u64;
     let skipped = r.outcomes.iter().filter(|o| o.status == OutcomeStatus::Skipped).count() as u64;
+    let units = r.outcomes.iter().filter(|o| !o.status.is_untradable()).count() as u64;
     let mut b = Vec::with_capacity(32);
     b.extend_from_slice(&r.ended_ms.to_le_bytes());
-    for v in [r.outcomes.len() as u64, ok, skipped] {
+    for v in [units, ok, skipped] {
         b.extend_from_slice(&v.to_le_bytes());
     }
     b
@@ -547,6 +624,7 @@ fn for_each_table(tx: &redb::WriteTransaction, path: &Path) -> Result<(), IndexE
     tx.open_table(DIGESTS).map_err(e("open digests"))?;
     tx.open_table(COMMITS).map_err(e("open commits"))?;
     tx.open_table(METRICS).map_err(e("open metrics"))?;
+    tx.open_table(GAPS).map_err(e("open gaps"))?;
     Ok(())
 }
 

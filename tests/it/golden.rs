@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use candlelog::event::codec::{decode_events, decode_events_format, encode_events, required_format};
-use candlelog::event::{Candle, Decimal, Event, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
+use candlelog::event::{Candle, Decimal, Event, Gap, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
 use candlelog::log::frame::{
     EVENT_FORMAT_LOSS, FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameHeader, encode_frame, encode_frame_format, encode_loss_frame,
 };
@@ -514,6 +514,53 @@ fn loss() -> Vec<u8> {
     b
 }
 
+/// Segment 3's creation and its one frame's commit (event format 4).
+const SEG3_CREATED_MS: i64 = 1_769_200_000_000;
+const FRAME5_COMMIT_MS: i64 = 1_769_200_001_000;
+
+/// LSN 8: a confirmed exchange gap, three 4h candles the exchange never had;
+/// LSN 9: a sync run whose symbols were ok, retired, paused and invalid.
+pub(crate) fn frame5_events() -> Vec<Event> {
+    let gap = Gap {
+        symbol: Symbol::parse("SKRUSDT").unwrap(),
+        interval: Interval::H4,
+        first_open: 1_769_126_400_000,
+        last_open: 1_769_155_200_000,
+    };
+    let outcome = |unit: &str, interval, status, appended, message: &str| Outcome {
+        unit: unit.into(),
+        interval,
+        status,
+        appended,
+        revisions: 0,
+        message: message.into(),
+    };
+    let run = Run {
+        kind: RunKind::Sync,
+        id: "sync-1769200000500-4244".into(),
+        started_ms: 1_769_200_000_500,
+        ended_ms: 1_769_200_000_900,
+        outcomes: vec![
+            outcome("SKRUSDT", Some(Interval::H4), OutcomeStatus::Ok, 3, ""),
+            outcome("LUNAUSDT", Some(Interval::H4), OutcomeStatus::Retired, 1, ""),
+            outcome("ZILUSDT", None, OutcomeStatus::Paused, 0, "ZILUSDT is not trading (status BREAK)"),
+            outcome("NOPEUSDT", None, OutcomeStatus::Invalid, 0, "NOPEUSDT is unknown to the exchange"),
+        ],
+    };
+    vec![Event::Gap(gap), Event::Run(run)]
+}
+
+/// Segment 3, sealed, after `event_format_2.seg`: frame 5 (LSN 8–9, a gap
+/// and a sync run with the statuses of event format 4), then the footer.
+pub(crate) fn event_format_4() -> Vec<u8> {
+    let base = from_hex(SEG2_SEALED_HEAD_HEX);
+    let mut b = SegmentHeader { seq: 3, first_lsn: 8, base_hash: base, created_ms: SEG3_CREATED_MS }.encode().to_vec();
+    let h5 = push_frame_as_writer(&mut b, &base, 8, FRAME5_COMMIT_MS, &frame5_events());
+    let footer = Footer { last_lsn: 9, frame_count: 1, footer_offset: b.len() as u64, head_hash: h5 };
+    b.extend_from_slice(&footer.encode());
+    b
+}
+
 fn all_vectors() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("sealed.seg", sealed()),
@@ -530,6 +577,7 @@ fn all_vectors() -> Vec<(&'static str, Vec<u8>)> {
         ("non_genesis_base.seg", non_genesis_base()),
         ("event_format_2.seg", event_format_2()),
         ("loss.seg", loss()),
+        ("event_format_4.seg", event_format_4()),
     ]
 }
 
@@ -1297,10 +1345,10 @@ fn event_format_2_runs_are_refused_in_a_format_1_frame() {
     let mut dec = zstd::bulk::Decompressor::new().unwrap();
     let e = decode_frame(&b[m.offset as usize..], m, &mut dec).unwrap_err();
     assert!(e.contains("needs event format 2"), "{e}");
-    // An event format above 3 is a bad frame header (3 is a loss frame).
-    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 4 };
+    // An event format above 4 is a bad frame header (3 is a loss frame).
+    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 5 };
     assert!(FrameHeader::decode(&fh.encode()).is_err());
-    for format in [2, 3] {
+    for format in [2, 3, 4] {
         let fh = FrameHeader { event_format: format, ..fh };
         assert!(FrameHeader::decode(&fh.encode()).is_ok());
     }
@@ -1321,6 +1369,42 @@ fn writer_continues_a_log_ending_in_event_format_2() {
     let metas = w.append(&frame3_events()).unwrap();
     assert_eq!((metas[0].seq, metas[0].header.first_lsn, metas[0].header.event_format), (3, 8, 1));
     assert_eq!(std::fs::read(log.join(SEG2)).unwrap(), seg2, "a sealed segment never changes");
+}
+
+#[test]
+fn event_format_4_decodes_to_a_gap_and_run_statuses() {
+    let (bytes, s) = scan("event_format_4.seg", 3, true, Some((8, from_hex(SEG2_SEALED_HEAD_HEX))));
+    assert!(s.damage.is_empty(), "{:#?}", s.damage);
+    assert_eq!(s.next_lsn, 10);
+    let frames: Vec<_> = s.frames.iter().map(|f| (f.header.first_lsn, f.header.event_count, f.header.event_format)).collect();
+    assert_eq!(frames, [(8, 2, 4)]);
+    assert_eq!(events_of(&bytes, &s), [frame5_events()]);
+    // Read as an older format, the payload is refused, naming what needs format 4.
+    let m = &s.frames[0];
+    let payload = &bytes[m.offset as usize + FRAME_HEADER_LEN..][..m.header.payload_len as usize];
+    let raw = zstd::bulk::decompress(payload, m.header.raw_len as usize).unwrap();
+    let e = decode_events_format(&raw, 2, 2).unwrap_err().to_string();
+    assert!(e.contains("needs event format 4, the frame says 2"), "{e}");
+    assert_eq!(raw_events(&frame5_events()), raw);
+    // Without the gap, the statuses alone need format 4; an ok-only sync run stays format 1.
+    let Event::Run(run) = &frame5_events()[1] else { unreachable!() };
+    assert_eq!(required_format(&[Event::Run(run.clone())]), 4);
+    let ok_only = Run { outcomes: run.outcomes[..1].to_vec(), ..run.clone() };
+    assert_eq!(required_format(&[Event::Run(ok_only)]), 1);
+}
+
+#[test]
+fn writer_continues_a_log_ending_in_event_format_4() {
+    let (_, sealed) = read_vector("sealed.seg");
+    let (_, seg2) = read_vector("event_format_2.seg");
+    let (_, seg3) = read_vector("event_format_4.seg");
+    let seg3_name = "00000000000000000003.seg";
+    let (_tmp, log) = log_dir_with(&[(SEG1, &sealed), (SEG2, &seg2), (seg3_name, &seg3)]);
+    let (mut w, truncations) = LogWriter::open(&log, Default::default()).unwrap();
+    assert!(truncations.is_empty(), "{truncations:?}");
+    assert_eq!(w.head_lsn(), 9);
+    let metas = w.append(&frame3_events()).unwrap();
+    assert_eq!((metas[0].seq, metas[0].header.first_lsn, metas[0].header.event_format), (4, 10, 1));
 }
 
 // ---------------------------------------------------------------------------

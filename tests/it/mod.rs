@@ -19,5 +19,6 @@ mod snapshot_trust;
 mod source;
 mod sync;
 mod sync_backfill;
+mod sync_classes;
 mod sync_client;
 mod sync_refill;

@@ -85,19 +85,28 @@ fn bad_symbols_are_reported_by_name_and_the_rest_synced() {
     let syms = symbols(&fx, 2);
     let list = format!("{a},BTCÜSDT,{a},NOPEUSDT,{b}", a = syms[0], b = syms[1]);
     let r = sync(&dir, &fx, &["--symbols", &list, "--lookback", "5"]);
-    assert_eq!(r.code, 1, "2 of 4 symbols is below 80%: {}", r.stdout);
+    // Invalid names are named, never counted against the tradable symbols.
+    assert_eq!(r.code, 0, "every tradable symbol synced: {}", r.stdout);
     let report = json(&r);
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(
+        (report["symbols_total"].as_u64(), report["symbols_tradable"].as_u64(), report["symbols_ok"].as_u64()),
+        (Some(4), Some(2), Some(2))
+    );
+    assert_eq!(report["invalid"], serde_json::json!(["BTCÜSDT", "NOPEUSDT"]));
     let rejected = report["rejected_symbols"].as_array().unwrap();
     let reason = |name: &str| rejected.iter().find(|x| x["symbol"] == name).map(|x| x["reason"].as_str().unwrap().to_string()).unwrap();
     assert!(reason("BTCÜSDT").contains("non-ASCII character 'Ü' at position 4"));
+    assert!(rejected.iter().all(|x| x["class"] == "invalid"), "{report}");
     assert!(rejected.iter().all(|x| x["symbol"] != syms[0].as_str()), "a name listed twice is merged, not rejected: {report}");
     assert_eq!(report["duplicates"], serde_json::json!([syms[0]]));
     assert!(reason("NOPEUSDT").contains("unknown to the exchange"));
     assert_eq!(rows_of(&dir, &syms[0]).len(), 5);
     assert_eq!(rows_of(&dir, &syms[1]).len(), 5);
-    // Enough of them succeeded for an operator who says so.
-    let r = sync(&dir, &fx, &["--symbols", &list, "--min-success", "0.4"]);
-    assert_eq!(r.code, 0, "{}", r.stdout);
+    // A list with no tradable symbol at all is a failed run, with its reason.
+    let r = sync(&dir, &fx, &["--symbols", "NOPEUSDT,BTCÜSDT"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(json(&r)["error"].as_str().unwrap().contains("none of the 2 requested symbols is tradable"), "{}", r.stdout);
 }
 
 #[test]

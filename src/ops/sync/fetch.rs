@@ -19,7 +19,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::plan::{SeriesPlan, page_limit, slots};
 use super::report::{SeriesReport, SeriesStatus};
-use crate::event::Candle;
+use crate::event::{Candle, Gap, Interval};
 use crate::ops::interrupt::Interrupt;
 use crate::source::binance::{BinanceClient, ExchangeError};
 
@@ -38,6 +38,8 @@ pub struct Page {
     pub candles: Vec<Candle>,
     /// Requests this page took (0 for an end without a page).
     pub requests: u32,
+    /// Holes this page skipped mid-history: confirmed exchange gaps.
+    pub gaps: Vec<Gap>,
     pub end: Option<End>,
 }
 
@@ -76,6 +78,8 @@ pub struct Tally {
     pub last_new: Option<i64>,
     /// New candles that opened more than a day before the plan's end.
     pub gaps_closed: u64,
+    /// Confirmed exchange gaps this run recorded: (first, last) missing open time.
+    pub gaps_confirmed: Vec<(i64, i64)>,
     /// Open time of the newest candle of the series committed (or already stored) by this run.
     pub committed_to: Option<i64>,
     pub end: Option<End>,
@@ -94,6 +98,7 @@ impl Tally {
             first_new: None,
             last_new: None,
             gaps_closed: 0,
+            gaps_confirmed: Vec::new(),
             committed_to: None,
             end: None,
             error: None,
@@ -219,6 +224,10 @@ async fn signalled(stop: &Interrupt) {
 async fn fetch_series(client: &BinanceClient, series: usize, plan: SeriesPlan, tx: &Sender<Page>) {
     let (interval, end) = (plan.interval, plan.end);
     let mut start = plan.start;
+    // The newest candle before this page: a page that then skips open times
+    // skips a hole in the middle of history. A first run's start (a listing)
+    // and a refill's (whose neighbours may be lost too) are not such candles.
+    let mut prev = if plan.refill { None } else { plan.previous_last };
     let outcome = loop {
         let remaining = slots(interval, start, end);
         if remaining == 0 {
@@ -231,7 +240,8 @@ async fn fetch_series(client: &BinanceClient, series: usize, plan: SeriesPlan, t
             Err(ExchangeError::Cancelled) => break End::Stopped,
             // Pages before this one were sent (and are committed); nothing from this one is.
             Err(e) => {
-                let _ = tx.send(Page { series, candles: Vec::new(), requests: 1, end: Some(End::Failed(e.to_string())) }).await;
+                let end = Some(End::Failed(e.to_string()));
+                let _ = tx.send(Page { series, candles: Vec::new(), requests: 1, gaps: Vec::new(), end }).await;
                 return;
             }
         };
@@ -240,11 +250,12 @@ async fn fetch_series(client: &BinanceClient, series: usize, plan: SeriesPlan, t
         // Closed candles only: close time strictly before the exchange's clock.
         let candles: Vec<Candle> = page.into_iter().filter(|c| c.close_time < now && c.open_time >= start && c.open_time <= end).collect();
         let next = candles.last().map(|c| c.open_time).and_then(|last| interval.next_open(last));
+        let gaps = skipped(&plan.symbol, interval, &mut prev, &candles);
         // A short page means the exchange has nothing more up to `end`.
         let done = next.is_none() || served < usize::from(limit);
         let ended = done.then_some(End::Complete);
         // The committer only stops after every sender is gone, so this fails only if it is gone.
-        if tx.send(Page { series, candles, requests: 1, end: ended }).await.is_err() || done {
+        if tx.send(Page { series, candles, requests: 1, gaps, end: ended }).await.is_err() || done {
             return;
         }
         match next {
@@ -252,5 +263,22 @@ async fn fetch_series(client: &BinanceClient, series: usize, plan: SeriesPlan, t
             None => return,
         }
     };
-    let _ = tx.send(Page { series, candles: Vec::new(), requests: 0, end: Some(outcome) }).await;
+    let _ = tx.send(Page { series, candles: Vec::new(), requests: 0, gaps: Vec::new(), end: Some(outcome) }).await;
+}
+
+/// The holes between `prev` and the candles of a page (ascending), each
+/// from the first to the last missing open time; moves `prev` to the page's
+/// last candle.
+fn skipped(symbol: &crate::event::Symbol, interval: Interval, prev: &mut Option<i64>, candles: &[Candle]) -> Vec<Gap> {
+    let mut gaps = Vec::new();
+    for c in candles {
+        if let Some(p) = *prev
+            && let (Some(first_open), Some(last_open)) = (interval.next_open(p), interval.prev_open(c.open_time))
+            && first_open < c.open_time
+        {
+            gaps.push(Gap { symbol: symbol.clone(), interval, first_open, last_open });
+        }
+        *prev = Some(c.open_time);
+    }
+    gaps
 }

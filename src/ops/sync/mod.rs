@@ -118,6 +118,10 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         exchange_url: opts.exchange_url.clone(),
         intervals: intervals.iter().map(|i| i.to_string()).collect(),
         symbols_total: 0,
+        symbols_tradable: 0,
+        retired: Vec::new(),
+        paused: Vec::new(),
+        invalid: Vec::new(),
         symbols_ok: 0,
         symbols_failed: 0,
         success_share: 0.0,
@@ -138,6 +142,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         future_dated: Vec::new(),
         series: Vec::new(),
         refilled_losses: Vec::new(),
+        confirmed_gaps: Vec::new(),
         error: None,
         report_path: None,
         log_path: None,
@@ -157,15 +162,22 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         Ok(Err(e)) => {
             report.banned = e.is_ban();
             report.error = Some(format!("cannot reach the exchange at {}: {e}", opts.exchange_url));
-            return finish(store, report, &client, started, opts, Vec::new());
+            return finish(store, report, &client, started, opts, &[]);
         }
         Err(_) => {
             report.outcome = RunOutcome::Timeout;
             report.error = Some("--timeout expired before the exchange answered".into());
-            return finish(store, report, &client, started, opts, Vec::new());
+            return finish(store, report, &client, started, opts, &[]);
         }
     };
-    let (selected, rejected) = symbols::select(&opts.selection, &info);
+    let cursors: BTreeMap<(String, Interval), crate::projection::Cursor> =
+        store.index().cursors()?.into_iter().map(|c| ((c.symbol.clone(), c.interval), c)).collect();
+    let stored: std::collections::BTreeSet<String> = cursors.keys().map(|(s, _)| s.clone()).collect();
+    let (selected, rejected) = symbols::select(&opts.selection, &info, &stored);
+    for s in selected.iter().filter(|s| s.class == symbols::Class::Retired) {
+        let until = s.delisted_ms.map(|ms| format!(" (delisted {})", crate::event::fmt_ms(ms))).unwrap_or_default();
+        tracing::warn!(symbol = %s.symbol, "retired by the exchange{until}: fetching its last candles, then it is left alone");
+    }
     if let symbols::Selection::List(names) = &opts.selection {
         report.duplicates.extend(symbols::merge_duplicates(names).1);
     }
@@ -177,13 +189,16 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         tracing::warn!("{d} is listed more than once: synced once");
     }
 
-    let cursors: BTreeMap<(String, Interval), crate::projection::Cursor> =
-        store.index().cursors()?.into_iter().map(|c| ((c.symbol.clone(), c.interval), c)).collect();
     let mut plans = Vec::new();
     for s in &selected {
         for &interval in &intervals {
             let cursor = cursors.get(&(s.symbol.to_string(), interval));
-            let resume = plan::resume_point(store.index(), cursor, interval, server_ms)?;
+            // A retired symbol's series end at its delisting: its last candle is the one open then.
+            let now_ms = match s.delisted_ms.and_then(|ms| interval.open_containing(ms - 1)).and_then(|o| interval.next_open(o)) {
+                Some(end) => end.min(server_ms),
+                None => server_ms,
+            };
+            let resume = plan::resume_point(store.index(), cursor, interval, now_ms)?;
             if resume.future > 0 {
                 let why = format!(
                     "{} stored candle(s) open after the last closed one by the exchange's clock ({}): they were not closed when stored; syncing from the last closed stored candle",
@@ -193,7 +208,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
                 tracing::warn!(symbol = %s.symbol, %interval, "{why}");
                 report.future_dated.push(format!("{} {interval}: {why}", s.symbol));
             }
-            match plan::plan_series(&s.symbol, interval, resume.last_closed, server_ms, opts.since, opts.lookback, s.onboard_ms) {
+            match plan::plan_series(&s.symbol, interval, resume.last_closed, now_ms, opts.since, opts.lookback, s.onboard_ms) {
                 Some(p) => plans.push(p),
                 None => report.series.push(SeriesReport::nothing_fetched(&s.symbol, interval, SeriesStatus::UpToDate, None)),
             }
@@ -225,6 +240,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         std::thread::spawn(move || runtime.block_on(fetch::fetch_all(client, plans, concurrency, stopping, tx)))
     };
     let mut tallies: Vec<Tally> = plans.iter().cloned().map(Tally::new).collect();
+    let mut known_gaps: KnownGaps = store.index().gaps()?.into_iter().map(|g| (g.symbol.to_string(), g.interval, g.first_open)).collect();
     // Series in the order they ended, for the report.
     let mut ended: Vec<usize> = Vec::new();
     let mut storage_error: Option<Error> = None;
@@ -239,7 +255,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         }
         let failed = match storage_error {
             Some(_) => Some("not committed: the store failed earlier in this run".to_string()),
-            None => match commit_pages(store, &mut group, &mut tallies) {
+            None => match commit_pages(store, &mut group, &mut tallies, &mut known_gaps) {
                 Ok(()) => None,
                 Err(e) => {
                     // Nothing more can be committed: stop fetching.
@@ -291,6 +307,16 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
     let rest: Vec<usize> = (0..tallies.len()).filter(|i| !ended.contains(i)).collect();
     for t in ended.iter().chain(&rest).filter_map(|&i| tallies.get(i)) {
         report.series.push(t.to_report());
+        for &(first, last) in &t.gaps_confirmed {
+            report.confirmed_gaps.push(format!(
+                "{} {} {}..{}: {} candles",
+                t.plan.symbol,
+                t.plan.interval,
+                crate::event::fmt_ms(first),
+                crate::event::fmt_ms(last),
+                plan::slots(t.plan.interval, first, last)
+            ));
+        }
         if t.plan.refill && t.end == Some(End::Complete) && t.error.is_none() {
             report.refilled_losses.push(format!(
                 "{} {} {}..{}: {} candles",
@@ -313,8 +339,11 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
     if let Some(e) = storage_error {
         report.error = Some(e.to_string());
     }
-    finish(store, report, &client, started, opts, selected.iter().map(|s| s.symbol.to_string()).collect())
+    finish(store, report, &client, started, opts, &selected)
 }
+
+/// (symbol, interval, first missing open time) of the confirmed gaps recorded.
+type KnownGaps = std::collections::HashSet<(String, Interval, i64)>;
 
 /// Beyond the request timeout, how long a cut run waits for the requests it had sent.
 const GRACE_SLACK: Duration = Duration::from_secs(1);
@@ -326,11 +355,21 @@ const PAGES_PER_COMMIT: usize = 2 * fetch::PAGES_IN_CHANNEL;
 /// Plans (dedup against the index and within the group), appends (one
 /// fdatasync) and applies every page of a group, then counts each page in
 /// its series' tally: only what is committed is counted.
-fn commit_pages(store: &mut Store, group: &mut [Page], tallies: &mut [Tally]) -> Result<()> {
+/// A page's holes are recorded as confirmed gaps once: `known` holds those
+/// the log already records.
+fn commit_pages(store: &mut Store, group: &mut [Page], tallies: &mut [Tally], known: &mut KnownGaps) -> Result<()> {
     let mut overlay = Overlay::new();
     let mut events = Vec::new();
     let mut counts = Vec::with_capacity(group.len());
+    let mut confirmed = Vec::new();
     for page in group.iter_mut() {
+        for gap in std::mem::take(&mut page.gaps) {
+            if known.insert((gap.symbol.to_string(), gap.interval, gap.first_open)) {
+                tracing::warn!(symbol = %gap.symbol, interval = %gap.interval, "the exchange has no candles from {} to {}: recorded as a confirmed exchange gap", crate::event::fmt_ms(gap.first_open), crate::event::fmt_ms(gap.last_open));
+                confirmed.push((page.series, gap.first_open, gap.last_open));
+                events.push(Event::Gap(gap));
+            }
+        }
         let candles = std::mem::take(&mut page.candles);
         let (received, last) = (candles.len() as u64, candles.last().map(|c| c.open_time));
         let (evs, stats) = store.plan(candles, &mut overlay)?;
@@ -340,6 +379,11 @@ fn commit_pages(store: &mut Store, group: &mut [Page], tallies: &mut [Tally]) ->
         events.extend(evs);
     }
     store.append(&events)?;
+    for (series, first, last) in confirmed {
+        if let Some(t) = tallies.get_mut(series) {
+            t.gaps_confirmed.push((first, last));
+        }
+    }
     for (series, received, last, new, stats) in counts {
         if let Some(t) = tallies.get_mut(series) {
             t.add_committed(received, last, &new, stats.appended, stats.revisions);
@@ -376,7 +420,7 @@ fn finish(
     client: &BinanceClient,
     started: Instant,
     opts: &SyncOptions,
-    selected: Vec<String>,
+    selected: &[symbols::Selected],
 ) -> Result<SyncReport> {
     let stats = client.stats();
     report.requests = stats.requests;
@@ -390,18 +434,36 @@ fn finish(
     report.revisions = report.series.iter().map(|s| s.revisions).sum();
     report.gaps_closed = report.series.iter().map(|s| s.gaps_closed).sum();
 
-    // A symbol succeeds when every one of its series did; rejected names count as failed.
-    let mut by_symbol: BTreeMap<&str, bool> = selected.iter().map(|s| (s.as_str(), true)).collect();
+    // A tradable symbol succeeds when every one of its series did; only tradable symbols count.
+    let retired: Vec<&str> = selected.iter().filter(|s| s.class == symbols::Class::Retired).map(|s| s.symbol.as_str()).collect();
+    let mut by_symbol: BTreeMap<&str, bool> =
+        selected.iter().filter(|s| s.class == symbols::Class::Tradable).map(|s| (s.symbol.as_str(), true)).collect();
     for s in &report.series {
-        if !s.status.is_complete() {
-            by_symbol.insert(s.symbol.as_str(), false);
+        if !s.status.is_complete()
+            && let Some(ok) = by_symbol.get_mut(s.symbol.as_str())
+        {
+            *ok = false;
         }
     }
     let ok = by_symbol.values().filter(|&&v| v).count() as u64;
-    report.symbols_total = by_symbol.len() as u64 + report.rejected_symbols.len() as u64;
+    let class_names = |class| report.rejected_symbols.iter().filter(|r| r.class == class).map(|r| r.symbol.clone()).collect::<Vec<_>>();
+    report.retired = retired.iter().map(|s| s.to_string()).chain(class_names(symbols::Class::Retired)).collect();
+    report.paused = class_names(symbols::Class::Paused);
+    report.invalid = class_names(symbols::Class::Invalid);
+    report.symbols_tradable = by_symbol.len() as u64;
+    report.symbols_total = (selected.len() + report.rejected_symbols.len()) as u64;
     report.symbols_ok = ok;
-    report.symbols_failed = report.symbols_total - ok;
-    report.success_share = if report.symbols_total == 0 { 0.0 } else { ok as f64 / report.symbols_total as f64 };
+    report.symbols_failed = report.symbols_tradable - ok;
+    report.success_share = if report.symbols_tradable == 0 { 0.0 } else { ok as f64 / report.symbols_tradable as f64 };
+    if report.symbols_tradable == 0 && report.symbols_total > 0 && report.error.is_none() {
+        report.error = Some(format!(
+            "none of the {} requested symbols is tradable ({} retired, {} paused, {} invalid)",
+            report.symbols_total,
+            report.retired.len(),
+            report.paused.len(),
+            report.invalid.len()
+        ));
+    }
     if !matches!(report.outcome, RunOutcome::Timeout | RunOutcome::Interrupted) {
         report.outcome = if report.banned || report.error.is_some() {
             RunOutcome::Failed
@@ -430,6 +492,8 @@ fn finish(
             unit: s.symbol.clone(),
             interval: Interval::parse(&s.interval),
             status: match s.status {
+                // Fetched up to its delisting (or as far as it could be): neither done nor failed.
+                _ if retired.contains(&s.symbol.as_str()) => OutcomeStatus::Retired,
                 SeriesStatus::Ok | SeriesStatus::UpToDate => OutcomeStatus::Ok,
                 SeriesStatus::Timeout => OutcomeStatus::Skipped,
                 SeriesStatus::Failed => OutcomeStatus::Failed,
@@ -442,7 +506,7 @@ fn finish(
     outcomes.extend(report.rejected_symbols.iter().map(|r| Outcome {
         unit: r.symbol.clone(),
         interval: None,
-        status: OutcomeStatus::Failed,
+        status: r.class.outcome_status(),
         appended: 0,
         revisions: 0,
         message: r.reason.clone(),

@@ -118,7 +118,18 @@ pub struct SyncReport {
     pub duration_ms: u64,
     pub exchange_url: String,
     pub intervals: Vec<String>,
+    /// Every symbol requested (duplicates merged), whatever its class.
     pub symbols_total: u64,
+    /// Of those, the tradable ones: `symbols_ok + symbols_failed`, what
+    /// `success_share` and `min_success` are measured on.
+    pub symbols_tradable: u64,
+    /// Symbols the exchange has delisted, settled, delivered or dropped:
+    /// fetched up to their delisting, never failed, never stale.
+    pub retired: Vec<String>,
+    /// Symbols listed but not trading now (halt, break, pending): skipped.
+    pub paused: Vec<String>,
+    /// Requested names that are not symbols of the exchange.
+    pub invalid: Vec<String>,
     pub symbols_ok: u64,
     pub symbols_failed: u64,
     pub success_share: f64,
@@ -146,6 +157,10 @@ pub struct SyncReport {
     /// Runs of recorded losses this run fetched again:
     /// `SYMBOL interval from..to: N candles` (N appended now).
     pub refilled_losses: Vec<String>,
+    /// Holes the exchange answered as empty in the middle of a series,
+    /// recorded in the log once as confirmed exchange gaps:
+    /// `SYMBOL interval first..last: N candles`.
+    pub confirmed_gaps: Vec<String>,
     /// Set when the run as a whole failed (ban, lock, storage).
     pub error: Option<String>,
     /// Where this report and the run's log were written.

@@ -25,6 +25,9 @@ pub struct SymbolInfo {
     pub quote_asset: String,
     /// Listing time (ms), the earliest a first candle can open.
     pub onboard_ms: Option<i64>,
+    /// `deliveryDate` (ms): a delisted or delivered contract's last moment.
+    /// None when not sent or far in the future (a perpetual trading on says 2100).
+    pub delivery_ms: Option<i64>,
 }
 
 impl SymbolInfo {
@@ -57,6 +60,9 @@ struct RawRateLimit {
     limit: u32,
 }
 
+/// 2100-01-01: a `deliveryDate` from here on is a placeholder, not a delisting.
+const NO_DELIVERY_FROM_MS: i64 = 4_102_444_800_000;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawSymbol {
@@ -67,6 +73,8 @@ struct RawSymbol {
     quote_asset: String,
     #[serde(default)]
     onboard_date: Option<i64>,
+    #[serde(default)]
+    delivery_date: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +99,8 @@ pub(crate) fn parse_exchange_info(body: &[u8], url: &str) -> Result<ExchangeInfo
             contract_type: s.contract_type,
             quote_asset: s.quote_asset,
             onboard_ms: s.onboard_date,
+            // A perpetual that trades on says 2100-12-25: that is no delisting.
+            delivery_ms: s.delivery_date.filter(|&ms| ms < NO_DELIVERY_FROM_MS),
         })
         .collect();
     Ok(ExchangeInfo { symbols, weight_limit_per_minute: weight_limit_per_minute(&raw.rate_limits) })
