@@ -164,6 +164,18 @@ impl Interval {
         if floor == ms { Some(ms) } else { self.next_open(floor) }
     }
 
+    /// The holes in ascending open times `times`: each run of missing open
+    /// times between two present ones, as (first missing, last missing).
+    pub fn holes(self, times: &[i64]) -> Vec<(i64, i64)> {
+        times
+            .windows(2)
+            .filter_map(|w| {
+                let (first, last) = (self.next_open(w[0])?, self.prev_open(w[1])?);
+                (first < w[1]).then_some((first, last))
+            })
+            .collect()
+    }
+
     /// The open time of the candle before the one opening at `open_ms`.
     pub fn prev_open(self, open_ms: i64) -> Option<i64> {
         match self.fixed_ms() {

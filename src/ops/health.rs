@@ -255,7 +255,8 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
                 Some(c) => {
                     // Holes inside the stored range, but for confirmed exchange gaps;
                     // how far behind now is freshness's job.
-                    let expected = slots(i, c.first_open, c.last_open).saturating_sub(confirmed_slots(&confirmed, s, i));
+                    let expected =
+                        slots(i, c.first_open, c.last_open).saturating_sub(crate::ops::sync::plan::confirmed_slots(&confirmed, s, i));
                     if c.candles < expected {
                         short.push(format!("{s} {i} ({} of {expected})", c.candles));
                     }
@@ -393,13 +394,10 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
             }
         };
         for (sym, times) in times {
-            for w in times.windows(2) {
-                let hole = (i.next_open(w[0]), i.prev_open(w[1]));
-                if let (Some(first), Some(last)) = hole
-                    && first < w[1]
-                    && !explained(&confirmed, &sym, i, first, last)
-                {
-                    gaps.push(format!("{sym} {i} after {}", fmt_ms(w[0])));
+            for (first, last) in i.holes(&times) {
+                if !crate::ops::sync::plan::is_confirmed(&confirmed, &sym, i, first, last) {
+                    let after = i.prev_open(first).map(fmt_ms).unwrap_or_default();
+                    gaps.push(format!("{sym} {i} after {after} ({} missing)", slots(i, first, last)));
                 }
             }
         }
@@ -606,20 +604,6 @@ fn leave_out_untradable(symbols: Vec<String>, classes: &[(String, crate::event::
     }
     let named: Vec<String> = out.iter().map(|s| format!("{s} ({})", class_of(s).map_or("", |c| c.as_str()))).collect();
     (kept, format!("; left out as not tradable by the last sync: {}", first_few(&named)))
-}
-
-/// Candle slots of `symbol` `interval` inside confirmed exchange gaps.
-fn confirmed_slots(confirmed: &[crate::event::Gap], symbol: &str, interval: Interval) -> u64 {
-    confirmed
-        .iter()
-        .filter(|g| g.symbol.as_str() == symbol && g.interval == interval)
-        .map(|g| slots(interval, g.first_open, g.last_open))
-        .sum()
-}
-
-/// True when a confirmed exchange gap covers the hole `first..=last`.
-fn explained(confirmed: &[crate::event::Gap], symbol: &str, interval: Interval, first: i64, last: i64) -> bool {
-    confirmed.iter().any(|g| g.symbol.as_str() == symbol && g.interval == interval && g.first_open <= first && last <= g.last_open)
 }
 
 fn first_few(items: &[String]) -> String {

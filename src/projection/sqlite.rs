@@ -404,6 +404,21 @@ impl Projection {
         Ok(out)
     }
 
+    /// The holes of one series: (first missing, last missing) open times
+    /// between two stored candles ([`Interval::holes`]).
+    pub fn holes(&self, symbol: &str, interval: Interval) -> Result<Vec<(i64, i64)>, ProjectionError> {
+        if !self.tables.contains(&interval) {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT timestamp FROM {} WHERE symbol = ?1 ORDER BY timestamp", interval.table());
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err("read open times", e))?;
+        let times = stmt
+            .query_map([symbol], |r| r.get::<_, i64>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<i64>, _>>())
+            .map_err(|e| self.err("read open times", e))?;
+        Ok(interval.holes(&times))
+    }
+
     /// Rows per table.
     pub fn row_counts(&self) -> Result<BTreeMap<Interval, u64>, ProjectionError> {
         let mut out = BTreeMap::new();

@@ -4,9 +4,8 @@
 
 use fake_binance::{Config, FakeExchange};
 
-use crate::support::{expected_rows, json, rows_of, run};
+use crate::support::{H4, expected_rows, json, rows_of, run};
 
-const H4: i64 = 4 * 3_600_000;
 /// 2026-03-01 00:10 UTC.
 const T0: i64 = 1_772_323_200_000 + 600_000;
 
@@ -164,4 +163,45 @@ fn a_hole_the_exchange_skips_is_recorded_once_and_never_warns() {
     assert_eq!(run(&dir, &["rebuild"]).code, 0);
     assert_eq!(json(&run(&dir, &["status", "--json"]))["confirmed_gaps"].as_array().unwrap().len(), 1);
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+#[test]
+fn an_unexplained_hole_is_asked_for_once_then_filled_or_confirmed() {
+    use crate::support::{month_rows, month_start, write_archive};
+    let fx = fake();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let s = names(2);
+    // January's archives, each without three 4h candles: holes no exchange has answered for.
+    let archives = tmp.path().join("archives");
+    std::fs::create_dir_all(&archives).unwrap();
+    for (seed, sym) in s.iter().enumerate() {
+        let mut rows = month_rows(seed as u64, 2026, 1);
+        rows.drain(10..13);
+        write_archive(&archives, sym, 2026, 1, &rows, true);
+    }
+    configure(&dir, &s.join(","));
+    assert_eq!(run(&dir, &["import", archives.to_str().unwrap()]).code, 0);
+    let (first, last) = (month_start(2026, 1) + 10 * H4, month_start(2026, 1) + 12 * H4);
+    let gaps = health_check(&dir, T0, "gaps");
+    assert_eq!(gaps["status"], "WARNING", "{gaps}");
+    assert_eq!(gaps["value"], "2", "{gaps}");
+
+    // The exchange has the first symbol's candles, and had an outage for the second's.
+    fx.add_outage(Some(&s[1]), Some("4h"), first, last).unwrap();
+    let list = s.join(",");
+    let r = sync(&dir, &fx, &["--symbols", &list]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let report = json(&r);
+    assert_eq!(report["confirmed_gaps"].as_array().unwrap().len(), 1, "{report}");
+    assert!(report["confirmed_gaps"][0].as_str().unwrap().starts_with(&format!("{} 4h", s[1])), "{report}");
+    let filled: Vec<_> = rows_of(&dir, &s[0]).into_iter().filter(|r| (first..=last).contains(&r.0)).collect();
+    assert_eq!(filled, expected_rows(&fx, &s[0], first, last), "the hole is filled with the exchange's candles");
+    assert_eq!(health_check(&dir, T0, "gaps")["status"], "OK");
+
+    // Asked once: the next run asks for neither hole again.
+    let before = fx.stats().klines_requests;
+    let r = sync(&dir, &fx, &["--symbols", &list]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(fx.stats().klines_requests, before, "nothing left to ask: {}", r.stdout);
 }

@@ -250,10 +250,17 @@ async fn fetch_series(client: &BinanceClient, series: usize, plan: SeriesPlan, t
         // Closed candles only: close time strictly before the exchange's clock.
         let candles: Vec<Candle> = page.into_iter().filter(|c| c.close_time < now && c.open_time >= start && c.open_time <= end).collect();
         let next = candles.last().map(|c| c.open_time).and_then(|last| interval.next_open(last));
-        let gaps = skipped(&plan.symbol, interval, &mut prev, &candles);
+        let mut gaps = skipped(&plan.symbol, interval, &mut prev, &candles);
         // A short page means the exchange has nothing more up to `end`.
         let done = next.is_none() || served < usize::from(limit);
         let ended = done.then_some(End::Complete);
+        // A hole between two stored candles that the exchange answers as empty up to its end is a gap too.
+        if done
+            && plan.hole
+            && let Some(first) = prev.and_then(|p| interval.next_open(p)).filter(|&f| f <= end)
+        {
+            gaps.push(Gap { symbol: plan.symbol.clone(), interval, first_open: first, last_open: end });
+        }
         // The committer only stops after every sender is gone, so this fails only if it is gone.
         if tx.send(Page { series, candles, requests: 1, gaps, end: ended }).await.is_err() || done {
             return;

@@ -229,6 +229,24 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         Err(e) => tracing::warn!("recorded losses not refilled: cannot read them from the log: {e}"),
     }
 
+    // Holes inside stored series that no confirmed gap explains: asked for once, filled or confirmed.
+    let confirmed = store.index().gaps()?;
+    let with_holes: Vec<&crate::projection::Cursor> =
+        cursors.values().filter(|c| intervals.contains(&c.interval) && symbols.iter().any(|s| s.as_str() == c.symbol)).collect();
+    match plan::plan_holes(store.projection(), &with_holes, &confirmed, server_ms) {
+        Ok(holes) => {
+            let refilled = |h: &plan::SeriesPlan| {
+                plans.iter().any(|p| p.refill && p.symbol == h.symbol && p.interval == h.interval && p.start <= h.end && h.start <= p.end)
+            };
+            let holes: Vec<_> = holes.into_iter().filter(|h| !refilled(h)).collect();
+            for h in &holes {
+                tracing::info!(symbol = %h.symbol, interval = %h.interval, "asking the exchange for the hole {}..{}", crate::event::fmt_ms(h.start), crate::event::fmt_ms(h.end));
+            }
+            plans.extend(holes);
+        }
+        Err(e) => tracing::warn!("holes inside stored series not asked for: cannot read them from the projection: {e}"),
+    }
+
     progress(Progress::Planned { series: plans.len() as u64 });
     // Bounded: when the committer is behind, fetchers wait, so memory stays bounded however long the backfill.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Page>(fetch::PAGES_IN_CHANNEL);

@@ -2,8 +2,8 @@
 //! to the last closed candle, in pages that cost the least weight per candle;
 //! and, besides, the runs of recorded losses not yet refilled.
 
-use crate::event::{Interval, Loss, Symbol};
-use crate::projection::{Cursor, Index, IndexError};
+use crate::event::{Gap, Interval, Loss, Symbol};
+use crate::projection::{Cursor, Index, IndexError, Projection};
 
 /// Where a series without stored candles starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub struct SeriesPlan {
     /// This plan refills a run of candles a recorded loss took
     /// ([`plan_refills`]), not the series' forward range.
     pub refill: bool,
+    /// This plan asks for a hole between two stored candles ([`plan_holes`]):
+    /// what the exchange answers as empty there is a confirmed gap.
+    pub hole: bool,
 }
 
 /// Largest page that costs 2 weight: the cheapest per candle.
@@ -118,7 +121,7 @@ pub fn plan_series(
             None => lookback_start(interval, end, lookback)?,
         },
     };
-    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: last, refill: false })
+    (start <= end).then(|| SeriesPlan { symbol: symbol.clone(), interval, start, end, previous_last: last, refill: false, hole: false })
 }
 
 /// Plans the lost runs of `losses` that the index does not hold in full
@@ -149,12 +152,58 @@ pub fn plan_refills(
             end,
             previous_last: None,
             refill: true,
+            hole: false,
         };
         if !out.contains(&plan) {
             out.push(plan);
         }
     }
     Ok(out)
+}
+
+/// Plans the holes of `cursors`' series that no confirmed exchange gap
+/// explains: stored series with fewer candles than slots between their first
+/// and last (less the confirmed gaps' slots) are read from `projection` for
+/// their holes, each asked for once, up to the last closed candle by
+/// `now_ms`. The exchange either serves the candles or confirms the gap.
+pub fn plan_holes(
+    projection: &Projection,
+    cursors: &[&Cursor],
+    confirmed: &[Gap],
+    now_ms: i64,
+) -> Result<Vec<SeriesPlan>, crate::projection::ProjectionError> {
+    let mut out = Vec::new();
+    for c in cursors {
+        let i = c.interval;
+        let expected = slots(i, c.first_open, c.last_open).saturating_sub(confirmed_slots(confirmed, &c.symbol, i));
+        let Ok(symbol) = Symbol::parse(&c.symbol) else { continue };
+        if c.candles >= expected {
+            continue;
+        }
+        let Some(last_closed) = last_closed_open(i, now_ms) else { continue };
+        for (first, last) in projection.holes(&c.symbol, i)? {
+            if first > last_closed || is_confirmed(confirmed, &c.symbol, i, first, last) {
+                continue;
+            }
+            let (start, end, previous_last) = (first, last.min(last_closed), i.prev_open(first));
+            out.push(SeriesPlan { symbol: symbol.clone(), interval: i, start, end, previous_last, refill: false, hole: true });
+        }
+    }
+    Ok(out)
+}
+
+/// Candle slots of `symbol` `interval` inside confirmed exchange gaps.
+pub fn confirmed_slots(confirmed: &[Gap], symbol: &str, interval: Interval) -> u64 {
+    confirmed
+        .iter()
+        .filter(|g| g.symbol.as_str() == symbol && g.interval == interval)
+        .map(|g| slots(interval, g.first_open, g.last_open))
+        .sum()
+}
+
+/// True when a confirmed exchange gap covers the hole `first..=last`.
+pub fn is_confirmed(confirmed: &[Gap], symbol: &str, interval: Interval, first: i64, last: i64) -> bool {
+    confirmed.iter().any(|g| g.symbol.as_str() == symbol && g.interval == interval && g.first_open <= first && last <= g.last_open)
 }
 
 fn lookback_start(interval: Interval, end: i64, lookback: u32) -> Option<i64> {
