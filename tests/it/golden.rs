@@ -219,16 +219,13 @@ pub(crate) fn candle3() -> Candle {
     )
 }
 
+/// One outcome of a run record, without revisions.
+fn outcome(unit: &str, interval: Option<Interval>, status: OutcomeStatus, appended: u64, message: &str) -> Outcome {
+    Outcome { unit: unit.into(), interval, status, appended, revisions: 0, message: message.into() }
+}
+
 /// LSN 4: the sync run that appended LSN 1-3; one outcome of each status.
 fn run4() -> Run {
-    let outcome = |unit: &str, interval, status, appended, message: &str| Outcome {
-        unit: unit.into(),
-        interval,
-        status,
-        appended,
-        revisions: 0,
-        message: message.into(),
-    };
     Run {
         kind: RunKind::Sync,
         id: "sync-2026-01-22T16:00:00Z".into(),
@@ -526,14 +523,6 @@ pub(crate) fn frame5_events() -> Vec<Event> {
         interval: Interval::H4,
         first_open: 1_769_126_400_000,
         last_open: 1_769_155_200_000,
-    };
-    let outcome = |unit: &str, interval, status, appended, message: &str| Outcome {
-        unit: unit.into(),
-        interval,
-        status,
-        appended,
-        revisions: 0,
-        message: message.into(),
     };
     let run = Run {
         kind: RunKind::Sync,
