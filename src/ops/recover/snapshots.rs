@@ -1,0 +1,63 @@
+//! The projection recover keeps or replaces: is it trusted, and else the
+//! newest good snapshot.
+
+use super::*;
+
+/// quick_check passes and the recorded head is on the log's chain.
+pub(super) fn projection_trusted(path: &Path, boundaries: &HashMap<u64, [u8; 32]>, head: u64) -> bool {
+    let Ok(p) = Projection::open_read_only(path) else { return false };
+    if !p.integrity_check(true).map(|e| e.is_empty()).unwrap_or(false) {
+        return false;
+    }
+    match p.applied() {
+        Ok(a) if a.lsn == 0 => true,
+        Ok(a) => a.lsn <= head && boundaries.get(&a.lsn) == Some(&a.hash),
+        Err(_) => false,
+    }
+}
+
+/// The newest snapshot that is good, unpacked as the projection. "On the
+/// chain" (its LSN is a boundary of the verified log with its hash) is
+/// monotone over snapshots ordered by LSN, so a binary search finds the newest
+/// such point; that snapshot is then confirmed (hash, unpack, then schema,
+/// quick_check, state row and rows against the local log at its LSN:
+/// `snapshot::check_contents`), falling back newest-first. Each snapshot
+/// refused is added to `rejected`, naming it.
+pub(super) fn best_snapshot(
+    repos: &[&dyn Repository],
+    boundaries: &HashMap<u64, [u8; 32]>,
+    head: u64,
+    paths: &Paths,
+    rejected: &mut Vec<String>,
+) -> Result<Option<SnapshotManifest>> {
+    let dest = &paths.projection;
+    let mut refuse = |why: String| {
+        tracing::warn!("snapshot skipped: {why}");
+        if !rejected.contains(&why) {
+            rejected.push(why);
+        }
+    };
+    for repo in repos {
+        let (list, _) = manifests(*repo)?;
+        let on_chain = |m: &SnapshotManifest| m.lsn <= head && boundaries.get(&m.lsn).map(|h| hex(h)) == Some(m.head_hash.clone());
+        // partition_point: the first index where the monotone predicate turns false.
+        let cut = list.partition_point(on_chain);
+        // Confirm from the binary search's answer down; then, should a manifest in the middle
+        // have broken the order, every other on-chain snapshot, newest first.
+        let rest = list[cut..].iter().rev().filter(|m| on_chain(m));
+        for m in list[..cut].iter().rev().chain(rest) {
+            let checked = repo
+                .open_reader(&m.file)
+                .map_err(crate::Error::from)
+                .and_then(|r| snapshot::unpack_to(m, r, dest))
+                .and_then(|()| snapshot::check_contents(m, dest, || crate::store::log_digests_at(paths, m.lsn).map(Some)));
+            match checked {
+                Ok(_) => return Ok(Some(m.clone())),
+                Err(Error::Damaged(message)) if message.starts_with("snapshot ") => refuse(message),
+                Err(e) => refuse(format!("snapshot {}: {e}", m.file)),
+            }
+            let _ = std::fs::remove_file(dest);
+        }
+    }
+    Ok(None)
+}
