@@ -329,20 +329,31 @@ pub fn first_damage(dir: &Path, first_seq: u64, start: ChainPos) -> Result<Optio
     Ok(ChainWalk::new(&source, first_seq, start)?.find_map(|w| w.damage.into_iter().next()))
 }
 
-/// The losses recorded in the log in `dir` (format/segment.md, "Loss
-/// frames"), in LSN order: the chain walk from `first_seq` at `start`,
-/// decoding only loss frames. Segments that are damaged are skipped here
-/// (the integrity check reports them).
-pub fn recorded_losses(dir: &Path, first_seq: u64, start: ChainPos) -> Result<Vec<crate::event::Loss>, ReadFailure> {
+/// What one walk of the chain finds: its first damage, if any, and the
+/// losses recorded in it.
+#[derive(Debug, Default)]
+pub struct ChainSummary {
+    pub damage: Option<Damage>,
+    /// The recorded losses (format/segment.md, "Loss frames"), in LSN order.
+    /// Damaged segments are skipped here (`damage` reports them).
+    pub losses: Vec<crate::event::Loss>,
+}
+
+/// Walks the chain in `dir` from `first_seq` at `start` once, decoding only
+/// loss frames.
+pub fn summarize(dir: &Path, first_seq: u64, start: ChainPos) -> Result<ChainSummary, ReadFailure> {
     let source = LocalSegments::new(dir);
     let mut dec = zstd::bulk::Decompressor::new().map_err(|e| ReadFailure { kind: DamageKind::Unreadable, message: e.to_string() })?;
-    let mut out = Vec::new();
+    let mut out = ChainSummary::default();
     for step in ChainWalk::new(&source, first_seq, start)? {
+        if out.damage.is_none() {
+            out.damage = step.damage.into_iter().next();
+        }
         let Some((data, checked)) = &step.segment else { continue };
         for meta in checked.scan.frames.iter().filter(|f| f.header.event_format == super::frame::EVENT_FORMAT_LOSS) {
             let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
             if let Ok(events) = super::reader::decode_frame(frame, meta, &mut dec) {
-                out.extend(events.into_iter().filter_map(|e| if let crate::event::Event::Loss(l) = e { Some(l) } else { None }));
+                out.losses.extend(events.into_iter().filter_map(|e| if let crate::event::Event::Loss(l) = e { Some(l) } else { None }));
             }
         }
     }

@@ -155,7 +155,9 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
     };
     let by_series: BTreeMap<(String, Interval), &crate::projection::Cursor> =
         cursors.iter().map(|c| ((c.symbol.clone(), c.interval), c)).collect();
-    let (loss, lost_symbols) = loss_check(paths, &index);
+    // One walk of the chain: its damage (integrity) and its recorded losses (loss).
+    let chain = crate::store::chain_summary(paths).map_err(|e| e.to_string());
+    let (loss, lost_symbols) = loss_check(chain.as_ref().map(|c| c.losses.as_slice()).map_err(Clone::clone), &index);
     let symbols: Vec<String> = match &opts.symbols {
         Some(list) => list.clone(),
         None => {
@@ -299,10 +301,10 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         Ok(errs) => problems.push(format!("{}: quick_check: {}", paths.projection.display(), errs.join("; "))),
         Err(e) => problems.push(e.to_string()),
     }
-    // The same shallow chain check a writer runs before it extends the log.
-    match crate::store::check_chain(paths) {
-        Ok(()) => {}
-        Err(e) => problems.push(e.to_string()),
+    // The same chain check a writer runs before it extends the log (the walk the loss check used).
+    match &chain {
+        Ok(summary) => problems.extend(summary.damage.clone().map(|d| d.into_error().to_string())),
+        Err(e) => problems.push(e.clone()),
     }
     // A pruned log starts from its base snapshot: `rebuild` needs it whole.
     // (A base.json that does not load is reported by the chain check above.)
@@ -546,15 +548,15 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
 /// whose candles are unknown is refilled only by `recover --from REPO` with a
 /// repository holding the original segment. Also returns the symbols the
 /// losses name, for coverage.
-fn loss_check(paths: &Paths, index: &Index) -> (Check, Vec<String>) {
+fn loss_check(losses: std::result::Result<&[crate::event::Loss], String>, index: &Index) -> (Check, Vec<String>) {
     let name = "loss";
-    let losses = match crate::ops::losses::recorded(paths) {
+    let losses = match losses {
         Ok(l) => l,
         Err(e) => return (check(name, Status::Unknown, "", "", e), Vec::new()),
     };
     let symbols = losses.iter().flat_map(|l| l.series.iter().map(|s| s.symbol.as_str().to_string())).collect();
     let mut open = Vec::new();
-    for l in &losses {
+    for l in losses {
         let range = format!("LSN {}..={}", l.first_lsn, l.last_lsn);
         if l.series.is_empty() {
             open.push(format!("{range} (candles unknown: {})", l.reason));

@@ -11,13 +11,7 @@ use crate::store::Paths;
 /// log's base (after a compaction) or its start. The error says what could
 /// not be read.
 pub fn recorded(paths: &Paths) -> Result<Vec<Loss>, String> {
-    let start = crate::store::LogBase::load(paths)
-        .and_then(|b| match b {
-            Some(b) => Ok((b.first_seq, crate::log::ChainPos::new(b.first_lsn - 1, b.base_hash()?))),
-            None => Ok(crate::log::chain::log_start()),
-        })
-        .map_err(|e| e.to_string())?;
-    crate::log::chain::recorded_losses(&paths.log, start.0, start.1).map_err(|f| f.message)
+    crate::store::chain_summary(paths).map(|s| s.losses).map_err(|e| e.to_string())
 }
 
 /// How many of `lost`'s candles the index does not hold: a lost run is

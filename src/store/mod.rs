@@ -218,15 +218,28 @@ fn open_index(paths: &Paths, report: &mut OpenReport) -> Result<Index> {
 /// hashes, headers, footers; tens of millions of candles a second) before the
 /// first append, and damage is refused with the recover hint.
 pub fn check_chain(paths: &Paths) -> Result<()> {
-    let (first_seq, start) = match LogBase::load(paths)? {
-        Some(base) => (base.first_seq, crate::log::ChainPos::new(base.first_lsn - 1, base.base_hash()?)),
-        None => crate::log::chain::log_start(),
-    };
+    let (first_seq, start) = chain_start(paths)?;
     match crate::log::chain::first_damage(&paths.log, first_seq, start) {
         Ok(None) => Ok(()),
         Ok(Some(d)) => Err(d.into_error().into()),
         Err(f) => Err(Error::io("list", &paths.log, std::io::Error::other(f.message))),
     }
+}
+
+/// Where the chain of `paths`' log starts: its base after a compaction
+/// (`log/base.json`), else segment 1 from the genesis hash.
+pub fn chain_start(paths: &Paths) -> Result<(u64, crate::log::ChainPos)> {
+    Ok(match LogBase::load(paths)? {
+        Some(base) => (base.first_seq, crate::log::ChainPos::new(base.first_lsn - 1, base.base_hash()?)),
+        None => crate::log::chain::log_start(),
+    })
+}
+
+/// One walk of the chain of `paths`' log: its first damage and its recorded
+/// losses (what health reports as integrity and loss).
+pub fn chain_summary(paths: &Paths) -> Result<crate::log::chain::ChainSummary> {
+    let (first_seq, start) = chain_start(paths)?;
+    crate::log::chain::summarize(&paths.log, first_seq, start).map_err(|f| Error::io("list", &paths.log, std::io::Error::other(f.message)))
 }
 
 /// Removes the work files of killed writers from `DIR`: the projection copy a

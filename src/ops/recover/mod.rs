@@ -113,10 +113,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         r.total_ms = started.elapsed().as_millis() as u64;
         return Ok(r);
     }
-    let (first, start) = match LogBase::load(paths)? {
-        Some(base) => (base.first_seq, ChainPos::new(base.first_lsn - 1, base.base_hash()?)),
-        None => crate::log::chain::log_start(),
-    };
+    let (first, start) = crate::store::chain_start(paths)?;
     // Files in log/ that are not on the chain are set aside first, so they never
     // decide where the chain ends.
     let last = chain_end(first, &local, &remote);
