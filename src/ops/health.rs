@@ -497,7 +497,10 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
                     Status::Critical,
                     "0 units",
                     format!("≥ {:.0}% ok", opts.min_success * 100.0),
-                    format!("the last sync run ended {} ago without reaching a single series (recorded by an older build)", hours(age)),
+                    format!(
+                        "the last sync run ended {} ago without a single tradable series to sync (every symbol retired, paused or invalid; or recorded by an older build)",
+                        hours(age)
+                    ),
                 )
             } else if r.skipped > 0 || (r.ok as f64) < opts.min_success * r.units as f64 {
                 check(

@@ -107,6 +107,10 @@ fn bad_symbols_are_reported_by_name_and_the_rest_synced() {
     let r = sync(&dir, &fx, &["--symbols", "NOPEUSDT,BTCÜSDT"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(json(&r)["error"].as_str().unwrap().contains("none of the 2 requested symbols is tradable"), "{}", r.stdout);
+    let h = json(&run(&dir, &["health", "--json", "--now", &candlelog::event::fmt_ms(T0)]));
+    let runs = h["checks"].as_array().unwrap().iter().find(|c| c["name"] == "runs").unwrap().clone();
+    assert_eq!(runs["status"], "CRITICAL", "{runs}");
+    assert!(runs["message"].as_str().unwrap().contains("without a single tradable series"), "{runs}");
 }
 
 #[test]
