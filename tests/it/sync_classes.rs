@@ -43,8 +43,8 @@ fn delisted_halted_removed_and_invalid_symbols_never_fail_the_night() {
     let fx = fake();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let s = names(4);
-    let (live, delisted, halted, removed) = (&s[0], &s[1], &s[2], &s[3]);
+    let s = names(5);
+    let (live, delisted, halted, removed, settling) = (&s[0], &s[1], &s[2], &s[3], &s[4]);
     let list = format!("{},NOPEUSDT,{live}", s.join(","));
     configure(&dir, &list);
     let r = sync(&dir, &fx, &["--symbols", &list, "--lookback", "10"]);
@@ -56,6 +56,8 @@ fn delisted_halted_removed_and_invalid_symbols_never_fail_the_night() {
     fx.delist(delisted, delisted_at).unwrap();
     fx.set_symbol_status(halted, "BREAK").unwrap();
     fx.remove_symbol(removed).unwrap();
+    // Settling with no delisting time given: fetched as far as the exchange goes, once.
+    fx.set_symbol_status(settling, "SETTLING").unwrap();
     let r = sync(&dir, &fx, &["--symbols", &list]);
     assert_eq!(r.code, 0, "only the tradable symbol counts: {}\n{}", r.stdout, r.stderr);
     let report = json(&r);
@@ -63,7 +65,7 @@ fn delisted_halted_removed_and_invalid_symbols_never_fail_the_night() {
     assert_eq!(report["symbols_tradable"], 1);
     assert_eq!(report["symbols_ok"], 1);
     assert_eq!(report["symbols_failed"], 0);
-    assert_eq!(report["retired"], serde_json::json!([delisted, removed]));
+    assert_eq!(report["retired"], serde_json::json!([delisted, settling, removed]));
     assert_eq!(report["paused"], serde_json::json!([halted]));
     assert_eq!(report["invalid"], serde_json::json!(["NOPEUSDT"]));
     let class = |name: &str| report["rejected_symbols"].as_array().unwrap().iter().find(|x| x["symbol"] == name).unwrap()["class"].clone();
@@ -89,9 +91,10 @@ fn delisted_halted_removed_and_invalid_symbols_never_fail_the_night() {
     let runs = health_check(&dir, now, "runs");
     assert_eq!(runs["status"], "OK", "{runs}");
     let status = json(&run(&dir, &["status", "--json"]));
-    assert_eq!(status["untradable"].as_array().unwrap().len(), 4, "{status}");
+    assert_eq!(status["untradable"].as_array().unwrap().len(), 5, "{status}");
 
-    // Fetched once: a day later, only the tradable symbol is asked for anything.
+    // Fetched once: a day later, only the tradable symbol is asked for anything
+    // (not the delisted one, not the settling one).
     fx.advance(86_400_000);
     let before = fx.stats().klines_requests;
     let r = sync(&dir, &fx, &["--symbols", &list]);

@@ -189,10 +189,22 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         tracing::warn!("{d} is listed more than once: synced once");
     }
 
+    // Retired symbols an earlier sync already fetched to their end: without a
+    // delisting time to stop at, they are not asked again.
+    let already_retired: Vec<String> =
+        store.index().symbol_classes()?.into_iter().filter(|(_, c)| *c == crate::event::OutcomeStatus::Retired).map(|(s, _)| s).collect();
     let mut plans = Vec::new();
     for s in &selected {
         for &interval in &intervals {
             let cursor = cursors.get(&(s.symbol.to_string(), interval));
+            if s.class == symbols::Class::Retired
+                && s.delisted_ms.is_none()
+                && cursor.is_some()
+                && already_retired.iter().any(|r| r == s.symbol.as_str())
+            {
+                report.series.push(SeriesReport::nothing_fetched(&s.symbol, interval, SeriesStatus::UpToDate, None));
+                continue;
+            }
             // A retired symbol's series end at its delisting: its last candle is the one open then.
             let now_ms = match s.delisted_ms.and_then(|ms| interval.open_containing(ms - 1)).and_then(|o| interval.next_open(o)) {
                 Some(end) => end.min(server_ms),
