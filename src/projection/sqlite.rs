@@ -33,7 +33,27 @@ pub struct Projection {
     tables: std::collections::HashSet<Interval>,
     /// While rebuilding, secondary indexes are created at the end.
     defer_indexes: bool,
+    /// While rebuilding, rows go to a staging table and reach the real ones
+    /// in key order at the end (see `begin_rebuild`).
+    stage: Option<Stage>,
 }
+
+/// The rebuild's staging: per interval a plain temporary table (no key, so
+/// every insert appends) in SQLite's temp database, which is a file
+/// (`PRAGMA temp_store=FILE`) deleted when the connection closes.
+#[derive(Default)]
+struct Stage {
+    tables: std::collections::HashSet<Interval>,
+    /// The head of the last frames staged: recorded when the rows move.
+    head: Option<Applied>,
+}
+
+fn stage_table(i: Interval) -> String {
+    format!("stage_{}", i.table())
+}
+
+/// The columns of an `ohlcv_*` table, in order.
+const COLUMNS: &str = "timestamp, symbol, open, high, low, close, volume, quote_volume, trades_count";
 
 /// The state table. Its text, line break and indentation included, is what
 /// every projection and snapshot written so far holds in `sqlite_master`: the
@@ -75,7 +95,7 @@ impl Projection {
 
     fn open_existing(path: &Path) -> Result<Projection, ProjectionError> {
         let conn = Connection::open(path).map_err(|e| sql_err(path, "open", e))?;
-        let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false };
+        let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false, stage: None };
         p.conn
             .execute_batch(
                 // A 64 MiB page cache: rows arrive series by series while the key is
@@ -102,7 +122,7 @@ impl Projection {
         // holding gigabytes of its own tables); the 64 MiB page cache bounds
         // them. Reads then fail with an error instead of SIGBUS, too.
         conn.execute_batch("PRAGMA cache_size=-65536; PRAGMA mmap_size=0;").map_err(|e| sql_err(path, "configure", e))?;
-        let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false };
+        let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false, stage: None };
         p.load_tables()?;
         Ok(p)
     }
@@ -173,21 +193,31 @@ impl Projection {
 
     /// Applies the events of whole frames and records `head` in one transaction.
     pub fn apply(&mut self, events: &[Event], head: Applied) -> Result<(), ProjectionError> {
+        let known = match &self.stage {
+            Some(stage) => &stage.tables,
+            None => &self.tables,
+        };
         let mut new_tables: Vec<Interval> = Vec::new();
         for e in events {
             if let Event::Candle(c) = e
-                && !self.tables.contains(&c.interval)
+                && !known.contains(&c.interval)
                 && !new_tables.contains(&c.interval)
             {
                 new_tables.push(c.interval);
             }
         }
+        let staging = self.stage.is_some();
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
         {
             // A new table comes in the same transaction as its first rows: a kill
             // never leaves one (in the agent's database, too) without them.
             for &i in &new_tables {
+                if staging {
+                    let sql = format!("CREATE TEMP TABLE IF NOT EXISTS {} ({COLUMNS})", stage_table(i));
+                    tx.execute_batch(&sql).map_err(|e| sql_err(&path, "create staging table", e))?;
+                    continue;
+                }
                 tx.execute_batch(&create_table_sql(i)).map_err(|e| sql_err(&path, "create table", e))?;
                 if !self.defer_indexes {
                     tx.execute_batch(&create_index_sql(i)).map_err(|e| sql_err(&path, "create index", e))?;
@@ -198,14 +228,14 @@ impl Projection {
                 let Event::Candle(c) = e else { continue };
                 let stmt = match stmts.entry(c.interval) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(v) => v.insert(
-                        tx.prepare_cached(&format!(
-                            "INSERT OR REPLACE INTO {} (timestamp, symbol, open, high, low, close, volume, quote_volume, trades_count) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                            c.interval.table()
-                        ))
-                        .map_err(|e| sql_err(&path, "prepare insert", e))?,
-                    ),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        let sql = if staging {
+                            format!("INSERT INTO temp.{} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", stage_table(c.interval))
+                        } else {
+                            format!("INSERT OR REPLACE INTO {} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", c.interval.table())
+                        };
+                        v.insert(tx.prepare_cached(&sql).map_err(|e| sql_err(&path, "prepare insert", e))?)
+                    }
                 };
                 stmt.execute(params![
                     c.open_time,
@@ -220,15 +250,49 @@ impl Projection {
                 ])
                 .map_err(|e| sql_err(&path, &format!("insert {} {} {}", c.symbol, c.interval, c.open_time), e))?;
             }
-            tx.execute(
-                "INSERT INTO candlelog_state (id, applied_lsn, head_hash, updated_ms) VALUES (1, ?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET applied_lsn = excluded.applied_lsn, head_hash = excluded.head_hash, updated_ms = excluded.updated_ms",
-                params![head.lsn as i64, hex(&head.hash), crate::log::writer::now_ms()],
-            )
-            .map_err(|e| sql_err(&path, "update candlelog_state", e))?;
+            // Staged rows are not in the projection yet: its applied LSN stays.
+            if !staging {
+                record_head(&tx, head).map_err(|e| sql_err(&path, "update candlelog_state", e))?;
+            }
         }
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
-        self.tables.extend(new_tables);
+        match &mut self.stage {
+            Some(stage) => {
+                stage.tables.extend(new_tables);
+                stage.head = Some(head);
+            }
+            None => self.tables.extend(new_tables),
+        }
+        Ok(())
+    }
+
+    /// Moves the staged rows into the projection's tables in key order
+    /// `(timestamp, symbol)`, the staging order (= LSN order) breaking ties so
+    /// that the newest revision of a candle wins, and records the staged head:
+    /// one transaction. SQLite sorts with bounded memory (the page cache's
+    /// size, spilling to temp files), and the inserts then append to the
+    /// primary key's b-tree instead of landing at random places in it.
+    fn unstage(&mut self) -> Result<(), ProjectionError> {
+        let Some(stage) = self.stage.take() else { return Ok(()) };
+        let mut staged: Vec<Interval> = stage.tables.into_iter().collect();
+        staged.sort();
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
+        for &i in &staged {
+            tx.execute_batch(&create_table_sql(i)).map_err(|e| sql_err(&path, "create table", e))?;
+            let sql = format!(
+                "INSERT OR REPLACE INTO main.{t} ({COLUMNS}) SELECT {COLUMNS} FROM temp.{s} ORDER BY timestamp, symbol, rowid; \
+                 DROP TABLE temp.{s};",
+                t = i.table(),
+                s = stage_table(i)
+            );
+            tx.execute_batch(&sql).map_err(|e| sql_err(&path, &format!("move the staged rows into {}", i.table()), e))?;
+        }
+        if let Some(head) = stage.head {
+            record_head(&tx, head).map_err(|e| sql_err(&path, "update candlelog_state", e))?;
+        }
+        tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        self.tables.extend(staged);
         Ok(())
     }
 
@@ -239,15 +303,19 @@ impl Projection {
         for i in Interval::ALL {
             sql += &format!("DROP INDEX IF EXISTS idx_{t}_symbol; DROP TABLE IF EXISTS {t};", t = i.table());
         }
-        sql += "DELETE FROM candlelog_state; COMMIT; PRAGMA synchronous=OFF;";
+        // Staging lives in a temp file, never in memory: it holds every row.
+        sql += "DELETE FROM candlelog_state; COMMIT; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;";
         self.conn.execute_batch(&sql).map_err(|e| self.err("drop tables for rebuild", e))?;
         self.tables.clear();
         self.defer_indexes = true;
+        self.stage = Some(Stage::default());
         Ok(())
     }
 
-    /// Creates the deferred indexes and makes the rebuilt state durable.
+    /// Moves the staged rows in, creates the deferred indexes and makes the
+    /// rebuilt state durable.
     pub fn finish_rebuild(&mut self) -> Result<(), ProjectionError> {
+        self.unstage()?;
         self.defer_indexes = false;
         for i in self.intervals() {
             self.conn.execute_batch(&create_index_sql(i)).map_err(|e| self.err("create index", e))?;
@@ -439,6 +507,15 @@ impl Projection {
 
 /// `ddl` creating `name` in the attached schema `snap` (SQLite stores the
 /// text from the unqualified name on, so the copy's schema reads the same).
+/// Records `head` as the applied state, in the caller's transaction.
+fn record_head(tx: &rusqlite::Transaction<'_>, head: Applied) -> Result<usize, rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO candlelog_state (id, applied_lsn, head_hash, updated_ms) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET applied_lsn = excluded.applied_lsn, head_hash = excluded.head_hash, updated_ms = excluded.updated_ms",
+        params![head.lsn as i64, hex(&head.hash), crate::log::writer::now_ms()],
+    )
+}
+
 fn qualified(ddl: &str, name: &str) -> String {
     ddl.replacen(&format!("EXISTS {name} "), &format!("EXISTS snap.{name} "), 1)
 }

@@ -127,6 +127,11 @@ fn revisions_are_appended_and_the_projection_shows_the_newest() {
     assert_eq!(status["revisions"], 1);
     assert_eq!(status["candles"], rows.len());
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    // A rebuild (which sorts the rows by key before inserting them) keeps the newest revision too.
+    let r = run(&dir, &["rebuild"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), table);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
 }
 
 #[test]
