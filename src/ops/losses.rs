@@ -21,6 +21,10 @@ pub fn recorded(paths: &Paths) -> Result<Vec<Loss>, String> {
 pub fn missing(index: &Index, lost: &LostSeries) -> Result<u64, IndexError> {
     let want = slots(lost.interval, lost.first_open, lost.last_open);
     let have = index.count_between(lost.symbol.as_str(), lost.interval, lost.first_open, lost.last_open)?;
+    let short = want.saturating_sub(have);
+    if short == 0 {
+        return Ok(0);
+    }
     let never: u64 = index
         .gaps()?
         .iter()
@@ -28,5 +32,5 @@ pub fn missing(index: &Index, lost: &LostSeries) -> Result<u64, IndexError> {
         .map(|g| (g.first_open.max(lost.first_open), g.last_open.min(lost.last_open)))
         .map(|(first, last)| slots(lost.interval, first, last))
         .sum();
-    Ok(want.saturating_sub(have).saturating_sub(never))
+    Ok(short.saturating_sub(never))
 }

@@ -270,7 +270,7 @@ pub fn sync_with(store: &mut Store, opts: &SyncOptions, progress: &mut dyn FnMut
         std::thread::spawn(move || runtime.block_on(fetch::fetch_all(client, plans, concurrency, stopping, tx)))
     };
     let mut tallies: Vec<Tally> = plans.iter().cloned().map(Tally::new).collect();
-    let mut known_gaps: KnownGaps = store.index().gaps()?.into_iter().map(|g| (g.symbol.to_string(), g.interval, g.first_open)).collect();
+    let mut known_gaps: KnownGaps = confirmed.iter().map(|g| (g.symbol.to_string(), g.interval, g.first_open)).collect();
     // Series in the order they ended, for the report.
     let mut ended: Vec<usize> = Vec::new();
     let mut storage_error: Option<Error> = None;

@@ -129,10 +129,9 @@ fn classify(name: &str, info: Option<&SymbolInfo>, stored: bool) -> Result<Selec
             reject(Class::Invalid, format!("{name} is unknown to the exchange"))
         });
     };
-    let delisted_ms = info.delivery_ms;
     match Class::of_status(&info.status) {
         Class::Tradable => Ok(Selected { symbol, onboard_ms: info.onboard_ms, class: Class::Tradable, delisted_ms: None }),
-        Class::Retired => Ok(Selected { symbol, onboard_ms: info.onboard_ms, class: Class::Retired, delisted_ms }),
+        Class::Retired => Ok(Selected { symbol, onboard_ms: info.onboard_ms, class: Class::Retired, delisted_ms: info.delivery_ms }),
         class => Err(reject(class, format!("{name} is not trading (status {}): skipped until it trades again", info.status))),
     }
 }
