@@ -10,12 +10,13 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::event::{Interval, fmt_ms};
 use crate::log::catalog::read_head;
-use crate::ops::sync::plan::{last_closed_open, resume_point, slots};
 use crate::projection::{Index, Projection};
 use crate::store::view::{PinError, pin_together};
 use crate::store::{Paths, writer_pid};
 
+mod integrity;
 mod operations;
+mod series;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -155,8 +156,6 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         Ok(c) => c,
         Err(e) => return Ok(index_report(&e)),
     };
-    let by_series: BTreeMap<(String, Interval), &crate::projection::Cursor> =
-        cursors.iter().map(|c| ((c.symbol.clone(), c.interval), c)).collect();
     // One walk of the chain: its damage (integrity) and its recorded losses (loss).
     let chain = crate::store::chain_summary(paths).map_err(|e| e.to_string());
     let (loss, lost_symbols) = operations::loss_check(chain.as_ref().map(|c| c.losses.as_slice()).map_err(Clone::clone), &index);
@@ -181,256 +180,18 @@ pub fn health(paths: &Paths, opts: &HealthOptions) -> Result<HealthReport> {
         Err(e) => return Ok(index_report(&e)),
     };
 
-    // Each series' newest candle that had closed by now: a future-dated row never makes it fresh.
-    let mut heads: BTreeMap<(String, Interval), i64> = BTreeMap::new();
-    let mut future = Vec::new();
-    for c in &cursors {
-        let resume = match resume_point(&index, Some(c), c.interval, opts.now_ms) {
-            Ok(r) => r,
-            Err(e) => return Ok(index_report(&e)),
-        };
-        if let Some(last) = resume.last_closed {
-            heads.insert((c.symbol.clone(), c.interval), last);
-        }
-        if resume.future > 0 {
-            future.push(format!("{} {} ({} up to {})", c.symbol, c.interval, resume.future, fmt_ms(c.last_open)));
-        }
-    }
-
-    // 1. freshness
-    for &i in &opts.intervals {
-        let Some(last_closed) = last_closed_open(i, opts.now_ms) else { continue };
-        let stalest = symbols.iter().filter_map(|s| heads.get(&(s.clone(), i)).map(|&last| (s, last))).min_by_key(|x| x.1);
-        let name = "freshness";
-        checks.push(match stalest {
-            None => check(
-                name,
-                Status::Critical,
-                "no candles",
-                hours(opts.stale_critical.as_millis() as i64),
-                format!("{i}: no series holds candles{left_out}"),
-            ),
-            Some((s, last)) => {
-                let behind = last_closed - last;
-                let status = if behind > opts.stale_critical.as_millis() as i64 {
-                    Status::Critical
-                } else if behind > opts.stale_warning.as_millis() as i64 {
-                    Status::Warning
-                } else {
-                    Status::Ok
-                };
-                check(
-                    name,
-                    status,
-                    hours(behind),
-                    format!(
-                        "warn {} / crit {}",
-                        hours(opts.stale_warning.as_millis() as i64),
-                        hours(opts.stale_critical.as_millis() as i64)
-                    ),
-                    format!("{i}: stalest series {s} is {} behind the last closed candle{left_out}", hours(behind)),
-                )
-            }
-        });
-    }
-
-    checks.push(if future.is_empty() {
-        check("future", Status::Ok, "0", "0", "no candle is dated after the last closed one")
-    } else {
-        check(
-            "future",
-            Status::Warning,
-            format!("{} series", future.len()),
-            "0",
-            format!(
-                "candles dated after the last closed candle (stored before they had closed, from a file): {}; readers see them, sync resumes from the last closed one",
-                first_few(&future)
-            ),
-        )
-    });
-
-    // 2. coverage
-    let mut missing = Vec::new();
-    let mut short = Vec::new();
-    for &i in &opts.intervals {
-        for s in &symbols {
-            match by_series.get(&(s.clone(), i)) {
-                None => missing.push(format!("{s} {i}")),
-                Some(c) => {
-                    // Holes inside the stored range, but for confirmed exchange gaps;
-                    // how far behind now is freshness's job.
-                    let expected =
-                        slots(i, c.first_open, c.last_open).saturating_sub(crate::ops::sync::plan::confirmed_slots(&confirmed, s, i));
-                    if c.candles < expected {
-                        short.push(format!("{s} {i} ({} of {expected})", c.candles));
-                    }
-                }
-            }
-        }
-    }
-    checks.push(if !missing.is_empty() {
-        check(
-            "coverage",
-            Status::Critical,
-            format!("{} missing", missing.len()),
-            "0 missing",
-            format!("no candles for: {}{left_out}", first_few(&missing)),
-        )
-    } else if !short.is_empty() {
-        check(
-            "coverage",
-            Status::Warning,
-            format!("{} short", short.len()),
-            "0 short",
-            format!("fewer candles than expected since their first: {}{left_out}", first_few(&short)),
-        )
-    } else {
-        check(
-            "coverage",
-            Status::Ok,
-            format!("{} symbols", symbols.len()),
-            "all present",
-            format!("every symbol has its candles{left_out}"),
-        )
-    });
-
-    // 3. integrity (the fast subset of verify)
-    let mut problems = Vec::new();
-    let mut lag = None;
-    let mut note = None;
-    match projection.integrity_check(true) {
-        Ok(errs) if errs.is_empty() => {}
-        Ok(errs) => problems.push(format!("{}: quick_check: {}", paths.projection.display(), errs.join("; "))),
-        Err(e) => problems.push(e.to_string()),
-    }
-    // The same chain check a writer runs before it extends the log (the walk the loss check used).
-    match &chain {
-        Ok(summary) => problems.extend(summary.damage.clone().map(|d| d.into_error().to_string())),
-        Err(e) => problems.push(e.clone()),
-    }
-    // A pruned log starts from its base snapshot: `rebuild` needs it whole.
-    // (A base.json that does not load is reported by the chain check above.)
-    if let Ok(Some(base)) = crate::store::LogBase::load(paths)
-        && let Err(e) = base.check_snapshot_file(paths)
-    {
-        problems.push(e.to_string());
-    }
-    let head = match read_head(&paths.log) {
-        Ok(h) => Some(h),
-        Err(e) => {
-            problems.push(e.to_string());
-            None
-        }
+    let (heads, future) = match series::heads(&index, &cursors, opts.now_ms) {
+        Ok(x) => x,
+        Err(e) => return Ok(index_report(&e)),
     };
-    if let Some(h) = &head {
-        let a = proj_applied;
-        match writer {
-            _ if a.lsn == h.lsn && a.hash == h.hash => {}
-            _ if a.lsn > h.lsn => problems.push(format!("lost frames: projection at LSN {}, log ends at {}", a.lsn, h.lsn)),
-            _ if a.lsn == h.lsn => problems.push(format!("projection head hash differs from the log's at LSN {}", a.lsn)),
-            // A running writer applies what it just committed: that lag is its work in progress.
-            Some(pid) => note = Some(format!("a writer (pid {pid}) is committing: projection at LSN {}, log at {}", a.lsn, h.lsn)),
-            None => lag = Some(format!("projection at LSN {} lags the log at {} (the next writer catches it up)", a.lsn, h.lsn)),
-        }
-    }
-    checks.push(if let (true, Some(lag)) = (problems.is_empty(), &lag) {
-        // The state a killed writer leaves: not damage, repaired by the next open.
-        check("integrity", Status::Warning, "lagging", "projection = log head", lag.clone())
-    } else if problems.is_empty() {
-        check("integrity", Status::Ok, "ok", "quick_check ok, chain verifies, projection = log head", note.unwrap_or_else(|| "ok".into()))
-    } else {
-        check("integrity", Status::Critical, format!("{} problem(s)", problems.len()), "0", problems.join("; "))
-    });
 
-    // 4. consistency
-    // A damaged projection makes these reads fail: that is a CRITICAL finding, not an error.
-    let rows = match projection.row_counts() {
-        Ok(r) => r,
-        Err(e) => {
-            checks.push(check("consistency", Status::Critical, "unreadable", "projection = log index", e.to_string()));
-            BTreeMap::new()
-        }
-    };
-    let mut indexed: BTreeMap<Interval, u64> = BTreeMap::new();
-    for c in &cursors {
-        *indexed.entry(c.interval).or_default() += c.candles;
-    }
-    let mismatched: Vec<String> = indexed
-        .iter()
-        .filter(|(i, n)| rows.get(i).copied().unwrap_or(0) != **n)
-        .map(|(i, n)| format!("{}: {} rows, log index {n}", i.table(), rows.get(i).copied().unwrap_or(0)))
-        .collect();
-    let unreadable = checks.iter().any(|c| c.name == "consistency");
-    if unreadable {
-        // Already reported above.
-    } else if let (Some(pid), true) = (writer, proj_applied.lsn != index_applied.lsn) {
-        checks.push(check(
-            "consistency",
-            Status::Ok,
-            "applying",
-            "projection = log index",
-            format!(
-                "a writer (pid {pid}) is applying: projection at LSN {}, index at LSN {}; not compared this time",
-                proj_applied.lsn, index_applied.lsn
-            ),
-        ));
-    } else if mismatched.is_empty() {
-        checks.push(check(
-            "consistency",
-            Status::Ok,
-            format!("{} rows", rows.values().sum::<u64>()),
-            "projection = log index",
-            "row counts match the log index",
-        ));
-    } else {
-        checks.push(check("consistency", Status::Critical, format!("{} table(s) differ", mismatched.len()), "0", mismatched.join("; ")));
-    }
-
-    // 5. gaps
-    let mut gaps = Vec::new();
-    let mut gap_error = None;
-    for i in projection.intervals() {
-        let times = match projection.open_times(i) {
-            Ok(t) => t,
-            Err(e) => {
-                gap_error = Some(e.to_string());
-                break;
-            }
-        };
-        for (sym, times) in times {
-            for (first, last) in i.holes(&times) {
-                if !crate::ops::sync::plan::is_confirmed(&confirmed, &sym, i, first, last) {
-                    let after = i.prev_open(first).map(fmt_ms).unwrap_or_default();
-                    gaps.push(format!("{sym} {i} after {after} ({} missing)", slots(i, first, last)));
-                }
-            }
-        }
-    }
-    let confirmed_note = match confirmed.len() {
-        0 => String::new(),
-        n => format!(
-            "; {n} confirmed exchange gap(s), the exchange has no candles there: {}",
-            first_few(
-                &confirmed
-                    .iter()
-                    .map(|g| format!("{} {} {}..{}", g.symbol, g.interval, fmt_ms(g.first_open), fmt_ms(g.last_open)))
-                    .collect::<Vec<_>>()
-            )
-        ),
-    };
-    checks.push(if let Some(e) = gap_error {
-        check("gaps", Status::Critical, "unreadable", "0", e)
-    } else if gaps.is_empty() {
-        check("gaps", Status::Ok, "0", "0", format!("no unexplained missing candles inside any series{confirmed_note}"))
-    } else {
-        check(
-            "gaps",
-            Status::Warning,
-            gaps.len().to_string(),
-            "0",
-            format!("missing candles (not answered as empty by the exchange; the next sync asks): {}{confirmed_note}", first_few(&gaps)),
-        )
-    });
+    // 1. freshness, the future-dated rows, 2. coverage, 3. integrity, 4. consistency, 5. gaps
+    checks.extend(series::freshness(opts, &symbols, &heads, &left_out));
+    checks.push(series::future(&future));
+    checks.push(series::coverage(opts, &symbols, &cursors, &confirmed, &left_out));
+    checks.push(integrity::integrity(paths, &projection, &chain, proj_applied, writer));
+    checks.push(integrity::consistency(&projection, &cursors, writer, (proj_applied, index_applied)));
+    checks.push(series::gaps(&projection, &confirmed));
 
     // 6. backups, 7. runs, the recorded losses, 8. disk
     let recorded = match index.backups() {

@@ -1,6 +1,8 @@
 //! The operational checks: backups (from the log's backup records and the
 //! metrics), the last sync run, the recorded losses, and free disk space.
 
+use crate::ops::sync::plan::slots;
+
 use super::*;
 
 /// The backups check: every repository candlelog has backed up to, from the log's
