@@ -553,24 +553,7 @@ fn decode_run(b: &mut Cursor<'_>) -> Result<Run, String> {
 mod tests {
     use super::*;
 
-    fn candle() -> Candle {
-        let d = |s| Decimal::parse(s).unwrap();
-        Candle {
-            symbol: Symbol::parse("SKRUSDT").unwrap(),
-            interval: Interval::H4,
-            open_time: 1_769_068_800_000,
-            close_time: 1_769_083_199_999,
-            open: d("0.031200"),
-            high: d("0.033000"),
-            low: d("0.030100"),
-            close: d("0.032500"),
-            volume: d("123456"),
-            quote_volume: d("3901.123456"),
-            trades: 812,
-            taker_buy_volume: d("60000"),
-            taker_buy_quote_volume: d("1900.000000"),
-        }
-    }
+    use crate::event::candle::tests::sample as candle;
 
     #[test]
     fn candle_and_run_round_trip() {
