@@ -395,8 +395,32 @@ impl Projection {
         self.defer_indexes = true;
     }
 
-    /// Creates the indexes deferred since `begin_bulk`.
+    /// Whether any `ohlcv_*` table holds a row.
+    pub fn has_rows(&self) -> Result<bool, ProjectionError> {
+        for i in self.intervals() {
+            let any: Option<i64> = self
+                .conn
+                .query_row(&format!("SELECT 1 FROM {} LIMIT 1", i.table()), [], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.err("look for rows", e))?;
+            if any.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A bulk load into tables with no rows: until `end_bulk`, applied rows
+    /// are collected in `rows` (the applied LSN stays where it is) and then
+    /// inserted in key order, as a rebuild does.
+    pub fn begin_sorted_load(&mut self, rows: RowSorter) {
+        self.stage = Some(Stage { rows, head: None });
+    }
+
+    /// Inserts the rows collected since `begin_sorted_load` and creates the
+    /// indexes deferred since `begin_bulk`.
     pub fn end_bulk(&mut self) -> Result<(), ProjectionError> {
+        self.unstage()?;
         self.defer_indexes = false;
         for i in self.intervals() {
             self.conn.execute_batch(&create_index_sql(i)).map_err(|e| self.err("create index", e))?;

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::log::catalog::disk_catalog;
 use crate::log::{LogError, LogReader};
-use crate::projection::{Applied, RowSorter};
+use crate::projection::Applied;
 
 /// Events applied per projection transaction during a replay.
 const CHUNK_EVENTS: usize = 100_000;
@@ -81,10 +81,7 @@ impl Store {
     /// Drops and rebuilds the projection and the index from the log (from
     /// its base snapshot when older history was pruned).
     pub fn rebuild(&mut self) -> Result<RebuildStats> {
-        let rows = match self.opts.sort_run_rows {
-            0 => RowSorter::new(&self.paths.root),
-            n => RowSorter::with_run_rows(&self.paths.root, n),
-        };
+        let rows = self.row_sorter();
         self.projection.begin_rebuild(rows)?;
         self.index.clear()?;
         let from = match LogBase::load(&self.paths)? {

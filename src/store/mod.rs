@@ -179,14 +179,32 @@ impl Store {
         applied.map(|()| head)
     }
 
-    /// Starts a bulk load: new projection tables get their secondary index at `end_bulk`.
-    pub fn begin_bulk(&mut self) {
+    /// Starts a bulk load: new projection tables get their secondary index
+    /// at `end_bulk`. Into a projection with no candle rows, the load's rows
+    /// are collected and sorted instead (src/projection/sorted.rs) and go in
+    /// at `end_bulk`, in key order, in one transaction: the log and the index
+    /// take every commit as usual, and the projection, which lags until then,
+    /// is caught up from the log by the next open if the load is killed.
+    pub fn begin_bulk(&mut self) -> Result<()> {
+        if !self.projection.has_rows()? {
+            let rows = self.row_sorter();
+            self.projection.begin_sorted_load(rows);
+        }
         self.projection.begin_bulk();
+        Ok(())
     }
 
-    /// Ends a bulk load (creates deferred indexes).
+    /// Ends a bulk load: inserts the collected rows, creates deferred indexes.
     pub fn end_bulk(&mut self) -> Result<()> {
         Ok(self.projection.end_bulk()?)
+    }
+
+    /// The sorter of a rebuild or a bulk load's rows, spilling into `DIR`.
+    pub(crate) fn row_sorter(&self) -> crate::projection::RowSorter {
+        match self.opts.sort_run_rows {
+            0 => crate::projection::RowSorter::new(&self.paths.root),
+            n => crate::projection::RowSorter::with_run_rows(&self.paths.root, n),
+        }
     }
 
     /// A consistent copy of the projection's tables at the current head, for snapshots.
