@@ -522,8 +522,16 @@ fn insert_sql(i: Interval) -> String {
     format!("INSERT OR REPLACE INTO {} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", i.table())
 }
 
+/// Binds one row to `insert_sql`'s statement and runs it (bound one by one:
+/// no slice of trait objects per row).
 fn insert_row(stmt: &mut rusqlite::Statement<'_>, ts: i64, symbol: &str, v: &[f64; 6], trades: i64) -> Result<usize, rusqlite::Error> {
-    stmt.execute(params![ts, symbol, v[0], v[1], v[2], v[3], v[4], v[5], trades])
+    stmt.raw_bind_parameter(1, ts)?;
+    stmt.raw_bind_parameter(2, symbol)?;
+    for (k, x) in v.iter().enumerate() {
+        stmt.raw_bind_parameter(k + 3, x)?;
+    }
+    stmt.raw_bind_parameter(9, trades)?;
+    stmt.raw_execute()
 }
 
 /// Records `head` as the applied state, in the caller's transaction.
