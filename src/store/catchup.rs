@@ -121,6 +121,7 @@ impl Store {
 
     fn replay_with(&mut self, target: Target, from: Applied, finish: bool) -> Result<u64> {
         type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
+        let started = std::time::Instant::now();
         let reader = LogReader::open(&self.paths.log)?;
         let (index, projection) = (&self.index, &mut self.projection);
         std::thread::scope(|s| -> Result<u64> {
@@ -150,13 +151,16 @@ impl Store {
                 if target != Target::Projection && tx.send(chunk).is_err() {
                     return Err(index_gone());
                 }
-                events.reserve(CHUNK_EVENTS);
                 Ok(())
             };
             let replayed = reader
                 .replay::<crate::Error>(from, |meta, evs| {
                     total += evs.len() as u64;
-                    events.extend(evs);
+                    if events.is_empty() {
+                        events = evs;
+                    } else {
+                        events.extend(evs);
+                    }
                     commits.push((meta.header.commit_ms, meta.header.last_lsn()));
                     last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
                     if events.len() >= CHUNK_EVENTS {
@@ -167,14 +171,17 @@ impl Store {
                 .and_then(|_| flush(&mut events, &mut commits, last));
             drop(flush);
             drop(tx);
+            let replay_ms = started.elapsed().as_millis() as u64;
             // The sorted insert overlaps the index thread's last chunks.
             let finished = match &replayed {
                 Ok(()) if finish => projection.finish_rebuild().map_err(crate::Error::from),
                 _ => Ok(()),
             };
+            let finish_ms = started.elapsed().as_millis() as u64;
             if let Some(job) = index_job {
                 job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
             }
+            tracing::debug!(events = total, replay_ms, finish_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
             replayed.and(finished).map(|()| total)
         })
     }
