@@ -169,7 +169,6 @@ impl Store {
                     Ok(())
                 })
                 .and_then(|_| flush(&mut events, &mut commits, last));
-            drop(flush);
             drop(tx);
             let replay_ms = started.elapsed().as_millis() as u64;
             // The sorted insert overlaps the index thread's last chunks.
