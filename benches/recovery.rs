@@ -81,7 +81,7 @@ fn main() {
 
     let t = Instant::now();
     let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
-    store.begin_bulk();
+    store.begin_bulk().unwrap();
     for chunk in (0..per - tail_per).step_by(250) {
         store.append(&candles(symbols, chunk, (chunk + 250).min(per - tail_per))).unwrap();
     }

@@ -169,7 +169,7 @@ impl Cli {
     pub fn store_options_with(&self, config: &Config) -> StoreOptions {
         let default = WriterOptions::default();
         let max_segment_bytes = self.segment_bytes.or(config.segment_bytes).unwrap_or(default.max_segment_bytes);
-        StoreOptions { writer: WriterOptions { max_segment_bytes, ..default } }
+        StoreOptions { writer: WriterOptions { max_segment_bytes, ..default }, ..Default::default() }
     }
 
     /// Opens the store for writing and tells the operator what it repaired.

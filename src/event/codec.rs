@@ -388,6 +388,13 @@ fn decode_any(payload: &[u8], expected: usize) -> Result<Vec<Event>, CodecError>
     }
     let n_candles = tags.iter().filter(|&&t| t == TAG_CANDLE).count();
     let candles = decode_candles(&mut cur, n_candles).map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
+    if n_candles == expected {
+        // Candles only (the common frame): straight into the events, one move each.
+        if cur.pos != payload.len() {
+            return Err(at(&cur, expected, format!("{} bytes after the last event", payload.len() - cur.pos)));
+        }
+        return Ok(candles.into_iter().map(Event::Candle).collect());
+    }
     // Candles come from the columns, runs and then gaps from their sections, each in tag order.
     let mut events: Vec<Option<Event>> = vec![None; expected];
     let mut candles = candles.into_iter();

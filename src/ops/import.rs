@@ -117,7 +117,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
         }
     });
 
-    store.begin_bulk();
+    store.begin_bulk()?;
     let mut reports: Vec<FileReport> = Vec::new();
     let mut pending: Vec<FileReport> = Vec::new();
     let mut events: Vec<Event> = Vec::new();

@@ -4,10 +4,12 @@
 
 pub mod digest;
 pub mod index;
+pub mod sorted;
 pub mod sqlite;
 
 pub use digest::{Digests, DigestsAt, LogRows, TableDigest};
 pub use index::{Cursor, Index, IndexError, SyncSummary};
+pub use sorted::RowSorter;
 pub use sqlite::{Projection, ProjectionError};
 
 /// The log position a projection reflects: a position on the chain.

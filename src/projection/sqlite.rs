@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::digest::{RowDigest, SymbolKeys, TableDigest, row_hash};
+use super::sorted::RowSorter;
 use super::{Applied, hex, unhex32};
 use crate::event::{Event, Interval};
 
@@ -33,23 +34,17 @@ pub struct Projection {
     tables: std::collections::HashSet<Interval>,
     /// While rebuilding, secondary indexes are created at the end.
     defer_indexes: bool,
-    /// While rebuilding, rows go to a staging table and reach the real ones
-    /// in key order at the end (see `begin_rebuild`).
+    /// While rebuilding, rows are collected and reach the tables in key
+    /// order at the end (see `begin_rebuild`).
     stage: Option<Stage>,
 }
 
-/// The rebuild's staging: per interval a plain temporary table (no key, so
-/// every insert appends) in SQLite's temp database, which is a file
-/// (`PRAGMA temp_store=FILE`) deleted when the connection closes.
-#[derive(Default)]
+/// The rebuild's staging: rows collected and sorted by key in Rust
+/// (src/projection/sorted.rs), inserted in key order at the end.
 struct Stage {
-    tables: std::collections::HashSet<Interval>,
-    /// The head of the last frames staged: recorded when the rows move.
+    rows: RowSorter,
+    /// The head of the last frames staged: recorded when the rows go in.
     head: Option<Applied>,
-}
-
-fn stage_table(i: Interval) -> String {
-    format!("stage_{}", i.table())
 }
 
 /// The columns of an `ohlcv_*` table, in order.
@@ -191,128 +186,118 @@ impl Projection {
         }
     }
 
-    /// Applies the events of whole frames and records `head` in one transaction.
+    /// Applies the events of whole frames and records `head` in one
+    /// transaction. The candles go in key order `(timestamp, symbol)`
+    /// (arrival order breaking ties, so the newest revision wins): a batch
+    /// arrives series by series, and in key order each b-tree page it
+    /// touches is touched once. While rebuilding they are only collected
+    /// (see `begin_rebuild`).
     pub fn apply(&mut self, events: &[Event], head: Applied) -> Result<(), ProjectionError> {
-        let known = match &self.stage {
-            Some(stage) => &stage.tables,
-            None => &self.tables,
-        };
+        if let Some(stage) = &mut self.stage {
+            for e in events {
+                if let Event::Candle(c) = e {
+                    stage.rows.push(c)?;
+                }
+            }
+            stage.head = Some(head);
+            return Ok(());
+        }
+        let mut candles: Vec<&crate::event::Candle> =
+            events.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c) } else { None }).collect();
+        // Stable: equal keys keep their order, the newest last.
+        candles.sort_by(|a, b| (a.interval, a.open_time, a.symbol.as_str()).cmp(&(b.interval, b.open_time, b.symbol.as_str())));
         let mut new_tables: Vec<Interval> = Vec::new();
-        for e in events {
-            if let Event::Candle(c) = e
-                && !known.contains(&c.interval)
-                && !new_tables.contains(&c.interval)
-            {
+        for c in &candles {
+            if !self.tables.contains(&c.interval) && !new_tables.contains(&c.interval) {
                 new_tables.push(c.interval);
             }
         }
-        let staging = self.stage.is_some();
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
         {
             // A new table comes in the same transaction as its first rows: a kill
             // never leaves one (in the agent's database, too) without them.
             for &i in &new_tables {
-                if staging {
-                    let sql = format!("CREATE TEMP TABLE IF NOT EXISTS {} ({COLUMNS})", stage_table(i));
-                    tx.execute_batch(&sql).map_err(|e| sql_err(&path, "create staging table", e))?;
-                    continue;
-                }
                 tx.execute_batch(&create_table_sql(i)).map_err(|e| sql_err(&path, "create table", e))?;
                 if !self.defer_indexes {
                     tx.execute_batch(&create_index_sql(i)).map_err(|e| sql_err(&path, "create index", e))?;
                 }
             }
-            let mut stmts: BTreeMap<Interval, rusqlite::CachedStatement<'_>> = BTreeMap::new();
-            for e in events {
-                let Event::Candle(c) = e else { continue };
-                let stmt = match stmts.entry(c.interval) {
-                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        let sql = if staging {
-                            format!("INSERT INTO temp.{} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", stage_table(c.interval))
-                        } else {
-                            format!("INSERT OR REPLACE INTO {} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", c.interval.table())
-                        };
-                        v.insert(tx.prepare_cached(&sql).map_err(|e| sql_err(&path, "prepare insert", e))?)
+            let mut current: Option<(Interval, rusqlite::CachedStatement<'_>)> = None;
+            for c in candles {
+                let stmt = match &mut current {
+                    Some((i, stmt)) if *i == c.interval => stmt,
+                    _ => {
+                        let stmt = tx.prepare_cached(&insert_sql(c.interval)).map_err(|e| sql_err(&path, "prepare insert", e))?;
+                        &mut current.insert((c.interval, stmt)).1
                     }
                 };
-                stmt.execute(params![
-                    c.open_time,
-                    c.symbol.as_str(),
-                    c.open.to_f64(),
-                    c.high.to_f64(),
-                    c.low.to_f64(),
-                    c.close.to_f64(),
-                    c.volume.to_f64(),
-                    c.quote_volume.to_f64(),
-                    i64::try_from(c.trades).unwrap_or(i64::MAX),
-                ])
-                .map_err(|e| sql_err(&path, &format!("insert {} {} {}", c.symbol, c.interval, c.open_time), e))?;
+                let v = [c.open.to_f64(), c.high.to_f64(), c.low.to_f64(), c.close.to_f64(), c.volume.to_f64(), c.quote_volume.to_f64()];
+                insert_row(stmt, c.open_time, c.symbol.as_str(), &v, i64::try_from(c.trades).unwrap_or(i64::MAX))
+                    .map_err(|e| sql_err(&path, &format!("insert {} {} {}", c.symbol, c.interval, c.open_time), e))?;
             }
-            // Staged rows are not in the projection yet: its applied LSN stays.
-            if !staging {
+            drop(current);
+            record_head(&tx, head).map_err(|e| sql_err(&path, "update candlelog_state", e))?;
+        }
+        tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        self.tables.extend(new_tables);
+        Ok(())
+    }
+
+    /// Inserts the collected rows in key order, one per key (the newest
+    /// revision), and records the staged head: one transaction. The tables
+    /// are written front to back instead of at random places.
+    fn unstage(&mut self) -> Result<(), ProjectionError> {
+        let Some(stage) = self.stage.take() else { return Ok(()) };
+        let path = self.path.clone();
+        let mut rows = stage.rows.finish();
+        let mut created: Vec<Interval> = Vec::new();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
+        {
+            let mut current: Option<(Interval, rusqlite::CachedStatement<'_>)> = None;
+            while let Some(row) = rows.next() {
+                let row = row?;
+                let stmt = match &mut current {
+                    Some((i, stmt)) if *i == row.interval => stmt,
+                    _ => {
+                        let i = row.interval;
+                        // A base snapshot may have made the table already.
+                        tx.execute_batch(&create_table_sql(i)).map_err(|e| sql_err(&path, "create table", e))?;
+                        created.push(i);
+                        let stmt = tx.prepare_cached(&insert_sql(i)).map_err(|e| sql_err(&path, "prepare insert", e))?;
+                        &mut current.insert((i, stmt)).1
+                    }
+                };
+                insert_row(stmt, row.timestamp, rows.symbol(&row), &row.values, row.trades)
+                    .map_err(|e| sql_err(&path, &format!("insert {} {} {}", rows.symbol(&row), row.interval, row.timestamp), e))?;
+            }
+            drop(current);
+            if let Some(head) = stage.head {
                 record_head(&tx, head).map_err(|e| sql_err(&path, "update candlelog_state", e))?;
             }
         }
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
-        match &mut self.stage {
-            Some(stage) => {
-                stage.tables.extend(new_tables);
-                stage.head = Some(head);
-            }
-            None => self.tables.extend(new_tables),
-        }
-        Ok(())
-    }
-
-    /// Moves the staged rows into the projection's tables in key order
-    /// `(timestamp, symbol)`, the staging order (= LSN order) breaking ties so
-    /// that the newest revision of a candle wins, and records the staged head:
-    /// one transaction. SQLite sorts with bounded memory (the page cache's
-    /// size, spilling to temp files), and the inserts then append to the
-    /// primary key's b-tree instead of landing at random places in it.
-    fn unstage(&mut self) -> Result<(), ProjectionError> {
-        let Some(stage) = self.stage.take() else { return Ok(()) };
-        let mut staged: Vec<Interval> = stage.tables.into_iter().collect();
-        staged.sort();
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
-        for &i in &staged {
-            tx.execute_batch(&create_table_sql(i)).map_err(|e| sql_err(&path, "create table", e))?;
-            let sql = format!(
-                "INSERT OR REPLACE INTO main.{t} ({COLUMNS}) SELECT {COLUMNS} FROM temp.{s} ORDER BY timestamp, symbol, rowid; \
-                 DROP TABLE temp.{s};",
-                t = i.table(),
-                s = stage_table(i)
-            );
-            tx.execute_batch(&sql).map_err(|e| sql_err(&path, &format!("move the staged rows into {}", i.table()), e))?;
-        }
-        if let Some(head) = stage.head {
-            record_head(&tx, head).map_err(|e| sql_err(&path, "update candlelog_state", e))?;
-        }
-        tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
-        self.tables.extend(staged);
+        self.tables.extend(created);
         Ok(())
     }
 
     /// Drops candlelog's tables (only its own: the file may be the agent's
-    /// database) and resets the state, ready for a bulk rebuild.
-    pub fn begin_rebuild(&mut self) -> Result<(), ProjectionError> {
+    /// database) and resets the state, ready for a bulk rebuild: until
+    /// `finish_rebuild`, applied rows are collected in `rows`.
+    pub fn begin_rebuild(&mut self, rows: RowSorter) -> Result<(), ProjectionError> {
         let mut sql = String::from("BEGIN;");
         for i in Interval::ALL {
             sql += &format!("DROP INDEX IF EXISTS idx_{t}_symbol; DROP TABLE IF EXISTS {t};", t = i.table());
         }
-        // Staging lives in a temp file, never in memory: it holds every row.
-        sql += "DELETE FROM candlelog_state; COMMIT; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;";
+        sql += "DELETE FROM candlelog_state; COMMIT; PRAGMA synchronous=OFF;";
         self.conn.execute_batch(&sql).map_err(|e| self.err("drop tables for rebuild", e))?;
         self.tables.clear();
         self.defer_indexes = true;
-        self.stage = Some(Stage::default());
+        self.stage = Some(Stage { rows, head: None });
         Ok(())
     }
 
-    /// Moves the staged rows in, creates the deferred indexes and makes the
+    /// Inserts the collected rows, creates the deferred indexes and makes the
     /// rebuilt state durable.
     pub fn finish_rebuild(&mut self) -> Result<(), ProjectionError> {
         self.unstage()?;
@@ -410,8 +395,32 @@ impl Projection {
         self.defer_indexes = true;
     }
 
-    /// Creates the indexes deferred since `begin_bulk`.
+    /// Whether any `ohlcv_*` table holds a row.
+    pub fn has_rows(&self) -> Result<bool, ProjectionError> {
+        for i in self.intervals() {
+            let any: Option<i64> = self
+                .conn
+                .query_row(&format!("SELECT 1 FROM {} LIMIT 1", i.table()), [], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.err("look for rows", e))?;
+            if any.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A bulk load into tables with no rows: until `end_bulk`, applied rows
+    /// are collected in `rows` (the applied LSN stays where it is) and then
+    /// inserted in key order, as a rebuild does.
+    pub fn begin_sorted_load(&mut self, rows: RowSorter) {
+        self.stage = Some(Stage { rows, head: None });
+    }
+
+    /// Inserts the rows collected since `begin_sorted_load` and creates the
+    /// indexes deferred since `begin_bulk`.
     pub fn end_bulk(&mut self) -> Result<(), ProjectionError> {
+        self.unstage()?;
         self.defer_indexes = false;
         for i in self.intervals() {
             self.conn.execute_batch(&create_index_sql(i)).map_err(|e| self.err("create index", e))?;
@@ -507,6 +516,24 @@ impl Projection {
 
 /// `ddl` creating `name` in the attached schema `snap` (SQLite stores the
 /// text from the unqualified name on, so the copy's schema reads the same).
+/// The statement inserting one row into `i`'s table (a later revision of a
+/// key replaces the stored one).
+fn insert_sql(i: Interval) -> String {
+    format!("INSERT OR REPLACE INTO {} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", i.table())
+}
+
+/// Binds one row to `insert_sql`'s statement and runs it (bound one by one:
+/// no slice of trait objects per row).
+fn insert_row(stmt: &mut rusqlite::Statement<'_>, ts: i64, symbol: &str, v: &[f64; 6], trades: i64) -> Result<usize, rusqlite::Error> {
+    stmt.raw_bind_parameter(1, ts)?;
+    stmt.raw_bind_parameter(2, symbol)?;
+    for (k, x) in v.iter().enumerate() {
+        stmt.raw_bind_parameter(k + 3, x)?;
+    }
+    stmt.raw_bind_parameter(9, trades)?;
+    stmt.raw_execute()
+}
+
 /// Records `head` as the applied state, in the caller's transaction.
 fn record_head(tx: &rusqlite::Transaction<'_>, head: Applied) -> Result<usize, rusqlite::Error> {
     tx.execute(

@@ -81,14 +81,14 @@ impl Store {
     /// Drops and rebuilds the projection and the index from the log (from
     /// its base snapshot when older history was pruned).
     pub fn rebuild(&mut self) -> Result<RebuildStats> {
-        self.projection.begin_rebuild()?;
+        let rows = self.row_sorter();
+        self.projection.begin_rebuild(rows)?;
         self.index.clear()?;
         let from = match LogBase::load(&self.paths)? {
             None => Applied::default(),
             Some(base) => self.load_base(&base)?,
         };
-        let events = self.replay_into(Target::Both, from)?;
-        self.projection.finish_rebuild()?;
+        let events = self.replay_with(Target::Both, from, true)?;
         let head = self.head();
         let catalog = disk_catalog(&self.paths.log, head)?;
         self.index.record_segments(&catalog)?;
@@ -110,42 +110,78 @@ impl Store {
         Ok(head)
     }
 
+    /// Replays the frames after `from` into `target`. The index is applied
+    /// on its own thread, fed chunk by chunk over a short channel, while this
+    /// one reads, decodes and applies the projection; with `finish`, the
+    /// projection's `finish_rebuild` (the sorted insert) runs here while the
+    /// index thread applies its last chunks.
     fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {
+        self.replay_with(target, from, false)
+    }
+
+    fn replay_with(&mut self, target: Target, from: Applied, finish: bool) -> Result<u64> {
+        type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
+        let started = std::time::Instant::now();
         let reader = LogReader::open(&self.paths.log)?;
-        let mut events: Vec<Event> = Vec::new();
-        let mut commits = Vec::new();
-        let mut last = from;
-        let mut total = 0u64;
         let (index, projection) = (&self.index, &mut self.projection);
-        let mut flush = |events: &mut Vec<Event>, commits: &mut Vec<(i64, u64)>, head: Applied| -> Result<()> {
-            if events.is_empty() {
-                return Ok(());
-            }
-            // Both projections at once, on both cores, as in `Store::append`.
-            let (ev, co) = (&*events, &*commits);
-            std::thread::scope(|s| -> Result<()> {
-                let index_job = (target != Target::Projection).then(|| s.spawn(|| index.apply(ev, co, &[], head)));
-                let projected = if target != Target::Index { projection.apply(ev, head).map_err(crate::Error::from) } else { Ok(()) };
-                if let Some(job) = index_job {
-                    job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
+        std::thread::scope(|s| -> Result<u64> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+            let index_job = (target != Target::Projection).then(|| {
+                s.spawn(move || -> std::result::Result<(), crate::projection::IndexError> {
+                    for (events, commits, head) in rx {
+                        index.apply(&events, &commits, &[], head)?;
+                    }
+                    Ok(())
+                })
+            });
+            // The index thread stopped early: its error is the one to report.
+            let index_gone = || crate::Error::Failed("the index thread stopped".into());
+            let mut events: Vec<Event> = Vec::new();
+            let mut commits = Vec::new();
+            let mut last = from;
+            let mut total = 0u64;
+            let mut flush = |events: &mut Vec<Event>, commits: &mut Vec<(i64, u64)>, head: Applied| -> Result<()> {
+                if events.is_empty() {
+                    return Ok(());
                 }
-                projected
-            })?;
-            events.clear();
-            commits.clear();
-            Ok(())
-        };
-        reader.replay::<crate::Error>(from, |meta, evs| {
-            total += evs.len() as u64;
-            events.extend(evs);
-            commits.push((meta.header.commit_ms, meta.header.last_lsn()));
-            last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
-            if events.len() >= CHUNK_EVENTS {
-                flush(&mut events, &mut commits, last)?;
+                if target != Target::Index {
+                    projection.apply(events, head)?;
+                }
+                let chunk = (std::mem::take(events), std::mem::take(commits), head);
+                if target != Target::Projection && tx.send(chunk).is_err() {
+                    return Err(index_gone());
+                }
+                Ok(())
+            };
+            let replayed = reader
+                .replay::<crate::Error>(from, |meta, evs| {
+                    total += evs.len() as u64;
+                    if events.is_empty() {
+                        events = evs;
+                    } else {
+                        events.extend(evs);
+                    }
+                    commits.push((meta.header.commit_ms, meta.header.last_lsn()));
+                    last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
+                    if events.len() >= CHUNK_EVENTS {
+                        flush(&mut events, &mut commits, last)?;
+                    }
+                    Ok(())
+                })
+                .and_then(|_| flush(&mut events, &mut commits, last));
+            drop(tx);
+            let replay_ms = started.elapsed().as_millis() as u64;
+            // The sorted insert overlaps the index thread's last chunks.
+            let finished = match &replayed {
+                Ok(()) if finish => projection.finish_rebuild().map_err(crate::Error::from),
+                _ => Ok(()),
+            };
+            let finish_ms = started.elapsed().as_millis() as u64;
+            if let Some(job) = index_job {
+                job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
             }
-            Ok(())
-        })?;
-        flush(&mut events, &mut commits, last)?;
-        Ok(total)
+            tracing::debug!(events = total, replay_ms, finish_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
+            replayed.and(finished).map(|()| total)
+        })
     }
 }

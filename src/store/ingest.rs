@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::Store;
 use crate::error::Result;
-use crate::event::{Candle, Event, codec::candle_digest};
+use crate::event::{Candle, Event, Symbol, codec::candle_digest};
 
 /// What happened to the candles offered to the log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,8 +26,9 @@ impl IngestStats {
     }
 }
 
-/// Digests of candles planned in the current group commit but not yet in the index.
-pub type Overlay = HashMap<(String, u8, i64), [u8; 16]>;
+/// Digests of candles planned in the current group commit but not yet in the
+/// index. Keyed by the shared symbol: no allocation per candle.
+pub type Overlay = HashMap<(Symbol, u8, i64), [u8; 16]>;
 
 impl Store {
     /// Turns `candles` into the events to append, comparing each with the
@@ -48,7 +49,7 @@ impl Store {
         let mut events = Vec::with_capacity(candles.len());
         for (c, stored) in candles.into_iter().zip(stored) {
             let d = candle_digest(&c);
-            let key = (c.symbol.as_str().to_owned(), c.interval.code(), c.open_time);
+            let key = (c.symbol.clone(), c.interval.code(), c.open_time);
             let current = overlay.get(&key).copied().or(stored);
             match current {
                 Some(old) if old == d => {

@@ -28,6 +28,10 @@ use crate::projection::{Applied, Index, Projection};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreOptions {
     pub writer: WriterOptions,
+    /// Rows a rebuild sorts in memory before spilling a sorted run to its
+    /// work file (0: [`crate::projection::sorted::RUN_ROWS`]). Tests make it
+    /// small so that the spill and merge run.
+    pub sort_run_rows: usize,
 }
 
 /// What opening the store had to repair.
@@ -44,6 +48,7 @@ pub struct OpenReport {
 /// A data directory opened for writing (the one writer).
 pub struct Store {
     paths: Paths,
+    opts: StoreOptions,
     _lock: DirLock,
     log: LogWriter,
     index: Index,
@@ -122,7 +127,7 @@ impl Store {
         let mut report = OpenReport { truncated, ..Default::default() };
         let index = open_index(paths, &mut report)?;
         let projection = Projection::open(&paths.projection)?;
-        Ok(Store { paths: paths.clone(), _lock: lock, log, index, projection, report, stale: None })
+        Ok(Store { paths: paths.clone(), opts, _lock: lock, log, index, projection, report, stale: None })
     }
 
     pub fn paths(&self) -> &Paths {
@@ -174,14 +179,32 @@ impl Store {
         applied.map(|()| head)
     }
 
-    /// Starts a bulk load: new projection tables get their secondary index at `end_bulk`.
-    pub fn begin_bulk(&mut self) {
+    /// Starts a bulk load: new projection tables get their secondary index
+    /// at `end_bulk`. Into a projection with no candle rows, the load's rows
+    /// are collected and sorted instead (src/projection/sorted.rs) and go in
+    /// at `end_bulk`, in key order, in one transaction: the log and the index
+    /// take every commit as usual, and the projection, which lags until then,
+    /// is caught up from the log by the next open if the load is killed.
+    pub fn begin_bulk(&mut self) -> Result<()> {
+        if !self.projection.has_rows()? {
+            let rows = self.row_sorter();
+            self.projection.begin_sorted_load(rows);
+        }
         self.projection.begin_bulk();
+        Ok(())
     }
 
-    /// Ends a bulk load (creates deferred indexes).
+    /// Ends a bulk load: inserts the collected rows, creates deferred indexes.
     pub fn end_bulk(&mut self) -> Result<()> {
         Ok(self.projection.end_bulk()?)
+    }
+
+    /// The sorter of a rebuild or a bulk load's rows, spilling into `DIR`.
+    pub(crate) fn row_sorter(&self) -> crate::projection::RowSorter {
+        match self.opts.sort_run_rows {
+            0 => crate::projection::RowSorter::new(&self.paths.root),
+            n => crate::projection::RowSorter::with_run_rows(&self.paths.root, n),
+        }
     }
 
     /// A consistent copy of the projection's tables at the current head, for snapshots.
@@ -243,10 +266,11 @@ pub fn chain_summary(paths: &Paths) -> Result<crate::log::chain::ChainSummary> {
 }
 
 /// Removes the work files of killed writers from `DIR`: the projection copy a
-/// backup packs (`.snapshot-<pid>.sqlite`, as large as the projection) and the
+/// backup packs (`.snapshot-<pid>.sqlite`, as large as the projection), the
 /// unpacked base snapshot of a rebuild (`.base-<pid>.sqlite`), and SQLite's
-/// `-journal` (`-wal`, `-shm`) beside them, once their
-/// process is gone. Best effort: a file that cannot be removed stays, named in
+/// `-journal` (`-wal`, `-shm`) beside them, and a rebuild's sort work file
+/// (`.sort-<pid>.rows`, unlinked as soon as it is open, so only a kill in
+/// between leaves one), once their process is gone. Best effort: a file that cannot be removed stays, named in
 /// a warning.
 fn remove_stale_work_files(paths: &Paths) {
     for entry in std::fs::read_dir(&paths.root).into_iter().flatten().flatten() {
@@ -257,6 +281,7 @@ fn remove_stale_work_files(paths: &Paths) {
             // VACUUM INTO writes a rollback journal beside its target.
             .map(|rest| ["-journal", "-wal", "-shm"].iter().find_map(|c| rest.strip_suffix(c)).unwrap_or(rest))
             .and_then(|rest| rest.strip_suffix(".sqlite"))
+            .or_else(|| name.strip_prefix(".sort-").and_then(|rest| rest.strip_suffix(".rows")))
             .and_then(|pid| pid.parse::<u32>().ok());
         if pid.is_some_and(crate::durable::process_is_gone) && entry.file_type().is_ok_and(|t| t.is_file()) {
             match std::fs::remove_file(entry.path()) {

@@ -143,6 +143,8 @@ fn the_next_writer_removes_temporaries_of_a_killed_creation() {
         format!(".snapshot-{dead}.sqlite"),
         format!(".snapshot-{dead}.sqlite-journal"),
         format!(".base-{dead}.sqlite"),
+        // A rebuild's sort work file, killed between creating and unlinking it.
+        format!(".sort-{dead}.rows"),
     ];
     for n in &stale {
         std::fs::write(dir.join(n), b"half made").unwrap();

@@ -16,6 +16,7 @@ mod repository_format;
 mod s3;
 mod sla;
 mod snapshot_trust;
+mod sorted_load;
 mod source;
 mod sync;
 mod sync_backfill;

@@ -41,7 +41,9 @@ proptest! {
         let tmp = tempfile::tempdir().unwrap();
         let paths = Paths::new(&tmp.path().join("data"), None);
         init(&paths).unwrap();
-        let opts = StoreOptions { writer: candlelog::log::WriterOptions { max_segment_bytes: 2048, ..Default::default() } };
+        // Runs of 3 rows: the rebuild spills sorted runs and merges them, revisions
+        // of a key landing in different runs.
+        let opts = StoreOptions { writer: candlelog::log::WriterOptions { max_segment_bytes: 2048, ..Default::default() }, sort_run_rows: 3 };
         let mut store = Store::open(&paths, opts).unwrap();
         let mut model: HashMap<(Interval, i64, String), Candle> = HashMap::new();
         let mut revisions = 0u64;
