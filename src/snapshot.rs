@@ -109,7 +109,7 @@ pub struct Pack {
     created_ms: i64,
 }
 
-/// Opens the projection copy at `raw_path` (already VACUUMed) for packing as
+/// Opens the projection copy at `raw_path` (`Store::snapshot_projection`) for packing as
 /// object `name`; checks it first with `quick_check`. `created_ms` is the one
 /// in `name` (format/repository.md, "Object names").
 pub fn pack(raw_path: &Path, lsn: u64, head_hash: [u8; 32], name: &str, created_ms: i64) -> Result<Pack> {

@@ -153,8 +153,10 @@ pub fn keep_as_base(
     let head = crate::projection::unhex32(&m.head_hash)
         .ok_or_else(|| Error::Damaged(format!("snapshot {}: head_hash is not 64 hex digits", m.file)))?;
     let mut pack = snapshot::pack(db, m.lsn, head, &m.file, m.created_ms)?;
-    let tmp = paths.log.join(format!(".base-pack-{}.zst", std::process::id()));
-    let written = crate::durable::write_with(&tmp, |f| std::io::copy(&mut pack, f)).map_err(Error::from).and_then(|_| {
+    // A scratch file (thrown away): `LogBase::write` makes the base durable.
+    let tmp = std::env::temp_dir().join(format!("candlelog-base-pack-{}-{}.zst", std::process::id(), m.lsn));
+    let packed = std::fs::File::create(&tmp).and_then(|mut f| std::io::copy(&mut pack, &mut f)).map_err(|e| Error::io("write", &tmp, e));
+    let written = packed.and_then(|_| {
         let packed = pack.manifest();
         let snapshot = SnapshotManifest {
             file_bytes: packed.file_bytes,
@@ -174,8 +176,9 @@ pub fn keep_as_base(
 /// page hashes — or `None`: take a full snapshot. A delta needs the
 /// repository's newest snapshot to be the one whose page hashes this data
 /// directory saved (`cached`, from the last snapshot it published there), its
-/// chain readable and shorter than `chain_max`, the same page size, and at
-/// most `max_percent` of the pages changed.
+/// chain readable, shorter than `chain_max`, its base present and its deltas
+/// reading back as their manifests say, the same page size, and at most
+/// `max_percent` of the pages changed.
 pub fn delta_parent<'a>(
     repo: &dyn Repository,
     list: &'a [SnapshotManifest],
@@ -191,6 +194,19 @@ pub fn delta_parent<'a>(
     let Ok(chain) = lineage(list, newest) else { return Ok(None) };
     // The chain holds its base and chain.len() - 1 deltas; this one would be the next.
     if chain.len() > policy.chain_max as usize {
+        return Ok(None);
+    }
+    // Never build on a chain whose deltas no longer read back as published (a few MB
+    // each): nights of deltas on a damaged one would all be unusable. The base is
+    // checked by `backup verify` and the drill.
+    for d in chain.iter().skip(1) {
+        let intact = repo.hash(&d.file).is_ok_and(|(h, n)| h.to_hex().as_str() == d.file_blake3 && n == d.file_bytes);
+        if !intact {
+            tracing::warn!(repository = %repo.location(), object = %d.file, "differs from its manifest: this snapshot is a full one; run `candlelog backup verify`");
+            return Ok(None);
+        }
+    }
+    if !repo.exists(&chain.first().map_or(String::new(), |b| b.file.clone()))? {
         return Ok(None);
     }
     let changed = image.changed_since(&pages).len() as u64;

@@ -4,7 +4,7 @@
 //! optionally cut at an LSN or a commit time (point-in-time restore).
 //!
 //! ```text
-//! REPO/candlelog-repository.json              {"format": 2, "chain": {"lsn", "hash"}}: the one chain it holds (marker.rs)
+//! REPO/candlelog-repository.json              {"format": 3, "chain": {"lsn", "hash"}}: the one chain it holds (marker.rs)
 //! REPO/segments/<seq:020>-<blake3>.seg        sealed segments, byte for byte
 //! REPO/snapshots/<lsn:020>-<created_ms>.sqlite.zst   + .json manifest (published last)
 //! REPO/snapshots/<lsn:020>-<created_ms>.delta.zst    a delta snapshot: the pages changed since its parent (chain.rs)

@@ -103,7 +103,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                     );
                 }
                 for m in &snaps {
-                    outln!("  snapshot LSN {:>10}  {} bytes  created {}  {}", m.lsn, m.file_bytes, super::fmt_ms(m.created_ms), m.file);
+                    let kind = m.parent.as_ref().map_or(String::new(), |p| format!("  (delta of {p})"));
+                    outln!(
+                        "  snapshot LSN {:>10}  {} bytes  created {}  {}{kind}",
+                        m.lsn,
+                        m.file_bytes,
+                        super::fmt_ms(m.created_ms),
+                        m.file
+                    );
                 }
                 for b in &bad {
                     outln!("  UNREADABLE {b}");

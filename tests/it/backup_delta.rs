@@ -114,8 +114,15 @@ fn issue_12_nightly_backups_upload_deltas_and_restore_through_the_chain() {
     let lsn_of = |f: &str| f["snapshots/".len().."snapshots/".len() + 20].parse::<u64>().unwrap();
     assert_eq!(json(&r)["snapshot_lsn"].as_u64(), Some(lsn_of(&files[1])), "{}", r.stdout);
     assert_eq!(table_rows(&into2.join("candles.sqlite"), "ohlcv_h4"), truth);
-    // The next backup is not built on a chain it cannot trust blindly: its parent is the newest, which still reads back.
-    assert_eq!(run(&dir, &["backup", "--to", s(&repo), "--full-snapshot"]).code, 0);
+    // The next backup is never a delta on the damaged chain: a full snapshot, which restores.
+    a_night(&dir, tmp.path(), 4);
+    let r = backup(&dir, &["--to", s(&repo)]);
+    assert!(r["snapshot"]["parent"].is_null(), "{r}");
+    let into3 = tmp.path().join("restored3");
+    let rr = run(&dir, &["restore", "--from", s(&repo), "--into", s(&into3), "--json"]);
+    assert_eq!(rr.code, 0, "{}", rr.stderr);
+    assert_eq!(json(&rr)["snapshot_lsn"], r["snapshot"]["lsn"]);
+    assert_eq!(table_rows(&into3.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
 }
 
 #[test]
