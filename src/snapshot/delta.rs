@@ -142,3 +142,95 @@ pub fn check_raw(m: &SnapshotManifest, db: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::pages::{PageImage, page_copy};
+
+    /// A manifest for a delta stream `raw` (compressed here) building `db_bytes`.
+    fn manifest_of(raw: &[u8], db_bytes: &[u8]) -> (Vec<u8>, SnapshotManifest) {
+        let compressed = zstd::bulk::compress(raw, 3).unwrap();
+        let m = SnapshotManifest {
+            format: 3,
+            lsn: 2,
+            head_hash: "00".repeat(32),
+            file: "snapshots/x.delta.zst".into(),
+            file_bytes: compressed.len() as u64,
+            file_blake3: blake3::hash(&compressed).to_hex().to_string(),
+            raw_bytes: db_bytes.len() as u64,
+            raw_blake3: blake3::hash(db_bytes).to_hex().to_string(),
+            rows: Default::default(),
+            row_digests: None,
+            created_ms: 2,
+            candlelog_version: "test".into(),
+            parent: Some("snapshots/p.sqlite.zst".into()),
+            parent_raw_blake3: Some("00".repeat(32)),
+        };
+        (compressed, m)
+    }
+
+    #[test]
+    fn a_delta_builds_its_database_and_a_broken_stream_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = rusqlite::Connection::open(dir.path().join("live.sqlite")).unwrap();
+        live.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY, y BLOB);").unwrap();
+        for i in 0..500 {
+            live.execute("INSERT INTO t VALUES (?1, randomblob(300))", [i]).unwrap();
+        }
+        let (a, b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+        page_copy(&live, &a).unwrap();
+        live.execute_batch("INSERT INTO t VALUES (9000, randomblob(3000)); UPDATE t SET y = x'00' WHERE x = 7;").unwrap();
+        page_copy(&live, &b).unwrap();
+        let (ia, ib) = (PageImage::scan(&a).unwrap(), PageImage::scan(&b).unwrap());
+        let changed = ib.changed_since(&ia);
+        let mut raw = Vec::new();
+        DeltaSource::new(&b, ib.page_size, ib.hashes.len() as u64, changed.clone()).unwrap().read_to_end(&mut raw).unwrap();
+        let want = std::fs::read(&b).unwrap();
+        let (compressed, m) = manifest_of(&raw, &want);
+
+        let out = dir.path().join("out.sqlite");
+        std::fs::copy(&a, &out).unwrap();
+        apply_delta(&m, &compressed[..], &out).unwrap();
+        check_raw(&m, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), want);
+
+        // Each broken stream, with hashes that match it, is refused naming the object and why.
+        let page = ib.page_size as usize;
+        let entry = 8 + page;
+        let mut swapped = raw.clone();
+        if changed.len() >= 2 {
+            let (first, second) = (28..28 + entry, 28 + entry..28 + 2 * entry);
+            let (x, y) = (raw[first.clone()].to_vec(), raw[second.clone()].to_vec());
+            swapped[first].copy_from_slice(&y);
+            swapped[second].copy_from_slice(&x);
+        }
+        let mut trailing = raw.clone();
+        trailing.push(0);
+        let mut wrong_count = raw.clone();
+        wrong_count[12..20].copy_from_slice(&(ib.hashes.len() as u64 + 1).to_le_bytes());
+        let mut magic = raw.clone();
+        magic[0] = b'X';
+        for (stream, says) in
+            [(swapped, "out of order"), (trailing, "bytes after its last page"), (wrong_count, "the manifest says"), (magic, "not a delta")]
+        {
+            let (compressed, m) = manifest_of(&stream, &want);
+            std::fs::copy(&a, &out).unwrap();
+            let e = apply_delta(&m, &compressed[..], &out).unwrap_err().to_string();
+            assert!(e.contains("snapshots/x.delta.zst") && e.contains(says), "{says}: {e}");
+        }
+        // A flipped byte of the object: its hash, before anything else.
+        let (mut compressed, m) = manifest_of(&raw, &want);
+        let mid = compressed.len() / 2;
+        compressed[mid] ^= 1;
+        std::fs::copy(&a, &out).unwrap();
+        let e = apply_delta(&m, &compressed[..], &out).unwrap_err().to_string();
+        assert!(e.contains("size or blake3 differs from its manifest"), "{e}");
+        // Applied to another parent, the result is not the manifest's database.
+        std::fs::copy(&b, &out).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&out).unwrap().set_len(0).unwrap();
+        let (compressed, m) = manifest_of(&raw, &want);
+        apply_delta(&m, &compressed[..], &out).unwrap();
+        assert!(check_raw(&m, &out).unwrap_err().to_string().contains("an object of its chain is damaged"));
+    }
+}
