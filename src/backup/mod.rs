@@ -263,9 +263,18 @@ fn publish_snapshot(store: &Store, repo: &dyn Repository, delta: DeltaPolicy, re
     let _ = std::fs::remove_file(&tmp);
     let pages_at = page_hashes_path(store.paths(), repo);
     let published = (|| {
+        // Where a snapshot's time goes (`-vv`): the copy and its checks scale with the store, the rest with the change.
+        let mut t = Instant::now();
+        let step = |what: &str, t: &mut Instant| {
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "snapshot: {what}");
+            *t = Instant::now();
+        };
         let applied = store.snapshot_projection(&tmp)?;
+        step("page-stable copy", &mut t);
         let row_digests = rows_as_the_log_gives(store.paths(), &tmp, applied.lsn)?;
+        step("rows checked against the log", &mut t);
         let image = snapshot::pages::PageImage::scan(&tmp)?;
+        step("pages hashed", &mut t);
         let created = crate::log::writer::now_ms();
         let base = format!("snapshots/{:020}-{created}", applied.lsn);
         let (list, _) = manifests(repo)?;
@@ -281,10 +290,12 @@ fn publish_snapshot(store: &Store, repo: &dyn Repository, delta: DeltaPolicy, re
             None => snapshot::pack(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"), created)?,
         };
         repo.write_from(&pack_name(&pack), &mut pack)?;
+        step("quick_check, compressed and uploaded", &mut t);
         let mut manifest = pack.manifest();
         manifest.row_digests = Some(snapshot::row_digests_json(&row_digests));
         // Read back before the manifest makes it a backup.
         read_back(repo, &manifest.file, &manifest.file_blake3, manifest.file_bytes)?;
+        step("read back", &mut t);
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::io("serialise manifest", "", std::io::Error::other(e)))?;
         repo.put(&format!("{base}.json"), &json)?;
         // Only a copy whose whole bytes are the manifest's is a parent for the next delta.
