@@ -4,14 +4,16 @@
 //! projection destroyed, then `recover` (snapshot + tail replay + deep verify)
 //! against the replaced system's way (integrity_check of the newest backup
 //! file, then copying it over, losing every candle after it). Also a backup
-//! and an incremental backup (time and bytes).
+//! and an incremental backup (time and bytes), then NIGHTS nightly backups after one
+//! more day each (SYMBOLS × 6 4h candles), to a repository taking full snapshots (the
+//! way before issue 12) and one taking delta snapshots, interleaved (issue 12, target 6).
 //!
-//! `cargo bench --bench recovery` (env SYMBOLS, CANDLES, TAIL to scale down; KEEP_DIR
+//! `cargo bench --bench recovery` (env SYMBOLS, CANDLES, TAIL, NIGHTS to scale down; KEEP_DIR
 //! to keep the stores for profiling).
 
 use std::time::Instant;
 
-use candlelog::backup::{DirRepository, Repository, backup};
+use candlelog::backup::{DeltaPolicy, DirRepository, Repository, SnapshotPolicy, backup, backup_with};
 use candlelog::event::{Candle, Decimal, Event, Interval, Symbol};
 use candlelog::ops::recover::recover;
 use candlelog::store::{Paths, Store, StoreOptions, init};
@@ -59,6 +61,52 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
         total += if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
     }
     total
+}
+
+/// Nightly backups after one more day each, to a repository that takes a
+/// full snapshot every time (as before issue 12) and to one that takes deltas,
+/// the order alternating night by night; prints each and the medians.
+fn nightly(store: &mut Store, tmp: &std::path::Path, symbols: u64, from: u64, nights: u64) {
+    let full_policy = SnapshotPolicy { every_ms: None, delta: DeltaPolicy { chain_max: 0, ..DeltaPolicy::default() } };
+    let delta_policy = SnapshotPolicy::default();
+    let repos = [
+        ("full", DirRepository::open(&tmp.join("repo-full")).unwrap(), full_policy),
+        ("delta", DirRepository::open(&tmp.join("repo-delta")).unwrap(), delta_policy),
+    ];
+    for (name, repo, policy) in &repos {
+        let t = Instant::now();
+        let r = backup_with(store, repo, *policy).unwrap();
+        println!("nightly: first backup to the {name} repository: {:.1} s, {} bytes", t.elapsed().as_secs_f64(), r.bytes_uploaded);
+    }
+    let mut results: [Vec<(f64, u64)>; 2] = [Vec::new(), Vec::new()];
+    for night in 0..nights {
+        store.append(&candles(symbols, from + night * 6, from + night * 6 + 6)).unwrap();
+        let order: [usize; 2] = if night % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let (name, repo, policy) = &repos[i];
+            let t = Instant::now();
+            let r = backup_with(store, repo, *policy).unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            let snap = r.snapshot.as_ref().unwrap();
+            println!(
+                "nightly {night}: {name:<5} backup after one more day ({} candles): {secs:.1} s, {} bytes uploaded (snapshot {} bytes{})",
+                symbols * 6,
+                r.bytes_uploaded,
+                snap.file_bytes,
+                if snap.parent.is_some() { ", a delta" } else { "" }
+            );
+            results[i].push((secs, r.bytes_uploaded));
+        }
+    }
+    for (i, (name, _, _)) in repos.iter().enumerate() {
+        let mut t: Vec<f64> = results[i].iter().map(|r| r.0).collect();
+        let mut b: Vec<u64> = results[i].iter().map(|r| r.1).collect();
+        t.sort_by(f64::total_cmp);
+        b.sort();
+        if let (Some(t), Some(b)) = (t.get(t.len() / 2), b.get(b.len() / 2)) {
+            println!("nightly median, {name}: {t:.1} s, {b} bytes uploaded");
+        }
+    }
 }
 
 fn main() {
@@ -110,10 +158,11 @@ fn main() {
         r2.segments_present,
         dir_bytes(&repo_dir) - before
     );
+    nightly(&mut store, &tmp, symbols, per + 6, env("NIGHTS", 3));
     // Drop the second snapshot so recovery needs the tail replay.
     let m2 = r2.snapshot.unwrap();
     repo.delete(&m2.file).unwrap();
-    repo.delete(&(m2.file.trim_end_matches(".sqlite.zst").to_string() + ".json")).unwrap();
+    repo.delete(&m2.manifest_name()).unwrap();
     drop(store);
 
     // Disaster: the projection is destroyed.

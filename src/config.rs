@@ -51,6 +51,13 @@ pub struct RepositoryConfig {
     /// Take a snapshot only when the repository's newest one is at least this
     /// old (e.g. "7d"); unset: at every backup. Segments go up every time.
     pub snapshot_every: Option<String>,
+    /// At most this many delta snapshots (the pages changed since the
+    /// previous snapshot) after a full one; 0: every snapshot is full.
+    /// Default 14.
+    pub delta_chain_max: Option<u32>,
+    /// A delta that would hold more than this percentage of the database's
+    /// pages is taken as a full snapshot instead (1-100). Default 50.
+    pub delta_max_percent: Option<u32>,
 }
 
 /// `[sla]`: targets of `candlelog sla`.
@@ -223,7 +230,7 @@ mod tests {
         let uncommented: String = text
             .lines()
             .map(|l| {
-                let keys = ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_every"];
+                let keys = ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_every", "#delta_"];
                 if keys.iter().any(|k| l.starts_with(k)) { &l[1..] } else { l }
             })
             .collect::<Vec<_>>()
@@ -236,6 +243,7 @@ mod tests {
         assert_eq!((repos[0].keep_days, repos[0].prune_segments_days), (Some(14), Some(30)));
         assert_eq!(repos[2].path, Path::new("s3://company-backups/candlelog"));
         assert_eq!(parse_duration(repos[2].snapshot_every.as_deref().unwrap()).unwrap().as_secs(), 7 * 86_400);
+        assert_eq!((repos[2].delta_chain_max, repos[2].delta_max_percent), (Some(14), Some(50)));
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //! is published last (format/repository.md). Both directions stream: packing
 //! reads the copy, compresses and hashes it on the way out; unpacking hashes,
 //! decompresses and writes on the way in, so a snapshot of any size costs a
-//! few MiB of memory.
+//! few MiB of memory. A snapshot is a full copy or (format 3) a delta: the
+//! pages that differ from its parent's (delta.rs), taken from page-stable
+//! copies (pages.rs).
+
+pub mod delta;
+pub mod pages;
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
@@ -17,7 +22,7 @@ use crate::projection::{Projection, hex};
 
 /// Repository format this build writes; it reads every format from 1 to it
 /// (format/repository.md, "Compatibility and version history").
-pub const REPO_FORMAT: u32 = 2;
+pub const REPO_FORMAT: u32 = 3;
 /// Largest snapshot accepted on restore (decompression is bounded by it).
 pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
 /// zstd level of snapshot files.
@@ -42,6 +47,21 @@ pub struct SnapshotManifest {
     pub row_digests: Option<BTreeMap<String, String>>,
     pub created_ms: i64,
     pub candlelog_version: String,
+    /// A delta snapshot (format 3): the `file` of the snapshot whose database
+    /// its pages are applied to. Absent: a full snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The parent's `raw_blake3`: which database exactly the delta applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_raw_blake3: Option<String>,
+}
+
+impl SnapshotManifest {
+    /// The manifest's own object name (`<stem>.json`).
+    pub fn manifest_name(&self) -> String {
+        let stem = self.file.strip_suffix(".sqlite.zst").or_else(|| self.file.strip_suffix(".delta.zst")).unwrap_or(&self.file);
+        format!("{stem}.json")
+    }
 }
 
 /// A reader that hashes and counts what passes through it.
@@ -75,8 +95,13 @@ impl<R: Read> Read for Hashing<R> {
 
 /// A projection copy being packed: read it to the end for the compressed
 /// bytes, then [`Pack::manifest`].
+/// What a pack reads from (the copy, or a delta of it), hashed on the way.
+type Source = Hashing<Box<dyn Read + Send>>;
+
 pub struct Pack {
-    out: Hashing<zstd::stream::read::Encoder<'static, BufReader<Hashing<std::fs::File>>>>,
+    out: Hashing<zstd::stream::read::Encoder<'static, BufReader<Source>>>,
+    /// A delta: the database's size and blake3 (its pages were hashed before), and its parent.
+    delta: Option<(u64, String, String, String)>,
     rows: BTreeMap<String, u64>,
     lsn: u64,
     head_hash: [u8; 32],
@@ -84,20 +109,44 @@ pub struct Pack {
     created_ms: i64,
 }
 
-/// Opens the projection copy at `raw_path` (already VACUUMed) for packing as
+/// Opens the projection copy at `raw_path` (`Store::snapshot_projection`) for packing as
 /// object `name`; checks it first with `quick_check`. `created_ms` is the one
 /// in `name` (format/repository.md, "Object names").
 pub fn pack(raw_path: &Path, lsn: u64, head_hash: [u8; 32], name: &str, created_ms: i64) -> Result<Pack> {
+    let rows = checked_rows(raw_path)?;
+    let file = std::fs::File::open(raw_path).map_err(|e| Error::io("open", raw_path, e))?;
+    let source: Box<dyn Read + Send> = Box::new(file);
+    let encoder = zstd::stream::read::Encoder::new(Hashing::new(source), LEVEL).map_err(|e| Error::io("compress", raw_path, e))?;
+    Ok(Pack { out: Hashing::new(encoder), delta: None, rows, lsn, head_hash, name: name.to_string(), created_ms })
+}
+
+/// [`pack`] as a delta (delta.rs): only the pages of the copy at `raw_path`
+/// (whose pages `image` hashed) that differ from those of `parent`'s database
+/// (`parent_image`); `name` ends in `.delta.zst`.
+pub fn pack_delta(
+    raw_path: &Path,
+    (image, parent_image): (&pages::PageImage, &pages::PageImage),
+    parent: &SnapshotManifest,
+    (lsn, head_hash): (u64, [u8; 32]),
+    name: &str,
+    created_ms: i64,
+) -> Result<Pack> {
+    let rows = checked_rows(raw_path)?;
+    let changed = image.changed_since(parent_image);
+    let source: Box<dyn Read + Send> = Box::new(delta::DeltaSource::new(raw_path, image.page_size, image.hashes.len() as u64, changed)?);
+    let encoder = zstd::stream::read::Encoder::new(Hashing::new(source), LEVEL).map_err(|e| Error::io("compress", raw_path, e))?;
+    let raw = (image.raw_bytes, hex(&image.raw_blake3), parent.file.clone(), parent.raw_blake3.clone());
+    Ok(Pack { out: Hashing::new(encoder), delta: Some(raw), rows, lsn, head_hash, name: name.to_string(), created_ms })
+}
+
+/// The rows per table of a projection copy that passes `quick_check`.
+fn checked_rows(raw_path: &Path) -> Result<BTreeMap<String, u64>> {
     let p = Projection::open_read_only(raw_path)?;
     let problems = p.integrity_check(true)?;
     if !problems.is_empty() {
         return Err(Error::Damaged(format!("snapshot copy {} fails quick_check: {}", raw_path.display(), problems.join("; "))));
     }
-    let rows = p.row_counts()?.into_iter().map(|(i, n)| (i.table().to_string(), n)).collect();
-    drop(p);
-    let file = std::fs::File::open(raw_path).map_err(|e| Error::io("open", raw_path, e))?;
-    let encoder = zstd::stream::read::Encoder::new(Hashing::new(file), LEVEL).map_err(|e| Error::io("compress", raw_path, e))?;
-    Ok(Pack { out: Hashing::new(encoder), rows, lsn, head_hash, name: name.to_string(), created_ms })
+    Ok(p.row_counts()?.into_iter().map(|(i, n)| (i.table().to_string(), n)).collect())
 }
 
 impl Read for Pack {
@@ -107,10 +156,21 @@ impl Read for Pack {
 }
 
 impl Pack {
+    /// The object name it is packed as.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The manifest of what was read out; call after reading to the end.
     pub fn manifest(&mut self) -> SnapshotManifest {
         let (file_bytes, file_blake3) = self.out.digest();
-        let (raw_bytes, raw_blake3) = self.out.get_mut().get_mut().get_mut().digest();
+        let (raw_bytes, raw_blake3, parent, parent_raw_blake3) = match self.delta.clone() {
+            Some((bytes, blake3, parent, parent_raw)) => (bytes, blake3, Some(parent), Some(parent_raw)),
+            None => {
+                let (bytes, blake3) = self.out.get_mut().get_mut().get_mut().digest();
+                (bytes, blake3, None, None)
+            }
+        };
         SnapshotManifest {
             format: REPO_FORMAT,
             lsn: self.lsn,
@@ -124,6 +184,8 @@ impl Pack {
             row_digests: None,
             created_ms: self.created_ms,
             candlelog_version: env!("CARGO_PKG_VERSION").to_string(),
+            parent,
+            parent_raw_blake3,
         }
     }
 }
@@ -133,6 +195,12 @@ pub fn check_manifest(m: &SnapshotManifest) -> Result<()> {
     if !(1..=REPO_FORMAT).contains(&m.format) {
         return Err(Error::Damaged(format!(
             "snapshot {} was written in repository format {} (this build reads 1 to {REPO_FORMAT}); upgrade candlelog",
+            m.file, m.format
+        )));
+    }
+    if m.parent.is_some() != m.parent_raw_blake3.is_some() || (m.parent.is_some() && m.format < 3) {
+        return Err(Error::Damaged(format!(
+            "snapshot {}: a delta (parent and parent_raw_blake3, both) exists from repository format 3 on; its manifest is format {}",
             m.file, m.format
         )));
     }
@@ -162,6 +230,9 @@ pub fn unpack_scratch(m: &SnapshotManifest, compressed: impl Read, dest: &Path) 
 
 fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: bool) -> Result<()> {
     check_manifest(m)?;
+    if let Some(parent) = &m.parent {
+        return Err(Error::Failed(format!("snapshot {} is a delta of {parent}: it is restored through its chain", m.file)));
+    }
     let mut input = Hashing::new(compressed.take(m.file_bytes + 1));
     let mut fill = |f: &mut std::fs::File| {
         let decoder = zstd::stream::read::Decoder::new(&mut input)?;

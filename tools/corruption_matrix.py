@@ -139,6 +139,8 @@ def main():
         repo_segs = sorted(os.listdir(J("repo", "segments")))
         snaps = sorted(os.listdir(J("repo", "snapshots")))
         repo_files = sorted(n for n in os.listdir(J("repo")) if os.path.isfile(J("repo", n)))
+        # prepo's second snapshot is a delta of its first (issue 12).
+        deltas = sorted(n for n in os.listdir(J("prepo", "snapshots")) if n.endswith(".delta.zst"))
         # kind → (tree to copy, file inside it, checkers, offset expected in the output)
         kinds = {
             "sealed-segment": ("data", os.path.join("log", segs[len(segs) // 2]), ["verify", "health"], True),
@@ -151,6 +153,8 @@ def main():
             "repo snapshot": ("repo", os.path.join("snapshots", next(s for s in snaps if s.endswith(".sqlite.zst"))), ["backup-verify"], False),
             "repo manifest": ("repo", os.path.join("snapshots", next(s for s in snaps if s.endswith(".json"))), ["backup-verify"], False),
         }
+        if deltas:
+            kinds["repo delta snapshot"] = ("prepo", os.path.join("snapshots", deltas[0]), ["backup-verify"], False)
         for n in repo_files:
             kinds[f"repo {n}"] = ("repo", n, ["backup-verify"], False)
         if a.kinds:

@@ -6,6 +6,7 @@
 //! ```text
 //! {"format": 1}                                            format 1: no identity
 //! {"format": 2, "chain": {"lsn": 2, "hash": "18dbb734…"}}  format 2
+//! {"format": 3, "chain": {"lsn": 2, "hash": "18dbb734…"}}  format 3: delta snapshots
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -72,7 +73,7 @@ pub fn write_marker(repo: &dyn Repository, marker: &Marker) -> Result<()> {
 }
 
 /// Refuses what is not a repository this build reads; with `create`, marks
-/// a new one (format 2, no identity yet: `backup` records it).
+/// a new one (format 3, no identity yet: `backup` records it).
 pub fn check_format(repo: &dyn Repository, create: bool) -> Result<()> {
     match read_marker(repo)? {
         Some(_) => Ok(()),

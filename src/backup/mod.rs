@@ -4,9 +4,10 @@
 //! optionally cut at an LSN or a commit time (point-in-time restore).
 //!
 //! ```text
-//! REPO/candlelog-repository.json              {"format": 2, "chain": {"lsn", "hash"}}: the one chain it holds (marker.rs)
+//! REPO/candlelog-repository.json              {"format": 3, "chain": {"lsn", "hash"}}: the one chain it holds (marker.rs)
 //! REPO/segments/<seq:020>-<blake3>.seg        sealed segments, byte for byte
 //! REPO/snapshots/<lsn:020>-<created_ms>.sqlite.zst   + .json manifest (published last)
+//! REPO/snapshots/<lsn:020>-<created_ms>.delta.zst    a delta snapshot: the pages changed since its parent (chain.rs)
 //! REPO/log-start.json                         where the log starts when older segments were pruned (prune.rs)
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! in format/repository.md. This layer moves objects (streamed: no object is
 //! held whole in memory) and checks them; the commands that use it are in ops/.
 
+pub mod chain;
 pub mod error;
 pub mod marker;
 pub mod object;
@@ -31,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::log::{SegmentEnd, scan_segment};
 pub use crate::snapshot::{self, REPO_FORMAT, SnapshotManifest};
 use crate::store::{ChainId, Store};
+pub use chain::DeltaPolicy;
 pub use error::RepoError;
 pub use marker::{MARKER, Marker, check_format, read_marker};
 pub use repo::{DirRepository, Repository};
@@ -71,13 +74,15 @@ pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> 
     backup_with(store, repo, SnapshotPolicy::default())
 }
 
-/// When a backup takes a snapshot.
+/// When a backup takes a snapshot, and when that is a delta.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SnapshotPolicy {
     /// Only when the repository's newest snapshot is at least this old (ms);
     /// `None`: at every backup. Segments are uploaded either way, so this
     /// trades replay time at restore for repository space, never data.
     pub every_ms: Option<i64>,
+    /// When the snapshot is a delta of the repository's newest one (chain.rs).
+    pub delta: DeltaPolicy,
 }
 
 /// `backup` under a snapshot policy.
@@ -118,7 +123,7 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
             return Ok(report);
         }
     }
-    publish_snapshot(store, repo, &mut report)?;
+    publish_snapshot(store, repo, policy.delta, &mut report)?;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
@@ -247,25 +252,58 @@ fn read_back(repo: &dyn Repository, name: &str, blake3_hex: &str, bytes: u64) ->
     Ok(())
 }
 
-/// A snapshot of the projection, streamed: copy, check its rows against the
-/// log, compress and hash on the way to the repository, read back, and only
-/// then the manifest (with the digests of the rows the log gives).
-fn publish_snapshot(store: &Store, repo: &dyn Repository, report: &mut BackupReport) -> Result<()> {
+/// A snapshot of the projection, streamed: a page-stable copy, its rows
+/// checked against the log, its pages hashed; then the pages that changed
+/// since the repository's newest snapshot (a delta, when `delta` allows) or
+/// the whole copy, compressed and hashed on the way to the repository, read
+/// back, and only then the manifest (with the digests of the rows the log
+/// gives). Last, the copy's page hashes are kept for the next delta.
+fn publish_snapshot(store: &Store, repo: &dyn Repository, delta: DeltaPolicy, report: &mut BackupReport) -> Result<()> {
     let tmp = store.paths().root.join(format!(".snapshot-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
+    let pages_at = page_hashes_path(store.paths(), repo);
     let published = (|| {
+        // Where a snapshot's time goes (`-vv`): the copy and its checks scale with the store, the rest with the change.
+        let mut t = Instant::now();
+        let step = |what: &str, t: &mut Instant| {
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "snapshot: {what}");
+            *t = Instant::now();
+        };
         let applied = store.snapshot_projection(&tmp)?;
+        step("page-stable copy", &mut t);
         let row_digests = rows_as_the_log_gives(store.paths(), &tmp, applied.lsn)?;
+        step("rows checked against the log", &mut t);
+        let image = snapshot::pages::PageImage::scan(&tmp)?;
+        step("pages hashed", &mut t);
         let created = crate::log::writer::now_ms();
         let base = format!("snapshots/{:020}-{created}", applied.lsn);
-        let mut pack = snapshot::pack(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"), created)?;
-        repo.write_from(&format!("{base}.sqlite.zst"), &mut pack)?;
+        let (list, _) = manifests(repo)?;
+        let mut pack = match chain::delta_parent(repo, &list, snapshot::pages::PageImage::load(&pages_at), &image, delta)? {
+            Some((parent, parent_pages)) => snapshot::pack_delta(
+                &tmp,
+                (&image, &parent_pages),
+                parent,
+                (applied.lsn, applied.hash),
+                &format!("{base}.delta.zst"),
+                created,
+            )?,
+            None => snapshot::pack(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"), created)?,
+        };
+        repo.write_from(&pack_name(&pack), &mut pack)?;
+        step("quick_check, compressed and uploaded", &mut t);
         let mut manifest = pack.manifest();
         manifest.row_digests = Some(snapshot::row_digests_json(&row_digests));
         // Read back before the manifest makes it a backup.
         read_back(repo, &manifest.file, &manifest.file_blake3, manifest.file_bytes)?;
+        step("read back", &mut t);
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::io("serialise manifest", "", std::io::Error::other(e)))?;
         repo.put(&format!("{base}.json"), &json)?;
+        // Only a copy whose whole bytes are the manifest's is a parent for the next delta.
+        if manifest.raw_blake3 == crate::projection::hex(&image.raw_blake3)
+            && let Err(e) = image.save(&pages_at, &manifest.file)
+        {
+            tracing::warn!(path = %pages_at.display(), "page hashes not kept ({e}): the next snapshot is a full one");
+        }
         Ok::<_, Error>((manifest, json.len() as u64))
     })();
     let _ = std::fs::remove_file(&tmp);
@@ -273,6 +311,18 @@ fn publish_snapshot(store: &Store, repo: &dyn Repository, report: &mut BackupRep
     report.bytes_uploaded += manifest.file_bytes + json_len;
     report.snapshot = Some(manifest);
     Ok(())
+}
+
+/// The object a pack is written as.
+fn pack_name(pack: &snapshot::Pack) -> String {
+    pack.name().to_string()
+}
+
+/// Where the page hashes of the last snapshot published to `repo` are kept:
+/// `DIR/backup-pages/<blake3 of the repository's location, 16 hex digits>.pages`.
+pub fn page_hashes_path(paths: &crate::store::Paths, repo: &dyn Repository) -> std::path::PathBuf {
+    let key = blake3::hash(repo.location().as_bytes()).to_hex();
+    paths.root.join("backup-pages").join(format!("{}.pages", &key.as_str()[..16]))
 }
 
 /// The digests of the rows the log gives at `lsn` (computed from the log, on
@@ -317,9 +367,11 @@ pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<St
                 m.format
             )),
             // The file is the manifest's own: a manifest names nothing else (retention deletes it).
-            Ok(m) if m.file != file || repo::check_name(&m.file).is_err() => {
-                bad.push(format!("{name}: file name {:?} refused: a manifest describes {file}", m.file))
+            // A delta's (format 3) ends in .delta.zst instead.
+            Ok(m) if m.file != own_file(&file, &m) || repo::check_name(&m.file).is_err() => {
+                bad.push(format!("{name}: file name {:?} refused: a manifest describes {}", m.file, own_file(&file, &m)))
             }
+            Ok(m) if let Err(e) = snapshot::check_manifest(&m) => bad.push(format!("{name}: {e}")),
             Ok(m) if m.lsn != lsn => bad.push(format!("{name}: its lsn {} differs from the LSN in its name; refused", m.lsn)),
             Ok(m) => good.push(m),
             Err(e) => bad.push(e.to_string()),
@@ -327,6 +379,15 @@ pub fn manifests(repo: &dyn Repository) -> Result<(Vec<SnapshotManifest>, Vec<St
     }
     good.sort_by_key(|m| (m.lsn, m.created_ms));
     Ok((good, bad))
+}
+
+/// The snapshot object a manifest describes: `full` (`<stem>.sqlite.zst`),
+/// or `<stem>.delta.zst` for a delta.
+fn own_file(full: &str, m: &SnapshotManifest) -> String {
+    match (&m.parent, full.strip_suffix(".sqlite.zst")) {
+        (Some(_), Some(stem)) => format!("{stem}.delta.zst"),
+        _ => full.to_string(),
+    }
 }
 
 /// Segment objects, sorted by sequence number then name: (seq, object
@@ -340,16 +401,18 @@ pub fn segment_objects(repo: &dyn Repository) -> Result<Vec<(u64, String, String
 }
 
 /// Deletes snapshots (manifest first, then data) created more than
-/// `keep_days` before `now_ms`, never the newest one. Segments are history
-/// and are kept. Returns the manifests removed.
+/// `keep_days` before `now_ms`, never the newest one nor one a kept delta is
+/// built on (its chain, chain.rs), newest first (a delta goes before its
+/// parent). Segments are history and are kept. Returns the manifests removed.
 pub fn apply_retention(repo: &dyn Repository, keep_days: u32, now_ms: i64) -> Result<Vec<String>> {
-    let (mut list, _) = manifests(repo)?;
-    list.sort_by_key(|m| m.created_ms);
-    list.pop(); // the newest is always kept
+    let (list, _) = manifests(repo)?;
+    let newest = list.iter().max_by_key(|m| m.created_ms).map(|m| m.file.clone());
     let horizon = now_ms - i64::from(keep_days) * 86_400_000;
+    let expired = |m: &SnapshotManifest| m.created_ms < horizon && Some(&m.file) != newest.as_ref();
+    let needed = chain::needed_by(&list, list.iter().filter(|m| !expired(m)));
     let mut removed = Vec::new();
-    for m in list.into_iter().filter(|m| m.created_ms < horizon) {
-        let manifest = m.file.trim_end_matches(".sqlite.zst").to_string() + ".json";
+    for m in list.iter().rev().filter(|m| expired(m) && !needed.contains(&m.file)) {
+        let manifest = m.manifest_name();
         // Manifest first: a snapshot without its manifest is an unreferenced file, never a broken backup.
         repo.delete(&manifest)?;
         repo.delete(&m.file)?;

@@ -9,7 +9,7 @@
 //! repository whose chain has an unexplained hole.
 //!
 //! ```text
-//! REPO/log-start.json   {"format": 2, "first_seq", "first_lsn", "base_hash", "pruned_before_ms", "pruned_at_ms"}
+//! REPO/log-start.json   {"format": 3, "first_seq", "first_lsn", "base_hash", "pruned_before_ms", "pruned_at_ms"}
 //! ```
 //!
 //! A restore from a pruned repository starts from a snapshot at or after the

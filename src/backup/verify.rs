@@ -132,6 +132,8 @@ fn check_snapshots(
         crate::durable::create_dir(&tmpdir)?;
     }
     let total = list.len() as u64;
+    // Deltas are built on the database of their parent, checked just before (list order is LSN order).
+    let mut builder = super::chain::Builder::default();
     for m in &list {
         r.snapshots += 1;
         progress(VerifyProgress::Snapshots { done: r.snapshots, total });
@@ -144,7 +146,11 @@ fn check_snapshots(
             r.problems.push(format!("snapshot {}: its head hash at LSN {} is not on the segments' chain", m.file, m.lsn));
         }
         let from_log = rows.and_then(|at| at.at(m.lsn));
-        let checked = if deep { unpack_and_check(repo, m, &tmpdir, from_log) } else { hash_matches(repo, m) };
+        let checked = if deep {
+            unpack_and_check(repo, (&list, m), &mut builder, &tmpdir, from_log)
+        } else {
+            super::chain::lineage(&list, m).and_then(|_| hash_matches(repo, m))
+        };
         match checked {
             Ok(()) => {}
             // Unpacking names the snapshot itself.
@@ -164,13 +170,18 @@ fn hash_matches(repo: &dyn Repository, m: &SnapshotManifest) -> Result<()> {
     Ok(())
 }
 
-/// Streams the snapshot out (checking every byte against the manifest) into
-/// a scratch file and checks what it holds, its rows against `from_log` when
-/// the chain gave them.
-fn unpack_and_check(repo: &dyn Repository, m: &SnapshotManifest, tmpdir: &std::path::Path, from_log: Option<&Digests>) -> Result<()> {
+/// Streams the snapshot out (checking every byte against the manifest; a
+/// delta through its chain, onto its parent's database when that is the one
+/// the scratch file holds) into a scratch file and checks what it holds, its
+/// rows against `from_log` when the chain gave them.
+fn unpack_and_check(
+    repo: &dyn Repository,
+    (list, m): (&[SnapshotManifest], &SnapshotManifest),
+    builder: &mut super::chain::Builder,
+    tmpdir: &std::path::Path,
+    from_log: Option<&Digests>,
+) -> Result<()> {
     let p = tmpdir.join("snapshot.sqlite");
-    let checked = crate::snapshot::unpack_scratch(m, repo.open_reader(&m.file)?, &p)
-        .and_then(|()| crate::snapshot::check_contents(m, &p, || Ok(from_log.cloned())));
-    let _ = std::fs::remove_file(&p);
-    checked.map(|_| ())
+    builder.build(repo, list, m, &p, false)?;
+    crate::snapshot::check_contents(m, &p, || Ok(from_log.cloned())).map(|_| ())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use candlelog::backup::object::open_repository;
-use candlelog::backup::{SnapshotPolicy, VerifyProgress, manifests, segment_objects, verify_repo_with};
+use candlelog::backup::{DeltaPolicy, SnapshotPolicy, VerifyProgress, manifests, segment_objects, verify_repo_with};
 use candlelog::ops::backup::{Progress, Target};
 use candlelog::ops::restore::{Cut, restore};
 
@@ -25,6 +25,10 @@ pub struct Args {
     /// snapshot needs. Restores then start at the oldest snapshot. Default: keep all history.
     #[arg(long, value_name = "DATE")]
     pub prune_segments_before: Option<String>,
+    /// Take a full snapshot, never a delta of the repository's newest one
+    /// (a delta holds only the pages changed since; see delta_chain_max).
+    #[arg(long)]
+    pub full_snapshot: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -99,7 +103,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                     );
                 }
                 for m in &snaps {
-                    outln!("  snapshot LSN {:>10}  {} bytes  created {}  {}", m.lsn, m.file_bytes, super::fmt_ms(m.created_ms), m.file);
+                    let kind = m.parent.as_ref().map_or(String::new(), |p| format!("  (delta of {p})"));
+                    outln!(
+                        "  snapshot LSN {:>10}  {} bytes  created {}  {}{kind}",
+                        m.lsn,
+                        m.file_bytes,
+                        super::fmt_ms(m.created_ms),
+                        m.file
+                    );
                 }
                 for b in &bad {
                     outln!("  UNREADABLE {b}");
@@ -141,12 +152,24 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                         let every = r.snapshot_every.as_deref().map(candlelog::config::parse_duration).transpose().map_err(|e| {
                             candlelog::Error::Usage(format!("[[backup.repositories]] {}: snapshot_every: {e}", r.path.display()))
                         })?;
+                        let defaults = DeltaPolicy::default();
+                        let delta = DeltaPolicy {
+                            chain_max: r.delta_chain_max.unwrap_or(defaults.chain_max),
+                            max_percent: r.delta_max_percent.unwrap_or(defaults.max_percent),
+                        };
+                        if !(1..=100).contains(&delta.max_percent) {
+                            return Err(candlelog::Error::Usage(format!(
+                                "[[backup.repositories]] {}: delta_max_percent = {} is not a percentage from 1 to 100",
+                                r.path.display(),
+                                delta.max_percent
+                            )));
+                        }
                         Ok(Target {
                             location: loc(&r.path),
                             keep_days: r.keep_days,
                             // The flag wins over the repository's `prune_segments_days`.
                             prune_before_ms: prune_before.or(r.prune_segments_days.map(|d| now - i64::from(d) * 86_400_000)),
-                            policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64) },
+                            policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64), delta },
                         })
                     })
                     .collect::<Result<_, candlelog::Error>>()?
@@ -158,6 +181,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             };
             if targets.is_empty() {
                 return Err(candlelog::Error::Usage("backup needs --to REPO or [[backup.repositories]] in the config".into()).into());
+            }
+            let mut targets = targets;
+            if args.full_snapshot {
+                for t in &mut targets {
+                    t.policy.delta.chain_max = 0;
+                }
             }
             let mut store = cli.open_store()?;
             let json = args.json;

@@ -84,7 +84,10 @@ fn one(store: &mut Store, t: &Target, run: &mut BackupRun, progress: &mut dyn Fn
     };
     let tidy_error = tidy(repo.as_ref(), t, &mut report, progress).err();
     let snapshot = match (&report.snapshot, &report.snapshot_skipped) {
-        (Some(m), _) => format!("snapshot at LSN {}", m.lsn),
+        (Some(m), _) => match &m.parent {
+            Some(parent) => format!("delta snapshot at LSN {} ({} bytes, the pages changed since {parent})", m.lsn, m.file_bytes),
+            None => format!("snapshot at LSN {}", m.lsn),
+        },
         (None, Some(why)) => format!("no snapshot: {why}"),
         (None, None) => "no snapshot".to_string(),
     };

@@ -303,7 +303,8 @@ fn restore_snapshot(
             refuse(format!("snapshot {}: its head hash at LSN {} is not on the log's chain", m.file, m.lsn));
             continue;
         }
-        let unpacked = repo.open_reader(&m.file).map_err(Error::from).and_then(|r| snapshot::unpack_to(m, r, &paths.projection));
+        // A delta is built through its chain (src/backup/chain.rs), proven by its raw_blake3.
+        let unpacked = crate::backup::chain::materialize(repo, list, m, &paths.projection);
         // The log before the snapshot is in the restored directory unless the repository was pruned.
         let checked = unpacked.and_then(|()| {
             snapshot::check_contents(m, &paths.projection, || {
@@ -335,7 +336,7 @@ fn restore_snapshot(
                 snapshot: m.clone(),
                 chain: source.identity.map(crate::store::ChainId::of),
             };
-            base.write(paths, &mut repo.open_reader(&m.file)?)?;
+            crate::backup::chain::keep_as_base(repo, m, &paths.projection, base, paths)?;
         }
         return Ok(Some(m.lsn));
     }

@@ -207,9 +207,19 @@ impl Store {
         }
     }
 
-    /// A consistent copy of the projection's tables at the current head, for snapshots.
+    /// A consistent copy of the projection's tables at the current head, for
+    /// snapshots. A projection in its own file (its schema exactly
+    /// candlelog's) is copied page by page, so pages the next days do not
+    /// touch stay byte for byte the same and delta snapshots carry only what
+    /// changed (src/snapshot/pages.rs); one inside an agent's database gets
+    /// its tables copied into a new file.
     pub fn snapshot_projection(&self, dest: &std::path::Path) -> Result<Applied> {
-        self.projection.copy_into(dest)?;
+        let conn = self.projection.connection();
+        if crate::projection::sqlite::schema_problems(conn).is_ok_and(|p| p.is_empty()) {
+            crate::snapshot::pages::page_copy(conn, dest)?;
+        } else {
+            self.projection.copy_into(dest)?;
+        }
         Ok(self.projection.applied()?)
     }
 

@@ -54,7 +54,7 @@ fn issue_10_a_backup_of_another_chain_is_refused_and_writes_nothing() {
     let a = chain(tmp.path(), "a", &repo_a);
     // The marker records A's identity: the end of its first frame.
     let (lsn, hash) = first_frame(&a);
-    assert_eq!(marker(&repo_a), serde_json::json!({"format": 2, "chain": {"lsn": lsn, "hash": hash}}));
+    assert_eq!(marker(&repo_a), serde_json::json!({"format": 3, "chain": {"lsn": lsn, "hash": hash}}));
 
     let repo_b = tmp.path().join("repo-b");
     let b = chain(tmp.path(), "b", &repo_b);

@@ -1,4 +1,5 @@
 mod backup;
+mod backup_delta;
 mod chain_identity;
 mod cli;
 mod corruption;

@@ -63,7 +63,7 @@ fn a_pruned_repository_verifies_restores_and_the_restored_directory_works() {
     assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", tail.to_str().unwrap()]).code, 0);
     let b = run(&dir, &["backup", "--to", repo.to_str().unwrap(), "--json"]);
     assert_eq!(b.code, 0, "{}", b.stderr);
-    let lost = json(&b)[0]["snapshot"]["file"].as_str().unwrap().replace(".sqlite.zst", ".json");
+    let lost = json(&b)[0]["snapshot"]["file"].as_str().unwrap().replace(".sqlite.zst", ".json").replace(".delta.zst", ".json");
     std::fs::remove_file(repo.join(lost)).unwrap();
 
     // Restore: the log starts at the first kept segment, on top of the snapshot.

@@ -101,9 +101,9 @@ fn a_log_cut_at_a_frame_boundary_gets_its_lost_frames_back() {
 fn an_older_bad_snapshot_does_not_stop_a_newer_good_one() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, repo) = prepared(tmp.path());
-    // A second backup; then damage the older snapshot only.
+    // A second backup, full (a delta would be built on the older one); then damage the older snapshot only.
     assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
-    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap(), "--full-snapshot"]).code, 0);
     let mut snaps: Vec<PathBuf> = std::fs::read_dir(repo.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().path())

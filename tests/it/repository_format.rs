@@ -46,11 +46,25 @@ fn marker_v2_bytes() -> Vec<u8> {
         .into_bytes()
 }
 
-/// The frozen repositories: two of format 1, one of format 2.
-const VECTORS: [&str; 3] = ["valid", "pruned", "format2"];
+/// The format-3 marker (`format3/`): as format 2's, with format 3.
+fn marker_v3_bytes() -> Vec<u8> {
+    String::from_utf8(marker_v2_bytes()).unwrap().replace("\"format\": 2", "\"format\": 3").into_bytes()
+}
+
+/// The frozen repositories: two of format 1, one of format 2, one of format 3.
+const VECTORS: [&str; 4] = ["valid", "pruned", "format2", "format3"];
 
 fn marker_bytes(sub: &str) -> Vec<u8> {
-    if sub == "format2" { marker_v2_bytes() } else { MARKER_V1_BYTES.to_vec() }
+    match sub {
+        "format2" => marker_v2_bytes(),
+        "format3" => marker_v3_bytes(),
+        _ => MARKER_V1_BYTES.to_vec(),
+    }
+}
+
+/// The snapshot object of `stem` in `sub`: format 3's B is a delta of A.
+fn snapshot_file(sub: &str, stem: &str) -> String {
+    if sub == "format3" && stem == SNAP_B { format!("{stem}.delta.zst") } else { format!("{stem}.sqlite.zst") }
 }
 const SEG1_OBJECT: &str = "segments/00000000000000000001-f50f20814b3c3dcc80bb751b730f390e1332c373dc7cc9f533805f4cae284f44.seg";
 const SEG2_OBJECT: &str = "segments/00000000000000000002-621adf0bb8d2716dea3428704a3a102a2ba548860c3c52568528b8b12671e8a7.seg";
@@ -73,8 +87,9 @@ fn bless() -> bool {
 
 /// A snapshot of the projection of `paths`' log, named and stamped as a
 /// backup at `created_ms` would: the bytes `backup` uploads and its manifest.
+/// The page-stable copy stays at `paths.root/snapshot-<created_ms>.sqlite`.
 fn snapshot_of(paths: &Paths, created_ms: i64) -> (Vec<u8>, SnapshotManifest) {
-    let raw = paths.root.join("snapshot.sqlite");
+    let raw = paths.root.join(format!("snapshot-{created_ms}.sqlite"));
     let _ = std::fs::remove_file(&raw);
     let store = Store::open(paths, StoreOptions::default()).unwrap();
     let applied = store.snapshot_projection(&raw).unwrap();
@@ -95,7 +110,25 @@ fn put_snapshot(repo: &DirRepository, (bytes, manifest): &(Vec<u8>, SnapshotMani
     let manifest = &SnapshotManifest { format, ..manifest.clone() };
     repo.put(&manifest.file, bytes).unwrap();
     let json = serde_json::to_vec_pretty(manifest).unwrap();
-    repo.put(&manifest.file.replace(".sqlite.zst", ".json"), &json).unwrap();
+    repo.put(&manifest.manifest_name(), &json).unwrap();
+}
+
+/// Snapshot B as a delta of A (format 3): the pages of B's page-stable copy
+/// that differ from A's, as `backup` writes it.
+fn delta_of(paths: &Paths, (a, b): (&SnapshotManifest, &SnapshotManifest)) -> (Vec<u8>, SnapshotManifest) {
+    use candlelog::snapshot::pages::PageImage;
+    let raw = |m: &SnapshotManifest| paths.root.join(format!("snapshot-{}.sqlite", m.created_ms));
+    let (image_a, image_b) = (PageImage::scan(&raw(a)).unwrap(), PageImage::scan(&raw(b)).unwrap());
+    let head: [u8; 32] =
+        (0..32).map(|i| u8::from_str_radix(&b.head_hash[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<_>>().try_into().unwrap();
+    let name = b.file.replace(".sqlite.zst", ".delta.zst");
+    let parent = SnapshotManifest { format: 3, ..a.clone() };
+    let mut pack = candlelog::snapshot::pack_delta(&raw(b), (&image_b, &image_a), &parent, (b.lsn, head), &name, b.created_ms).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut pack, &mut bytes).unwrap();
+    let mut manifest = pack.manifest();
+    manifest.row_digests = b.row_digests.clone();
+    (bytes, manifest)
 }
 
 fn segment_object(seq: u64, bytes: &[u8]) -> String {
@@ -131,6 +164,15 @@ fn generate(dest: &Path) {
     format2.put(&segment_object(2, &seg2), &seg2).unwrap();
     put_snapshot(&format2, &snap_a, 2);
     put_snapshot(&format2, &snap_b, 2);
+
+    // format2/ as this build's backups write it: snapshot B a delta of A.
+    let format3 = DirRepository::open(&dest.join("format3")).unwrap();
+    let chain = ChainId { lsn: 2, hash: golden::FRAME1_HASH_HEX.into() };
+    write_marker(&format3, &Marker { format: 3, chain: Some(chain) }).unwrap();
+    format3.put(&segment_object(1, &seg1), &seg1).unwrap();
+    format3.put(&segment_object(2, &seg2), &seg2).unwrap();
+    put_snapshot(&format3, &snap_a, 3);
+    put_snapshot(&format3, &delta_of(&paths, (&snap_a.1, &snap_b.1)), 3);
 
     // As `backup --prune-segments-before 2026-01-23` leaves it: segment 1 is
     // committed before the date and no snapshot needs it (it ends at the
@@ -196,6 +238,15 @@ fn repository_vectors_match_the_generator() {
                 for k in ["file_bytes", "file_blake3", "raw_bytes", "raw_blake3", "candlelog_version"] {
                     m.as_object_mut().unwrap().remove(k).unwrap_or_else(|| panic!("{sub}/{stem}.json has no {k}"));
                 }
+                // A delta names the database it applies to, which holds the time it was made too.
+                m.as_object_mut().unwrap().remove("parent_raw_blake3");
+                if sub == "format3" {
+                    m.as_object_mut().unwrap().remove("row_digests").unwrap_or_else(|| panic!("{sub}/{stem}.json: no row_digests"));
+                }
+            }
+            if sub == "format3" {
+                assert_eq!(a, b, "{sub}/{stem}.json");
+                continue;
             }
             // The frozen manifests predate `row_digests` (readers take them without it);
             // today's carry the digests of the golden log's rows at their LSN.
@@ -257,11 +308,12 @@ fn golden_repository_follows_the_spec() {
             assert_eq!(bytes, std::fs::read(golden::vectors_dir().join(vector)).unwrap(), "{sub}/{name} is {vector}");
         }
         // Manifests: every field, and the file they describe.
+        let mut raw_a = Vec::new();
         for (stem, lsn, head, created) in
             [(SNAP_A, 4, golden::SEG1_HEAD_HEX, SNAP_A_CREATED_MS), (SNAP_B, 7, golden::SEG2_SEALED_HEAD_HEX, SNAP_B_CREATED_MS)]
         {
             let m = manifest_json(&root, stem);
-            let expected_keys = [
+            let mut expected_keys = vec![
                 "candlelog_version",
                 "created_ms",
                 "file",
@@ -274,17 +326,41 @@ fn golden_repository_follows_the_spec() {
                 "raw_bytes",
                 "rows",
             ];
+            if sub == "format3" {
+                expected_keys.push("row_digests");
+                if stem == SNAP_B {
+                    expected_keys.extend(["parent", "parent_raw_blake3"]);
+                }
+            }
             assert_eq!(keys(&m), expected_keys.iter().map(|k| k.to_string()).collect(), "{sub}/{stem}.json");
-            assert_eq!(m["format"], if sub == "format2" { 2 } else { 1 });
+            assert_eq!(
+                m["format"],
+                match sub {
+                    "format2" => 2,
+                    "format3" => 3,
+                    _ => 1,
+                }
+            );
             assert_eq!(m["lsn"], lsn);
             assert_eq!(m["head_hash"], head);
-            assert_eq!(m["file"], format!("{stem}.sqlite.zst"));
+            assert_eq!(m["file"], snapshot_file(sub, stem));
             assert_eq!(m["created_ms"], created);
             assert_eq!(m["rows"], serde_json::json!({"ohlcv_d1": 1, "ohlcv_h4": if lsn >= 5 { 3 } else { 2 }}));
-            let file = std::fs::read(root.join(format!("{stem}.sqlite.zst"))).unwrap();
+            let file = std::fs::read(root.join(snapshot_file(sub, stem))).unwrap();
             assert_eq!(m["file_bytes"], file.len());
             assert_eq!(m["file_blake3"], blake3::hash(&file).to_hex().as_str());
-            let raw = zstd::bulk::decompress(&file, 1 << 20).unwrap();
+            let raw = match m.get("parent") {
+                // A delta: its pages written over its parent's database (format/repository.md, "Delta snapshots").
+                Some(parent) => {
+                    assert_eq!(parent, &format!("{SNAP_A}.sqlite.zst"));
+                    assert_eq!(m["parent_raw_blake3"], blake3::hash(&raw_a).to_hex().as_str());
+                    apply_delta_by_the_spec(&raw_a, &zstd::bulk::decompress(&file, 1 << 20).unwrap())
+                }
+                None => zstd::bulk::decompress(&file, 1 << 20).unwrap(),
+            };
+            if stem == SNAP_A {
+                raw_a = raw.clone();
+            }
             assert_eq!(m["raw_bytes"], raw.len());
             assert_eq!(m["raw_blake3"], blake3::hash(&raw).to_hex().as_str());
             assert!(raw.starts_with(b"SQLite format 3\0"));
@@ -312,10 +388,28 @@ fn golden_repository_follows_the_spec() {
     );
 }
 
+/// A delta stream applied to its parent's database as format/repository.md
+/// describes it, without candlelog's code: header, then (page number, page).
+fn apply_delta_by_the_spec(parent: &[u8], delta: &[u8]) -> Vec<u8> {
+    assert_eq!(&delta[..8], b"CLDELTA1");
+    let u64_at = |at: usize| u64::from_le_bytes(delta[at..at + 8].try_into().unwrap());
+    let page_size = u32::from_le_bytes(delta[8..12].try_into().unwrap()) as usize;
+    let (page_count, changed) = (u64_at(12) as usize, u64_at(20) as usize);
+    assert_eq!(delta.len(), 28 + changed * (8 + page_size), "nothing after the last page");
+    let mut out = parent.to_vec();
+    out.resize(page_count * page_size, 0);
+    for k in 0..changed {
+        let at = 28 + k * (8 + page_size);
+        let no = u64_at(at) as usize;
+        out[no * page_size..(no + 1) * page_size].copy_from_slice(&delta[at + 8..at + 8 + page_size]);
+    }
+    out
+}
+
 #[test]
 fn golden_repository_verifies_lists_and_restores() {
-    // Format 1 (still read) and format 2 read the same.
-    for sub in ["valid", "format2"] {
+    // Format 1 and 2 (still read) and format 3 read the same.
+    for sub in ["valid", "format2", "format3"] {
         verifies_lists_and_restores(sub);
     }
 }
@@ -344,7 +438,7 @@ fn verifies_lists_and_restores(sub: &str) {
         v["segments"].as_array().unwrap().iter().map(|x| (x["seq"].as_u64().unwrap(), x["object"].as_str().unwrap().into())).collect();
     assert_eq!(listed, [(1, SEG1_OBJECT.to_string()), (2, SEG2_OBJECT.to_string())]);
     let snaps: Vec<&str> = v["snapshots"].as_array().unwrap().iter().map(|m| m["file"].as_str().unwrap()).collect();
-    assert_eq!(snaps, [format!("{SNAP_A}.sqlite.zst"), format!("{SNAP_B}.sqlite.zst")]);
+    assert_eq!(snaps, [snapshot_file(sub, SNAP_A), snapshot_file(sub, SNAP_B)]);
     assert!(v["log_start"].is_null());
 
     // Restore: the head, then cuts at LSN 5 (snapshot A, then replay) and 3 (the log alone).
@@ -629,16 +723,16 @@ fn cases() -> Vec<Case> {
             restore: Restore::Restored(4, Some(4), vec![]),
         },
         Case {
-            name: "a marker of repository format 3",
+            name: "a marker of repository format 4",
             base: "valid",
             damage: Box::new(|r| {
-                std::fs::write(r.join(MARKER), "{\"format\": 3}\n").unwrap();
+                std::fs::write(r.join(MARKER), "{\"format\": 4}\n").unwrap();
                 vec![]
             }),
             verify: 1,
             verify_deep: 1,
-            verify_says: strings(&["uses repository format 3; this build reads formats 1 to 2: upgrade candlelog"]),
-            restore: Restore::Refused(1, strings(&["uses repository format 3; this build reads formats 1 to 2: upgrade candlelog"])),
+            verify_says: strings(&["uses repository format 4; this build reads formats 1 to 3: upgrade candlelog"]),
+            restore: Restore::Refused(1, strings(&["uses repository format 4; this build reads formats 1 to 3: upgrade candlelog"])),
         },
         Case {
             name: "no marker",
@@ -773,15 +867,15 @@ fn cases() -> Vec<Case> {
             restore: Restore::Restored(7, Some(4), vec![b_json.clone()]),
         },
         Case {
-            name: "a manifest of repository format 3",
+            name: "a manifest of repository format 4",
             base: "valid",
             damage: Box::new(|r| {
-                edit_manifest(r, SNAP_B, |m| m["format"] = 3.into());
+                edit_manifest(r, SNAP_B, |m| m["format"] = 4.into());
                 vec![]
             }),
             verify: 1,
             verify_deep: 1,
-            verify_says: vec![format!("{b_json}: written in repository format 3 (this build reads 1 to 2); upgrade candlelog")],
+            verify_says: vec![format!("{b_json}: written in repository format 4 (this build reads 1 to 3); upgrade candlelog")],
             restore: Restore::Restored(7, Some(4), vec![b_json.clone()]),
         },
         Case {
@@ -851,18 +945,70 @@ fn cases() -> Vec<Case> {
             restore: Restore::Restored(7, Some(7), vec![]),
         },
         Case {
-            name: "log-start.json of format 3",
+            name: "log-start.json of format 4",
             base: "pruned",
             damage: Box::new(|r| {
                 let p = r.join(LOG_START);
-                let s = std::fs::read_to_string(&p).unwrap().replace("\"format\": 1", "\"format\": 3");
+                let s = std::fs::read_to_string(&p).unwrap().replace("\"format\": 1", "\"format\": 4");
                 std::fs::write(p, s).unwrap();
                 vec![]
             }),
             verify: 1,
             verify_deep: 1,
-            verify_says: strings(&["log-start.json: format 3 or start 2/5 not understood"]),
-            restore: Restore::Refused(1, strings(&["log-start.json: format 3 or start 2/5 not understood"])),
+            verify_says: strings(&["log-start.json: format 4 or start 2/5 not understood"]),
+            restore: Restore::Refused(1, strings(&["log-start.json: format 4 or start 2/5 not understood"])),
+        },
+        Case {
+            name: "a flipped byte in a delta snapshot object",
+            base: "format3",
+            damage: Box::new(|r| {
+                flip(&r.join(format!("{SNAP_B}.delta.zst")), 40);
+                vec![]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![format!("snapshot {SNAP_B}.delta.zst: size or blake3 differs from its manifest")],
+            restore: Restore::Restored(7, Some(4), vec![format!("snapshot {SNAP_B}.delta.zst: size or blake3 differs from its manifest")]),
+        },
+        Case {
+            name: "a delta whose parent is gone (its manifest deleted)",
+            base: "format3",
+            damage: Box::new(|r| {
+                std::fs::remove_file(r.join(format!("{SNAP_A}.json"))).unwrap();
+                vec![]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![format!(
+                "snapshot {SNAP_B}.delta.zst: its parent {SNAP_A}.sqlite.zst is missing (no readable manifest describes it); it cannot be restored"
+            )],
+            restore: Restore::Restored(7, None, vec![format!("snapshot {SNAP_B}.delta.zst: its parent {SNAP_A}.sqlite.zst is missing")]),
+        },
+        Case {
+            name: "a delta naming another database as its parent (parent_raw_blake3)",
+            base: "format3",
+            damage: Box::new(|r| {
+                edit_manifest(r, SNAP_B, |m| m["parent_raw_blake3"] = "ab".repeat(32).into());
+                vec![]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![format!("snapshot {SNAP_B}.delta.zst: its parent {SNAP_A}.sqlite.zst holds another database")],
+            restore: Restore::Restored(7, Some(4), vec![format!("its parent {SNAP_A}.sqlite.zst holds another database")]),
+        },
+        Case {
+            name: "a delta in a manifest of format 2",
+            base: "format3",
+            damage: Box::new(|r| {
+                edit_manifest(r, SNAP_B, |m| m["format"] = 2.into());
+                vec![]
+            }),
+            verify: 1,
+            verify_deep: 1,
+            verify_says: vec![format!(
+                "{SNAP_B}.json: snapshot {SNAP_B}.delta.zst: a delta (parent and parent_raw_blake3, both) exists from repository format 3 on"
+            )],
+            restore: Restore::Restored(7, Some(4), vec![format!("{SNAP_B}.json")]),
         },
         Case {
             name: "log-start.json with an upper-case base_hash",
@@ -1011,8 +1157,8 @@ fn a_backup_written_today_has_the_golden_layout() {
     assert_eq!((report["segments_uploaded"].as_u64(), report["segments_present"].as_u64()), (Some(2), Some(0)), "{report}");
 
     let golden = repository_dir().join("format2");
-    // The marker, byte for byte: format 2, the golden chain's identity.
-    assert_eq!(std::fs::read(new.join(MARKER)).unwrap(), std::fs::read(golden.join(MARKER)).unwrap());
+    // The marker, byte for byte: format 3, the golden chain's identity.
+    assert_eq!(std::fs::read(new.join(MARKER)).unwrap(), std::fs::read(repository_dir().join("format3").join(MARKER)).unwrap());
     // The segment objects: the same names and bytes.
     let segs = |root: &Path| -> Vec<(String, Vec<u8>)> {
         support::tree_files(root).into_iter().filter(|(n, _)| n.starts_with("segments/")).collect()
@@ -1035,7 +1181,8 @@ fn a_backup_written_today_has_the_golden_layout() {
     assert_eq!(*stem, format!("snapshots/{:020}-{}", 7, m["created_ms"]));
     assert_eq!(m["file"], format!("{stem}.sqlite.zst"));
     assert!(snaps.contains(&&format!("{stem}.sqlite.zst")), "{snaps:?}");
-    for k in ["format", "lsn", "head_hash", "rows"] {
+    assert_eq!(m["format"], 3);
+    for k in ["lsn", "head_hash", "rows"] {
         assert_eq!(m[k], g[k], "{k}");
     }
     let file = std::fs::read(new.join(format!("{stem}.sqlite.zst"))).unwrap();
@@ -1049,6 +1196,19 @@ fn a_backup_written_today_has_the_golden_layout() {
     // What it wrote reads back as the golden repository does.
     let v = json(&run(tmp.path(), &["backup", "verify", "--from", s(&new), "--deep", "--json"]));
     assert_eq!((v["ok"].as_bool(), v["segments"].as_u64(), v["head_lsn"].as_u64()), (Some(true), Some(2), Some(7)), "{v}");
+
+    // The next backup (the log now holds the first one's Run record, LSN 8) is a
+    // delta of the first snapshot, with the golden delta's keys.
+    let r = run(&dir, &["backup", "--to", s(&new), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let d = &json(&r)[0]["snapshot"];
+    assert_eq!(d["parent"], m["file"], "{d}");
+    assert_eq!(d["lsn"], 8, "{d}");
+    assert!(d["file"].as_str().unwrap().ends_with(".delta.zst"), "{d}");
+    let stem = d["file"].as_str().unwrap().strip_suffix(".delta.zst").unwrap();
+    assert_eq!(keys(&manifest_json(&new, stem)), keys(&manifest_json(&repository_dir().join("format3"), SNAP_B)));
+    let v = json(&run(tmp.path(), &["backup", "verify", "--from", s(&new), "--deep", "--json"]));
+    assert_eq!((v["ok"].as_bool(), v["snapshots"].as_u64(), v["head_lsn"].as_u64()), (Some(true), Some(2), Some(8)), "{v}");
 }
 
 #[test]
@@ -1067,14 +1227,14 @@ fn a_prune_today_leaves_the_golden_pruned_layout() {
     let golden = repository_dir().join("pruned");
     let segs = |root: &Path| -> Vec<String> { names(root).into_iter().filter(|n| n.starts_with("segments/")).collect() };
     assert_eq!(segs(&repo), segs(&golden));
-    // The format-1 marker was upgraded by the backup: format 2 with the identity its segment 1 holds.
-    assert_eq!(std::fs::read(repo.join(MARKER)).unwrap(), marker_v2_bytes());
+    // The format-1 marker was upgraded by the backup: format 3 with the identity its segment 1 holds.
+    assert_eq!(std::fs::read(repo.join(MARKER)).unwrap(), marker_v3_bytes());
     // log-start.json: the golden one, but for the time the prune ran and its format (2 now).
     let read = |root: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(root.join(LOG_START)).unwrap()).unwrap() };
     let (mut today, mut frozen) = (read(&repo), read(&golden));
     assert_eq!(keys(&today), keys(&frozen));
     assert!(today["pruned_at_ms"].as_i64().unwrap() > PRUNED_AT_MS);
-    assert_eq!((today["format"].as_u64(), frozen["format"].as_u64()), (Some(2), Some(1)));
+    assert_eq!((today["format"].as_u64(), frozen["format"].as_u64()), (Some(3), Some(1)));
     for k in ["pruned_at_ms", "format"] {
         today.as_object_mut().unwrap().remove(k);
         frozen.as_object_mut().unwrap().remove(k);
@@ -1098,15 +1258,15 @@ fn writers_and_recover_refuse_what_readers_refuse() {
 
     // A repository of a newer format: backup writes nothing into it, recover reads nothing from it.
     let newer = copy_of("valid", tmp.path());
-    std::fs::write(newer.join(MARKER), "{\"format\": 3}\n").unwrap();
+    std::fs::write(newer.join(MARKER), "{\"format\": 4}\n").unwrap();
     let before = support::tree_files(&newer);
     let r = run(&dir, &["backup", "--to", s(&newer)]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("error: backup to {}: {} uses repository format 3", s(&newer), s(&newer))), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("error: backup to {}: {} uses repository format 4", s(&newer), s(&newer))), "{}", r.stderr);
     assert_eq!(support::tree_files(&newer), before, "nothing written");
     let r = run(&dir, &["recover", "--from", s(&newer)]);
     assert_eq!(r.code, 1, "a repository this build cannot read is a failure, not a usage error (issue 9): {}", r.stderr);
-    assert!(r.stderr.contains("uses repository format 3; this build reads formats 1 to 2: upgrade candlelog"), "{}", r.stderr);
+    assert!(r.stderr.contains("uses repository format 4; this build reads formats 1 to 3: upgrade candlelog"), "{}", r.stderr);
 
     // A repository holding another history's segment 2: backup refuses to add a second one.
     let other = tmp.path().join("other");

@@ -31,6 +31,8 @@ fn backup_restore_recover_and_drill_through_s3() {
     assert_eq!(run(&s3, &dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
     let r = json(&run(&s3, &dir, &["backup", "--to", repo, "--json"]));
     assert_eq!(r[0]["segments_uploaded"], 1, "incremental: {r}");
+    // Issue 12: its snapshot is a delta of the first; restore, recover, drill and the pruned restore below go through it.
+    assert!(r[0]["snapshot"]["parent"].is_string(), "a delta snapshot through S3: {r}");
     let v = run(&s3, &dir, &["backup", "verify", "--from", repo, "--deep"]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
 

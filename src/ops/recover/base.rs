@@ -57,9 +57,7 @@ pub(super) fn repair_base(paths: &Paths, remote: &Remote<'_>, missing: &str, r: 
         candidates.sort_by_key(|m| (Some(&m.file) != named.as_ref(), m.lsn));
         for m in candidates {
             let tmp = paths.log.join(".base-check.sqlite");
-            let good = repo.open_reader(&m.file).map_err(Error::from).and_then(|rd| snapshot::unpack_to(m, rd, &tmp));
-            let _ = std::fs::remove_file(&tmp);
-            if let Err(e) = good {
+            if let Err(e) = crate::backup::chain::materialize(repo, &list, m, &tmp) {
                 tracing::warn!(snapshot = %m.file, "skipped for the log base: {e}");
                 continue;
             }
@@ -72,7 +70,9 @@ pub(super) fn repair_base(paths: &Paths, remote: &Remote<'_>, missing: &str, r: 
                 snapshot: m.clone(),
                 chain: RepoSegments::list(repo).ok().and_then(|l| l.identity).map(crate::store::ChainId::of),
             };
-            base.write(paths, &mut repo.open_reader(&m.file)?)?;
+            let kept = crate::backup::chain::keep_as_base(repo, m, &tmp, base, paths);
+            let _ = std::fs::remove_file(&tmp);
+            kept?;
             r.repaired.push(format!("{missing}: the log base was brought back from {} (snapshot at LSN {})", repo.location(), m.lsn));
             return Ok(true);
         }

@@ -46,10 +46,7 @@ pub(super) fn best_snapshot(
         // have broken the order, every other on-chain snapshot, newest first.
         let rest = list[cut..].iter().rev().filter(|m| on_chain(m));
         for m in list[..cut].iter().rev().chain(rest) {
-            let checked = repo
-                .open_reader(&m.file)
-                .map_err(crate::Error::from)
-                .and_then(|r| snapshot::unpack_to(m, r, dest))
+            let checked = crate::backup::chain::materialize(*repo, &list, m, dest)
                 .and_then(|()| snapshot::check_contents(m, dest, || crate::store::log_digests_at(paths, m.lsn).map(Some)));
             match checked {
                 Ok(_) => return Ok(Some(m.clone())),
