@@ -218,6 +218,50 @@ pub enum RowsChecked {
     Unchecked,
 }
 
+/// The checks of [`check_contents`] that cost no scan of the rows, for a
+/// snapshot unpacked at `db` by [`unpack_to`] (so its bytes are the ones its
+/// manifest's `raw_blake3` names: the file the backup checked with
+/// `quick_check` and against the log's rows before publishing it): its schema
+/// is exactly candlelog's (nothing in it can run when rows are applied on top)
+/// and its state row is the manifest's LSN and head hash. What it leaves out,
+/// `quick_check` and the rows against the log, the caller must prove
+/// afterwards: `recover` proves them for the whole projection in its final
+/// `verify --deep`, and goes back to [`check_contents`] when that fails.
+pub fn check_restored(m: &SnapshotManifest, db: &Path) -> Result<()> {
+    let p = match Projection::open_read_only(db) {
+        Ok(p) => p,
+        Err(e) => return refused(m, format!("cannot be opened: {e}")),
+    };
+    check_schema_and_state(m, &p)
+}
+
+fn refused<T>(m: &SnapshotManifest, what: String) -> Result<T> {
+    Err(Error::Damaged(format!("snapshot {} (LSN {}): {what}; refused", m.file, m.lsn)))
+}
+
+/// The snapshot's schema is exactly candlelog's and its state row is its manifest's.
+fn check_schema_and_state(m: &SnapshotManifest, p: &Projection) -> Result<()> {
+    match crate::projection::sqlite::schema_problems(p.connection()) {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => return refused(m, format!("its schema is not candlelog's: {}", problems.join("; "))),
+        Err(e) => return refused(m, format!("its schema cannot be read: {e}")),
+    }
+    match p.applied() {
+        Ok(a) if a.lsn == m.lsn && hex(&a.hash) == m.head_hash => Ok(()),
+        Ok(a) => refused(
+            m,
+            format!(
+                "its candlelog_state says LSN {} with head hash {}, its manifest LSN {} with {}: it is another snapshot relabelled",
+                a.lsn,
+                hex(&a.hash),
+                m.lsn,
+                m.head_hash
+            ),
+        ),
+        Err(e) => refused(m, format!("its candlelog_state cannot be read: {e}")),
+    }
+}
+
 /// Checks the snapshot of manifest `m`, unpacked at `db` (by [`unpack_to`]),
 /// before anything uses it; a failure refuses the snapshot. In this order:
 /// its schema is exactly candlelog's tables and indexes (so no trigger can
@@ -227,7 +271,7 @@ pub enum RowsChecked {
 /// any, and the log's rows at its LSN from `from_log` (asked only when all
 /// else passed; `Ok(None)` when the log before the snapshot is not at hand).
 pub fn check_contents(m: &SnapshotManifest, db: &Path, from_log: impl FnOnce() -> Result<Option<Digests>>) -> Result<RowsChecked> {
-    let refuse = |what: String| Err(Error::Damaged(format!("snapshot {} (LSN {}): {what}; refused", m.file, m.lsn)));
+    let refuse = |what: String| refused(m, what);
     let p = match Projection::open_read_only(db) {
         Ok(p) => p,
         Err(e) => return refuse(format!("cannot be opened: {e}")),
@@ -242,19 +286,7 @@ pub fn check_contents(m: &SnapshotManifest, db: &Path, from_log: impl FnOnce() -
         Ok(problems) => return refuse(format!("fails quick_check: {}", problems.join("; "))),
         Err(e) => return refuse(format!("fails quick_check: {e}")),
     }
-    match p.applied() {
-        Ok(a) if a.lsn == m.lsn && hex(&a.hash) == m.head_hash => {}
-        Ok(a) => {
-            return refuse(format!(
-                "its candlelog_state says LSN {} with head hash {}, its manifest LSN {} with {}: it is another snapshot relabelled",
-                a.lsn,
-                hex(&a.hash),
-                m.lsn,
-                m.head_hash
-            ));
-        }
-        Err(e) => return refuse(format!("its candlelog_state cannot be read: {e}")),
-    }
+    check_schema_and_state(m, &p)?;
     let found = match p.digests() {
         Ok(d) => d,
         Err(e) => return refuse(format!("its rows cannot be read: {e}")),
