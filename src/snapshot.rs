@@ -165,9 +165,7 @@ fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: boo
     let mut input = Hashing::new(compressed.take(m.file_bytes + 1));
     let mut fill = |f: &mut std::fs::File| {
         let decoder = zstd::stream::read::Decoder::new(&mut input)?;
-        let mut raw = Hashing::new(decoder.take(m.raw_bytes + 1));
-        std::io::copy(&mut raw, f)?;
-        Ok(raw.digest())
+        decompress_into(decoder.take(m.raw_bytes + 1), f)
     };
     let written = if durable {
         crate::durable::write_with(dest, fill)
@@ -200,6 +198,48 @@ fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: boo
         return damaged(format!("decompressed bytes differ from the manifest ({raw_bytes} bytes, manifest {})", m.raw_bytes));
     }
     Ok(())
+}
+
+/// Bytes handed from the decompressing thread to the writing one at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Copies `raw` (the decompressing reader) into `f`, returning the bytes
+/// copied and their blake3. Two threads: this one reads and decompresses
+/// (and hashes the compressed bytes, in the reader), the other hashes what
+/// comes out and writes it, so a restore takes about as long as zstd alone;
+/// at most a few chunks are in flight (memory stays a few MiB).
+fn decompress_into(mut raw: impl Read, f: &mut std::fs::File) -> std::io::Result<(u64, String)> {
+    use std::io::Write;
+    use std::sync::mpsc::sync_channel;
+    std::thread::scope(|s| {
+        let (full, filled) = sync_channel::<Vec<u8>>(4);
+        let (empty, emptied) = sync_channel::<Vec<u8>>(8);
+        let writer = s.spawn(move || -> std::io::Result<(u64, String)> {
+            let mut hasher = blake3::Hasher::new();
+            let mut bytes = 0u64;
+            for chunk in filled {
+                hasher.update(&chunk);
+                f.write_all(&chunk)?;
+                bytes += chunk.len() as u64;
+                let _ = empty.try_send(chunk);
+            }
+            Ok((bytes, hasher.finalize().to_hex().to_string()))
+        });
+        let read = loop {
+            let mut chunk = emptied.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            chunk.clear();
+            match (&mut raw).take(CHUNK as u64).read_to_end(&mut chunk) {
+                Ok(0) => break Ok(()),
+                // The writer stopped (its error is returned below).
+                Ok(_) if full.send(chunk).is_err() => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        drop(full);
+        let written = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("the snapshot writer thread panicked")));
+        read.and(written)
+    })
 }
 
 /// Digests as a manifest's `row_digests` holds them: table → 64 hex digits.
