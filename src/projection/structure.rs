@@ -39,6 +39,10 @@ use super::digest::{Digests, RowDigest, SymbolKeys, row_hash};
 use super::{Projection, ProjectionError};
 use crate::event::Interval;
 
+/// Most columns one table scan selects; a table whose indexes need more is
+/// left to `PRAGMA integrity_check(table)`.
+const MAX_SELECT: usize = 32;
+
 /// The columns of an `ohlcv_*` table in the order a row digest reads them.
 const OHLCV: [&str; 9] = ["timestamp", "symbol", "open", "high", "low", "close", "volume", "quote_volume", "trades_count"];
 
@@ -91,26 +95,39 @@ pub fn audit(p: &Projection) -> Result<Audit, ProjectionError> {
         let scanned = (|| -> Result<(), rusqlite::Error> {
             let mut stmt = conn.prepare(&sql)?;
             let mut q = stmt.query([])?;
-            let rowid_at = select.len() - 1;
+            let n = select.len();
+            // Each column is read from SQLite once per row, however many indexes use it.
             while let Some(r) = q.next()? {
-                let rowid = r.get_ref(rowid_at)?;
+                let mut vals = [ValueRef::Null; MAX_SELECT];
+                for (k, v) in vals.iter_mut().take(n).enumerate() {
+                    *v = r.get_ref(k)?;
+                }
+                let rowid = vals[n - 1];
                 for (ix, set) in indexes.iter().zip(expected.iter_mut()) {
                     let mut h = EntryHash::new();
                     for &(at, _) in &ix.keys {
-                        h.value(r.get_ref(at)?);
+                        h.value(vals[at]);
                     }
                     h.value(rowid);
                     set.add(h.finish());
                 }
                 if interval.is_some() {
+                    let real = |k: usize| -> Result<f64, rusqlite::Error> {
+                        match vals[k] {
+                            ValueRef::Real(f) => Ok(f),
+                            ValueRef::Integer(i) => Ok(i as f64),
+                            v => Err(rusqlite::Error::InvalidColumnType(k, OHLCV[k].to_string(), v.data_type())),
+                        }
+                    };
+                    let int = |k: usize| {
+                        vals[k].as_i64().map_err(|_| rusqlite::Error::InvalidColumnType(k, OHLCV[k].to_string(), vals[k].data_type()))
+                    };
                     let mut v = [0f64; 6];
                     for (k, slot) in v.iter_mut().enumerate() {
-                        *slot = r.get(k + 2)?;
+                        *slot = real(k + 2)?;
                     }
-                    let ts: i64 = r.get(0)?;
-                    let sym = r.get_ref(1)?.as_str()?;
-                    let trades: i64 = r.get(8)?;
-                    rows.add_hash(row_hash(&keys.get(sym), ts, &v, trades));
+                    let sym = vals[1].as_str()?;
+                    rows.add_hash(row_hash(&keys.get(sym), int(0)?, &v, int(8)?));
                 }
             }
             Ok(())
@@ -231,6 +248,9 @@ fn plan(conn: &Connection, table: &TableInfo, ohlcv: bool) -> Result<Option<Plan
         indexes.push(IndexInfo { name, unique, keys, key_names });
     }
     select.push(rowid.to_string());
+    if select.len() > MAX_SELECT {
+        return Ok(None);
+    }
     for ix in &mut indexes {
         // The rowid is the last entry of every index, read back as `rowid`.
         ix.key_names.push(rowid.to_string());
