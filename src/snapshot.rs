@@ -165,7 +165,7 @@ fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: boo
     let mut input = Hashing::new(compressed.take(m.file_bytes + 1));
     let mut fill = |f: &mut std::fs::File| {
         let decoder = zstd::stream::read::Decoder::new(&mut input)?;
-        decompress_into(decoder.take(m.raw_bytes + 1), f)
+        decompress_into(decoder.take(m.raw_bytes + 1), f, durable)
     };
     let written = if durable {
         crate::durable::write_with(dest, fill)
@@ -203,25 +203,47 @@ fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: boo
 /// Bytes handed from the decompressing thread to the writing one at a time.
 const CHUNK: usize = 1 << 20;
 
+/// Bytes written between two write-backs started early (`durable` unpacking).
+const FLUSH_EVERY: u64 = 256 << 20;
+
 /// Copies `raw` (the decompressing reader) into `f`, returning the bytes
 /// copied and their blake3. Two threads: this one reads and decompresses
 /// (and hashes the compressed bytes, in the reader), the other hashes what
 /// comes out and writes it, so a restore takes about as long as zstd alone;
-/// at most a few chunks are in flight (memory stays a few MiB).
-fn decompress_into(mut raw: impl Read, f: &mut std::fs::File) -> std::io::Result<(u64, String)> {
+/// at most a few chunks are in flight (memory stays a few MiB). With
+/// `durable`, a third thread `fdatasync`s what was written every
+/// [`FLUSH_EVERY`] bytes while the rest is still being decompressed, so the
+/// caller's final fsync finds little left to write; its error, if any, is
+/// returned (never swallowed: a later fsync of the same file may not report it).
+fn decompress_into(mut raw: impl Read, f: &mut std::fs::File, durable: bool) -> std::io::Result<(u64, String)> {
     use std::io::Write;
     use std::sync::mpsc::sync_channel;
+    let flush_handle = if durable { Some(f.try_clone()?) } else { None };
     std::thread::scope(|s| {
         let (full, filled) = sync_channel::<Vec<u8>>(4);
         let (empty, emptied) = sync_channel::<Vec<u8>>(8);
+        let (tick, ticks) = sync_channel::<()>(1);
+        let flusher = flush_handle.map(|h| {
+            s.spawn(move || -> std::io::Result<()> {
+                for () in ticks {
+                    h.sync_data()?;
+                }
+                Ok(())
+            })
+        });
         let writer = s.spawn(move || -> std::io::Result<(u64, String)> {
             let mut hasher = blake3::Hasher::new();
             let mut bytes = 0u64;
+            let mut flushed = 0u64;
             for chunk in filled {
                 hasher.update(&chunk);
                 f.write_all(&chunk)?;
                 bytes += chunk.len() as u64;
                 let _ = empty.try_send(chunk);
+                // A tick the flusher has not taken yet covers these bytes too.
+                if bytes - flushed >= FLUSH_EVERY && tick.try_send(()).is_ok() {
+                    flushed = bytes;
+                }
             }
             Ok((bytes, hasher.finalize().to_hex().to_string()))
         });
@@ -238,7 +260,9 @@ fn decompress_into(mut raw: impl Read, f: &mut std::fs::File) -> std::io::Result
         };
         drop(full);
         let written = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("the snapshot writer thread panicked")));
-        read.and(written)
+        let synced =
+            flusher.map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err(std::io::Error::other("the snapshot flush thread panicked"))));
+        read.and(written).and_then(|w| synced.map(|()| w))
     })
 }
 
