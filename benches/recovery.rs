@@ -1,16 +1,29 @@
-//! Recovery benchmark driver (run once, timed step by step; not criterion):
-//! a store of SYMBOLS × CANDLES 4h candles (default 2,000 × 5,000 = 10,000,000),
-//! a backup taken before the last TAIL candles (default 1,000,000), the
-//! projection destroyed, then `recover` (snapshot + tail replay + deep verify)
-//! against the replaced system's way (integrity_check of the newest backup
-//! file, then copying it over, losing every candle after it). Also a backup
-//! and an incremental backup (time and bytes), then NIGHTS nightly backups after one
-//! more day each (SYMBOLS × 6 4h candles), to a repository taking full snapshots (the
-//! way before issue 12) and one taking delta snapshots, interleaved (issue 12, target 6).
+//! Recovery benchmark driver (run once per size, timed step by step; not
+//! criterion), for issue 12's targets 4 and 5. Per size: a store of SYMBOLS
+//! 4h series, a backup taken before the last tenth of the candles (the tail),
+//! then a day more and an incremental backup whose snapshot is removed (so
+//! recovery replays the tail); then, RUNS times, interleaved:
+//! - `recover` after the projection is destroyed (snapshot + tail replay +
+//!   deep verify), each step timed;
+//! - the replaced system's way: `PRAGMA integrity_check` of the newest backup
+//!   file, then copying it over (which loses every candle after it);
+//! - `zstd -d` of the snapshot file (the CLI when `zstd` is on PATH, else the
+//!   zstd crate's streaming decoder, said so in the output) against
+//!   `snapshot::unpack_to` of the same file (hashes checked, written durably);
+//! - `verify --deep` of the recovered directory against `PRAGMA
+//!   integrity_check` alone of its projection (the same bundled SQLite).
 //!
-//! `cargo bench --bench recovery` (env SYMBOLS, CANDLES, TAIL, NIGHTS to scale down; KEEP_DIR
-//! to keep the stores for profiling).
+//! - before that, NIGHTS (3) nightly backups after one more day each
+//!   (SYMBOLS × 6 4h candles), to a repository taking full snapshots (the way
+//!   before issue 12) and one taking delta snapshots, interleaved (target 6).
+//!
+//! Medians are printed with the ratios the issue asks for, and the load average.
+//!
+//! `cargo bench --bench recovery` runs 1 M, 3 M and 10 M candles (2,000
+//! symbols). Env: SIZES (comma-separated candle counts, e.g. `SIZES=100000`),
+//! SYMBOLS (2000), RUNS (3), NIGHTS (3), KEEP_DIR (keep the stores there for profiling).
 
+use std::path::Path;
 use std::time::Instant;
 
 use candlelog::backup::{DeltaPolicy, DirRepository, Repository, SnapshotPolicy, backup, backup_with};
@@ -54,7 +67,7 @@ fn candles(symbols: u64, from: u64, to: u64) -> Vec<Event> {
     out
 }
 
-fn dir_bytes(p: &std::path::Path) -> u64 {
+fn dir_bytes(p: &Path) -> u64 {
     let mut total = 0;
     for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
         let m = e.metadata().unwrap();
@@ -109,9 +122,59 @@ fn nightly(store: &mut Store, tmp: &std::path::Path, symbols: u64, from: u64, ni
     }
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+/// `PRAGMA integrity_check` of `db` on a connection of its own (bundled SQLite).
+fn integrity_check(db: &Path) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+}
+
 fn main() {
-    let (symbols, per, tail) = (env("SYMBOLS", 2000), env("CANDLES", 5000), env("TAIL", 1_000_000));
-    let tail_per = (tail / symbols).min(per);
+    let symbols = env("SYMBOLS", 2000);
+    let runs = env("RUNS", 3).max(1) as usize;
+    let sizes: Vec<u64> = std::env::var("SIZES")
+        .unwrap_or_else(|_| "1000000,3000000,10000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let zstd_cli = std::process::Command::new("zstd").arg("--version").output().is_ok_and(|o| o.status.success());
+    println!(
+        "commit {}; zstd reference: {}",
+        std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default(),
+        if zstd_cli { "`zstd -d` (CLI)" } else { "zstd crate streaming decoder (no zstd CLI on PATH)" }
+    );
+    let mut summary = Vec::new();
+    for size in sizes {
+        summary.push(one_size(symbols, size, runs, zstd_cli));
+    }
+    println!("\nsummary (medians of {runs}; ratio = candlelog ÷ reference)");
+    println!("| candles | recover | replaced way | ratio | unpack_to | zstd -d | ratio | verify --deep | integrity_check | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for line in summary {
+        println!("{line}");
+    }
+}
+
+fn one_size(symbols: u64, size: u64, runs: usize, zstd_cli: bool) -> String {
+    let per = (size / symbols).max(2);
+    let tail_per = (per / 10).max(1);
     // KEEP_DIR=path keeps the stores (data, repo) there for profiling afterwards.
     let (_guard, tmp) = match std::env::var_os("KEEP_DIR") {
         Some(d) => (None, tempfile::Builder::new().prefix("recovery-").tempdir_in(d).unwrap().keep()),
@@ -125,7 +188,8 @@ fn main() {
     init(&paths).unwrap();
     let repo_dir = tmp.join("repo");
     let repo = DirRepository::open(&repo_dir).unwrap();
-    println!("store: {symbols} symbols × {per} 4h candles = {} candles; tail after the backup {}", symbols * per, symbols * tail_per);
+    let total = symbols * per;
+    println!("\n== {symbols} symbols × {per} 4h candles = {total} candles; tail after the backup {}", symbols * tail_per);
 
     let t = Instant::now();
     let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
@@ -134,16 +198,17 @@ fn main() {
         store.append(&candles(symbols, chunk, (chunk + 250).min(per - tail_per))).unwrap();
     }
     store.end_bulk().unwrap();
-    println!("load before backup: {:.1} s", t.elapsed().as_secs_f64());
+    println!("load before backup: {:.1} s", secs(t));
 
     let t = Instant::now();
     let r = backup(&mut store, &repo).unwrap();
-    println!("backup: {:.1} s, {} bytes ({} segments)", t.elapsed().as_secs_f64(), r.bytes_uploaded, r.segments_uploaded);
-    let snapshot_file = repo_dir.join(&r.snapshot.as_ref().unwrap().file);
+    println!("backup: {:.1} s, {} bytes ({} segments)", secs(t), r.bytes_uploaded, r.segments_uploaded);
+    let manifest = r.snapshot.unwrap();
+    let snapshot_file = repo_dir.join(&manifest.file);
 
     let t = Instant::now();
     store.append(&candles(symbols, per - tail_per, per)).unwrap();
-    println!("tail of {} candles committed: {:.1} s", symbols * tail_per, t.elapsed().as_secs_f64());
+    println!("tail of {} candles committed: {:.1} s", symbols * tail_per, secs(t));
 
     // An incremental backup after one more "sync" (a day of candles per symbol).
     store.append(&candles(symbols, per, per + 6)).unwrap();
@@ -152,7 +217,7 @@ fn main() {
     let r2 = backup(&mut store, &repo).unwrap();
     println!(
         "incremental backup: {:.1} s, {} bytes uploaded ({} new segments, {} already there), repository grew {} bytes",
-        t.elapsed().as_secs_f64(),
+        secs(t),
         r2.bytes_uploaded,
         r2.segments_uploaded,
         r2.segments_present,
@@ -160,31 +225,88 @@ fn main() {
     );
     nightly(&mut store, &tmp, symbols, per + 6, env("NIGHTS", 3));
     // Drop the second snapshot so recovery needs the tail replay.
-    let m2 = r2.snapshot.unwrap();
-    repo.delete(&m2.file).unwrap();
-    repo.delete(&m2.manifest_name()).unwrap();
+    if let Some(m2) = r2.snapshot {
+        repo.delete(&m2.file).unwrap();
+        repo.delete(&m2.manifest_name()).unwrap();
+    }
     drop(store);
 
-    // Disaster: the projection is destroyed.
-    std::fs::write(&paths.projection, b"destroyed").unwrap();
-    let t = Instant::now();
-    let rep = recover(&paths, &[&repo as &dyn Repository], StoreOptions::default()).unwrap();
-    println!("recover: {:.1} s end to end, ok = {}", t.elapsed().as_secs_f64(), rep.ok);
-    for s in &rep.steps {
-        println!("  {:<17} {:>8} ms  {}", s.name, s.ms, s.detail);
-    }
-
-    // The replaced system's way: integrity_check of the newest backup file, then copy it over.
+    // The replaced system's backup file: the snapshot, unpacked (untimed).
     let legacy_backup = tmp.join("legacy-backup.sqlite");
-    candlelog::snapshot::unpack_to(&r.snapshot.unwrap(), std::fs::File::open(&snapshot_file).unwrap(), &legacy_backup).unwrap();
-    let t = Instant::now();
-    let conn = rusqlite::Connection::open(&legacy_backup).unwrap();
-    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    drop(conn);
-    std::fs::copy(&legacy_backup, tmp.join("legacy-restored.sqlite")).unwrap();
+    candlelog::snapshot::unpack_to(&manifest, std::fs::File::open(&snapshot_file).unwrap(), &legacy_backup).unwrap();
+
+    let (mut rec, mut old, mut unpack, mut zstd_d, mut deep, mut check) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for run in 1..=runs {
+        // Disaster: the projection is destroyed.
+        for f in ["candles.sqlite-wal", "candles.sqlite-shm"] {
+            let _ = std::fs::remove_file(paths.root.join(f));
+        }
+        std::fs::write(&paths.projection, b"destroyed").unwrap();
+        let t = Instant::now();
+        let rep = recover(&paths, &[&repo as &dyn Repository], StoreOptions::default()).unwrap();
+        rec.push(secs(t));
+        println!("run {run} (load {}): recover {:.2} s end to end, ok = {}", load(), rec[run - 1], rep.ok);
+        for s in &rep.steps {
+            println!("  {:<17} {:>8} ms  {}", s.name, s.ms, s.detail);
+        }
+        assert!(rep.ok, "{rep:?}");
+        let _ = std::fs::remove_dir_all(paths.root.join("quarantine"));
+
+        // The replaced system's way: integrity_check of the newest backup file, then copy it over.
+        let t = Instant::now();
+        let ok = integrity_check(&legacy_backup);
+        std::fs::copy(&legacy_backup, tmp.join("legacy-restored.sqlite")).unwrap();
+        old.push(secs(t));
+        println!(
+            "  replaced way (integrity_check {ok} + copy): {:.2} s, losing the {} candles after the backup",
+            old[run - 1],
+            symbols * (tail_per + 6)
+        );
+
+        // Restoring the snapshot file alone, against zstd -d of it.
+        let out = tmp.join("unpacked.sqlite");
+        let t = Instant::now();
+        candlelog::snapshot::unpack_to(&manifest, std::fs::File::open(&snapshot_file).unwrap(), &out).unwrap();
+        unpack.push(secs(t));
+        let _ = std::fs::remove_file(&out);
+        // The same without the fsync that makes the restored file durable (as zstd -d writes it).
+        let t = Instant::now();
+        candlelog::snapshot::unpack_scratch(&manifest, std::fs::File::open(&snapshot_file).unwrap(), &out).unwrap();
+        let scratch = secs(t);
+        let _ = std::fs::remove_file(&out);
+        let t = Instant::now();
+        if zstd_cli {
+            let st = std::process::Command::new("zstd").args(["-d", "-q", "-f", "-o"]).arg(&out).arg(&snapshot_file).status().unwrap();
+            assert!(st.success());
+        } else {
+            let mut w = std::fs::File::create(&out).unwrap();
+            zstd::stream::copy_decode(std::fs::File::open(&snapshot_file).unwrap(), &mut w).unwrap();
+        }
+        zstd_d.push(secs(t));
+        let _ = std::fs::remove_file(&out);
+        println!("  snapshot: unpack_to {:.2} s ({scratch:.2} s without its fsync), zstd -d {:.2} s", unpack[run - 1], zstd_d[run - 1]);
+
+        // verify --deep of the recovered directory against integrity_check alone.
+        let t = Instant::now();
+        let ok = integrity_check(&paths.projection);
+        check.push(secs(t));
+        let t = Instant::now();
+        let v = candlelog::ops::verify::verify(&paths, true).unwrap();
+        deep.push(secs(t));
+        assert!(v.ok, "{:?}", v.problems);
+        println!("  verify --deep {:.2} s ({} candles); integrity_check alone {:.2} s ({ok})", deep[run - 1], v.candles, check[run - 1]);
+    }
+    let (rec, old, unpack, zstd_d, deep, check) = (median(rec), median(old), median(unpack), median(zstd_d), median(deep), median(check));
     println!(
-        "replaced system (integrity_check {ok} + copy of the newest backup): {:.1} s, and it loses the {} candles after that backup",
-        t.elapsed().as_secs_f64(),
-        symbols * tail_per + symbols * 6
+        "medians at {total} candles: recover {rec:.2} s vs replaced way {old:.2} s = {:.2}; unpack_to {unpack:.2} s vs zstd -d {zstd_d:.2} s = {:.2}; verify --deep {deep:.2} s vs integrity_check {check:.2} s = {:.2}",
+        rec / old,
+        unpack / zstd_d,
+        deep / check
     );
+    format!(
+        "| {total} | {rec:.2} s | {old:.2} s | {:.2} | {unpack:.2} s | {zstd_d:.2} s | {:.2} | {deep:.2} s | {check:.2} s | {:.2} |",
+        rec / old,
+        unpack / zstd_d,
+        deep / check
+    )
 }

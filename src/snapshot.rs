@@ -236,9 +236,7 @@ fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: boo
     let mut input = Hashing::new(compressed.take(m.file_bytes + 1));
     let mut fill = |f: &mut std::fs::File| {
         let decoder = zstd::stream::read::Decoder::new(&mut input)?;
-        let mut raw = Hashing::new(decoder.take(m.raw_bytes + 1));
-        std::io::copy(&mut raw, f)?;
-        Ok(raw.digest())
+        decompress_into(decoder.take(m.raw_bytes + 1), f, durable)
     };
     let written = if durable {
         crate::durable::write_with(dest, fill)
@@ -273,6 +271,72 @@ fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: boo
     Ok(())
 }
 
+/// Bytes handed from the decompressing thread to the writing one at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Bytes written between two write-backs started early (`durable` unpacking).
+const FLUSH_EVERY: u64 = 256 << 20;
+
+/// Copies `raw` (the decompressing reader) into `f`, returning the bytes
+/// copied and their blake3. Two threads: this one reads and decompresses
+/// (and hashes the compressed bytes, in the reader), the other hashes what
+/// comes out and writes it, so a restore takes about as long as zstd alone;
+/// at most a few chunks are in flight (memory stays a few MiB). With
+/// `durable`, a third thread `fdatasync`s what was written every
+/// [`FLUSH_EVERY`] bytes while the rest is still being decompressed, so the
+/// caller's final fsync finds little left to write; its error, if any, is
+/// returned (never swallowed: a later fsync of the same file may not report it).
+fn decompress_into(mut raw: impl Read, f: &mut std::fs::File, durable: bool) -> std::io::Result<(u64, String)> {
+    use std::io::Write;
+    use std::sync::mpsc::sync_channel;
+    let flush_handle = if durable { Some(f.try_clone()?) } else { None };
+    std::thread::scope(|s| {
+        let (full, filled) = sync_channel::<Vec<u8>>(4);
+        let (empty, emptied) = sync_channel::<Vec<u8>>(8);
+        let (tick, ticks) = sync_channel::<()>(1);
+        let flusher = flush_handle.map(|h| {
+            s.spawn(move || -> std::io::Result<()> {
+                for () in ticks {
+                    h.sync_data()?;
+                }
+                Ok(())
+            })
+        });
+        let writer = s.spawn(move || -> std::io::Result<(u64, String)> {
+            let mut hasher = blake3::Hasher::new();
+            let mut bytes = 0u64;
+            let mut flushed = 0u64;
+            for chunk in filled {
+                hasher.update(&chunk);
+                f.write_all(&chunk)?;
+                bytes += chunk.len() as u64;
+                let _ = empty.try_send(chunk);
+                // A tick the flusher has not taken yet covers these bytes too.
+                if bytes - flushed >= FLUSH_EVERY && tick.try_send(()).is_ok() {
+                    flushed = bytes;
+                }
+            }
+            Ok((bytes, hasher.finalize().to_hex().to_string()))
+        });
+        let read = loop {
+            let mut chunk = emptied.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            chunk.clear();
+            match (&mut raw).take(CHUNK as u64).read_to_end(&mut chunk) {
+                Ok(0) => break Ok(()),
+                // The writer stopped (its error is returned below).
+                Ok(_) if full.send(chunk).is_err() => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        drop(full);
+        let written = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("the snapshot writer thread panicked")));
+        let synced =
+            flusher.map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err(std::io::Error::other("the snapshot flush thread panicked"))));
+        read.and(written).and_then(|w| synced.map(|()| w))
+    })
+}
+
 /// Digests as a manifest's `row_digests` holds them: table → 64 hex digits.
 pub fn row_digests_json(d: &Digests) -> BTreeMap<String, String> {
     d.iter().filter(|(_, t)| t.rows > 0).map(|(i, t)| (i.table().to_string(), hex(&t.digest))).collect()
@@ -289,6 +353,50 @@ pub enum RowsChecked {
     Unchecked,
 }
 
+/// The checks of [`check_contents`] that cost no scan of the rows, for a
+/// snapshot unpacked at `db` by [`unpack_to`] (so its bytes are the ones its
+/// manifest's `raw_blake3` names: the file the backup checked with
+/// `quick_check` and against the log's rows before publishing it): its schema
+/// is exactly candlelog's (nothing in it can run when rows are applied on top)
+/// and its state row is the manifest's LSN and head hash. What it leaves out,
+/// `quick_check` and the rows against the log, the caller must prove
+/// afterwards: `recover` proves them for the whole projection in its final
+/// `verify --deep`, and goes back to [`check_contents`] when that fails.
+pub fn check_restored(m: &SnapshotManifest, db: &Path) -> Result<()> {
+    let p = match Projection::open_read_only(db) {
+        Ok(p) => p,
+        Err(e) => return refused(m, format!("cannot be opened: {e}")),
+    };
+    check_schema_and_state(m, &p)
+}
+
+fn refused<T>(m: &SnapshotManifest, what: String) -> Result<T> {
+    Err(Error::Damaged(format!("snapshot {} (LSN {}): {what}; refused", m.file, m.lsn)))
+}
+
+/// The snapshot's schema is exactly candlelog's and its state row is its manifest's.
+fn check_schema_and_state(m: &SnapshotManifest, p: &Projection) -> Result<()> {
+    match crate::projection::sqlite::schema_problems(p.connection()) {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => return refused(m, format!("its schema is not candlelog's: {}", problems.join("; "))),
+        Err(e) => return refused(m, format!("its schema cannot be read: {e}")),
+    }
+    match p.applied() {
+        Ok(a) if a.lsn == m.lsn && hex(&a.hash) == m.head_hash => Ok(()),
+        Ok(a) => refused(
+            m,
+            format!(
+                "its candlelog_state says LSN {} with head hash {}, its manifest LSN {} with {}: it is another snapshot relabelled",
+                a.lsn,
+                hex(&a.hash),
+                m.lsn,
+                m.head_hash
+            ),
+        ),
+        Err(e) => refused(m, format!("its candlelog_state cannot be read: {e}")),
+    }
+}
+
 /// Checks the snapshot of manifest `m`, unpacked at `db` (by [`unpack_to`]),
 /// before anything uses it; a failure refuses the snapshot. In this order:
 /// its schema is exactly candlelog's tables and indexes (so no trigger can
@@ -298,7 +406,7 @@ pub enum RowsChecked {
 /// any, and the log's rows at its LSN from `from_log` (asked only when all
 /// else passed; `Ok(None)` when the log before the snapshot is not at hand).
 pub fn check_contents(m: &SnapshotManifest, db: &Path, from_log: impl FnOnce() -> Result<Option<Digests>>) -> Result<RowsChecked> {
-    let refuse = |what: String| Err(Error::Damaged(format!("snapshot {} (LSN {}): {what}; refused", m.file, m.lsn)));
+    let refuse = |what: String| refused(m, what);
     let p = match Projection::open_read_only(db) {
         Ok(p) => p,
         Err(e) => return refuse(format!("cannot be opened: {e}")),
@@ -313,19 +421,7 @@ pub fn check_contents(m: &SnapshotManifest, db: &Path, from_log: impl FnOnce() -
         Ok(problems) => return refuse(format!("fails quick_check: {}", problems.join("; "))),
         Err(e) => return refuse(format!("fails quick_check: {e}")),
     }
-    match p.applied() {
-        Ok(a) if a.lsn == m.lsn && hex(&a.hash) == m.head_hash => {}
-        Ok(a) => {
-            return refuse(format!(
-                "its candlelog_state says LSN {} with head hash {}, its manifest LSN {} with {}: it is another snapshot relabelled",
-                a.lsn,
-                hex(&a.hash),
-                m.lsn,
-                m.head_hash
-            ));
-        }
-        Err(e) => return refuse(format!("its candlelog_state cannot be read: {e}")),
-    }
+    check_schema_and_state(m, &p)?;
     let found = match p.digests() {
         Ok(d) => d,
         Err(e) => return refuse(format!("its rows cannot be read: {e}")),

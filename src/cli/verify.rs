@@ -8,7 +8,7 @@ use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Also decode every event, compare the projection's rows with a replay, run integrity_check, report gaps.
+    /// Also decode every event, compare the projection's rows with a replay, check what integrity_check checks (quick_check and every index against its table), report gaps.
     #[arg(long)]
     pub deep: bool,
     #[arg(long)]

@@ -3,8 +3,9 @@
 //! projections' recorded heads against the log. `--deep` also decodes every
 //! event, re-checks candle invariants, compares a digest of the projection's
 //! rows, and sums of the index's candle digests, with ones computed by
-//! replaying the log, runs `PRAGMA integrity_check` and reports gaps inside
-//! each series.
+//! replaying the log, proves what `PRAGMA integrity_check` proves (`quick_check`
+//! and every index against its table: src/projection/structure.rs) and reports
+//! gaps inside each series.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Interval, Lsn};
 use crate::log::frame::EVENT_FORMAT_LOSS;
 use crate::log::{ChainPos, ChainWalk, Damage, DamageKind, LocalSegments, SegmentEnd, decode_frame};
-use crate::projection::{Applied, Index, LogRows, Projection, TableDigest, hex};
+use crate::projection::structure::Audit;
+use crate::projection::{Applied, Index, LogRows, Projection, hex};
 use crate::store::{LogBase, Paths, writer_pid};
 
 /// What a finding is about: `kind` in `verify --json` (the JSON names are
@@ -177,12 +179,15 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
     let mut index = open_index(paths, &mut r);
     let index_applied = index.as_mut().map(|i| i.pin()).transpose();
     // The SQLite side of --deep runs beside this thread, which decodes and replays
-    // the log: integrity_check on a connection of its own, the row digests on the
-    // pinned one (so they are the rows at the pinned LSN the replay stops at).
+    // the log: quick_check (the page structure) on a connection of its own; every
+    // index against its table and the row digests on the pinned one, so they are
+    // the rows at the pinned LSN the replay stops at (src/projection/structure.rs:
+    // together what integrity_check proves, in sequential scans).
     let sqlite_side = match (deep, proj) {
-        (true, Some(p)) => {
-            Some((on_projection(paths, |p| p.integrity_check(false)), std::thread::spawn(move || p.digests().map_err(|e| e.to_string()))))
-        }
+        (true, Some(p)) => Some((
+            on_projection(paths, |p| p.integrity_check(true)),
+            std::thread::spawn(move || crate::projection::structure::audit(&p).map_err(|e| e.to_string())),
+        )),
         _ => None,
     };
     let proj_applied = match proj_applied {
@@ -572,20 +577,25 @@ fn check_catalog(index: &Index, segments: &[(u64, PathBuf)], r: &mut VerifyRepor
     }
 }
 
-/// integrity_check problems and table digests of the projection, computed on another thread.
-type SqliteSide = (std::result::Result<Vec<String>, String>, std::result::Result<BTreeMap<Interval, TableDigest>, String>);
+/// quick_check's problems, and the index audit with the table digests of the
+/// projection, computed on other threads.
+type SqliteSide = (std::result::Result<Vec<String>, String>, std::result::Result<Audit, String>);
 
 fn deep_projection(path: &std::path::Path, side: SqliteSide, rows: &LogRows, r: &mut VerifyReport) {
-    let (integrity, digests) = side;
-    match integrity {
+    let (quick, audit) = side;
+    match quick {
         Ok(errs) if errs.is_empty() => {}
-        Ok(errs) => {
-            r.problems.push(problem(Kind::IntegrityCheck, path, None, None, format!("PRAGMA integrity_check: {}", errs.join("; "))))
-        }
+        Ok(errs) => r.problems.push(problem(Kind::IntegrityCheck, path, None, None, format!("PRAGMA quick_check: {}", errs.join("; ")))),
         Err(e) => r.problems.push(problem(Kind::IntegrityCheck, path, None, None, e)),
     }
-    let actual = match digests {
-        Ok(d) => d,
+    let actual = match audit {
+        Ok(a) => {
+            if !a.problems.is_empty() {
+                let message = format!("indexes against their tables: {}", a.problems.join("; "));
+                r.problems.push(problem(Kind::IntegrityCheck, path, None, None, message));
+            }
+            a.digests
+        }
         Err(e) => {
             r.problems.push(problem(Kind::ProjectionUnreadable, path, None, None, e));
             return;

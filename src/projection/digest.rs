@@ -146,10 +146,15 @@ struct Row {
     candle: u128,
 }
 
-/// One series' rows in the order the log holds them.
+/// Rows per chunk of a series: a series grows by whole chunks, never by
+/// copying what it holds (a 10 M-row replay used to spend a tenth of its time
+/// moving and re-faulting vectors that doubled).
+const CHUNK_ROWS: usize = 4096;
+
+/// One series' rows in the order the log holds them, in chunks.
 #[derive(Default)]
 struct Series {
-    rows: Vec<Row>,
+    chunks: Vec<Vec<Row>>,
     /// Some open time came at or before an earlier one: sort and keep the
     /// latest per open time before reading.
     unordered: bool,
@@ -157,10 +162,26 @@ struct Series {
 
 impl Series {
     fn push(&mut self, row: Row) {
-        if self.rows.last().is_some_and(|last| row.ts <= last.ts) {
+        let last = self.chunks.last().and_then(|c| c.last());
+        if last.is_some_and(|last| row.ts <= last.ts) {
             self.unordered = true;
         }
-        self.rows.push(row);
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < c.capacity() => c.push(row),
+            _ => {
+                // Chunks double up to CHUNK_ROWS (as a vector would, without moving
+                // what it holds), so a short series wastes no more than half its rows.
+                let held: usize = self.chunks.iter().map(Vec::len).sum();
+                let cap = held.clamp(64, CHUNK_ROWS);
+                let mut c = Vec::with_capacity(cap);
+                c.push(row);
+                self.chunks.push(c);
+            }
+        }
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.chunks.iter().flatten()
     }
 
     /// Ascending open times, the latest candle per open time.
@@ -168,17 +189,20 @@ impl Series {
         if !self.unordered {
             return;
         }
+        let mut rows: Vec<Row> = self.chunks.drain(..).flatten().collect();
         // Stable: candles with the same open time keep log order, so the
         // last of each run is the one the projection holds.
-        self.rows.sort_by_key(|r| r.ts);
-        let mut out: Vec<Row> = Vec::with_capacity(self.rows.len());
-        for r in self.rows.drain(..) {
+        rows.sort_by_key(|r| r.ts);
+        let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+        for r in rows {
             match out.last_mut() {
                 Some(last) if last.ts == r.ts => *last = r,
                 _ => out.push(r),
             }
         }
-        self.rows = out;
+        // Kept as one full chunk: the next push starts a new one.
+        out.shrink_to_fit();
+        self.chunks = vec![out];
         self.unordered = false;
     }
 }
@@ -262,7 +286,7 @@ impl LogRows {
         let mut acc: BTreeMap<Interval, RowDigest> = BTreeMap::new();
         for ((_, i), s) in &self.series {
             let d = acc.entry(*i).or_default();
-            for r in &s.rows {
+            for r in s.rows() {
                 d.add_hash(r.hash);
             }
         }
@@ -273,7 +297,7 @@ impl LogRows {
     /// by (symbol, interval).
     pub fn series(&self) -> Vec<((&str, Interval), Vec<i64>)> {
         let mut out: Vec<_> =
-            self.series.iter().map(|((sym, i), s)| ((&*self.names[*sym as usize], *i), s.rows.iter().map(|r| r.ts).collect())).collect();
+            self.series.iter().map(|((sym, i), s)| ((&*self.names[*sym as usize], *i), s.rows().map(|r| r.ts).collect())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -283,7 +307,7 @@ impl LogRows {
         let mut out = BTreeMap::new();
         for ((sym, i), s) in &self.series {
             let mut sum = CandleSum::default();
-            for r in &s.rows {
+            for r in s.rows() {
                 sum.add(r.ts, r.candle);
             }
             out.insert((self.names[*sym as usize].to_string(), *i), sum);

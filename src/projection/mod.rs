@@ -6,6 +6,7 @@ pub mod digest;
 pub mod index;
 pub mod sorted;
 pub mod sqlite;
+pub mod structure;
 
 pub use digest::{Digests, DigestsAt, LogRows, TableDigest};
 pub use index::{Cursor, Index, IndexError, SyncSummary};

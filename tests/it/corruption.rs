@@ -152,3 +152,114 @@ fn writers_refuse_to_extend_a_damaged_sealed_segment() {
     assert_eq!(integrity["status"], "CRITICAL", "{integrity}");
     assert!(integrity["message"].as_str().unwrap().contains(&format!("byte offset {frame}")), "{integrity}");
 }
+
+/// SQLite's varint at `b[at..]`: (value, bytes).
+fn sqlite_varint(b: &[u8], at: usize) -> (u64, usize) {
+    let mut v = 0u64;
+    for i in 0..9 {
+        let x = b[at + i];
+        if i == 8 {
+            return ((v << 8) | u64::from(x), 9);
+        }
+        v = (v << 7) | u64::from(x & 0x7f);
+        if x & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    unreachable!()
+}
+
+/// Lowers by one the first key column of the first entry of index `index`
+/// of the SQLite file `db` (its smallest entry, so the index stays in
+/// order), writing the page's bytes in place: the entry no longer matches its
+/// row. Returns the byte offset written.
+fn lower_first_index_entry(db: &Path, index: &str) -> u64 {
+    let (page_size, root): (i64, i64) = {
+        let c = rusqlite::Connection::open(db).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let page_size = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let root = c.query_row("SELECT rootpage FROM sqlite_master WHERE name = ?1", [index], |r| r.get(0)).unwrap();
+        (page_size, root)
+    };
+    let mut bytes = std::fs::read(db).unwrap();
+    let page = |n: i64| ((n - 1) * page_size) as usize;
+    let u16_at = |b: &[u8], at: usize| usize::from(u16::from_be_bytes([b[at], b[at + 1]]));
+    // Down the leftmost path to a leaf.
+    let mut pgno = root;
+    loop {
+        let p = page(pgno);
+        match bytes[p] {
+            0x0a => break,
+            0x02 => {
+                let cell = p + u16_at(&bytes, p + 12);
+                pgno = i64::from(u32::from_be_bytes(bytes[cell..cell + 4].try_into().unwrap()));
+            }
+            t => panic!("page {pgno} of {index} has type {t:#x}"),
+        }
+    }
+    let p = page(pgno);
+    let cell = p + u16_at(&bytes, p + 8);
+    let (_, n) = sqlite_varint(&bytes, cell);
+    let payload = cell + n;
+    let (header_len, n) = sqlite_varint(&bytes, payload);
+    let (serial, _) = sqlite_varint(&bytes, payload + n);
+    let field = payload + header_len as usize;
+    let len = match serial {
+        1..=4 => serial as usize,
+        5 => 6,
+        6 => 8,
+        s if s >= 13 && s % 2 == 1 => ((s - 13) / 2) as usize,
+        s => panic!("serial type {s}"),
+    };
+    // The field minus one: a big-endian integer or the text's bytes, with borrow.
+    for at in (field..field + len).rev() {
+        let (v, borrow) = bytes[at].overflowing_sub(1);
+        bytes[at] = v;
+        if !borrow {
+            break;
+        }
+    }
+    std::fs::write(db, &bytes).unwrap();
+    field as u64
+}
+
+/// Issue 12: `verify --deep` no longer runs `PRAGMA integrity_check`; an index
+/// entry that disagrees with its row (a real byte changed in the index's page,
+/// which `quick_check` does not see) is still found, for the primary key's
+/// index and for the symbol index, and named.
+#[test]
+fn issue_12_an_index_entry_that_differs_from_its_row_is_found_by_verify_deep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let fixtures = tmp.path().join("fixtures");
+    support::gen_archives(&fixtures, 3, 3);
+    assert_eq!(run(&dir, &["import", fixtures.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    for index in ["sqlite_autoindex_ohlcv_h4_1", "idx_ohlcv_h4_symbol"] {
+        let work = tmp.path().join(index);
+        support::copy_dir(&dir, &work);
+        let db = work.join("candles.sqlite");
+        lower_first_index_entry(&db, index);
+        {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            let quick: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
+            assert_eq!(quick, "ok", "{index}: the damage is one quick_check cannot see");
+            let full: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+            assert!(full.contains("missing from index"), "{index}: a real index-vs-table mismatch: {full}");
+        }
+        let r = run(&work, &["verify", "--deep", "--json"]);
+        assert_eq!(r.code, 1, "{index}: {}\n{}", r.stdout, r.stderr);
+        let v = json(&r);
+        let problems = v["problems"].as_array().unwrap();
+        assert!(
+            problems.iter().any(|p| p["kind"] == "integrity_check"
+                && p["path"].as_str().unwrap().ends_with("candles.sqlite")
+                && p["message"].as_str().unwrap().contains(index)),
+            "{index}: {v:#}"
+        );
+        // The rows are untouched: only the index is blamed.
+        assert!(problems.iter().all(|p| p["kind"] == "integrity_check"), "{index}: {v:#}");
+        assert_eq!(run(&work, &["verify"]).code, 0, "{index}: the shallow verify reads no index");
+    }
+}

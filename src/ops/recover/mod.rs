@@ -5,8 +5,10 @@
 //!                    repository copy that fits the chain; frames the projection recorded but
 //!                    the log lost: fetched from the repository
 //! restore snapshot ► projection untrusted (quick_check, chain hash, missing): quarantined,
-//!                    then the newest good snapshot (binary search over backup points, confirm,
-//!                    newest-first fallback), else rebuilt from the log
+//!                    then the newest good snapshot (binary search over backup points, confirm
+//!                    its bytes, schema and state row, newest-first fallback), else rebuilt from
+//!                    the log; its quick_check and rows are proven by the final verify --deep,
+//!                    and a second round checks every snapshot whole when that fails
 //! replay tail ─────► opening the store applies the log after the snapshot
 //! report ──────────► each step timed (the measured RTO) and a final verify --deep
 //! ```
@@ -198,7 +200,11 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
             if paths.projection.exists() {
                 r.quarantined.push(quarantine(paths, &[paths.projection.as_path()])?.display().to_string());
             }
-            match best_snapshot(repos, &boundaries, r.head_lsn, paths, &mut r.rejected_snapshots)? {
+            // The first round defers the costly checks to the final audit; a second round,
+            // after that audit blamed the projection, checks each snapshot whole first.
+            let trust = if round == 1 { Trust::Deferred } else { Trust::Checked };
+            r.snapshot_lsn = None;
+            match best_snapshot(repos, &boundaries, r.head_lsn, paths, trust, &mut r.rejected_snapshots)? {
                 Some(m) => {
                     r.snapshot_lsn = Some(m.lsn);
                     format!("restored snapshot at LSN {} ({})", m.lsn, m.file)
@@ -214,7 +220,21 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
             Some(l) => l,
             None => DirLock::exclusive(&paths.lock)?,
         };
-        let store = Store::open_locked(paths, opts, lock)?;
+        let store = match Store::open_locked(paths, opts, lock) {
+            Ok(s) => s,
+            // A snapshot installed with its checks deferred that SQLite cannot apply the
+            // tail onto: the second round checks it whole (and refuses it, or finds why).
+            Err(e) if round == 1 && !trusted && r.snapshot_lsn.is_some() => {
+                r.steps.push(Step {
+                    name: "replay tail",
+                    ms: t.elapsed().as_millis() as u64,
+                    detail: format!("failed on the restored snapshot ({e}): distrusting it and repeating from the snapshot step"),
+                });
+                distrust_projection = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         for tr in &store.report().truncated {
             r.truncated.push(format!("{} at byte offset {} ({} bytes): {}", tr.path.display(), tr.offset, tr.len, tr.reason));
         }
