@@ -14,6 +14,7 @@ mod recover_damage;
 mod repository;
 mod repository_format;
 mod s3;
+mod service;
 mod sla;
 mod snapshot_trust;
 mod source;

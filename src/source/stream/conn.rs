@@ -21,8 +21,10 @@ pub(crate) struct Conn {
     names: HashMap<String, (Symbol, Interval)>,
     /// The open time of the newest close passed on, per stream: older or equal ones are repeats.
     last_closed: HashMap<String, i64>,
-    /// The newest close seen on the current connection, per stream: a later candle that is not
-    /// its successor means closes went missing (before the first one, REST fills the gap).
+    /// The newest close seen (or reported missed) per stream, across reconnects: a later candle
+    /// that is not its successor means closes went missing. Kept over a reconnect because the
+    /// caller's REST fill at the reconnect cannot cover closes lost on the new connection
+    /// before its first message (a stalled start); reporting them again is cheap.
     seen: HashMap<String, i64>,
     silence: Duration,
     connect_timeout: Duration,
@@ -158,7 +160,6 @@ impl Conn {
         mut ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     ) -> (End, bool) {
         let mut received = false;
-        self.seen.clear();
         loop {
             let next = tokio::select! {
                 _ = self.stop.changed() => {

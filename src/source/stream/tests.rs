@@ -203,3 +203,37 @@ async fn pings_are_answered_so_the_exchange_keeps_the_connection() {
     assert_eq!(client.stats().reconnects, 0);
     client.stop().await;
 }
+
+#[tokio::test]
+async fn closes_lost_across_a_reconnect_are_reported_missed() {
+    let fx = fake(Clock::Fixed(NOW));
+    let mut opts = options(&fx, &["BTCUSDT"], &[Interval::M1]);
+    opts.silence_timeout = Duration::from_millis(300);
+    let (client, mut rx) = StreamClient::spawn(opts).unwrap();
+    let first = NOW / MINUTE * MINUTE;
+    collect(&mut rx, |seen| !seen.is_empty()).await;
+    fx.advance(MINUTE);
+    collect(&mut rx, |seen| !closes(seen).is_empty()).await;
+    // Silent long enough to be replaced; the next close is lost on a later connection (a few
+    // updates silenced after the advance mean a tick has computed, and lost, the close).
+    fx.silence_streams(Duration::from_secs(3600));
+    collect(&mut rx, |seen| seen.iter().any(|e| matches!(e, StreamEvent::Disconnected { .. }))).await;
+    let silenced = fx.stream_stats().messages_silenced;
+    fx.advance(MINUTE);
+    let deadline = Instant::now() + PATIENCE;
+    while fx.stream_stats().messages_silenced < silenced + 3 {
+        assert!(Instant::now() < deadline, "nothing silenced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fx.clear_stream_faults();
+    fx.advance(MINUTE);
+    let events = collect(&mut rx, |seen| !closes(seen).is_empty()).await;
+    let missed: Vec<_> = events.iter().filter(|e| matches!(e, StreamEvent::Missed { .. })).collect();
+    assert_eq!(
+        missed,
+        vec![&StreamEvent::Missed { symbol: sym("BTCUSDT"), interval: Interval::M1, from: first + MINUTE, to: first + MINUTE }],
+        "the close lost on the new connection is reported: {events:?}"
+    );
+    assert_eq!(closes(&events)[0].open_time, first + 2 * MINUTE);
+    client.stop().await;
+}
