@@ -64,10 +64,12 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, RawQuery(q): RawQ
     }
     st.stream.stats.connections_opened += 1;
     st.stream.stats.connections_open += 1;
+    // The connection's clock starts now, before the client sees the upgrade answered.
+    let start = Start { generation: st.stream.drop_generation, connected_at: now, update: st.stream.update };
     drop(st);
     let s = shared.clone();
     ws.on_upgrade(move |socket| async move {
-        let ended_by_server = serve(&s, socket, subs).await;
+        let ended_by_server = serve(&s, socket, subs, start).await;
         let mut st = s.lock();
         st.stream.stats.connections_open -= 1;
         if ended_by_server {
@@ -82,12 +84,16 @@ enum Tick {
     End { close_frame: bool },
 }
 
+/// A connection's settings as of its upgrade request.
+struct Start {
+    generation: u64,
+    connected_at: i64,
+    update: std::time::Duration,
+}
+
 /// Runs one connection until the client leaves (false) or the server ends it (true).
-async fn serve(shared: &Shared, mut socket: WebSocket, mut subs: Vec<Sub>) -> bool {
-    let (generation, connected_at, update) = {
-        let st = shared.lock();
-        (st.stream.drop_generation, st.now_ms(), st.stream.update)
-    };
+async fn serve(shared: &Shared, mut socket: WebSocket, mut subs: Vec<Sub>, start: Start) -> bool {
+    let Start { generation, connected_at, update } = start;
     let mut ticker = tokio::time::interval(update);
     let mut conn = Conn { generation, connected_at, last_ping: connected_at, unanswered: 0, incoming: (0, 0) };
     loop {

@@ -50,9 +50,19 @@ async fn next(ws: &mut Ws) -> Next {
     }
 }
 
+/// Reads until the connection ends.
+async fn until_closed(ws: &mut Ws) {
+    let deadline = Instant::now() + PATIENCE;
+    while !matches!(next(ws).await, Next::Closed) {
+        assert!(Instant::now() < deadline, "never disconnected");
+    }
+}
+
 /// The next close event (`"x":true`), skipping updates and pings.
 async fn next_close(ws: &mut Ws) -> Value {
+    let deadline = Instant::now() + PATIENCE;
     loop {
+        assert!(Instant::now() < deadline, "no close came");
         match next(ws).await {
             Next::Event(v) if v["data"]["k"]["x"] == true => return v,
             Next::Closed => panic!("connection closed while waiting for a close"),
@@ -161,11 +171,7 @@ async fn drop_ends_open_connections_and_new_ones_work() {
     let mut ws = connect(&ex, "btcusdt@kline_1m").await;
     assert!(matches!(next(&mut ws).await, Next::Event(_)));
     ex.drop_streams();
-    loop {
-        if let Next::Closed = next(&mut ws).await {
-            break;
-        }
-    }
+    until_closed(&mut ws).await;
     let mut again = connect(&ex, "btcusdt@kline_1m").await;
     assert!(matches!(next(&mut again).await, Next::Event(_)));
     eventually("the drop is counted", || ex.stream_stats().connections_dropped == 1).await;
@@ -209,7 +215,9 @@ async fn pings_come_every_three_minutes_and_24_hours_end_a_connection() {
     let ex = fake(Clock::Fixed(T));
     let mut ws = connect(&ex, "btcusdt@kline_4h").await;
     ex.advance(3 * MINUTE);
+    let deadline = Instant::now() + PATIENCE;
     loop {
+        assert!(Instant::now() < deadline, "no ping");
         match next(&mut ws).await {
             Next::Ping => break,
             Next::Closed => panic!("closed"),
@@ -220,13 +228,7 @@ async fn pings_come_every_three_minutes_and_24_hours_end_a_connection() {
     let _ = next(&mut ws).await;
     eventually("the pong arrives", || ex.stream_stats().pongs_received >= 1).await;
     ex.advance(24 * 60 * MINUTE);
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(Instant::now() < deadline, "never disconnected");
-        if let Next::Closed = next(&mut ws).await {
-            break;
-        }
-    }
+    until_closed(&mut ws).await;
     eventually("the end is counted", || ex.stream_stats().connections_dropped == 1).await;
     ws.close(None).await.ok();
 }
@@ -240,11 +242,7 @@ async fn stream_control_over_http() {
     let mut ws = connect(&ex, "btcusdt@kline_1m").await;
     assert!(matches!(next(&mut ws).await, Next::Text), "malformed first");
     post(&client, &ex, "/_fake/stream", r#"{"drop":true}"#).await;
-    loop {
-        if let Next::Closed = next(&mut ws).await {
-            break;
-        }
-    }
+    until_closed(&mut ws).await;
     let r = client.delete(format!("{}/_fake/stream", ex.url())).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     eventually("the drop is counted", || ex.stream_stats().connections_dropped == 1).await;
