@@ -114,11 +114,14 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
     let first = fill(store, &opts.sync, &mut report);
     let symbols = first.as_ref().map(streamable).unwrap_or_default();
     if symbols.is_empty() {
-        let why = match first {
-            Ok(r) => r.error.unwrap_or_else(|| "no tradable symbol among those configured".into()),
-            Err(e) => e,
-        };
-        report.error = Some(format!("nothing to stream: {why}"));
+        // Stopped before the first sync found a symbol: a clean stop, not a failure.
+        if opts.sync.interrupt.signal().is_none() {
+            let why = match first {
+                Ok(r) => r.error.unwrap_or_else(|| "no tradable symbol among those configured".into()),
+                Err(e) => e,
+            };
+            report.error = Some(format!("nothing to stream: {why}"));
+        }
         return finish(store, report, per_series, opts);
     }
     report.symbols = symbols.iter().map(|s| s.to_string()).collect();

@@ -149,3 +149,21 @@ fn run_streams_closes_fills_a_dropped_connections_gap_and_stops_on_sigterm() {
     assert_eq!(after.code, 0, "{}\n{}", after.stdout, after.stderr);
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
 }
+
+/// An exchange that cannot be reached at start: nothing to stream, exit 1, the reason on
+/// stderr and a failed Run record in the log (so health's runs check sees it).
+#[test]
+fn an_unreachable_exchange_at_start_exits_1_with_a_failed_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (url, stream_url) = (format!("http://127.0.0.1:{port}"), format!("ws://127.0.0.1:{port}"));
+    let r = run(&dir, &["run", "--exchange-url", &url, "--stream-url", &stream_url, "--symbols", "BTCUSDT", "--timeout", "20s"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("nothing to stream: cannot reach the exchange"), "{}", r.stderr);
+    let dump = run(&dir, &["dump", "--events", "--json"]);
+    assert!(dump.stdout.contains("service-"), "the service's Run record is in the log: {}", dump.stderr);
+    // The lock is free: another writer runs (and fails the same way, not with 75).
+    assert_eq!(run(&dir, &["sync", "--exchange-url", &url, "--symbols", "BTCUSDT", "--timeout", "20s"]).code, 1);
+}
