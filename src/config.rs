@@ -27,6 +27,18 @@ pub struct Config {
     pub sla: SlaConfig,
     #[serde(default)]
     pub backup: BackupConfig,
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+/// `[run]`: the long-running service (`candlelog run`); its REST side is `[sync]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The exchange's websocket stream host, e.g. "wss://fstream.binance.com".
+    pub stream_url: Option<String>,
+    /// Replace a stream connection silent for this long, e.g. "10s".
+    pub silence_timeout: Option<String>,
 }
 
 /// `[backup]`: where `backup` writes when no `--to` is given (3-2-1: several).
@@ -225,6 +237,8 @@ mod tests {
         assert_eq!(c.health.stale_critical.as_deref(), Some("26h"));
         assert_eq!(c.sla.freshness_target.as_deref(), Some("26h"));
         assert_eq!(c.sla.rto_target.as_deref(), Some("30m"));
+        assert_eq!(c.run.stream_url.as_deref(), Some("wss://fstream.binance.com"));
+        assert_eq!(parse_duration(&c.run.silence_timeout.unwrap()).unwrap().as_secs(), 10);
         // The commented-out repositories are valid too, once uncommented.
         let text = std::fs::read_to_string(&p).unwrap();
         let uncommented: String = text

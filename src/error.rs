@@ -19,8 +19,13 @@ pub enum Error {
     Index(#[from] IndexError),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("data directory {path} is locked by another candlelog writer{}; wait for it to finish (a killed writer releases the lock by itself)", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
-    Locked { path: PathBuf, pid: Option<u32> },
+    #[error("{}", locked_message(path, *pid, *service))]
+    Locked {
+        path: PathBuf,
+        pid: Option<u32>,
+        /// The holder is the `candlelog run` service.
+        service: bool,
+    },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -63,5 +68,20 @@ impl Error {
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { op, path: path.into(), source }
+    }
+}
+
+fn locked_message(path: &std::path::Path, pid: Option<u32>, service: bool) -> String {
+    let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    if service {
+        format!(
+            "data directory {} is locked by the candlelog run service{pid}, its single writer: the service already syncs; stop it first (e.g. systemctl stop candlelog) to run this command",
+            path.display()
+        )
+    } else {
+        format!(
+            "data directory {} is locked by another candlelog writer{pid}; wait for it to finish (a killed writer releases the lock by itself)",
+            path.display()
+        )
     }
 }

@@ -18,6 +18,7 @@ mod import;
 mod init;
 pub mod metrics;
 mod rebuild;
+mod run;
 mod sla;
 mod status;
 pub mod sync;
@@ -101,6 +102,8 @@ pub enum Command {
     Dump(dump::Args),
     /// Fetch every configured series from the exchange up to its last closed candle.
     Sync(sync::Args),
+    /// The long-running service: closed candles from the exchange's streams as they close, gaps filled through REST (in progress).
+    Run(Box<run::Args>),
     /// Vital signs for monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Health(health::Args),
     /// Monthly SLA audit from the run history in the log; exit 1 when a target was breached.
@@ -120,7 +123,7 @@ impl Command {
     /// the lock). Readers never take it, not even to record their metrics.
     pub fn is_writer(&self) -> bool {
         match self {
-            Command::Init(_) | Command::Import(_) | Command::Rebuild(_) | Command::Sync(_) | Command::Recover(_) => true,
+            Command::Init(_) | Command::Import(_) | Command::Rebuild(_) | Command::Sync(_) | Command::Run(_) | Command::Recover(_) => true,
             Command::Backup(b) => b.action.is_none(),
             Command::Verify(_)
             | Command::Status(_)
@@ -142,6 +145,7 @@ impl Command {
             Command::Status(_) => "status",
             Command::Dump(_) => "dump",
             Command::Sync(_) => "sync",
+            Command::Run(_) => "run",
             Command::Health(_) => "health",
             Command::Sla(_) => "sla",
             Command::Backup(_) => "backup",
@@ -210,6 +214,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status::run(cli, a),
         Command::Dump(a) => dump::run(cli, a),
         Command::Sync(a) => sync::run(cli, a),
+        Command::Run(a) => run::run(cli, a),
         Command::Health(a) => health::run(cli, a),
         Command::Sla(a) => sla::run(cli, a),
         Command::Backup(a) => backup::run(cli, a),

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod rebuild;
 pub mod recover;
 pub mod restore;
+pub mod run;
 pub mod runs;
 pub mod sla;
 pub mod status;

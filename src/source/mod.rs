@@ -1,4 +1,5 @@
-//! Sources of candles: data.binance.vision bulk archives (zip or CSV) and
+//! Sources of candles: data.binance.vision bulk archives (zip or CSV),
+//! the exchange's live kline streams ([`stream`]) and
 //! saved `/fapi/v1/klines` JSON responses. Everything a source yields is
 //! parsed losslessly and validated before it reaches the log.
 //!
@@ -19,6 +20,7 @@ mod error;
 mod file_name;
 mod kline;
 pub mod klines_json;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
 

@@ -17,13 +17,25 @@ pub struct DirLock {
 impl DirLock {
     /// The one writer: exclusive, fails at once when another process holds it.
     pub fn exclusive(path: &Path) -> Result<DirLock> {
+        DirLock::exclusive_for(path, None)
+    }
+
+    /// [`DirLock::exclusive`] for a long-running holder named `role` (e.g. [`SERVICE_ROLE`]):
+    /// the lock file says so, and a writer refused meanwhile is told who holds it.
+    pub fn exclusive_for(path: &Path, role: Option<&str>) -> Result<DirLock> {
         let mut file = open(path)?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(Error::Locked { path: dir_of(path), pid: holder_pid(&mut file) }),
+            Err(TryLockError::WouldBlock) => {
+                let (pid, holder) = holder_of(&mut file);
+                return Err(Error::Locked { path: dir_of(path), pid, service: holder.as_deref() == Some(SERVICE_ROLE) });
+            }
             Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
         }
-        let pid = std::process::id().to_string();
+        let pid = match role {
+            Some(r) => format!("{} {r}", std::process::id()),
+            None => std::process::id().to_string(),
+        };
         file.set_len(0)
             .and_then(|_| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(pid.as_bytes()))
@@ -68,10 +80,17 @@ fn open(path: &Path) -> Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(|e| Error::io("open lock file", path, e))
 }
 
-fn holder_pid(file: &mut File) -> Option<u32> {
+/// The role `candlelog run` writes after its pid in the lock file.
+pub const SERVICE_ROLE: &str = "service";
+
+/// The holder's pid and role, as the lock file says (`PID` or `PID ROLE`).
+fn holder_of(file: &mut File) -> (Option<u32>, Option<String>) {
     let mut s = String::new();
-    file.read_to_string(&mut s).ok()?;
-    s.trim().parse().ok()
+    if file.read_to_string(&mut s).is_err() {
+        return (None, None);
+    }
+    let mut words = s.split_whitespace();
+    (words.next().and_then(|p| p.parse().ok()), words.next().map(str::to_string))
 }
 
 fn dir_of(path: &Path) -> std::path::PathBuf {
@@ -94,5 +113,19 @@ mod tests {
         assert!(matches!(DirLock::exclusive(&path), Err(Error::Locked { .. })));
         drop(held);
         assert_eq!(writer_pid(&path), None);
+    }
+
+    #[test]
+    fn a_writer_refused_by_the_service_is_told_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = DirLock::exclusive_for(&path, Some(SERVICE_ROLE)).unwrap();
+        let refused = DirLock::exclusive(&path).unwrap_err();
+        assert!(matches!(refused, Error::Locked { service: true, pid: Some(p), .. } if p == std::process::id()), "{refused:?}");
+        assert!(refused.to_string().contains("candlelog run"), "{refused}");
+        drop(held);
+        let plain = DirLock::exclusive(&path).unwrap();
+        assert!(matches!(DirLock::exclusive(&path), Err(Error::Locked { service: false, .. })));
+        drop(plain);
     }
 }

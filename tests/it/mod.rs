@@ -15,6 +15,7 @@ mod recover_damage;
 mod repository;
 mod repository_format;
 mod s3;
+mod service;
 mod sla;
 mod snapshot_trust;
 mod sorted_load;

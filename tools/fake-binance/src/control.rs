@@ -32,6 +32,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_fake/overload", post(post_overload))
         .route("/_fake/symbol", post(post_symbol))
         .route("/_fake/outage", post(post_outage).delete(delete_outage))
+        .route("/_fake/stream", get(get_stream).post(post_stream).delete(delete_stream))
 }
 
 fn ok(v: Value) -> Response {
@@ -58,6 +59,9 @@ struct TimeCmd {
     offset_ms: Option<i64>,
     #[serde(default)]
     real: bool,
+    /// Run `speed` times faster than real time from now on (may come with `fixed_ms`, which
+    /// then sets the start).
+    speed: Option<u32>,
 }
 
 /// `{"fixed_ms":…}` freezes the clock, `{"advance_ms":…}` moves it, `{"offset_ms":…}` = real +
@@ -69,11 +73,14 @@ async fn post_time(State(s): S, body: String) -> Response {
     };
     let mut st = s.lock();
     match cmd {
-        TimeCmd { fixed_ms: Some(t), advance_ms: None, offset_ms: None, real: false } => st.clock = Clock::Fixed(t),
-        TimeCmd { fixed_ms: None, advance_ms: Some(d), offset_ms: None, real: false } => st.clock = st.clock.advanced(d),
-        TimeCmd { fixed_ms: None, advance_ms: None, offset_ms: Some(o), real: false } => st.clock = Clock::Offset(o),
-        TimeCmd { fixed_ms: None, advance_ms: None, offset_ms: None, real: true } => st.clock = Clock::Real,
-        _ => return bad("give exactly one of fixed_ms, advance_ms, offset_ms, real"),
+        TimeCmd { fixed_ms: Some(t), advance_ms: None, offset_ms: None, real: false, speed: None } => st.clock = Clock::Fixed(t),
+        TimeCmd { fixed_ms: None, advance_ms: Some(d), offset_ms: None, real: false, speed: None } => st.clock = st.clock.advanced(d),
+        TimeCmd { fixed_ms: None, advance_ms: None, offset_ms: Some(o), real: false, speed: None } => st.clock = Clock::Offset(o),
+        TimeCmd { fixed_ms: None, advance_ms: None, offset_ms: None, real: true, speed: None } => st.clock = Clock::Real,
+        TimeCmd { fixed_ms, advance_ms: None, offset_ms: None, real: false, speed: Some(f) } => {
+            st.clock = Clock::accelerated(fixed_ms.unwrap_or_else(|| st.now_ms()), f)
+        }
+        _ => return bad("give exactly one of fixed_ms, advance_ms, offset_ms, real, speed (speed may come with fixed_ms)"),
     }
     ok(json!({ "now_ms": st.now_ms() }))
 }
@@ -293,4 +300,61 @@ async fn post_outage(State(s): S, body: String) -> Response {
 async fn delete_outage(State(s): S) -> Response {
     s.lock().market.clear_outages();
     ok(json!({ "outages": 0 }))
+}
+
+async fn get_stream(State(s): S) -> Response {
+    ok(serde_json::to_value(s.lock().stream.stats).unwrap_or(Value::Null))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamCmd {
+    #[serde(default)]
+    drop: bool,
+    silence_ms: Option<u64>,
+    malformed: Option<u32>,
+    duplicate: Option<u32>,
+    miss_close: Option<u32>,
+    update_ms: Option<u64>,
+    max_streams: Option<usize>,
+}
+
+/// Stream faults and settings, any combination: `{"drop":true}` ends every open connection,
+/// `{"silence_ms":…}` silences them, `{"malformed":n}`, `{"duplicate":n}`, `{"miss_close":n}`
+/// queue faults, `{"update_ms":…}` and `{"max_streams":…}` change settings. Answers the stats.
+async fn post_stream(State(s): S, body: String) -> Response {
+    let cmd: StreamCmd = match parse(&body) {
+        Ok(c) => c,
+        Err(e) => return bad(e),
+    };
+    let mut st = s.lock();
+    let stream = &mut st.stream;
+    if cmd.drop {
+        stream.drop_generation += 1;
+    }
+    if let Some(ms) = cmd.silence_ms {
+        stream.silent_until_real_ms = crate::real_ms() + ms as i64;
+    }
+    for (n, fault) in [
+        (cmd.malformed, crate::StreamFault::Malformed as fn(u32) -> crate::StreamFault),
+        (cmd.duplicate, crate::StreamFault::Duplicate),
+        (cmd.miss_close, crate::StreamFault::MissClose),
+    ] {
+        if let Some(n) = n {
+            stream.push(fault(n));
+        }
+    }
+    if let Some(ms) = cmd.update_ms {
+        stream.update = Duration::from_millis(ms.max(1));
+    }
+    if let Some(n) = cmd.max_streams {
+        stream.max_streams = n;
+    }
+    ok(serde_json::to_value(stream.stats).unwrap_or(Value::Null))
+}
+
+async fn delete_stream(State(s): S) -> Response {
+    let mut st = s.lock();
+    st.stream.clear_faults();
+    ok(serde_json::to_value(st.stream.stats).unwrap_or(Value::Null))
 }

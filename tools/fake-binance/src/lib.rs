@@ -1,7 +1,7 @@
 //! `fake-binance`: a loopback server that behaves like the Binance USD-M futures REST API for
 //! the three endpoints candlelog's sync uses — `GET /fapi/v1/time`, `GET /fapi/v1/exchangeInfo`
 //! and `GET /fapi/v1/klines` — with a controllable clock, request-weight limits and scripted
-//! faults.
+//! faults, and the combined kline stream (`/stream`, websocket) with its own faults.
 //!
 //! ```no_run
 //! use fake_binance::{Clock, Config, FakeExchange, Fault, FaultKind};
@@ -23,6 +23,8 @@ mod limits;
 mod market;
 mod outages;
 mod routes;
+mod stream;
+mod stream_state;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +36,10 @@ use serde::{Deserialize, Serialize};
 pub use faults::{Fault, FaultKind, FaultKindSpec, FaultSpec};
 pub use limits::klines_weight;
 pub use market::{DEFAULT_ONBOARD_MS, Interval, PERPETUAL_DELIVERY_MS, default_symbols, extra_symbols};
+pub use stream_state::{
+    CONNECTION_LIFETIME_MS, DEFAULT_UPDATE, INCOMING_PER_SECOND, MAX_CLOSES_PER_UPDATE, MAX_STREAMS_PER_CONNECTION, PING_EVERY_MS,
+    StreamFault, StreamStats, UNANSWERED_PINGS_LIMIT,
+};
 
 /// How the fake exchange is set up. `Config::default()`: the 60 default symbols, a weight limit of
 /// 2400 per minute, the real clock, no latency, a ban after 3 consecutive 429s.
@@ -95,14 +101,24 @@ pub enum Clock {
     Fixed(i64),
     /// The machine's clock plus this many ms.
     Offset(i64),
+    /// `factor` times faster than the machine's clock: `at_ms` at the real time `since_real_ms`
+    /// (Unix ms), then `at_ms + (real - since_real_ms) * factor`. Build it with
+    /// [`Clock::accelerated`] or [`FakeExchange::set_speed`].
+    Scaled { at_ms: i64, since_real_ms: i64, factor: u32 },
 }
 
 impl Clock {
+    /// Starts at `start_ms` now and runs `factor` times faster than the machine's clock.
+    pub fn accelerated(start_ms: i64, factor: u32) -> Clock {
+        Clock::Scaled { at_ms: start_ms, since_real_ms: real_ms(), factor }
+    }
+
     fn now_ms(self) -> i64 {
         match self {
             Clock::Real => real_ms(),
             Clock::Fixed(t) => t,
             Clock::Offset(o) => real_ms() + o,
+            Clock::Scaled { at_ms, since_real_ms, factor } => at_ms + (real_ms() - since_real_ms) * factor as i64,
         }
     }
 
@@ -111,7 +127,13 @@ impl Clock {
             Clock::Real => Clock::Offset(ms),
             Clock::Fixed(t) => Clock::Fixed(t + ms),
             Clock::Offset(o) => Clock::Offset(o + ms),
+            Clock::Scaled { at_ms, since_real_ms, factor } => Clock::Scaled { at_ms: at_ms + ms, since_real_ms, factor },
         }
+    }
+
+    /// The same time now, running `factor` times faster than the machine's clock from here on.
+    fn with_speed(self, factor: u32) -> Clock {
+        Clock::accelerated(self.now_ms(), factor)
     }
 }
 
@@ -157,6 +179,8 @@ pub(crate) struct State {
     /// Until this real time (ms), every request to this path (`"*"`: any `/fapi` path) that the
     /// limiter accepts gets 503 / -1008.
     pub overload: Option<(String, i64)>,
+    /// The websocket streams' settings, faults and counters.
+    pub stream: stream_state::StreamState,
 }
 
 impl State {
@@ -205,6 +229,7 @@ impl FakeExchange {
             stats: Stats::default(),
             window_offset_ms: 0,
             overload: None,
+            stream: stream_state::StreamState::default(),
         };
         let shared = Arc::new(Shared { state: Mutex::new(state) });
         let std_listener = TcpListener::bind(addr)?;
@@ -255,6 +280,14 @@ impl FakeExchange {
     /// Replaces the server clock.
     pub fn set_clock(&self, clock: Clock) {
         self.shared.lock().clock = clock;
+    }
+
+    /// From the server time now on, the clock runs `factor` times faster than the machine's
+    /// (1 = real speed, 0 = frozen): `Clock::Scaled`. Candles, `serverTime` and the streams
+    /// follow it; rate-limit windows stay on real time.
+    pub fn set_speed(&self, factor: u32) {
+        let mut s = self.shared.lock();
+        s.clock = s.clock.with_speed(factor);
     }
 
     /// The server time now, in ms.
@@ -382,6 +415,50 @@ impl FakeExchange {
     /// correcting data.
     pub fn revise_after_close(&self, symbol: &str, enable: bool) {
         self.shared.lock().market.set_revise(symbol, enable);
+    }
+
+    /// `ws://127.0.0.1:PORT`: append `/stream?streams=btcusdt@kline_1m/…`.
+    pub fn stream_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// How often (real time) each stream sends its current candle and any closes; default
+    /// 250 ms as documented. Applies to connections opened from now on.
+    pub fn set_stream_update(&self, d: Duration) {
+        self.shared.lock().stream.update = d.max(Duration::from_millis(1));
+    }
+
+    /// Streams one connection may carry (default [`MAX_STREAMS_PER_CONNECTION`], 1024); an
+    /// upgrade request with more is refused with 400.
+    pub fn set_max_streams_per_connection(&self, n: usize) {
+        self.shared.lock().stream.max_streams = n;
+    }
+
+    /// Drops every open stream connection at its next update (no close frame, as when a
+    /// network path dies). New connections are accepted as usual.
+    pub fn drop_streams(&self) {
+        self.shared.lock().stream.drop_generation += 1;
+    }
+
+    /// For `d` from now (real time), no stream connection sends anything: no update, no close,
+    /// no ping. Closes due meanwhile are lost, as on a stalled connection. `Duration::ZERO` ends it.
+    pub fn silence_streams(&self, d: Duration) {
+        self.shared.lock().stream.silent_until_real_ms = real_ms() + d.as_millis() as i64;
+    }
+
+    /// Queues a scripted stream fault. See [`StreamFault`].
+    pub fn push_stream_fault(&self, f: StreamFault) {
+        self.shared.lock().stream.push(f);
+    }
+
+    /// Drops queued stream faults and ends a silence.
+    pub fn clear_stream_faults(&self) {
+        self.shared.lock().stream.clear_faults();
+    }
+
+    /// The websocket side's counters.
+    pub fn stream_stats(&self) -> StreamStats {
+        self.shared.lock().stream.stats
     }
 
     /// The counters.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_binance::{Clock, Config, FakeExchange, default_symbols};
+use fake_binance::{Clock, Config, FakeExchange, StreamFault, default_symbols};
 
 /// A loopback stand-in for the Binance USD-M futures REST API (time, exchangeInfo, klines),
 /// with a controllable clock and scripted faults (see /_fake/* in README.md).
@@ -63,6 +63,31 @@ struct Args {
     /// of which may be `*` (every one); with only FROM_MS-TO_MS, for every series (repeatable).
     #[arg(long, value_name = "[SYMBOL:INTERVAL:]FROM_MS-TO_MS")]
     outage: Vec<String>,
+    /// Run the server clock this many times faster than real time, from its start value
+    /// (`--time`) on; streams, candles and 24-hour disconnects follow it.
+    #[arg(long, default_value_t = 1)]
+    speed: u32,
+    /// Stream update period in real ms (default 250, as documented).
+    #[arg(long, default_value_t = 250)]
+    stream_update_ms: u64,
+    /// Streams one websocket connection may carry.
+    #[arg(long, default_value_t = fake_binance::MAX_STREAMS_PER_CONNECTION)]
+    max_streams: usize,
+    /// Drop every open stream connection every this many real ms (0 = never).
+    #[arg(long, default_value_t = 0)]
+    stream_drop_every_ms: u64,
+    /// Send the first N stream messages malformed (not JSON).
+    #[arg(long, default_value_t = 0)]
+    stream_malformed: u32,
+    /// Send the first N stream closes twice.
+    #[arg(long, default_value_t = 0)]
+    stream_duplicate: u32,
+    /// Never send the first N stream closes.
+    #[arg(long, default_value_t = 0)]
+    stream_miss_close: u32,
+    /// Send nothing on any stream for the first MS real ms.
+    #[arg(long, default_value_t = 0)]
+    stream_silence_ms: u64,
 }
 
 fn parse_clock(s: &str) -> Result<Clock, String> {
@@ -148,11 +173,29 @@ fn run(args: Args) -> Result<FakeExchange, String> {
         let o = parse_outage(spec)?;
         ex.add_outage(o.symbol, o.interval, o.from_ms, o.to_ms).map_err(|e| format!("--outage {spec:?}: {e}"))?;
     }
+    if args.speed != 1 {
+        ex.set_speed(args.speed);
+    }
+    ex.set_stream_update(Duration::from_millis(args.stream_update_ms));
+    ex.set_max_streams_per_connection(args.max_streams);
+    for (n, fault) in [
+        (args.stream_malformed, StreamFault::Malformed as fn(u32) -> StreamFault),
+        (args.stream_duplicate, StreamFault::Duplicate),
+        (args.stream_miss_close, StreamFault::MissClose),
+    ] {
+        if n > 0 {
+            ex.push_stream_fault(fault(n));
+        }
+    }
+    if args.stream_silence_ms > 0 {
+        ex.silence_streams(Duration::from_millis(args.stream_silence_ms));
+    }
     Ok(ex)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let drop_every = Duration::from_millis(args.stream_drop_every_ms);
     match run(args) {
         Ok(ex) => {
             let mut out = std::io::stdout().lock();
@@ -160,7 +203,12 @@ fn main() -> ExitCode {
             let _ = out.flush();
             drop(out);
             loop {
-                std::thread::park();
+                if drop_every.is_zero() {
+                    std::thread::park();
+                } else {
+                    std::thread::sleep(drop_every);
+                    ex.drop_streams();
+                }
             }
         }
         Err(e) => {

@@ -27,6 +27,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(TIME, get(|State(s): State<Arc<Shared>>, RawQuery(q): RawQuery| handle(s, TIME, q)))
         .route(EXCHANGE_INFO, get(|State(s): State<Arc<Shared>>, RawQuery(q): RawQuery| handle(s, EXCHANGE_INFO, q)))
         .route(KLINES, get(|State(s): State<Arc<Shared>>, RawQuery(q): RawQuery| handle(s, KLINES, q)))
+        .route(crate::stream::STREAM, get(crate::stream::upgrade))
         .merge(control::router())
         .with_state(shared)
 }

@@ -1,0 +1,84 @@
+//! `candlelog run`: the long-running service (in progress: streams and REST gap fills; no
+//! schedules or HTTP yet). Stops on SIGTERM/SIGINT with exit 0.
+
+use std::process::ExitCode;
+
+use candlelog::config::parse_duration;
+use candlelog::ops::run::{RunOptions, ServiceReport, serve};
+use candlelog::source::stream::MAX_STREAMS_PER_CONNECTION;
+use candlelog::store::{DirLock, SERVICE_ROLE, Store};
+
+use super::{Cli, EXIT_FAILED, EXIT_OK, print_json};
+
+/// The exchange's USD-M stream host.
+pub const DEFAULT_STREAM_URL: &str = "wss://fstream.binance.com";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The REST side, as for `sync` (symbols, intervals, exchange URL, limits of each gap fill).
+    #[command(flatten)]
+    pub sync: super::sync::Args,
+    /// The exchange's websocket stream host (USD-M combined streams), e.g. wss://fstream.binance.com.
+    #[arg(long, env = "CANDLELOG_STREAM_URL")]
+    pub stream_url: Option<String>,
+    /// Replace a stream connection silent for this long (e.g. 10s).
+    #[arg(long)]
+    pub silence_timeout: Option<String>,
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    candlelog::Error::Usage(msg).into()
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.config()?;
+    let mut sync = super::sync::options(&args.sync, &config)?;
+    sync.interrupt = super::stop_on_signals();
+    let c = &config.run;
+    let stream_url = args.stream_url.clone().or(c.stream_url.clone()).unwrap_or_else(|| DEFAULT_STREAM_URL.into());
+    let silence_timeout = match args.silence_timeout.as_ref().or(c.silence_timeout.as_ref()) {
+        Some(t) => parse_duration(t).map_err(|e| usage(format!("--silence-timeout: {e}")))?,
+        None => std::time::Duration::from_secs(10),
+    };
+    let opts = RunOptions { sync, stream_url, silence_timeout, max_streams_per_connection: MAX_STREAMS_PER_CONNECTION };
+    let paths = cli.paths_with(&config);
+    candlelog::store::init(&paths)?;
+    let lock = DirLock::exclusive_for(&paths.lock, Some(SERVICE_ROLE))?;
+    let mut store = Store::open_locked(&paths, cli.store_options_with(&config), lock)?;
+    super::report_open(&store);
+    let report = serve(&mut store, &opts)?;
+    drop(store);
+    candlelog::ops::runs::save(&paths.root, "service", cli.run_stamp(), &report);
+    if args.sync.json {
+        print_json(&report)?;
+    } else {
+        print_summary(&report);
+    }
+    Ok(ExitCode::from(match &report.error {
+        Some(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
+        None => EXIT_OK,
+    }))
+}
+
+fn print_summary(r: &ServiceReport) {
+    outln!(
+        "service {}: {} symbols x {} intervals; {} candles from the stream ({} already stored, {} differing from REST), {} REST gap fills ({} candles, {} failed), {} reconnects, {} missed closes, {} malformed messages; head LSN {}; stopped: {}",
+        r.run_id,
+        r.symbols.len(),
+        r.intervals.len(),
+        r.stream_candles,
+        r.stream_already_stored,
+        r.stream_disagreed,
+        r.gap_syncs,
+        r.gap_sync_candles,
+        r.gap_sync_failures,
+        r.stream.reconnects,
+        r.stream.missed,
+        r.stream.malformed,
+        r.head_lsn,
+        r.stopped_by
+    );
+}
