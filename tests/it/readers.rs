@@ -54,10 +54,16 @@ fn check_reader(dir: &std::path::Path, metrics: &std::path::Path, round: usize) 
 fn readers_run_beside_a_long_import() {
     let tmp = tempfile::tempdir().unwrap();
     let fixtures = tmp.path().join("fixtures");
-    support::gen_archives(&fixtures, 12, 24);
+    support::gen_archives(&fixtures, 36, 24);
     let dir = tmp.path().join("data");
     let metrics = tmp.path().join("candlelog.prom");
     assert_eq!(run(&dir, &["init"]).code, 0);
+    // A store that already holds rows: an import into an empty projection
+    // loads it once at the end, while this one applies every commit, so
+    // readers see the rows arrive.
+    let first = tmp.path().join("first");
+    support::gen_archives(&first, 1, 1);
+    assert_eq!(run(&dir, &["import", first.to_str().unwrap()]).code, 0);
 
     // Small groups and segments: many commits and segment rolls while the readers run.
     let mut import = support::bin()
