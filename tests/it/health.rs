@@ -21,7 +21,9 @@ fn prepared(fx: &FakeExchange, tmp: &std::path::Path, extra_symbol: Option<&str>
     if let Some(x) = extra_symbol {
         syms.push(format!("\"{x}\""));
     }
-    std::fs::write(dir.join("candlelog.toml"), format!("[sync]\nsymbols = [{}]\nintervals = [\"1h\"]\n", syms.join(", "))).unwrap();
+    // No disk threshold: what the machine's disk holds is not what these tests judge.
+    let config = format!("[sync]\nsymbols = [{}]\nintervals = [\"1h\"]\n\n[health]\ndisk_min_free = 0.0\n", syms.join(", "));
+    std::fs::write(dir.join("candlelog.toml"), config).unwrap();
     let r = run(&dir, &["sync", "--exchange-url", &fx.url(), "--symbols", &list, "--lookback", "48"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     // No backup yet: that alone is a WARNING.
