@@ -47,31 +47,21 @@ pub(super) fn backups(paths: &Paths, index: &Index, recorded: Vec<(String, i64)>
 
 /// The runs check: the newest sync run recorded in the log.
 pub(super) fn runs(last_sync: Option<crate::projection::SyncSummary>, opts: &HealthOptions) -> Check {
+    let max_age = format!("< {}", hours(opts.run_max_age.as_millis() as i64));
+    let min_ok = format!("≥ {:.0}% ok", opts.min_success * 100.0);
     match last_sync {
-        None => check(
-            "runs",
-            Status::Warning,
-            "none",
-            format!("< {}", hours(opts.run_max_age.as_millis() as i64)),
-            "no sync run recorded in the log",
-        ),
+        None => check("runs", Status::Warning, "none", max_age, "no sync run recorded in the log"),
         Some(r) => {
             let age = opts.now_ms - r.ended_ms;
             let failed = r.units - r.ok;
             if age > opts.run_max_age.as_millis() as i64 {
-                check(
-                    "runs",
-                    Status::Critical,
-                    hours(age),
-                    format!("< {}", hours(opts.run_max_age.as_millis() as i64)),
-                    format!("the last sync run ended {} ago", hours(age)),
-                )
+                check("runs", Status::Critical, hours(age), max_age, format!("the last sync run ended {} ago", hours(age)))
             } else if r.units == 0 {
                 check(
                     "runs",
                     Status::Critical,
                     "0 units",
-                    format!("≥ {:.0}% ok", opts.min_success * 100.0),
+                    min_ok,
                     format!(
                         "the last sync run ended {} ago without a single tradable series to sync (every symbol retired, paused or invalid; or recorded by an older build)",
                         hours(age)
@@ -82,17 +72,11 @@ pub(super) fn runs(last_sync: Option<crate::projection::SyncSummary>, opts: &Hea
                     "runs",
                     Status::Critical,
                     format!("{failed} of {} failed", r.units),
-                    format!("≥ {:.0}% ok", opts.min_success * 100.0),
+                    min_ok,
                     format!("the last sync run ended {} ago with {failed} of {} units failed or cut short", hours(age), r.units),
                 )
             } else {
-                check(
-                    "runs",
-                    Status::Ok,
-                    hours(age),
-                    format!("< {}", hours(opts.run_max_age.as_millis() as i64)),
-                    format!("the last sync run succeeded {} ago", hours(age)),
-                )
+                check("runs", Status::Ok, hours(age), max_age, format!("the last sync run succeeded {} ago", hours(age)))
             }
         }
     }
