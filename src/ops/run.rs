@@ -148,24 +148,10 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
     let mut retry: Option<(Instant, Wanted)> = None;
     let mut failure: Option<Error> = None;
     while opts.sync.interrupt.signal().is_none() {
-        let next = runtime.block_on(async { tokio::time::timeout(POLL, rx.recv()).await });
-        let mut batch = Vec::new();
-        match next {
-            Err(_) => {}
-            Ok(None) => {
-                report.error = Some("the stream client ended unexpectedly".into());
-                break;
-            }
-            Ok(Some(e)) => {
-                batch.push(e);
-                while batch.len() < EVENTS_PER_COMMIT {
-                    match rx.try_recv() {
-                        Ok(e) => batch.push(e),
-                        Err(_) => break,
-                    }
-                }
-            }
-        }
+        let Some(batch) = receive(&runtime, &mut rx) else {
+            report.error = Some("the stream client ended unexpectedly".into());
+            break;
+        };
         let mut wanted = match retry.take() {
             Some((at, w)) if Instant::now() >= at => w,
             later => {
@@ -178,19 +164,8 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
             failure = Some(e);
             break;
         }
-        if !wanted.is_empty() {
-            let mut o = opts.sync.clone();
-            o.selection = Selection::List(wanted.symbols.iter().cloned().collect());
-            o.intervals = wanted.intervals.iter().copied().collect();
-            let failed = match fill(store, &o, &mut report) {
-                Ok(r) if r.ok || r.outcome == super::sync::RunOutcome::Interrupted => None,
-                Ok(r) => Some(r.error.unwrap_or_else(|| "see its run report".into())),
-                Err(e) => Some(e),
-            };
-            if let Some(why) = failed {
-                tracing::warn!("gap fill failed ({why}); asking again in {SYNC_RETRY:?}");
-                retry = Some((Instant::now() + SYNC_RETRY, wanted));
-            }
+        if !wanted.is_empty() && !fill_wanted(store, &opts.sync, &wanted, &mut report) {
+            retry = Some((Instant::now() + SYNC_RETRY, wanted));
         }
     }
 
@@ -212,6 +187,43 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
         report.error = Some(e.to_string());
     }
     finish(store, report, per_series, opts)
+}
+
+/// The next batch of stream events: what arrives within `POLL` (none: an
+/// empty batch), up to `EVENTS_PER_COMMIT`; None when the client has ended.
+fn receive(runtime: &tokio::runtime::Runtime, rx: &mut tokio::sync::mpsc::Receiver<StreamEvent>) -> Option<Vec<StreamEvent>> {
+    let mut batch = Vec::new();
+    match runtime.block_on(async { tokio::time::timeout(POLL, rx.recv()).await }) {
+        Err(_) => {}
+        Ok(None) => return None,
+        Ok(Some(e)) => {
+            batch.push(e);
+            while batch.len() < EVENTS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    Some(batch)
+}
+
+/// Fills the `wanted` series through the REST sync; false when it failed
+/// (the caller asks again after `SYNC_RETRY`).
+fn fill_wanted(store: &mut Store, sync: &SyncOptions, wanted: &Wanted, report: &mut ServiceReport) -> bool {
+    let mut o = sync.clone();
+    o.selection = Selection::List(wanted.symbols.iter().cloned().collect());
+    o.intervals = wanted.intervals.iter().copied().collect();
+    let failed = match fill(store, &o, report) {
+        Ok(r) if r.ok || r.outcome == super::sync::RunOutcome::Interrupted => None,
+        Ok(r) => Some(r.error.unwrap_or_else(|| "see its run report".into())),
+        Err(e) => Some(e),
+    };
+    if let Some(why) = &failed {
+        tracing::warn!("gap fill failed ({why}); asking again in {SYNC_RETRY:?}");
+    }
+    failed.is_none()
 }
 
 /// Closed candles out of a batch of stream events, in arrival order; the series that need
