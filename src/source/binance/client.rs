@@ -89,6 +89,23 @@ struct Inner {
     counters: Counters,
 }
 
+impl Inner {
+    /// The exchange refused this IP (a ban or the firewall): every request of
+    /// this client stops from now on. The first refusal is kept (a later one
+    /// says nothing new); returns the error for the request that met it.
+    fn refuse_all(&self, stop: Stop) -> ExchangeError {
+        let error = stop.error();
+        self.stop.send_if_modified(|s| {
+            if matches!(s, Some(Stop::Banned { .. } | Stop::Forbidden { .. })) {
+                return false;
+            }
+            *s = Some(stop);
+            true
+        });
+        error
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Stop {
     Banned { until_ms: Option<i64>, message: String },
@@ -540,30 +557,14 @@ impl BinanceClient {
                 });
                 tracing::error!(symbol = call.symbol, interval = call.interval, status, until_ms, message = %message, "IP banned by the exchange (HTTP 418); stopping every request");
                 let stop = Stop::Banned { until_ms, message };
-                let error = stop.error();
-                inner.stop.send_if_modified(|s| {
-                    if matches!(s, Some(Stop::Banned { .. } | Stop::Forbidden { .. })) {
-                        return false;
-                    }
-                    *s = Some(stop);
-                    true
-                });
-                Err(Failure::Final(error))
+                Err(Failure::Final(inner.refuse_all(stop)))
             }
             StatusClass::Forbidden => {
                 Counters::add(&inner.counters.forbidden, 1);
                 let message = error_message(&body);
                 tracing::error!(symbol = call.symbol, interval = call.interval, status, message = %message, "refused by the exchange's firewall (HTTP 403); stopping every request");
                 let stop = Stop::Forbidden { url, message };
-                let error = stop.error();
-                inner.stop.send_if_modified(|s| {
-                    if matches!(s, Some(Stop::Banned { .. } | Stop::Forbidden { .. })) {
-                        return false;
-                    }
-                    *s = Some(stop);
-                    true
-                });
-                Err(Failure::Final(error))
+                Err(Failure::Final(inner.refuse_all(stop)))
             }
             StatusClass::Retryable => {
                 Counters::add(&inner.counters.server_errors, 1);
