@@ -23,7 +23,7 @@
 //!   volume, quote_volume, taker_buy_volume, taker_buy_quote_volume: varint(m)
 //!   trades:    varint
 //! runs       = R × (body_len:varint run_body)
-//! run_body   = kind:u8 id:str started_ms:i64le ended_ms:i64le count:varint outcome*
+//! run_body   = kind:u8 (1–7) id:str started_ms:i64le ended_ms:i64le count:varint outcome*
 //! outcome    = unit:str interval:u8 (0 = none) status:u8 appended:varint revisions:varint message:str
 //! gaps       = G × (body_len:varint gap_body)                          (event format 4)
 //! gap_body   = symbol:str interval:u8 first_open:i64le last_open:i64le
@@ -40,6 +40,8 @@ pub const TAG_RUN: u8 = 2;
 pub const TAG_GAP: u8 = 4;
 /// Event format of frames holding a gap, or an outcome status 4–6 (retired, paused, invalid).
 pub const EVENT_FORMAT_GAPS: u8 = 4;
+/// Event format of frames holding a run of kind 7, `service` (format/segment.md, "Event format 5").
+pub const EVENT_FORMAT_SERVICE: u8 = 5;
 /// The one event of a loss frame (event format 3; format/segment.md, "Loss frames").
 pub const TAG_LOSS: u8 = 3;
 /// Event format of a loss frame: one `Loss` standing for `event_count` lost LSNs.

@@ -261,7 +261,7 @@ impl Index {
                     }
                     if let Event::Run(r) = e {
                         match r.kind {
-                            crate::event::RunKind::Sync => {
+                            k if k.syncs_series() => {
                                 last_sync = Some(encode_run_summary(r));
                                 classes.extend(symbol_classes(r));
                             }
