@@ -23,7 +23,7 @@
 //!   volume, quote_volume, taker_buy_volume, taker_buy_quote_volume: varint(m)
 //!   trades:    varint
 //! runs       = R × (body_len:varint run_body)
-//! run_body   = kind:u8 id:str started_ms:i64le ended_ms:i64le count:varint outcome*
+//! run_body   = kind:u8 (1–7) id:str started_ms:i64le ended_ms:i64le count:varint outcome*
 //! outcome    = unit:str interval:u8 (0 = none) status:u8 appended:varint revisions:varint message:str
 //! gaps       = G × (body_len:varint gap_body)                          (event format 4)
 //! gap_body   = symbol:str interval:u8 first_open:i64le last_open:i64le
@@ -40,6 +40,8 @@ pub const TAG_RUN: u8 = 2;
 pub const TAG_GAP: u8 = 4;
 /// Event format of frames holding a gap, or an outcome status 4–6 (retired, paused, invalid).
 pub const EVENT_FORMAT_GAPS: u8 = 4;
+/// Event format of frames holding a run of kind 7, `service` (format/segment.md, "Event format 5").
+pub const EVENT_FORMAT_SERVICE: u8 = 5;
 /// The one event of a loss frame (event format 3; format/segment.md, "Loss frames").
 pub const TAG_LOSS: u8 = 3;
 /// Event format of a loss frame: one `Loss` standing for `event_count` lost LSNs.
@@ -244,6 +246,18 @@ impl<'a> Cursor<'a> {
         Ok(i64::from_le_bytes(b.try_into().map_err(|_| format!("short {what}"))?))
     }
     fn varint(&mut self, what: &str) -> Result<u128, String> {
+        // The common case first: a value that ends within 9 bytes (63 bits) needs
+        // no 128-bit shifts and no checks but the end of the buffer; anything
+        // longer or cut short takes the general loop below, which says what is wrong.
+        let rest = self.buf.get(self.pos..).unwrap_or(&[]);
+        let mut short: u64 = 0;
+        for (i, &byte) in rest.iter().take(9).enumerate() {
+            short |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.pos += i + 1;
+                return Ok(u128::from(short));
+            }
+        }
         let mut v: u128 = 0;
         for i in 0..19 {
             let byte = self.u8(what)?;
@@ -354,11 +368,38 @@ pub fn decode_events(payload: &[u8], expected: usize) -> Result<Vec<Event>, Code
 /// Decodes a payload of the given event format: a run kind, outcome status
 /// or event newer than the frame's format is an error, never guessed.
 pub fn decode_events_format(payload: &[u8], expected: usize, format: u8) -> Result<Vec<Event>, CodecError> {
+    let mut events = Vec::new();
+    decode_events_into(payload, expected, format, &mut Columns::default(), &mut events)?;
+    Ok(events)
+}
+
+/// The candle columns of one payload as decoded, kept between payloads: a
+/// replay that decodes frame after frame fills the same vectors again instead
+/// of asking the allocator (and the kernel, for vectors of megabytes) for
+/// fresh ones each frame.
+#[derive(Default)]
+pub struct Columns {
+    syms: Vec<Symbol>,
+    intervals: Vec<Interval>,
+    opens: Vec<i64>,
+    closes: Vec<i64>,
+    /// open, close, high, low deltas.
+    deltas: [Vec<i128>; 4],
+    /// volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, trades.
+    raw: [Vec<u128>; 5],
+}
+
+/// [`decode_events_format`] into `out` (cleared first), with the candle
+/// columns in `cols`: both keep their capacity from one payload to the next.
+pub fn decode_events_into(payload: &[u8], expected: usize, format: u8, cols: &mut Columns, out: &mut Vec<Event>) -> Result<(), CodecError> {
+    out.clear();
     if format == EVENT_FORMAT_LOSS {
         // One record standing for `expected` lost LSNs.
-        return Ok(vec![Event::Loss(decode_loss(payload)?)]);
+        out.push(Event::Loss(decode_loss(payload)?));
+        return Ok(());
     }
-    let events = decode_any(payload, expected)?;
+    decode_any(payload, expected, cols, out)?;
+    let events = &*out;
     for (index, e) in events.iter().enumerate() {
         let newer = match e {
             Event::Run(r) if r.kind.min_event_format() > format => {
@@ -376,10 +417,10 @@ pub fn decode_events_format(payload: &[u8], expected: usize, format: u8) -> Resu
             return Err(CodecError { index, offset: 0, reason: format!("{what} needs event format {needs}, the frame says {format}") });
         }
     }
-    Ok(events)
+    Ok(())
 }
 
-fn decode_any(payload: &[u8], expected: usize) -> Result<Vec<Event>, CodecError> {
+fn decode_any(payload: &[u8], expected: usize, cols: &mut Columns, out: &mut Vec<Event>) -> Result<(), CodecError> {
     let mut cur = Cursor { buf: payload, pos: 0 };
     let at = |cur: &Cursor<'_>, index: usize, reason: String| CodecError { index, offset: cur.pos, reason };
     let tags = cur.take(expected, "event tags").map_err(|r| at(&cur, 0, r))?;
@@ -387,14 +428,18 @@ fn decode_any(payload: &[u8], expected: usize) -> Result<Vec<Event>, CodecError>
         return Err(CodecError { index: i, offset: i, reason: format!("unknown event tag {}", tags[i]) });
     }
     let n_candles = tags.iter().filter(|&&t| t == TAG_CANDLE).count();
-    let candles = decode_candles(&mut cur, n_candles).map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
     if n_candles == expected {
-        // Candles only (the common frame): straight into the events, one move each.
+        // Candles only (the common frame): straight into the events.
+        out.reserve(expected);
+        decode_candles(&mut cur, n_candles, cols, |c| out.push(Event::Candle(c)))
+            .map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
         if cur.pos != payload.len() {
             return Err(at(&cur, expected, format!("{} bytes after the last event", payload.len() - cur.pos)));
         }
-        return Ok(candles.into_iter().map(Event::Candle).collect());
+        return Ok(());
     }
+    let mut candles = Vec::with_capacity(n_candles);
+    decode_candles(&mut cur, n_candles, cols, |c| candles.push(c)).map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
     // Candles come from the columns, runs and then gaps from their sections, each in tag order.
     let mut events: Vec<Option<Event>> = vec![None; expected];
     let mut candles = candles.into_iter();
@@ -423,18 +468,19 @@ fn decode_any(payload: &[u8], expected: usize) -> Result<Vec<Event>, CodecError>
             events[index] = Some(event);
         }
     }
-    let events: Vec<Event> = events.into_iter().flatten().collect();
+    out.extend(events.into_iter().flatten());
     if cur.pos != payload.len() {
-        return Err(at(&cur, events.len(), format!("{} bytes after the last event", payload.len() - cur.pos)));
+        return Err(at(&cur, out.len(), format!("{} bytes after the last event", payload.len() - cur.pos)));
     }
-    Ok(events)
+    Ok(())
 }
 
 fn magnitude(v: i128, what: &str) -> Result<u128, String> {
     u128::try_from(v).ok().filter(|&m| m < 10u128.pow(MAX_DIGITS as u32)).ok_or_else(|| format!("{what}: magnitude {v} out of range"))
 }
 
-fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
+/// Decodes `n` candles' columns into `cols` and hands each candle to `push`, in order.
+fn decode_candles(b: &mut Cursor<'_>, n: usize, cols: &mut Columns, mut push: impl FnMut(Candle)) -> Result<(), String> {
     let dict_len = usize::try_from(b.varint("dictionary length")?).map_err(|_| "dictionary too large".to_string())?;
     if dict_len > n {
         return Err(format!("dictionary of {dict_len} symbols for {n} candles"));
@@ -444,42 +490,46 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
         let s = b.str("symbol")?;
         dict.push(Symbol::parse(&s).map_err(|e| e.to_string())?);
     }
-    let mut syms = Vec::with_capacity(n);
+    let Columns { syms, intervals, opens, closes, deltas, raw } = cols;
+    syms.clear();
     for _ in 0..n {
         let i = b.varint("symbol index")?;
         let s = usize::try_from(i).ok().and_then(|i| dict.get(i)).ok_or_else(|| format!("symbol index {i} outside the dictionary"))?;
         syms.push(s.clone());
     }
-    let intervals = b
-        .take(n, "intervals")?
-        .iter()
-        .map(|&code| Interval::from_code(code).ok_or_else(|| format!("unknown interval code {code}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut opens = Vec::with_capacity(n);
+    intervals.clear();
+    for &code in b.take(n, "intervals")? {
+        intervals.push(Interval::from_code(code).ok_or_else(|| format!("unknown interval code {code}"))?);
+    }
+    opens.clear();
     let mut prev = 0i128;
     for _ in 0..n {
         prev = prev.checked_add(unzz(b.varint("open_time")?)).ok_or("open_time out of range")?;
         opens.push(i64::try_from(prev).map_err(|_| "open_time out of range".to_string())?);
     }
-    let mut closes = Vec::with_capacity(n);
-    for &o in &opens {
+    closes.clear();
+    for &o in opens.iter() {
         let v = i128::from(o).checked_add(unzz(b.varint("close_time")?)).ok_or("close_time out of range")?;
         closes.push(i64::try_from(v).map_err(|_| "close_time out of range".to_string())?);
     }
     let heads = b.take(n * 8, "decimal heads")?;
-    let col = |b: &mut Cursor<'_>, what: &str| -> Result<Vec<i128>, String> { (0..n).map(|_| b.varint(what).map(unzz)).collect() };
-    let open_d = col(b, "open")?;
-    let close_d = col(b, "close")?;
-    let high_d = col(b, "high")?;
-    let low_d = col(b, "low")?;
-    let mut raw = |what: &str| -> Result<Vec<u128>, String> { (0..n).map(|_| b.varint(what)).collect() };
-    let vol = raw("volume")?;
-    let qvol = raw("quote_volume")?;
-    let tbv = raw("taker_buy_volume")?;
-    let tbq = raw("taker_buy_quote_volume")?;
-    let trades: Vec<u64> =
-        raw("trades")?.into_iter().map(|t| u64::try_from(t).map_err(|_| "trades exceeds u64".to_string())).collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(n);
+    for (col, what) in deltas.iter_mut().zip(["open", "close", "high", "low"]) {
+        col.clear();
+        for _ in 0..n {
+            col.push(unzz(b.varint(what)?));
+        }
+    }
+    for (col, what) in raw.iter_mut().zip(["volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume", "trades"]) {
+        col.clear();
+        for _ in 0..n {
+            col.push(b.varint(what)?);
+        }
+    }
+    let [open_d, close_d, high_d, low_d] = &*deltas;
+    let [vol, qvol, tbv, tbq, trades] = &*raw;
+    if trades.iter().any(|&t| t > u128::from(u64::MAX)) {
+        return Err("trades exceeds u64".to_string());
+    }
     let mut prev_close = 0i128;
     for i in 0..n {
         // Checked: a crafted payload must fail, never wrap into another value.
@@ -496,7 +546,7 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
             let head = heads[i * 8 + k];
             *d = Decimal::from_parts(head & 0x80 != 0, mags[k], head & 0x7f).ok_or_else(|| format!("candle {i}: decimal out of range"))?;
         }
-        out.push(Candle {
+        push(Candle {
             symbol: syms[i].clone(),
             interval: intervals[i],
             open_time: opens[i],
@@ -507,12 +557,12 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize) -> Result<Vec<Candle>, String> {
             close: ds[3],
             volume: ds[4],
             quote_volume: ds[5],
-            trades: trades[i],
+            trades: trades[i] as u64,
             taker_buy_volume: ds[6],
             taker_buy_quote_volume: ds[7],
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 fn decode_gap(b: &mut Cursor<'_>) -> Result<Gap, String> {
@@ -630,5 +680,36 @@ mod tests {
         let mut buf = Vec::new();
         encode_events(&mut buf, &events);
         assert_eq!(decode_events(&buf, 3).unwrap(), events);
+    }
+
+    #[test]
+    fn reused_buffers_decode_each_payload_as_a_fresh_decode_does() {
+        let mut big = candle();
+        big.symbol = Symbol::parse("BTCUSDT").unwrap();
+        let many: Vec<Event> = (0..50i64)
+            .map(|k| {
+                let mut c = big.clone();
+                c.open_time += k * 14_400_000;
+                c.close_time += k * 14_400_000;
+                Event::Candle(c)
+            })
+            .collect();
+        let run = Event::Run(Run { kind: RunKind::Backup, id: "b".into(), started_ms: 1, ended_ms: 2, outcomes: vec![] });
+        let mixed = vec![Event::Candle(candle()), run, Event::Candle(candle())];
+        let (mut cols, mut out) = (Columns::default(), Vec::new());
+        // A long payload, a short mixed one, a broken one, then the long one again: nothing
+        // left in the buffers from one payload shows in the next.
+        for (events, format, cut) in [(&many, 1, false), (&mixed, 2, false), (&many, 1, true), (&mixed, 2, false), (&many, 1, false)] {
+            let mut buf = Vec::new();
+            encode_events(&mut buf, events);
+            if cut {
+                buf.truncate(buf.len() - 3);
+                assert!(decode_events_into(&buf, events.len(), format, &mut cols, &mut out).is_err());
+                continue;
+            }
+            decode_events_into(&buf, events.len(), format, &mut cols, &mut out).unwrap();
+            assert_eq!(&out, events);
+            assert_eq!(decode_events_format(&buf, events.len(), format).unwrap(), *events);
+        }
     }
 }

@@ -13,6 +13,8 @@ pub enum RunKind {
     Backup,
     /// Event format 2 and later.
     Drill,
+    /// `candlelog run`, the long-running service, when it stops (event format 5).
+    Service,
 }
 
 impl RunKind {
@@ -24,12 +26,14 @@ impl RunKind {
             RunKind::Rebuild => 4,
             RunKind::Backup => 5,
             RunKind::Drill => 6,
+            RunKind::Service => 7,
         }
     }
     /// The first event format that can carry this kind (format/segment.md, version history).
     pub fn min_event_format(self) -> u8 {
         match self {
             RunKind::Backup | RunKind::Drill => 2,
+            RunKind::Service => 5,
             _ => 1,
         }
     }
@@ -41,6 +45,7 @@ impl RunKind {
             4 => RunKind::Rebuild,
             5 => RunKind::Backup,
             6 => RunKind::Drill,
+            7 => RunKind::Service,
             _ => return None,
         })
     }
@@ -52,7 +57,14 @@ impl RunKind {
             RunKind::Rebuild => "rebuild",
             RunKind::Backup => "backup",
             RunKind::Drill => "drill",
+            RunKind::Service => "service",
         }
+    }
+    /// A run that brings series up to date from the exchange (a sync, or the
+    /// service): what health's last-sync check, the symbols' classes and `sla`
+    /// count.
+    pub fn syncs_series(self) -> bool {
+        matches!(self, RunKind::Sync | RunKind::Service)
     }
 }
 

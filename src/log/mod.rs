@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod chain;
 #[cfg(test)]
 mod crash_tests;
+mod decode;
 pub mod error;
 pub mod frame;
 pub mod fs;
@@ -16,6 +17,7 @@ mod sim_fs;
 pub mod writer;
 
 pub use chain::{ChainCursor, ChainPos, ChainWalk, Checked, LocalSegments, ReadFailure, SegmentEntry, SegmentSource, Walked};
+pub use decode::FrameDecoder;
 pub use error::LogError;
 pub use fs::{LogFile, LogFs, StdFs};
 pub use reader::{Damage, DamageKind, FrameMeta, LogReader, ReplayEnd, SegmentEnd, SegmentScan, decode_frame, scan_segment};

@@ -324,7 +324,7 @@ fn streamable(r: &SyncReport) -> Vec<Symbol> {
     out
 }
 
-/// The service's Run record (kind `sync`: it keeps the series in sync; its id starts with
+/// The service's Run record (kind `service`, event format 5; its id starts with
 /// `service-`), one outcome per streamed series.
 fn finish(
     store: &mut Store,
@@ -365,7 +365,7 @@ fn finish(
     } else if let Some(first) = outcomes.first_mut() {
         first.message = report.stopped_by.clone();
     }
-    let run = Run { kind: RunKind::Sync, id: report.run_id.clone(), started_ms: report.started_ms, ended_ms: report.ended_ms, outcomes };
+    let run = Run { kind: RunKind::Service, id: report.run_id.clone(), started_ms: report.started_ms, ended_ms: report.ended_ms, outcomes };
     match store.append(&[Event::Run(run)]) {
         Ok(head) => report.head_lsn = head.lsn,
         Err(e) => {

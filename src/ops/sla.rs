@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::event::{Event, OutcomeStatus, Run, RunKind, fmt_ms as at};
+use crate::event::{Event, OutcomeStatus, Run, fmt_ms as at};
 use crate::log::LogReader;
 use crate::store::Paths;
 
@@ -137,7 +137,7 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
     reader.replay::<Error>(reader.start()?, |meta, events| {
         first_commit.get_or_insert(meta.header.commit_ms);
         runs.extend(events.into_iter().filter_map(|e| match e {
-            Event::Run(r) if r.kind == RunKind::Sync => Some(r),
+            Event::Run(r) if r.kind.syncs_series() => Some(r),
             _ => None,
         }));
         Ok(())

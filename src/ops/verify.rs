@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::event::{Event, Interval, Lsn};
 use crate::log::frame::EVENT_FORMAT_LOSS;
-use crate::log::{ChainPos, ChainWalk, Damage, DamageKind, LocalSegments, SegmentEnd, decode_frame};
+use crate::log::{ChainPos, ChainWalk, Damage, DamageKind, FrameDecoder, LocalSegments, SegmentEnd};
 use crate::projection::structure::Audit;
 use crate::projection::{Applied, Index, LogRows, Projection, hex};
 use crate::store::{LogBase, Paths, writer_pid};
@@ -240,7 +240,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
         None => crate::log::chain::log_start(),
     };
     boundaries.insert(start.lsn, start.hash);
-    let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", &paths.log, e))?;
+    let mut dec = FrameDecoder::new().map_err(|e| Error::io("zstd init", &paths.log, e))?;
     let walk = ChainWalk::new(&source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
     let mut segments = Vec::new();
     let mut losses = Vec::new();
@@ -274,11 +274,11 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             if meta.header.event_format == EVENT_FORMAT_LOSS && !damaged.contains(&meta.offset) {
                 // A loss frame holds no candle: it says which ones the log lost.
                 let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
-                match decode_frame(frame, meta, &mut dec) {
+                match dec.decode(frame, meta) {
                     Err(message) => {
                         r.problems.push(problem(Kind::BadPayload, path, Some(meta.offset), Some(meta.header.first_lsn), message))
                     }
-                    Ok(events) => losses.extend(events.into_iter().filter_map(|e| if let Event::Loss(l) = e { Some(l) } else { None })),
+                    Ok(events) => losses.extend(events.iter().filter_map(|e| if let Event::Loss(l) = e { Some(l.clone()) } else { None })),
                 }
                 continue;
             }
@@ -286,10 +286,10 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
                 continue;
             }
             let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
-            match decode_frame(frame, meta, &mut dec) {
+            match dec.decode(frame, meta) {
                 Err(message) => r.problems.push(problem(Kind::BadPayload, path, Some(meta.offset), Some(meta.header.first_lsn), message)),
                 Ok(events) => {
-                    for (k, e) in events.into_iter().enumerate() {
+                    for (k, e) in events.iter().enumerate() {
                         let lsn = meta.header.first_lsn + k as u64;
                         r.events += 1;
                         let Event::Candle(c) = e else { continue };
@@ -298,7 +298,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
                             r.problems.push(problem(Kind::InvalidCandle, path, Some(meta.offset), Some(lsn), err.to_string()));
                         }
                         if lsn > base_lsn && lsn <= replay_to {
-                            rows.insert(&c);
+                            rows.insert(c);
                         }
                     }
                 }

@@ -261,7 +261,7 @@ impl Index {
                     }
                     if let Event::Run(r) = e {
                         match r.kind {
-                            crate::event::RunKind::Sync => {
+                            k if k.syncs_series() => {
                                 last_sync = Some(encode_run_summary(r));
                                 classes.extend(symbol_classes(r));
                             }
@@ -673,4 +673,43 @@ fn guard<T>(path: &Path, op: &'static str, f: impl FnOnce() -> Result<T, IndexEr
 
 fn ierr(path: &Path, op: &'static str, e: impl Into<redb::Error>) -> IndexError {
     IndexError { path: path.to_path_buf(), op, source: Box::new(e.into()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Outcome, OutcomeStatus, Run, RunKind};
+
+    fn run(kind: RunKind, ended_ms: i64) -> Event {
+        let ok = |unit: &str| Outcome {
+            unit: unit.into(),
+            interval: Some(Interval::H4),
+            status: OutcomeStatus::Ok,
+            appended: 1,
+            revisions: 0,
+            message: String::new(),
+        };
+        Event::Run(Run {
+            kind,
+            id: format!("{}-{ended_ms}", kind.as_str()),
+            started_ms: ended_ms - 1,
+            ended_ms,
+            outcomes: vec![ok("BTCUSDT")],
+        })
+    }
+
+    /// The service's record (kind 7 since event format 5) is a sync of its series for
+    /// health's last-sync check, as it was when it was written as kind sync.
+    #[test]
+    fn a_service_run_counts_as_the_last_sync_and_a_backup_does_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(&tmp.path().join("index.redb")).unwrap();
+        let head = |lsn| Applied::new(lsn, [lsn as u8; 32]);
+        index.apply(&[run(RunKind::Service, 1_000)], &[(1_000, 1)], &[], head(1)).unwrap();
+        assert_eq!(index.last_sync().unwrap().map(|s| (s.ended_ms, s.units, s.ok)), Some((1_000, 1, 1)));
+        index.apply(&[run(RunKind::Backup, 2_000)], &[(2_000, 2)], &[], head(2)).unwrap();
+        assert_eq!(index.last_sync().unwrap().map(|s| s.ended_ms), Some(1_000));
+        index.apply(&[run(RunKind::Sync, 3_000)], &[(3_000, 3)], &[], head(3)).unwrap();
+        assert_eq!(index.last_sync().unwrap().map(|s| s.ended_ms), Some(3_000));
+    }
 }

@@ -542,10 +542,45 @@ pub(crate) fn frame5_events() -> Vec<Event> {
 /// Segment 3, sealed, after `event_format_2.seg`: frame 5 (LSN 8–9, a gap
 /// and a sync run with the statuses of event format 4), then the footer.
 pub(crate) fn event_format_4() -> Vec<u8> {
+    event_format_4_and_head().0
+}
+
+/// `event_format_4.seg` and its head hash (the hash after frame 5).
+fn event_format_4_and_head() -> (Vec<u8>, [u8; 32]) {
     let base = from_hex(SEG2_SEALED_HEAD_HEX);
     let mut b = SegmentHeader { seq: 3, first_lsn: 8, base_hash: base, created_ms: SEG3_CREATED_MS }.encode().to_vec();
     let h5 = push_frame_as_writer(&mut b, &base, 8, FRAME5_COMMIT_MS, &frame5_events());
     let footer = Footer { last_lsn: 9, frame_count: 1, footer_offset: b.len() as u64, head_hash: h5 };
+    b.extend_from_slice(&footer.encode());
+    (b, h5)
+}
+
+/// Segment 4's creation and its one frame's commit (event format 5).
+const SEG4_CREATED_MS: i64 = 1_769_300_000_000;
+const FRAME6_COMMIT_MS: i64 = 1_769_300_001_000;
+
+/// LSN 10: the service's record when it stops (run kind 7, `service`): one
+/// streamed series ok, one failed, the reason it stopped on the first.
+pub(crate) fn frame6_events() -> Vec<Event> {
+    vec![Event::Run(Run {
+        kind: RunKind::Service,
+        id: "service-1769200002000-4245".into(),
+        started_ms: 1_769_200_002_000,
+        ended_ms: 1_769_300_000_500,
+        outcomes: vec![
+            outcome("SKRUSDT", Some(Interval::H4), OutcomeStatus::Ok, 6, "stopped by SIGTERM"),
+            outcome("BTCUSDT", Some(Interval::D1), OutcomeStatus::Failed, 0, ""),
+        ],
+    })]
+}
+
+/// Segment 4, sealed, after `event_format_4.seg`: frame 6 (LSN 10, a
+/// service run, event format 5), then the footer.
+pub(crate) fn event_format_5() -> Vec<u8> {
+    let base = event_format_4_and_head().1;
+    let mut b = SegmentHeader { seq: 4, first_lsn: 10, base_hash: base, created_ms: SEG4_CREATED_MS }.encode().to_vec();
+    let h6 = push_frame_as_writer(&mut b, &base, 10, FRAME6_COMMIT_MS, &frame6_events());
+    let footer = Footer { last_lsn: 10, frame_count: 1, footer_offset: b.len() as u64, head_hash: h6 };
     b.extend_from_slice(&footer.encode());
     b
 }
@@ -567,6 +602,7 @@ fn all_vectors() -> Vec<(&'static str, Vec<u8>)> {
         ("event_format_2.seg", event_format_2()),
         ("loss.seg", loss()),
         ("event_format_4.seg", event_format_4()),
+        ("event_format_5.seg", event_format_5()),
     ]
 }
 
@@ -1334,10 +1370,10 @@ fn event_format_2_runs_are_refused_in_a_format_1_frame() {
     let mut dec = zstd::bulk::Decompressor::new().unwrap();
     let e = decode_frame(&b[m.offset as usize..], m, &mut dec).unwrap_err();
     assert!(e.contains("needs event format 2"), "{e}");
-    // An event format above 4 is a bad frame header (3 is a loss frame).
-    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 5 };
+    // An event format above 5 is a bad frame header (3 is a loss frame).
+    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 6 };
     assert!(FrameHeader::decode(&fh.encode()).is_err());
-    for format in [2, 3, 4] {
+    for format in [2, 3, 4, 5] {
         let fh = FrameHeader { event_format: format, ..fh };
         assert!(FrameHeader::decode(&fh.encode()).is_ok());
     }
@@ -1380,6 +1416,47 @@ fn event_format_4_decodes_to_a_gap_and_run_statuses() {
     assert_eq!(required_format(&[Event::Run(run.clone())]), 4);
     let ok_only = Run { outcomes: run.outcomes[..1].to_vec(), ..run.clone() };
     assert_eq!(required_format(&[Event::Run(ok_only)]), 1);
+}
+
+#[test]
+fn event_format_5_decodes_to_a_service_run() {
+    let (_, seg3) = read_vector("event_format_4.seg");
+    let seg3_head =
+        scan_segment(Path::new("event_format_4.seg"), 3, &seg3, true, Some(ChainPos::new(7, from_hex(SEG2_SEALED_HEAD_HEX)))).head_hash;
+    let (bytes, s) = scan("event_format_5.seg", 4, true, Some((10, seg3_head)));
+    assert!(s.damage.is_empty(), "{:#?}", s.damage);
+    assert_eq!(s.next_lsn, 11);
+    let frames: Vec<_> = s.frames.iter().map(|f| (f.header.first_lsn, f.header.event_count, f.header.event_format)).collect();
+    assert_eq!(frames, [(10, 1, 5)]);
+    assert_eq!(events_of(&bytes, &s), [frame6_events()]);
+    let Event::Run(run) = &frame6_events()[0] else { unreachable!() };
+    assert_eq!((run.kind.code(), run.kind.as_str()), (7, "service"));
+    // Read as an older format, the payload is refused, naming what needs format 5.
+    let m = &s.frames[0];
+    let payload = &bytes[m.offset as usize + FRAME_HEADER_LEN..][..m.header.payload_len as usize];
+    let raw = zstd::bulk::decompress(payload, m.header.raw_len as usize).unwrap();
+    let e = decode_events_format(&raw, 1, 4).unwrap_err().to_string();
+    assert!(e.contains("run kind service needs event format 5, the frame says 4"), "{e}");
+    assert_eq!(raw_events(&frame6_events()), raw);
+    assert_eq!(required_format(&frame6_events()), 5);
+    // A build that reads formats up to 4 sees an unknown format in the frame header, never a
+    // misread run: byte 33 of the frame header is the format.
+    assert_eq!(bytes[m.offset as usize + 33], 5);
+}
+
+#[test]
+fn writer_continues_a_log_ending_in_event_format_5() {
+    let (_, sealed) = read_vector("sealed.seg");
+    let (_, seg2) = read_vector("event_format_2.seg");
+    let (_, seg3) = read_vector("event_format_4.seg");
+    let (_, seg4) = read_vector("event_format_5.seg");
+    let (seg3_name, seg4_name) = ("00000000000000000003.seg", "00000000000000000004.seg");
+    let (_tmp, log) = log_dir_with(&[(SEG1, &sealed), (SEG2, &seg2), (seg3_name, &seg3), (seg4_name, &seg4)]);
+    let (mut w, truncations) = LogWriter::open(&log, Default::default()).unwrap();
+    assert!(truncations.is_empty(), "{truncations:?}");
+    assert_eq!(w.head_lsn(), 10);
+    let metas = w.append(&frame3_events()).unwrap();
+    assert_eq!((metas[0].seq, metas[0].header.first_lsn, metas[0].header.event_format), (5, 11, 1));
 }
 
 #[test]

@@ -163,7 +163,8 @@ fn an_unreachable_exchange_at_start_exits_1_with_a_failed_run() {
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("nothing to stream: cannot reach the exchange"), "{}", r.stderr);
     let dump = run(&dir, &["dump", "--events", "--json"]);
-    assert!(dump.stdout.contains("service-"), "the service's Run record is in the log: {}", dump.stderr);
+    let record = dump.stdout.lines().find(|l| l.contains("\"service-")).unwrap_or_else(|| panic!("no service record: {}", dump.stderr));
+    assert!(record.contains(r#""kind":"service""#), "the service's Run record is of kind service (event format 5): {record}");
     // The lock is free: another writer runs (and fails the same way, not with 75).
     assert_eq!(run(&dir, &["sync", "--exchange-url", &url, "--symbols", "BTCUSDT", "--timeout", "20s"]).code, 1);
 }
