@@ -4,6 +4,7 @@
 
 mod candle;
 pub mod codec;
+pub mod rows;
 mod decimal;
 mod gap;
 mod interval;
