@@ -4,11 +4,11 @@
 
 mod candle;
 pub mod codec;
-pub mod rows;
 mod decimal;
 mod gap;
 mod interval;
 mod loss;
+pub mod rows;
 mod run;
 
 pub use candle::{Candle, CandleError, MAX_SYMBOL_LEN, Symbol, SymbolError};

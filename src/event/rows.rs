@@ -74,7 +74,12 @@ impl<'a> Cur<'a> {
 /// events: fills `dict` with the frame's symbol dictionary (its text, in
 /// first-appearance order, not yet validated as symbols) and `rows` with one
 /// row per candle, in LSN order. Run and gap bodies are not read.
-pub fn decode_candle_rows<'p>(payload: &'p [u8], expected: usize, dict: &mut Vec<&'p str>, rows: &mut Vec<CandleRow>) -> Result<(), String> {
+pub fn decode_candle_rows<'p>(
+    payload: &'p [u8],
+    expected: usize,
+    dict: &mut Vec<&'p str>,
+    rows: &mut Vec<CandleRow>,
+) -> Result<(), String> {
     dict.clear();
     rows.clear();
     let mut b = Cur { buf: payload, pos: 0 };
@@ -95,7 +100,8 @@ pub fn decode_candle_rows<'p>(payload: &'p [u8], expected: usize, dict: &mut Vec
     rows.reserve(n);
     for _ in 0..n {
         let i = b.varint("symbol index")?;
-        let sym = u32::try_from(i).ok().filter(|&i| (i as usize) < dict_len).ok_or_else(|| format!("symbol index {i} outside the dictionary"))?;
+        let sym =
+            u32::try_from(i).ok().filter(|&i| (i as usize) < dict_len).ok_or_else(|| format!("symbol index {i} outside the dictionary"))?;
         rows.push(CandleRow { sym, interval: Interval::H4, open_time: 0, values: [0.0; 6], trades: 0 });
     }
     for (r, &code) in rows.iter_mut().zip(b.take(n, "intervals")?) {
@@ -108,10 +114,7 @@ pub fn decode_candle_rows<'p>(payload: &'p [u8], expected: usize, dict: &mut Vec
     }
     for r in rows.iter() {
         // Close times are not stored in the table; their range is still checked.
-        i128::from(r.open_time)
-            .checked_add(b.zvar("close_time")?)
-            .and_then(|v| i64::try_from(v).ok())
-            .ok_or("close_time out of range")?;
+        i128::from(r.open_time).checked_add(b.zvar("close_time")?).and_then(|v| i64::try_from(v).ok()).ok_or("close_time out of range")?;
     }
     let heads = b.take(n * 8, "decimal heads")?;
     // Mantissas: open and close come as deltas (open against the previous
@@ -156,4 +159,77 @@ pub fn decode_candle_rows<'p>(payload: &'p [u8], expected: usize, dict: &mut Vec
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::codec::{decode_events_format, encode_events};
+    use crate::event::{Candle, Event, Gap, Symbol};
+
+    fn candle(sym: &str, t: i64, v: [&str; 8], trades: u64) -> Candle {
+        let d = |s: &str| Decimal::parse(s).unwrap();
+        Candle {
+            symbol: Symbol::parse(sym).unwrap(),
+            interval: if t % 2 == 0 { Interval::H4 } else { Interval::M5 },
+            open_time: t,
+            close_time: t + 999,
+            open: d(v[0]),
+            high: d(v[1]),
+            low: d(v[2]),
+            close: d(v[3]),
+            volume: d(v[4]),
+            quote_volume: d(v[5]),
+            trades,
+            taker_buy_volume: d(v[6]),
+            taker_buy_quote_volume: d(v[7]),
+        }
+    }
+
+    /// The rows are what the full decoder's candles give, value for value,
+    /// whatever else the frame holds.
+    #[test]
+    fn rows_equal_the_full_decoders_candles() {
+        let events = vec![
+            Event::Candle(candle("BTCUSDT", 1_000, ["100.5", "101", "99.25", "100", "12.5", "1250.75", "6", "600"], 7)),
+            Event::Gap(Gap { symbol: Symbol::parse("ETHUSDT").unwrap(), interval: Interval::H4, first_open: 0, last_open: 14_400_000 }),
+            Event::Candle(candle("ETHUSDT", 999, ["-0.0001", "0.5", "-1.75", "0.25", "0", "0", "0", "0"], 0)),
+            Event::Candle(candle(
+                "BTCUSDT",
+                -4_000,
+                [
+                    "123456789012345678.9",
+                    "123456789012345679",
+                    "1",
+                    "99999999999999999999.5",
+                    "0.000000000000000000000001",
+                    "1e0",
+                    "1",
+                    "2",
+                ]
+                .map(|s| if s == "1e0" { "1" } else { s }),
+                u64::MAX,
+            )),
+            Event::Candle(candle("AAAUSDT", 2_000, ["3", "3", "3", "3", "3", "3", "3", "3"], 3)),
+        ];
+        let mut payload = Vec::new();
+        encode_events(&mut payload, &events);
+        let full = decode_events_format(&payload, events.len(), 4).unwrap();
+        let (mut dict, mut rows) = (Vec::new(), Vec::new());
+        decode_candle_rows(&payload, events.len(), &mut dict, &mut rows).unwrap();
+        let expected: Vec<(String, Interval, i64, [f64; 6], i64)> = full
+            .iter()
+            .filter_map(|e| if let Event::Candle(c) = e { Some(c) } else { None })
+            .map(|c| {
+                let v = [c.open.to_f64(), c.high.to_f64(), c.low.to_f64(), c.close.to_f64(), c.volume.to_f64(), c.quote_volume.to_f64()];
+                (c.symbol.as_str().to_string(), c.interval, c.open_time, v, i64::try_from(c.trades).unwrap_or(i64::MAX))
+            })
+            .collect();
+        let got: Vec<_> = rows.iter().map(|r| (dict[r.sym as usize].to_string(), r.interval, r.open_time, r.values, r.trades)).collect();
+        assert_eq!(got, expected);
+        // A payload cut short is an error, never a panic or a partial row set taken as whole.
+        for cut in [0, 1, payload.len() / 2, payload.len() - 40] {
+            assert!(decode_candle_rows(&payload[..cut], events.len(), &mut dict, &mut rows).is_err(), "cut at {cut}");
+        }
+    }
 }

@@ -307,6 +307,16 @@ impl Projection {
             if let Some(head) = stage.head {
                 record_head(&tx, head).map_err(|e| sql_err(&path, "update candlelog_state", e))?;
             }
+            // The deferred indexes in the same transaction, as the SQLite limit
+            // does: one commit (and one checkpoint) instead of two.
+            if self.defer_indexes {
+                let mut all: Vec<Interval> = self.tables.iter().chain(&created).copied().collect();
+                all.sort();
+                all.dedup();
+                for i in all {
+                    tx.execute_batch(&create_index_sql(i)).map_err(|e| sql_err(&path, "create index", e))?;
+                }
+            }
         }
         let inserted_ms = started.elapsed().as_millis() as u64;
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
@@ -593,7 +603,14 @@ fn insert_row(stmt: &mut rusqlite::Statement<'_>, ts: i64, symbol: &str, v: &[f6
 }
 
 /// Binds one row to parameters `base + 1 ..= base + 9` of an insert.
-fn bind_row(stmt: &mut rusqlite::Statement<'_>, base: usize, ts: i64, symbol: &str, v: &[f64; 6], trades: i64) -> Result<(), rusqlite::Error> {
+fn bind_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    base: usize,
+    ts: i64,
+    symbol: &str,
+    v: &[f64; 6],
+    trades: i64,
+) -> Result<(), rusqlite::Error> {
     stmt.raw_bind_parameter(base + 1, ts)?;
     stmt.raw_bind_parameter(base + 2, symbol)?;
     for (k, x) in v.iter().enumerate() {

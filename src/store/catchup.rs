@@ -86,12 +86,17 @@ impl Store {
     pub fn rebuild(&mut self) -> Result<RebuildStats> {
         let rows = self.row_sorter();
         self.projection.begin_rebuild(rows)?;
-        self.index.clear()?;
-        let from = match LogBase::load(&self.paths)? {
+        // Without a base the index is cleared on its own thread, beside the
+        // projection's replay (dropping its tables reads all their pages).
+        let base = LogBase::load(&self.paths)?;
+        let from = match &base {
             None => Applied::default(),
-            Some(base) => self.load_base(&base)?,
+            Some(base) => {
+                self.index.clear()?;
+                self.load_base(base)?
+            }
         };
-        let events = self.rebuild_replay(from)?;
+        let events = self.rebuild_replay(from, base.is_none())?;
         let head = self.head();
         let catalog = disk_catalog(&self.paths.log, head)?;
         self.index.record_segments(&catalog)?;
@@ -120,7 +125,7 @@ impl Store {
     /// projection's row sorter (`event::rows`: nine values a candle, no
     /// `Candle`), then inserts the sorted rows (`finish_rebuild`) while the
     /// index thread finishes. Both walks check every hash and the chain.
-    fn rebuild_replay(&mut self, from: Applied) -> Result<u64> {
+    fn rebuild_replay(&mut self, from: Applied, clear_index: bool) -> Result<u64> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let started = std::time::Instant::now();
         let log = self.paths.log.clone();
@@ -129,6 +134,9 @@ impl Store {
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| -> Result<u64> {
             let index_job = s.spawn(|| -> Result<()> {
+                if clear_index {
+                    index.clear()?;
+                }
                 let reader = LogReader::open(&log)?;
                 let mut events: Vec<Event> = Vec::new();
                 let mut commits = Vec::new();
