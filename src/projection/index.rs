@@ -24,6 +24,8 @@ const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
 const GAPS: TableDefinition<(&str, u8, i64), i64> = TableDefinition::new("gaps");
 /// (symbol, interval code) → (first open, last open, candles, revisions)
 const CURSORS: TableDefinition<(&str, u8), (i64, i64, u64, u64)> = TableDefinition::new("cursors");
+/// A series' cursor while a batch is applied: (first open, last open, candles, revisions).
+type CursorValue = (i64, i64, u64, u64);
 /// (symbol, interval code, open time) → first 16 bytes of blake3(encoded candle)
 const DIGESTS: TableDefinition<(&str, u8, i64), [u8; 16]> = TableDefinition::new("digests");
 /// commit time (ms) → last LSN committed at that time
@@ -253,7 +255,7 @@ impl Index {
                 // Each series' cursor, read once; candles come series by series,
                 // so the previous candle's series is tried first (no lookup, no
                 // allocation per candle).
-                let mut series: Vec<((crate::event::Symbol, u8), (i64, i64, u64, u64))> = Vec::new();
+                let mut series: Vec<((crate::event::Symbol, u8), CursorValue)> = Vec::new();
                 let mut slot: std::collections::HashMap<(crate::event::Symbol, u8), usize> = Default::default();
                 let mut last: Option<usize> = None;
                 let mut last_sync: Option<Vec<u8>> = None;
