@@ -8,6 +8,7 @@ mod decimal;
 mod gap;
 mod interval;
 mod loss;
+pub mod rows;
 mod run;
 
 pub use candle::{Candle, CandleError, MAX_SYMBOL_LEN, Symbol, SymbolError};

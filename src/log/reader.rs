@@ -375,13 +375,24 @@ fn check_loss(version: u16, fh: &FrameHeader, payload: &[u8], before: &[u8; 32])
 
 /// Decompresses and decodes the events of a frame whose bytes start at `frame[0]`.
 pub fn decode_frame(frame: &[u8], meta: &FrameMeta, dec: &mut zstd::bulk::Decompressor<'_>) -> Result<Vec<Event>, String> {
+    let mut raw = Vec::new();
+    decompress_frame(frame, meta, dec, &mut raw)?;
+    codec::decode_events_format(&raw, meta.header.event_count as usize, meta.header.event_format).map_err(|e| e.to_string())
+}
+
+/// Decompresses the payload of a frame whose bytes start at `frame[0]` into
+/// `raw` (reused from frame to frame).
+pub fn decompress_frame(frame: &[u8], meta: &FrameMeta, dec: &mut zstd::bulk::Decompressor<'_>, raw: &mut Vec<u8>) -> Result<(), String> {
     let start = FRAME_HEADER_LEN;
     let payload = frame.get(start..start + meta.header.payload_len as usize).ok_or("payload out of bounds")?;
-    let raw = dec.decompress(payload, meta.header.raw_len as usize).map_err(|e| format!("zstd payload does not decompress: {e}"))?;
-    if raw.len() != meta.header.raw_len as usize {
-        return Err(format!("payload decompresses to {} bytes, header says {}", raw.len(), meta.header.raw_len));
+    let want = meta.header.raw_len as usize;
+    raw.clear();
+    raw.reserve(want);
+    let got = dec.decompress_to_buffer(payload, raw).map_err(|e| format!("zstd payload does not decompress: {e}"))?;
+    if got != want {
+        return Err(format!("payload decompresses to {got} bytes, header says {want}"));
     }
-    codec::decode_events_format(&raw, meta.header.event_count as usize, meta.header.event_format).map_err(|e| e.to_string())
+    Ok(())
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, LogError> {
@@ -430,6 +441,23 @@ impl LogReader {
         after: ChainPos,
         mut f: impl FnMut(&FrameMeta, Vec<Event>) -> Result<(), E>,
     ) -> Result<ReplayEnd, E> {
+        self.replay_payloads(after, |path, meta, raw| {
+            let events = codec::decode_events_format(raw, meta.header.event_count as usize, meta.header.event_format)
+                .map_err(|e| corrupt(path, meta, e.to_string()))?;
+            f(meta, events)
+        })
+    }
+
+    /// As [`LogReader::replay`], but `f` gets each frame's decompressed
+    /// payload (and its segment's path, for errors) instead of its decoded
+    /// events: for a reader with a decoder of its own (a bulk load's rows,
+    /// `event::rows`). Every hash and the chain are checked the same way.
+    pub fn replay_payloads<E: From<LogError>>(
+        &self,
+        after: ChainPos,
+        mut f: impl FnMut(&Path, &FrameMeta, &[u8]) -> Result<(), E>,
+    ) -> Result<ReplayEnd, E> {
+        let mut raw = Vec::new();
         let mut dec = zstd::bulk::Decompressor::new().map_err(|e| LogError::io("zstd init", "", e))?;
         if after.lsn == 0 && after.hash != ChainPos::GENESIS.hash {
             return Err(mismatch(self.segments.first().map(|s| s.name.as_path()), 0, 0).into());
@@ -480,14 +508,8 @@ impl LogReader {
                     return Err(mismatch(Some(path), meta.offset, after.lsn).into());
                 }
                 let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
-                let events = decode_frame(frame, meta, &mut dec).map_err(|message| LogError::Corrupt {
-                    path: path.clone(),
-                    offset: meta.offset,
-                    lsn: Some(meta.header.first_lsn),
-                    message,
-                    hint: HINT_RESTORE,
-                })?;
-                f(meta, events)?;
+                decompress_frame(frame, meta, &mut dec, &mut raw).map_err(|message| corrupt(path, meta, message))?;
+                f(path, meta, &raw)?;
             }
             end = ReplayEnd { head_lsn: checked.scan.next_lsn - 1, head_hash: checked.scan.head_hash };
         }
@@ -523,6 +545,11 @@ fn read_header(path: &Path) -> Result<Option<SegmentHeader>, LogError> {
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
     let n = read_prefix(path, &mut buf)?;
     Ok(SegmentHeader::decode(buf.get(..n).unwrap_or(&[])).ok())
+}
+
+/// A frame whose payload does not decompress or decode.
+pub fn corrupt(path: &Path, meta: &FrameMeta, message: String) -> LogError {
+    LogError::Corrupt { path: path.to_path_buf(), offset: meta.offset, lsn: Some(meta.header.first_lsn), message, hint: HINT_RESTORE }
 }
 
 fn mismatch(path: Option<&Path>, offset: u64, lsn: Lsn) -> LogError {

@@ -24,6 +24,8 @@ const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
 const GAPS: TableDefinition<(&str, u8, i64), i64> = TableDefinition::new("gaps");
 /// (symbol, interval code) → (first open, last open, candles, revisions)
 const CURSORS: TableDefinition<(&str, u8), (i64, i64, u64, u64)> = TableDefinition::new("cursors");
+/// A series' cursor while a batch is applied: (first open, last open, candles, revisions).
+type CursorValue = (i64, i64, u64, u64);
 /// (symbol, interval code, open time) → first 16 bytes of blake3(encoded candle)
 const DIGESTS: TableDefinition<(&str, u8, i64), [u8; 16]> = TableDefinition::new("digests");
 /// commit time (ms) → last LSN committed at that time
@@ -250,7 +252,12 @@ impl Index {
             {
                 let mut digests = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
                 let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
-                let mut cache: std::collections::HashMap<(String, u8), (i64, i64, u64, u64)> = Default::default();
+                // Each series' cursor, read once; candles come series by series,
+                // so the previous candle's series is tried first (no lookup, no
+                // allocation per candle).
+                let mut series: Vec<((crate::event::Symbol, u8), CursorValue)> = Vec::new();
+                let mut slot: std::collections::HashMap<(crate::event::Symbol, u8), usize> = Default::default();
+                let mut last: Option<usize> = None;
                 let mut last_sync: Option<Vec<u8>> = None;
                 let mut backed_up: Vec<(String, i64)> = Vec::new();
                 let mut classes: Vec<(String, Option<u8>)> = Vec::new();
@@ -278,14 +285,20 @@ impl Index {
                     let code = c.interval.code();
                     let d = candle_digest(c);
                     let old = digests.insert((c.symbol.as_str(), code, c.open_time), d).map_err(self.e("write digest"))?.map(|g| g.value());
-                    let key = (c.symbol.as_str().to_owned(), code);
-                    let cur = match cache.get_mut(&key) {
-                        Some(v) => v,
-                        None => {
-                            let v = cursors.get((c.symbol.as_str(), code)).map_err(self.e("read cursor"))?.map(|g| g.value());
-                            cache.entry(key).or_insert(v.unwrap_or((i64::MAX, i64::MIN, 0, 0)))
-                        }
+                    let at = match last.filter(|&k| series.get(k).is_some_and(|((s, i), _)| *i == code && s == &c.symbol)) {
+                        Some(k) => k,
+                        None => match slot.get(&(c.symbol.clone(), code)) {
+                            Some(&k) => k,
+                            None => {
+                                let v = cursors.get((c.symbol.as_str(), code)).map_err(self.e("read cursor"))?.map(|g| g.value());
+                                series.push(((c.symbol.clone(), code), v.unwrap_or((i64::MAX, i64::MIN, 0, 0))));
+                                slot.insert((c.symbol.clone(), code), series.len() - 1);
+                                series.len() - 1
+                            }
+                        },
                     };
+                    last = Some(at);
+                    let Some((_, cur)) = series.get_mut(at) else { continue };
                     match old {
                         None => {
                             cur.0 = cur.0.min(c.open_time);
@@ -296,7 +309,7 @@ impl Index {
                         Some(_) => {}
                     }
                 }
-                for ((sym, code), v) in &cache {
+                for ((sym, code), v) in &series {
                     cursors.insert((sym.as_str(), *code), v).map_err(self.e("write cursor"))?;
                 }
                 let mut commit_t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::digest::{RowDigest, SymbolKeys, TableDigest, row_hash};
-use super::sorted::RowSorter;
+use super::sorted::{Row, RowSorter};
 use super::{Applied, hex, unhex32};
 use crate::event::{Event, Interval};
 
@@ -250,35 +250,94 @@ impl Projection {
     fn unstage(&mut self) -> Result<(), ProjectionError> {
         let Some(stage) = self.stage.take() else { return Ok(()) };
         let path = self.path.clone();
+        let started = std::time::Instant::now();
+        let n = stage.rows.len();
         let mut rows = stage.rows.finish();
+        let sorted_ms = started.elapsed().as_millis() as u64;
         let mut created: Vec<Interval> = Vec::new();
         let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
         {
-            let mut current: Option<(Interval, rusqlite::CachedStatement<'_>)> = None;
-            while let Some(row) = rows.next() {
-                let row = row?;
-                let stmt = match &mut current {
-                    Some((i, stmt)) if *i == row.interval => stmt,
-                    _ => {
-                        let i = row.interval;
-                        // A base snapshot may have made the table already.
-                        tx.execute_batch(&create_table_sql(i)).map_err(|e| sql_err(&path, "create table", e))?;
-                        created.push(i);
-                        let stmt = tx.prepare_cached(&insert_sql(i)).map_err(|e| sql_err(&path, "prepare insert", e))?;
-                        &mut current.insert((i, stmt)).1
-                    }
+            // Rows go in INSERT_BATCH at a time, through one multi-row statement
+            // per table: each execution opens the table's cursors once for all
+            // of them (the rest, fewer than a batch, one by one).
+            let mut current: Option<(Interval, rusqlite::CachedStatement<'_>, rusqlite::CachedStatement<'_>)> = None;
+            let mut batch: Vec<Row> = Vec::with_capacity(INSERT_BATCH);
+            loop {
+                let row = rows.next().transpose()?;
+                let full = batch.len() == INSERT_BATCH;
+                let switch = match (&row, &current) {
+                    (Some(r), Some((i, _, _))) => r.interval != *i,
+                    (Some(_), None) => true,
+                    (None, _) => false,
                 };
-                insert_row(stmt, row.timestamp, rows.symbol(&row), &row.values, row.trades)
-                    .map_err(|e| sql_err(&path, &format!("insert {} {} {}", rows.symbol(&row), row.interval, row.timestamp), e))?;
+                if let Some((i, many, one)) = &mut current
+                    && (full || switch || row.is_none())
+                    && !batch.is_empty()
+                {
+                    let what = |e| {
+                        let first = batch.first().map(|r| (rows.symbol(r), r.timestamp)).unwrap_or_default();
+                        sql_err(&path, &format!("insert {} rows into {} from {} {}", batch.len(), i.table(), first.0, first.1), e)
+                    };
+                    if full {
+                        for (k, r) in batch.iter().enumerate() {
+                            bind_row(many, k * 9, r.timestamp, rows.symbol(r), &r.values, r.trades).map_err(what)?;
+                        }
+                        many.raw_execute().map_err(what)?;
+                    } else {
+                        for r in &batch {
+                            bind_row(one, 0, r.timestamp, rows.symbol(r), &r.values, r.trades).map_err(what)?;
+                            one.raw_execute().map_err(what)?;
+                        }
+                    }
+                    batch.clear();
+                }
+                let Some(row) = row else { break };
+                if switch {
+                    let i = row.interval;
+                    // A base snapshot may have made the table already.
+                    tx.execute_batch(&create_table_sql(i)).map_err(|e| sql_err(&path, "create table", e))?;
+                    created.push(i);
+                    let many = tx.prepare_cached(&insert_many_sql(i, INSERT_BATCH)).map_err(|e| sql_err(&path, "prepare insert", e))?;
+                    let one = tx.prepare_cached(&insert_sql(i)).map_err(|e| sql_err(&path, "prepare insert", e))?;
+                    current = Some((i, many, one));
+                }
+                batch.push(row);
             }
             drop(current);
             if let Some(head) = stage.head {
                 record_head(&tx, head).map_err(|e| sql_err(&path, "update candlelog_state", e))?;
             }
+            // The deferred indexes in the same transaction, as the SQLite limit
+            // does: one commit (and one checkpoint) instead of two.
+            if self.defer_indexes {
+                let mut all: Vec<Interval> = self.tables.iter().chain(&created).copied().collect();
+                all.sort();
+                all.dedup();
+                for i in all {
+                    tx.execute_batch(&create_index_sql(i)).map_err(|e| sql_err(&path, "create index", e))?;
+                }
+            }
         }
+        let inserted_ms = started.elapsed().as_millis() as u64;
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
         self.tables.extend(created);
+        tracing::debug!(rows = n, sorted_ms, inserted_ms, committed_ms = started.elapsed().as_millis() as u64, "inserted the sorted rows");
         Ok(())
+    }
+
+    /// While rows are being collected (`begin_rebuild`, `begin_sorted_load`):
+    /// the sorter, for a reader that decodes the log's rows itself
+    /// (`event::rows`); record their head with [`Projection::staged_up_to`].
+    pub fn staged_rows(&mut self) -> Option<&mut RowSorter> {
+        self.stage.as_mut().map(|s| &mut s.rows)
+    }
+
+    /// The log position the rows given to [`Projection::staged_rows`] reach:
+    /// recorded with them when they go in.
+    pub fn staged_up_to(&mut self, head: Applied) {
+        if let Some(stage) = &mut self.stage {
+            stage.head = Some(head);
+        }
     }
 
     /// Drops candlelog's tables (only its own: the file may be the agent's
@@ -290,7 +349,9 @@ impl Projection {
             sql += &format!("DROP INDEX IF EXISTS idx_{t}_symbol; DROP TABLE IF EXISTS {t};", t = i.table());
         }
         sql += "DELETE FROM candlelog_state; COMMIT; PRAGMA synchronous=OFF;";
+        let started = std::time::Instant::now();
         self.conn.execute_batch(&sql).map_err(|e| self.err("drop tables for rebuild", e))?;
+        tracing::debug!(dropped_ms = started.elapsed().as_millis() as u64, "dropped the tables for the rebuild");
         self.tables.clear();
         self.defer_indexes = true;
         self.stage = Some(Stage { rows, head: None });
@@ -300,12 +361,16 @@ impl Projection {
     /// Inserts the collected rows, creates the deferred indexes and makes the
     /// rebuilt state durable.
     pub fn finish_rebuild(&mut self) -> Result<(), ProjectionError> {
+        let started = std::time::Instant::now();
         self.unstage()?;
+        let inserted_ms = started.elapsed().as_millis() as u64;
         self.defer_indexes = false;
         for i in self.intervals() {
             self.conn.execute_batch(&create_index_sql(i)).map_err(|e| self.err("create index", e))?;
         }
+        let indexed_ms = started.elapsed().as_millis() as u64;
         self.conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err("checkpoint", e))?;
+        tracing::debug!(inserted_ms, indexed_ms, checkpointed_ms = started.elapsed().as_millis() as u64, "finished the rebuild");
         Ok(())
     }
 
@@ -522,16 +587,36 @@ fn insert_sql(i: Interval) -> String {
     format!("INSERT OR REPLACE INTO {} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", i.table())
 }
 
+/// Rows per execution of a sorted load's multi-row insert (9 parameters each).
+const INSERT_BATCH: usize = 64;
+
+/// The statement inserting `n` rows into `i`'s table at once.
+fn insert_many_sql(i: Interval, n: usize) -> String {
+    format!("INSERT OR REPLACE INTO {} ({COLUMNS}) VALUES {}", i.table(), vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", "))
+}
+
 /// Binds one row to `insert_sql`'s statement and runs it (bound one by one:
 /// no slice of trait objects per row).
 fn insert_row(stmt: &mut rusqlite::Statement<'_>, ts: i64, symbol: &str, v: &[f64; 6], trades: i64) -> Result<usize, rusqlite::Error> {
-    stmt.raw_bind_parameter(1, ts)?;
-    stmt.raw_bind_parameter(2, symbol)?;
-    for (k, x) in v.iter().enumerate() {
-        stmt.raw_bind_parameter(k + 3, x)?;
-    }
-    stmt.raw_bind_parameter(9, trades)?;
+    bind_row(stmt, 0, ts, symbol, v, trades)?;
     stmt.raw_execute()
+}
+
+/// Binds one row to parameters `base + 1 ..= base + 9` of an insert.
+fn bind_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    base: usize,
+    ts: i64,
+    symbol: &str,
+    v: &[f64; 6],
+    trades: i64,
+) -> Result<(), rusqlite::Error> {
+    stmt.raw_bind_parameter(base + 1, ts)?;
+    stmt.raw_bind_parameter(base + 2, symbol)?;
+    for (k, x) in v.iter().enumerate() {
+        stmt.raw_bind_parameter(base + k + 3, x)?;
+    }
+    stmt.raw_bind_parameter(base + 9, trades)
 }
 
 /// Records `head` as the applied state, in the caller's transaction.

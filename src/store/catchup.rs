@@ -4,9 +4,12 @@
 use super::{LogBase, Store};
 use crate::error::Result;
 use crate::event::Event;
+use crate::event::codec;
+use crate::event::rows::decode_candle_rows;
 use crate::log::catalog::disk_catalog;
+use crate::log::reader::corrupt;
 use crate::log::{LogError, LogReader};
-use crate::projection::Applied;
+use crate::projection::{Applied, ProjectionError};
 
 /// Events applied per projection transaction during a replay.
 const CHUNK_EVENTS: usize = 100_000;
@@ -83,12 +86,17 @@ impl Store {
     pub fn rebuild(&mut self) -> Result<RebuildStats> {
         let rows = self.row_sorter();
         self.projection.begin_rebuild(rows)?;
-        self.index.clear()?;
-        let from = match LogBase::load(&self.paths)? {
+        // Without a base the index is cleared on its own thread, beside the
+        // projection's replay (dropping its tables reads all their pages).
+        let base = LogBase::load(&self.paths)?;
+        let from = match &base {
             None => Applied::default(),
-            Some(base) => self.load_base(&base)?,
+            Some(base) => {
+                self.index.clear()?;
+                self.load_base(base)?
+            }
         };
-        let events = self.replay_with(Target::Both, from, true)?;
+        let events = self.rebuild_replay(from, base.is_none())?;
         let head = self.head();
         let catalog = disk_catalog(&self.paths.log, head)?;
         self.index.record_segments(&catalog)?;
@@ -110,16 +118,99 @@ impl Store {
         Ok(head)
     }
 
-    /// Replays the frames after `from` into `target`. The index is applied
-    /// on its own thread, fed chunk by chunk over a short channel, while this
-    /// one reads, decodes and applies the projection; with `finish`, the
-    /// projection's `finish_rebuild` (the sorted insert) runs here while the
-    /// index thread applies its last chunks.
-    fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {
-        self.replay_with(target, from, false)
+    /// A rebuild's replay of the frames after `from`, on both cores: the
+    /// index's thread reads the log on its own, decodes every event in full
+    /// (the decoder that validates everything) and applies it chunk by
+    /// chunk, while this thread reads the same frames straight into the
+    /// projection's row sorter (`event::rows`: nine values a candle, no
+    /// `Candle`), then inserts the sorted rows (`finish_rebuild`) while the
+    /// index thread finishes. Both walks check every hash and the chain.
+    fn rebuild_replay(&mut self, from: Applied, clear_index: bool) -> Result<u64> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let started = std::time::Instant::now();
+        let log = self.paths.log.clone();
+        let (index, projection) = (&self.index, &mut self.projection);
+        // Set when this thread fails, so the index thread stops early.
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| -> Result<u64> {
+            let index_job = s.spawn(|| -> Result<()> {
+                if clear_index {
+                    index.clear()?;
+                }
+                let reader = LogReader::open(&log)?;
+                let mut events: Vec<Event> = Vec::new();
+                let mut commits = Vec::new();
+                let mut last = from;
+                reader.replay::<crate::Error>(from, |meta, evs| {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(crate::Error::Failed("the rebuild stopped".into()));
+                    }
+                    if events.is_empty() {
+                        events = evs;
+                    } else {
+                        events.extend(evs);
+                    }
+                    commits.push((meta.header.commit_ms, meta.header.last_lsn()));
+                    last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
+                    if events.len() >= CHUNK_EVENTS {
+                        index.apply(&events, &commits, &[], last)?;
+                        events.clear();
+                        commits.clear();
+                    }
+                    Ok(())
+                })?;
+                if !events.is_empty() {
+                    index.apply(&events, &commits, &[], last)?;
+                }
+                Ok(())
+            });
+            let mut total = 0u64;
+            let replayed = (|| -> Result<()> {
+                let reader = LogReader::open(&log)?;
+                let (mut rows, mut ids) = (Vec::new(), Vec::new());
+                let mut last = from;
+                reader.replay_payloads::<crate::Error>(from, |path, meta, raw| {
+                    total += u64::from(meta.header.event_count);
+                    last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
+                    if meta.header.event_format == codec::EVENT_FORMAT_LOSS {
+                        return Ok(());
+                    }
+                    let sorter =
+                        projection.staged_rows().ok_or_else(|| crate::Error::Failed("the projection is not collecting rows".into()))?;
+                    let mut dict = Vec::new();
+                    decode_candle_rows(raw, meta.header.event_count as usize, &mut dict, &mut rows)
+                        .map_err(|m| corrupt(path, meta, format!("candle columns: {m}")))?;
+                    ids.clear();
+                    for d in &dict {
+                        ids.push(sorter.symbol_id_of(d).map_err(|e| corrupt(path, meta, format!("symbol {d:?}: {e}")))?);
+                    }
+                    for r in &rows {
+                        let sym = ids.get(r.sym as usize).copied().unwrap_or(u32::MAX);
+                        sorter.push_row(sym, r.interval, r.open_time, r.values, r.trades).map_err(ProjectionError::from)?;
+                    }
+                    Ok(())
+                })?;
+                projection.staged_up_to(last);
+                Ok(())
+            })();
+            let replay_ms = started.elapsed().as_millis() as u64;
+            // The sorted insert overlaps the index thread's last chunks.
+            let finished = replayed.and_then(|()| projection.finish_rebuild().map_err(crate::Error::from));
+            if finished.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            let finish_ms = started.elapsed().as_millis() as u64;
+            let indexed = index_job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path()).into()));
+            tracing::debug!(events = total, replay_ms, finish_ms, joined_ms = started.elapsed().as_millis() as u64, "rebuilt");
+            // This thread's error first: the index thread's is then only that it was stopped.
+            finished.and(indexed).map(|()| total)
+        })
     }
 
-    fn replay_with(&mut self, target: Target, from: Applied, finish: bool) -> Result<u64> {
+    /// Replays the frames after `from` into `target`. The index is applied
+    /// on its own thread, fed chunk by chunk over a short channel, while this
+    /// one reads, decodes and applies the projection.
+    fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {
         type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
         let started = std::time::Instant::now();
         let reader = LogReader::open(&self.paths.log)?;
@@ -171,17 +262,11 @@ impl Store {
                 .and_then(|_| flush(&mut events, &mut commits, last));
             drop(tx);
             let replay_ms = started.elapsed().as_millis() as u64;
-            // The sorted insert overlaps the index thread's last chunks.
-            let finished = match &replayed {
-                Ok(()) if finish => projection.finish_rebuild().map_err(crate::Error::from),
-                _ => Ok(()),
-            };
-            let finish_ms = started.elapsed().as_millis() as u64;
             if let Some(job) = index_job {
                 job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
             }
-            tracing::debug!(events = total, replay_ms, finish_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
-            replayed.and(finished).map(|()| total)
+            tracing::debug!(events = total, replay_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
+            replayed.map(|()| total)
         })
     }
 }
