@@ -255,12 +255,16 @@ mod tests {
         assert_eq!(c.sla.rto_target.as_deref(), Some("30m"));
         assert_eq!(c.run.stream_url.as_deref(), Some("wss://fstream.binance.com"));
         assert_eq!(parse_duration(&c.run.silence_timeout.unwrap()).unwrap().as_secs(), 10);
+        assert_eq!(c.run.listen.as_deref(), Some("127.0.0.1:9469"));
+        let default = &c.health.freshness["default"];
+        assert_eq!((default.warning.as_deref(), default.critical.as_deref()), (Some("2m"), Some("10m")));
         // The commented-out repositories are valid too, once uncommented.
         let text = std::fs::read_to_string(&p).unwrap();
         let uncommented: String = text
             .lines()
             .map(|l| {
-                let keys = ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_every", "#delta_"];
+                let keys =
+                    ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_every", "#delta_", "#\"1d\""];
                 if keys.iter().any(|k| l.starts_with(k)) { &l[1..] } else { l }
             })
             .collect::<Vec<_>>()
@@ -274,6 +278,7 @@ mod tests {
         assert_eq!(repos[2].path, Path::new("s3://company-backups/candlelog"));
         assert_eq!(parse_duration(repos[2].snapshot_every.as_deref().unwrap()).unwrap().as_secs(), 7 * 86_400);
         assert_eq!((repos[2].delta_chain_max, repos[2].delta_max_percent), (Some(14), Some(50)));
+        assert!(Config::load(&q, true).unwrap().health.freshness.contains_key("1d"));
     }
 
     #[test]
