@@ -35,6 +35,10 @@ use crate::store::Paths;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
 /// How long in-flight requests get to finish when the service stops.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// A health report this young is served again instead of being recomputed: health reads the
+/// whole projection (quick_check, the gaps) and walks the chain, seconds on a large store, so
+/// probes from several monitors cost one computation.
+const HEALTH_REUSE: Duration = Duration::from_secs(5);
 /// The exposition format's content type (text format 0.0.4).
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -69,6 +73,8 @@ struct Shared {
     ctx: HttpContext,
     /// One scrape at a time.
     busy: Mutex<()>,
+    /// The last health report and when it was computed.
+    health: Mutex<Option<(std::time::Instant, HealthReport)>>,
 }
 
 /// A running HTTP server; [`HttpServer::stop`] ends it (dropping it only detaches the thread).
@@ -100,7 +106,7 @@ impl HttpServer {
             .build()
             .map_err(|e| Error::io("start the HTTP server's runtime", "", e))?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared { ctx, busy: Mutex::new(()) });
+        let shared = Arc::new(Shared { ctx, busy: Mutex::new(()), health: Mutex::new(None) });
         let app = axum::Router::new().route("/metrics", get(metrics)).route("/health", get(healthz)).with_state(shared);
         let thread = std::thread::Builder::new()
             .name("candlelog-http".into())
@@ -155,9 +161,19 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let report = tokio::task::spawn_blocking(move || {
         let _one = shared.busy.lock();
+        if let Ok(last) = shared.health.lock()
+            && let Some((at, report)) = last.as_ref()
+            && at.elapsed() < HEALTH_REUSE
+        {
+            return Ok::<_, Error>(report.clone());
+        }
         let mut o = shared.ctx.health.clone();
         o.now_ms = crate::log::writer::now_ms();
-        health(&shared.ctx.paths, &o)
+        let report = health(&shared.ctx.paths, &o)?;
+        if let Ok(mut last) = shared.health.lock() {
+            *last = Some((std::time::Instant::now(), report.clone()));
+        }
+        Ok(report)
     })
     .await;
     let report = match report {
