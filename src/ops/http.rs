@@ -35,10 +35,13 @@ use crate::store::Paths;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
 /// How long in-flight requests get to finish when the service stops.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-/// A health report this young is served again instead of being recomputed: health reads the
-/// whole projection (quick_check, the gaps) and walks the chain, seconds on a large store, so
-/// probes from several monitors cost one computation.
+/// A health report is served again instead of being recomputed while it is younger than
+/// this, or than `HEALTH_COST_SHARE` times what it took to compute, whichever is longer:
+/// health reads the whole projection (quick_check, the gaps) and walks the chain, seconds on
+/// a large store (docs/performance.md), so probes from several monitors cost one
+/// computation and /health never takes more than about a fifth of a core.
 const HEALTH_REUSE: Duration = Duration::from_secs(5);
+const HEALTH_COST_SHARE: u32 = 4;
 /// The exposition format's content type (text format 0.0.4).
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -73,8 +76,8 @@ struct Shared {
     ctx: HttpContext,
     /// One scrape at a time.
     busy: Mutex<()>,
-    /// The last health report and when it was computed.
-    health: Mutex<Option<(std::time::Instant, HealthReport)>>,
+    /// The last health report, when it was computed and how long that took.
+    health: Mutex<Option<(std::time::Instant, Duration, HealthReport)>>,
 }
 
 /// A running HTTP server; [`HttpServer::stop`] ends it (dropping it only detaches the thread).
@@ -162,16 +165,17 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let report = tokio::task::spawn_blocking(move || {
         let _one = shared.busy.lock();
         if let Ok(last) = shared.health.lock()
-            && let Some((at, report)) = last.as_ref()
-            && at.elapsed() < HEALTH_REUSE
+            && let Some((at, took, report)) = last.as_ref()
+            && at.elapsed() < HEALTH_REUSE.max(*took * HEALTH_COST_SHARE)
         {
             return Ok::<_, Error>(report.clone());
         }
+        let start = std::time::Instant::now();
         let mut o = shared.ctx.health.clone();
         o.now_ms = crate::log::writer::now_ms();
         let report = health(&shared.ctx.paths, &o)?;
         if let Ok(mut last) = shared.health.lock() {
-            *last = Some((std::time::Instant::now(), report.clone()));
+            *last = Some((std::time::Instant::now(), start.elapsed(), report.clone()));
         }
         Ok(report)
     })
