@@ -33,8 +33,9 @@ use crate::store::Paths;
 /// Prometheus's exporter range, where scrape configs and firewalls expect exporters, away
 /// from the defaults of Prometheus itself, node_exporter and the other common ones.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
-/// How long in-flight requests get to finish when the service stops.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long in-flight requests get to finish when the service stops (its stop must take
+/// under 5 s in all: the stream's own grace comes first).
+const STOP_GRACE: Duration = Duration::from_millis(500);
 /// A health report is served again instead of being recomputed while it is younger than
 /// this, or than `HEALTH_COST_SHARE` times what it took to compute, whichever is longer:
 /// health reads the whole projection (quick_check, the gaps) and walks the chain, seconds on
@@ -128,6 +129,9 @@ impl HttpServer {
                         _ = async { while grace.changed().await.is_ok() && !*grace.borrow() {} tokio::time::sleep(STOP_GRACE).await } => {}
                     }
                 });
+                // A health report still being computed is left to finish on its own: dropping
+                // the runtime would wait for it, and the service's stop must not.
+                runtime.shutdown_background();
             })
             .map_err(|e| Error::io("start the HTTP server's thread", "", e))?;
         Ok(HttpServer { addr: bound, stop, thread: Some(thread) })
