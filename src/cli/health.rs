@@ -108,3 +108,32 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::from(r.status.exit_code()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn service_delays_per_interval_and_nightly_ones_otherwise() {
+        let c = config(
+            "[sync]\nintervals = [\"1m\", \"4h\", \"1d\"]\n[health]\nstale_warning = \"20h\"\n[health.freshness]\n\"1d\" = { warning = \"5m\" }\ndefault = { critical = \"15m\" }\n",
+        );
+        let min = |m: u64| Duration::from_secs(m * 60);
+        let service = options(&c, true).unwrap();
+        assert_eq!(service.mode, "service");
+        // An interval's own entry; a field it leaves out comes from `default`, which fills in from the built-in.
+        assert_eq!(service.delays(Interval::D1), (min(5), min(15)));
+        assert_eq!(service.delays(Interval::M1), (SERVICE_STALE_WARNING, min(15)));
+        let nightly = options(&c, false).unwrap();
+        assert_eq!(nightly.mode, "nightly");
+        for i in [Interval::M1, Interval::H4, Interval::D1] {
+            assert_eq!(nightly.delays(i), (Duration::from_secs(20 * 3600), Duration::from_secs(26 * 3600)));
+        }
+        let bad = options(&config("[health.freshness]\n\"2x\" = { warning = \"1m\" }\n"), true).unwrap_err().to_string();
+        assert!(bad.contains("unknown interval \"2x\""), "{bad}");
+    }
+}
