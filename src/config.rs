@@ -39,6 +39,9 @@ pub struct RunConfig {
     pub stream_url: Option<String>,
     /// Replace a stream connection silent for this long, e.g. "10s".
     pub silence_timeout: Option<String>,
+    /// Where `/metrics` and `/health` are served over HTTP, e.g. "127.0.0.1:9469";
+    /// "off" serves nothing.
+    pub listen: Option<String>,
 }
 
 /// `[backup]`: where `backup` writes when no `--to` is given (3-2-1: several).
@@ -88,14 +91,27 @@ pub struct SlaConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
-    /// Freshness WARNING past this much behind the last closed interval (default "24h").
+    /// Nightly mode (no service running): freshness WARNING once a closed candle has been
+    /// missing this long after its close, whatever the interval (default "24h").
     pub stale_warning: Option<String>,
-    /// Freshness CRITICAL past this (default "26h").
+    /// Nightly mode: freshness CRITICAL past this (default "26h").
     pub stale_critical: Option<String>,
+    /// Service mode (`candlelog run` is the writer): how long after its close a candle may be
+    /// missing, per interval ("1m", "4h", …) or for every other interval ("default").
+    #[serde(default)]
+    pub freshness: std::collections::BTreeMap<String, FreshnessConfig>,
     /// The last sync run must be younger than this (default "26h").
     pub run_max_age: Option<String>,
     /// Free space on the data directory's filesystem must stay above this fraction (default 0.15).
     pub disk_min_free: Option<f64>,
+}
+
+/// One interval's delay in `[health.freshness]`, e.g. `{ warning = "2m", critical = "10m" }`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessConfig {
+    pub warning: Option<String>,
+    pub critical: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus textfile.
@@ -239,12 +255,16 @@ mod tests {
         assert_eq!(c.sla.rto_target.as_deref(), Some("30m"));
         assert_eq!(c.run.stream_url.as_deref(), Some("wss://fstream.binance.com"));
         assert_eq!(parse_duration(&c.run.silence_timeout.unwrap()).unwrap().as_secs(), 10);
+        assert_eq!(c.run.listen.as_deref(), Some("127.0.0.1:9469"));
+        let default = &c.health.freshness["default"];
+        assert_eq!((default.warning.as_deref(), default.critical.as_deref()), (Some("2m"), Some("10m")));
         // The commented-out repositories are valid too, once uncommented.
         let text = std::fs::read_to_string(&p).unwrap();
         let uncommented: String = text
             .lines()
             .map(|l| {
-                let keys = ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_every", "#delta_"];
+                let keys =
+                    ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_every", "#delta_", "#\"1d\""];
                 if keys.iter().any(|k| l.starts_with(k)) { &l[1..] } else { l }
             })
             .collect::<Vec<_>>()
@@ -258,6 +278,7 @@ mod tests {
         assert_eq!(repos[2].path, Path::new("s3://company-backups/candlelog"));
         assert_eq!(parse_duration(repos[2].snapshot_every.as_deref().unwrap()).unwrap().as_secs(), 7 * 86_400);
         assert_eq!((repos[2].delta_chain_max, repos[2].delta_max_percent), (Some(14), Some(50)));
+        assert!(Config::load(&q, true).unwrap().health.freshness.contains_key("1d"));
     }
 
     #[test]

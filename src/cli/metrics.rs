@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use candlelog::config::DEFAULT_SYMBOLS;
+use candlelog::config::{Config, DEFAULT_SYMBOLS};
 use candlelog::event::Interval;
 use candlelog::ops::metrics::{Update, record, record_reader, render, write_textfile};
 
@@ -36,6 +36,15 @@ pub fn after(cli: &Cli, failed: bool) {
         eprintln!("warning: metrics counters not persisted: {e}");
     }
     let Some(path) = textfile else { return };
+    match render(&paths, &configured(&config)).and_then(|text| write_textfile(&path, &text)) {
+        Ok(()) => {}
+        Err(e) => eprintln!("warning: metrics file {} not written: {e}", path.display()),
+    }
+}
+
+/// The symbol count the config asks for per interval (`candlelog_configured_symbols`);
+/// none for `symbols = ["all"]`.
+pub fn configured(config: &Config) -> Vec<(Interval, usize)> {
     let intervals: Vec<Interval> =
         config.sync.intervals.as_ref().map(|v| v.iter().filter_map(|s| Interval::parse(s)).collect()).unwrap_or_else(|| vec![Interval::H4]);
     let symbols = match &config.sync.symbols {
@@ -43,9 +52,5 @@ pub fn after(cli: &Cli, failed: bool) {
         Some(list) => Some(list.len()),
         None => Some(DEFAULT_SYMBOLS.len()),
     };
-    let configured: Vec<(Interval, usize)> = symbols.map(|n| intervals.iter().map(|&i| (i, n)).collect()).unwrap_or_default();
-    match render(&paths, &configured).and_then(|text| write_textfile(&path, &text)) {
-        Ok(()) => {}
-        Err(e) => eprintln!("warning: metrics file {} not written: {e}", path.display()),
-    }
+    symbols.map(|n| intervals.iter().map(|&i| (i, n)).collect()).unwrap_or_default()
 }

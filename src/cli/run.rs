@@ -1,10 +1,14 @@
-//! `candlelog run`: the long-running service (in progress: streams and REST gap fills; no
-//! schedules or HTTP yet). Stops on SIGTERM/SIGINT with exit 0.
+//! `candlelog run`: the long-running service (in progress: streams, REST gap fills, /metrics
+//! and /health over HTTP; no schedules yet). Stops on SIGTERM/SIGINT with exit 0.
 
 use std::process::ExitCode;
 
 use candlelog::config::parse_duration;
+use std::sync::Arc;
+
+use candlelog::ops::http::{DEFAULT_LISTEN, HttpContext, HttpServer, Live, parse_listen};
 use candlelog::ops::run::{RunOptions, ServiceReport, serve};
+use candlelog::ops::sync::Selection;
 use candlelog::source::stream::MAX_STREAMS_PER_CONNECTION;
 use candlelog::store::{DirLock, SERVICE_ROLE, Store};
 
@@ -24,6 +28,9 @@ pub struct Args {
     /// Replace a stream connection silent for this long (e.g. 10s).
     #[arg(long)]
     pub silence_timeout: Option<String>,
+    /// Serve /metrics and /health over HTTP on this address (default 127.0.0.1:9469; off: none).
+    #[arg(long, env = "CANDLELOG_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 fn usage(msg: String) -> anyhow::Error {
@@ -40,13 +47,39 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Some(t) => parse_duration(t).map_err(|e| usage(format!("--silence-timeout: {e}")))?,
         None => std::time::Duration::from_secs(10),
     };
-    let opts = RunOptions { sync, stream_url, silence_timeout, max_streams_per_connection: MAX_STREAMS_PER_CONNECTION };
+    let listen = args.listen.as_ref().or(c.listen.as_ref()).map_or(DEFAULT_LISTEN, String::as_str);
+    let listen = parse_listen(listen).map_err(|e| usage(format!("--listen: {e}")))?;
+    // /health judges what this service keeps: its symbols and intervals, with the service's delays.
+    let mut health = super::health::options(&config, true)?;
+    health.symbols = match &sync.selection {
+        Selection::All => None,
+        Selection::List(list) => Some(list.clone()),
+    };
+    health.intervals = sync.intervals.clone();
+    let configured = match &sync.selection {
+        Selection::All => Vec::new(),
+        Selection::List(list) => sync.intervals.iter().map(|&i| (i, list.len())).collect(),
+    };
+    let live = Arc::new(Live::default());
+    let opts = RunOptions { sync, stream_url, silence_timeout, max_streams_per_connection: MAX_STREAMS_PER_CONNECTION, live: live.clone() };
     let paths = cli.paths_with(&config);
     candlelog::store::init(&paths)?;
     let lock = DirLock::exclusive_for(&paths.lock, Some(SERVICE_ROLE))?;
     let mut store = Store::open_locked(&paths, cli.store_options_with(&config), lock)?;
     super::report_open(&store);
-    let report = serve(&mut store, &opts)?;
+    let server = match listen {
+        Some(addr) => {
+            let server = HttpServer::start(addr, HttpContext { paths: paths.clone(), configured, health, live })?;
+            tracing::info!("serving /metrics and /health on http://{}", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let report = serve(&mut store, &opts);
+    if let Some(s) = server {
+        s.stop();
+    }
+    let report = report?;
     drop(store);
     candlelog::ops::runs::save(&paths.root, "service", cli.run_stamp(), &report);
     if args.sync.json {

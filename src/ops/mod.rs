@@ -4,6 +4,7 @@ pub mod backup;
 pub mod drill;
 pub mod dump;
 pub mod health;
+pub mod http;
 pub mod import;
 pub mod interrupt;
 pub mod losses;

@@ -12,7 +12,8 @@
 //!
 //! A stream candle only ever adds a candle the log does not have: when REST and the stream
 //! disagree, REST wins, whichever came first (a later sync appends REST's value as a
-//! revision). In progress: schedules, /metrics and /health over HTTP are not here yet.
+//! revision). `/metrics` and `/health` are served beside it ([`super::http`]), fed by `opts.live`.
+//! In progress: schedules are not here yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -46,6 +47,8 @@ pub struct RunOptions {
     /// No stream message for this long: the connection is replaced.
     pub silence_timeout: Duration,
     pub max_streams_per_connection: usize,
+    /// Where the service publishes its counters for `/metrics` ([`super::http`]).
+    pub live: std::sync::Arc<super::http::Live>,
 }
 
 /// What the service did, written when it stops (`DIR/runs/service-<stamp>.json`).
@@ -109,6 +112,7 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
         ..ServiceReport::default()
     };
     let mut per_series: BTreeMap<(String, Interval), u64> = BTreeMap::new();
+    opts.live.publish(sample(&report, StreamStats::default()));
 
     // History first, and the symbols the exchange trades among those configured.
     let first = fill(store, &opts.sync, &mut report);
@@ -167,6 +171,7 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
         if !wanted.is_empty() && !fill_wanted(store, &opts.sync, &wanted, &mut report) {
             retry = Some((Instant::now() + SYNC_RETRY, wanted));
         }
+        opts.live.publish(sample(&report, client.stats()));
     }
 
     // Stop: what already arrived is committed, then the connections are closed.
@@ -187,6 +192,21 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
         report.error = Some(e.to_string());
     }
     finish(store, report, per_series, opts)
+}
+
+/// The report's counters as `/metrics` shows them.
+fn sample(r: &ServiceReport, stream: StreamStats) -> super::metrics::ServiceSample {
+    super::metrics::ServiceSample {
+        started_ms: r.started_ms,
+        stream,
+        stream_candles: r.stream_candles,
+        stream_already_stored: r.stream_already_stored,
+        stream_disagreed: r.stream_disagreed,
+        max_commit_lag_ms: r.max_commit_lag_ms,
+        gap_syncs: r.gap_syncs,
+        gap_sync_failures: r.gap_sync_failures,
+        gap_sync_candles: r.gap_sync_candles,
+    }
 }
 
 /// The next batch of stream events: what arrives within `POLL` (none: an

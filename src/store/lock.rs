@@ -67,6 +67,17 @@ pub fn writer_pid(path: &Path) -> Option<u32> {
     })
 }
 
+/// The pid of the service (`candlelog run`) when it is the writer holding the lock at `path`
+/// right now; like [`writer_pid`], found without touching the lock.
+pub fn service_pid(path: &Path) -> Option<u32> {
+    let pid = writer_pid(path)?;
+    let mut file = File::open(path).ok()?;
+    match holder_of(&mut file) {
+        (Some(p), Some(role)) if p == pid && role == SERVICE_ROLE => Some(pid),
+        _ => None,
+    }
+}
+
 fn open(path: &Path) -> Result<File> {
     // A directory, FIFO or device where the lock file belongs: say so (recover moves it aside).
     if let Ok(meta) = std::fs::symlink_metadata(path)

@@ -15,7 +15,7 @@ pub use base::LogBase;
 pub use catchup::RebuildStats;
 pub use identity::{ChainId, chain_identity, passes_through};
 pub use ingest::{IngestStats, Overlay};
-pub use lock::{DirLock, SERVICE_ROLE, writer_pid};
+pub use lock::{DirLock, SERVICE_ROLE, service_pid, writer_pid};
 pub use paths::Paths;
 pub use rows::log_digests_at;
 

@@ -20,6 +20,9 @@ pub struct Run {
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_candlelog"));
     c.env_remove("CANDLELOG_DATA_DIR").env_remove("RUST_LOG");
+    // `candlelog run` serves HTTP on 127.0.0.1:9469 by default: tests running side by side
+    // (and whatever else holds that port) must not collide, so any free port unless told.
+    c.env("CANDLELOG_LISTEN", "127.0.0.1:0");
     c
 }
 

@@ -68,8 +68,14 @@ pub struct HealthOptions {
     /// Configured symbols (None: those the store holds) and intervals.
     pub symbols: Option<Vec<String>>,
     pub intervals: Vec<Interval>,
+    /// How long after its close a candle may be missing before freshness turns WARNING /
+    /// CRITICAL, for intervals `freshness` does not name.
     pub stale_warning: Duration,
     pub stale_critical: Duration,
+    /// Per-interval (warning, critical) delays that replace the two above.
+    pub freshness: BTreeMap<Interval, (Duration, Duration)>,
+    /// Which schedule the delays belong to, named in the freshness check ("nightly", "service").
+    pub mode: &'static str,
     pub run_max_age: Duration,
     pub disk_min_free: f64,
     /// The share of a sync's units that must succeed (`[sync] min_success`).
@@ -85,6 +91,8 @@ impl Default for HealthOptions {
             intervals: vec![Interval::H4],
             stale_warning: Duration::from_secs(24 * 3600),
             stale_critical: Duration::from_secs(26 * 3600),
+            freshness: BTreeMap::new(),
+            mode: "nightly",
             run_max_age: Duration::from_secs(26 * 3600),
             disk_min_free: 0.15,
             min_success: 0.98,
@@ -99,6 +107,22 @@ fn check(name: &'static str, status: Status, value: impl Into<String>, threshold
 
 fn hours(ms: i64) -> String {
     format!("{:.1} h", ms as f64 / 3_600_000.0)
+}
+
+/// A duration the way an operator reads it: "45 s", "12.5 min", "3.2 h".
+fn age(ms: i64) -> String {
+    match ms {
+        ..120_000 => format!("{} s", ms / 1000),
+        120_000..7_200_000 => format!("{:.1} min", ms as f64 / 60_000.0),
+        _ => hours(ms),
+    }
+}
+
+impl HealthOptions {
+    /// (warning, critical) delay after a candle's close for `interval`.
+    pub fn delays(&self, interval: Interval) -> (Duration, Duration) {
+        self.freshness.get(&interval).copied().unwrap_or((self.stale_warning, self.stale_critical))
+    }
 }
 
 /// An index health cannot read: not created yet (a first run killed before

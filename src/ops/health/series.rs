@@ -28,27 +28,37 @@ pub(super) fn heads(index: &Index, cursors: &[Cursor], now_ms: i64) -> std::resu
     Ok((heads, future))
 }
 
-/// One freshness check per configured interval: the stalest symbol's distance from the last closed candle.
+/// One freshness check per configured interval: a closed candle is expected within a delay of
+/// its close. Judged on the stalest symbol, by how long ago the first candle it lacks closed.
 pub(super) fn freshness(opts: &HealthOptions, symbols: &[String], heads: &Heads, left_out: &str) -> Vec<Check> {
-    let (warn, crit) = (opts.stale_warning.as_millis() as i64, opts.stale_critical.as_millis() as i64);
-    let threshold = format!("warn {} / crit {}", hours(warn), hours(crit));
     let mut checks = Vec::new();
     for &i in &opts.intervals {
-        let Some(last_closed) = last_closed_open(i, opts.now_ms) else { continue };
+        let (warn, crit) = opts.delays(i);
+        let (warn, crit) = (warn.as_millis() as i64, crit.as_millis() as i64);
+        let threshold = format!("warn {} / crit {} after close ({})", age(warn), age(crit), opts.mode);
+        if last_closed_open(i, opts.now_ms).is_none() {
+            continue;
+        }
         let stalest = symbols.iter().filter_map(|s| heads.get(&(s.clone(), i)).map(|&last| (s, last))).min_by_key(|x| x.1);
         checks.push(match stalest {
-            None => check("freshness", Status::Critical, "no candles", hours(crit), format!("{i}: no series holds candles{left_out}")),
+            None => check("freshness", Status::Critical, "no candles", threshold, format!("{i}: no series holds candles{left_out}")),
             Some((s, last)) => {
-                let behind = last_closed - last;
-                let status = if behind > crit {
+                // The candle after `last` closes at `due` (its close time + 1 ms).
+                let due = i.next_open(last).and_then(|n| i.next_open(n)).unwrap_or(i64::MAX);
+                let overdue = opts.now_ms.saturating_sub(due);
+                let status = if overdue > crit {
                     Status::Critical
-                } else if behind > warn {
+                } else if overdue > warn {
                     Status::Warning
                 } else {
                     Status::Ok
                 };
-                let message = format!("{i}: stalest series {s} is {} behind the last closed candle{left_out}", hours(behind));
-                check("freshness", status, hours(behind), threshold.clone(), message)
+                let message = if overdue < 0 {
+                    format!("{i}: every series holds its last closed candle (stalest {s}){left_out}")
+                } else {
+                    format!("{i}: stalest series {s} lacks the candle that closed {} ago (and any after it){left_out}", age(overdue))
+                };
+                check("freshness", status, age(overdue.max(0)), threshold, message)
             }
         });
     }
