@@ -39,6 +39,23 @@ pub struct RunConfig {
     pub stream_url: Option<String>,
     /// Replace a stream connection silent for this long, e.g. "10s".
     pub silence_timeout: Option<String>,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+/// `[run.schedule]`: the jobs the service runs itself, as cron expressions in UTC
+/// (5 fields, or 6 with seconds first; "off" disables one). Defaults: `ops::schedule`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The reconcile sync of every configured series through REST.
+    pub sync: Option<String>,
+    /// A backup to every `[[backup.repositories]]` (with their retention).
+    pub backup: Option<String>,
+    /// The restore drill of the first repository.
+    pub drill: Option<String>,
+    /// Retention and pruning alone, between backups.
+    pub retention: Option<String>,
 }
 
 /// `[backup]`: where `backup` writes when no `--to` is given (3-2-1: several).

@@ -1,9 +1,10 @@
-//! `candlelog run`: the long-running service (in progress: streams and REST gap fills; no
-//! schedules or HTTP yet). Stops on SIGTERM/SIGINT with exit 0.
+//! `candlelog run`: the long-running service (in progress: streams, REST gap fills and the
+//! `[run.schedule]` jobs; no HTTP yet). Stops on SIGTERM/SIGINT with exit 0.
 
 use std::process::ExitCode;
 
 use candlelog::config::parse_duration;
+use candlelog::ops::jobs::JobPlan;
 use candlelog::ops::run::{RunOptions, ServiceReport, serve};
 use candlelog::source::stream::MAX_STREAMS_PER_CONNECTION;
 use candlelog::store::{DirLock, SERVICE_ROLE, Store};
@@ -40,7 +41,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Some(t) => parse_duration(t).map_err(|e| usage(format!("--silence-timeout: {e}")))?,
         None => std::time::Duration::from_secs(10),
     };
-    let opts = RunOptions { sync, stream_url, silence_timeout, max_streams_per_connection: MAX_STREAMS_PER_CONNECTION };
+    let jobs = JobPlan {
+        schedules: candlelog::ops::schedule::from_config(&c.schedule)?,
+        targets: super::backup::configured_targets(&config, None, jiff::Timestamp::now().as_millisecond())?,
+        prune_segments_days: config.backup.repositories.iter().map(|r| r.prune_segments_days).collect(),
+    };
+    let opts = RunOptions { sync, stream_url, silence_timeout, max_streams_per_connection: MAX_STREAMS_PER_CONNECTION, jobs };
     let paths = cli.paths_with(&config);
     candlelog::store::init(&paths)?;
     let lock = DirLock::exclusive_for(&paths.lock, Some(SERVICE_ROLE))?;
@@ -65,7 +71,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
 fn print_summary(r: &ServiceReport) {
     outln!(
-        "service {}: {} symbols x {} intervals; {} candles from the stream ({} already stored, {} differing from REST), {} REST gap fills ({} candles, {} failed), {} reconnects, {} missed closes, {} malformed messages; head LSN {}; stopped: {}",
+        "service {}: {} symbols x {} intervals; {} candles from the stream ({} already stored, {} differing from REST), {} REST gap fills ({} candles, {} failed), {} reconnects, {} missed closes, {} malformed messages; {} scheduled jobs ({} failed); head LSN {}; stopped: {}",
         r.run_id,
         r.symbols.len(),
         r.intervals.len(),
@@ -78,6 +84,8 @@ fn print_summary(r: &ServiceReport) {
         r.stream.reconnects,
         r.stream.missed,
         r.stream.malformed,
+        r.jobs.started.values().sum::<u64>(),
+        r.jobs.failed.values().sum::<u64>(),
         r.head_lsn,
         r.stopped_by
     );

@@ -12,7 +12,8 @@
 //!
 //! A stream candle only ever adds a candle the log does not have: when REST and the stream
 //! disagree, REST wins, whichever came first (a later sync appends REST's value as a
-//! revision). In progress: schedules, /metrics and /health over HTTP are not here yet.
+//! revision). The scheduled jobs (sync, backup, drill, retention) run from the same loop
+//! (`ops::jobs`). In progress: /metrics and /health over HTTP are not here yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -46,6 +47,8 @@ pub struct RunOptions {
     /// No stream message for this long: the connection is replaced.
     pub silence_timeout: Duration,
     pub max_streams_per_connection: usize,
+    /// The scheduled jobs (`ops::jobs`).
+    pub jobs: super::jobs::JobPlan,
 }
 
 /// What the service did, written when it stops (`DIR/runs/service-<stamp>.json`).
@@ -77,6 +80,8 @@ pub struct ServiceReport {
     pub stopped_by: String,
     pub error: Option<String>,
     pub head_lsn: u64,
+    /// The scheduled jobs run (sync, backup, drill, retention).
+    pub jobs: super::jobs::JobsReport,
 }
 
 /// Series that need REST: symbols × intervals.
@@ -145,6 +150,7 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
     };
     tracing::info!(symbols = report.symbols.len(), intervals = report.intervals.len(), url = %opts.stream_url, "streaming closed candles");
 
+    let mut jobs = super::jobs::Jobs::new(opts.jobs.clone(), store);
     let mut retry: Option<(Instant, Wanted)> = None;
     let mut failure: Option<Error> = None;
     while opts.sync.interrupt.signal().is_none() {
@@ -167,6 +173,10 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
         if !wanted.is_empty() && !fill_wanted(store, &opts.sync, &wanted, &mut report) {
             retry = Some((Instant::now() + SYNC_RETRY, wanted));
         }
+        if let Err(e) = jobs.tick(store, &opts.sync) {
+            failure = Some(e);
+            break;
+        }
     }
 
     // Stop: what already arrived is committed, then the connections are closed.
@@ -180,6 +190,12 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
     {
         failure = Some(e);
     }
+    if failure.is_none()
+        && let Err(e) = jobs.stop(store)
+    {
+        failure = Some(e);
+    }
+    report.jobs = jobs.report;
     report.stream = client.stats();
     runtime.block_on(async { tokio::time::timeout(STOP_GRACE, client.stop()).await }).ok();
     runtime.shutdown_timeout(STOP_GRACE);

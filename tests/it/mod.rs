@@ -16,6 +16,7 @@ mod repository;
 mod repository_format;
 mod s3;
 mod service;
+mod service_schedule;
 mod sla;
 mod snapshot_trust;
 mod sorted_load;
