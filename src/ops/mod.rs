@@ -7,6 +7,7 @@ pub mod health;
 pub mod import;
 pub mod interrupt;
 pub mod jobs;
+pub mod lag;
 pub mod losses;
 pub mod metrics;
 pub mod rebuild;

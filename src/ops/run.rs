@@ -75,6 +75,11 @@ pub struct ServiceReport {
     pub gap_sync_failures: u64,
     /// Longest time from a stream message's arrival to its commit, ms.
     pub max_commit_lag_ms: i64,
+    /// Median and 99th percentile of that time over every candle appended from the stream, ms.
+    pub commit_lag_p50_ms: i64,
+    pub commit_lag_p99_ms: i64,
+    #[serde(skip)]
+    pub commit_lags: super::lag::Lags,
     pub stream: StreamStats,
     /// Why the service stopped: a signal, or an error.
     pub stopped_by: String,
@@ -282,10 +287,12 @@ fn commit(
     drop(keys);
     let mut fresh = Vec::with_capacity(candles.len());
     let mut oldest_arrival = i64::MAX;
+    let mut arrivals = Vec::with_capacity(candles.len());
     for ((c, received), stored) in candles.into_iter().zip(stored) {
         match stored {
             None => {
                 oldest_arrival = oldest_arrival.min(received);
+                arrivals.push(received);
                 fresh.push(c);
             }
             Some(d) if d == candle_digest(&c) => report.stream_already_stored += 1,
@@ -304,6 +311,10 @@ fn commit(
     }
     if oldest_arrival != i64::MAX {
         report.max_commit_lag_ms = report.max_commit_lag_ms.max(now_ms() - oldest_arrival);
+    }
+    let committed = now_ms();
+    for received in arrivals {
+        report.commit_lags.add(committed - received);
     }
     Ok(())
 }
@@ -349,6 +360,8 @@ fn finish(
     opts: &RunOptions,
 ) -> Result<ServiceReport> {
     report.ended_ms = now_ms();
+    report.commit_lag_p50_ms = report.commit_lags.quantile(0.5);
+    report.commit_lag_p99_ms = report.commit_lags.quantile(0.99);
     report.stopped_by = match (&report.error, opts.sync.interrupt.reason()) {
         (Some(e), _) => format!("error: {e}"),
         (None, Some(reason)) => reason,
