@@ -256,6 +256,10 @@ mod tests {
         assert_eq!(c.sla.rto_target.as_deref(), Some("30m"));
         assert_eq!(c.run.stream_url.as_deref(), Some("wss://fstream.binance.com"));
         assert_eq!(parse_duration(&c.run.silence_timeout.unwrap()).unwrap().as_secs(), 10);
+        // The schedules it lists are the built-in defaults, and they parse.
+        let s = &c.run.schedule;
+        assert_eq!((s.sync.as_deref(), s.backup.as_deref()), (Some("0 1 * * *"), Some("0 2 * * *")));
+        assert_eq!((s.drill.as_deref(), s.retention.as_deref()), (Some("0 4 1 * *"), Some("off")));
         // The commented-out repositories are valid too, once uncommented.
         let text = std::fs::read_to_string(&p).unwrap();
         let uncommented: String = text

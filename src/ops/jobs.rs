@@ -52,7 +52,7 @@ pub struct JobsReport {
     pub started: std::collections::BTreeMap<String, u64>,
     /// Jobs that failed (their Run record says why).
     pub failed: std::collections::BTreeMap<String, u64>,
-    /// The last failure, "<job>: <why>".
+    /// The last failure, as `job: why`.
     pub last_failure: Option<String>,
 }
 
