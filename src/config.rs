@@ -42,6 +42,23 @@ pub struct RunConfig {
     /// Where `/metrics` and `/health` are served over HTTP, e.g. "127.0.0.1:9469";
     /// "off" serves nothing.
     pub listen: Option<String>,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+/// `[run.schedule]`: the jobs the service runs itself, as cron expressions in UTC
+/// (5 fields, or 6 with seconds first; "off" disables one). Defaults: `ops::schedule`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The reconcile sync of every configured series through REST.
+    pub sync: Option<String>,
+    /// A backup to every `[[backup.repositories]]` (with their retention).
+    pub backup: Option<String>,
+    /// The restore drill of the first repository.
+    pub drill: Option<String>,
+    /// Retention and pruning alone, between backups.
+    pub retention: Option<String>,
 }
 
 /// `[backup]`: where `backup` writes when no `--to` is given (3-2-1: several).
@@ -258,6 +275,10 @@ mod tests {
         assert_eq!(c.run.listen.as_deref(), Some("127.0.0.1:9469"));
         let default = &c.health.freshness["default"];
         assert_eq!((default.warning.as_deref(), default.critical.as_deref()), (Some("2m"), Some("10m")));
+        // The schedules it lists are the built-in defaults, and they parse.
+        let s = &c.run.schedule;
+        assert_eq!((s.sync.as_deref(), s.backup.as_deref()), (Some("0 1 * * *"), Some("0 2 * * *")));
+        assert_eq!((s.drill.as_deref(), s.retention.as_deref()), (Some("0 4 1 * *"), Some("off")));
         // The commented-out repositories are valid too, once uncommented.
         let text = std::fs::read_to_string(&p).unwrap();
         let uncommented: String = text

@@ -8,10 +8,14 @@ POLL_MS for MINUTES minutes: each new 1m row's latency is the time it was first 
 its candle's close (open + 60 s). It then sends SIGTERM and reads the service's report
 (message-to-commit maximum, stream counters) and its resident memory at start and end.
 
+With SPEED > 1 the fake's clock runs SPEED times faster (its closes come SPEED times as
+often) and each latency is in real time: the real moment of a close is found from one reading
+of the fake's clock (GET /fapi/v1/time) against the local clock.
+
 The latency includes up to one stream update period (250 ms: the fake, like Binance, sends a
 close at its first update after the close) and up to one poll period.
 
-Usage: python3 tools/bench_run_latency.py   (env SYMBOLS=60 MINUTES=3 POLL_MS=20)
+Usage: python3 tools/bench_run_latency.py   (env SYMBOLS=60 MINUTES=3 POLL_MS=20 SPEED=1)
 """
 
 import json
@@ -29,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYMBOLS = int(os.environ.get("SYMBOLS", "60"))
 MINUTES = float(os.environ.get("MINUTES", "3"))
 POLL_MS = int(os.environ.get("POLL_MS", "20"))
+SPEED = int(os.environ.get("SPEED", "1"))
 
 
 def rss_kb(pid):
@@ -56,7 +61,7 @@ def main():
         # Copies: a rebuild while the bench runs must not change the binaries.
         for b in ("candlelog", "fake-binance"):
             shutil.copy(os.path.join(ROOT, "target/release", b), tmp)
-        fake = subprocess.Popen([f"{tmp}/fake-binance", "--symbols", str(SYMBOLS)], stdout=subprocess.PIPE, text=True)
+        fake = subprocess.Popen([f"{tmp}/fake-binance", "--symbols", str(SYMBOLS), "--speed", str(SPEED)], stdout=subprocess.PIPE, text=True)
         procs.append(fake)
         url = fake.stdout.readline().strip().removeprefix("listening on ")
         info = get(f"{url}/fapi/v1/exchangeInfo")
@@ -74,7 +79,11 @@ def main():
                 sys.exit("the service never connected; see " + f"{tmp}/service.log")
             time.sleep(0.1)
         rss_start = rss_kb(svc.pid)
-        watch_from = time.time() * 1000
+        # The fake's clock against ours: server ms s0 at real ms r0.
+        before = time.time() * 1000
+        s0 = get(f"{url}/fapi/v1/time")["serverTime"]
+        r0 = (before + time.time() * 1000) / 2
+        watch_from = s0
         db = sqlite3.connect(f"file:{data}/candles.sqlite?mode=ro", uri=True)
         seen = set()
         lat = []
@@ -85,7 +94,7 @@ def main():
             for sym, ts in rows:
                 if (sym, ts) not in seen:
                     seen.add((sym, ts))
-                    lat.append(now - (ts + 60000))
+                    lat.append(now - (r0 + (ts + 60000 - s0) / SPEED))
             time.sleep(POLL_MS / 1000)
         rss_end = rss_kb(svc.pid)
         sent = time.time()
@@ -95,11 +104,11 @@ def main():
         report = json.loads(out)
         load = open("/proc/loadavg").read().split()[:3]
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        print(f"commit {commit}; load average {' '.join(load)}; {len(names)} symbols x (1m, 1h, 4h); watched {MINUTES} min")
+        print(f"commit {commit}; load average {' '.join(load)}; {len(names)} symbols x (1m, 1h, 4h); watched {MINUTES} min (real) at speed {SPEED}")
         if lat:
             print(f"1m closes seen in the projection: {len(lat)}; close-to-projection ms: p50 {pct(lat, 50):.0f}, "
                   f"p99 {pct(lat, 99):.0f}, max {max(lat):.0f} (poll every {POLL_MS} ms)")
-        print(f"message-to-commit max {report['max_commit_lag_ms']} ms; stream candles {report['stream_candles']}; "
+        print(f"message-to-commit p50 {report['commit_lag_p50_ms']} ms, p99 {report['commit_lag_p99_ms']} ms, max {report['max_commit_lag_ms']} ms; stream candles {report['stream_candles']}; "
               f"reconnects {report['stream']['reconnects']}; malformed {report['stream']['malformed']}; exit {svc.returncode}; "
               f"stopped {stop_s:.2f} s after SIGTERM")
         print(f"service RSS: start {rss_start / 1024:.1f} MiB, end {rss_end / 1024:.1f} MiB")

@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::log::{SegmentEnd, scan_segment};
 pub use crate::snapshot::{self, REPO_FORMAT, SnapshotManifest};
-use crate::store::{ChainId, Store};
+use crate::store::{ChainId, Paths, Store};
 pub use chain::DeltaPolicy;
 pub use error::RepoError;
 pub use marker::{MARKER, Marker, check_format, read_marker};
@@ -67,6 +67,23 @@ pub struct BackupReport {
     pub snapshot_skipped: Option<String>,
 }
 
+impl BackupReport {
+    /// Nothing done yet to `repository`.
+    pub fn empty(repository: String) -> BackupReport {
+        BackupReport {
+            repository,
+            segments_uploaded: 0,
+            segments_present: 0,
+            bytes_uploaded: 0,
+            snapshot: None,
+            elapsed_ms: 0,
+            retention_removed: Vec::new(),
+            pruned: None,
+            snapshot_skipped: None,
+        }
+    }
+}
+
 /// Seals the active segment, uploads the sealed segments the repository
 /// lacks (verifying what it wrote), then publishes a snapshot: data first,
 /// manifest last.
@@ -85,33 +102,45 @@ pub struct SnapshotPolicy {
     pub delta: DeltaPolicy,
 }
 
-/// `backup` under a snapshot policy.
-pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPolicy) -> Result<BackupReport> {
+/// What a backup asks of the data directory's writer. The one-shot `backup`
+/// is the writer ([`Store`]); the service's backup job runs on a thread beside
+/// the writer, copies the projection through its own read-only connection and
+/// asks the writer to seal (`ops::schedule`).
+pub trait Writer {
+    fn paths(&self) -> &Paths;
+    /// Seals the active segment: every committed frame is then in a sealed segment.
+    fn seal(&mut self) -> Result<()>;
+    /// A page-stable copy of the projection at `dest`, and the LSN its rows reflect.
+    fn snapshot_projection(&self, dest: &std::path::Path) -> Result<crate::projection::Applied>;
+}
+
+impl Writer for Store {
+    fn paths(&self) -> &Paths {
+        Store::paths(self)
+    }
+    fn seal(&mut self) -> Result<()> {
+        Store::seal(self)
+    }
+    fn snapshot_projection(&self, dest: &std::path::Path) -> Result<crate::projection::Applied> {
+        Store::snapshot_projection(self, dest)
+    }
+}
+
+/// `backup` under a snapshot policy. The projection is copied before the seal,
+/// so the segments uploaded reach the copy's LSN even when a writer appends
+/// beside the backup (the service): a snapshot never runs ahead of the log
+/// the repository holds.
+pub fn backup_with(store: &mut dyn Writer, repo: &dyn Repository, policy: SnapshotPolicy) -> Result<BackupReport> {
     let started = Instant::now();
     // Nothing is written to a repository of another chain, not even a temporary.
-    let (mark_now, upgrade) = adopt(store, repo)?;
+    let (mark_now, upgrade) = adopt(store.paths(), repo)?;
     if let Some(m) = mark_now {
         marker::write_marker(repo, &m)?;
     }
     for t in repo.remove_stale_temporaries()? {
         tracing::info!(repository = %repo.location(), "removed {t}, left by a killed backup");
     }
-    store.seal()?;
-    let mut report = BackupReport {
-        repository: repo.location(),
-        segments_uploaded: 0,
-        segments_present: 0,
-        bytes_uploaded: 0,
-        snapshot: None,
-        elapsed_ms: 0,
-        retention_removed: Vec::new(),
-        pruned: None,
-        snapshot_skipped: None,
-    };
-    upload_segments(store, repo, &mut report)?;
-    if let Some(m) = upgrade {
-        marker::write_marker(repo, &m)?;
-    }
+    let mut report = BackupReport::empty(repo.location());
     if let Some(every) = policy.every_ms {
         let (list, _) = manifests(repo)?;
         let now = crate::log::writer::now_ms();
@@ -119,11 +148,25 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
             && now - newest.created_ms < every
         {
             report.snapshot_skipped = Some(format!("the newest snapshot, {}, is younger than snapshot_every", newest.file));
-            report.elapsed_ms = started.elapsed().as_millis() as u64;
-            return Ok(report);
         }
     }
-    publish_snapshot(store, repo, policy.delta, &mut report)?;
+    let tmp = store.paths().root.join(format!(".snapshot-{}.sqlite", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let done = (|| {
+        let copied = if report.snapshot_skipped.is_none() { Some(store.snapshot_projection(&tmp)?) } else { None };
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "snapshot: page-stable copy");
+        store.seal()?;
+        upload_segments(store.paths(), repo, &mut report)?;
+        if let Some(m) = upgrade {
+            marker::write_marker(repo, &m)?;
+        }
+        if let Some(applied) = copied {
+            publish_snapshot(store.paths(), &tmp, applied, repo, policy.delta, &mut report)?;
+        }
+        Ok::<_, Error>(())
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    done?;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
@@ -133,8 +176,7 @@ pub fn backup_with(store: &mut Store, repo: &dyn Repository, policy: SnapshotPol
 /// marker to write: before any other object in a new repository (first),
 /// or once the segments are in when an older marker is upgraded or gets its
 /// identity (second; a refused upload leaves the marker as it was).
-fn adopt(store: &Store, repo: &dyn Repository) -> Result<(Option<Marker>, Option<Marker>)> {
-    let paths = store.paths();
+fn adopt(paths: &Paths, repo: &dyn Repository) -> Result<(Option<Marker>, Option<Marker>)> {
     let local = crate::store::chain_identity(paths)?;
     let Some(marker) = read_marker(repo)? else {
         return Ok((Some(Marker { format: REPO_FORMAT, chain: local.map(ChainId::of) }), None));
@@ -176,14 +218,14 @@ fn shares_a_segment(paths: &crate::store::Paths, segments: &RepoSegments<'_>) ->
 
 /// Uploads the sealed segments the repository lacks, each read back before
 /// it counts; refuses a repository that holds another history.
-fn upload_segments(store: &Store, repo: &dyn Repository, report: &mut BackupReport) -> Result<()> {
+fn upload_segments(paths: &Paths, repo: &dyn Repository, report: &mut BackupReport) -> Result<()> {
     // The objects per segment number: this log's segment must be one of them (another is another history).
     let mut by_seq: HashMap<u64, Vec<String>> = HashMap::new();
     for (seq, name, _) in segment_objects(repo)? {
         by_seq.entry(seq).or_default().push(name);
     }
-    let segments = crate::log::segment::list_segments(&store.paths().log).map_err(|e| Error::io("list", &store.paths().log, e))?;
-    let first_seq = segments_start(store, repo, &by_seq)?;
+    let segments = crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?;
+    let first_seq = segments_start(paths, repo, &by_seq)?;
     for (seq, path) in segments.iter().filter(|(seq, _)| *seq >= first_seq) {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
         let scan = scan_segment(path, *seq, &bytes, false, None);
@@ -223,9 +265,9 @@ fn upload_segments(store: &Store, repo: &dyn Repository, report: &mut BackupRepo
 
 /// The first segment to upload: the repository's log start; a data directory
 /// whose older history was pruned gives a new repository the same start.
-fn segments_start(store: &Store, repo: &dyn Repository, by_seq: &HashMap<u64, Vec<String>>) -> Result<u64> {
+fn segments_start(paths: &Paths, repo: &dyn Repository, by_seq: &HashMap<u64, Vec<String>>) -> Result<u64> {
     let mut start = prune::log_start(repo)?;
-    if let Some(base) = crate::store::LogBase::load(store.paths())?
+    if let Some(base) = crate::store::LogBase::load(paths)?
         && start.is_none()
         && !by_seq.keys().any(|seq| *seq < base.first_seq)
     {
@@ -252,16 +294,21 @@ fn read_back(repo: &dyn Repository, name: &str, blake3_hex: &str, bytes: u64) ->
     Ok(())
 }
 
-/// A snapshot of the projection, streamed: a page-stable copy, its rows
+/// A snapshot of the projection, streamed, from its page-stable copy at `tmp`: its rows
 /// checked against the log, its pages hashed; then the pages that changed
 /// since the repository's newest snapshot (a delta, when `delta` allows) or
 /// the whole copy, compressed and hashed on the way to the repository, read
 /// back, and only then the manifest (with the digests of the rows the log
 /// gives). Last, the copy's page hashes are kept for the next delta.
-fn publish_snapshot(store: &Store, repo: &dyn Repository, delta: DeltaPolicy, report: &mut BackupReport) -> Result<()> {
-    let tmp = store.paths().root.join(format!(".snapshot-{}.sqlite", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let pages_at = page_hashes_path(store.paths(), repo);
+fn publish_snapshot(
+    paths: &Paths,
+    tmp: &std::path::Path,
+    applied: crate::projection::Applied,
+    repo: &dyn Repository,
+    delta: DeltaPolicy,
+    report: &mut BackupReport,
+) -> Result<()> {
+    let pages_at = page_hashes_path(paths, repo);
     let published = (|| {
         // Where a snapshot's time goes (`-vv`): the copy and its checks scale with the store, the rest with the change.
         let mut t = Instant::now();
@@ -269,25 +316,23 @@ fn publish_snapshot(store: &Store, repo: &dyn Repository, delta: DeltaPolicy, re
             tracing::debug!(ms = t.elapsed().as_millis() as u64, "snapshot: {what}");
             *t = Instant::now();
         };
-        let applied = store.snapshot_projection(&tmp)?;
-        step("page-stable copy", &mut t);
-        let row_digests = rows_as_the_log_gives(store.paths(), &tmp, applied.lsn)?;
+        let row_digests = rows_as_the_log_gives(paths, tmp, applied.lsn)?;
         step("rows checked against the log", &mut t);
-        let image = snapshot::pages::PageImage::scan(&tmp)?;
+        let image = snapshot::pages::PageImage::scan(tmp)?;
         step("pages hashed", &mut t);
         let created = crate::log::writer::now_ms();
         let base = format!("snapshots/{:020}-{created}", applied.lsn);
         let (list, _) = manifests(repo)?;
         let mut pack = match chain::delta_parent(repo, &list, snapshot::pages::PageImage::load(&pages_at), &image, delta)? {
             Some((parent, parent_pages)) => snapshot::pack_delta(
-                &tmp,
+                tmp,
                 (&image, &parent_pages),
                 parent,
                 (applied.lsn, applied.hash),
                 &format!("{base}.delta.zst"),
                 created,
             )?,
-            None => snapshot::pack(&tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"), created)?,
+            None => snapshot::pack(tmp, applied.lsn, applied.hash, &format!("{base}.sqlite.zst"), created)?,
         };
         repo.write_from(&pack_name(&pack), &mut pack)?;
         step("quick_check, compressed and uploaded", &mut t);
@@ -306,7 +351,6 @@ fn publish_snapshot(store: &Store, repo: &dyn Repository, delta: DeltaPolicy, re
         }
         Ok::<_, Error>((manifest, json.len() as u64))
     })();
-    let _ = std::fs::remove_file(&tmp);
     let (manifest, json_len) = published?;
     report.bytes_uploaded += manifest.file_bytes + json_len;
     report.snapshot = Some(manifest);

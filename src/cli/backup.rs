@@ -144,35 +144,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let prune_before = args.prune_segments_before.as_deref().map(parse_date).transpose()?;
             let now = jiff::Timestamp::now().as_millisecond();
             let targets: Vec<Target> = if args.to.is_empty() {
-                config
-                    .backup
-                    .repositories
-                    .iter()
-                    .map(|r| {
-                        let every = r.snapshot_every.as_deref().map(candlelog::config::parse_duration).transpose().map_err(|e| {
-                            candlelog::Error::Usage(format!("[[backup.repositories]] {}: snapshot_every: {e}", r.path.display()))
-                        })?;
-                        let defaults = DeltaPolicy::default();
-                        let delta = DeltaPolicy {
-                            chain_max: r.delta_chain_max.unwrap_or(defaults.chain_max),
-                            max_percent: r.delta_max_percent.unwrap_or(defaults.max_percent),
-                        };
-                        if !(1..=100).contains(&delta.max_percent) {
-                            return Err(candlelog::Error::Usage(format!(
-                                "[[backup.repositories]] {}: delta_max_percent = {} is not a percentage from 1 to 100",
-                                r.path.display(),
-                                delta.max_percent
-                            )));
-                        }
-                        Ok(Target {
-                            location: loc(&r.path),
-                            keep_days: r.keep_days,
-                            // The flag wins over the repository's `prune_segments_days`.
-                            prune_before_ms: prune_before.or(r.prune_segments_days.map(|d| now - i64::from(d) * 86_400_000)),
-                            policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64), delta },
-                        })
-                    })
-                    .collect::<Result<_, candlelog::Error>>()?
+                configured_targets(&config, prune_before, now)?
             } else {
                 args.to
                     .iter()
@@ -200,6 +172,47 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(if run.ok { EXIT_OK } else { EXIT_FAILED }))
         }
     }
+}
+
+/// The `[[backup.repositories]]` as backup targets with their policies (`prune_before`,
+/// from `--prune-segments-before`, wins over their `prune_segments_days`).
+pub fn configured_targets(
+    config: &candlelog::config::Config,
+    prune_before: Option<i64>,
+    now: i64,
+) -> Result<Vec<Target>, candlelog::Error> {
+    config
+        .backup
+        .repositories
+        .iter()
+        .map(|r| {
+            let every = r
+                .snapshot_every
+                .as_deref()
+                .map(candlelog::config::parse_duration)
+                .transpose()
+                .map_err(|e| candlelog::Error::Usage(format!("[[backup.repositories]] {}: snapshot_every: {e}", r.path.display())))?;
+            let defaults = DeltaPolicy::default();
+            let delta = DeltaPolicy {
+                chain_max: r.delta_chain_max.unwrap_or(defaults.chain_max),
+                max_percent: r.delta_max_percent.unwrap_or(defaults.max_percent),
+            };
+            if !(1..=100).contains(&delta.max_percent) {
+                return Err(candlelog::Error::Usage(format!(
+                    "[[backup.repositories]] {}: delta_max_percent = {} is not a percentage from 1 to 100",
+                    r.path.display(),
+                    delta.max_percent
+                )));
+            }
+            Ok(Target {
+                location: loc(&r.path),
+                keep_days: r.keep_days,
+                // The flag wins over the repository's `prune_segments_days`.
+                prune_before_ms: prune_before.or(r.prune_segments_days.map(|d| now - i64::from(d) * 86_400_000)),
+                policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64), delta },
+            })
+        })
+        .collect()
 }
 
 fn print_progress(p: Progress<'_>, json: bool) {

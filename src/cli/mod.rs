@@ -102,7 +102,7 @@ pub enum Command {
     Dump(dump::Args),
     /// Fetch every configured series from the exchange up to its last closed candle.
     Sync(sync::Args),
-    /// The long-running service: closed candles from the exchange's streams as they close, gaps filled through REST (in progress).
+    /// The long-running service: closed candles from the exchange's streams as they close, gaps filled through REST, the `[run.schedule]` jobs run inside, /metrics and /health over HTTP.
     Run(Box<run::Args>),
     /// Vital signs for monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Health(health::Args),

@@ -1,5 +1,5 @@
-//! `candlelog run`: the long-running service (in progress: streams, REST gap fills, /metrics
-//! and /health over HTTP; no schedules yet). Stops on SIGTERM/SIGINT with exit 0.
+//! `candlelog run`: the long-running service: streams, REST gap fills, the `[run.schedule]`
+//! jobs, /metrics and /health over HTTP. Stops on SIGTERM/SIGINT with exit 0.
 
 use std::process::ExitCode;
 
@@ -7,6 +7,7 @@ use candlelog::config::parse_duration;
 use std::sync::Arc;
 
 use candlelog::ops::http::{DEFAULT_LISTEN, HttpContext, HttpServer, Live, parse_listen};
+use candlelog::ops::jobs::JobPlan;
 use candlelog::ops::run::{RunOptions, ServiceReport, serve};
 use candlelog::ops::sync::Selection;
 use candlelog::source::stream::MAX_STREAMS_PER_CONNECTION;
@@ -61,7 +62,19 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Selection::List(list) => sync.intervals.iter().map(|&i| (i, list.len())).collect(),
     };
     let live = Arc::new(Live::default());
-    let opts = RunOptions { sync, stream_url, silence_timeout, max_streams_per_connection: MAX_STREAMS_PER_CONNECTION, live: live.clone() };
+    let jobs = JobPlan {
+        schedules: candlelog::ops::schedule::from_config(&c.schedule)?,
+        targets: super::backup::configured_targets(&config, None, jiff::Timestamp::now().as_millisecond())?,
+        prune_segments_days: config.backup.repositories.iter().map(|r| r.prune_segments_days).collect(),
+    };
+    let opts = RunOptions {
+        sync,
+        stream_url,
+        silence_timeout,
+        max_streams_per_connection: MAX_STREAMS_PER_CONNECTION,
+        live: live.clone(),
+        jobs,
+    };
     let paths = cli.paths_with(&config);
     candlelog::store::init(&paths)?;
     let lock = DirLock::exclusive_for(&paths.lock, Some(SERVICE_ROLE))?;
@@ -98,7 +111,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
 fn print_summary(r: &ServiceReport) {
     outln!(
-        "service {}: {} symbols x {} intervals; {} candles from the stream ({} already stored, {} differing from REST), {} REST gap fills ({} candles, {} failed), {} reconnects, {} missed closes, {} malformed messages; head LSN {}; stopped: {}",
+        "service {}: {} symbols x {} intervals; {} candles from the stream ({} already stored, {} differing from REST), {} REST gap fills ({} candles, {} failed), {} reconnects, {} missed closes, {} malformed messages; {} scheduled jobs ({} failed); head LSN {}; stopped: {}",
         r.run_id,
         r.symbols.len(),
         r.intervals.len(),
@@ -111,6 +124,8 @@ fn print_summary(r: &ServiceReport) {
         r.stream.reconnects,
         r.stream.missed,
         r.stream.malformed,
+        r.jobs.started.values().sum::<u64>(),
+        r.jobs.failed.values().sum::<u64>(),
         r.head_lsn,
         r.stopped_by
     );

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::metrics::Update;
 use crate::backup::object::open_repository;
 use crate::backup::prune::{PruneReport, prune_segments};
-use crate::backup::{BackupReport, Repository, SnapshotPolicy, apply_retention, backup_with};
+use crate::backup::{BackupReport, Repository, SnapshotPolicy, Writer, apply_retention, backup_with};
 use crate::error::Result;
 use crate::event::{Event, Outcome, OutcomeStatus, Run, RunKind};
 use crate::store::Store;
@@ -57,6 +57,15 @@ pub struct BackupRun {
 /// Backs up `store` to every target, records the run in the log (event
 /// format 2, kind `backup`) and saves its report under `stamp`.
 pub fn run(store: &mut Store, targets: &[Target], stamp: &str, progress: &mut dyn FnMut(Progress<'_>)) -> Result<BackupRun> {
+    let (run, record) = back_up(store, targets, progress);
+    store.append(&[Event::Run(record)])?;
+    super::runs::save(&store.paths().root, "backup", stamp, &run);
+    Ok(run)
+}
+
+/// The backup itself, for any writer (the service's job runs beside its writer):
+/// the report and the `Run` record for the caller to append.
+pub fn back_up(store: &mut dyn Writer, targets: &[Target], progress: &mut dyn FnMut(Progress<'_>)) -> (BackupRun, Run) {
     let started_ms = crate::log::writer::now_ms();
     let mut run = BackupRun { ok: true, started_ms, ended_ms: 0, repositories: Vec::new(), failures: Vec::new(), metrics: Vec::new() };
     let mut outcomes = Vec::new();
@@ -64,17 +73,50 @@ pub fn run(store: &mut Store, targets: &[Target], stamp: &str, progress: &mut dy
         outcomes.push(one(store, target, &mut run, progress));
     }
     run.ok = outcomes.iter().all(|o| o.status != OutcomeStatus::Failed);
-    let record =
-        Run { kind: RunKind::Backup, id: format!("backup-{started_ms}-{}", std::process::id()), started_ms, ended_ms: 0, outcomes };
     run.ended_ms = crate::log::writer::now_ms();
-    store.append(&[Event::Run(Run { ended_ms: run.ended_ms, ..record })])?;
-    super::runs::save(&store.paths().root, "backup", stamp, &run);
-    Ok(run)
+    let record = Run {
+        kind: RunKind::Backup,
+        id: format!("backup-{started_ms}-{}", std::process::id()),
+        started_ms,
+        ended_ms: run.ended_ms,
+        outcomes,
+    };
+    (run, record)
+}
+
+/// Retention and pruning alone (the service's `retention` schedule), on each target
+/// with `keep_days` or a prune date. The `Run` record is of kind `backup` with id
+/// `retention-…`; a repository tidied is `skipped` (no backup was taken, so the RPO
+/// does not move), one whose retention failed is `failed`.
+pub fn retention(targets: &[Target], progress: &mut dyn FnMut(Progress<'_>)) -> Run {
+    let started_ms = crate::log::writer::now_ms();
+    let mut outcomes = Vec::new();
+    for t in targets.iter().filter(|t| t.keep_days.is_some() || t.prune_before_ms.is_some()) {
+        let mut report = BackupReport::empty(t.location.clone());
+        let done = open_repository(&t.location).map_err(|e| e.to_string()).and_then(|repo| tidy(repo.as_ref(), t, &mut report, progress));
+        let (status, message) = match done {
+            Ok(()) => (
+                OutcomeStatus::Skipped,
+                format!(
+                    "retention only: {} snapshot(s) removed, {} segment(s) pruned",
+                    report.retention_removed.len(),
+                    report.pruned.as_ref().map_or(0, |p| p.pruned.len())
+                ),
+            ),
+            Err(e) => {
+                progress(Progress::Failed { repository: &t.location, error: &e });
+                (OutcomeStatus::Failed, e)
+            }
+        };
+        outcomes.push(Outcome { unit: t.location.clone(), interval: None, status, appended: 0, revisions: 0, message });
+    }
+    let ended_ms = crate::log::writer::now_ms();
+    Run { kind: RunKind::Backup, id: format!("retention-{started_ms}-{}", std::process::id()), started_ms, ended_ms, outcomes }
 }
 
 /// One repository: the backup, then its retention and pruning. Their failure
 /// marks this repository's outcome failed; the others go on.
-fn one(store: &mut Store, t: &Target, run: &mut BackupRun, progress: &mut dyn FnMut(Progress<'_>)) -> Outcome {
+fn one(store: &mut dyn Writer, t: &Target, run: &mut BackupRun, progress: &mut dyn FnMut(Progress<'_>)) -> Outcome {
     let done = open_repository(&t.location)
         .map_err(crate::Error::from)
         .and_then(|repo| backup_with(store, repo.as_ref(), t.policy).map(|r| (repo, r)));

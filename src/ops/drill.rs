@@ -121,8 +121,16 @@ fn compare(live: &Paths, restored: &Paths, lsn: u64) -> Result<(usize, Vec<Strin
 /// where `sla` audits the drills. A writer running right now only costs the
 /// Run record (returned as a warning); the report file is always written.
 pub fn record(live: &Paths, opts: crate::store::StoreOptions, report: &DrillReport, stamp: &str) -> Option<String> {
+    let run = run_record(report);
+    let appended = crate::store::Store::open(live, opts).and_then(|mut store| store.append(&[Event::Run(run)]));
+    super::runs::save(&live.root, "drill", stamp, report);
+    appended.err().map(|e| format!("the drill's Run record was not written: {e}"))
+}
+
+/// The drill's `Run` record (kind `drill`), for the writer to append.
+pub fn run_record(report: &DrillReport) -> crate::event::Run {
     use crate::event::{Outcome, OutcomeStatus, Run, RunKind};
-    let run = Run {
+    Run {
         kind: RunKind::Drill,
         id: format!("drill-{}-{}", report.ended_ms, std::process::id()),
         started_ms: report.ended_ms - (report.rto_ms + report.compare_ms) as i64,
@@ -140,8 +148,5 @@ pub fn record(live: &Paths, opts: crate::store::StoreOptions, report: &DrillRepo
                 report.problems.first().map(|p| format!("; {p}")).unwrap_or_default()
             ),
         }],
-    };
-    let appended = crate::store::Store::open(live, opts).and_then(|mut store| store.append(&[Event::Run(run)]));
-    super::runs::save(&live.root, "drill", stamp, report);
-    appended.err().map(|e| format!("the drill's Run record was not written: {e}"))
+    }
 }

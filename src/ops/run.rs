@@ -12,8 +12,9 @@
 //!
 //! A stream candle only ever adds a candle the log does not have: when REST and the stream
 //! disagree, REST wins, whichever came first (a later sync appends REST's value as a
-//! revision). `/metrics` and `/health` are served beside it ([`super::http`]), fed by `opts.live`.
-//! In progress: schedules are not here yet.
+//! revision). The scheduled jobs (sync, backup, drill, retention) run from the same loop
+//! (`ops::jobs`); `/metrics` and `/health` are served beside it ([`super::http`]), fed by
+//! `opts.live`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub struct RunOptions {
     pub max_streams_per_connection: usize,
     /// Where the service publishes its counters for `/metrics` ([`super::http`]).
     pub live: std::sync::Arc<super::http::Live>,
+    /// The scheduled jobs (`ops::jobs`).
+    pub jobs: super::jobs::JobPlan,
 }
 
 /// What the service did, written when it stops (`DIR/runs/service-<stamp>.json`).
@@ -75,11 +78,18 @@ pub struct ServiceReport {
     pub gap_sync_failures: u64,
     /// Longest time from a stream message's arrival to its commit, ms.
     pub max_commit_lag_ms: i64,
+    /// Median and 99th percentile of that time over every candle appended from the stream, ms.
+    pub commit_lag_p50_ms: i64,
+    pub commit_lag_p99_ms: i64,
+    #[serde(skip)]
+    pub commit_lags: super::lag::Lags,
     pub stream: StreamStats,
     /// Why the service stopped: a signal, or an error.
     pub stopped_by: String,
     pub error: Option<String>,
     pub head_lsn: u64,
+    /// The scheduled jobs run (sync, backup, drill, retention).
+    pub jobs: super::jobs::JobsReport,
 }
 
 /// Series that need REST: symbols × intervals.
@@ -149,6 +159,7 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
     };
     tracing::info!(symbols = report.symbols.len(), intervals = report.intervals.len(), url = %opts.stream_url, "streaming closed candles");
 
+    let mut jobs = super::jobs::Jobs::new(opts.jobs.clone(), store);
     let mut retry: Option<(Instant, Wanted)> = None;
     let mut failure: Option<Error> = None;
     while opts.sync.interrupt.signal().is_none() {
@@ -172,6 +183,10 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
             retry = Some((Instant::now() + SYNC_RETRY, wanted));
         }
         opts.live.publish(sample(&report, client.stats()));
+        if let Err(e) = jobs.tick(store, &opts.sync) {
+            failure = Some(e);
+            break;
+        }
     }
 
     // Stop: what already arrived is committed, then the connections are closed.
@@ -185,6 +200,12 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
     {
         failure = Some(e);
     }
+    if failure.is_none()
+        && let Err(e) = jobs.stop(store)
+    {
+        failure = Some(e);
+    }
+    report.jobs = jobs.report;
     report.stream = client.stats();
     runtime.block_on(async { tokio::time::timeout(STOP_GRACE, client.stop()).await }).ok();
     runtime.shutdown_timeout(STOP_GRACE);
@@ -286,10 +307,12 @@ fn commit(
     drop(keys);
     let mut fresh = Vec::with_capacity(candles.len());
     let mut oldest_arrival = i64::MAX;
+    let mut arrivals = Vec::with_capacity(candles.len());
     for ((c, received), stored) in candles.into_iter().zip(stored) {
         match stored {
             None => {
                 oldest_arrival = oldest_arrival.min(received);
+                arrivals.push(received);
                 fresh.push(c);
             }
             Some(d) if d == candle_digest(&c) => report.stream_already_stored += 1,
@@ -308,6 +331,10 @@ fn commit(
     }
     if oldest_arrival != i64::MAX {
         report.max_commit_lag_ms = report.max_commit_lag_ms.max(now_ms() - oldest_arrival);
+    }
+    let committed = now_ms();
+    for received in arrivals {
+        report.commit_lags.add(committed - received);
     }
     Ok(())
 }
@@ -353,6 +380,8 @@ fn finish(
     opts: &RunOptions,
 ) -> Result<ServiceReport> {
     report.ended_ms = now_ms();
+    report.commit_lag_p50_ms = report.commit_lags.quantile(0.5);
+    report.commit_lag_p99_ms = report.commit_lags.quantile(0.99);
     report.stopped_by = match (&report.error, opts.sync.interrupt.reason()) {
         (Some(e), _) => format!("error: {e}"),
         (None, Some(reason)) => reason,

@@ -214,12 +214,7 @@ impl Store {
     /// changed (src/snapshot/pages.rs); one inside an agent's database gets
     /// its tables copied into a new file.
     pub fn snapshot_projection(&self, dest: &std::path::Path) -> Result<Applied> {
-        let conn = self.projection.connection();
-        if crate::projection::sqlite::schema_problems(conn).is_ok_and(|p| p.is_empty()) {
-            crate::snapshot::pages::page_copy(conn, dest)?;
-        } else {
-            self.projection.copy_into(dest)?;
-        }
+        copy_projection(&self.projection, dest)?;
         Ok(self.projection.applied()?)
     }
 
@@ -230,6 +225,26 @@ impl Store {
         self.index.record_segments(&catalog)?;
         Ok(())
     }
+}
+
+/// A page-stable copy of `projection` at `dest`: SQLite's online backup when its schema
+/// is the one the page-level checks know, a row copy otherwise.
+fn copy_projection(projection: &Projection, dest: &std::path::Path) -> Result<()> {
+    let conn = projection.connection();
+    if crate::projection::sqlite::schema_problems(conn).is_ok_and(|p| p.is_empty()) {
+        crate::snapshot::pages::page_copy(conn, dest)?;
+    } else {
+        projection.copy_into(dest)?;
+    }
+    Ok(())
+}
+
+/// [`Store::snapshot_projection`] beside a running writer: the copy is read through a
+/// read-only connection (WAL: the writer is never blocked) and the LSN is the one the
+/// copy itself records, so rows and LSN agree whatever the writer committed meanwhile.
+pub fn snapshot_projection_beside_writer(paths: &Paths, dest: &std::path::Path) -> Result<Applied> {
+    copy_projection(&Projection::open_read_only(&paths.projection)?, dest)?;
+    Ok(Projection::open_read_only(dest)?.applied()?)
 }
 
 /// The index for a writer: one that cannot be opened or read is derived data

@@ -17,6 +17,7 @@ mod repository_format;
 mod s3;
 mod service;
 mod service_http;
+mod service_schedule;
 mod sla;
 mod snapshot_trust;
 mod sorted_load;

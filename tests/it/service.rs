@@ -12,17 +12,17 @@ use fake_binance::{Clock, Config, FakeExchange};
 
 use crate::support::{bin, run};
 
-const MINUTE: i64 = 60_000;
+pub(crate) const MINUTE: i64 = 60_000;
 /// 2026-03-01 00:00 UTC + 10 s.
-const T0: i64 = 1_772_323_200_000 + 10_000;
+pub(crate) const T0: i64 = 1_772_323_200_000 + 10_000;
 /// How long a broken service may keep a test waiting; not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(120);
-const SYMBOLS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
+pub(crate) const SYMBOLS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
 
-type Row = (i64, String, [u64; 6], i64);
+pub(crate) type Row = (i64, String, [u64; 6], i64);
 
 /// The stored 1m rows, or none while the table does not exist yet.
-fn stored(dir: &Path) -> Vec<Row> {
+pub(crate) fn stored(dir: &Path) -> Vec<Row> {
     let Ok(conn) = rusqlite::Connection::open_with_flags(dir.join("candles.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
         return Vec::new();
     };
@@ -50,7 +50,7 @@ fn rest(fx: &FakeExchange, symbol: &str, start: i64, end: i64) -> Vec<Row> {
 }
 
 /// Every stored candle of each symbol equals REST, with no hole from its first to its last.
-fn assert_complete_and_equal(fx: &FakeExchange, rows: &[Row], log: &str) {
+pub(crate) fn assert_complete_and_equal(fx: &FakeExchange, rows: &[Row], log: &str) {
     for s in SYMBOLS {
         let mine: Vec<Row> = rows.iter().filter(|r| r.1 == s).cloned().collect();
         let (first, last) = (mine.first().unwrap().0, mine.last().unwrap().0);
@@ -61,7 +61,7 @@ fn assert_complete_and_equal(fx: &FakeExchange, rows: &[Row], log: &str) {
     }
 }
 
-fn wait_for(what: &str, child: &mut Child, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, child: &mut Child, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !cond() {
         if let Some(status) = child.try_wait().unwrap() {
@@ -73,7 +73,7 @@ fn wait_for(what: &str, child: &mut Child, mut cond: impl FnMut() -> bool) {
 }
 
 /// Newest stored open time per symbol (the smaller of the two).
-fn newest(rows: &[Row]) -> i64 {
+pub(crate) fn newest(rows: &[Row]) -> i64 {
     SYMBOLS.iter().map(|s| rows.iter().filter(|r| r.1 == *s).map(|r| r.0).max().unwrap_or(i64::MIN)).min().unwrap_or(i64::MIN)
 }
 

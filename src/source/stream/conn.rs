@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Counters, StreamEvent, StreamOptions, bump, event, stream_name};
+use super::{ConnectGate, Counters, StreamEvent, StreamOptions, bump, event, stream_name};
 use crate::event::{Interval, Symbol};
 use crate::log::writer::now_ms;
 
@@ -31,6 +31,7 @@ pub(crate) struct Conn {
     backoff: Duration,
     max_backoff: Duration,
     counters: Arc<Counters>,
+    gate: Arc<ConnectGate>,
     tx: mpsc::Sender<StreamEvent>,
     stop: watch::Receiver<bool>,
 }
@@ -70,7 +71,7 @@ impl Conn {
         base: &str,
         series: Vec<(Symbol, Interval)>,
         opts: &StreamOptions,
-        counters: Arc<Counters>,
+        (counters, gate): (Arc<Counters>, Arc<ConnectGate>),
         tx: mpsc::Sender<StreamEvent>,
         stop: watch::Receiver<bool>,
     ) -> Conn {
@@ -88,6 +89,7 @@ impl Conn {
             backoff: opts.backoff,
             max_backoff: opts.max_backoff,
             counters,
+            gate,
             tx,
             stop,
         }
@@ -98,6 +100,9 @@ impl Conn {
         let mut connected_before = false;
         loop {
             if *self.stop.borrow() {
+                return;
+            }
+            if !self.wait_for_the_gate().await {
                 return;
             }
             let attempt = tokio::time::timeout(self.connect_timeout, tokio_tungstenite::connect_async(self.url.as_str())).await;
@@ -134,6 +139,27 @@ impl Conn {
                         return;
                     }
                     self.sleep(&mut wait).await;
+                }
+            }
+        }
+    }
+
+    /// Waits until the connections-per-IP window has a place; false when stopped meanwhile.
+    async fn wait_for_the_gate(&mut self) -> bool {
+        let mut told = false;
+        loop {
+            match self.gate.try_take() {
+                Ok(()) => return true,
+                Err(wait) => {
+                    if !told {
+                        bump(&self.counters.connect_waits);
+                        tracing::warn!(connection = self.index, "the connections-per-IP limit is reached: next attempt in {wait:?}");
+                        told = true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.changed() => return false,
+                    }
                 }
             }
         }

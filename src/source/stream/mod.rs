@@ -31,6 +31,11 @@ use crate::event::{Candle, Interval, Symbol};
 
 /// Streams one connection may carry, as Binance documents for USD-M futures.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 1024;
+/// New connections one IP may open per [`CONNECT_WINDOW`], as Binance documents ("300
+/// connections per attempt every 5 minutes per IP"): every attempt of every connection
+/// of the client passes one gate, which waits when the window is full.
+pub const CONNECTS_PER_WINDOW: usize = 300;
+pub const CONNECT_WINDOW: Duration = Duration::from_secs(300);
 
 /// How the stream client connects.
 #[derive(Clone, Debug)]
@@ -51,6 +56,8 @@ pub struct StreamOptions {
     /// `max_backoff`, reset once a connection delivers a message.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// Connection attempts allowed per window, all connections together.
+    pub connects_per_window: (usize, Duration),
 }
 
 impl Default for StreamOptions {
@@ -64,6 +71,7 @@ impl Default for StreamOptions {
             connect_timeout: Duration::from_secs(10),
             backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
+            connects_per_window: (CONNECTS_PER_WINDOW, CONNECT_WINDOW),
         }
     }
 }
@@ -105,6 +113,8 @@ pub struct StreamStats {
     pub reconnects: u64,
     /// Connection attempts that failed.
     pub connect_failures: u64,
+    /// Attempts held back because the connections-per-IP window was full.
+    pub connect_waits: u64,
     /// Reconnects forced by silence beyond the threshold.
     pub silences: u64,
     /// Text messages received.
@@ -131,6 +141,7 @@ pub(crate) struct Counters {
     connected: AtomicU64,
     reconnects: AtomicU64,
     connect_failures: AtomicU64,
+    connect_waits: AtomicU64,
     silences: AtomicU64,
     messages: AtomicU64,
     malformed: AtomicU64,
@@ -144,6 +155,34 @@ pub(crate) struct Counters {
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The client's side of the connections-per-IP limit: the times of its recent attempts.
+pub(crate) struct ConnectGate {
+    max: usize,
+    window: Duration,
+    recent: std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+}
+
+impl ConnectGate {
+    fn new((max, window): (usize, Duration)) -> ConnectGate {
+        ConnectGate { max: max.max(1), window, recent: Default::default() }
+    }
+
+    /// Takes a place for one attempt now, or says how long until the oldest leaves the window.
+    fn try_take(&self) -> Result<(), Duration> {
+        let now = tokio::time::Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        while recent.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            recent.pop_front();
+        }
+        if recent.len() < self.max {
+            recent.push_back(now);
+            return Ok(());
+        }
+        let oldest = recent.front().copied().unwrap_or(now);
+        Err((oldest + self.window).saturating_duration_since(now).max(Duration::from_millis(1)))
+    }
 }
 
 /// A running set of stream connections. Dropping it (or [`StreamClient::stop`]) ends them.
@@ -171,11 +210,12 @@ impl StreamClient {
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(4096);
         let (stop, stop_rx) = watch::channel(false);
+        let gate = Arc::new(ConnectGate::new(opts.connects_per_window));
         let tasks: Vec<_> = series
             .chunks(per)
             .enumerate()
             .map(|(n, chunk)| {
-                let c = conn::Conn::new(n, &base, chunk.to_vec(), &opts, counters.clone(), tx.clone(), stop_rx.clone());
+                let c = conn::Conn::new(n, &base, chunk.to_vec(), &opts, (counters.clone(), gate.clone()), tx.clone(), stop_rx.clone());
                 tokio::spawn(c.run())
             })
             .collect();
@@ -191,6 +231,7 @@ impl StreamClient {
             connected: get(&c.connected),
             reconnects: get(&c.reconnects),
             connect_failures: get(&c.connect_failures),
+            connect_waits: get(&c.connect_waits),
             silences: get(&c.silences),
             messages: get(&c.messages),
             malformed: get(&c.malformed),

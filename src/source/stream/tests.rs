@@ -237,3 +237,49 @@ async fn closes_lost_across_a_reconnect_are_reported_missed() {
     assert_eq!(closes(&events)[0].open_time, first + 2 * MINUTE);
     client.stop().await;
 }
+
+/// Issue 13: the documented connections-per-IP limit (300 per 5 minutes). The fake refuses an
+/// upgrade past it with HTTP 429; the client holds its attempts to the same limit, so its
+/// reconnects wait for the window instead of being refused. Scaled down to 3 per minute.
+#[tokio::test]
+async fn connections_per_ip_are_limited_by_the_fake_and_kept_by_the_client() {
+    let fx = fake(Clock::Fixed(NOW));
+    fx.set_connections_per_window(3, Duration::from_secs(60));
+    // A client that ignores the limit (one allowed per 1 ms) is refused at the fourth connect.
+    let mut careless = options(&fx, &["BTCUSDT"], &[Interval::M1]);
+    careless.connects_per_window = (1000, Duration::from_millis(1));
+    let (client, mut rx) = StreamClient::spawn(careless).unwrap();
+    for n in 1..=3 {
+        collect(&mut rx, |seen| seen.iter().filter(|e| matches!(e, StreamEvent::Connected { .. })).count() == 1).await;
+        assert_eq!(fx.stream_stats().connections_opened, n);
+        fx.drop_streams();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    // The fake counts the refusal before the client reads it: wait for both.
+    while fx.stream_stats().connections_rate_limited == 0 || client.stats().connect_failures == 0 {
+        assert!(Instant::now() < deadline, "the fourth connection within the window is refused: {:?}", fx.stream_stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fx.stream_stats().connections_opened, 3, "{:?}", fx.stream_stats());
+    client.stop().await;
+
+    // A client keeping the limit (3 per minute, as the fake) never gets a 429: its next
+    // attempt waits for the window.
+    let fx = fake(Clock::Fixed(NOW));
+    fx.set_connections_per_window(3, Duration::from_secs(60));
+    let mut careful = options(&fx, &["BTCUSDT"], &[Interval::M1]);
+    careful.connects_per_window = (3, Duration::from_secs(60));
+    let (client, mut rx) = StreamClient::spawn(careful).unwrap();
+    for _ in 1..=3 {
+        collect(&mut rx, |seen| seen.iter().filter(|e| matches!(e, StreamEvent::Connected { .. })).count() == 1).await;
+        fx.drop_streams();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while client.stats().connect_waits == 0 {
+        assert!(Instant::now() < deadline, "the client holds its fourth attempt: {:?}", client.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = fx.stream_stats();
+    assert_eq!((stats.connections_opened, stats.connections_rate_limited), (3, 0), "{stats:?}");
+    client.stop().await;
+}

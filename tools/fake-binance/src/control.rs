@@ -317,11 +317,15 @@ struct StreamCmd {
     miss_close: Option<u32>,
     update_ms: Option<u64>,
     max_streams: Option<usize>,
+    /// `[max, window_ms]`: new connections per IP per window (`[0, …]` refuses every one: an
+    /// outage of the stream endpoint while REST still answers).
+    connections_per_window: Option<(usize, u64)>,
 }
 
 /// Stream faults and settings, any combination: `{"drop":true}` ends every open connection,
 /// `{"silence_ms":…}` silences them, `{"malformed":n}`, `{"duplicate":n}`, `{"miss_close":n}`
-/// queue faults, `{"update_ms":…}` and `{"max_streams":…}` change settings. Answers the stats.
+/// queue faults, `{"update_ms":…}`, `{"max_streams":…}` and `{"connections_per_window":[max,
+/// window_ms]}` change settings. Answers the stats.
 async fn post_stream(State(s): S, body: String) -> Response {
     let cmd: StreamCmd = match parse(&body) {
         Ok(c) => c,
@@ -349,6 +353,9 @@ async fn post_stream(State(s): S, body: String) -> Response {
     }
     if let Some(n) = cmd.max_streams {
         stream.max_streams = n;
+    }
+    if let Some((max, ms)) = cmd.connections_per_window {
+        stream.connections_per_window = (max, Duration::from_millis(ms));
     }
     ok(serde_json::to_value(stream.stats).unwrap_or(Value::Null))
 }

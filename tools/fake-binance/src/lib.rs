@@ -37,8 +37,8 @@ pub use faults::{Fault, FaultKind, FaultKindSpec, FaultSpec};
 pub use limits::klines_weight;
 pub use market::{DEFAULT_ONBOARD_MS, Interval, PERPETUAL_DELIVERY_MS, default_symbols, extra_symbols};
 pub use stream_state::{
-    CONNECTION_LIFETIME_MS, DEFAULT_UPDATE, INCOMING_PER_SECOND, MAX_CLOSES_PER_UPDATE, MAX_STREAMS_PER_CONNECTION, PING_EVERY_MS,
-    StreamFault, StreamStats, UNANSWERED_PINGS_LIMIT,
+    CONNECTION_LIFETIME_MS, CONNECTION_WINDOW, CONNECTIONS_PER_WINDOW, DEFAULT_UPDATE, INCOMING_PER_SECOND, MAX_CLOSES_PER_UPDATE,
+    MAX_STREAMS_PER_CONNECTION, PING_EVERY_MS, StreamFault, StreamStats, UNANSWERED_PINGS_LIMIT,
 };
 
 /// How the fake exchange is set up. `Config::default()`: the 60 default symbols, a weight limit of
@@ -245,7 +245,8 @@ impl FakeExchange {
         let thread = std::thread::Builder::new().name(format!("fake-binance-{}", addr.port())).spawn(move || {
             runtime.block_on(async move {
                 tokio::select! {
-                    _ = axum::serve(listener, app) => {}
+                    // The peer address: the stream's connections-per-IP limit counts by it.
+                    _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()) => {}
                     _ = rx => {}
                 }
             });
@@ -432,6 +433,13 @@ impl FakeExchange {
     /// upgrade request with more is refused with 400.
     pub fn set_max_streams_per_connection(&self, n: usize) {
         self.shared.lock().stream.max_streams = n;
+    }
+
+    /// New stream connections one IP may open per window of real time (default
+    /// [`CONNECTIONS_PER_WINDOW`] per [`CONNECTION_WINDOW`]: 300 per 5 minutes, as documented);
+    /// past it the upgrade is refused with HTTP 429, code -1003.
+    pub fn set_connections_per_window(&self, max: usize, window: Duration) {
+        self.shared.lock().stream.connections_per_window = (max, window);
     }
 
     /// Drops every open stream connection at its next update (no close frame, as when a

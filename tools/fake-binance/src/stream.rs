@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -39,7 +39,12 @@ fn refuse(code: i32, msg: String) -> Response {
 }
 
 /// Validates the stream list, then upgrades. A bad list is answered 400 before the upgrade.
-pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    RawQuery(q): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Response {
     let params = parse_query(q.as_deref().unwrap_or(""));
     let list = params.iter().find(|(k, _)| k == "streams").map(|(_, v)| v.clone()).unwrap_or_default();
     let mut subs = Vec::new();
@@ -61,6 +66,13 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, RawQuery(q): RawQ
         st.stream.stats.connections_refused += 1;
         let max = st.stream.max_streams;
         return refuse(-1100, format!("A connection carries 1 to {max} streams; {} requested.", subs.len()));
+    }
+    if !st.stream.admit(peer.ip(), real_ms()) {
+        st.stream.stats.connections_refused += 1;
+        st.stream.stats.connections_rate_limited += 1;
+        let (max, window) = st.stream.connections_per_window;
+        let msg = format!("Too many new connections from {}: at most {max} every {} s per IP.", peer.ip(), window.as_secs());
+        return (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({ "code": -1003, "msg": msg }))).into_response();
     }
     st.stream.stats.connections_opened += 1;
     st.stream.stats.connections_open += 1;

@@ -17,6 +17,11 @@ pub const UNANSWERED_PINGS_LIMIT: u32 = 4;
 pub const CONNECTION_LIFETIME_MS: i64 = 24 * 3_600_000;
 /// Text or binary messages a client may send per second (real time) before it is dropped.
 pub const INCOMING_PER_SECOND: u32 = 10;
+/// New connections one IP may open per [`CONNECTION_WINDOW`] (real time), as Binance documents
+/// for its websocket streams ("300 connections per attempt every 5 minutes per IP"); past it
+/// the upgrade is refused with HTTP 429.
+pub const CONNECTIONS_PER_WINDOW: usize = 300;
+pub const CONNECTION_WINDOW: Duration = Duration::from_secs(300);
 /// At most this many closes per stream per update: after a clock jump, older closes are skipped.
 pub const MAX_CLOSES_PER_UPDATE: usize = 100;
 
@@ -39,8 +44,10 @@ pub struct StreamStats {
     pub connections_opened: u64,
     /// Connections open now.
     pub connections_open: u64,
-    /// Upgrade requests refused (bad or too many streams).
+    /// Upgrade requests refused (bad or too many streams, or too many new connections).
     pub connections_refused: u64,
+    /// Of those, refused for the connections-per-IP limit (HTTP 429).
+    pub connections_rate_limited: u64,
     /// Connections the server ended: dropped on request, 24 hours, unanswered pings, too many
     /// incoming messages.
     pub connections_dropped: u64,
@@ -60,6 +67,10 @@ pub struct StreamStats {
 
 pub(crate) struct StreamState {
     pub max_streams: usize,
+    /// New connections per IP per window (`CONNECTIONS_PER_WINDOW`, `CONNECTION_WINDOW`).
+    pub connections_per_window: (usize, Duration),
+    /// Real times (ms) of the connections each IP opened within the window.
+    pub attempts: std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<i64>>,
     pub update: Duration,
     /// Bumped by every drop request: a connection that sees a newer generation ends.
     pub drop_generation: u64,
@@ -75,6 +86,8 @@ impl Default for StreamState {
     fn default() -> StreamState {
         StreamState {
             max_streams: MAX_STREAMS_PER_CONNECTION,
+            connections_per_window: (CONNECTIONS_PER_WINDOW, CONNECTION_WINDOW),
+            attempts: Default::default(),
             update: DEFAULT_UPDATE,
             drop_generation: 0,
             silent_until_real_ms: 0,
@@ -100,6 +113,21 @@ impl StreamState {
         self.duplicate = 0;
         self.miss_close = 0;
         self.silent_until_real_ms = 0;
+    }
+
+    /// Counts a new connection from `ip` at real time `now_ms`; false when the IP already
+    /// opened its limit within the window (the attempt is then not counted).
+    pub fn admit(&mut self, ip: std::net::IpAddr, now_ms: i64) -> bool {
+        let (max, window) = self.connections_per_window;
+        let times = self.attempts.entry(ip).or_default();
+        while times.front().is_some_and(|t| now_ms - t >= window.as_millis() as i64) {
+            times.pop_front();
+        }
+        if times.len() >= max {
+            return false;
+        }
+        times.push_back(now_ms);
+        true
     }
 
     /// Takes one use of a counter fault.
