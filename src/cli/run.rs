@@ -67,14 +67,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         targets: super::backup::configured_targets(&config, None, jiff::Timestamp::now().as_millisecond())?,
         prune_segments_days: config.backup.repositories.iter().map(|r| r.prune_segments_days).collect(),
     };
-    let opts = RunOptions {
-        sync,
-        stream_url,
-        silence_timeout,
-        max_streams_per_connection: MAX_STREAMS_PER_CONNECTION,
-        live: live.clone(),
-        jobs,
-    };
+    let opts =
+        RunOptions { sync, stream_url, silence_timeout, max_streams_per_connection: MAX_STREAMS_PER_CONNECTION, live: live.clone(), jobs };
     let paths = cli.paths_with(&config);
     candlelog::store::init(&paths)?;
     let lock = DirLock::exclusive_for(&paths.lock, Some(SERVICE_ROLE))?;

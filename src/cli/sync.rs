@@ -207,34 +207,9 @@ fn print_summary(r: &SyncReport) {
 }
 
 fn record_metrics(r: &SyncReport) {
-    use super::metrics::push;
-    use candlelog::ops::metrics::Update;
-    let outcome = match r.outcome {
-        RunOutcome::Success => "success",
-        RunOutcome::Partial => "partial",
-        RunOutcome::Failed => "failed",
-        RunOutcome::Timeout => "timeout",
-        RunOutcome::Interrupted => "interrupted",
-    };
-    push(Update::set("candlelog_sync_last_run_timestamp_seconds", (r.ended_ms / 1000) as f64));
-    if r.ok {
-        push(Update::set("candlelog_sync_last_success_timestamp_seconds", (r.ended_ms / 1000) as f64));
+    for u in r.metric_updates() {
+        super::metrics::push(u);
     }
-    push(Update::set("candlelog_sync_duration_seconds", r.duration_ms as f64 / 1000.0));
-    push(Update::add(format!("candlelog_sync_runs_total{{outcome=\"{outcome}\"}}"), 1.0));
-    // The tradable symbols this run asked the exchange for (not retired, paused or invalid
-    // names), over what the config file says: MissingSymbols then compares what is stored
-    // with what was requested.
-    let requested = r.symbols_tradable;
-    if requested > 0 {
-        for i in &r.intervals {
-            push(Update::set(format!("candlelog_configured_symbols{{interval=\"{i}\"}}"), requested as f64));
-        }
-    }
-    push(Update::set("candlelog_sync_symbols{status=\"ok\"}", r.symbols_ok as f64));
-    push(Update::set("candlelog_sync_symbols{status=\"failed\"}", r.symbols_failed as f64));
-    push(Update::add("candlelog_exchange_rate_limited_total", r.rate_limited as f64));
-    push(Update::add("candlelog_exchange_banned_total", if r.banned { 1.0 } else { 0.0 }));
 }
 
 /// The sync's progress bar on a terminal (stderr); nothing otherwise, where

@@ -4,7 +4,6 @@
 //! megabytes per frame (issue 12: that was a quarter of `verify --deep`'s CPU,
 //! spent in the kernel).
 
-use super::frame::FRAME_HEADER_LEN;
 use super::reader::FrameMeta;
 use crate::event::Event;
 use crate::event::codec::{Columns, decode_events_into};
@@ -26,15 +25,7 @@ impl FrameDecoder {
     /// The events of the frame at the start of `frame` (its header already
     /// checked as `meta`), valid until the next call.
     pub fn decode(&mut self, frame: &[u8], meta: &FrameMeta) -> Result<&[Event], String> {
-        let start = FRAME_HEADER_LEN;
-        let payload = frame.get(start..start + meta.header.payload_len as usize).ok_or("payload out of bounds")?;
-        let raw_len = meta.header.raw_len as usize;
-        self.raw.clear();
-        self.raw.reserve(raw_len);
-        let n = self.zstd.decompress_to_buffer(payload, &mut self.raw).map_err(|e| format!("zstd payload does not decompress: {e}"))?;
-        if n != raw_len || self.raw.len() != raw_len {
-            return Err(format!("payload decompresses to {n} bytes, header says {raw_len}"));
-        }
+        super::reader::decompress_frame(frame, meta, &mut self.zstd, &mut self.raw)?;
         decode_events_into(&self.raw, meta.header.event_count as usize, meta.header.event_format, &mut self.cols, &mut self.events)
             .map_err(|e| e.to_string())?;
         Ok(&self.events)

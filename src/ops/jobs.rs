@@ -21,6 +21,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::backup::{Progress, Target};
+use super::metrics::Update;
 use super::schedule::{Job, Schedule};
 use super::sync::{SyncOptions, sync};
 use crate::backup::Writer;
@@ -58,7 +59,7 @@ pub struct JobsReport {
 
 enum Msg {
     Seal(mpsc::Sender<Result<()>>),
-    Done { job: Job, record: Option<Run>, failure: Option<String> },
+    Done { job: Job, record: Option<Run>, failure: Option<String>, metrics: Vec<Update> },
 }
 
 /// The jobs' state in the service loop.
@@ -159,13 +160,14 @@ impl Jobs {
                 Msg::Seal(reply) => {
                     let _ = reply.send(store.seal());
                 }
-                Msg::Done { job, record, failure } => {
+                Msg::Done { job, record, failure, metrics } => {
                     if let Some((_, handle)) = self.running.take() {
                         let _ = handle.join();
                     }
                     if let Some(run) = record {
                         store.append(&[Event::Run(run)])?;
                     }
+                    record_metrics(store, &metrics);
                     self.finished(job, failure);
                 }
             }
@@ -188,8 +190,14 @@ impl Jobs {
     fn run_sync(&mut self, store: &mut Store, opts: &SyncOptions) {
         tracing::info!(job = "sync", "scheduled reconcile sync starting");
         let failure = match sync(store, opts) {
-            Ok(r) if r.ok || r.outcome == super::sync::RunOutcome::Interrupted => None,
-            Ok(r) => Some(r.error.unwrap_or_else(|| "see its run report".into())),
+            Ok(r) => {
+                record_metrics(store, &r.metric_updates());
+                if r.ok || r.outcome == super::sync::RunOutcome::Interrupted {
+                    None
+                } else {
+                    Some(r.error.unwrap_or_else(|| "see its run report".into()))
+                }
+            }
             Err(e) => Some(e.to_string()),
         };
         self.finished(Job::Sync, failure);
@@ -206,13 +214,13 @@ impl Jobs {
         let tx = self.tx.clone();
         tracing::info!(job = job.name(), "scheduled {} starting", job.name());
         let handle = std::thread::Builder::new().name(format!("candlelog-{}", job.name())).spawn(move || {
-            let (record, failure) = match job {
+            let (record, failure, metrics) = match job {
                 Job::Backup => back_up(paths, &targets, tx.clone()),
-                Job::Drill => drill(&paths, &targets),
-                Job::Retention => retention(&targets),
-                Job::Sync => (None, Some("the sync runs on the writer thread".into())),
+                Job::Drill => with_no_metrics(drill(&paths, &targets)),
+                Job::Retention => with_no_metrics(retention(&targets)),
+                Job::Sync => (None, Some("the sync runs on the writer thread".into()), Vec::new()),
             };
-            let _ = tx.send(Msg::Done { job, record, failure });
+            let _ = tx.send(Msg::Done { job, record, failure, metrics });
         });
         match handle {
             Ok(h) => self.running = Some((job, h)),
@@ -254,12 +262,25 @@ fn progress(p: Progress<'_>) {
     }
 }
 
-fn back_up(paths: Paths, targets: &[Target], tx: mpsc::Sender<Msg>) -> (Option<Run>, Option<String>) {
+fn back_up(paths: Paths, targets: &[Target], tx: mpsc::Sender<Msg>) -> (Option<Run>, Option<String>, Vec<Update>) {
     let root = paths.root.clone();
     let (run, record) = super::backup::back_up(&mut Beside { paths, tx }, targets, &mut progress);
     super::runs::save(&root, "backup", &super::sync::report::stamp_now(), &run);
     let failure = (!run.ok).then(|| run.failures.iter().map(|f| format!("{}: {}", f.repository, f.error)).collect::<Vec<_>>().join("; "));
-    (Some(record), failure)
+    (Some(record), failure, run.metrics)
+}
+
+fn with_no_metrics((record, failure): (Option<Run>, Option<String>)) -> (Option<Run>, Option<String>, Vec<Update>) {
+    (record, failure, Vec::new())
+}
+
+/// Records a job's metric samples (`candlelog_sync_*`, `candlelog_backup_*`) in the
+/// index, as a one-shot command does after it ends: `/metrics`, `health` and the
+/// alerts (DailySyncFailed, BackupStale) read them there. A failure is a warning only.
+pub(crate) fn record_metrics(store: &Store, updates: &[Update]) {
+    if let Err(e) = super::metrics::record_in(store.index(), updates) {
+        tracing::warn!("metrics not recorded in the index: {e}");
+    }
 }
 
 fn drill(paths: &Paths, targets: &[Target]) -> (Option<Run>, Option<String>) {

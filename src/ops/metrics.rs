@@ -145,7 +145,12 @@ pub fn record(paths: &Paths, updates: &[Update]) -> Result<()> {
         Err(Error::Locked { .. }) => return record_reader(paths, updates),
         Err(e) => return Err(e),
     };
-    let index = Index::open(&paths.index)?;
+    record_in(&Index::open(&paths.index)?, updates)
+}
+
+/// Applies `updates` to the persisted samples of an index the caller holds as the
+/// writer (the service records its jobs' samples through its own store).
+pub fn record_in(index: &Index, updates: &[Update]) -> Result<()> {
     let rows: Vec<(String, bool, f64)> = updates.iter().map(|u| (u.sample.clone(), u.add, u.value)).collect();
     index.update_metrics(&rows)?;
     Ok(())

@@ -126,6 +126,10 @@ pub fn serve(store: &mut Store, opts: &RunOptions) -> Result<ServiceReport> {
 
     // History first, and the symbols the exchange trades among those configured.
     let first = fill(store, &opts.sync, &mut report);
+    if let Ok(r) = &first {
+        // The start sync is a reconcile sync of every series: it counts as the nightly one.
+        super::jobs::record_metrics(store, &r.metric_updates());
+    }
     let symbols = first.as_ref().map(streamable).unwrap_or_default();
     if symbols.is_empty() {
         // Stopped before the first sync found a symbol: a clean stop, not a failure.

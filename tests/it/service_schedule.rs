@@ -111,6 +111,20 @@ fn scheduled_backups_drills_and_syncs_run_inside_the_service_while_it_streams() 
     let drill = run(&dir, &["drill", "--from", repo.to_str().unwrap()]);
     assert_eq!(drill.code, 0, "{}\n{}", drill.stdout, drill.stderr);
     assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+
+    // The jobs' samples were recorded as the one-shot commands' are: the start sync and
+    // the reconcile syncs count as syncs, the backups as backups (DailySyncFailed and
+    // BackupStale read these).
+    let prom = tmp.path().join("candlelog.prom");
+    assert_eq!(run(&dir, &["--metrics-file", prom.to_str().unwrap(), "status"]).code, 0);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let sample = |prefix: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix} missing:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(sample("candlelog_sync_last_success_timestamp_seconds ") > 0.0, "{text}");
+    assert!(sample("candlelog_sync_runs_total{outcome=\"success\"}") >= 2.0, "{text}");
+    assert!(sample("candlelog_backup_last_success_timestamp_seconds{") > 0.0, "{text}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::symbols::Rejected;
 use crate::error::{Error, Result};
+use crate::ops::metrics::Update;
 
 /// How the run ended, as metrics and exit codes see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -219,6 +220,42 @@ pub fn prune(dir: &Path, keep: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl SyncReport {
+    /// What this run changes in the persisted metrics (`candlelog_sync_*`, the configured
+    /// symbols, the exchange's refusals): pushed by `candlelog sync` after the command and
+    /// recorded by the service after its start and reconcile syncs.
+    pub fn metric_updates(&self) -> Vec<Update> {
+        let mut out = Vec::new();
+        let outcome = match self.outcome {
+            RunOutcome::Success => "success",
+            RunOutcome::Partial => "partial",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Timeout => "timeout",
+            RunOutcome::Interrupted => "interrupted",
+        };
+        out.push(Update::set("candlelog_sync_last_run_timestamp_seconds", (self.ended_ms / 1000) as f64));
+        if self.ok {
+            out.push(Update::set("candlelog_sync_last_success_timestamp_seconds", (self.ended_ms / 1000) as f64));
+        }
+        out.push(Update::set("candlelog_sync_duration_seconds", self.duration_ms as f64 / 1000.0));
+        out.push(Update::add(format!("candlelog_sync_runs_total{{outcome=\"{outcome}\"}}"), 1.0));
+        // The tradable symbols this run asked the exchange for (not retired, paused or invalid
+        // names), over what the config file says: MissingSymbols then compares what is stored
+        // with what was requested.
+        let requested = self.symbols_tradable;
+        if requested > 0 {
+            for i in &self.intervals {
+                out.push(Update::set(format!("candlelog_configured_symbols{{interval=\"{i}\"}}"), requested as f64));
+            }
+        }
+        out.push(Update::set("candlelog_sync_symbols{status=\"ok\"}", self.symbols_ok as f64));
+        out.push(Update::set("candlelog_sync_symbols{status=\"failed\"}", self.symbols_failed as f64));
+        out.push(Update::add("candlelog_exchange_rate_limited_total", self.rate_limited as f64));
+        out.push(Update::add("candlelog_exchange_banned_total", if self.banned { 1.0 } else { 0.0 }));
+        out
+    }
 }
 
 #[cfg(test)]
