@@ -13,18 +13,13 @@ memory at start and end.
 Usage: python3 tools/soak_run.py   (env SYMBOLS=5 HOURS=24 SPEED=1440 DROP_S=12 FAULT_S=5)
 """
 
-import json
 import os
-import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from service_rig import Service, call, measured_on, rss_kb
+
 SYMBOLS = int(os.environ.get("SYMBOLS", "5"))
 HOURS = float(os.environ.get("HOURS", "24"))
 SPEED = int(os.environ.get("SPEED", "1440"))
@@ -33,19 +28,6 @@ FAULT_S = float(os.environ.get("FAULT_S", "5"))
 START_MS = 1_772_323_200_000  # 2026-03-01 00:00 UTC
 INTERVALS = {"1m": 60_000, "1h": 3_600_000, "4h": 14_400_000}
 TABLES = {"1m": "ohlcv_m1", "1h": "ohlcv_h1", "4h": "ohlcv_h4"}
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def call(url, method="GET", body=None):
-    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
-    return json.loads(urllib.request.urlopen(req).read().decode())
 
 
 def rest_closed(url, symbol, interval, start, end, now):
@@ -65,32 +47,9 @@ def rest_closed(url, symbol, interval, start, end, now):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "candlelog", "-p", "fake-binance"], cwd=ROOT, check=True)
-    tmp = tempfile.mkdtemp()
-    procs = []
-    try:
-        for b in ("candlelog", "fake-binance"):
-            shutil.copy(os.path.join(ROOT, "target/release", b), tmp)
-        fake = subprocess.Popen(
-            [f"{tmp}/fake-binance", "--symbols", str(SYMBOLS), "--time", str(START_MS), "--speed", str(SPEED),
-             "--stream-drop-every-ms", str(int(DROP_S * 1000)), "--ban-after", "4294967295"],
-            stdout=subprocess.PIPE, text=True)
-        procs.append(fake)
-        url = fake.stdout.readline().strip().removeprefix("listening on ")
-        info = call(f"{url}/fapi/v1/exchangeInfo")
-        names = [s["symbol"] for s in info["symbols"] if s["status"] == "TRADING" and s["contractType"] == "PERPETUAL" and s["quoteAsset"] == "USDT"]
-        data = f"{tmp}/data"
-        log = open(f"{tmp}/service.log", "w")
-        svc = subprocess.Popen(
-            [f"{tmp}/candlelog", "--data-dir", data, "run", "--json", "--symbols", ",".join(names), "--interval", ",".join(INTERVALS),
-             "--lookback", "2", "--silence-timeout", "2s", "--exchange-url", url, "--stream-url", url.replace("http://", "ws://")],
-            stdout=subprocess.PIPE, stderr=log, text=True)
-        procs.append(svc)
-        deadline = time.time() + 120
-        while call(f"{url}/_fake/stream")["connections_open"] < 1:
-            if time.time() > deadline or svc.poll() is not None:
-                sys.exit(f"the service never connected; see {tmp}/service.log")
-            time.sleep(0.1)
+    fake_args = ["--time", str(START_MS), "--stream-drop-every-ms", str(int(DROP_S * 1000)), "--ban-after", "4294967295"]
+    with Service(SYMBOLS, SPEED, ",".join(INTERVALS), fake_args, ["--silence-timeout", "2s"]) as s:
+        url, names, svc = s.url, s.names, s.svc
         rss_start = rss_kb(svc.pid)
         soak_s = HOURS * 3600 / SPEED
         end = time.time() + soak_s
@@ -98,21 +57,19 @@ def main():
         next_fault = time.time() + FAULT_S
         while time.time() < end:
             if svc.poll() is not None:
-                sys.exit(f"the service exited {svc.returncode} during the soak; see {tmp}/service.log")
+                sys.exit(f"the service exited {svc.returncode} during the soak; see {s.log}")
             if time.time() >= next_fault:
-                call(f"{url}/_fake/stream", "POST", {"malformed": 2, "duplicate": 2, "miss_close": 2})
+                call(f"{url}/_fake/stream", {"malformed": 2, "duplicate": 2, "miss_close": 2})
                 next_fault += FAULT_S
             if not silenced and time.time() > end - soak_s / 2:
-                call(f"{url}/_fake/stream", "POST", {"silence_ms": 3000})
+                call(f"{url}/_fake/stream", {"silence_ms": 3000})
                 silenced = True
             time.sleep(0.1)
         rss_end = rss_kb(svc.pid)
-        svc.send_signal(signal.SIGTERM)
-        out, _ = svc.communicate(timeout=60)
-        report = json.loads(out)
+        report, _ = s.stop()
         now = call(f"{url}/_fake/time")["now_ms"]
         fake_stats = call(f"{url}/_fake/stream")
-        db = sqlite3.connect(f"file:{data}/candles.sqlite?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{s.data}/candles.sqlite?mode=ro", uri=True)
         missing = extra = differing = stored_total = 0
         for iv, table in TABLES.items():
             for sym in names:
@@ -130,24 +87,17 @@ def main():
                 missing += len(set(theirs) - set(mine))
                 extra += len(set(mine) - set(theirs))
                 differing += sum(1 for t in set(mine) & set(theirs) if mine[t] != theirs[t])
-        load = open("/proc/loadavg").read().split()[:3]
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        print(f"commit {commit}; load average {' '.join(load)}; {len(names)} symbols x (1m, 1h, 4h); "
+        print(f"{measured_on()}; {len(names)} symbols x (1m, 1h, 4h); "
               f"{HOURS} h of exchange time at {SPEED}x ({soak_s:.0f} s real)")
         print(f"stored {stored_total} candles; missing {missing}, extra {extra}, differing from REST {differing}")
         print(f"fake: {fake_stats['connections_opened']} connections, {fake_stats['connections_dropped']} dropped by the server, "
               f"{fake_stats['malformed_sent']} malformed, {fake_stats['duplicates_sent']} duplicates, "
               f"{fake_stats['closes_missed']} closes never sent, {fake_stats['messages_silenced']} silenced")
-        s = report["stream"]
+        st = report["stream"]
         print(f"service: exit {svc.returncode}; {report['stream_candles']} from the stream, {report['gap_syncs']} REST gap fills "
-              f"({report['gap_sync_candles']} candles, {report['gap_sync_failures']} failed), {s['reconnects']} reconnects, "
-              f"{s['silences']} silences, {s['missed']} missed closes, {s['duplicates']} duplicates, {s['malformed']} malformed")
+              f"({report['gap_sync_candles']} candles, {report['gap_sync_failures']} failed), {st['reconnects']} reconnects, "
+              f"{st['silences']} silences, {st['missed']} missed closes, {st['duplicates']} duplicates, {st['malformed']} malformed")
         print(f"service RSS: start {rss_start / 1024:.1f} MiB, end {rss_end / 1024:.1f} MiB")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
