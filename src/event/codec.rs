@@ -221,14 +221,18 @@ fn encode_run_body(b: &mut Vec<u8>, r: &Run) {
     }
 }
 
-/// A bounds-checked reader over a byte slice; every read names what it wanted.
-struct Cursor<'a> {
+/// A bounds-checked reader over a byte slice; every read names what it wanted
+/// (also the reader of `rows`, the projection's second decoder).
+pub(super) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+    pub(super) fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor { buf, pos: 0 }
+    }
+    pub(super) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         match end.and_then(|e| self.buf.get(self.pos..e)) {
             Some(s) => {
@@ -245,7 +249,7 @@ impl<'a> Cursor<'a> {
         let b = self.take(8, what)?;
         Ok(i64::from_le_bytes(b.try_into().map_err(|_| format!("short {what}"))?))
     }
-    fn varint(&mut self, what: &str) -> Result<u128, String> {
+    pub(super) fn varint(&mut self, what: &str) -> Result<u128, String> {
         // The common case first: a value that ends within 9 bytes (63 bits) needs
         // no 128-bit shifts and no checks but the end of the buffer; anything
         // longer or cut short takes the general loop below, which says what is wrong.
@@ -270,6 +274,10 @@ impl<'a> Cursor<'a> {
             }
         }
         Err(format!("{what}: varint longer than 19 bytes"))
+    }
+    /// A zigzag-encoded signed varint (`zvar` in the format above).
+    pub(super) fn zvar(&mut self, what: &str) -> Result<i128, String> {
+        Ok(unzz(self.varint(what)?))
     }
     fn varint_u64(&mut self, what: &str) -> Result<u64, String> {
         u64::try_from(self.varint(what)?).map_err(|_| format!("{what}: value exceeds u64"))
@@ -504,19 +512,19 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize, cols: &mut Columns, mut push: im
     opens.clear();
     let mut prev = 0i128;
     for _ in 0..n {
-        prev = prev.checked_add(unzz(b.varint("open_time")?)).ok_or("open_time out of range")?;
+        prev = prev.checked_add(b.zvar("open_time")?).ok_or("open_time out of range")?;
         opens.push(i64::try_from(prev).map_err(|_| "open_time out of range".to_string())?);
     }
     closes.clear();
     for &o in opens.iter() {
-        let v = i128::from(o).checked_add(unzz(b.varint("close_time")?)).ok_or("close_time out of range")?;
+        let v = i128::from(o).checked_add(b.zvar("close_time")?).ok_or("close_time out of range")?;
         closes.push(i64::try_from(v).map_err(|_| "close_time out of range".to_string())?);
     }
     let heads = b.take(n * 8, "decimal heads")?;
     for (col, what) in deltas.iter_mut().zip(["open", "close", "high", "low"]) {
         col.clear();
         for _ in 0..n {
-            col.push(unzz(b.varint(what)?));
+            col.push(b.zvar(what)?);
         }
     }
     for (col, what) in raw.iter_mut().zip(["volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume", "trades"]) {

@@ -8,7 +8,7 @@
 //! exactly (a truncated column, an index outside the dictionary, a value out
 //! of range), so a row it yields is the row `codec` would give.
 
-use super::codec::{TAG_CANDLE, TAG_GAP, TAG_RUN};
+use super::codec::{Cursor, TAG_CANDLE, TAG_GAP, TAG_RUN};
 use super::{Decimal, Interval};
 
 /// One candle of a frame, as a projection row.
@@ -23,53 +23,6 @@ pub struct CandleRow {
     pub trades: i64,
 }
 
-struct Cur<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cur<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let s = self
-            .pos
-            .checked_add(n)
-            .and_then(|e| self.buf.get(self.pos..e))
-            .ok_or_else(|| format!("truncated {what}: need {n} bytes at offset {}", self.pos))?;
-        self.pos += n;
-        Ok(s)
-    }
-
-    /// Unsigned LEB128 of at most 19 bytes (128 bits), as `codec` reads it.
-    #[inline]
-    fn varint(&mut self, what: &str) -> Result<u128, String> {
-        // The common case: a value that fits one or two bytes.
-        if let Some(&b) = self.buf.get(self.pos)
-            && b & 0x80 == 0
-        {
-            self.pos += 1;
-            return Ok(u128::from(b));
-        }
-        let mut v: u128 = 0;
-        for i in 0..19 {
-            let byte = *self.buf.get(self.pos).ok_or_else(|| format!("truncated {what} at offset {}", self.pos))?;
-            self.pos += 1;
-            if i == 18 && byte > 0x03 {
-                return Err(format!("{what}: varint exceeds 128 bits"));
-            }
-            v |= u128::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(format!("{what}: varint longer than 19 bytes"))
-    }
-
-    fn zvar(&mut self, what: &str) -> Result<i128, String> {
-        let v = self.varint(what)?;
-        Ok(((v >> 1) as i128) ^ -((v & 1) as i128))
-    }
-}
-
 /// Reads the candle rows of one decompressed payload holding `expected`
 /// events: fills `dict` with the frame's symbol dictionary (its text, in
 /// first-appearance order, not yet validated as symbols) and `rows` with one
@@ -82,7 +35,7 @@ pub fn decode_candle_rows<'p>(
 ) -> Result<(), String> {
     dict.clear();
     rows.clear();
-    let mut b = Cur { buf: payload, pos: 0 };
+    let mut b = Cursor::new(payload);
     let tags = b.take(expected, "event tags")?;
     if let Some(t) = tags.iter().find(|&&t| t != TAG_CANDLE && t != TAG_RUN && t != TAG_GAP) {
         return Err(format!("unknown event tag {t}"));

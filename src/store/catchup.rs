@@ -137,31 +137,12 @@ impl Store {
                 if clear_index {
                     index.clear()?;
                 }
-                let reader = LogReader::open(&log)?;
-                let mut events: Vec<Event> = Vec::new();
-                let mut commits = Vec::new();
-                let mut last = from;
-                reader.replay::<crate::Error>(from, |meta, evs| {
+                replay_chunks(&LogReader::open(&log)?, from, |events, commits, head| {
                     if stop.load(Ordering::Relaxed) {
                         return Err(crate::Error::Failed("the rebuild stopped".into()));
                     }
-                    if events.is_empty() {
-                        events = evs;
-                    } else {
-                        events.extend(evs);
-                    }
-                    commits.push((meta.header.commit_ms, meta.header.last_lsn()));
-                    last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
-                    if events.len() >= CHUNK_EVENTS {
-                        index.apply(&events, &commits, &[], last)?;
-                        events.clear();
-                        commits.clear();
-                    }
-                    Ok(())
+                    Ok(index.apply(events, commits, &[], head)?)
                 })?;
-                if !events.is_empty() {
-                    index.apply(&events, &commits, &[], last)?;
-                }
                 Ok(())
             });
             let mut total = 0u64;
@@ -227,14 +208,7 @@ impl Store {
             });
             // The index thread stopped early: its error is the one to report.
             let index_gone = || crate::Error::Failed("the index thread stopped".into());
-            let mut events: Vec<Event> = Vec::new();
-            let mut commits = Vec::new();
-            let mut last = from;
-            let mut total = 0u64;
-            let mut flush = |events: &mut Vec<Event>, commits: &mut Vec<(i64, u64)>, head: Applied| -> Result<()> {
-                if events.is_empty() {
-                    return Ok(());
-                }
+            let replayed = replay_chunks(&reader, from, |events, commits, head| {
                 if target != Target::Index {
                     projection.apply(events, head)?;
                 }
@@ -243,30 +217,51 @@ impl Store {
                     return Err(index_gone());
                 }
                 Ok(())
-            };
-            let replayed = reader
-                .replay::<crate::Error>(from, |meta, evs| {
-                    total += evs.len() as u64;
-                    if events.is_empty() {
-                        events = evs;
-                    } else {
-                        events.extend(evs);
-                    }
-                    commits.push((meta.header.commit_ms, meta.header.last_lsn()));
-                    last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
-                    if events.len() >= CHUNK_EVENTS {
-                        flush(&mut events, &mut commits, last)?;
-                    }
-                    Ok(())
-                })
-                .and_then(|_| flush(&mut events, &mut commits, last));
+            });
             drop(tx);
             let replay_ms = started.elapsed().as_millis() as u64;
             if let Some(job) = index_job {
                 job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
             }
+            let total = replayed?;
             tracing::debug!(events = total, replay_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
-            replayed.map(|()| total)
+            Ok(total)
         })
     }
+}
+
+/// Replays the frames after `from` gathered into chunks of about [`CHUNK_EVENTS`] events:
+/// `apply` gets each chunk's events, each frame's (commit time, last LSN) and the chain
+/// position after the chunk, and may take the vectors. Returns how many events there were.
+fn replay_chunks(
+    reader: &LogReader,
+    from: Applied,
+    mut apply: impl FnMut(&mut Vec<Event>, &mut Vec<(i64, u64)>, Applied) -> Result<()>,
+) -> Result<u64> {
+    let (mut events, mut commits): (Vec<Event>, Vec<(i64, u64)>) = (Vec::new(), Vec::new());
+    let (mut last, mut total) = (from, 0u64);
+    let mut flush = |events: &mut Vec<Event>, commits: &mut Vec<(i64, u64)>, head: Applied| -> Result<()> {
+        if !events.is_empty() {
+            apply(events, commits, head)?;
+            events.clear();
+            commits.clear();
+        }
+        Ok(())
+    };
+    reader.replay::<crate::Error>(from, |meta, evs| {
+        total += evs.len() as u64;
+        if events.is_empty() {
+            events = evs;
+        } else {
+            events.extend(evs);
+        }
+        commits.push((meta.header.commit_ms, meta.header.last_lsn()));
+        last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
+        if events.len() >= CHUNK_EVENTS {
+            flush(&mut events, &mut commits, last)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut events, &mut commits, last)?;
+    Ok(total)
 }
