@@ -88,9 +88,12 @@ fn scheduled_backups_drills_and_syncs_run_inside_the_service_while_it_streams() 
     // Readers work as always.
     assert_eq!(run(&dir, &["status"]).code, 0);
 
-    wait_for("a scheduled drill and a scheduled sync ran", &mut child, || {
+    // A snapshot is published before its Run record reaches the log (the job thread sends
+    // it to the writer when done): wait for the records, not only the snapshots.
+    wait_for("a scheduled drill, a scheduled sync and three backup records", &mut child, || {
         let r = runs(&dir);
         r.iter().any(|(k, _, s)| k == "drill" && s.iter().all(|s| s == "ok"))
+            && r.iter().filter(|(k, id, _)| k == "backup" && id.starts_with("backup-")).count() >= 3
             && log_text().contains("scheduled reconcile sync starting")
             && log_text().contains("scheduled sync done")
     });
