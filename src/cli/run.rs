@@ -51,7 +51,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let listen = args.listen.as_ref().or(c.listen.as_ref()).map_or(DEFAULT_LISTEN, String::as_str);
     let listen = parse_listen(listen).map_err(|e| usage(format!("--listen: {e}")))?;
     // /health judges what this service keeps: its symbols and intervals, with the service's delays.
-    let mut health = super::health::options(&config, true)?;
+    let mut health = candlelog::ops::health::HealthOptions::from_config(&config, true)?;
     health.symbols = match &sync.selection {
         Selection::All => None,
         Selection::List(list) => Some(list.clone()),

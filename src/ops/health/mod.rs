@@ -3,7 +3,6 @@
 //! convention (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -16,7 +15,10 @@ use crate::store::{Paths, writer_pid};
 
 mod integrity;
 mod operations;
+mod options;
 mod series;
+
+pub use options::{HealthOptions, SERVICE_STALE_CRITICAL, SERVICE_STALE_WARNING};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -62,45 +64,6 @@ pub struct HealthReport {
     pub checks: Vec<Check>,
 }
 
-/// What health compares against.
-#[derive(Clone, Debug)]
-pub struct HealthOptions {
-    /// Configured symbols (None: those the store holds) and intervals.
-    pub symbols: Option<Vec<String>>,
-    pub intervals: Vec<Interval>,
-    /// How long after its close a candle may be missing before freshness turns WARNING /
-    /// CRITICAL, for intervals `freshness` does not name.
-    pub stale_warning: Duration,
-    pub stale_critical: Duration,
-    /// Per-interval (warning, critical) delays that replace the two above.
-    pub freshness: BTreeMap<Interval, (Duration, Duration)>,
-    /// Which schedule the delays belong to, named in the freshness check ("nightly", "service").
-    pub mode: &'static str,
-    pub run_max_age: Duration,
-    pub disk_min_free: f64,
-    /// The share of a sync's units that must succeed (`[sync] min_success`).
-    pub min_success: f64,
-    /// Wall clock, ms (a parameter so tests can script time).
-    pub now_ms: i64,
-}
-
-impl Default for HealthOptions {
-    fn default() -> Self {
-        HealthOptions {
-            symbols: None,
-            intervals: vec![Interval::H4],
-            stale_warning: Duration::from_secs(24 * 3600),
-            stale_critical: Duration::from_secs(26 * 3600),
-            freshness: BTreeMap::new(),
-            mode: "nightly",
-            run_max_age: Duration::from_secs(26 * 3600),
-            disk_min_free: 0.15,
-            min_success: 0.98,
-            now_ms: crate::log::writer::now_ms(),
-        }
-    }
-}
-
 fn check(name: &'static str, status: Status, value: impl Into<String>, threshold: impl Into<String>, message: impl Into<String>) -> Check {
     Check { name, status, value: value.into(), threshold: threshold.into(), message: message.into() }
 }
@@ -115,13 +78,6 @@ fn age(ms: i64) -> String {
         ..120_000 => format!("{} s", ms / 1000),
         120_000..7_200_000 => format!("{:.1} min", ms as f64 / 60_000.0),
         _ => hours(ms),
-    }
-}
-
-impl HealthOptions {
-    /// (warning, critical) delay after a candle's close for `interval`.
-    pub fn delays(&self, interval: Interval) -> (Duration, Duration) {
-        self.freshness.get(&interval).copied().unwrap_or((self.stale_warning, self.stale_critical))
     }
 }
 
