@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rustc_hash::FxHashMap;
 
-use crate::event::{Candle, Event, Interval, Lsn};
+use crate::event::{Candle, CandleParts, Event, Interval, Lsn, Symbol};
 
 /// The digest of every table that has rows.
 pub type Digests = BTreeMap<Interval, TableDigest>;
@@ -131,8 +131,9 @@ impl RowDigest {
 }
 
 /// The values a projection row holds for a candle.
-pub fn row_values(c: &Candle) -> ([f64; 6], i64) {
-    let values = [c.open, c.high, c.low, c.close, c.volume, c.quote_volume].map(|d| d.to_f64());
+pub fn row_values(c: &CandleParts<'_>) -> ([f64; 6], i64) {
+    let [open, high, low, close, volume, quote_volume, ..] = &c.decimals;
+    let values = [open, high, low, close, volume, quote_volume].map(|d| d.to_f64());
     (values, i64::try_from(c.trades).unwrap_or(i64::MAX))
 }
 
@@ -219,7 +220,9 @@ pub struct LogRows {
     names: Vec<Box<str>>,
     keys: Vec<[u8; 32]>,
     /// (symbol, series slot) of the previous candle.
-    last: Option<(crate::event::Symbol, Interval, usize)>,
+    last: Option<(Symbol, Interval, usize)>,
+    /// The encoded candle body `codec::parts_digest` hashes, kept between candles.
+    body: Vec<u8>,
 }
 
 impl LogRows {
@@ -234,16 +237,16 @@ impl LogRows {
         id
     }
 
-    fn slot(&mut self, c: &Candle) -> usize {
-        if let Some((sym, interval, slot)) = &self.last
-            && *interval == c.interval
-            && sym == &c.symbol
+    fn slot(&mut self, symbol: &Symbol, interval: Interval) -> usize {
+        if let Some((sym, i, slot)) = &self.last
+            && *i == interval
+            && sym == symbol
         {
             return *slot;
         }
-        let id = self.symbol_id(c.symbol.as_str());
-        let slot = self.series_slot(id, c.interval);
-        self.last = Some((c.symbol.clone(), c.interval, slot));
+        let id = self.symbol_id(symbol.as_str());
+        let slot = self.series_slot(id, interval);
+        self.last = Some((symbol.clone(), interval, slot));
         slot
     }
 
@@ -258,11 +261,16 @@ impl LogRows {
 
     /// Applies a candle: it replaces any earlier candle with the same key.
     pub fn insert(&mut self, c: &Candle) {
-        let slot = self.slot(c);
+        self.insert_parts(&c.parts());
+    }
+
+    /// Applies a candle given as its parts (a decoder's, with no `Candle` built).
+    pub fn insert_parts(&mut self, c: &CandleParts<'_>) {
+        let slot = self.slot(c.symbol, c.interval);
         let id = self.series[slot].0.0;
         let (values, trades) = row_values(c);
         let hash = row_hash(&self.keys[id as usize], c.open_time, &values, trades);
-        let candle = u128::from_le_bytes(crate::event::codec::candle_digest(c));
+        let candle = u128::from_le_bytes(crate::event::codec::parts_digest(c, &mut self.body));
         self.series[slot].1.push(Row { ts: c.open_time, hash, candle });
     }
 
