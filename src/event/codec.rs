@@ -600,13 +600,17 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize, cols: &mut Columns) -> Result<()
         let h = o.max(c).checked_add(high_m[i]).ok_or_else(|| range("high"))?;
         let l = o.min(c).checked_sub(low_m[i]).ok_or_else(|| range("low"))?;
         prev_close = c;
-        for (m, v, what) in [(&mut open_m[i], o, "open"), (&mut close_m[i], c, "close"), (&mut high_m[i], h, "high"), (&mut low_m[i], l, "low")] {
+        for (m, v, what) in
+            [(&mut open_m[i], o, "open"), (&mut close_m[i], c, "close"), (&mut high_m[i], h, "high"), (&mut low_m[i], l, "low")]
+        {
             magnitude(v, what)?;
             *m = v;
         }
     }
     let max = 10u128.pow(MAX_DIGITS as u32);
-    if let Some(i) = (0..n).find(|&i| raw[..4].iter().any(|col| col[i] >= max) || heads[i * 8..i * 8 + 8].iter().any(|h| usize::from(h & 0x7f) > MAX_DIGITS)) {
+    if let Some(i) = (0..n)
+        .find(|&i| raw[..4].iter().any(|col| col[i] >= max) || heads[i * 8..i * 8 + 8].iter().any(|h| usize::from(h & 0x7f) > MAX_DIGITS))
+    {
         return Err(format!("candle {i}: decimal out of range"));
     }
     Ok(())
@@ -625,16 +629,20 @@ impl Columns {
             let mut ds = [Decimal::default(); 8];
             for (k, d) in ds.iter_mut().enumerate() {
                 let head = heads[i * 8 + k];
-                *d = Decimal::from_parts(head & 0x80 != 0, mags[k], head & 0x7f).ok_or_else(|| format!("candle {i}: decimal out of range"))?;
+                *d = Decimal::from_parts(head & 0x80 != 0, mags[k], head & 0x7f)
+                    .ok_or_else(|| format!("candle {i}: decimal out of range"))?;
             }
-            push(i, &CandleParts {
-                symbol: &dict[syms[i]],
-                interval: intervals[i],
-                open_time: opens[i],
-                close_time: closes[i],
-                decimals: ds,
-                trades: trades[i] as u64,
-            });
+            push(
+                i,
+                &CandleParts {
+                    symbol: &dict[syms[i]],
+                    interval: intervals[i],
+                    open_time: opens[i],
+                    close_time: closes[i],
+                    decimals: ds,
+                    trades: trades[i] as u64,
+                },
+            );
         }
         Ok(())
     }
@@ -755,6 +763,43 @@ mod tests {
         let mut buf = Vec::new();
         encode_events(&mut buf, &events);
         assert_eq!(decode_events(&buf, 3).unwrap(), events);
+    }
+
+    /// The compact path (`decode_candle_parts`, `verify --deep`'s) gives the
+    /// full decoder's candles at their event positions, for a frame of candles
+    /// only and a mixed one, and hands out nothing of a payload that fails
+    /// anywhere, its last bytes included.
+    #[test]
+    fn candle_parts_are_the_full_decoders_candles_all_or_none() {
+        let d = |s| Decimal::parse(s).unwrap();
+        let mut b = candle();
+        b.symbol = Symbol::parse("BTCUSDT").unwrap();
+        b.high = d("0.0001");
+        let run = Event::Run(Run { kind: RunKind::Import, id: "i".into(), started_ms: 1, ended_ms: 2, outcomes: vec![] });
+        let (mut cols, mut events) = (Columns::default(), Vec::new());
+        for list in [
+            vec![Event::Candle(candle()), Event::Candle(b.clone()), Event::Candle(candle())],
+            vec![Event::Candle(b), run, Event::Candle(candle())],
+        ] {
+            let mut buf = Vec::new();
+            encode_events(&mut buf, &list);
+            let mut got = Vec::new();
+            decode_candle_parts(&buf, list.len(), 1, &mut cols, &mut events, |k, c| got.push((k, c.to_candle(), c.validate().is_ok())))
+                .unwrap();
+            let want: Vec<_> = decode_events(&buf, list.len())
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .filter_map(|(k, e)| if let Event::Candle(c) = e { Some((k, c.clone(), c.validate().is_ok())) } else { None })
+                .collect();
+            assert_eq!(got, want);
+            assert!(got.iter().any(|(_, _, ok)| !ok), "the high below open is refused on both paths");
+            for broken in [buf[..buf.len() - 1].to_vec(), [buf.as_slice(), &[0]].concat()] {
+                let mut handed = 0;
+                assert!(decode_candle_parts(&broken, list.len(), 1, &mut cols, &mut events, |_, _| handed += 1).is_err());
+                assert_eq!(handed, 0, "a payload that fails hands out no candle");
+            }
+        }
     }
 
     #[test]

@@ -140,11 +140,31 @@ pub fn row_values(c: &CandleParts<'_>) -> ([f64; 6], i64) {
 /// One row as the replay keeps it: open time, row hash, and the candle's
 /// digest as the index stores it (`codec::candle_digest`, 0 for a row that
 /// came from a snapshot rather than a candle).
+///
+/// Kept as 64-bit words: 56 bytes a row where 128-bit fields would align it
+/// to 64 (a tenth less memory for the replay of a whole log).
 #[derive(Clone, Copy)]
 struct Row {
     ts: i64,
-    hash: [u128; 2],
-    candle: u128,
+    hash: [u64; 4],
+    candle: [u64; 2],
+}
+
+impl Row {
+    fn new(ts: i64, hash: [u128; 2], candle: u128) -> Row {
+        let split = |v: u128| [v as u64, (v >> 64) as u64];
+        let ([h0, h1], [h2, h3]) = (split(hash[0]), split(hash[1]));
+        Row { ts, hash: [h0, h1, h2, h3], candle: split(candle) }
+    }
+
+    fn hash(&self) -> [u128; 2] {
+        let [h0, h1, h2, h3] = self.hash.map(u128::from);
+        [h0 | h1 << 64, h2 | h3 << 64]
+    }
+
+    fn candle(&self) -> u128 {
+        u128::from(self.candle[0]) | u128::from(self.candle[1]) << 64
+    }
 }
 
 /// Rows per chunk of a series: a series grows by whole chunks, never by
@@ -271,7 +291,7 @@ impl LogRows {
         let (values, trades) = row_values(c);
         let hash = row_hash(&self.keys[id as usize], c.open_time, &values, trades);
         let candle = u128::from_le_bytes(crate::event::codec::parts_digest(c, &mut self.body));
-        self.series[slot].1.push(Row { ts: c.open_time, hash, candle });
+        self.series[slot].1.push(Row::new(c.open_time, hash, candle));
     }
 
     /// Applies a projection row (a base snapshot's): it replaces any earlier row with the same key.
@@ -279,7 +299,7 @@ impl LogRows {
         let id = self.symbol_id(symbol);
         let slot = self.series_slot(id, interval);
         let hash = row_hash(&self.keys[id as usize], ts, values, trades);
-        self.series[slot].1.push(Row { ts, hash, candle: 0 });
+        self.series[slot].1.push(Row::new(ts, hash, 0));
     }
 
     /// Sorts and de-duplicates what needs it; call before reading.
@@ -295,7 +315,7 @@ impl LogRows {
         for ((_, i), s) in &self.series {
             let d = acc.entry(*i).or_default();
             for r in s.rows() {
-                d.add_hash(r.hash);
+                d.add_hash(r.hash());
             }
         }
         acc.into_iter().map(|(i, d)| (i, d.finish())).collect()
@@ -316,7 +336,7 @@ impl LogRows {
         for ((sym, i), s) in &self.series {
             let mut sum = CandleSum::default();
             for r in s.rows() {
-                sum.add(r.ts, r.candle);
+                sum.add(r.ts, r.candle());
             }
             out.insert((self.names[*sym as usize].to_string(), *i), sum);
         }
@@ -408,6 +428,14 @@ mod log_rows_tests {
             taker_buy_volume: d(0),
             taker_buy_quote_volume: d(0),
         }
+    }
+
+    #[test]
+    fn a_row_keeps_its_hash_and_digest_in_56_bytes() {
+        let (hash, candle) = ([u128::MAX - 7, 1 << 100 | 5], u128::MAX / 3);
+        let r = Row::new(-4, hash, candle);
+        assert_eq!((r.ts, r.hash(), r.candle()), (-4, hash, candle));
+        assert_eq!(std::mem::size_of::<Row>(), 56);
     }
 
     #[test]
