@@ -287,8 +287,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             }
             let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
             // The candles as parts: no `Candle` per event. A frame that fails to
-            // decode counts no events; the candles read before its failure are
-            // replayed no further than the frame (its rows are reported as differing).
+            // decode hands out no candle (all or none) and counts no events.
             let first_lsn = meta.header.first_lsn;
             let mut candles = 0u64;
             let decoded = dec.decode_candles(frame, meta, |k, c| {
