@@ -33,7 +33,7 @@
 //! ```
 
 use super::decimal::MAX_DIGITS;
-use super::{Candle, Decimal, Event, Gap, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
+use super::{Candle, CandleParts, Decimal, Event, Gap, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
 pub const TAG_CANDLE: u8 = 1;
 pub const TAG_RUN: u8 = 2;
 /// A confirmed exchange gap (event format 4).
@@ -183,26 +183,33 @@ fn decimals(c: &Candle) -> [&Decimal; 8] {
 /// First 16 bytes of blake3 over the encoded candle body: equal exactly when
 /// every field, decimal text included, is equal.
 pub fn candle_digest(c: &Candle) -> [u8; 16] {
-    let mut body = Vec::with_capacity(80);
-    encode_candle_body(&mut body, c);
+    parts_digest(&c.parts(), &mut Vec::with_capacity(128))
+}
+
+/// [`candle_digest`] of a candle's parts, encoding into `body` (cleared
+/// first, its capacity kept for the next call).
+pub fn parts_digest(c: &CandleParts<'_>, body: &mut Vec<u8>) -> [u8; 16] {
+    body.clear();
+    encode_candle_body(body, c);
     let mut out = [0u8; 16];
-    out.copy_from_slice(&blake3::hash(&body).as_bytes()[..16]);
+    out.copy_from_slice(&blake3::hash(body).as_bytes()[..16]);
     out
 }
 
-fn encode_candle_body(b: &mut Vec<u8>, c: &Candle) {
+fn encode_candle_body(b: &mut Vec<u8>, c: &CandleParts<'_>) {
     let sym = c.symbol.as_str().as_bytes();
     b.push(sym.len() as u8);
     b.extend_from_slice(sym);
     b.push(c.interval.code());
     b.extend_from_slice(&c.open_time.to_le_bytes());
     b.extend_from_slice(&c.close_time.to_le_bytes());
-    for d in [&c.open, &c.high, &c.low, &c.close, &c.volume, &c.quote_volume] {
+    let [open, high, low, close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume] = &c.decimals;
+    for d in [open, high, low, close, volume, quote_volume] {
         put_decimal(b, d);
     }
     put_varint(b, u128::from(c.trades));
-    put_decimal(b, &c.taker_buy_volume);
-    put_decimal(b, &c.taker_buy_quote_volume);
+    put_decimal(b, taker_buy_volume);
+    put_decimal(b, taker_buy_quote_volume);
 }
 
 fn encode_run_body(b: &mut Vec<u8>, r: &Run) {
@@ -387,11 +394,16 @@ pub fn decode_events_format(payload: &[u8], expected: usize, format: u8) -> Resu
 /// fresh ones each frame.
 #[derive(Default)]
 pub struct Columns {
-    syms: Vec<Symbol>,
+    /// The frame's symbol dictionary.
+    dict: Vec<Symbol>,
+    /// Index into `dict`.
+    syms: Vec<usize>,
     intervals: Vec<Interval>,
     opens: Vec<i64>,
     closes: Vec<i64>,
-    /// open, close, high, low deltas.
+    /// 8 per candle: sign and scale of each decimal.
+    heads: Vec<u8>,
+    /// open, close, high, low deltas, made mantissas once read.
     deltas: [Vec<i128>; 4],
     /// volume, quote_volume, taker_buy_volume, taker_buy_quote_volume, trades.
     raw: [Vec<u128>; 5],
@@ -439,15 +451,12 @@ fn decode_any(payload: &[u8], expected: usize, cols: &mut Columns, out: &mut Vec
     if n_candles == expected {
         // Candles only (the common frame): straight into the events.
         out.reserve(expected);
-        decode_candles(&mut cur, n_candles, cols, |c| out.push(Event::Candle(c)))
-            .map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
-        if cur.pos != payload.len() {
-            return Err(at(&cur, expected, format!("{} bytes after the last event", payload.len() - cur.pos)));
-        }
-        return Ok(());
+        return candle_frame(cur, n_candles, cols, |_, c| out.push(Event::Candle(c.to_candle())));
     }
     let mut candles = Vec::with_capacity(n_candles);
-    decode_candles(&mut cur, n_candles, cols, |c| candles.push(c)).map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
+    decode_candles(&mut cur, n_candles, cols)
+        .and_then(|()| cols.each(|_, c| candles.push(c.to_candle())))
+        .map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
     // Candles come from the columns, runs and then gaps from their sections, each in tag order.
     let mut events: Vec<Option<Event>> = vec![None; expected];
     let mut candles = candles.into_iter();
@@ -483,27 +492,70 @@ fn decode_any(payload: &[u8], expected: usize, cols: &mut Columns, out: &mut Vec
     Ok(())
 }
 
+/// The candle columns of a payload of candles only, from `cur` (past the
+/// tags) to the payload's end, each candle handed to `push` with its event index.
+fn candle_frame(mut cur: Cursor<'_>, n: usize, cols: &mut Columns, push: impl FnMut(usize, &CandleParts<'_>)) -> Result<(), CodecError> {
+    let at = |cur: &Cursor<'_>, index: usize, reason: String| CodecError { index, offset: cur.pos, reason };
+    decode_candles(&mut cur, n, cols).map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
+    if cur.pos != cur.buf.len() {
+        return Err(at(&cur, n, format!("{} bytes after the last event", cur.buf.len() - cur.pos)));
+    }
+    cols.each(push).map_err(|r| at(&cur, 0, format!("candle columns: {r}")))
+}
+
+/// The candles of a payload as [`CandleParts`], without building events
+/// (`verify --deep`'s path): `on_candle(k, parts)` for the candle that is
+/// event `k` of the frame, in order. A payload of candles only (the common
+/// frame) is read column by column straight into the parts; one that also
+/// holds runs or gaps, or a loss frame, goes through
+/// [`decode_events_into`] (`events` is its buffer), so every byte is checked
+/// by the same rules either way. `Ok` means the whole payload decoded.
+pub fn decode_candle_parts(
+    payload: &[u8],
+    expected: usize,
+    format: u8,
+    cols: &mut Columns,
+    events: &mut Vec<Event>,
+    mut on_candle: impl FnMut(usize, &CandleParts<'_>),
+) -> Result<(), CodecError> {
+    let tags = payload.get(..expected).unwrap_or(&[]);
+    if format != EVENT_FORMAT_LOSS && tags.len() == expected && tags.iter().all(|&t| t == TAG_CANDLE) {
+        events.clear();
+        return candle_frame(Cursor { buf: payload, pos: expected }, expected, cols, on_candle);
+    }
+    decode_events_into(payload, expected, format, cols, events)?;
+    for (k, e) in events.iter().enumerate() {
+        if let Event::Candle(c) = e {
+            on_candle(k, &c.parts());
+        }
+    }
+    Ok(())
+}
+
 fn magnitude(v: i128, what: &str) -> Result<u128, String> {
     u128::try_from(v).ok().filter(|&m| m < 10u128.pow(MAX_DIGITS as u32)).ok_or_else(|| format!("{what}: magnitude {v} out of range"))
 }
 
-/// Decodes `n` candles' columns into `cols` and hands each candle to `push`, in order.
-fn decode_candles(b: &mut Cursor<'_>, n: usize, cols: &mut Columns, mut push: impl FnMut(Candle)) -> Result<(), String> {
+/// Decodes `n` candles' columns into `cols` and checks every value a
+/// candle's fields take from them; [`Columns::each`] then hands the candles
+/// out. Nothing is handed out of a payload that fails: a caller sees a
+/// payload's candles all or none.
+fn decode_candles(b: &mut Cursor<'_>, n: usize, cols: &mut Columns) -> Result<(), String> {
     let dict_len = usize::try_from(b.varint("dictionary length")?).map_err(|_| "dictionary too large".to_string())?;
     if dict_len > n {
         return Err(format!("dictionary of {dict_len} symbols for {n} candles"));
     }
-    let mut dict = Vec::with_capacity(dict_len);
+    let Columns { dict, syms, intervals, opens, closes, heads, deltas, raw } = cols;
+    dict.clear();
     for _ in 0..dict_len {
         let s = b.str("symbol")?;
         dict.push(Symbol::parse(&s).map_err(|e| e.to_string())?);
     }
-    let Columns { syms, intervals, opens, closes, deltas, raw } = cols;
     syms.clear();
     for _ in 0..n {
         let i = b.varint("symbol index")?;
-        let s = usize::try_from(i).ok().and_then(|i| dict.get(i)).ok_or_else(|| format!("symbol index {i} outside the dictionary"))?;
-        syms.push(s.clone());
+        let s = usize::try_from(i).ok().filter(|&i| i < dict.len()).ok_or_else(|| format!("symbol index {i} outside the dictionary"))?;
+        syms.push(s);
     }
     intervals.clear();
     for &code in b.take(n, "intervals")? {
@@ -520,7 +572,8 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize, cols: &mut Columns, mut push: im
         let v = i128::from(o).checked_add(b.zvar("close_time")?).ok_or("close_time out of range")?;
         closes.push(i64::try_from(v).map_err(|_| "close_time out of range".to_string())?);
     }
-    let heads = b.take(n * 8, "decimal heads")?;
+    heads.clear();
+    heads.extend_from_slice(b.take(n * 8, "decimal heads")?);
     for (col, what) in deltas.iter_mut().zip(["open", "close", "high", "low"]) {
         col.clear();
         for _ in 0..n {
@@ -533,44 +586,66 @@ fn decode_candles(b: &mut Cursor<'_>, n: usize, cols: &mut Columns, mut push: im
             col.push(b.varint(what)?);
         }
     }
-    let [open_d, close_d, high_d, low_d] = &*deltas;
-    let [vol, qvol, tbv, tbq, trades] = &*raw;
-    if trades.iter().any(|&t| t > u128::from(u64::MAX)) {
+    if raw[4].iter().any(|&t| t > u128::from(u64::MAX)) {
         return Err("trades exceeds u64".to_string());
     }
+    // The deltas become mantissas in place: open, close, high, low.
+    let [open_m, close_m, high_m, low_m] = deltas;
     let mut prev_close = 0i128;
     for i in 0..n {
         // Checked: a crafted payload must fail, never wrap into another value.
         let range = |what: &str| format!("candle {i}: {what} out of range");
-        let o = prev_close.checked_add(open_d[i]).ok_or_else(|| range("open"))?;
-        let c = o.checked_add(close_d[i]).ok_or_else(|| range("close"))?;
-        let h = o.max(c).checked_add(high_d[i]).ok_or_else(|| range("high"))?;
-        let l = o.min(c).checked_sub(low_d[i]).ok_or_else(|| range("low"))?;
+        let o = prev_close.checked_add(open_m[i]).ok_or_else(|| range("open"))?;
+        let c = o.checked_add(close_m[i]).ok_or_else(|| range("close"))?;
+        let h = o.max(c).checked_add(high_m[i]).ok_or_else(|| range("high"))?;
+        let l = o.min(c).checked_sub(low_m[i]).ok_or_else(|| range("low"))?;
         prev_close = c;
-        let mags =
-            [magnitude(o, "open")?, magnitude(h, "high")?, magnitude(l, "low")?, magnitude(c, "close")?, vol[i], qvol[i], tbv[i], tbq[i]];
-        let mut ds = [Decimal::default(); 8];
-        for (k, d) in ds.iter_mut().enumerate() {
-            let head = heads[i * 8 + k];
-            *d = Decimal::from_parts(head & 0x80 != 0, mags[k], head & 0x7f).ok_or_else(|| format!("candle {i}: decimal out of range"))?;
+        for (m, v, what) in
+            [(&mut open_m[i], o, "open"), (&mut close_m[i], c, "close"), (&mut high_m[i], h, "high"), (&mut low_m[i], l, "low")]
+        {
+            magnitude(v, what)?;
+            *m = v;
         }
-        push(Candle {
-            symbol: syms[i].clone(),
-            interval: intervals[i],
-            open_time: opens[i],
-            close_time: closes[i],
-            open: ds[0],
-            high: ds[1],
-            low: ds[2],
-            close: ds[3],
-            volume: ds[4],
-            quote_volume: ds[5],
-            trades: trades[i] as u64,
-            taker_buy_volume: ds[6],
-            taker_buy_quote_volume: ds[7],
-        });
+    }
+    let max = 10u128.pow(MAX_DIGITS as u32);
+    if let Some(i) = (0..n)
+        .find(|&i| raw[..4].iter().any(|col| col[i] >= max) || heads[i * 8..i * 8 + 8].iter().any(|h| usize::from(h & 0x7f) > MAX_DIGITS))
+    {
+        return Err(format!("candle {i}: decimal out of range"));
     }
     Ok(())
+}
+
+impl Columns {
+    /// Hands out the candles [`decode_candles`] read and checked, in order,
+    /// each with its position among them.
+    fn each(&self, mut push: impl FnMut(usize, &CandleParts<'_>)) -> Result<(), String> {
+        let Columns { dict, syms, intervals, opens, closes, heads, deltas, raw } = self;
+        let [open_m, close_m, high_m, low_m] = deltas;
+        let [vol, qvol, tbv, tbq, trades] = raw;
+        for i in 0..syms.len() {
+            // In range: decode_candles checked every mantissa and scale.
+            let mags = [open_m[i] as u128, high_m[i] as u128, low_m[i] as u128, close_m[i] as u128, vol[i], qvol[i], tbv[i], tbq[i]];
+            let mut ds = [Decimal::default(); 8];
+            for (k, d) in ds.iter_mut().enumerate() {
+                let head = heads[i * 8 + k];
+                *d = Decimal::from_parts(head & 0x80 != 0, mags[k], head & 0x7f)
+                    .ok_or_else(|| format!("candle {i}: decimal out of range"))?;
+            }
+            push(
+                i,
+                &CandleParts {
+                    symbol: &dict[syms[i]],
+                    interval: intervals[i],
+                    open_time: opens[i],
+                    close_time: closes[i],
+                    decimals: ds,
+                    trades: trades[i] as u64,
+                },
+            );
+        }
+        Ok(())
+    }
 }
 
 fn decode_gap(b: &mut Cursor<'_>) -> Result<Gap, String> {
@@ -688,6 +763,43 @@ mod tests {
         let mut buf = Vec::new();
         encode_events(&mut buf, &events);
         assert_eq!(decode_events(&buf, 3).unwrap(), events);
+    }
+
+    /// The compact path (`decode_candle_parts`, `verify --deep`'s) gives the
+    /// full decoder's candles at their event positions, for a frame of candles
+    /// only and a mixed one, and hands out nothing of a payload that fails
+    /// anywhere, its last bytes included.
+    #[test]
+    fn candle_parts_are_the_full_decoders_candles_all_or_none() {
+        let d = |s| Decimal::parse(s).unwrap();
+        let mut b = candle();
+        b.symbol = Symbol::parse("BTCUSDT").unwrap();
+        b.high = d("0.0001");
+        let run = Event::Run(Run { kind: RunKind::Import, id: "i".into(), started_ms: 1, ended_ms: 2, outcomes: vec![] });
+        let (mut cols, mut events) = (Columns::default(), Vec::new());
+        for list in [
+            vec![Event::Candle(candle()), Event::Candle(b.clone()), Event::Candle(candle())],
+            vec![Event::Candle(b), run, Event::Candle(candle())],
+        ] {
+            let mut buf = Vec::new();
+            encode_events(&mut buf, &list);
+            let mut got = Vec::new();
+            decode_candle_parts(&buf, list.len(), 1, &mut cols, &mut events, |k, c| got.push((k, c.to_candle(), c.validate().is_ok())))
+                .unwrap();
+            let want: Vec<_> = decode_events(&buf, list.len())
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .filter_map(|(k, e)| if let Event::Candle(c) = e { Some((k, c.clone(), c.validate().is_ok())) } else { None })
+                .collect();
+            assert_eq!(got, want);
+            assert!(got.iter().any(|(_, _, ok)| !ok), "the high below open is refused on both paths");
+            for broken in [buf[..buf.len() - 1].to_vec(), [buf.as_slice(), &[0]].concat()] {
+                let mut handed = 0;
+                assert!(decode_candle_parts(&broken, list.len(), 1, &mut cols, &mut events, |_, _| handed += 1).is_err());
+                assert_eq!(handed, 0, "a payload that fails hands out no candle");
+            }
+        }
     }
 
     #[test]

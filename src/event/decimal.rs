@@ -103,7 +103,8 @@ impl Decimal {
     pub fn to_f64(&self) -> f64 {
         // Both operands are exact in f64, so one IEEE division rounds correctly.
         let v = if self.mag < (1u128 << 53) && self.scale <= 22 {
-            self.mag as f64 / POW10_F64[usize::from(self.scale)]
+            // Through u64: a u128 → f64 conversion is a library call, this one an instruction.
+            (self.mag as u64) as f64 / POW10_F64[usize::from(self.scale)]
         } else {
             self.to_string().trim_start_matches('-').parse::<f64>().unwrap_or(f64::NAN)
         };

@@ -11,7 +11,7 @@ mod loss;
 pub mod rows;
 mod run;
 
-pub use candle::{Candle, CandleError, MAX_SYMBOL_LEN, Symbol, SymbolError};
+pub use candle::{Candle, CandleError, CandleParts, MAX_SYMBOL_LEN, Symbol, SymbolError};
 pub use decimal::{Decimal, DecimalError};
 pub use gap::Gap;
 pub use interval::Interval;

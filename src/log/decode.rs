@@ -5,8 +5,8 @@
 //! spent in the kernel).
 
 use super::reader::FrameMeta;
-use crate::event::Event;
-use crate::event::codec::{Columns, decode_events_into};
+use crate::event::codec::{Columns, decode_candle_parts, decode_events_into};
+use crate::event::{CandleParts, Event};
 
 /// Decodes frames into buffers it reuses; [`super::decode_frame`] is the
 /// one-shot form and gives the same events.
@@ -29,5 +29,15 @@ impl FrameDecoder {
         decode_events_into(&self.raw, meta.header.event_count as usize, meta.header.event_format, &mut self.cols, &mut self.events)
             .map_err(|e| e.to_string())?;
         Ok(&self.events)
+    }
+
+    /// The candles of the frame at the start of `frame` (its header already
+    /// checked as `meta`) as parts, without building events: `on_candle(k,
+    /// parts)` for event `k` of the frame ([`decode_candle_parts`]). `Ok` means
+    /// every event of the frame decoded, as [`FrameDecoder::decode`] would.
+    pub fn decode_candles(&mut self, frame: &[u8], meta: &FrameMeta, on_candle: impl FnMut(usize, &CandleParts<'_>)) -> Result<(), String> {
+        super::reader::decompress_frame(frame, meta, &mut self.zstd, &mut self.raw)?;
+        let (count, format) = (meta.header.event_count as usize, meta.header.event_format);
+        decode_candle_parts(&self.raw, count, format, &mut self.cols, &mut self.events, on_candle).map_err(|e| e.to_string())
     }
 }

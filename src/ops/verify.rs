@@ -286,21 +286,25 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
                 continue;
             }
             let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
-            match dec.decode(frame, meta) {
-                Err(message) => r.problems.push(problem(Kind::BadPayload, path, Some(meta.offset), Some(meta.header.first_lsn), message)),
-                Ok(events) => {
-                    for (k, e) in events.iter().enumerate() {
-                        let lsn = meta.header.first_lsn + k as u64;
-                        r.events += 1;
-                        let Event::Candle(c) = e else { continue };
-                        r.candles += 1;
-                        if let Err(err) = c.validate() {
-                            r.problems.push(problem(Kind::InvalidCandle, path, Some(meta.offset), Some(lsn), err.to_string()));
-                        }
-                        if lsn > base_lsn && lsn <= replay_to {
-                            rows.insert(c);
-                        }
-                    }
+            // The candles as parts: no `Candle` per event. A frame that fails to
+            // decode hands out no candle (all or none) and counts no events.
+            let first_lsn = meta.header.first_lsn;
+            let mut candles = 0u64;
+            let decoded = dec.decode_candles(frame, meta, |k, c| {
+                let lsn = first_lsn + k as u64;
+                candles += 1;
+                if let Err(err) = c.validate() {
+                    r.problems.push(problem(Kind::InvalidCandle, path, Some(meta.offset), Some(lsn), err.to_string()));
+                }
+                if lsn > base_lsn && lsn <= replay_to {
+                    rows.insert_parts(c);
+                }
+            });
+            match decoded {
+                Err(message) => r.problems.push(problem(Kind::BadPayload, path, Some(meta.offset), Some(first_lsn), message)),
+                Ok(()) => {
+                    r.events += u64::from(meta.header.event_count);
+                    r.candles += candles;
                 }
             }
         }

@@ -263,3 +263,61 @@ fn issue_12_an_index_entry_that_differs_from_its_row_is_found_by_verify_deep() {
         assert_eq!(run(&work, &["verify"]).code, 0, "{index}: the shallow verify reads no index");
     }
 }
+
+/// Issue 12: `verify --deep` checks every candle's invariants on its compact
+/// path (candle parts, no `Candle` built) as the full decoder's path did. A
+/// candle whose high lies below its close, in a frame whose hash is whole
+/// (the log writer trusts its caller), is reported at its LSN: in a frame of
+/// candles only (the compact path) and in a frame that also holds a run (the
+/// full decoder's path).
+#[test]
+fn issue_12_an_invalid_candle_in_a_whole_frame_is_found_by_verify_deep() {
+    use candlelog::event::{Candle, Decimal, Event, Interval, Run, RunKind, Symbol};
+    use candlelog::log::LogWriter;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let fixtures = tmp.path().join("fixtures");
+    support::gen_archives(&fixtures, 2, 1);
+    assert_eq!(run(&dir, &["import", fixtures.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    let candle = |k: i64, high: &str| {
+        let d = |s: &str| Decimal::parse(s).unwrap();
+        let open_time = 1_767_225_600_000 + k * 14_400_000;
+        Event::Candle(Candle {
+            symbol: Symbol::parse("ZZZUSDT").unwrap(),
+            interval: Interval::H4,
+            open_time,
+            close_time: open_time + 14_400_000 - 1,
+            open: d("1.0"),
+            high: d(high),
+            low: d("0.8"),
+            close: d("1.5"),
+            volume: d("10"),
+            quote_volume: d("12"),
+            trades: 3,
+            taker_buy_volume: d("5"),
+            taker_buy_quote_volume: d("6"),
+        })
+    };
+    let run_record = Event::Run(Run { kind: RunKind::Import, id: "t".into(), started_ms: 1, ended_ms: 2, outcomes: vec![] });
+    let (first, second) = {
+        let (mut w, _) = LogWriter::open(&dir.join("log"), Default::default()).unwrap();
+        let a = w.append(&[candle(0, "1.6"), candle(1, "1.4"), candle(2, "1.5")]).unwrap();
+        let b = w.append(&[candle(3, "1.2"), run_record]).unwrap();
+        (a[0].header.first_lsn, b[0].header.first_lsn)
+    };
+    let r = run(&dir, &["verify", "--deep", "--json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    let problems = v["problems"].as_array().unwrap();
+    let invalid: Vec<(u64, &str)> = problems.iter().map(|p| (p["lsn"].as_u64().unwrap(), p["message"].as_str().unwrap())).collect();
+    assert_eq!(invalid.len(), 2, "{v:#}");
+    assert!(problems.iter().all(|p| p["kind"] == "invalid_candle"), "{v:#}");
+    for ((lsn, message), want) in invalid.iter().zip([first + 1, second]) {
+        assert_eq!(*lsn, want, "{v:#}");
+        assert!(message.contains("ZZZUSDT 4h") && message.contains("field high"), "{message}");
+    }
+    // Every event of both frames was decoded and counted.
+    assert_eq!(v["events"].as_u64().unwrap(), second + 1, "{v:#}");
+}
