@@ -3,7 +3,9 @@
 //! A parser thread reads, checks and validates files while this thread plans
 //! (de-duplicates), commits and applies them: files are grouped into one
 //! commit — one fdatasync — and a file is reported committed only after the
-//! fsync of the group that holds it. A bad file fails alone.
+//! fsync of the group that holds it. A bad file fails alone. Each commit's
+//! index apply runs on its own thread while the next group is planned
+//! (`Store::append_index_behind`).
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -178,7 +180,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     drop(rx);
     let _ = parser.join();
     if result.is_ok() {
-        result = store.end_bulk();
+        result = store.settle_index().and_then(|()| store.end_bulk());
     }
     if let Err(e) = result {
         // What was committed before stays committed; these files were not.
@@ -241,7 +243,8 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     })
 }
 
-/// One group commit: append + fdatasync + apply, then the files are done.
+/// One group commit: append + fdatasync + apply (the index's a commit
+/// behind, see `Store::append_index_behind`), then the files are done.
 fn commit(
     store: &mut Store,
     events: &mut Vec<Event>,
@@ -249,12 +252,12 @@ fn commit(
     reports: &mut Vec<FileReport>,
     overlay: &mut Overlay,
 ) -> Result<()> {
-    if !events.is_empty() {
-        let head = store.append(events)?;
-        tracing::info!(events = events.len(), files = pending.len(), lsn = head.lsn, "committed");
+    let n = events.len();
+    let head = store.append_index_behind(std::mem::take(events))?;
+    if n > 0 {
+        tracing::info!(events = n, files = pending.len(), lsn = head.lsn, "committed");
     }
-    events.clear();
-    overlay.clear();
+    overlay.retire();
     reports.append(pending);
     Ok(())
 }

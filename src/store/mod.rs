@@ -19,6 +19,8 @@ pub use lock::{DirLock, SERVICE_ROLE, service_pid, writer_pid};
 pub use paths::Paths;
 pub use rows::log_digests_at;
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::log::{LogWriter, Truncation, WriterOptions};
@@ -47,11 +49,15 @@ pub struct OpenReport {
 
 /// A data directory opened for writing (the one writer).
 pub struct Store {
+    /// The index apply of the last [`Store::append_index_behind`], still
+    /// running. First: dropping the store waits for it before the lock goes.
+    index_job: Option<IndexJob>,
     paths: Paths,
     opts: StoreOptions,
     _lock: DirLock,
     log: LogWriter,
-    index: Index,
+    /// Shared with the thread of an index apply in flight ([`IndexJob`]).
+    index: Arc<Index>,
     projection: Projection,
     report: OpenReport,
     /// Set when a projection failed to apply a committed batch: the log is
@@ -100,7 +106,7 @@ impl Store {
     pub(crate) fn heal_index(&mut self, e: &crate::projection::IndexError) -> Result<()> {
         let moved = quarantine(&self.paths, &[self.paths.index.as_path()])?;
         tracing::warn!(index = %self.paths.index.display(), quarantine = %moved.display(), "index damaged ({e}); rebuilding it from the log");
-        self.index = Index::open(&self.paths.index)?;
+        self.index = Arc::new(Index::open(&self.paths.index)?);
         self.report.quarantined.push(moved);
         self.catch_up()
     }
@@ -125,9 +131,9 @@ impl Store {
         remove_stale_work_files(paths);
         let (log, truncated) = LogWriter::open(&paths.log, opts.writer)?;
         let mut report = OpenReport { truncated, ..Default::default() };
-        let index = open_index(paths, &mut report)?;
+        let index = Arc::new(open_index(paths, &mut report)?);
         let projection = Projection::open(&paths.projection)?;
-        Ok(Store { paths: paths.clone(), opts, _lock: lock, log, index, projection, report, stale: None })
+        Ok(Store { index_job: None, paths: paths.clone(), opts, _lock: lock, log, index, projection, report, stale: None })
     }
 
     pub fn paths(&self) -> &Paths {
@@ -139,6 +145,9 @@ impl Store {
     pub fn head(&self) -> Applied {
         Applied { lsn: self.log.head_lsn(), hash: self.log.head_hash() }
     }
+    /// The index as last committed: while an apply of
+    /// [`Store::append_index_behind`] runs, without that commit until
+    /// [`Store::settle_index`].
     pub fn index(&self) -> &Index {
         &self.index
     }
@@ -149,18 +158,18 @@ impl Store {
     /// Commits `events` (one group commit: written and fdatasynced), then
     /// applies them to the index and the projection. Returns the new head.
     pub fn append(&mut self, events: &[Event]) -> Result<Applied> {
+        self.settle_index()?;
         if let Some(cause) = &self.stale {
             return Err(Error::Stale(cause.clone()));
         }
         if events.is_empty() {
             return Ok(self.head());
         }
-        let frames = self.log.append(events)?;
+        let commits = commit_points(&self.log.append(events)?);
         let head = self.head();
-        let commits: Vec<_> = frames.iter().map(|f| (f.header.commit_ms, f.header.last_lsn())).collect();
         let catalog = self.log.take_catalog();
         // The two projections are independent: apply them on both cores at once.
-        let (index, projection) = (&self.index, &mut self.projection);
+        let (index, projection) = (&*self.index, &mut self.projection);
         let (indexed, projected) = std::thread::scope(|s| {
             let index_job = s.spawn(|| index.apply(events, &commits, &catalog, head));
             let projected = projection.apply(events, head).map_err(Error::from);
@@ -177,6 +186,54 @@ impl Store {
             self.stale = Some(format!("LSN {} is committed but a projection failed to apply it: {e}", head.lsn));
         }
         applied.map(|()| head)
+    }
+
+    /// [`Store::append`] with the index one commit behind: the commit is
+    /// written and fdatasynced and applied to the projection, and its index
+    /// apply runs on its own thread while the caller plans the next one (the
+    /// caller's [`Overlay`] keeps this commit's digests until then, see
+    /// [`Overlay::retire`]). The next append (or [`Store::settle_index`])
+    /// waits for it first, so at most one commit is in flight and they apply
+    /// in order. The events are durable in the log when this returns, as with
+    /// `append`; a kill before the apply finishes leaves the index behind the
+    /// log, which the next open catches up.
+    pub fn append_index_behind(&mut self, events: Vec<Event>) -> Result<Applied> {
+        self.settle_index()?;
+        if let Some(cause) = &self.stale {
+            return Err(Error::Stale(cause.clone()));
+        }
+        if events.is_empty() {
+            return Ok(self.head());
+        }
+        let commits = commit_points(&self.log.append(&events)?);
+        let head = self.head();
+        let catalog = self.log.take_catalog();
+        let events = Arc::new(events);
+        let job = {
+            let (index, events) = (Arc::clone(&self.index), Arc::clone(&events));
+            std::thread::spawn(move || index.apply(&events, &commits, &catalog, head))
+        };
+        self.index_job = Some(IndexJob { head, thread: Some(job) });
+        if let Err(e) = self.projection.apply(&events, head) {
+            self.stale = Some(format!("LSN {} is committed but a projection failed to apply it: {e}", head.lsn));
+            return Err(e.into());
+        }
+        Ok(head)
+    }
+
+    /// Waits for the index apply of the last [`Store::append_index_behind`].
+    /// One that failed left the index damaged: it is rebuilt from the log,
+    /// which holds that commit, as [`Store::append`] does.
+    pub fn settle_index(&mut self) -> Result<()> {
+        let Some(job) = self.index_job.take() else { return Ok(()) };
+        let lsn = job.head.lsn;
+        match job.wait(self.index.path()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(lsn, "the index failed to apply a commit: {e}");
+                self.heal_index(&e)
+            }
+        }
     }
 
     /// Starts a bulk load: new projection tables get their secondary index
@@ -220,10 +277,43 @@ impl Store {
 
     /// Seals the active segment (backups copy only sealed segments).
     pub fn seal(&mut self) -> Result<()> {
+        self.settle_index()?;
         self.log.seal()?;
         let catalog = self.log.take_catalog();
         self.index.record_segments(&catalog)?;
         Ok(())
+    }
+}
+
+/// Each written frame's commit time and last LSN, as the index records them.
+fn commit_points(frames: &[crate::log::FrameMeta]) -> Vec<(i64, crate::event::Lsn)> {
+    frames.iter().map(|f| (f.header.commit_ms, f.header.last_lsn())).collect()
+}
+
+/// An index apply running on its own thread ([`Store::append_index_behind`]).
+struct IndexJob {
+    /// The commit it applies.
+    head: Applied,
+    thread: Option<std::thread::JoinHandle<std::result::Result<(), crate::projection::IndexError>>>,
+}
+
+impl IndexJob {
+    fn wait(mut self, index: &std::path::Path) -> std::result::Result<(), crate::projection::IndexError> {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(crate::projection::IndexError::panicked(index)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for IndexJob {
+    /// A store dropped on an error path still waits: no thread writes the
+    /// index after the lock is given back.
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

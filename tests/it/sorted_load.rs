@@ -125,3 +125,43 @@ fn issue_12_an_import_killed_before_its_sorted_insert_is_caught_up_by_the_next_o
     let v = run(&dir, &["verify", "--deep"]);
     assert_eq!(v.code, 0, "{}\n{}", v.stdout, v.stderr);
 }
+
+/// Issue 12: with one file per commit, each commit's index apply still runs
+/// while the next file is planned (`Store::append_index_behind`). The next
+/// files repeat the same month, identical, with one candle revised, and
+/// reverted: each is de-duplicated against the commit before it, in flight
+/// or applied, exactly as if the index were written in step.
+#[test]
+fn issue_12_each_file_is_deduplicated_against_the_commit_whose_index_apply_is_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let src = tmp.path().join("src");
+    let rows = support::month_rows(6, 2024, 3);
+    let mut revised = rows.clone();
+    revise(&mut revised, 17, "123456789");
+    // Path order: a (first), b (the same), c (one revised), d (the same again), e (reverted).
+    for (sub, r) in [("a", &rows), ("b", &rows), ("c", &revised), ("d", &revised), ("e", &rows)] {
+        let d = src.join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        support::write_archive(&d, "INFUSDT", 2024, 3, r, true);
+    }
+    let r = run(&dir, &["import", "--json", "--group-files", "1", src.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let r = json(&r);
+    let files: Vec<(u64, u64, u64)> = r["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["appended"].as_u64().unwrap(), f["revisions"].as_u64().unwrap(), f["duplicates"].as_u64().unwrap()))
+        .collect();
+    let n = rows.len() as u64;
+    assert_eq!(files, vec![(n, 0, 0), (0, 0, n), (1, 1, n - 1), (0, 0, n), (1, 1, n - 1)], "{r}");
+    assert_eq!(r["appended"], n + 2, "{r}");
+    let mut expected = BTreeMap::new();
+    add(&mut expected, "INFUSDT", &rows);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), expected.values().cloned().collect::<Vec<_>>());
+    let status = json(&run(&dir, &["status", "--json"]));
+    assert_eq!((status["candles"].as_u64(), status["revisions"].as_u64()), (Some(n), Some(2)), "{status}");
+    let v = run(&dir, &["verify", "--deep"]);
+    assert_eq!(v.code, 0, "{}\n{}", v.stdout, v.stderr);
+}
