@@ -65,6 +65,10 @@ pub struct BackupReport {
     pub pruned: Option<prune::PruneReport>,
     /// Why no snapshot was taken (`snapshot_every`).
     pub snapshot_skipped: Option<String>,
+    /// The published snapshot, proven: the caller appends it to the local log
+    /// with the backup's `Run` record (event format 6).
+    #[serde(skip)]
+    pub anchor: Option<crate::event::Anchor>,
 }
 
 impl BackupReport {
@@ -80,15 +84,21 @@ impl BackupReport {
             retention_removed: Vec::new(),
             pruned: None,
             snapshot_skipped: None,
+            anchor: None,
         }
     }
 }
 
 /// Seals the active segment, uploads the sealed segments the repository
 /// lacks (verifying what it wrote), then publishes a snapshot: data first,
-/// manifest last.
+/// manifest last; last, appends the snapshot's anchor to the log (the
+/// `backup` command appends it with its `Run` record instead).
 pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> {
-    backup_with(store, repo, SnapshotPolicy::default())
+    let report = backup_with(store, repo, SnapshotPolicy::default())?;
+    if let Some(a) = &report.anchor {
+        store.append(&[crate::event::Event::Anchor(a.clone())])?;
+    }
+    Ok(report)
 }
 
 /// When a backup takes a snapshot, and when that is a delta.
@@ -316,8 +326,8 @@ fn publish_snapshot(
             tracing::debug!(ms = t.elapsed().as_millis() as u64, "snapshot: {what}");
             *t = Instant::now();
         };
-        let row_digests = rows_as_the_log_gives(paths, tmp, applied.lsn)?;
-        step("rows checked against the log", &mut t);
+        let proven = rows_as_the_log_gives(paths, tmp, applied.lsn)?;
+        step("rows and indexes checked against the log", &mut t);
         let image = snapshot::pages::PageImage::scan(tmp)?;
         step("pages hashed", &mut t);
         let created = crate::log::writer::now_ms();
@@ -337,7 +347,7 @@ fn publish_snapshot(
         repo.write_from(&pack_name(&pack), &mut pack)?;
         step("quick_check, compressed and uploaded", &mut t);
         let mut manifest = pack.manifest();
-        manifest.row_digests = Some(snapshot::row_digests_json(&row_digests));
+        manifest.row_digests = Some(snapshot::row_digests_json(&proven.digests));
         // Read back before the manifest makes it a backup.
         read_back(repo, &manifest.file, &manifest.file_blake3, manifest.file_bytes)?;
         step("read back", &mut t);
@@ -349,11 +359,13 @@ fn publish_snapshot(
         {
             tracing::warn!(path = %pages_at.display(), "page hashes not kept ({e}): the next snapshot is a full one");
         }
-        Ok::<_, Error>((manifest, json.len() as u64))
+        let anchor = proven.anchor(&manifest, applied)?;
+        Ok::<_, Error>((manifest, json.len() as u64, anchor))
     })();
-    let (manifest, json_len) = published?;
+    let (manifest, json_len, anchor) = published?;
     report.bytes_uploaded += manifest.file_bytes + json_len;
     report.snapshot = Some(manifest);
+    report.anchor = Some(anchor);
     Ok(())
 }
 
@@ -369,17 +381,49 @@ pub fn page_hashes_path(paths: &crate::store::Paths, repo: &dyn Repository) -> s
     paths.root.join("backup-pages").join(format!("{}.pages", &key.as_str()[..16]))
 }
 
+/// What a backup proved about its projection copy before publishing it.
+struct Proven {
+    /// The rows' digests, equal in the copy and in the log at the copy's LSN.
+    digests: crate::projection::Digests,
+    /// The series the log gives at that LSN: what the redb index holds there.
+    series: Vec<crate::event::AnchorSeries>,
+    /// `CHECK_STRUCTURE` when every index of the copy holds exactly its table's entries.
+    structure: u8,
+}
+
+impl Proven {
+    /// The anchor recording the published snapshot (`quick_check` passed in
+    /// `snapshot::pack`, or it would not have been published).
+    fn anchor(self, m: &SnapshotManifest, applied: crate::projection::Applied) -> Result<crate::event::Anchor> {
+        let raw_blake3 = crate::projection::unhex32(&m.raw_blake3)
+            .ok_or_else(|| Error::Failed(format!("snapshot {}: raw_blake3 {:?} is not 64 hex digits", m.file, m.raw_blake3)))?;
+        let tables = self.digests.iter().map(|(i, d)| crate::event::AnchorTable { interval: *i, rows: d.rows, digest: d.digest }).collect();
+        Ok(crate::event::Anchor {
+            lsn: applied.lsn,
+            head_hash: applied.hash,
+            raw_bytes: m.raw_bytes,
+            raw_blake3,
+            checks: crate::event::CHECK_QUICK | self.structure,
+            tables,
+            series: self.series,
+        })
+    }
+}
+
 /// The digests of the rows the log gives at `lsn` (computed from the log, on
 /// a second core) — provided the snapshot copy at `copy` holds exactly them:
 /// a projection that drifted from the log is never published as a backup.
-fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, lsn: u64) -> Result<crate::projection::Digests> {
+/// The copy's table scan also checks every index against its table
+/// (`projection::structure`), and the log's replay gives its series.
+fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, lsn: u64) -> Result<Proven> {
     let (from_log, in_copy) = std::thread::scope(|s| {
-        let from_log = s.spawn(|| crate::store::log_digests_at(paths, lsn));
-        let in_copy = crate::projection::Projection::open_read_only(copy).and_then(|p| p.digests()).map_err(Error::from);
+        let from_log = s.spawn(|| crate::store::log_rows_at(paths, lsn).map(|rows| (rows.digests(), anchor_series(&rows))));
+        let in_copy =
+            crate::projection::Projection::open_read_only(copy).and_then(|p| crate::projection::structure::audit(&p)).map_err(Error::from);
         (from_log.join().unwrap_or_else(|_| Err(Error::Failed("the log digest thread panicked".into()))), in_copy)
     });
-    let (from_log, in_copy) = (from_log?, in_copy?);
-    if let Some((i, e, f)) = crate::projection::digest::differences(&from_log, &in_copy).first() {
+    let ((from_log, series), in_copy) = (from_log?, in_copy?);
+    if let Some((i, e, f)) = crate::projection::digest::differences(&from_log, &in_copy.digests).first() {
         return Err(Error::Damaged(format!(
             "{}: table {} holds {} rows at LSN {lsn} that differ from the log's ({} rows): no snapshot of it is published; \
              run `candlelog verify --deep`, then `candlelog rebuild`",
@@ -389,7 +433,36 @@ fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, ls
             e.rows
         )));
     }
-    Ok(from_log)
+    let structure = if in_copy.problems.is_empty() {
+        crate::event::CHECK_STRUCTURE
+    } else {
+        // Published as before (quick_check passed), but not anchored as proven: recover audits it whole.
+        tracing::warn!(copy = %copy.display(), "indexes against their tables: {}", in_copy.problems.join("; "));
+        0
+    };
+    Ok(Proven { digests: from_log, series, structure })
+}
+
+/// Each series of `rows` as an anchor records it.
+fn anchor_series(rows: &crate::projection::LogRows) -> Vec<crate::event::AnchorSeries> {
+    let sums = rows.candle_sums();
+    rows.series()
+        .into_iter()
+        .filter_map(|((sym, interval), opens)| {
+            let (first_open, last_open) = (*opens.first()?, *opens.last()?);
+            let sum = sums.get(&(sym.to_string(), interval)).copied().unwrap_or_default();
+            let symbol = crate::event::Symbol::parse(sym).ok()?;
+            Some(crate::event::AnchorSeries {
+                symbol,
+                interval,
+                candles: sum.candles,
+                first_open,
+                last_open,
+                opens: sum.opens,
+                digests: sum.digests,
+            })
+        })
+        .collect()
 }
 
 /// The snapshot manifests of a repository, oldest LSN first. Unreadable or

@@ -6,8 +6,8 @@
 //! bytes (29 bytes per real 4h candle instead of 46 for a row layout).
 //!
 //! ```text
-//! payload    = tags[event_count]  candles  runs  gaps
-//! tags       = one u8 per event in LSN order: 1 Candle | 2 Run | 4 Gap (format 4)
+//! payload    = tags[event_count]  candles  runs  gaps  anchors
+//! tags       = one u8 per event in LSN order: 1 Candle | 2 Run | 4 Gap (format 4) | 5 Anchor (format 6)
 //! candles    = (C = number of tag-1 events; every column has C entries)
 //!   dict_len:varint  dict_len × str        symbol dictionary, first-appearance order
 //!   sym:       varint index into the dictionary
@@ -27,13 +27,21 @@
 //! outcome    = unit:str interval:u8 (0 = none) status:u8 appended:varint revisions:varint message:str
 //! gaps       = G × (body_len:varint gap_body)                          (event format 4)
 //! gap_body   = symbol:str interval:u8 first_open:i64le last_open:i64le
+//! anchors    = A × (body_len:varint anchor_body)                    (event format 6)
+//! anchor_body = lsn:varint head_hash:32 raw_bytes:varint raw_blake3:32 checks:u8
+//!              tables:varint × (interval:u8 rows:varint digest:32)
+//!              series:varint × (symbol:str interval:u8 candles:varint first_open:i64le last_open:i64le
+//!                               opens:i64le digests:u128le)
 //! str        = len:varint utf8[len]
 //! varint     = unsigned LEB128, at most 19 bytes;  zvar(x) = varint((x << 1) ^ (x >> 127)) over i128
 //! x_m        = the decimal's magnitude (digits without sign and point), < 10^38
 //! ```
 
 use super::decimal::MAX_DIGITS;
-use super::{Candle, CandleParts, Decimal, Event, Gap, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
+use super::{
+    Anchor, AnchorSeries, AnchorTable, Candle, CandleParts, Decimal, Event, Gap, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run,
+    RunKind, Symbol,
+};
 pub const TAG_CANDLE: u8 = 1;
 pub const TAG_RUN: u8 = 2;
 /// A confirmed exchange gap (event format 4).
@@ -42,6 +50,10 @@ pub const TAG_GAP: u8 = 4;
 pub const EVENT_FORMAT_GAPS: u8 = 4;
 /// Event format of frames holding a run of kind 7, `service` (format/segment.md, "Event format 5").
 pub const EVENT_FORMAT_SERVICE: u8 = 5;
+/// A backup's snapshot proven in the local log (event format 6).
+pub const TAG_ANCHOR: u8 = 5;
+/// Event format of frames holding an anchor (format/segment.md, "Event format 6").
+pub const EVENT_FORMAT_ANCHOR: u8 = 6;
 /// The one event of a loss frame (event format 3; format/segment.md, "Loss frames").
 pub const TAG_LOSS: u8 = 3;
 /// Event format of a loss frame: one `Loss` standing for `event_count` lost LSNs.
@@ -97,6 +109,7 @@ pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
         out.push(match e {
             Event::Candle(_) => TAG_CANDLE,
             Event::Gap(_) => TAG_GAP,
+            Event::Anchor(_) => TAG_ANCHOR,
             _ => TAG_RUN,
         });
     }
@@ -173,6 +186,38 @@ pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
             put_varint(out, body.len() as u128);
             out.extend_from_slice(&body);
         }
+    }
+    for e in &events {
+        if let Event::Anchor(a) = e {
+            let mut body = Vec::new();
+            encode_anchor_body(&mut body, a);
+            put_varint(out, body.len() as u128);
+            out.extend_from_slice(&body);
+        }
+    }
+}
+
+fn encode_anchor_body(b: &mut Vec<u8>, a: &Anchor) {
+    put_varint(b, u128::from(a.lsn));
+    b.extend_from_slice(&a.head_hash);
+    put_varint(b, u128::from(a.raw_bytes));
+    b.extend_from_slice(&a.raw_blake3);
+    b.push(a.checks);
+    put_varint(b, a.tables.len() as u128);
+    for t in &a.tables {
+        b.push(t.interval.code());
+        put_varint(b, u128::from(t.rows));
+        b.extend_from_slice(&t.digest);
+    }
+    put_varint(b, a.series.len() as u128);
+    for s in &a.series {
+        put_str(b, s.symbol.as_str());
+        b.push(s.interval.code());
+        put_varint(b, u128::from(s.candles));
+        b.extend_from_slice(&s.first_open.to_le_bytes());
+        b.extend_from_slice(&s.last_open.to_le_bytes());
+        b.extend_from_slice(&s.opens.to_le_bytes());
+        b.extend_from_slice(&s.digests.to_le_bytes());
     }
 }
 
@@ -304,6 +349,7 @@ pub fn required_format(events: &[Event]) -> u8 {
         Event::Run(r) => r.min_event_format(),
         Event::Loss(_) => EVENT_FORMAT_LOSS,
         Event::Gap(_) => EVENT_FORMAT_GAPS,
+        Event::Anchor(_) => EVENT_FORMAT_ANCHOR,
     };
     events.iter().map(format).max().unwrap_or(1)
 }
@@ -431,6 +477,7 @@ pub fn decode_events_into(payload: &[u8], expected: usize, format: u8, cols: &mu
                 .find(|o| o.status.min_event_format() > format)
                 .map(|o| (format!("outcome status {}", o.status.as_str()), o.status.min_event_format())),
             Event::Gap(_) if format < EVENT_FORMAT_GAPS => Some(("a gap event".to_string(), EVENT_FORMAT_GAPS)),
+            Event::Anchor(_) if format < EVENT_FORMAT_ANCHOR => Some(("an anchor event".to_string(), EVENT_FORMAT_ANCHOR)),
             _ => None,
         };
         if let Some((what, needs)) = newer {
@@ -444,7 +491,7 @@ fn decode_any(payload: &[u8], expected: usize, cols: &mut Columns, out: &mut Vec
     let mut cur = Cursor { buf: payload, pos: 0 };
     let at = |cur: &Cursor<'_>, index: usize, reason: String| CodecError { index, offset: cur.pos, reason };
     let tags = cur.take(expected, "event tags").map_err(|r| at(&cur, 0, r))?;
-    if let Some(i) = tags.iter().position(|&t| t != TAG_CANDLE && t != TAG_RUN && t != TAG_GAP) {
+    if let Some(i) = tags.iter().position(|&t| !matches!(t, TAG_CANDLE | TAG_RUN | TAG_GAP | TAG_ANCHOR)) {
         return Err(CodecError { index: i, offset: i, reason: format!("unknown event tag {}", tags[i]) });
     }
     let n_candles = tags.iter().filter(|&&t| t == TAG_CANDLE).count();
@@ -457,7 +504,7 @@ fn decode_any(payload: &[u8], expected: usize, cols: &mut Columns, out: &mut Vec
     decode_candles(&mut cur, n_candles, cols)
         .and_then(|()| cols.each(|_, c| candles.push(c.to_candle())))
         .map_err(|r| at(&cur, 0, format!("candle columns: {r}")))?;
-    // Candles come from the columns, runs and then gaps from their sections, each in tag order.
+    // Candles come from the columns, runs, gaps and then anchors from their sections, each in tag order.
     let mut events: Vec<Option<Event>> = vec![None; expected];
     let mut candles = candles.into_iter();
     for (index, &tag) in tags.iter().enumerate() {
@@ -466,18 +513,22 @@ fn decode_any(payload: &[u8], expected: usize, cols: &mut Columns, out: &mut Vec
             events[index] = Some(Event::Candle(c));
         }
     }
-    for section in [TAG_RUN, TAG_GAP] {
+    for section in [TAG_RUN, TAG_GAP, TAG_ANCHOR] {
         for (index, _) in tags.iter().enumerate().filter(|(_, t)| **t == section) {
             let offset = cur.pos;
             let err = |reason: String| CodecError { index, offset, reason };
-            let what = if section == TAG_RUN { "run" } else { "gap" };
+            let what = match section {
+                TAG_RUN => "run",
+                TAG_GAP => "gap",
+                _ => "anchor",
+            };
             let len = usize::try_from(cur.varint(what).map_err(err)?).map_err(|_| err(format!("{what} length too large")))?;
             let body = cur.take(len, what).map_err(err)?;
             let mut b = Cursor { buf: body, pos: 0 };
-            let event = if section == TAG_RUN {
-                Event::Run(decode_run(&mut b).map_err(err)?)
-            } else {
-                Event::Gap(decode_gap(&mut b).map_err(err)?)
+            let event = match section {
+                TAG_RUN => Event::Run(decode_run(&mut b).map_err(err)?),
+                TAG_GAP => Event::Gap(decode_gap(&mut b).map_err(err)?),
+                _ => Event::Anchor(decode_anchor(&mut b).map_err(err)?),
             };
             if b.pos != body.len() {
                 return Err(err(format!("{} unread bytes after {what} body", body.len() - b.pos)));
@@ -658,6 +709,45 @@ fn decode_gap(b: &mut Cursor<'_>) -> Result<Gap, String> {
         return Err(format!("gap {first_open}..={last_open} is empty"));
     }
     Ok(Gap { symbol, interval, first_open, last_open })
+}
+
+fn decode_anchor(b: &mut Cursor<'_>) -> Result<Anchor, String> {
+    let hash = |b: &mut Cursor<'_>, what: &str| -> Result<[u8; 32], String> {
+        let mut h = [0u8; 32];
+        h.copy_from_slice(b.take(32, what)?);
+        Ok(h)
+    };
+    let interval = |b: &mut Cursor<'_>| -> Result<Interval, String> {
+        let code = b.u8("anchor interval")?;
+        Interval::from_code(code).ok_or_else(|| format!("unknown interval code {code}"))
+    };
+    let lsn = b.varint_u64("anchor lsn")?;
+    let head_hash = hash(b, "anchor head_hash")?;
+    let raw_bytes = b.varint_u64("anchor raw_bytes")?;
+    let raw_blake3 = hash(b, "anchor raw_blake3")?;
+    let checks = b.u8("anchor checks")?;
+    let n = b.varint_u64("anchor table count")?;
+    let mut tables = Vec::new();
+    for _ in 0..n {
+        tables.push(AnchorTable {
+            interval: interval(b)?,
+            rows: b.varint_u64("anchor table rows")?,
+            digest: hash(b, "anchor table digest")?,
+        });
+    }
+    let n = b.varint_u64("anchor series count")?;
+    let mut series = Vec::new();
+    for _ in 0..n {
+        let symbol = b.str("anchor symbol")?;
+        let symbol = Symbol::parse(&symbol).map_err(|e| format!("anchor symbol {symbol:?}: {e}"))?;
+        let interval = interval(b)?;
+        let candles = b.varint_u64("anchor series candles")?;
+        let (first_open, last_open, opens) = (b.i64("anchor first_open")?, b.i64("anchor last_open")?, b.i64("anchor opens")?);
+        let mut d = [0u8; 16];
+        d.copy_from_slice(b.take(16, "anchor digests")?);
+        series.push(AnchorSeries { symbol, interval, candles, first_open, last_open, opens, digests: u128::from_le_bytes(d) });
+    }
+    Ok(Anchor { lsn, head_hash, raw_bytes, raw_blake3, checks, tables, series })
 }
 
 fn decode_run(b: &mut Cursor<'_>) -> Result<Run, String> {

@@ -1,7 +1,8 @@
-//! The log's vocabulary: events (candles, run records, losses and confirmed
-//! exchange gaps), their fields and
+//! The log's vocabulary: events (candles, run records, losses, confirmed
+//! exchange gaps and snapshot anchors), their fields and
 //! their byte encoding.
 
+mod anchor;
 mod candle;
 pub mod codec;
 mod decimal;
@@ -11,6 +12,7 @@ mod loss;
 pub mod rows;
 mod run;
 
+pub use anchor::{Anchor, AnchorSeries, AnchorTable, CHECK_QUICK, CHECK_STRUCTURE, CHECKS_ALL};
 pub use candle::{Candle, CandleError, CandleParts, MAX_SYMBOL_LEN, Symbol, SymbolError};
 pub use decimal::{Decimal, DecimalError};
 pub use gap::Gap;
@@ -36,4 +38,6 @@ pub enum Event {
     Loss(Loss),
     /// A hole the exchange answered as empty (event format 4).
     Gap(Gap),
+    /// A backup's snapshot proven in the local log (event format 6).
+    Anchor(Anchor),
 }

@@ -8,7 +8,7 @@
 //! exactly (a truncated column, an index outside the dictionary, a value out
 //! of range), so a row it yields is the row `codec` would give.
 
-use super::codec::{Cursor, TAG_CANDLE, TAG_GAP, TAG_RUN};
+use super::codec::{Cursor, TAG_ANCHOR, TAG_CANDLE, TAG_GAP, TAG_RUN};
 use super::{Decimal, Interval};
 
 /// One candle of a frame, as a projection row.
@@ -26,7 +26,7 @@ pub struct CandleRow {
 /// Reads the candle rows of one decompressed payload holding `expected`
 /// events: fills `dict` with the frame's symbol dictionary (its text, in
 /// first-appearance order, not yet validated as symbols) and `rows` with one
-/// row per candle, in LSN order. Run and gap bodies are not read.
+/// row per candle, in LSN order. Run, gap and anchor bodies are not read.
 pub fn decode_candle_rows<'p>(
     payload: &'p [u8],
     expected: usize,
@@ -37,7 +37,7 @@ pub fn decode_candle_rows<'p>(
     rows.clear();
     let mut b = Cursor::new(payload);
     let tags = b.take(expected, "event tags")?;
-    if let Some(t) = tags.iter().find(|&&t| t != TAG_CANDLE && t != TAG_RUN && t != TAG_GAP) {
+    if let Some(t) = tags.iter().find(|&&t| !matches!(t, TAG_CANDLE | TAG_RUN | TAG_GAP | TAG_ANCHOR)) {
         return Err(format!("unknown event tag {t}"));
     }
     let n = tags.iter().filter(|&&t| t == TAG_CANDLE).count();

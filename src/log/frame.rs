@@ -14,8 +14,9 @@ pub const CODEC_ZSTD: u8 = 1;
 pub const EVENT_FORMAT: u8 = 1;
 /// Newest event encoding this build reads and writes (2 adds backup and
 /// drill runs; 3 is the loss frame; 4 adds gap events and the outcome
-/// statuses retired, paused and invalid; 5 adds the service's run kind).
-pub const EVENT_FORMAT_MAX: u8 = crate::event::codec::EVENT_FORMAT_SERVICE;
+/// statuses retired, paused and invalid; 5 adds the service's run kind; 6
+/// adds snapshot anchors).
+pub const EVENT_FORMAT_MAX: u8 = crate::event::codec::EVENT_FORMAT_ANCHOR;
 /// Largest uncompressed payload a frame may hold; writers split batches below it.
 pub const MAX_RAW_LEN: usize = 16 << 20;
 /// Event format of a loss frame (format/segment.md, "Loss frames"): only in

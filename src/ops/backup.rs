@@ -55,12 +55,19 @@ pub struct BackupRun {
 }
 
 /// Backs up `store` to every target, records the run in the log (event
-/// format 2, kind `backup`) and saves its report under `stamp`.
+/// format 2, kind `backup`) with an anchor per snapshot published (event
+/// format 6), and saves its report under `stamp`.
 pub fn run(store: &mut Store, targets: &[Target], stamp: &str, progress: &mut dyn FnMut(Progress<'_>)) -> Result<BackupRun> {
     let (run, record) = back_up(store, targets, progress);
-    store.append(&[Event::Run(record)])?;
+    store.append(&log_records(&run, record))?;
     super::runs::save(&store.paths().root, "backup", stamp, &run);
     Ok(run)
+}
+
+/// What a backup appends to the log, in one commit: its `Run` record, then
+/// an `Anchor` for each snapshot it published.
+pub fn log_records(run: &BackupRun, record: Run) -> Vec<Event> {
+    std::iter::once(Event::Run(record)).chain(run.repositories.iter().filter_map(|r| r.anchor.clone()).map(Event::Anchor)).collect()
 }
 
 /// The backup itself, for any writer (the service's job runs beside its writer):

@@ -169,6 +169,22 @@ fn event_line(lsn: u64, e: &Event, json: bool) -> String {
             "{}\n",
             json!({"lsn": lsn, "gap": {"symbol": g.symbol.as_str(), "interval": g.interval.as_str(), "first_open": g.first_open, "last_open": g.last_open}})
         ),
+        (Event::Anchor(a), false) => format!(
+            "    {lsn} anchor snapshot LSN {} head={} raw_bytes={} raw_blake3={} checks={} tables={} series={}\n",
+            a.lsn,
+            hex(&a.head_hash),
+            a.raw_bytes,
+            hex(&a.raw_blake3),
+            a.checks_str(),
+            a.tables.len(),
+            a.series.len()
+        ),
+        (Event::Anchor(a), true) => format!(
+            "{}\n",
+            json!({"lsn": lsn, "anchor": {"lsn": a.lsn, "head_hash": hex(&a.head_hash), "raw_bytes": a.raw_bytes, "raw_blake3": hex(&a.raw_blake3),
+                "checks": a.checks, "tables": a.tables.iter().map(|t| json!({"table": t.interval.table(), "rows": t.rows, "digest": hex(&t.digest)})).collect::<Vec<_>>(),
+                "series": a.series.len()}})
+        ),
     }
 }
 

@@ -59,7 +59,7 @@ pub struct JobsReport {
 
 enum Msg {
     Seal(mpsc::Sender<Result<()>>),
-    Done { job: Job, record: Option<Run>, failure: Option<String>, metrics: Vec<Update> },
+    Done { job: Job, record: Vec<Event>, failure: Option<String>, metrics: Vec<Update> },
 }
 
 /// The jobs' state in the service loop.
@@ -164,8 +164,8 @@ impl Jobs {
                     if let Some((_, handle)) = self.running.take() {
                         let _ = handle.join();
                     }
-                    if let Some(run) = record {
-                        store.append(&[Event::Run(run)])?;
+                    if !record.is_empty() {
+                        store.append(&record)?;
                     }
                     record_metrics(store, &metrics);
                     self.finished(job, failure);
@@ -218,7 +218,7 @@ impl Jobs {
                 Job::Backup => back_up(paths, &targets, tx.clone()),
                 Job::Drill => with_no_metrics(drill(&paths, &targets)),
                 Job::Retention => with_no_metrics(retention(&targets)),
-                Job::Sync => (None, Some("the sync runs on the writer thread".into()), Vec::new()),
+                Job::Sync => (Vec::new(), Some("the sync runs on the writer thread".into()), Vec::new()),
             };
             let _ = tx.send(Msg::Done { job, record, failure, metrics });
         });
@@ -262,16 +262,16 @@ fn progress(p: Progress<'_>) {
     }
 }
 
-fn back_up(paths: Paths, targets: &[Target], tx: mpsc::Sender<Msg>) -> (Option<Run>, Option<String>, Vec<Update>) {
+fn back_up(paths: Paths, targets: &[Target], tx: mpsc::Sender<Msg>) -> (Vec<Event>, Option<String>, Vec<Update>) {
     let root = paths.root.clone();
     let (run, record) = super::backup::back_up(&mut Beside { paths, tx }, targets, &mut progress);
     super::runs::save(&root, "backup", &super::sync::report::stamp_now(), &run);
     let failure = (!run.ok).then(|| run.failures.iter().map(|f| format!("{}: {}", f.repository, f.error)).collect::<Vec<_>>().join("; "));
-    (Some(record), failure, run.metrics)
+    (super::backup::log_records(&run, record), failure, run.metrics)
 }
 
-fn with_no_metrics((record, failure): (Option<Run>, Option<String>)) -> (Option<Run>, Option<String>, Vec<Update>) {
-    (record, failure, Vec::new())
+fn with_no_metrics((record, failure): (Option<Run>, Option<String>)) -> (Vec<Event>, Option<String>, Vec<Update>) {
+    (record.map(Event::Run).into_iter().collect(), failure, Vec::new())
 }
 
 /// Records a job's metric samples (`candlelog_sync_*`, `candlelog_backup_*`) in the

@@ -17,7 +17,7 @@ pub use identity::{ChainId, chain_identity, passes_through};
 pub use ingest::{IngestStats, Overlay};
 pub use lock::{DirLock, SERVICE_ROLE, service_pid, writer_pid};
 pub use paths::Paths;
-pub use rows::log_digests_at;
+pub use rows::{log_digests_at, log_rows_at};
 
 use std::sync::Arc;
 

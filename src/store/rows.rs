@@ -5,9 +5,9 @@
 
 use super::{LogBase, Paths};
 use crate::error::{Error, Result};
-use crate::event::Lsn;
+use crate::event::{Event, Lsn};
 use crate::log::{LogError, LogReader};
-use crate::projection::{Digests, DigestsAt, LogRows};
+use crate::projection::{Digests, LogRows};
 
 /// Why a replay stopped.
 enum Halt {
@@ -26,6 +26,12 @@ impl From<LogError> for Halt {
 /// frame boundary) gives: from the log base's snapshot when older history
 /// was pruned, else from LSN 1. Reads the log up to `lsn` only.
 pub fn log_digests_at(paths: &Paths, lsn: Lsn) -> Result<Digests> {
+    Ok(log_rows_at(paths, lsn)?.digests())
+}
+
+/// The rows themselves (settled) that [`log_digests_at`] digests: also their
+/// series and candle digest sums, what the redb index must hold at `lsn`.
+pub fn log_rows_at(paths: &Paths, lsn: Lsn) -> Result<LogRows> {
     let reader = LogReader::open(&paths.log)?;
     let start = reader.start()?;
     let mut rows = LogRows::default();
@@ -51,19 +57,28 @@ pub fn log_digests_at(paths: &Paths, lsn: Lsn) -> Result<Digests> {
         }
         None => {}
     }
-    let mut at = DigestsAt::new(rows, after, [lsn]);
-    if !at.done(after) {
+    let mut boundary = lsn == after;
+    if !boundary {
         let replayed = reader.replay::<Halt>(start, |meta, events| {
             let last = meta.header.last_lsn();
-            if meta.header.first_lsn > after {
-                at.frame(last, &events);
+            if meta.header.first_lsn > after && last <= lsn {
+                for e in &events {
+                    if let Event::Candle(c) = e {
+                        rows.insert(c);
+                    }
+                }
             }
-            if at.done(last) { Err(Halt::Done) } else { Ok(()) }
+            boundary |= last == lsn;
+            if last >= lsn { Err(Halt::Done) } else { Ok(()) }
         });
         match replayed {
             Ok(_) | Err(Halt::Done) => {}
             Err(Halt::Failed(e)) => return Err(e),
         }
     }
-    at.at(lsn).cloned().ok_or_else(|| Error::Failed(format!("LSN {lsn} is not a frame boundary of the log in {}", paths.log.display())))
+    if !boundary {
+        return Err(Error::Failed(format!("LSN {lsn} is not a frame boundary of the log in {}", paths.log.display())));
+    }
+    rows.settle();
+    Ok(rows)
 }

@@ -131,8 +131,8 @@ fn drill_restores_checks_and_reports_the_rto_and_fails_on_a_damaged_backup() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = json(&r);
     assert_eq!(v["ok"], true);
-    // The backup's own Run record comes after what it copied, then the drill's.
-    assert_eq!(v["restored_lsn"].as_u64().unwrap() + 2, json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64().unwrap());
+    // The backup's own Run record and its anchor come after what it copied, then the drill's.
+    assert_eq!(v["restored_lsn"].as_u64().unwrap() + 3, json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64().unwrap());
     assert!(v["rto_ms"].as_u64().is_some() && v["tables_compared"] == 1);
     // More data committed after the backup: the drill compares at the backup's LSN.
     assert_eq!(
@@ -256,9 +256,22 @@ fn a_backup_is_recorded_in_the_log_as_an_event_format_2_run() {
     let lines: Vec<serde_json::Value> =
         run(&dir, &["dump", "--events", "--json"]).stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let frames: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("frame").is_some()).collect();
-    // Frames of candles and import runs stay format 1; the backup run's frame is format 2.
+    // Frames of candles and import runs stay format 1; the backup run's frame holds the
+    // snapshot's anchor too (event format 6): the snapshot's LSN, raw bytes and checks.
     assert!(frames[..frames.len() - 1].iter().all(|f| f["event_format"] == 1), "{frames:?}");
-    assert_eq!(frames.last().unwrap()["event_format"], 2);
+    assert_eq!(frames.last().unwrap()["event_format"], 6);
+    let anchor = lines.iter().rev().find_map(|v| v.get("anchor")).expect("an anchor event");
+    let manifest = std::fs::read_dir(repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    assert_eq!(
+        (&anchor["lsn"], &anchor["raw_blake3"], &anchor["raw_bytes"]),
+        (&manifest["lsn"], &manifest["raw_blake3"], &manifest["raw_bytes"])
+    );
+    assert_eq!(anchor["checks"], 3, "quick_check and indexes against tables passed on the copy");
     let run_event = lines.iter().rev().find_map(|v| v.get("run")).unwrap();
     assert_eq!(run_event["kind"], "backup");
     let outcomes = run_event["outcomes"].as_array().unwrap();

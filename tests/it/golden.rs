@@ -9,7 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use candlelog::event::codec::{decode_events, decode_events_format, encode_events, required_format};
-use candlelog::event::{Candle, Decimal, Event, Gap, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind, Symbol};
+use candlelog::event::{
+    Anchor, AnchorSeries, AnchorTable, Candle, Decimal, Event, Gap, Interval, Loss, LostSeries, Outcome, OutcomeStatus, Run, RunKind,
+    Symbol,
+};
 use candlelog::log::frame::{
     EVENT_FORMAT_LOSS, FRAME_HASH_LEN, FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameHeader, encode_frame, encode_frame_format, encode_loss_frame,
 };
@@ -585,6 +588,56 @@ pub(crate) fn event_format_5() -> Vec<u8> {
     b
 }
 
+/// `event_format_5.seg` and its head hash (the hash after frame 6).
+fn event_format_5_head() -> [u8; 32] {
+    let base = event_format_4_and_head().1;
+    let mut b = Vec::new();
+    push_frame_as_writer(&mut b, &base, 10, FRAME6_COMMIT_MS, &frame6_events())
+}
+
+const SEG5_CREATED_MS: i64 = 1_769_400_000_000;
+const FRAME7_COMMIT_MS: i64 = 1_769_400_001_000;
+
+/// LSN 11: a backup's anchor of a snapshot at LSN 9 (after frame 5): two
+/// tables, two series, both checks passed.
+pub(crate) fn frame7_events() -> Vec<Event> {
+    let series = |sym: &str, interval, candles, first_open, last_open, opens, digests| AnchorSeries {
+        symbol: Symbol::parse(sym).unwrap(),
+        interval,
+        candles,
+        first_open,
+        last_open,
+        opens,
+        digests,
+    };
+    vec![Event::Anchor(Anchor {
+        lsn: 9,
+        head_hash: [0x5a; 32],
+        raw_bytes: 61_440,
+        raw_blake3: [0xc3; 32],
+        checks: 3,
+        tables: vec![
+            AnchorTable { interval: Interval::H4, rows: 4, digest: [0x11; 32] },
+            AnchorTable { interval: Interval::D1, rows: 1, digest: [0x22; 32] },
+        ],
+        series: vec![
+            series("SKRUSDT", Interval::H4, 4, 1_769_097_600_000, 1_769_140_800_000, -1, u128::MAX - 7),
+            series("BTCUSDT", Interval::D1, 1, 1_769_040_000_000, 1_769_040_000_000, 1_769_040_000_000, 42),
+        ],
+    })]
+}
+
+/// Segment 5, sealed, after `event_format_5.seg`: frame 7 (LSN 11, an
+/// anchor, event format 6), then the footer.
+pub(crate) fn event_format_6() -> Vec<u8> {
+    let base = event_format_5_head();
+    let mut b = SegmentHeader { seq: 5, first_lsn: 11, base_hash: base, created_ms: SEG5_CREATED_MS }.encode().to_vec();
+    let h7 = push_frame_as_writer(&mut b, &base, 11, FRAME7_COMMIT_MS, &frame7_events());
+    let footer = Footer { last_lsn: 11, frame_count: 1, footer_offset: b.len() as u64, head_hash: h7 };
+    b.extend_from_slice(&footer.encode());
+    b
+}
+
 fn all_vectors() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("sealed.seg", sealed()),
@@ -603,6 +656,7 @@ fn all_vectors() -> Vec<(&'static str, Vec<u8>)> {
         ("loss.seg", loss()),
         ("event_format_4.seg", event_format_4()),
         ("event_format_5.seg", event_format_5()),
+        ("event_format_6.seg", event_format_6()),
     ]
 }
 
@@ -1370,10 +1424,10 @@ fn event_format_2_runs_are_refused_in_a_format_1_frame() {
     let mut dec = zstd::bulk::Decompressor::new().unwrap();
     let e = decode_frame(&b[m.offset as usize..], m, &mut dec).unwrap_err();
     assert!(e.contains("needs event format 2"), "{e}");
-    // An event format above 5 is a bad frame header (3 is a loss frame).
-    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 6 };
+    // An event format above 6 is a bad frame header (3 is a loss frame).
+    let fh = FrameHeader { payload_len: 0, first_lsn: 6, event_count: 2, raw_len: 0, commit_ms: 0, codec: 1, event_format: 7 };
     assert!(FrameHeader::decode(&fh.encode()).is_err());
-    for format in [2, 3, 4, 5] {
+    for format in [2, 3, 4, 5, 6] {
         let fh = FrameHeader { event_format: format, ..fh };
         assert!(FrameHeader::decode(&fh.encode()).is_ok());
     }
@@ -1442,6 +1496,47 @@ fn event_format_5_decodes_to_a_service_run() {
     // A build that reads formats up to 4 sees an unknown format in the frame header, never a
     // misread run: byte 33 of the frame header is the format.
     assert_eq!(bytes[m.offset as usize + 33], 5);
+}
+
+#[test]
+fn event_format_6_decodes_to_an_anchor() {
+    let (bytes, s) = scan("event_format_6.seg", 5, true, Some((11, event_format_5_head())));
+    assert!(s.damage.is_empty(), "{:#?}", s.damage);
+    assert_eq!(s.next_lsn, 12);
+    let frames: Vec<_> = s.frames.iter().map(|f| (f.header.first_lsn, f.header.event_count, f.header.event_format)).collect();
+    assert_eq!(frames, [(11, 1, 6)]);
+    assert_eq!(events_of(&bytes, &s), [frame7_events()]);
+    // Read as format 5, the payload is refused, naming what needs format 6.
+    let m = &s.frames[0];
+    let payload = &bytes[m.offset as usize + FRAME_HEADER_LEN..][..m.header.payload_len as usize];
+    let raw = zstd::bulk::decompress(payload, m.header.raw_len as usize).unwrap();
+    let e = decode_events_format(&raw, 1, 5).unwrap_err().to_string();
+    assert!(e.contains("an anchor event needs event format 6, the frame says 5"), "{e}");
+    assert_eq!(raw_events(&frame7_events()), raw);
+    assert_eq!(required_format(&frame7_events()), 6);
+    // A build that reads formats up to 5 sees an unknown format in the frame header (byte 33).
+    assert_eq!(bytes[m.offset as usize + 33], 6);
+    // The bulk-load reader skips the anchor: no candle rows, no error.
+    let (mut dict, mut rows) = (Vec::new(), Vec::new());
+    candlelog::event::rows::decode_candle_rows(&raw, 1, &mut dict, &mut rows).unwrap();
+    assert!(rows.is_empty());
+    // Cut short anywhere, it is an error, never a panic.
+    for cut in 1..raw.len() {
+        assert!(decode_events_format(&raw[..cut], 1, 6).is_err(), "cut at {cut}");
+    }
+}
+
+/// This build (format 6) still reads a log ending in format 5, and a frame
+/// mixing candles and an anchor.
+#[test]
+fn format_6_reader_reads_format_5_and_mixed_frames() {
+    let (bytes, s) = scan("event_format_5.seg", 4, true, Some((10, event_format_4_and_head().1)));
+    assert!(s.damage.is_empty(), "{:#?}", s.damage);
+    assert_eq!(events_of(&bytes, &s), [frame6_events()]);
+    let mut mixed = frame3_events();
+    mixed.extend(frame7_events());
+    let raw = raw_events(&mixed);
+    assert_eq!(decode_events_format(&raw, mixed.len(), 6).unwrap(), mixed);
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod property;
 mod prune;
 mod readers;
 mod recover;
+mod recover_anchor;
 mod recover_damage;
 mod repository;
 mod repository_format;

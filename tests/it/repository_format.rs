@@ -1197,18 +1197,18 @@ fn a_backup_written_today_has_the_golden_layout() {
     let v = json(&run(tmp.path(), &["backup", "verify", "--from", s(&new), "--deep", "--json"]));
     assert_eq!((v["ok"].as_bool(), v["segments"].as_u64(), v["head_lsn"].as_u64()), (Some(true), Some(2), Some(7)), "{v}");
 
-    // The next backup (the log now holds the first one's Run record, LSN 8) is a
-    // delta of the first snapshot, with the golden delta's keys.
+    // The next backup (the log now holds the first one's Run record and anchor, LSN 8-9)
+    // is a delta of the first snapshot, with the golden delta's keys.
     let r = run(&dir, &["backup", "--to", s(&new), "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let d = &json(&r)[0]["snapshot"];
     assert_eq!(d["parent"], m["file"], "{d}");
-    assert_eq!(d["lsn"], 8, "{d}");
+    assert_eq!(d["lsn"], 9, "{d}");
     assert!(d["file"].as_str().unwrap().ends_with(".delta.zst"), "{d}");
     let stem = d["file"].as_str().unwrap().strip_suffix(".delta.zst").unwrap();
     assert_eq!(keys(&manifest_json(&new, stem)), keys(&manifest_json(&repository_dir().join("format3"), SNAP_B)));
     let v = json(&run(tmp.path(), &["backup", "verify", "--from", s(&new), "--deep", "--json"]));
-    assert_eq!((v["ok"].as_bool(), v["snapshots"].as_u64(), v["head_lsn"].as_u64()), (Some(true), Some(2), Some(8)), "{v}");
+    assert_eq!((v["ok"].as_bool(), v["snapshots"].as_u64(), v["head_lsn"].as_u64()), (Some(true), Some(2), Some(9)), "{v}");
 }
 
 #[test]

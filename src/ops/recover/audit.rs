@@ -1,0 +1,309 @@
+//! `recover`'s final audit after an anchored snapshot ("verify tail"): what
+//! `verify --deep` proves, from the tail alone.
+//!
+//! A restored snapshot whose raw bytes (size and blake3, checked while
+//! unpacking) are an [`Anchor`]'s in the local log — whose chain the segment
+//! step verified — is the copy the backup proved: `quick_check`, every index
+//! against its table, its rows equal to the log's at its LSN, its series what
+//! the index held. So nothing before the anchor's LSN is decoded and no row
+//! of the snapshot is read; only the tail (the frames after it) is:
+//!
+//! - before the replay ([`TailProof::gather`]): the tail's frames decoded
+//!   once, each candle validated, the latest candle per key kept (row hash
+//!   and candle digest), the anchor found, and the snapshot's rows in the
+//!   tail's time range read, to tell new keys from revisions;
+//! - after it ([`TailProof::audit`], beside `verify` without `--deep`: the
+//!   chain, heads, catalog): the projection's row at every tail key equals
+//!   the log's, each table's row count is the anchor's plus the new keys;
+//!   the index's cursors and candle digest sums equal the anchor's series
+//!   plus the new keys'.
+//!
+//! Anything this cannot decide (no anchor, a log base, a recorded loss in the
+//! tail, a tail candle revising one of the snapshot's) is `None`: the full
+//! `verify --deep` runs instead. A problem found is reported like
+//! `verify --deep`'s, so recover's second round (`Trust::Checked`) follows.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::*;
+use crate::event::{Anchor, CHECKS_ALL, Candle};
+use crate::ops::verify::{Kind, Problem, VerifyReport};
+use crate::projection::digest::{CandleSum, row_hash, row_values, symbol_key};
+use crate::projection::unhex32;
+
+/// A row's key: symbol, interval (its table), open time.
+type Key = (Box<str>, Interval, i64);
+
+/// One series as the index must hold it: its digest sums and first and last open time.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct SeriesSum {
+    sum: CandleSum,
+    first: i64,
+    last: i64,
+}
+
+/// The index's cursors and candle digest sums, read on another thread.
+type IndexHeld = std::result::Result<(Vec<crate::projection::Cursor>, BTreeMap<(String, Interval), CandleSum>), String>;
+
+/// What the tail proves, gathered before the replay.
+pub(super) struct TailProof {
+    anchor: Anchor,
+    /// The latest candle per key in the tail: its row hash and candle digest.
+    rows: HashMap<Key, ([u128; 2], u128)>,
+    /// Candles of the tail that fail validation.
+    invalid: Vec<Problem>,
+    events: u64,
+    candles: u64,
+}
+
+impl TailProof {
+    /// Decodes the tail after the restored snapshot `m` (at `paths.projection`,
+    /// not yet replayed onto) and finds the anchor proving it. `None`: the full
+    /// audit is needed (module doc).
+    pub(super) fn gather(paths: &Paths, m: &SnapshotManifest) -> Result<Option<TailProof>> {
+        if LogBase::load(paths)?.is_some() {
+            return Ok(None);
+        }
+        let (Some(head), Some(raw)) = (unhex32(&m.head_hash), unhex32(&m.raw_blake3)) else { return Ok(None) };
+        let mut proof = TailProof { anchor: empty_anchor(), rows: HashMap::new(), invalid: Vec::new(), events: 0, candles: 0 };
+        let (mut anchored, mut lossy) = (false, false);
+        let reader = LogReader::open(&paths.log)?;
+        let replayed = reader.replay::<Error>(ChainPos::new(m.lsn, head), |meta, events| {
+            if meta.header.event_format == EVENT_FORMAT_LOSS {
+                lossy = true;
+                return Ok(());
+            }
+            for (k, e) in events.iter().enumerate() {
+                proof.events += 1;
+                match e {
+                    Event::Candle(c) => proof.candle(c, meta.header.first_lsn + k as u64, &paths.log),
+                    Event::Anchor(a)
+                        if a.lsn == m.lsn
+                            && a.head_hash == head
+                            && a.raw_blake3 == raw
+                            && a.raw_bytes == m.raw_bytes
+                            && a.checks & CHECKS_ALL == CHECKS_ALL =>
+                    {
+                        proof.anchor = a.clone();
+                        anchored = true;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        });
+        // A tail that cannot be read is the full audit's to report.
+        if replayed.is_err() || !anchored || lossy {
+            return Ok(None);
+        }
+        if proof.revises_snapshot(&paths.projection)? { Ok(None) } else { Ok(Some(proof)) }
+    }
+
+    fn candle(&mut self, c: &Candle, lsn: u64, log: &Path) {
+        self.candles += 1;
+        if let Err(e) = c.validate() {
+            self.invalid.push(Problem {
+                kind: Kind::InvalidCandle,
+                path: log.display().to_string(),
+                offset: None,
+                lsn: Some(lsn),
+                message: e.to_string(),
+            });
+        }
+        let (values, trades) = row_values(c);
+        let hash = row_hash(&symbol_key(c.symbol.as_str()), c.open_time, &values, trades);
+        let digest = u128::from_le_bytes(crate::event::codec::candle_digest(c));
+        self.rows.insert((c.symbol.as_str().into(), c.interval, c.open_time), (hash, digest));
+    }
+
+    /// Whether the snapshot holds a row at a key the tail writes: its old
+    /// candle digest is not at hand, so the index's sums cannot be carried.
+    fn revises_snapshot(&self, projection: &Path) -> Result<bool> {
+        let p = Projection::open_read_only(projection)?;
+        let mut hit = false;
+        self.rows_in_range(&p, |key, _| hit |= self.rows.contains_key(key))?;
+        Ok(hit)
+    }
+
+    /// Calls `f` for every row of the projection in the tail's time range of
+    /// each table the tail writes (one range scan per table on its primary key).
+    fn rows_in_range(&self, p: &Projection, mut f: impl FnMut(&Key, [u128; 2])) -> Result<()> {
+        let mut ranges: BTreeMap<Interval, (i64, i64)> = BTreeMap::new();
+        for (_, i, ts) in self.rows.keys() {
+            let r = ranges.entry(*i).or_insert((*ts, *ts));
+            *r = (r.0.min(*ts), r.1.max(*ts));
+        }
+        let tables = p.intervals();
+        let err = |e: rusqlite::Error| Error::Failed(format!("{}: reading the tail's rows: {e}", p.path().display()));
+        for (i, (from, to)) in ranges {
+            if !tables.contains(&i) {
+                continue;
+            }
+            let sql = format!(
+                "SELECT timestamp, symbol, open, high, low, close, volume, quote_volume, trades_count FROM {} WHERE timestamp BETWEEN ?1 AND ?2",
+                i.table()
+            );
+            let mut stmt = p.connection().prepare(&sql).map_err(err)?;
+            let mut rows = stmt.query([from, to]).map_err(err)?;
+            while let Some(r) = rows.next().map_err(err)? {
+                let mut v = [0f64; 6];
+                for (k, slot) in v.iter_mut().enumerate() {
+                    *slot = r.get(k + 2).map_err(err)?;
+                }
+                let (ts, sym, trades): (i64, String, i64) = (r.get(0).map_err(err)?, r.get(1).map_err(err)?, r.get(8).map_err(err)?);
+                let key: Key = (sym.into_boxed_str(), i, ts);
+                let hash = row_hash(&symbol_key(&key.0), ts, &v, trades);
+                f(&key, hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// One line for the report.
+    pub(super) fn describe(&self) -> String {
+        format!(
+            "snapshot at LSN {} anchored in the log ({}); {} tail events checked, {} rows",
+            self.anchor.lsn,
+            self.anchor.checks_str(),
+            self.events,
+            self.rows.len()
+        )
+    }
+
+    /// After the replay: adds to `v` (`verify` without `--deep` of the
+    /// recovered directory) what `verify --deep` would find, from the tail.
+    pub(super) fn audit(&self, paths: &Paths, v: &mut VerifyReport) {
+        v.events = self.events;
+        v.candles = self.candles;
+        v.problems.extend(self.invalid.iter().cloned());
+        let index_side = (v.index_lsn.is_some() && v.index_lsn == v.projection_lsn).then(|| {
+            let path = paths.index.clone();
+            std::thread::spawn(move || {
+                let i = Index::open_read_only(&path).map_err(|e| e.to_string())?;
+                Ok::<_, String>((i.cursors().map_err(|e| e.to_string())?, i.candle_sums().map_err(|e| e.to_string())?))
+            })
+        });
+        if v.projection_lsn.is_some() {
+            self.projection_side(&paths.projection, v);
+        }
+        if let Some(h) = index_side {
+            let found = h.join().unwrap_or_else(|_| Err("index thread panicked".into()));
+            self.index_side(&paths.index, found, v);
+        }
+        v.ok = v.problems.is_empty();
+    }
+
+    /// The projection's row at every tail key equals the log's; each table
+    /// holds the anchor's rows plus the tail's new keys.
+    fn projection_side(&self, path: &Path, v: &mut VerifyReport) {
+        let mut bad = |message: String| {
+            v.problems.push(Problem {
+                kind: Kind::ProjectionRows,
+                path: path.display().to_string(),
+                offset: None,
+                lsn: v.projection_lsn,
+                message,
+            })
+        };
+        let p = match Projection::open_read_only(path) {
+            Ok(p) => p,
+            Err(e) => return bad(e.to_string()),
+        };
+        let mut found: BTreeMap<Interval, (u64, u64)> = BTreeMap::new();
+        let read = self.rows_in_range(&p, |key, hash| {
+            if let Some((expected, _)) = self.rows.get(key) {
+                let f = found.entry(key.1).or_default();
+                f.0 += 1;
+                if *expected != hash {
+                    f.1 += 1;
+                }
+            }
+        });
+        if let Err(e) = read {
+            return bad(e.to_string());
+        }
+        let mut added: BTreeMap<Interval, u64> = BTreeMap::new();
+        for (_, i, _) in self.rows.keys() {
+            *added.entry(*i).or_default() += 1;
+        }
+        let counts = match p.row_counts() {
+            Ok(c) => c,
+            Err(e) => return bad(e.to_string()),
+        };
+        let tables: std::collections::BTreeSet<Interval> =
+            added.keys().chain(counts.keys()).copied().chain(self.anchor.tables.iter().map(|t| t.interval)).collect();
+        for i in tables {
+            let new = added.get(&i).copied().unwrap_or(0);
+            let (present, differ) = found.get(&i).copied().unwrap_or_default();
+            let expected = self.anchor.tables.iter().find(|t| t.interval == i).map_or(0, |t| t.rows) + new;
+            let held = counts.get(&i).copied().unwrap_or(0);
+            if present != new || differ > 0 || held != expected {
+                bad(format!(
+                    "table {} holds {held} rows ({expected} expected), {} of the {new} the log's tail wrote missing and {differ} differing from it; run `candlelog rebuild`",
+                    i.table(),
+                    new - present.min(new)
+                ));
+            }
+        }
+    }
+
+    /// The index's cursors and candle digest sums against the anchor's series plus the tail's new keys.
+    fn index_side(&self, path: &Path, found: IndexHeld, v: &mut VerifyReport) {
+        let mut problem = |kind: Kind, message: String| {
+            v.problems.push(Problem { kind, path: path.display().to_string(), offset: None, lsn: v.index_lsn, message })
+        };
+        let (cursors, sums) = match found {
+            Ok(f) => f,
+            Err(e) => return problem(Kind::IndexUnreadable, e),
+        };
+        let mut expected: BTreeMap<(String, Interval), SeriesSum> = self
+            .anchor
+            .series
+            .iter()
+            .map(|s| {
+                let sum = CandleSum { candles: s.candles, opens: s.opens, digests: s.digests };
+                ((s.symbol.as_str().to_string(), s.interval), SeriesSum { sum, first: s.first_open, last: s.last_open })
+            })
+            .collect();
+        for ((sym, i, ts), (_, digest)) in &self.rows {
+            let e = expected.entry((sym.to_string(), *i)).or_insert(SeriesSum { first: *ts, last: *ts, ..Default::default() });
+            e.sum.add(*ts, *digest);
+            (e.first, e.last) = (e.first.min(*ts), e.last.max(*ts));
+        }
+        let held: BTreeMap<(String, Interval), SeriesSum> = cursors
+            .iter()
+            .map(|c| {
+                let sum = sums.get(&(c.symbol.clone(), c.interval)).copied().unwrap_or_default();
+                ((c.symbol.clone(), c.interval), SeriesSum { sum, first: c.first_open, last: c.last_open })
+            })
+            .collect();
+        let (mut cursor_bad, mut digest_bad) = (Vec::new(), Vec::new());
+        for key in expected.keys().chain(held.keys()).collect::<std::collections::BTreeSet<_>>() {
+            let (e, h) = (expected.get(key).copied().unwrap_or_default(), held.get(key).copied().unwrap_or_default());
+            if (e.first, e.last, e.sum.candles) != (h.first, h.last, h.sum.candles) {
+                cursor_bad.push(format!(
+                    "{} {}: cursor {}..{} ({} candles), the log {}..{} ({} candles)",
+                    key.0, key.1, h.first, h.last, h.sum.candles, e.first, e.last, e.sum.candles
+                ));
+            } else if e.sum != h.sum {
+                digest_bad.push(format!("{} {}: the index's candle digests differ from the log's", key.0, key.1));
+            }
+        }
+        if let Some(first) = cursor_bad.first() {
+            problem(
+                Kind::IndexCursors,
+                format!("{} series' cursors differ from the log (first: {first}); run `candlelog rebuild`", cursor_bad.len()),
+            );
+        }
+        if let Some(first) = digest_bad.first() {
+            problem(
+                Kind::IndexDigests,
+                format!("{} series' candle digests differ from the log (first: {first}); run `candlelog rebuild`", digest_bad.len()),
+            );
+        }
+    }
+}
+
+fn empty_anchor() -> Anchor {
+    Anchor { lsn: 0, head_hash: [0; 32], raw_bytes: 0, raw_blake3: [0; 32], checks: 0, tables: Vec::new(), series: Vec::new() }
+}

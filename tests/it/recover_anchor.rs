@@ -1,0 +1,97 @@
+//! `recover` after a snapshot anchored in the local log (event format 6):
+//! the final audit reads only the tail ("verify tail"); a snapshot whose bytes
+//! are not the anchored ones, or a tail the anchor cannot carry, gets the full
+//! `verify --deep` as before.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{self, json, run, table_rows};
+
+/// A data dir, a backup (its snapshot anchored in the log), then a tail of new
+/// candles (a fourth month of the same symbols).
+fn anchored_with_tail(tmp: &Path) -> (PathBuf, PathBuf) {
+    let (dir, repo) = (tmp.join("data"), tmp.join("repo"));
+    let (three, four) = (tmp.join("three"), tmp.join("four"));
+    support::gen_archives(&three, 3, 3);
+    support::gen_archives(&four, 3, 4);
+    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", "--group-files", "1", three.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["backup", "--to", repo.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["import", four.to_str().unwrap()]).code, 0);
+    (dir, repo)
+}
+
+fn destroy_projection(dir: &Path) {
+    for f in ["candles.sqlite-wal", "candles.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    std::fs::write(dir.join("candles.sqlite"), b"destroyed").unwrap();
+}
+
+fn recover(dir: &Path, repo: &Path) -> serde_json::Value {
+    let r = run(dir, &["recover", "--from", repo.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    json(&r)
+}
+
+fn last_step(r: &serde_json::Value) -> (String, String) {
+    let s = r["steps"].as_array().unwrap().last().unwrap();
+    (s["name"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn an_anchored_snapshot_is_proven_by_the_log_and_only_the_tail_is_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, repo) = anchored_with_tail(tmp.path());
+    let truth = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    let head = json(&run(&dir, &["status", "--json"]))["head_lsn"].clone();
+    destroy_projection(&dir);
+    let r = recover(&dir, &repo);
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert_eq!(r["head_lsn"], head, "{r:#}");
+    let (name, detail) = last_step(&r);
+    assert_eq!(name, "verify tail", "{r:#}");
+    assert!(detail.starts_with("ok: snapshot at LSN") && detail.contains("anchored in the log"), "{detail}");
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), truth, "every candle is back");
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
+#[test]
+fn a_snapshot_whose_bytes_differ_from_the_anchor_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, repo) = anchored_with_tail(tmp.path());
+    let truth = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    let snap = std::fs::read_dir(repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_str().unwrap().ends_with(".zst"))
+        .unwrap();
+    let mut b = std::fs::read(&snap).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x01;
+    std::fs::write(&snap, b).unwrap();
+    destroy_projection(&dir);
+    let r = recover(&dir, &repo);
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert!(!r["rejected_snapshots"].as_array().unwrap().is_empty(), "{r:#}");
+    assert_eq!(r["snapshot_lsn"], serde_json::Value::Null, "rebuilt from the log: {r:#}");
+    assert_eq!(last_step(&r).0, "verify --deep", "{r:#}");
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), truth);
+}
+
+/// A tail that revises a candle the snapshot holds: the index's sums cannot be
+/// carried from the anchor, so the full audit runs (and passes).
+#[test]
+fn a_tail_revising_the_snapshot_gets_the_full_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, repo) = anchored_with_tail(tmp.path());
+    let revised = tmp.path().join("revised");
+    std::fs::create_dir_all(&revised).unwrap();
+    support::write_archive(&revised, "SYM0USDT", 2024, 1, &support::month_rows(99, 2024, 1), true);
+    assert_eq!(run(&dir, &["import", revised.to_str().unwrap()]).code, 0);
+    let truth = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    destroy_projection(&dir);
+    let r = recover(&dir, &repo);
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert_eq!(last_step(&r).0, "verify --deep", "{r:#}");
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), truth);
+}
