@@ -96,15 +96,7 @@ fn restore_refuses_a_non_empty_directory_and_survives_a_damaged_snapshot() {
     assert_eq!(std::fs::read_to_string(into.join("keep.txt")).unwrap(), "mine");
 
     // A damaged snapshot is skipped: the log alone rebuilds the same rows.
-    let snap = std::fs::read_dir(repo.join("snapshots"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_str().unwrap().ends_with(".zst"))
-        .unwrap();
-    let mut b = std::fs::read(&snap).unwrap();
-    let mid = b.len() / 2;
-    b[mid] ^= 0xFF;
-    std::fs::write(&snap, &b).unwrap();
+    support::flip_snapshot_byte(&repo, 0xFF);
     let v = run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap()]);
     assert_eq!(v.code, 1, "{}", v.stdout);
     assert!(v.stdout.contains("blake3"), "{}", v.stdout);

@@ -60,15 +60,7 @@ fn a_snapshot_whose_bytes_differ_from_the_anchor_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, repo) = anchored_with_tail(tmp.path());
     let truth = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
-    let snap = std::fs::read_dir(repo.join("snapshots"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_str().unwrap().ends_with(".zst"))
-        .unwrap();
-    let mut b = std::fs::read(&snap).unwrap();
-    let at = b.len() / 2;
-    b[at] ^= 0x01;
-    std::fs::write(&snap, b).unwrap();
+    support::flip_snapshot_byte(&repo, 0x01);
     destroy_projection(&dir);
     let r = recover(&dir, &repo);
     assert_eq!(r["ok"], true, "{r:#}");

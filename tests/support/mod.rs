@@ -266,3 +266,18 @@ pub fn two_imports_one_backup(tmp: &Path) -> (PathBuf, PathBuf) {
     assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", shared_archives().to_str().unwrap()]).code, 0);
     (dir, repo)
 }
+
+/// Flips the bits `mask` of the middle byte of the first snapshot file in
+/// `repo` (a real damaged object); returns its path.
+pub fn flip_snapshot_byte(repo: &Path, mask: u8) -> PathBuf {
+    let snap = std::fs::read_dir(repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_str().unwrap().ends_with(".zst"))
+        .unwrap();
+    let mut b = std::fs::read(&snap).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= mask;
+    std::fs::write(&snap, &b).unwrap();
+    snap
+}

@@ -110,7 +110,7 @@ impl TailProof {
                 message: e.to_string(),
             });
         }
-        let (values, trades) = row_values(c);
+        let (values, trades) = row_values(&c.parts());
         let hash = row_hash(&symbol_key(c.symbol.as_str()), c.open_time, &values, trades);
         let digest = u128::from_le_bytes(crate::event::codec::candle_digest(c));
         self.rows.insert((c.symbol.as_str().into(), c.interval, c.open_time), (hash, digest));
