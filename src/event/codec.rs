@@ -168,29 +168,21 @@ pub fn encode_events(out: &mut Vec<u8>, events: &[Event]) {
     for c in &candles {
         put_varint(out, u128::from(c.trades));
     }
-    for e in &events {
-        if let Event::Run(r) = e {
+    // Runs, gaps and then anchors, each a length-prefixed body in tag order (as decoded).
+    for section in [TAG_RUN, TAG_GAP, TAG_ANCHOR] {
+        for e in &events {
             let mut body = Vec::new();
-            encode_run_body(&mut body, r);
-            put_varint(out, body.len() as u128);
-            out.extend_from_slice(&body);
-        }
-    }
-    for e in &events {
-        if let Event::Gap(g) = e {
-            let mut body = Vec::new();
-            put_str(&mut body, g.symbol.as_str());
-            body.push(g.interval.code());
-            body.extend_from_slice(&g.first_open.to_le_bytes());
-            body.extend_from_slice(&g.last_open.to_le_bytes());
-            put_varint(out, body.len() as u128);
-            out.extend_from_slice(&body);
-        }
-    }
-    for e in &events {
-        if let Event::Anchor(a) = e {
-            let mut body = Vec::new();
-            encode_anchor_body(&mut body, a);
+            match (section, e) {
+                (TAG_RUN, Event::Run(r)) => encode_run_body(&mut body, r),
+                (TAG_GAP, Event::Gap(g)) => {
+                    put_str(&mut body, g.symbol.as_str());
+                    body.push(g.interval.code());
+                    body.extend_from_slice(&g.first_open.to_le_bytes());
+                    body.extend_from_slice(&g.last_open.to_le_bytes());
+                }
+                (TAG_ANCHOR, Event::Anchor(a)) => encode_anchor_body(&mut body, a),
+                _ => continue,
+            }
             put_varint(out, body.len() as u128);
             out.extend_from_slice(&body);
         }
