@@ -27,6 +27,32 @@ impl IoError {
 
 pub type Result<T> = std::result::Result<T, IoError>;
 
+/// The files SQLite keeps beside a database, by suffix: its rollback
+/// journal, write-ahead log and shared-memory index. Any of them left beside
+/// a path is applied by SQLite to whatever database is next put there, so a
+/// database is always moved, removed or replaced together with them.
+pub const SQLITE_COMPANIONS: [&str; 3] = ["-journal", "-wal", "-shm"];
+
+/// `path` with `suffix` appended to its file name (`db.sqlite` + `-wal`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `path` and the SQLite companions beside it ([`SQLITE_COMPANIONS`]).
+pub fn with_companions(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    std::iter::once(path.to_path_buf()).chain(SQLITE_COMPANIONS.iter().map(move |s| with_suffix(path, s)))
+}
+
+/// Removes a SQLite database and its companions, best effort: for scratch
+/// copies and refused restores, where nothing is worth keeping.
+pub fn remove_with_companions(path: &Path) {
+    for f in with_companions(path) {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 pub fn parent_of(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
@@ -107,13 +133,7 @@ where
         return Ok(false);
     }
     let tmp = temp_path(path);
-    let remove_tmp = || {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut name = tmp.as_os_str().to_owned();
-            name.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(name));
-        }
-    };
+    let remove_tmp = || remove_with_companions(&tmp);
     remove_tmp();
     let result = build(&tmp).and_then(|()| publish_new(&tmp, path).map_err(E::from));
     // After a rename only companions a closed SQLite left (empty) remain.

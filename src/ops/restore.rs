@@ -318,7 +318,7 @@ fn restore_snapshot(
             ),
             Ok(_) => {}
             Err(e) => {
-                let _ = std::fs::remove_file(&paths.projection);
+                crate::durable::remove_with_companions(&paths.projection);
                 refuse(match e {
                     Error::Damaged(message) if message.starts_with("snapshot ") => message,
                     e => format!("snapshot {}: {e}", m.file),

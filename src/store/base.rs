@@ -121,7 +121,7 @@ impl LogBase {
         let read = self.unpack_to(paths, &tmp).and_then(|()| {
             Ok(crate::projection::Projection::open_read_only(&tmp)?.for_each_row(|i, ts, sym, v, t| rows.insert_row(sym, i, ts, v, t))?)
         });
-        let _ = std::fs::remove_file(&tmp);
+        crate::durable::remove_with_companions(&tmp);
         read
     }
 
@@ -135,7 +135,7 @@ impl LogBase {
         let checked = unpack_to(&self.snapshot, std::io::BufReader::new(compressed), dest)
             .and_then(|()| crate::snapshot::check_contents(&self.snapshot, dest, || Ok(None)).map(|_| ()));
         if checked.is_err() {
-            let _ = std::fs::remove_file(dest);
+            crate::durable::remove_with_companions(dest);
         }
         checked.map_err(|e| match e {
             Error::Damaged(m) => Error::Damaged(format!("{}: {m}", file.display())),

@@ -111,7 +111,7 @@ impl Store {
         let head = base.applied()?;
         let tmp = self.paths.root.join(format!(".base-{}.sqlite", std::process::id()));
         let loaded = base.unpack_to(&self.paths, &tmp).and_then(|()| Ok(self.projection.load_base(&tmp, head)?));
-        let _ = std::fs::remove_file(&tmp);
+        crate::durable::remove_with_companions(&tmp);
         loaded?;
         self.index.seed(&self.projection.series_extents()?, head)?;
         tracing::info!(lsn = head.lsn, snapshot = %base.snapshot.file, "loaded the log base");

@@ -40,7 +40,8 @@ pub struct StoreOptions {
 #[derive(Clone, Debug, Default)]
 pub struct OpenReport {
     pub truncated: Vec<Truncation>,
-    /// Where a damaged index was moved before it was rebuilt from the log.
+    /// Where a damaged index was moved before it was rebuilt from the log, and
+    /// where SQLite files left beside a missing projection were set aside.
     pub quarantined: Vec<std::path::PathBuf>,
     /// Events replayed into the projection / index to catch them up.
     pub replayed_projection: u64,
@@ -132,6 +133,7 @@ impl Store {
         let (log, truncated) = LogWriter::open(&paths.log, opts.writer)?;
         let mut report = OpenReport { truncated, ..Default::default() };
         let index = Arc::new(open_index(paths, &mut report)?);
+        set_aside_orphan_companions(paths, &mut report)?;
         let projection = Projection::open(&paths.projection)?;
         Ok(Store { index_job: None, paths: paths.clone(), opts, _lock: lock, log, index, projection, report, stale: None })
     }
@@ -394,7 +396,7 @@ fn remove_stale_work_files(paths: &Paths) {
             .iter()
             .find_map(|p| name.strip_prefix(p))
             // VACUUM INTO writes a rollback journal beside its target.
-            .map(|rest| ["-journal", "-wal", "-shm"].iter().find_map(|c| rest.strip_suffix(c)).unwrap_or(rest))
+            .map(|rest| crate::durable::SQLITE_COMPANIONS.iter().find_map(|c| rest.strip_suffix(c)).unwrap_or(rest))
             .and_then(|rest| rest.strip_suffix(".sqlite"))
             .or_else(|| name.strip_prefix(".sort-").and_then(|rest| rest.strip_suffix(".rows")))
             .and_then(|pid| pid.parse::<u32>().ok());
@@ -407,9 +409,29 @@ fn remove_stale_work_files(paths: &Paths) {
     }
 }
 
-/// Moves damaged derived files (and SQLite's -wal/-shm beside them) to
-/// `DIR/quarantine/<UTC stamp>/`, so a rebuild can start clean and nothing is
-/// deleted. Returns the quarantine directory.
+/// A journal or WAL left beside a projection that is gone (deleted by hand, a
+/// recovery killed between moves) would be applied by SQLite to the new one
+/// created there: quarantined first.
+fn set_aside_orphan_companions(paths: &Paths, report: &mut OpenReport) -> Result<()> {
+    if std::fs::symlink_metadata(&paths.projection).is_err() && sqlite_files_exist(&paths.projection) {
+        let moved = quarantine(paths, &[paths.projection.as_path()])?;
+        tracing::warn!(projection = %paths.projection.display(), quarantine = %moved.display(), "set aside SQLite files left beside a missing projection");
+        report.quarantined.push(moved);
+    }
+    Ok(())
+}
+
+/// Whether a SQLite database or any of its companions is at `path`: what
+/// [`quarantine`] would move.
+pub fn sqlite_files_exist(path: &std::path::Path) -> bool {
+    crate::durable::with_companions(path).any(|f| std::fs::symlink_metadata(f).is_ok())
+}
+
+/// Moves damaged derived files (and SQLite's -journal, -wal and -shm beside
+/// them, even when the file itself is gone: SQLite would apply them to the
+/// next database put at that path) to `DIR/quarantine/<UTC stamp>/`, so a
+/// rebuild can start clean and nothing is deleted. Returns the quarantine
+/// directory.
 pub fn quarantine(paths: &Paths, files: &[&std::path::Path]) -> Result<std::path::PathBuf> {
     let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
     // A second quarantine in the same second gets its own directory: nothing is overwritten.
@@ -422,11 +444,8 @@ pub fn quarantine(paths: &Paths, files: &[&std::path::Path]) -> Result<std::path
     }
     crate::durable::create_dir(&dir)?;
     for f in files {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = f.as_os_str().to_owned();
-            name.push(suffix);
-            let src = std::path::PathBuf::from(name);
-            if src.exists() {
+        for src in crate::durable::with_companions(f) {
+            if std::fs::symlink_metadata(&src).is_ok() {
                 let target = dir.join(src.file_name().unwrap_or_default());
                 crate::durable::rename(&src, &target)?;
             }

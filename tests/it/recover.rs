@@ -33,6 +33,11 @@ fn recover(dir: &Path, repo: &Path) -> serde_json::Value {
     json(&r)
 }
 
+/// Files in `DIR/quarantine/*/` named `name`.
+fn quarantined(dir: &Path, name: &str) -> usize {
+    std::fs::read_dir(dir.join("quarantine")).into_iter().flatten().flatten().filter(|d| d.path().join(name).exists()).count()
+}
+
 #[test]
 fn each_kind_of_damage_is_recovered_to_the_truth() {
     type Damage = fn(&Path);
@@ -54,6 +59,18 @@ fn each_kind_of_damage_is_recovered_to_the_truth() {
             for f in ["candles.sqlite", "candles.sqlite-wal", "candles.sqlite-shm"] {
                 let _ = std::fs::remove_file(d.join(f));
             }
+        }),
+        ("deleted projection, a hot journal of another database left beside it", |d| {
+            for f in ["candles.sqlite", "candles.sqlite-wal", "candles.sqlite-shm"] {
+                let _ = std::fs::remove_file(d.join(f));
+            }
+            support::plant_foreign_companion(&d.join("candles.sqlite-journal"), "-journal");
+        }),
+        ("deleted projection, a WAL of another database left beside it", |d| {
+            for f in ["candles.sqlite", "candles.sqlite-wal", "candles.sqlite-shm"] {
+                let _ = std::fs::remove_file(d.join(f));
+            }
+            support::plant_foreign_companion(&d.join("candles.sqlite-wal"), "-wal");
         }),
         ("corrupted index.redb", |d| std::fs::write(d.join("index.redb"), b"not redb").unwrap()),
         ("torn tail of the active segment", |d| {
@@ -77,6 +94,11 @@ fn each_kind_of_damage_is_recovered_to_the_truth() {
         // A restored snapshot is anchored in the log: its audit is the tail's (recover_anchor.rs).
         let audit = if name.contains("projection") || name.contains("candles.sqlite") { "verify tail" } else { "verify --deep" };
         assert_eq!(steps, ["verify segments", "restore snapshot", "replay tail", audit], "{name}");
+        for suffix in ["-journal", "-wal"] {
+            if name.contains(&format!("{} of another", if suffix == "-wal" { "WAL" } else { "journal" })) {
+                assert_eq!(quarantined(&dir, &format!("candles.sqlite{suffix}")), 1, "{name}: the {suffix} was set aside");
+            }
+        }
     }
 }
 
@@ -274,4 +296,23 @@ fn a_flipped_byte_in_a_cursor_is_found_by_verify_deep_and_recovered() {
     let after = json(&run(&dir, &["status", "--json"]));
     let fixed = after["series"].as_array().unwrap().iter().find(|s| s["symbol"] == "SKRUSDT").unwrap().clone();
     assert_eq!(fixed["last_open"].as_i64().unwrap(), last);
+}
+
+/// A writer opening a directory whose projection was deleted by hand, its WAL
+/// left behind, builds a new projection from the log without applying that
+/// WAL to it: the WAL is set aside first.
+#[test]
+fn a_wal_left_beside_a_deleted_projection_is_set_aside_not_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = prepared(tmp.path());
+    let truth = table_rows(&dir.join("candles.sqlite"), "ohlcv_h4");
+    for f in ["candles.sqlite", "candles.sqlite-wal", "candles.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    support::plant_foreign_companion(&dir.join("candles.sqlite-wal"), "-wal");
+    let r = run(&dir, &["rebuild"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(quarantined(&dir, "candles.sqlite-wal"), 1);
+    assert_eq!(table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"), truth);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
 }

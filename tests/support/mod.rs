@@ -281,3 +281,28 @@ pub fn flip_snapshot_byte(repo: &Path, mask: u8) -> PathBuf {
     std::fs::write(&snap, &b).unwrap();
     snap
 }
+
+/// Leaves at `dest` the `-journal` (a hot rollback journal) or `-wal` (a WAL
+/// not yet checkpointed) of another database, copied while its transaction is
+/// open: what a process killed mid-write leaves, which SQLite applies to any
+/// database next opened beside it.
+pub fn plant_foreign_companion(dest: &Path, suffix: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = scratch.path().join("foreign.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mode = if suffix == "-wal" { "WAL" } else { "DELETE" };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode={mode}; PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=0;
+         CREATE TABLE t(x);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+         INSERT INTO t SELECT randomblob(3000) FROM n;"
+    ))
+    .unwrap();
+    // Rewrites every page: the journal holds their old images, the WAL the new ones.
+    conn.execute_batch(if suffix == "-wal" { "UPDATE t SET x = randomblob(3000);" } else { "BEGIN; UPDATE t SET x = randomblob(3000);" })
+        .unwrap();
+    let mut companion = db.as_os_str().to_owned();
+    companion.push(suffix);
+    std::fs::copy(PathBuf::from(companion), dest).unwrap();
+    assert!(std::fs::metadata(dest).unwrap().len() > 100_000, "the planted {suffix} holds pages");
+}

@@ -201,7 +201,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         let detail = if trusted {
             "projection trusted: kept".to_string()
         } else {
-            if paths.projection.exists() {
+            if crate::store::sqlite_files_exist(&paths.projection) {
                 r.quarantined.push(quarantine(paths, &[paths.projection.as_path()])?.display().to_string());
             }
             // The first round defers the costly checks to the final audit; a second round,

@@ -62,7 +62,7 @@ pub(super) fn best_snapshot(
                 Err(Error::Damaged(message)) if message.starts_with("snapshot ") => refuse(message),
                 Err(e) => refuse(format!("snapshot {}: {e}", m.file)),
             }
-            let _ = std::fs::remove_file(dest);
+            crate::durable::remove_with_companions(dest);
         }
     }
     Ok(None)
