@@ -3,6 +3,7 @@
 //! transaction as its rows, so it can always be caught up or rebuilt.
 
 pub mod digest;
+mod fold;
 pub mod index;
 pub mod sorted;
 pub mod sqlite;

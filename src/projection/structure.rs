@@ -28,6 +28,12 @@
 //! the seeks prove. A table this cannot cover (WITHOUT ROWID, an index on an
 //! expression, a partial index, a collation other than BINARY, an index that
 //! SQLite would not scan alone) gets `PRAGMA integrity_check(table)`.
+//!
+//! Every scan is folded inside SQLite (src/projection/fold.rs): SQLite calls
+//! the audit once per row with the row's values where its virtual machine
+//! holds them, instead of stepping a statement out to Rust and fetching each
+//! column through the result API (a third less CPU for this audit at 3 M
+//! rows).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -36,12 +42,13 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
 use super::digest::{Digests, RowDigest, SymbolKeys, row_hash};
+use super::fold::{Fold, MAX_ARGS, fold};
 use super::{Projection, ProjectionError};
 use crate::event::Interval;
 
-/// Most columns one table scan selects; a table whose indexes need more is
-/// left to `PRAGMA integrity_check(table)`.
-const MAX_SELECT: usize = 32;
+/// Most columns one table scan selects (the fold's most arguments); a table
+/// whose indexes need more is left to `PRAGMA integrity_check(table)`.
+const MAX_SELECT: usize = MAX_ARGS;
 
 /// The columns of an `ohlcv_*` table in the order a row digest reads them.
 const OHLCV: [&str; 9] = ["timestamp", "symbol", "open", "high", "low", "close", "volume", "quote_volume", "trades_count"];
@@ -88,61 +95,26 @@ pub fn audit(p: &Projection) -> Result<Audit, ProjectionError> {
             continue;
         }
         // The table side: one scan, every index's entries and the row digest.
-        let mut expected = vec![Multiset::default(); indexes.len()];
-        let mut rows = RowDigest::default();
-        let mut keys = SymbolKeys::default();
-        let sql = format!("SELECT {} FROM main.{} NOT INDEXED", select.join(", "), quote(&table.name));
-        let scanned = (|| -> Result<(), rusqlite::Error> {
-            let mut stmt = conn.prepare(&sql)?;
-            let mut q = stmt.query([])?;
-            let n = select.len();
-            // Each column is read from SQLite once per row, however many indexes use it.
-            while let Some(r) = q.next()? {
-                let mut vals = [ValueRef::Null; MAX_SELECT];
-                for (k, v) in vals.iter_mut().take(n).enumerate() {
-                    *v = r.get_ref(k)?;
-                }
-                let rowid = vals[n - 1];
-                for (ix, set) in indexes.iter().zip(expected.iter_mut()) {
-                    let mut h = EntryHash::new();
-                    for &(at, _) in &ix.keys {
-                        h.value(vals[at]);
-                    }
-                    h.value(rowid);
-                    set.add(h.finish());
-                }
-                if interval.is_some() {
-                    let real = |k: usize| -> Result<f64, rusqlite::Error> {
-                        match vals[k] {
-                            ValueRef::Real(f) => Ok(f),
-                            ValueRef::Integer(i) => Ok(i as f64),
-                            v => Err(rusqlite::Error::InvalidColumnType(k, OHLCV[k].to_string(), v.data_type())),
-                        }
-                    };
-                    let int = |k: usize| {
-                        vals[k].as_i64().map_err(|_| rusqlite::Error::InvalidColumnType(k, OHLCV[k].to_string(), vals[k].data_type()))
-                    };
-                    let mut v = [0f64; 6];
-                    for (k, slot) in v.iter_mut().enumerate() {
-                        *slot = real(k + 2)?;
-                    }
-                    let sym = vals[1].as_str()?;
-                    rows.add_hash(row_hash(&keys.get(sym), int(0)?, &v, int(8)?));
-                }
+        let state = TableFold {
+            keys: indexes.iter().map(|ix| ix.keys.iter().map(|&(at, _)| at).collect()).collect(),
+            expected: vec![Multiset::default(); indexes.len()],
+            ohlcv: interval.is_some(),
+            rows: RowDigest::default(),
+            symbols: SymbolKeys::default(),
+        };
+        let scanned = fold(conn, &select, &format!("main.{} NOT INDEXED", quote(&table.name)), None, state);
+        let expected = match (scanned, interval) {
+            (Ok(t), Some(i)) => {
+                out.digests.insert(i, t.rows.finish());
+                t.expected
             }
-            Ok(())
-        })();
-        match (scanned, interval) {
-            (Ok(()), Some(i)) => {
-                out.digests.insert(i, rows.finish());
-            }
-            (Ok(()), None) => {}
+            (Ok(t), None) => t.expected,
             (Err(e), Some(_)) => return Err(err("read rows", e)),
             (Err(e), None) => {
                 out.problems.push(format!("table {}: its rows cannot be read: {e}", table.name));
                 continue;
             }
-        }
+        };
         // The index side: each index alone, in its order.
         for (ix, expected) in indexes.iter().zip(&expected) {
             match scan_index(conn, &table.name, ix) {
@@ -266,48 +238,126 @@ fn plan(conn: &Connection, table: &TableInfo, ohlcv: bool) -> Result<Option<Plan
 }
 
 fn index_sql(table: &str, ix: &IndexInfo) -> String {
-    format!("SELECT {} FROM main.{} INDEXED BY {}", ix.key_names.join(", "), quote(table), quote(&ix.name))
+    format!("SELECT {} FROM {}", ix.key_names.join(", "), index_from(table, ix))
+}
+
+/// The index scan's `FROM`: the table, read through the index alone.
+fn index_from(table: &str, ix: &IndexInfo) -> String {
+    format!("main.{} INDEXED BY {}", quote(table), quote(&ix.name))
 }
 
 /// Reads one index alone, in its order: its entries' digest and the entries
 /// out of order or not unique (at most a few, each named by rowid).
 fn scan_index(conn: &Connection, table: &str, ix: &IndexInfo) -> Result<(Multiset, Vec<String>), rusqlite::Error> {
-    let mut stmt = conn.prepare(&index_sql(table, ix))?;
-    let mut q = stmt.query([])?;
-    let n = ix.keys.len();
-    let mut set = Multiset::default();
-    let mut problems = Vec::new();
-    let mut prev: Vec<Owned> = Vec::with_capacity(n + 1);
-    let mut first = true;
-    while let Some(r) = q.next()? {
+    let state = IndexFold {
+        name: ix.name.clone(),
+        unique: ix.unique,
+        desc: ix.keys.iter().map(|&(_, desc)| desc).collect(),
+        set: Multiset::default(),
+        problems: Vec::new(),
+        prev: Vec::new(),
+    };
+    let covering = format!("USING COVERING INDEX {}", ix.name);
+    let done = fold(conn, &ix.key_names, &index_from(table, ix), Some(&covering), state)?;
+    Ok((done.set, done.problems))
+}
+
+/// The table scan's state: per index, where its key columns are in the
+/// select list and the multiset of the entries the rows call for; for an
+/// `ohlcv_*` table, the row digest.
+struct TableFold {
+    keys: Vec<Vec<usize>>,
+    expected: Vec<Multiset>,
+    ohlcv: bool,
+    rows: RowDigest,
+    symbols: SymbolKeys,
+}
+
+impl Fold for TableFold {
+    /// One row: the select list's values, the rowid last.
+    fn row(&mut self, vals: &[ValueRef<'_>]) -> Result<(), rusqlite::Error> {
+        let Some(&rowid) = vals.last() else { return Ok(()) };
+        // Each column is read from SQLite once per row, however many indexes use it.
+        for (keys, set) in self.keys.iter().zip(self.expected.iter_mut()) {
+            let mut h = EntryHash::new();
+            for &at in keys {
+                h.value(vals.get(at).copied().unwrap_or(ValueRef::Null));
+            }
+            h.value(rowid);
+            set.add(h.finish());
+        }
+        if self.ohlcv {
+            let at = |k: usize| vals.get(k).copied().unwrap_or(ValueRef::Null);
+            let real = |k: usize| -> Result<f64, rusqlite::Error> {
+                match at(k) {
+                    ValueRef::Real(f) => Ok(f),
+                    ValueRef::Integer(i) => Ok(i as f64),
+                    v => Err(rusqlite::Error::InvalidColumnType(k, OHLCV[k].to_string(), v.data_type())),
+                }
+            };
+            let int = |k: usize| at(k).as_i64().map_err(|_| rusqlite::Error::InvalidColumnType(k, OHLCV[k].to_string(), at(k).data_type()));
+            let mut v = [0f64; 6];
+            for (k, slot) in v.iter_mut().enumerate() {
+                *slot = real(k + 2)?;
+            }
+            let sym = at(1).as_str().map_err(|_| rusqlite::Error::InvalidColumnType(1, OHLCV[1].to_string(), at(1).data_type()))?;
+            self.rows.add_hash(row_hash(&self.symbols.get(sym), int(0)?, &v, int(8)?));
+        }
+        Ok(())
+    }
+}
+
+/// The index scan's state: its entries' digest, the entry before (to check
+/// the order) and what was found out of order or not unique.
+struct IndexFold {
+    name: String,
+    unique: bool,
+    /// Per key column, whether the index orders it descending.
+    desc: Vec<bool>,
+    set: Multiset,
+    problems: Vec<String>,
+    /// The entry before, its buffers reused; empty before the first.
+    prev: Vec<Owned>,
+}
+
+impl Fold for IndexFold {
+    /// One entry: the key columns, then the rowid.
+    fn row(&mut self, entry: &[ValueRef<'_>]) -> Result<(), rusqlite::Error> {
+        let n = self.desc.len();
+        let rowid = || entry.get(n).and_then(|v| v.as_i64().ok()).unwrap_or(0);
         let mut h = EntryHash::new();
-        let mut order = Ordering::Equal;
-        for k in 0..=n {
-            let v = r.get_ref(k)?;
-            h.value(v);
-            if !first && order == Ordering::Equal {
-                let c = cmp(&prev[k], v);
-                order = if ix.keys.get(k).is_some_and(|(_, desc)| *desc) { c.reverse() } else { c };
-                if k + 1 == n && order == Ordering::Equal && ix.unique && !prev[..n].iter().any(|p| matches!(p, Owned::Null)) {
-                    let rowid = r.get_ref(n).ok().and_then(|v| v.as_i64().ok()).unwrap_or(0);
-                    if problems.len() < 10 {
-                        problems.push(format!("non-unique entry in index {} (rowid {rowid})", ix.name));
-                    }
+        for v in entry {
+            h.value(*v);
+        }
+        if !self.prev.is_empty() {
+            let mut order = Ordering::Equal;
+            for (k, (p, v)) in self.prev.iter().zip(entry).enumerate() {
+                let c = cmp(p, *v);
+                order = if self.desc.get(k).copied().unwrap_or(false) { c.reverse() } else { c };
+                if order != Ordering::Equal {
+                    break;
+                }
+                let key_ends = k + 1 == n;
+                if key_ends && self.unique && !self.prev[..n].iter().any(|p| matches!(p, Owned::Null)) && self.problems.len() < 10 {
+                    self.problems.push(format!("non-unique entry in index {} (rowid {})", self.name, rowid()));
                 }
             }
+            if order != Ordering::Less && self.problems.len() < 10 {
+                self.problems.push(format!(
+                    "index {}: entry {} (rowid {}) is not after the entry before it",
+                    self.name,
+                    self.set.count + 1,
+                    rowid()
+                ));
+            }
         }
-        if !first && order != Ordering::Less && problems.len() < 10 {
-            let rowid = r.get_ref(n).ok().and_then(|v| v.as_i64().ok()).unwrap_or(0);
-            problems.push(format!("index {}: entry {} (rowid {rowid}) is not after the entry before it", ix.name, set.count + 1));
+        self.prev.resize(entry.len(), Owned::Null);
+        for (slot, v) in self.prev.iter_mut().zip(entry) {
+            slot.set(*v);
         }
-        prev.resize(n + 1, Owned::Null);
-        for (k, slot) in prev.iter_mut().enumerate() {
-            slot.set(r.get_ref(k)?);
-        }
-        set.add(h.finish());
-        first = false;
+        self.set.add(h.finish());
+        Ok(())
     }
-    Ok((set, problems))
 }
 
 /// A value kept from the entry before, its buffer reused.
@@ -413,54 +463,55 @@ fn mum(a: u64, b: u64) -> u64 {
 
 /// Two lanes of a wyhash-style hash over an entry's values, each value typed
 /// (a real that holds an integer hashes as that integer: SQLite compares
-/// them equal, and a file may store either).
+/// them equal, and a file may store either). The type goes into the lanes
+/// with the value's first word, so a number costs one step, not two.
 struct EntryHash {
     lanes: [u64; 2],
 }
+
+/// The types an entry's value can have, as they enter the lanes.
+const NULL: u64 = 0;
+const INT: u64 = 1;
+const REAL: u64 = 2;
+const TEXT: u64 = 3;
+const BLOB: u64 = 4;
 
 impl EntryHash {
     fn new() -> EntryHash {
         EntryHash { lanes: [S[0], S[1]] }
     }
 
-    fn word(&mut self, w: u64) {
-        self.lanes[0] = mum(self.lanes[0] ^ S[2], w ^ S[3]);
-        self.lanes[1] = mum(self.lanes[1] ^ S[3], w ^ S[0]).rotate_left(29);
+    /// One word of a value of type `tag` (0 for the words after its first).
+    fn word(&mut self, tag: u64, w: u64) {
+        let t = tag.wrapping_mul(S[1]);
+        self.lanes[0] = mum(self.lanes[0] ^ S[2] ^ t, w ^ S[3]);
+        self.lanes[1] = mum(self.lanes[1] ^ S[3] ^ t.rotate_left(32), w ^ S[0]).rotate_left(29);
     }
 
     fn bytes(&mut self, tag: u64, b: &[u8]) {
-        self.word(tag << 56 | b.len() as u64);
+        self.word(tag, b.len() as u64);
         let mut chunks = b.chunks_exact(8);
         for c in &mut chunks {
             let mut w = [0u8; 8];
             w.copy_from_slice(c);
-            self.word(u64::from_le_bytes(w));
+            self.word(0, u64::from_le_bytes(w));
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
             let mut w = [0u8; 8];
             w[..rest.len()].copy_from_slice(rest);
-            self.word(u64::from_le_bytes(w));
+            self.word(0, u64::from_le_bytes(w));
         }
     }
 
     fn value(&mut self, v: ValueRef<'_>) {
         match v {
-            ValueRef::Null => self.word(0),
-            ValueRef::Integer(i) => {
-                self.word(1);
-                self.word(i as u64);
-            }
-            ValueRef::Real(f) if f.fract() == 0.0 && (-9.2e18..9.2e18).contains(&f) => {
-                self.word(1);
-                self.word(f as i64 as u64);
-            }
-            ValueRef::Real(f) => {
-                self.word(2);
-                self.word(f.to_bits());
-            }
-            ValueRef::Text(t) => self.bytes(3, t),
-            ValueRef::Blob(b) => self.bytes(4, b),
+            ValueRef::Null => self.word(NULL, 0),
+            ValueRef::Integer(i) => self.word(INT, i as u64),
+            ValueRef::Real(f) if f.fract() == 0.0 && (-9.2e18..9.2e18).contains(&f) => self.word(INT, f as i64 as u64),
+            ValueRef::Real(f) => self.word(REAL, f.to_bits()),
+            ValueRef::Text(t) => self.bytes(TEXT, t),
+            ValueRef::Blob(b) => self.bytes(BLOB, b),
         }
     }
 
@@ -518,5 +569,21 @@ mod tests {
         assert_ne!(base, h(&[ValueRef::Integer(7), ValueRef::Blob(b"BTCUSDT"), ValueRef::Integer(3)]));
         assert_ne!(base, h(&[ValueRef::Integer(7), ValueRef::Text(b"BTCUSDC"), ValueRef::Integer(3)]));
         assert_ne!(base, h(&[ValueRef::Integer(3), ValueRef::Text(b"BTCUSDT"), ValueRef::Integer(7)]));
+        // The type is part of the value: equal words of different types differ.
+        let one = |v: ValueRef<'_>| h(&[v]);
+        let typed = [
+            one(ValueRef::Null),
+            one(ValueRef::Integer(0)),
+            one(ValueRef::Real(0.5)),
+            one(ValueRef::Integer(0.5f64.to_bits() as i64)),
+            one(ValueRef::Text(b"")),
+            one(ValueRef::Blob(b"")),
+            one(ValueRef::Text(b"\0")),
+        ];
+        for (i, a) in typed.iter().enumerate() {
+            for b in &typed[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }

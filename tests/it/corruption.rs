@@ -264,6 +264,77 @@ fn issue_12_an_index_entry_that_differs_from_its_row_is_found_by_verify_deep() {
     }
 }
 
+/// Moves the first row of `ohlcv_h4` to a new rowid, its values unchanged,
+/// while index `index` is left out of the schema (`PRAGMA writable_schema`),
+/// then puts the index back: it lacks the moved row's entry and keeps a stale
+/// one for its old rowid, with as many entries as the table has rows.
+fn move_a_row_behind_an_index(db: &Path, index: &str) {
+    type Schema = (String, String, String, i64, Option<String>);
+    let c = rusqlite::Connection::open(db).unwrap();
+    let entry: Schema = c
+        .query_row("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master WHERE name = ?1", [index], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap();
+    c.execute_batch("PRAGMA writable_schema = ON").unwrap();
+    assert_eq!(c.execute("DELETE FROM sqlite_master WHERE name = ?1", [index]).unwrap(), 1);
+    drop(c);
+    // A new connection reads the schema without the index: the move leaves it as it was.
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch(
+        "BEGIN;
+         CREATE TEMP TABLE moved AS SELECT * FROM ohlcv_h4 WHERE rowid = (SELECT min(rowid) FROM ohlcv_h4);
+         DELETE FROM ohlcv_h4 WHERE rowid = (SELECT min(rowid) FROM ohlcv_h4);
+         INSERT INTO ohlcv_h4 SELECT * FROM moved;
+         COMMIT;
+         PRAGMA writable_schema = ON;",
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![entry.0, entry.1, entry.2, entry.3, entry.4],
+    )
+    .unwrap();
+    let version: i64 = c.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap();
+    c.execute_batch(&format!("PRAGMA schema_version = {}; PRAGMA writable_schema = OFF;", version + 1)).unwrap();
+}
+
+/// Issue 12: an index that lacks a row's entry and holds a stale one instead
+/// (same count, every entry in order, every row as the log says; made with
+/// `PRAGMA writable_schema`, not by flipping bytes) passes `quick_check` but
+/// not `integrity_check`, and `verify --deep` names the index. Guards the
+/// structure audit's scans folded inside SQLite (src/projection/fold.rs): the
+/// rowid of every entry must reach the digests on both sides.
+#[test]
+fn issue_12_an_index_lacking_a_rows_entry_is_found_by_verify_deep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let fixtures = tmp.path().join("fixtures");
+    support::gen_archives(&fixtures, 3, 2);
+    assert_eq!(run(&dir, &["import", fixtures.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    let index = "idx_ohlcv_h4_symbol";
+    let db = dir.join("candles.sqlite");
+    move_a_row_behind_an_index(&db, index);
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let quick: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(quick, "ok", "the damage is one quick_check cannot see");
+        let full: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert!(full.contains(&format!("missing from index {index}")), "a real missing entry: {full}");
+    }
+    let r = run(&dir, &["verify", "--deep", "--json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    let problems = v["problems"].as_array().unwrap();
+    assert!(problems.iter().any(|p| p["kind"] == "integrity_check" && p["message"].as_str().unwrap().contains(index)), "{v:#}");
+    // The rows still say what the log says: only the index is blamed.
+    assert!(problems.iter().all(|p| p["kind"] == "integrity_check"), "{v:#}");
+    // REINDEX, as the message says, repairs it.
+    rusqlite::Connection::open(&db).unwrap().execute_batch(&format!("REINDEX {index}")).unwrap();
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+}
+
 /// Issue 12: `verify --deep` checks every candle's invariants on its compact
 /// path (candle parts, no `Candle` built) as the full decoder's path did. A
 /// candle whose high lies below its close, in a frame whose hash is whole
