@@ -241,13 +241,7 @@ fn issue_12_an_index_entry_that_differs_from_its_row_is_found_by_verify_deep() {
         support::copy_dir(&dir, &work);
         let db = work.join("candles.sqlite");
         lower_first_index_entry(&db, index);
-        {
-            let c = rusqlite::Connection::open(&db).unwrap();
-            let quick: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
-            assert_eq!(quick, "ok", "{index}: the damage is one quick_check cannot see");
-            let full: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-            assert!(full.contains("missing from index"), "{index}: a real index-vs-table mismatch: {full}");
-        }
+        only_integrity_check_sees(&db, "missing from index");
         let r = run(&work, &["verify", "--deep", "--json"]);
         assert_eq!(r.code, 1, "{index}: {}\n{}", r.stdout, r.stderr);
         let v = json(&r);
@@ -299,6 +293,16 @@ fn move_a_row_behind_an_index(db: &Path, index: &str) {
     c.execute_batch(&format!("PRAGMA schema_version = {}; PRAGMA writable_schema = OFF;", version + 1)).unwrap();
 }
 
+/// The damage at `db` is one `quick_check` cannot see and `integrity_check`
+/// reports as `finding`: a real index-vs-table mismatch, not a torn page.
+fn only_integrity_check_sees(db: &std::path::Path, finding: &str) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let quick: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(quick, "ok", "{}: the damage is one quick_check cannot see", db.display());
+    let full: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert!(full.contains(finding), "{}: integrity_check should report {finding:?}: {full}", db.display());
+}
+
 /// Issue 12: an index that lacks a row's entry and holds a stale one instead
 /// (same count, every entry in order, every row as the log says; made with
 /// `PRAGMA writable_schema`, not by flipping bytes) passes `quick_check` but
@@ -308,21 +312,11 @@ fn move_a_row_behind_an_index(db: &Path, index: &str) {
 #[test]
 fn issue_12_an_index_lacking_a_rows_entry_is_found_by_verify_deep() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let fixtures = tmp.path().join("fixtures");
-    support::gen_archives(&fixtures, 3, 2);
-    assert_eq!(run(&dir, &["import", fixtures.to_str().unwrap()]).code, 0);
-    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    let dir = support::imported_dir(tmp.path(), 3, 2);
     let index = "idx_ohlcv_h4_symbol";
     let db = dir.join("candles.sqlite");
     move_a_row_behind_an_index(&db, index);
-    {
-        let c = rusqlite::Connection::open(&db).unwrap();
-        let quick: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
-        assert_eq!(quick, "ok", "the damage is one quick_check cannot see");
-        let full: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-        assert!(full.contains(&format!("missing from index {index}")), "a real missing entry: {full}");
-    }
+    only_integrity_check_sees(&db, &format!("missing from index {index}"));
     let r = run(&dir, &["verify", "--deep", "--json"]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let v = json(&r);
@@ -347,11 +341,7 @@ fn issue_12_an_invalid_candle_in_a_whole_frame_is_found_by_verify_deep() {
     use candlelog::log::LogWriter;
 
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let fixtures = tmp.path().join("fixtures");
-    support::gen_archives(&fixtures, 2, 1);
-    assert_eq!(run(&dir, &["import", fixtures.to_str().unwrap()]).code, 0);
-    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    let dir = support::imported_dir(tmp.path(), 2, 1);
     let candle = |k: i64, high: &str| {
         let d = |s: &str| Decimal::parse(s).unwrap();
         let open_time = 1_767_225_600_000 + k * 14_400_000;

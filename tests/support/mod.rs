@@ -306,3 +306,14 @@ pub fn plant_foreign_companion(dest: &Path, suffix: &str) {
     std::fs::copy(PathBuf::from(companion), dest).unwrap();
     assert!(std::fs::metadata(dest).unwrap().len() > 100_000, "the planted {suffix} holds pages");
 }
+
+/// `TMP/data`, imported from `symbols` × `months` generated archives (in
+/// `TMP/fixtures`) and passing `verify --deep`: the start of a damage test.
+pub fn imported_dir(tmp: &Path, symbols: usize, months: u8) -> PathBuf {
+    let dir = tmp.join("data");
+    let fixtures = tmp.join("fixtures");
+    gen_archives(&fixtures, symbols, months);
+    assert_eq!(run(&dir, &["import", fixtures.to_str().unwrap()]).code, 0);
+    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    dir
+}
