@@ -228,25 +228,18 @@ impl Series {
     }
 }
 
-/// The rows replaying the log produces: the latest candle per key, kept as
-/// its row hash, series by series. A log holds each series' candles mostly in
-/// order, so a candle is usually a push onto the series it shares with the
-/// candle before it: no hashing per candle.
+/// Symbols met while reading rows, each given a dense id with its row-hash key
+/// ([`symbol_key`], computed once per symbol instead of once per row).
 #[derive(Default)]
-pub struct LogRows {
-    series: Vec<((u32, Interval), Series)>,
-    index: FxHashMap<(u32, Interval), usize>,
+pub struct SymbolIds {
     ids: FxHashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
     keys: Vec<[u8; 32]>,
-    /// (symbol, series slot) of the previous candle.
-    last: Option<(Symbol, Interval, usize)>,
-    /// The encoded candle body `codec::parts_digest` hashes, kept between candles.
-    body: Vec<u8>,
 }
 
-impl LogRows {
-    fn symbol_id(&mut self, name: &str) -> u32 {
+impl SymbolIds {
+    /// `name`'s id, given it now when it is new.
+    pub fn id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
@@ -257,6 +250,38 @@ impl LogRows {
         id
     }
 
+    /// `name`'s id, if it was met.
+    pub fn find(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    /// The symbol of an id this table gave.
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The row-hash key of an id this table gave.
+    pub fn key(&self, id: u32) -> &[u8; 32] {
+        &self.keys[id as usize]
+    }
+}
+
+/// The rows replaying the log produces: the latest candle per key, kept as
+/// its row hash, series by series. A log holds each series' candles mostly in
+/// order, so a candle is usually a push onto the series it shares with the
+/// candle before it: no hashing per candle.
+#[derive(Default)]
+pub struct LogRows {
+    series: Vec<((u32, Interval), Series)>,
+    index: FxHashMap<(u32, Interval), usize>,
+    symbols: SymbolIds,
+    /// (symbol, series slot) of the previous candle.
+    last: Option<(Symbol, Interval, usize)>,
+    /// The encoded candle body `codec::parts_digest` hashes, kept between candles.
+    body: Vec<u8>,
+}
+
+impl LogRows {
     fn slot(&mut self, symbol: &Symbol, interval: Interval) -> usize {
         if let Some((sym, i, slot)) = &self.last
             && *i == interval
@@ -264,7 +289,7 @@ impl LogRows {
         {
             return *slot;
         }
-        let id = self.symbol_id(symbol.as_str());
+        let id = self.symbols.id(symbol.as_str());
         let slot = self.series_slot(id, interval);
         self.last = Some((symbol.clone(), interval, slot));
         slot
@@ -289,16 +314,16 @@ impl LogRows {
         let slot = self.slot(c.symbol, c.interval);
         let id = self.series[slot].0.0;
         let (values, trades) = row_values(c);
-        let hash = row_hash(&self.keys[id as usize], c.open_time, &values, trades);
+        let hash = row_hash(self.symbols.key(id), c.open_time, &values, trades);
         let candle = u128::from_le_bytes(crate::event::codec::parts_digest(c, &mut self.body));
         self.series[slot].1.push(Row::new(c.open_time, hash, candle));
     }
 
     /// Applies a projection row (a base snapshot's): it replaces any earlier row with the same key.
     pub fn insert_row(&mut self, symbol: &str, interval: Interval, ts: i64, values: &[f64; 6], trades: i64) {
-        let id = self.symbol_id(symbol);
+        let id = self.symbols.id(symbol);
         let slot = self.series_slot(id, interval);
-        let hash = row_hash(&self.keys[id as usize], ts, values, trades);
+        let hash = row_hash(self.symbols.key(id), ts, values, trades);
         self.series[slot].1.push(Row::new(ts, hash, 0));
     }
 
@@ -325,7 +350,7 @@ impl LogRows {
     /// by (symbol, interval).
     pub fn series(&self) -> Vec<((&str, Interval), Vec<i64>)> {
         let mut out: Vec<_> =
-            self.series.iter().map(|((sym, i), s)| ((&*self.names[*sym as usize], *i), s.rows().map(|r| r.ts).collect())).collect();
+            self.series.iter().map(|((sym, i), s)| ((self.symbols.name(*sym), *i), s.rows().map(|r| r.ts).collect())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -338,7 +363,7 @@ impl LogRows {
             for r in s.rows() {
                 sum.add(r.ts, r.candle());
             }
-            out.insert((self.names[*sym as usize].to_string(), *i), sum);
+            out.insert((self.symbols.name(*sym).to_string(), *i), sum);
         }
         out
     }
@@ -360,6 +385,13 @@ impl CandleSum {
         self.candles += 1;
         self.opens = self.opens.wrapping_add(open);
         self.digests = self.digests.wrapping_add(digest);
+    }
+
+    /// Adds another sum's candles.
+    pub fn merge(&mut self, o: CandleSum) {
+        self.candles += o.candles;
+        self.opens = self.opens.wrapping_add(o.opens);
+        self.digests = self.digests.wrapping_add(o.digests);
     }
 }
 

@@ -23,16 +23,18 @@
 //! `verify --deep` runs instead. A problem found is reported like
 //! `verify --deep`'s, so recover's second round (`Trust::Checked`) follows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use super::*;
 use crate::event::{Anchor, CHECKS_ALL, Candle};
 use crate::ops::verify::{Kind, Problem, VerifyReport};
-use crate::projection::digest::{CandleSum, row_hash, row_values, symbol_key};
+use crate::projection::digest::{CandleSum, SymbolIds, row_hash, row_values};
 use crate::projection::unhex32;
 
-/// A row's key: symbol, interval (its table), open time.
-type Key = (Box<str>, Interval, i64);
+/// A row's key: symbol (its id in `TailProof::symbols`), interval (its table), open time.
+type Key = (u32, Interval, i64);
 
 /// One series as the index must hold it: its digest sums and first and last open time.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -45,11 +47,34 @@ struct SeriesSum {
 /// The index's cursors and candle digest sums, read on another thread.
 type IndexHeld = std::result::Result<(Vec<crate::projection::Cursor>, BTreeMap<(String, Interval), CandleSum>), String>;
 
+/// The index read on another thread, with the LSN it had applied.
+pub(super) type IndexRead = std::thread::JoinHandle<(Option<u64>, IndexHeld)>;
+
+/// Starts reading the index's applied LSN, cursors and candle digest sums
+/// (every digest: the part of the audit that grows with the store) on
+/// another thread. `recover` starts it while the snapshot is restored when
+/// the index is already level with the log, so the replay leaves it as it is.
+pub(super) fn read_index(path: PathBuf) -> IndexRead {
+    std::thread::spawn(move || {
+        let i = match Index::open_read_only(&path) {
+            Ok(i) => i,
+            Err(e) => return (None, Err(e.to_string())),
+        };
+        let applied = i.applied().ok().map(|a| a.lsn);
+        let held = (|| Ok((i.cursors().map_err(|e| e.to_string())?, i.candle_sums().map_err(|e| e.to_string())?)))();
+        (applied, held)
+    })
+}
+
 /// What the tail proves, gathered before the replay.
 pub(super) struct TailProof {
     anchor: Anchor,
     /// The latest candle per key in the tail: its row hash and candle digest.
-    rows: HashMap<Key, ([u128; 2], u128)>,
+    rows: FxHashMap<Key, ([u128; 2], u128)>,
+    /// The tail's symbols.
+    symbols: SymbolIds,
+    /// The encoded candle body `codec::parts_digest` hashes, kept between candles.
+    body: Vec<u8>,
     /// Candles of the tail that fail validation.
     invalid: Vec<Problem>,
     events: u64,
@@ -65,7 +90,15 @@ impl TailProof {
             return Ok(None);
         }
         let (Some(head), Some(raw)) = (unhex32(&m.head_hash), unhex32(&m.raw_blake3)) else { return Ok(None) };
-        let mut proof = TailProof { anchor: empty_anchor(), rows: HashMap::new(), invalid: Vec::new(), events: 0, candles: 0 };
+        let mut proof = TailProof {
+            anchor: empty_anchor(),
+            rows: FxHashMap::default(),
+            symbols: SymbolIds::default(),
+            body: Vec::new(),
+            invalid: Vec::new(),
+            events: 0,
+            candles: 0,
+        };
         let (mut anchored, mut lossy) = (false, false);
         let reader = LogReader::open(&paths.log)?;
         let replayed = reader.replay::<Error>(ChainPos::new(m.lsn, head), |meta, events| {
@@ -110,10 +143,12 @@ impl TailProof {
                 message: e.to_string(),
             });
         }
-        let (values, trades) = row_values(&c.parts());
-        let hash = row_hash(&symbol_key(c.symbol.as_str()), c.open_time, &values, trades);
-        let digest = u128::from_le_bytes(crate::event::codec::candle_digest(c));
-        self.rows.insert((c.symbol.as_str().into(), c.interval, c.open_time), (hash, digest));
+        let parts = c.parts();
+        let id = self.symbols.id(c.symbol.as_str());
+        let (values, trades) = row_values(&parts);
+        let hash = row_hash(self.symbols.key(id), c.open_time, &values, trades);
+        let digest = u128::from_le_bytes(crate::event::codec::parts_digest(&parts, &mut self.body));
+        self.rows.insert((id, c.interval, c.open_time), (hash, digest));
     }
 
     /// Whether the snapshot holds a row at a key the tail writes: its old
@@ -121,13 +156,14 @@ impl TailProof {
     fn revises_snapshot(&self, projection: &Path) -> Result<bool> {
         let p = Projection::open_read_only(projection)?;
         let mut hit = false;
-        self.rows_in_range(&p, |key, _| hit |= self.rows.contains_key(key))?;
+        self.rows_in_range(&p, |key, _| hit |= self.rows.contains_key(&key))?;
         Ok(hit)
     }
 
     /// Calls `f` for every row of the projection in the tail's time range of
-    /// each table the tail writes (one range scan per table on its primary key).
-    fn rows_in_range(&self, p: &Projection, mut f: impl FnMut(&Key, [u128; 2])) -> Result<()> {
+    /// each table the tail writes whose symbol the tail has (one range scan
+    /// per table on its primary key), with a function giving its row hash.
+    fn rows_in_range(&self, p: &Projection, mut f: impl FnMut(Key, &dyn Fn() -> [u128; 2])) -> Result<()> {
         let mut ranges: BTreeMap<Interval, (i64, i64)> = BTreeMap::new();
         for (_, i, ts) in self.rows.keys() {
             let r = ranges.entry(*i).or_insert((*ts, *ts));
@@ -146,14 +182,14 @@ impl TailProof {
             let mut stmt = p.connection().prepare(&sql).map_err(err)?;
             let mut rows = stmt.query([from, to]).map_err(err)?;
             while let Some(r) = rows.next().map_err(err)? {
+                let sym = r.get_ref(1).map_err(err)?.as_str().map_err(|e| err(e.into()))?;
+                let Some(id) = self.symbols.find(sym) else { continue };
                 let mut v = [0f64; 6];
                 for (k, slot) in v.iter_mut().enumerate() {
                     *slot = r.get(k + 2).map_err(err)?;
                 }
-                let (ts, sym, trades): (i64, String, i64) = (r.get(0).map_err(err)?, r.get(1).map_err(err)?, r.get(8).map_err(err)?);
-                let key: Key = (sym.into_boxed_str(), i, ts);
-                let hash = row_hash(&symbol_key(&key.0), ts, &v, trades);
-                f(&key, hash);
+                let (ts, trades): (i64, i64) = (r.get(0).map_err(err)?, r.get(8).map_err(err)?);
+                f((id, i, ts), &|| row_hash(self.symbols.key(id), ts, &v, trades));
             }
         }
         Ok(())
@@ -172,22 +208,24 @@ impl TailProof {
 
     /// After the replay: adds to `v` (`verify` without `--deep` of the
     /// recovered directory) what `verify --deep` would find, from the tail.
-    pub(super) fn audit(&self, paths: &Paths, v: &mut VerifyReport) {
+    /// `early`: the index as read before the replay ([`read_index`]), used
+    /// when it had applied what the index holds now (the replay left it).
+    pub(super) fn audit(&self, paths: &Paths, v: &mut VerifyReport, early: Option<(Option<u64>, IndexHeld)>) {
         v.events = self.events;
         v.candles = self.candles;
         v.problems.extend(self.invalid.iter().cloned());
-        let index_side = (v.index_lsn.is_some() && v.index_lsn == v.projection_lsn).then(|| {
-            let path = paths.index.clone();
-            std::thread::spawn(move || {
-                let i = Index::open_read_only(&path).map_err(|e| e.to_string())?;
-                Ok::<_, String>((i.cursors().map_err(|e| e.to_string())?, i.candle_sums().map_err(|e| e.to_string())?))
-            })
-        });
+        let wanted = v.index_lsn.is_some() && v.index_lsn == v.projection_lsn;
+        let early = early.filter(|(applied, held)| held.is_ok() && *applied == v.index_lsn).map(|(_, held)| held);
+        let index_side = (wanted && early.is_none()).then(|| read_index(paths.index.clone()));
         if v.projection_lsn.is_some() {
             self.projection_side(&paths.projection, v);
         }
-        if let Some(h) = index_side {
-            let found = h.join().unwrap_or_else(|_| Err("index thread panicked".into()));
+        let found = match (early, index_side) {
+            (Some(held), _) if wanted => Some(held),
+            (_, Some(h)) => Some(h.join().map_or_else(|_| Err("index thread panicked".into()), |(_, held)| held)),
+            _ => None,
+        };
+        if let Some(found) = found {
             self.index_side(&paths.index, found, v);
         }
         v.ok = v.problems.is_empty();
@@ -211,10 +249,10 @@ impl TailProof {
         };
         let mut found: BTreeMap<Interval, (u64, u64)> = BTreeMap::new();
         let read = self.rows_in_range(&p, |key, hash| {
-            if let Some((expected, _)) = self.rows.get(key) {
+            if let Some((expected, _)) = self.rows.get(&key) {
                 let f = found.entry(key.1).or_default();
                 f.0 += 1;
-                if *expected != hash {
+                if *expected != hash() {
                     f.1 += 1;
                 }
             }
@@ -265,10 +303,20 @@ impl TailProof {
                 ((s.symbol.as_str().to_string(), s.interval), SeriesSum { sum, first: s.first_open, last: s.last_open })
             })
             .collect();
+        let mut tail: FxHashMap<(u32, Interval), SeriesSum> = FxHashMap::default();
         for ((sym, i, ts), (_, digest)) in &self.rows {
-            let e = expected.entry((sym.to_string(), *i)).or_insert(SeriesSum { first: *ts, last: *ts, ..Default::default() });
+            let e = tail.entry((*sym, *i)).or_insert(SeriesSum { first: *ts, last: *ts, ..Default::default() });
             e.sum.add(*ts, *digest);
             (e.first, e.last) = (e.first.min(*ts), e.last.max(*ts));
+        }
+        for ((sym, i), t) in tail {
+            let e = expected.entry((self.symbols.name(sym).to_string(), i)).or_insert(SeriesSum {
+                first: t.first,
+                last: t.last,
+                ..Default::default()
+            });
+            e.sum.merge(t.sum);
+            (e.first, e.last) = (e.first.min(t.first), e.last.max(t.last));
         }
         let held: BTreeMap<(String, Interval), SeriesSum> = cursors
             .iter()

@@ -190,14 +190,15 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         let t = Instant::now();
         let mut restored = None;
         let trusted = !distrust_projection && projection_trusted(&paths.projection, &boundaries, r.head_lsn);
-        let index_ok = !distrust_index
-            && Index::open(&paths.index)
-                .ok()
-                .and_then(|i| i.applied().ok())
-                .is_some_and(|a| a.lsn == 0 || (a.lsn <= r.head_lsn && boundaries.get(&a.lsn) == Some(&a.hash)));
+        let index_applied = if distrust_index { None } else { Index::open(&paths.index).ok().and_then(|i| i.applied().ok()) };
+        let index_ok = index_applied.is_some_and(|a| a.lsn == 0 || (a.lsn <= r.head_lsn && boundaries.get(&a.lsn) == Some(&a.hash)));
         if !index_ok && paths.index.exists() {
             r.quarantined.push(quarantine(paths, &[paths.index.as_path()])?.display().to_string());
         }
+        // An index level with the log head is left as it is by the replay: the
+        // tail audit's read of it (all its digests) runs beside the restore.
+        let early_index = (round == 1 && !trusted && index_ok && index_applied.is_some_and(|a| a.lsn > 0 && a.lsn == r.head_lsn))
+            .then(|| audit::read_index(paths.index.clone()));
         let detail = if trusted {
             "projection trusted: kept".to_string()
         } else {
@@ -230,6 +231,9 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
             _ => None,
         };
         let gathered = t.elapsed();
+
+        // The early read ends before the store opens the index for writing.
+        let early_index = early_index.map(|h| h.join().unwrap_or_else(|_| (None, Err("index thread panicked".into()))));
 
         // 3. replay tail: opening the store catches both projections up from the log.
         let t = Instant::now();
@@ -269,7 +273,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         let (v, name) = match &proof {
             Some(p) => {
                 let mut v = super::verify::verify(paths, false)?;
-                p.audit(paths, &mut v);
+                p.audit(paths, &mut v, early_index);
                 (v, "verify tail")
             }
             None => (super::verify::verify(paths, true)?, "verify --deep"),
