@@ -61,9 +61,6 @@ const STATE_DDL: &str = concat!(
 /// The page cache of every connection, KiB (64 MiB).
 const CACHE_KIB: i64 = 65_536;
 
-/// The page cache while a long catch-up's sorted rows go in, KiB (256 MiB).
-const SORTED_LOAD_CACHE_KIB: i64 = 262_144;
-
 fn create_table_sql(i: Interval) -> String {
     let t = i.table();
     format!(
@@ -491,16 +488,8 @@ impl Projection {
 
     /// Inserts the rows collected since `begin_sorted_load` and records their
     /// head ([`Projection::staged_up_to`]), in one transaction.
-    ///
-    /// The page cache grows to `SORTED_LOAD_CACHE_KIB` (256 MiB) meanwhile: the rows
-    /// dirty every symbol's last index page in turn, and a cache smaller
-    /// than the transaction's dirty set spills them to the WAL over and over.
     pub fn finish_sorted_load(&mut self) -> Result<(), ProjectionError> {
-        let cache = |kib: i64| format!("PRAGMA cache_size=-{kib}");
-        self.conn.execute_batch(&cache(SORTED_LOAD_CACHE_KIB)).map_err(|e| self.err("configure", e))?;
-        let loaded = self.unstage();
-        self.conn.execute_batch(&cache(CACHE_KIB)).map_err(|e| self.err("configure", e))?;
-        loaded
+        self.unstage()
     }
 
     /// Inserts the rows collected since `begin_sorted_load` and creates the
