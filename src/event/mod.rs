@@ -13,8 +13,6 @@ pub mod rows;
 mod run;
 
 pub use anchor::{Anchor, AnchorSeries, AnchorTable, CHECK_QUICK, CHECK_STRUCTURE, CHECKS_ALL};
-#[cfg(test)]
-pub(crate) use candle::tests::sample as sample_candle;
 pub use candle::{Candle, CandleError, CandleParts, MAX_SYMBOL_LEN, Symbol, SymbolError};
 pub use decimal::{Decimal, DecimalError};
 pub use gap::Gap;

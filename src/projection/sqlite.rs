@@ -58,9 +58,6 @@ const STATE_DDL: &str = concat!(
     "                   applied_lsn INTEGER NOT NULL, head_hash TEXT NOT NULL, updated_ms INTEGER NOT NULL)"
 );
 
-/// The page cache of every connection, KiB (64 MiB).
-const CACHE_KIB: i64 = 65_536;
-
 fn create_table_sql(i: Interval) -> String {
     let t = i.table();
     format!(
@@ -98,7 +95,7 @@ impl Projection {
             .execute_batch(
                 // A 64 MiB page cache: rows arrive series by series while the key is
                 // (timestamp, symbol), so a 2 MiB cache spills on every bulk apply.
-                &format!("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA cache_size=-{CACHE_KIB};"),
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536;",
             )
             .map_err(|e| p.err("initialise", e))?;
         p.conn.execute_batch(STATE_DDL).map_err(|e| p.err("initialise", e))?;
@@ -119,7 +116,7 @@ impl Projection {
         // `verify --deep` grow with the projection file (an agent database
         // holding gigabytes of its own tables); the 64 MiB page cache bounds
         // them. Reads then fail with an error instead of SIGBUS, too.
-        conn.execute_batch(&format!("PRAGMA cache_size=-{CACHE_KIB}; PRAGMA mmap_size=0;")).map_err(|e| sql_err(path, "configure", e))?;
+        conn.execute_batch("PRAGMA cache_size=-65536; PRAGMA mmap_size=0;").map_err(|e| sql_err(path, "configure", e))?;
         let mut p = Projection { conn, path: path.to_path_buf(), tables: Default::default(), defer_indexes: false, stage: None };
         p.load_tables()?;
         Ok(p)
@@ -311,14 +308,14 @@ impl Projection {
                 record_head(&tx, head).map_err(|e| sql_err(&path, "update candlelog_state", e))?;
             }
             // The deferred indexes in the same transaction, as the SQLite limit
-            // does: one commit (and one checkpoint) instead of two. Without
-            // deferral, a table made here gets its index with its rows.
-            let mut all: Vec<Interval> =
-                if self.defer_indexes { self.tables.iter().chain(&created).copied().collect() } else { created.clone() };
-            all.sort();
-            all.dedup();
-            for i in all {
-                tx.execute_batch(&create_index_sql(i)).map_err(|e| sql_err(&path, "create index", e))?;
+            // does: one commit (and one checkpoint) instead of two.
+            if self.defer_indexes {
+                let mut all: Vec<Interval> = self.tables.iter().chain(&created).copied().collect();
+                all.sort();
+                all.dedup();
+                for i in all {
+                    tx.execute_batch(&create_index_sql(i)).map_err(|e| sql_err(&path, "create index", e))?;
+                }
             }
         }
         let inserted_ms = started.elapsed().as_millis() as u64;
@@ -478,18 +475,11 @@ impl Projection {
         Ok(false)
     }
 
-    /// A bulk load: until `end_bulk` (an import into tables with no rows) or
-    /// `finish_sorted_load` (a long catch-up), applied rows are collected in
-    /// `rows` (the applied LSN stays where it is) and then inserted in key
-    /// order, as a rebuild does; a row at a stored key replaces it.
+    /// A bulk load into tables with no rows: until `end_bulk`, applied rows
+    /// are collected in `rows` (the applied LSN stays where it is) and then
+    /// inserted in key order, as a rebuild does.
     pub fn begin_sorted_load(&mut self, rows: RowSorter) {
         self.stage = Some(Stage { rows, head: None });
-    }
-
-    /// Inserts the rows collected since `begin_sorted_load` and records their
-    /// head ([`Projection::staged_up_to`]), in one transaction.
-    pub fn finish_sorted_load(&mut self) -> Result<(), ProjectionError> {
-        self.unstage()
     }
 
     /// Inserts the rows collected since `begin_sorted_load` and creates the

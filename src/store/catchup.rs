@@ -9,21 +9,10 @@ use crate::event::rows::decode_candle_rows;
 use crate::log::catalog::disk_catalog;
 use crate::log::reader::corrupt;
 use crate::log::{LogError, LogReader};
-use crate::projection::{Applied, Projection, ProjectionError};
+use crate::projection::{Applied, ProjectionError};
 
 /// Events applied per projection transaction during a replay.
 const CHUNK_EVENTS: usize = 100_000;
-
-/// What a sorted replay does with the redb index beside the projection's rows.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum IndexJob {
-    /// Nothing: the index is level with the log or caught up on its own.
-    Leave,
-    /// Replays the same frames into it on a second thread.
-    Replay,
-    /// Clears it, then replays every frame into it on a second thread.
-    Rebuild,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -71,15 +60,15 @@ impl Store {
         }
         if pa == ia {
             if pa != head {
-                self.report.replayed_projection = self.replay(Target::Both, pa, head)?;
+                self.report.replayed_projection = self.replay_into(Target::Both, pa)?;
                 self.report.replayed_index = self.report.replayed_projection;
             }
         } else {
             if pa != head {
-                self.report.replayed_projection = self.replay(Target::Projection, pa, head)?;
+                self.report.replayed_projection = self.replay_into(Target::Projection, pa)?;
             }
             if ia != head {
-                self.report.replayed_index = self.replay(Target::Index, ia, head)?;
+                self.report.replayed_index = self.replay_into(Target::Index, ia)?;
             }
         }
         if seeded || self.report.replayed_index > 0 || !self.report.truncated.is_empty() {
@@ -107,8 +96,7 @@ impl Store {
                 self.load_base(base)?
             }
         };
-        let job = if base.is_none() { IndexJob::Rebuild } else { IndexJob::Replay };
-        let events = self.sorted_replay(from, job, Projection::finish_rebuild)?;
+        let events = self.rebuild_replay(from, base.is_none())?;
         let head = self.head();
         let catalog = disk_catalog(&self.paths.log, head)?;
         self.index.record_segments(&catalog)?;
@@ -130,37 +118,14 @@ impl Store {
         Ok(head)
     }
 
-    /// Replays the frames after `from` (up to `head`) into `target`. A
-    /// projection more than one chunk behind gets its rows sorted once and
-    /// inserted in key order ([`Store::sorted_replay`]): chunk by chunk, a
-    /// long tail arriving series by series would revisit every page of the
-    /// tail's key range once per chunk (a snapshot restored under a month
-    /// of candles, a projection caught up from LSN 0).
-    fn replay(&mut self, target: Target, from: Applied, head: Applied) -> Result<u64> {
-        if target == Target::Index || head.lsn.saturating_sub(from.lsn) <= CHUNK_EVENTS as u64 {
-            return self.replay_into(target, from);
-        }
-        let job = if target == Target::Both { IndexJob::Replay } else { IndexJob::Leave };
-        let rows = self.row_sorter();
-        self.projection.begin_sorted_load(rows);
-        self.sorted_replay(from, job, Projection::finish_sorted_load)
-    }
-
-    /// A sorted replay of the frames after `from` into the projection's row
-    /// sorter (set up by `begin_rebuild` or `begin_sorted_load`), on both
-    /// cores when the index takes part (`job`): the index's thread reads the
-    /// log on its own, decodes every event in full (the decoder that
-    /// validates everything) and applies it chunk by chunk, while this
-    /// thread reads the same frames straight into the sorter
-    /// (`event::rows`: nine values a candle, no `Candle`), then inserts the
-    /// sorted rows (`finish`) while the index thread finishes. Both walks
-    /// check every hash and the chain.
-    fn sorted_replay(
-        &mut self,
-        from: Applied,
-        job: IndexJob,
-        finish: fn(&mut Projection) -> std::result::Result<(), ProjectionError>,
-    ) -> Result<u64> {
+    /// A rebuild's replay of the frames after `from`, on both cores: the
+    /// index's thread reads the log on its own, decodes every event in full
+    /// (the decoder that validates everything) and applies it chunk by
+    /// chunk, while this thread reads the same frames straight into the
+    /// projection's row sorter (`event::rows`: nine values a candle, no
+    /// `Candle`), then inserts the sorted rows (`finish_rebuild`) while the
+    /// index thread finishes. Both walks check every hash and the chain.
+    fn rebuild_replay(&mut self, from: Applied, clear_index: bool) -> Result<u64> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let started = std::time::Instant::now();
         let log = self.paths.log.clone();
@@ -168,19 +133,17 @@ impl Store {
         // Set when this thread fails, so the index thread stops early.
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| -> Result<u64> {
-            let index_job = (job != IndexJob::Leave).then(|| {
-                s.spawn(|| -> Result<()> {
-                    if job == IndexJob::Rebuild {
-                        index.clear()?;
+            let index_job = s.spawn(|| -> Result<()> {
+                if clear_index {
+                    index.clear()?;
+                }
+                replay_chunks(&LogReader::open(&log)?, from, |events, commits, head| {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(crate::Error::Failed("the rebuild stopped".into()));
                     }
-                    replay_chunks(&LogReader::open(&log)?, from, |events, commits, head| {
-                        if stop.load(Ordering::Relaxed) {
-                            return Err(crate::Error::Failed("the replay stopped".into()));
-                        }
-                        Ok(index.apply(events, commits, &[], head)?)
-                    })?;
-                    Ok(())
-                })
+                    Ok(index.apply(events, commits, &[], head)?)
+                })?;
+                Ok(())
             });
             let mut total = 0u64;
             let replayed = (|| -> Result<()> {
@@ -213,14 +176,13 @@ impl Store {
             })();
             let replay_ms = started.elapsed().as_millis() as u64;
             // The sorted insert overlaps the index thread's last chunks.
-            let finished = replayed.and_then(|()| finish(projection).map_err(crate::Error::from));
+            let finished = replayed.and_then(|()| projection.finish_rebuild().map_err(crate::Error::from));
             if finished.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }
             let finish_ms = started.elapsed().as_millis() as u64;
-            let indexed = index_job
-                .map_or(Ok(()), |j| j.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path()).into())));
-            tracing::debug!(events = total, replay_ms, finish_ms, joined_ms = started.elapsed().as_millis() as u64, "sorted replay");
+            let indexed = index_job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path()).into()));
+            tracing::debug!(events = total, replay_ms, finish_ms, joined_ms = started.elapsed().as_millis() as u64, "rebuilt");
             // This thread's error first: the index thread's is then only that it was stopped.
             finished.and(indexed).map(|()| total)
         })
@@ -302,85 +264,4 @@ fn replay_chunks(
     })?;
     flush(&mut events, &mut commits, last)?;
     Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{Candle, Decimal, Interval, Symbol, sample_candle};
-    use crate::store::{Paths, StoreOptions, init};
-
-    fn candle(symbol: &str, interval: Interval, k: i64, close: &str) -> Event {
-        let mut c: Candle = sample_candle();
-        c.symbol = Symbol::parse(symbol).unwrap();
-        c.interval = interval;
-        c.open_time += k * interval.fixed_ms().unwrap();
-        c.close_time = c.open_time + interval.fixed_ms().unwrap() - 1;
-        c.close = Decimal::parse(close).unwrap();
-        Event::Candle(c)
-    }
-
-    fn series(symbols: std::ops::Range<usize>, times: std::ops::Range<i64>) -> Vec<Event> {
-        symbols.flat_map(|s| times.clone().map(move |k| candle(&format!("S{s}USDT"), Interval::H4, k, "0.032500"))).collect()
-    }
-
-    /// A row: table, open time, symbol, close.
-    type Row = (String, i64, String, f64);
-
-    /// Every row of the projection's tables, and its `ohlcv_*` indexes.
-    fn contents(db: &std::path::Path) -> (Vec<Row>, Vec<String>) {
-        let conn = rusqlite::Connection::open(db).unwrap();
-        let mut rows = Vec::new();
-        for t in ["ohlcv_h1", "ohlcv_h4"] {
-            let mut stmt = conn.prepare(&format!("SELECT timestamp, symbol, close FROM {t} ORDER BY timestamp, symbol")).unwrap();
-            let got = stmt.query_map([], |r| Ok((t.to_string(), r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
-            rows.extend(got.map(Result::unwrap));
-        }
-        let mut stmt =
-            conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_ohlcv_%' ORDER BY name").unwrap();
-        let indexes = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-        (rows, indexes)
-    }
-
-    /// A projection more than one chunk behind the log (a restored copy) is
-    /// caught up by one sorted load onto its stored rows: a revision of a
-    /// stored key replaces it, a new table comes with its index, and the rows
-    /// are those of the projection that applied the same frames commit by commit.
-    #[test]
-    fn a_catch_up_longer_than_a_chunk_is_one_sorted_load_onto_the_stored_rows() {
-        let tmp = tempfile::tempdir().unwrap();
-        let paths = Paths::new(&tmp.path().join("data"), None);
-        init(&paths).unwrap();
-        let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
-        store.append(&series(0..10, 0..100)).unwrap();
-        drop(store);
-        let copy = tmp.path().join("copy.sqlite");
-        crate::projection::Projection::open(&paths.projection)
-            .unwrap()
-            .connection()
-            .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
-            .unwrap();
-
-        let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
-        let mut tail = series(10..1_210, 0..100);
-        tail.extend((0..5).map(|k| candle("S3USDT", Interval::H4, k * 7, "0.031000")));
-        tail.extend((0..50).map(|k| candle("S1USDT", Interval::H1, k, "0.032000")));
-        assert!(tail.len() > CHUNK_EVENTS);
-        store.append(&tail).unwrap();
-        drop(store);
-        let truth = contents(&paths.projection);
-        assert_eq!(truth.1, ["idx_ohlcv_h1_symbol", "idx_ohlcv_h4_symbol"]);
-
-        crate::durable::remove_with_companions(&paths.projection);
-        std::fs::copy(&copy, &paths.projection).unwrap();
-        let store = Store::open(&paths, StoreOptions::default()).unwrap();
-        assert_eq!(store.report().replayed_projection, tail.len() as u64, "the tail, from the copy's applied LSN");
-        assert_eq!(store.report().replayed_index, 0);
-        drop(store);
-        let (rows, indexes) = contents(&paths.projection);
-        assert_eq!(indexes, truth.1, "the new table's index comes with its rows");
-        assert_eq!(rows.len(), truth.0.len());
-        let first_differing = rows.iter().zip(&truth.0).find(|(a, b)| a != b);
-        assert_eq!(first_differing, None, "the newest revision of every key");
-    }
 }
