@@ -250,6 +250,12 @@ impl SymbolIds {
         id
     }
 
+    /// `name`'s row-hash key, `name` given an id when it is new.
+    pub fn key_of(&mut self, name: &str) -> &[u8; 32] {
+        let id = self.id(name);
+        self.key(id)
+    }
+
     /// `name`'s id, if it was met.
     pub fn find(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
@@ -392,21 +398,6 @@ impl CandleSum {
         self.candles += o.candles;
         self.opens = self.opens.wrapping_add(o.opens);
         self.digests = self.digests.wrapping_add(o.digests);
-    }
-}
-
-/// Caches symbol keys for a reader of projection rows.
-#[derive(Default)]
-pub struct SymbolKeys(FxHashMap<Box<str>, [u8; 32]>);
-
-impl SymbolKeys {
-    pub fn get(&mut self, symbol: &str) -> [u8; 32] {
-        if let Some(k) = self.0.get(symbol) {
-            return *k;
-        }
-        let k = symbol_key(symbol);
-        self.0.insert(symbol.into(), k);
-        k
     }
 }
 

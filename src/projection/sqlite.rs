@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::digest::{RowDigest, SymbolKeys, TableDigest, row_hash};
+use super::digest::{RowDigest, SymbolIds, TableDigest, row_hash};
 use super::sorted::{Row, RowSorter};
 use super::{Applied, hex, unhex32};
 use crate::event::{Event, Interval};
@@ -524,8 +524,8 @@ impl Projection {
     /// Digest of every row of every table (src/projection/digest.rs).
     pub fn digests(&self) -> Result<BTreeMap<Interval, TableDigest>, ProjectionError> {
         let mut acc: BTreeMap<Interval, RowDigest> = self.intervals().into_iter().map(|i| (i, RowDigest::default())).collect();
-        let mut keys = SymbolKeys::default();
-        self.for_each_row(|i, ts, sym, v, trades| acc.entry(i).or_default().add_hash(row_hash(&keys.get(sym), ts, v, trades)))?;
+        let mut keys = SymbolIds::default();
+        self.for_each_row(|i, ts, sym, v, trades| acc.entry(i).or_default().add_hash(row_hash(keys.key_of(sym), ts, v, trades)))?;
         Ok(acc.into_iter().map(|(i, d)| (i, d.finish())).collect())
     }
 

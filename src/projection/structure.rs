@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
-use super::digest::{Digests, RowDigest, SymbolKeys, row_hash};
+use super::digest::{Digests, RowDigest, SymbolIds, row_hash};
 use super::fold::{Fold, MAX_ARGS, fold};
 use super::{Projection, ProjectionError};
 use crate::event::Interval;
@@ -100,7 +100,7 @@ pub fn audit(p: &Projection) -> Result<Audit, ProjectionError> {
             expected: vec![Multiset::default(); indexes.len()],
             ohlcv: interval.is_some(),
             rows: RowDigest::default(),
-            symbols: SymbolKeys::default(),
+            symbols: SymbolIds::default(),
         };
         let scanned = fold(conn, &select, &format!("main.{} NOT INDEXED", quote(&table.name)), None, state);
         let expected = match (scanned, interval) {
@@ -270,7 +270,7 @@ struct TableFold {
     expected: Vec<Multiset>,
     ohlcv: bool,
     rows: RowDigest,
-    symbols: SymbolKeys,
+    symbols: SymbolIds,
 }
 
 impl Fold for TableFold {
@@ -301,7 +301,7 @@ impl Fold for TableFold {
                 *slot = real(k + 2)?;
             }
             let sym = at(1).as_str().map_err(|_| rusqlite::Error::InvalidColumnType(1, OHLCV[1].to_string(), at(1).data_type()))?;
-            self.rows.add_hash(row_hash(&self.symbols.get(sym), int(0)?, &v, int(8)?));
+            self.rows.add_hash(row_hash(self.symbols.key_of(sym), int(0)?, &v, int(8)?));
         }
         Ok(())
     }

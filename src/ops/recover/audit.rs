@@ -47,14 +47,19 @@ struct SeriesSum {
 /// The index's cursors and candle digest sums, read on another thread.
 type IndexHeld = std::result::Result<(Vec<crate::projection::Cursor>, BTreeMap<(String, Interval), CandleSum>), String>;
 
-/// The index read on another thread, with the LSN it had applied.
-pub(super) type IndexRead = std::thread::JoinHandle<(Option<u64>, IndexHeld)>;
+/// The index as read: the LSN it had applied, and what it holds.
+pub(super) type IndexRead = (Option<u64>, IndexHeld);
+
+/// [`read_index`]'s thread, joined: what it read.
+pub(super) fn join_index(h: std::thread::JoinHandle<IndexRead>) -> IndexRead {
+    h.join().unwrap_or_else(|_| (None, Err("index thread panicked".into())))
+}
 
 /// Starts reading the index's applied LSN, cursors and candle digest sums
 /// (every digest: the part of the audit that grows with the store) on
 /// another thread. `recover` starts it while the snapshot is restored when
 /// the index is already level with the log, so the replay leaves it as it is.
-pub(super) fn read_index(path: PathBuf) -> IndexRead {
+pub(super) fn read_index(path: PathBuf) -> std::thread::JoinHandle<IndexRead> {
     std::thread::spawn(move || {
         let i = match Index::open_read_only(&path) {
             Ok(i) => i,
@@ -210,7 +215,7 @@ impl TailProof {
     /// recovered directory) what `verify --deep` would find, from the tail.
     /// `early`: the index as read before the replay ([`read_index`]), used
     /// when it had applied what the index holds now (the replay left it).
-    pub(super) fn audit(&self, paths: &Paths, v: &mut VerifyReport, early: Option<(Option<u64>, IndexHeld)>) {
+    pub(super) fn audit(&self, paths: &Paths, v: &mut VerifyReport, early: Option<IndexRead>) {
         v.events = self.events;
         v.candles = self.candles;
         v.problems.extend(self.invalid.iter().cloned());
@@ -222,7 +227,7 @@ impl TailProof {
         }
         let found = match (early, index_side) {
             (Some(held), _) if wanted => Some(held),
-            (_, Some(h)) => Some(h.join().map_or_else(|_| Err("index thread panicked".into()), |(_, held)| held)),
+            (_, Some(h)) => Some(join_index(h).1),
             _ => None,
         };
         if let Some(found) = found {

@@ -233,7 +233,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         let gathered = t.elapsed();
 
         // The early read ends before the store opens the index for writing.
-        let early_index = early_index.map(|h| h.join().unwrap_or_else(|_| (None, Err("index thread panicked".into()))));
+        let early_index = early_index.map(audit::join_index);
 
         // 3. replay tail: opening the store catches both projections up from the log.
         let t = Instant::now();
