@@ -8,10 +8,13 @@
 //! the index held. So nothing before the anchor's LSN is decoded and no row
 //! of the snapshot is read; only the tail (the frames after it) is:
 //!
-//! - before the replay ([`TailProof::gather`]): the tail's frames decoded
-//!   once, each candle validated, the latest candle per key kept (row hash
-//!   and candle digest), the anchor found, and the snapshot's rows in the
-//!   tail's time range read, to tell new keys from revisions;
+//! - beside the replay, on its own thread ([`TailProof::start`]): the tail's
+//!   frames decoded once, each candle validated, the latest candle per key
+//!   kept (row hash and candle digest), and the anchor found. The anchor's
+//!   series tell new keys from keys the snapshot may hold: a tail candle
+//!   inside its series' first and last open time in the anchor (a revision,
+//!   or a gap filled) is not proven from the tail. This reads only the log,
+//!   so the replay's writes and checkpoints never wait on it;
 //! - after it ([`TailProof::audit`], beside `verify` without `--deep`: the
 //!   chain, heads, catalog): the projection's row at every tail key equals
 //!   the log's, each table's row count is the anchor's plus the new keys;
@@ -19,7 +22,7 @@
 //!   plus the new keys'.
 //!
 //! Anything this cannot decide (no anchor, a log base, a recorded loss in the
-//! tail, a tail candle revising one of the snapshot's) is `None`: the full
+//! tail, a tail candle inside the snapshot's span of its series) is `None`: the full
 //! `verify --deep` runs instead. A problem found is reported like
 //! `verify --deep`'s, so recover's second round (`Trust::Checked`) follows.
 
@@ -86,11 +89,29 @@ pub(super) struct TailProof {
     candles: u64,
 }
 
+/// [`TailProof::start`]'s thread.
+pub(super) type ProofJob = std::thread::JoinHandle<Result<Option<TailProof>>>;
+
+/// [`TailProof::start`]'s thread, joined: the proof, or `None` (with the
+/// reason logged) when the full `verify --deep` must run.
+pub(super) fn join_proof(h: ProofJob) -> Option<TailProof> {
+    let gathered = h.join().unwrap_or_else(|_| Err(Error::Failed("the tail audit's thread panicked".into())));
+    gathered.unwrap_or_else(|e| {
+        tracing::warn!("the tail audit cannot start ({e}): the full verify --deep runs");
+        None
+    })
+}
+
 impl TailProof {
-    /// Decodes the tail after the restored snapshot `m` (at `paths.projection`,
-    /// not yet replayed onto) and finds the anchor proving it. `None`: the full
-    /// audit is needed (module doc).
-    pub(super) fn gather(paths: &Paths, m: &SnapshotManifest) -> Result<Option<TailProof>> {
+    /// Starts [`TailProof::gather`] on its own thread, to run beside the
+    /// replay: it reads only the log.
+    pub(super) fn start(paths: Paths, m: SnapshotManifest) -> ProofJob {
+        std::thread::spawn(move || TailProof::gather(&paths, &m))
+    }
+
+    /// Decodes the tail after the restored snapshot `m` and finds the anchor
+    /// proving it. `None`: the full audit is needed (module doc).
+    fn gather(paths: &Paths, m: &SnapshotManifest) -> Result<Option<TailProof>> {
         if LogBase::load(paths)?.is_some() {
             return Ok(None);
         }
@@ -134,7 +155,7 @@ impl TailProof {
         if replayed.is_err() || !anchored || lossy {
             return Ok(None);
         }
-        if proof.revises_snapshot(&paths.projection)? { Ok(None) } else { Ok(Some(proof)) }
+        if proof.within_snapshot() { Ok(None) } else { Ok(Some(proof)) }
     }
 
     fn candle(&mut self, c: &Candle, lsn: u64, log: &Path) {
@@ -156,13 +177,19 @@ impl TailProof {
         self.rows.insert((id, c.interval, c.open_time), (hash, digest));
     }
 
-    /// Whether the snapshot holds a row at a key the tail writes: its old
-    /// candle digest is not at hand, so the index's sums cannot be carried.
-    fn revises_snapshot(&self, projection: &Path) -> Result<bool> {
-        let p = Projection::open_read_only(projection)?;
-        let mut hit = false;
-        self.rows_in_range(&p, |key, _| hit |= self.rows.contains_key(&key))?;
-        Ok(hit)
+    /// Whether a key the tail writes lies within the first and last open
+    /// time of its series in the anchor (the snapshot's rows, as proven), so
+    /// the snapshot may hold a row there: a revision's old candle digest is
+    /// not at hand, so the index's sums cannot be carried, and the snapshot
+    /// is not read to tell a revision from a gap filled.
+    fn within_snapshot(&self) -> bool {
+        let spans: FxHashMap<(u32, Interval), (i64, i64)> = self
+            .anchor
+            .series
+            .iter()
+            .filter_map(|s| Some(((self.symbols.find(s.symbol.as_str())?, s.interval), (s.first_open, s.last_open))))
+            .collect();
+        self.rows.keys().any(|(sym, i, ts)| spans.get(&(*sym, *i)).is_some_and(|(first, last)| (*first..=*last).contains(ts)))
     }
 
     /// Calls `f` for every row of the projection in the tail's time range of

@@ -220,20 +220,15 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         };
         r.steps.push(Step { name: "restore snapshot", ms: t.elapsed().as_millis() as u64, detail });
 
-        // The first round after a restored snapshot: is it anchored in the local log?
-        // Then the tail alone is audited (audit.rs); its decode counts in that step.
-        let t = Instant::now();
-        let proof = match (&restored, round) {
-            (Some(m), 1) => audit::TailProof::gather(paths, m).unwrap_or_else(|e| {
-                tracing::warn!("the tail audit cannot start ({e}): the full verify --deep runs");
-                None
-            }),
-            _ => None,
-        };
-        let gathered = t.elapsed();
-
         // The early read ends before the store opens the index for writing.
         let early_index = early_index.map(audit::join_index);
+
+        // The first round after a restored snapshot: is it anchored in the local log?
+        // Then the tail alone is audited (audit.rs), decoded beside the replay.
+        let proof_job = match (&restored, round) {
+            (Some(m), 1) => Some(audit::TailProof::start(paths.clone(), m.clone())),
+            _ => None,
+        };
 
         // 3. replay tail: opening the store catches both projections up from the log.
         let t = Instant::now();
@@ -241,14 +236,21 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
             Some(l) => l,
             None => DirLock::exclusive(&paths.lock)?,
         };
-        let store = match Store::open_locked(paths, opts, lock) {
+        let opened = Store::open_locked(paths, opts, lock);
+        let replayed_ms = t.elapsed();
+        // What the tail's decode took beyond the replay counts in the audit's step.
+        let joined = Instant::now();
+        let proof = proof_job.and_then(audit::join_proof);
+        let gathered = joined.elapsed();
+        let t = Instant::now();
+        let store = match opened {
             Ok(s) => s,
             // A snapshot installed with its checks deferred that SQLite cannot apply the
             // tail onto: the second round checks it whole (and refuses it, or finds why).
             Err(e) if round == 1 && !trusted && r.snapshot_lsn.is_some() => {
                 r.steps.push(Step {
                     name: "replay tail",
-                    ms: t.elapsed().as_millis() as u64,
+                    ms: replayed_ms.as_millis() as u64,
                     detail: format!("failed on the restored snapshot ({e}): distrusting it and repeating from the snapshot step"),
                 });
                 distrust_projection = true;
@@ -264,7 +266,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         drop(store);
         r.steps.push(Step {
             name: "replay tail",
-            ms: t.elapsed().as_millis() as u64,
+            ms: (replayed_ms + t.elapsed()).as_millis() as u64,
             detail: format!("{replayed} events applied to the projection"),
         });
 
