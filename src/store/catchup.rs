@@ -14,6 +14,10 @@ use crate::projection::{Applied, ProjectionError};
 /// Events applied per projection transaction during a replay.
 const CHUNK_EVENTS: usize = 100_000;
 
+/// The first chunk's size: a replay decodes ahead of the apply, which waits
+/// only for the first chunk (then twice the size, up to [`CHUNK_EVENTS`]).
+const FIRST_CHUNK_EVENTS: usize = 8_192;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
     Projection,
@@ -188,15 +192,24 @@ impl Store {
         })
     }
 
-    /// Replays the frames after `from` into `target`. The index is applied
-    /// on its own thread, fed chunk by chunk over a short channel, while this
-    /// one reads, decodes and applies the projection.
+    /// Replays the frames after `from` into `target`, on three threads: one
+    /// reads and decodes the log chunk by chunk, this one applies each chunk
+    /// to the projection while the next is decoded, and the index's thread
+    /// applies it to the index; each is fed over a short channel.
     fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {
         type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
         let started = std::time::Instant::now();
         let reader = LogReader::open(&self.paths.log)?;
         let (index, projection) = (&self.index, &mut self.projection);
         std::thread::scope(|s| -> Result<u64> {
+            let (decoded_tx, decoded) = std::sync::mpsc::sync_channel::<Chunk>(1);
+            let decoder = s.spawn(move || {
+                replay_chunks(&reader, from, |events, commits, head| {
+                    let chunk = (std::mem::take(events), std::mem::take(commits), head);
+                    // The apply stopped early: its error is the one to report.
+                    decoded_tx.send(chunk).map_err(|_| crate::Error::Failed("the replay's apply stopped".into()))
+                })
+            });
             let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
             let index_job = (target != Target::Projection).then(|| {
                 s.spawn(move || -> std::result::Result<(), crate::projection::IndexError> {
@@ -206,31 +219,34 @@ impl Store {
                     Ok(())
                 })
             });
-            // The index thread stopped early: its error is the one to report.
-            let index_gone = || crate::Error::Failed("the index thread stopped".into());
-            let replayed = replay_chunks(&reader, from, |events, commits, head| {
-                if target != Target::Index {
-                    projection.apply(events, head)?;
-                }
-                let chunk = (std::mem::take(events), std::mem::take(commits), head);
-                if target != Target::Projection && tx.send(chunk).is_err() {
-                    return Err(index_gone());
+            let applied = (|| -> Result<()> {
+                for (events, commits, head) in decoded.iter() {
+                    if target != Target::Index {
+                        projection.apply(&events, head)?;
+                    }
+                    // The index thread stopped early: its error is the one to report.
+                    if target != Target::Projection && tx.send((events, commits, head)).is_err() {
+                        return Err(crate::Error::Failed("the index thread stopped".into()));
+                    }
                 }
                 Ok(())
-            });
-            drop(tx);
+            })();
+            drop((decoded, tx));
             let replay_ms = started.elapsed().as_millis() as u64;
+            let total = decoder.join().unwrap_or_else(|_| Err(crate::Error::Failed("the replay's decoder panicked".into())));
             if let Some(job) = index_job {
                 job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
             }
-            let total = replayed?;
+            applied?;
+            let total = total?;
             tracing::debug!(events = total, replay_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
             Ok(total)
         })
     }
 }
 
-/// Replays the frames after `from` gathered into chunks of about [`CHUNK_EVENTS`] events:
+/// Replays the frames after `from` gathered into chunks of about [`CHUNK_EVENTS`] events
+/// (the first ones smaller, from [`FIRST_CHUNK_EVENTS`], so a consumer starts early):
 /// `apply` gets each chunk's events, each frame's (commit time, last LSN) and the chain
 /// position after the chunk, and may take the vectors. Returns how many events there were.
 fn replay_chunks(
@@ -239,7 +255,7 @@ fn replay_chunks(
     mut apply: impl FnMut(&mut Vec<Event>, &mut Vec<(i64, u64)>, Applied) -> Result<()>,
 ) -> Result<u64> {
     let (mut events, mut commits): (Vec<Event>, Vec<(i64, u64)>) = (Vec::new(), Vec::new());
-    let (mut last, mut total) = (from, 0u64);
+    let (mut last, mut total, mut limit) = (from, 0u64, FIRST_CHUNK_EVENTS);
     let mut flush = |events: &mut Vec<Event>, commits: &mut Vec<(i64, u64)>, head: Applied| -> Result<()> {
         if !events.is_empty() {
             apply(events, commits, head)?;
@@ -257,8 +273,9 @@ fn replay_chunks(
         }
         commits.push((meta.header.commit_ms, meta.header.last_lsn()));
         last = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
-        if events.len() >= CHUNK_EVENTS {
+        if events.len() >= limit {
             flush(&mut events, &mut commits, last)?;
+            limit = (limit * 2).min(CHUNK_EVENTS);
         }
         Ok(())
     })?;
