@@ -54,11 +54,13 @@ args=(--runs "$LIMIT_RUNS")
 python3 tools/sqlite_limit.py "$DIR" "${args[@]}" | tee "$TMP/limit"
 read -r L_WALL L_CPU < <(awk '$1 == "limit" { print $2, $8 }' "$TMP/limit")
 PY_WALL=$(awk '$1 == "py-symbol" { print $2 }' "$TMP/limit")
+WAL_WALL=$(awk '$1 == "limit-wal" { print $2 }' "$TMP/limit")
 
 echo "== summary ($CANDLES candles)"
-awk -v n="$CANDLES" -v rw="$RB_WALL" -v rc="$RB_CPU" -v lw="$L_WALL" -v lc="$L_CPU" -v py="${PY_WALL:-0}" 'BEGIN {
+awk -v n="$CANDLES" -v rw="$RB_WALL" -v rc="$RB_CPU" -v lw="$L_WALL" -v lc="$L_CPU" -v py="${PY_WALL:-0}" -v ww="${WAL_WALL:-0}" 'BEGIN {
     printf "   rebuild: %.2f s wall = %.0f candles/s; %.2f s CPU = %.0f candles/s (medians)\n", rw, n / rw, rc, n / rc
     printf "   limit:   %.2f s wall = %.0f candles/s; %.2f s CPU = %.0f candles/s\n", lw, n / lw, lc, n / lc
     printf "   rebuild / limit: %.0f %% by wall, %.0f %% by CPU (target >= 70 %%)\n", 100 * lw / rw, 100 * lc / rc
+    if (ww > 0) printf "   rebuild / limit-wal (the same load in WAL mode, as the projection is): %.0f %% by wall\n", 100 * ww / rw
     if (py > 0) printf "   rebuild / best Python path (py-symbol, wall): %.1fx (target >= 3x)\n", py / rw
 }'
