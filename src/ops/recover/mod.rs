@@ -218,10 +218,10 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
                 None => "no usable snapshot: rebuilding from the log".to_string(),
             }
         };
-        r.steps.push(Step { name: "restore snapshot", ms: t.elapsed().as_millis() as u64, detail });
-
-        // The early read ends before the store opens the index for writing.
+        // The early read ends before the store opens the index for writing; the
+        // restore's step counts the wait for it.
         let early_index = early_index.map(audit::join_index);
+        r.steps.push(Step { name: "restore snapshot", ms: t.elapsed().as_millis() as u64, detail });
 
         // The first round after a restored snapshot: is it anchored in the local log?
         // Then the tail alone is audited (audit.rs), decoded beside the replay.
