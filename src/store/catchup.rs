@@ -192,10 +192,11 @@ impl Store {
         })
     }
 
-    /// Replays the frames after `from` into `target`, on three threads: one
-    /// reads and decodes the log chunk by chunk, this one applies each chunk
-    /// to the projection while the next is decoded, and the index's thread
-    /// applies it to the index; each is fed over a short channel.
+    /// Replays the frames after `from` into `target`, on up to three threads:
+    /// one reads and decodes the log chunk by chunk, this one applies each
+    /// chunk to the projection while the next is decoded, and (unless only the
+    /// projection lags) the index's thread applies it to the index; each is
+    /// fed over a short channel.
     fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {
         type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
         let started = std::time::Instant::now();
