@@ -192,18 +192,35 @@ impl TailProof {
         self.rows.keys().any(|(sym, i, ts)| spans.get(&(*sym, *i)).is_some_and(|(first, last)| (*first..=*last).contains(ts)))
     }
 
-    /// Calls `f` for every row of the projection in the tail's time range of
-    /// each table the tail writes whose symbol the tail has (one range scan
-    /// per table on its primary key), with a function giving its row hash.
-    fn rows_in_range(&self, p: &Projection, mut f: impl FnMut(Key, &dyn Fn() -> [u128; 2])) -> Result<()> {
-        let mut ranges: BTreeMap<Interval, (i64, i64)> = BTreeMap::new();
+    /// The tail's time range in each table it writes, split in two parts at
+    /// the median of its keys' open times: one scan per core.
+    fn scan_parts(&self) -> [Vec<(Interval, i64, i64)>; 2] {
+        let mut times: BTreeMap<Interval, Vec<i64>> = BTreeMap::new();
         for (_, i, ts) in self.rows.keys() {
-            let r = ranges.entry(*i).or_insert((*ts, *ts));
-            *r = (r.0.min(*ts), r.1.max(*ts));
+            times.entry(*i).or_default().push(*ts);
         }
+        let mut parts: [Vec<(Interval, i64, i64)>; 2] = Default::default();
+        for (i, mut ts) in times {
+            let mid = ts.len() / 2;
+            let (_, &mut median, _) = ts.select_nth_unstable(mid);
+            let (first, last) = (ts.iter().min().copied().unwrap_or(median), ts.iter().max().copied().unwrap_or(median));
+            if first < median {
+                parts[0].push((i, first, median - 1));
+            }
+            parts[1].push((i, median, last));
+        }
+        parts
+    }
+
+    /// Reads the projection's rows in `ranges` (one range scan each on the
+    /// table's primary key) and counts, per table, those at a tail key and
+    /// those of them that differ from the log's.
+    fn tail_rows_found(&self, path: &Path, ranges: &[(Interval, i64, i64)]) -> Result<BTreeMap<Interval, (u64, u64)>> {
+        let p = Projection::open_read_only(path)?;
         let tables = p.intervals();
         let err = |e: rusqlite::Error| Error::Failed(format!("{}: reading the tail's rows: {e}", p.path().display()));
-        for (i, (from, to)) in ranges {
+        let mut found: BTreeMap<Interval, (u64, u64)> = BTreeMap::new();
+        for &(i, from, to) in ranges {
             if !tables.contains(&i) {
                 continue;
             }
@@ -216,15 +233,21 @@ impl TailProof {
             while let Some(r) = rows.next().map_err(err)? {
                 let sym = r.get_ref(1).map_err(err)?.as_str().map_err(|e| err(e.into()))?;
                 let Some(id) = self.symbols.find(sym) else { continue };
+                let ts: i64 = r.get(0).map_err(err)?;
+                let Some((expected, _)) = self.rows.get(&(id, i, ts)) else { continue };
                 let mut v = [0f64; 6];
                 for (k, slot) in v.iter_mut().enumerate() {
                     *slot = r.get(k + 2).map_err(err)?;
                 }
-                let (ts, trades): (i64, i64) = (r.get(0).map_err(err)?, r.get(8).map_err(err)?);
-                f((id, i, ts), &|| row_hash(self.symbols.key(id), ts, &v, trades));
+                let trades: i64 = r.get(8).map_err(err)?;
+                let f = found.entry(i).or_default();
+                f.0 += 1;
+                if *expected != row_hash(self.symbols.key(id), ts, &v, trades) {
+                    f.1 += 1;
+                }
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     /// One line for the report.
@@ -279,24 +302,29 @@ impl TailProof {
             Ok(p) => p,
             Err(e) => return bad(e.to_string()),
         };
-        let mut found: BTreeMap<Interval, (u64, u64)> = BTreeMap::new();
-        let read = self.rows_in_range(&p, |key, hash| {
-            if let Some((expected, _)) = self.rows.get(&key) {
-                let f = found.entry(key.1).or_default();
-                f.0 += 1;
-                if *expected != hash() {
-                    f.1 += 1;
-                }
-            }
+        // The tail's rows are read in two parts on two threads while this one counts each table's rows.
+        let parts = self.scan_parts();
+        let (read, counts) = std::thread::scope(|s| {
+            let scans = parts.each_ref().map(|ranges| s.spawn(|| self.tail_rows_found(path, ranges)));
+            let counts = p.row_counts();
+            let read = scans.map(|h| h.join().unwrap_or_else(|_| Err(Error::Failed("a tail row scan panicked".into()))));
+            (read, counts)
         });
-        if let Err(e) = read {
-            return bad(e.to_string());
+        let mut found: BTreeMap<Interval, (u64, u64)> = BTreeMap::new();
+        for part in read {
+            match part {
+                Ok(f) => f.into_iter().for_each(|(i, (present, differ))| {
+                    let total = found.entry(i).or_default();
+                    *total = (total.0 + present, total.1 + differ);
+                }),
+                Err(e) => return bad(e.to_string()),
+            }
         }
         let mut added: BTreeMap<Interval, u64> = BTreeMap::new();
         for (_, i, _) in self.rows.keys() {
             *added.entry(*i).or_default() += 1;
         }
-        let counts = match p.row_counts() {
+        let counts = match counts {
             Ok(c) => c,
             Err(e) => return bad(e.to_string()),
         };
