@@ -2,6 +2,7 @@
 //! redb index. Each records the LSN and chain hash it reflects, in the same
 //! transaction as its rows, so it can always be caught up or rebuilt.
 
+pub mod checkpoint;
 pub mod digest;
 mod fold;
 pub mod index;

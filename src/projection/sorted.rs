@@ -183,13 +183,7 @@ impl RowSorter {
 
     /// Each symbol id's place in the order of the symbols' text.
     fn ranks(&self) -> Vec<u32> {
-        let mut order: Vec<u32> = (0..self.symbols.len() as u32).collect();
-        order.sort_unstable_by(|a, b| self.symbols[*a as usize].as_str().cmp(self.symbols[*b as usize].as_str()));
-        let mut rank = vec![0u32; order.len()];
-        for (r, id) in order.into_iter().enumerate() {
-            rank[id as usize] = r as u32;
-        }
-        rank
+        ranks(&self.symbols.iter().map(|s| s.as_str()).collect::<Vec<_>>())
     }
 
     fn spill_run(&mut self) -> Result<(), IoError> {
@@ -266,9 +260,57 @@ const LOW_BITS: u32 = 27;
 /// code (5 bits), the timestamp with its sign bit flipped, the rank. Sorts
 /// and merges compare 16-byte integers instead of tuples beside 80-byte rows.
 fn packed(r: &Row, rank: &[u32]) -> u128 {
-    let rank = rank.get(r.sym as usize).copied().unwrap_or(u32::MAX);
-    let key = (u128::from(r.interval.code() & 0x1f) << 96) | (u128::from((r.timestamp as u64) ^ (1 << 63)) << 32) | u128::from(rank);
+    packed_key(r.interval, r.timestamp, rank.get(r.sym as usize).copied().unwrap_or(u32::MAX))
+}
+
+/// [`packed`]'s key from its parts.
+fn packed_key(interval: Interval, timestamp: i64, rank: u32) -> u128 {
+    let key = (u128::from(interval.code() & 0x1f) << 96) | (u128::from((timestamp as u64) ^ (1 << 63)) << 32) | u128::from(rank);
     key << LOW_BITS
+}
+
+/// Each symbol's rank in name order, by id (`names[id]`).
+fn ranks(names: &[&str]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..names.len() as u32).collect();
+    order.sort_unstable_by_key(|id| names[*id as usize]);
+    let mut rank = vec![0u32; order.len()];
+    for (r, id) in order.into_iter().enumerate() {
+        rank[id as usize] = r as u32;
+    }
+    rank
+}
+
+/// The order in which a batch of candles goes into the projection: key
+/// order `(interval, open time, symbol)`, arrival order breaking ties (so
+/// the newest revision of a key comes last). Indexes into `candles`, sorted
+/// as packed keys (as a run is): symbols are compared once each, not per
+/// comparison.
+pub fn candle_order(candles: &[&Candle]) -> Vec<usize> {
+    if candles.len() >= 1 << LOW_BITS {
+        let mut order: Vec<usize> = (0..candles.len()).collect();
+        order.sort_by_key(|&i| (candles[i].interval, candles[i].open_time, candles[i].symbol.as_str()));
+        return order;
+    }
+    let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut names: Vec<&str> = Vec::new();
+    let sym: Vec<u32> = candles
+        .iter()
+        .map(|c| {
+            *ids.entry(c.symbol.as_str()).or_insert_with(|| {
+                names.push(c.symbol.as_str());
+                names.len() as u32 - 1
+            })
+        })
+        .collect();
+    let rank = ranks(&names);
+    let mut keys: Vec<u128> = candles
+        .iter()
+        .zip(&sym)
+        .enumerate()
+        .map(|(i, (c, s))| packed_key(c.interval, c.open_time, rank[*s as usize]) | i as u128)
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter().map(low).collect()
 }
 
 /// What a [`packed`] entry holds below the key.
@@ -508,5 +550,29 @@ mod tests {
         r.encode(&mut b);
         assert_eq!(Row::decode(&b), Some(r));
         assert_eq!(Row::decode(&b[..RECORD - 1]), None);
+    }
+    #[test]
+    fn candle_order_is_the_stable_order_of_interval_time_and_symbol() {
+        let mut candles = Vec::new();
+        for (k, sym) in ["ZZZUSDT", "AAAUSDT", "MMMUSDT", "AAAUSDT", "BBBUSDT"].iter().enumerate() {
+            for t in [-14_400_000, 0, 7, i64::MAX - 1, -14_400_000, 7] {
+                let mut c = candle(sym, t, &format!("1.{k}"));
+                if (t + k as i64) % 2 == 0 {
+                    c.interval = Interval::D1;
+                }
+                candles.push(c);
+            }
+        }
+        let refs: Vec<&Candle> = candles.iter().collect();
+        let mut expected: Vec<usize> = (0..refs.len()).collect();
+        expected.sort_by(|&a, &b| {
+            (refs[a].interval, refs[a].open_time, refs[a].symbol.as_str()).cmp(&(
+                refs[b].interval,
+                refs[b].open_time,
+                refs[b].symbol.as_str(),
+            ))
+        });
+        assert_eq!(candle_order(&refs), expected);
+        assert_ne!(expected, (0..refs.len()).collect::<Vec<_>>());
     }
 }

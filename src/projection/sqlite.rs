@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::digest::{RowDigest, SymbolIds, TableDigest, row_hash};
-use super::sorted::{Row, RowSorter};
+use super::sorted::{Row, RowSorter, candle_order};
 use super::{Applied, hex, unhex32};
 use crate::event::{Event, Interval};
 
@@ -95,7 +95,10 @@ impl Projection {
             .execute_batch(
                 // A 64 MiB page cache: rows arrive series by series while the key is
                 // (timestamp, symbol), so a 2 MiB cache spills on every bulk apply.
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536;",
+                // A WAL grown past 64 MiB (a catch-up's, checkpointed aside) is cut
+                // back to it when it starts over.
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536; \
+                 PRAGMA journal_size_limit=67108864;",
             )
             .map_err(|e| p.err("initialise", e))?;
         p.conn.execute_batch(STATE_DDL).map_err(|e| p.err("initialise", e))?;
@@ -202,10 +205,9 @@ impl Projection {
             stage.head = Some(head);
             return Ok(());
         }
-        let mut candles: Vec<&crate::event::Candle> =
+        let arrived: Vec<&crate::event::Candle> =
             events.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c) } else { None }).collect();
-        // Stable: equal keys keep their order, the newest last.
-        candles.sort_by(|a, b| (a.interval, a.open_time, a.symbol.as_str()).cmp(&(b.interval, b.open_time, b.symbol.as_str())));
+        let candles: Vec<&crate::event::Candle> = candle_order(&arrived).into_iter().map(|i| arrived[i]).collect();
         let mut new_tables: Vec<Interval> = Vec::new();
         for c in &candles {
             if !self.tables.contains(&c.interval) && !new_tables.contains(&c.interval) {
@@ -678,6 +680,6 @@ pub fn schema_problems(conn: &Connection) -> Result<Vec<String>, rusqlite::Error
     Ok(problems)
 }
 
-fn sql_err(path: &Path, op: &str, source: rusqlite::Error) -> ProjectionError {
+pub(super) fn sql_err(path: &Path, op: &str, source: rusqlite::Error) -> ProjectionError {
     ProjectionError::Sqlite { path: path.to_path_buf(), op: op.to_string(), source }
 }

@@ -202,47 +202,50 @@ impl Store {
         let started = std::time::Instant::now();
         let reader = LogReader::open(&self.paths.log)?;
         let (index, projection) = (&self.index, &mut self.projection);
-        std::thread::scope(|s| -> Result<u64> {
-            let (decoded_tx, decoded) = std::sync::mpsc::sync_channel::<Chunk>(1);
-            let decoder = s.spawn(move || {
-                replay_chunks(&reader, from, |events, commits, head| {
-                    let chunk = (std::mem::take(events), std::mem::take(commits), head);
-                    // The apply stopped early: its error is the one to report.
-                    decoded_tx.send(chunk).map_err(|_| crate::Error::Failed("the replay's apply stopped".into()))
-                })
-            });
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
-            let index_job = (target != Target::Projection).then(|| {
-                s.spawn(move || -> std::result::Result<(), crate::projection::IndexError> {
-                    for (events, commits, head) in rx {
-                        index.apply(&events, &commits, &[], head)?;
+        projection.with_checkpoints_aside(|projection, checkpoints| {
+            std::thread::scope(|s| -> Result<u64> {
+                let (decoded_tx, decoded) = std::sync::mpsc::sync_channel::<Chunk>(1);
+                let decoder = s.spawn(move || {
+                    replay_chunks(&reader, from, |events, commits, head| {
+                        let chunk = (std::mem::take(events), std::mem::take(commits), head);
+                        // The apply stopped early: its error is the one to report.
+                        decoded_tx.send(chunk).map_err(|_| crate::Error::Failed("the replay's apply stopped".into()))
+                    })
+                });
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+                let index_job = (target != Target::Projection).then(|| {
+                    s.spawn(move || -> std::result::Result<(), crate::projection::IndexError> {
+                        for (events, commits, head) in rx {
+                            index.apply(&events, &commits, &[], head)?;
+                        }
+                        Ok(())
+                    })
+                });
+                let applied = (|| -> Result<()> {
+                    for (events, commits, head) in decoded.iter() {
+                        if target != Target::Index {
+                            projection.apply(&events, head)?;
+                            checkpoints.committed();
+                        }
+                        // The index thread stopped early: its error is the one to report.
+                        if target != Target::Projection && tx.send((events, commits, head)).is_err() {
+                            return Err(crate::Error::Failed("the index thread stopped".into()));
+                        }
                     }
                     Ok(())
-                })
-            });
-            let applied = (|| -> Result<()> {
-                for (events, commits, head) in decoded.iter() {
-                    if target != Target::Index {
-                        projection.apply(&events, head)?;
-                    }
-                    // The index thread stopped early: its error is the one to report.
-                    if target != Target::Projection && tx.send((events, commits, head)).is_err() {
-                        return Err(crate::Error::Failed("the index thread stopped".into()));
-                    }
+                })();
+                drop((decoded, tx));
+                let replay_ms = started.elapsed().as_millis() as u64;
+                let total = decoder.join().unwrap_or_else(|_| Err(crate::Error::Failed("the replay's decoder panicked".into())));
+                if let Some(job) = index_job {
+                    job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
                 }
-                Ok(())
-            })();
-            drop((decoded, tx));
-            let replay_ms = started.elapsed().as_millis() as u64;
-            let total = decoder.join().unwrap_or_else(|_| Err(crate::Error::Failed("the replay's decoder panicked".into())));
-            if let Some(job) = index_job {
-                job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
-            }
-            applied?;
-            let total = total?;
-            tracing::debug!(events = total, replay_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
-            Ok(total)
-        })
+                applied?;
+                let total = total?;
+                tracing::debug!(events = total, replay_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
+                Ok(total)
+            })
+        })?
     }
 }
 

@@ -1,0 +1,218 @@
+//! Checkpoints beside a long catch-up. In WAL mode SQLite copies the log's
+//! pages into the database file (and syncs both) inside the commit that
+//! passes `wal_autocheckpoint` pages, on the writing thread: about a tenth
+//! of replaying a large tail. Here another connection checkpoints on its
+//! own thread after each commit instead, while the writer goes on with the
+//! next chunk.
+//!
+//! SQLite starts the WAL over only when a write transaction begins with
+//! every page of it checkpointed, which a writer that goes straight on never
+//! sees; so once the WAL passes [`WAL_LIMIT_BYTES`], the writer waits for a
+//! checkpoint of its last commit before its next transaction, and the WAL
+//! starts over.
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::sqlite::sql_err;
+use super::{Projection, ProjectionError};
+
+/// SQLite's default `wal_autocheckpoint`, in pages, which the writer goes back to.
+const AUTOCHECKPOINT_PAGES: u32 = 1000;
+
+/// How long the WAL may grow, in bytes, before the writer waits for the
+/// checkpointer so that the WAL starts over.
+pub const WAL_LIMIT_BYTES: i64 = 256 << 20;
+
+/// The writer's side: asks for checkpoints and, past the limit, waits for one.
+pub struct Checkpoints {
+    ask: SyncSender<()>,
+    /// Each checkpoint's count of frames in the WAL when it ran.
+    done: Receiver<i64>,
+    /// A checkpoint asked for and not yet done.
+    running: bool,
+    /// Frames in the WAL, as the last checkpoint found them.
+    frames: i64,
+    limit_frames: i64,
+}
+
+impl Checkpoints {
+    /// Called after each commit: asks for a checkpoint when none is running;
+    /// with the WAL past the limit, waits for one covering this commit.
+    pub fn committed(&mut self) {
+        if self.running
+            && let Ok(frames) = self.done.try_recv()
+        {
+            (self.running, self.frames) = (false, frames);
+        }
+        if self.frames > self.limit_frames {
+            self.wait();
+            self.ask();
+            self.wait();
+        } else if !self.running {
+            self.ask();
+        }
+    }
+
+    fn ask(&mut self) {
+        self.running = self.ask.send(()).is_ok();
+    }
+
+    fn wait(&mut self) {
+        if self.running {
+            self.frames = self.done.recv().unwrap_or(0);
+            self.running = false;
+        }
+    }
+}
+
+impl Projection {
+    /// Runs `f` on this projection with its checkpoints done aside: `f` calls
+    /// [`Checkpoints::committed`] after each commit. The writer's automatic
+    /// checkpoints are off until `f` returns. A failed checkpoint loses
+    /// nothing (the pages stay in the WAL, checkpointed later): it is logged.
+    pub fn with_checkpoints_aside<T>(&mut self, f: impl FnOnce(&mut Projection, &mut Checkpoints) -> T) -> Result<T, ProjectionError> {
+        self.checkpointing_aside(WAL_LIMIT_BYTES, f)
+    }
+
+    /// [`Projection::with_checkpoints_aside`] with the WAL limited to `limit_bytes`.
+    fn checkpointing_aside<T>(
+        &mut self,
+        limit_bytes: i64,
+        f: impl FnOnce(&mut Projection, &mut Checkpoints) -> T,
+    ) -> Result<T, ProjectionError> {
+        let path = self.path().to_path_buf();
+        let aside = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|source| sql_err(&path, "open the checkpointing connection", source))?;
+        let page: i64 = self.connection().query_row("PRAGMA page_size;", [], |r| r.get(0)).map_err(|e| sql_err(&path, "page_size", e))?;
+        self.set_autocheckpoint(0)?;
+        let out = std::thread::scope(|s| {
+            let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
+            let (done_tx, done) = std::sync::mpsc::sync_channel::<i64>(1);
+            let at = &path;
+            let checkpointer = s.spawn(move || {
+                for () in asked {
+                    if done_tx.send(checkpoint(&aside, at)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut checkpoints = Checkpoints { ask, done, running: false, frames: 0, limit_frames: limit_bytes / page.max(512) };
+            let out = f(self, &mut checkpoints);
+            drop(checkpoints);
+            if checkpointer.join().is_err() {
+                tracing::warn!(path = %path.display(), "the checkpointing thread panicked");
+            }
+            out
+        });
+        self.set_autocheckpoint(AUTOCHECKPOINT_PAGES)?;
+        Ok(out)
+    }
+
+    fn set_autocheckpoint(&self, pages: u32) -> Result<(), ProjectionError> {
+        self.connection()
+            .execute_batch(&format!("PRAGMA wal_autocheckpoint={pages};"))
+            .map_err(|source| sql_err(self.path(), "set wal_autocheckpoint", source))
+    }
+}
+
+/// One passive checkpoint: as many WAL pages as no reader still needs.
+/// Returns the frames in the WAL (0 when it failed).
+fn checkpoint(conn: &Connection, path: &Path) -> i64 {
+    let done =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE);", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+    match done {
+        Ok((busy, log, copied)) => {
+            tracing::trace!(path = %path.display(), busy, log, copied, "checkpointed aside");
+            log
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "checkpoint aside failed (the pages stay in the WAL): {e}");
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Candle, Decimal, Event, Interval, Symbol};
+    use crate::projection::Applied;
+
+    /// 2,000 candles: 20 symbols × 100 times from `k` × 100.
+    fn batch(k: i64) -> Vec<Event> {
+        let d = |s: &str| Decimal::parse(s).unwrap();
+        let h = Interval::H4.fixed_ms().unwrap();
+        (0..20)
+            .flat_map(|s| (k * 100..(k + 1) * 100).map(move |t| (s, t)))
+            .map(|(s, t)| {
+                Event::Candle(Candle {
+                    symbol: Symbol::parse(&format!("S{s:02}USDT")).unwrap(),
+                    interval: Interval::H4,
+                    open_time: t * h,
+                    close_time: (t + 1) * h - 1,
+                    open: d("1.5"),
+                    high: d("2"),
+                    low: d("1"),
+                    close: d("1.25"),
+                    volume: d("10"),
+                    quote_volume: d("12.5"),
+                    trades: 7,
+                    taker_buy_volume: d("5"),
+                    taker_buy_quote_volume: d("6"),
+                })
+            })
+            .collect()
+    }
+
+    fn autocheckpoint(p: &Projection) -> i64 {
+        p.connection().query_row("PRAGMA wal_autocheckpoint;", [], |r| r.get(0)).unwrap()
+    }
+
+    fn wal_bytes(path: &Path) -> u64 {
+        std::fs::metadata(path.with_extension("sqlite-wal")).map_or(0, |m| m.len())
+    }
+
+    #[test]
+    fn past_its_limit_the_wal_starts_over_and_the_writer_gets_its_autocheckpoint_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sqlite");
+        let mut p = Projection::open(&path).unwrap();
+        let (mut first, mut largest) = (0, 0);
+        p.checkpointing_aside(1, |p, checkpoints| {
+            assert_eq!(autocheckpoint(p), 0);
+            for k in 0..20 {
+                p.apply(&batch(k), Applied { lsn: k as u64 + 1, hash: [7; 32] }).unwrap();
+                if k == 0 {
+                    first = wal_bytes(&path);
+                }
+                largest = largest.max(wal_bytes(&path));
+                checkpoints.committed();
+            }
+        })
+        .unwrap();
+        assert_eq!(autocheckpoint(&p), i64::from(AUTOCHECKPOINT_PAGES));
+        // Twenty batches' pages kept in the WAL would be many times the first's.
+        assert!(first > 0 && largest < 3 * first, "the WAL grew to {largest} bytes, the first batch took {first}");
+        assert_eq!(p.connection().query_row("SELECT count(*) FROM ohlcv_h4", [], |r| r.get::<_, i64>(0)).unwrap(), 40_000);
+    }
+
+    #[test]
+    fn below_its_limit_the_checkpoints_still_copy_the_pages_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sqlite");
+        let mut p = Projection::open(&path).unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        p.with_checkpoints_aside(|p, checkpoints| {
+            for k in 0..5 {
+                p.apply(&batch(k), Applied { lsn: k as u64 + 1, hash: [7; 32] }).unwrap();
+                checkpoints.committed();
+            }
+        })
+        .unwrap();
+        // Nothing but the aside checkpoints copies pages into the file while the writer's are off.
+        assert!(std::fs::metadata(&path).unwrap().len() > before + 100_000);
+    }
+}
