@@ -208,12 +208,10 @@ impl Projection {
         let arrived: Vec<&crate::event::Candle> =
             events.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c) } else { None }).collect();
         let candles: Vec<&crate::event::Candle> = candle_order(&arrived).into_iter().map(|i| arrived[i]).collect();
-        let mut new_tables: Vec<Interval> = Vec::new();
-        for c in &candles {
-            if !self.tables.contains(&c.interval) && !new_tables.contains(&c.interval) {
-                new_tables.push(c.interval);
-            }
-        }
+        // In key order the candles come table by table.
+        let mut intervals: Vec<Interval> = candles.iter().map(|c| c.interval).collect();
+        intervals.dedup();
+        let new_tables: Vec<Interval> = intervals.into_iter().filter(|i| !self.tables.contains(i)).collect();
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
         {
