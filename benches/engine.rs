@@ -13,6 +13,8 @@
 //! | `append/encode_only`         | `codec::encode_events` of every frame (≤ 65,536 events)          |
 //! | `append/no_fsync`            | encode + zstd level 3 + `encode_frame` into a Vec (writer's CPU) |
 //! | `append/fsync_10k`           | `LogWriter::append` in commits of 10,000 candles (fdatasync each)|
+//! | `decode/rows`                | `rows::decode_candle_rows` of every frame's payload (a rebuild's)|
+//! | `decode/full`                | `codec::decode_events_into` of every frame's payload (to events) |
 //! | `store/append_100k`          | `Store::append`: log + redb index + SQLite, commits of 100,000   |
 //! | `verify/shallow/N`, `deep/N` | `ops::verify::verify(paths, deep)` on a closed dir of N candles  |
 //! | `rebuild/sqlite_and_index/N` | `Store::rebuild` (drop, replay into SQLite and redb) of N candles|
@@ -27,7 +29,8 @@ use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, cri
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
-use candlelog::event::codec::encode_events;
+use candlelog::event::codec::{Columns, decode_events_into, encode_events};
+use candlelog::event::rows::decode_candle_rows;
 use candlelog::event::{Candle, Decimal, Event, Interval, Symbol};
 use candlelog::log::frame::encode_frame;
 use candlelog::log::writer::MAX_FRAME_EVENTS;
@@ -221,6 +224,7 @@ fn bench_append(c: &mut Criterion, candles: &[Candle]) {
     });
     g.finish();
     drop(writer);
+    bench_decode(c, &events);
 
     // The whole commit path import uses: log + redb index + SQLite, each
     // iteration into a fresh data dir (setup untimed).
@@ -259,6 +263,45 @@ fn scaled(secs_at_small: f64, n: u64) -> Duration {
 
 /// verify and rebuild on data dirs of each size: the SQLite projection's cost
 /// per row grows once its B-trees outgrow SQLite's page cache.
+/// The two decoders of a frame's payload: a rebuild's rows (main thread)
+/// and the full decoder (the index's thread, verify, the catch-up).
+fn bench_decode(c: &mut Criterion, events: &[Event]) {
+    let payloads: Vec<(Vec<u8>, usize)> = events
+        .chunks(MAX_FRAME_EVENTS)
+        .map(|chunk| {
+            let mut raw = Vec::new();
+            encode_events(&mut raw, chunk);
+            (raw, chunk.len())
+        })
+        .collect();
+    let mut g = c.benchmark_group("decode");
+    g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(events.len() as u64));
+    let (mut dict, mut rows) = (Vec::new(), Vec::new());
+    g.bench_function("rows", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for (payload, count) in &payloads {
+                decode_candle_rows(black_box(payload), *count, &mut dict, &mut rows).expect("decode rows");
+                n += rows.len();
+            }
+            n
+        })
+    });
+    let (mut cols, mut out) = (Columns::default(), Vec::new());
+    g.bench_function("full", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for (payload, count) in &payloads {
+                decode_events_into(black_box(payload), *count, 1, &mut cols, &mut out).expect("decode events");
+                n += out.len();
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
 fn bench_replay(c: &mut Criterion, datasets: &[&[Candle]]) {
     let mut dirs = Vec::new();
     for candles in datasets {
