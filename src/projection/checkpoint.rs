@@ -136,13 +136,13 @@ fn checkpoint(conn: &Connection, path: &Path) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::{Candle, Decimal, Event, Interval, Symbol};
     use crate::projection::Applied;
 
     /// 2,000 candles: 20 symbols × 100 times from `k` × 100.
-    fn batch(k: i64) -> Vec<Event> {
+    pub(crate) fn batch(k: i64) -> Vec<Event> {
         let d = |s: &str| Decimal::parse(s).unwrap();
         let h = Interval::H4.fixed_ms().unwrap();
         (0..20)

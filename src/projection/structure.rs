@@ -36,7 +36,7 @@
 //! rows).
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -73,71 +73,116 @@ struct IndexInfo {
 /// (see the module documentation) and digests the `ohlcv_*` tables' rows, on
 /// `p`'s connection (inside its pinned read, when it has one). `quick_check`
 /// is not run here: the caller runs it, on a connection of its own.
+///
+/// The `ohlcv_*` tables' indexes are scanned beside their tables' scans, on
+/// a second connection whose snapshot holds the same `candlelog_state`
+/// ([`reader_at_the_same_state`]), so the two scans share both cores. An
+/// index whose scan there does not match its table's is scanned again on
+/// `p`'s connection, and that scan is the one reported: what is found is
+/// always found in one snapshot.
 pub fn audit(p: &Projection) -> Result<Audit, ProjectionError> {
     let conn = p.connection();
     let err = |op: &str, e: rusqlite::Error| ProjectionError::Sqlite { path: p.path().to_path_buf(), op: op.to_string(), source: e };
     let mut out = Audit { problems: Vec::new(), digests: BTreeMap::new() };
-    for table in tables(conn).map_err(|e| err("read the schema", e))? {
-        let interval = Interval::ALL.into_iter().find(|i| i.table() == table.name);
-        let covered = match plan(conn, &table, interval.is_some()) {
-            Ok(Some(plan)) => plan,
-            Ok(None) => {
-                fallback(conn, &table.name, &mut out.problems);
-                continue;
-            }
-            Err(e) => {
-                out.problems.push(format!("table {}: its indexes cannot be read: {e}", table.name));
-                continue;
-            }
-        };
-        let (select, indexes) = covered;
-        if indexes.is_empty() && interval.is_none() {
-            continue;
-        }
-        // The table side: one scan, every index's entries and the row digest.
-        let state = TableFold {
-            keys: indexes.iter().map(|ix| ix.keys.iter().map(|&(at, _)| at).collect()).collect(),
-            expected: vec![Multiset::default(); indexes.len()],
-            ohlcv: interval.is_some(),
-            rows: RowDigest::default(),
-            symbols: SymbolIds::default(),
-        };
-        let scanned = fold(conn, &select, &format!("main.{} NOT INDEXED", quote(&table.name)), None, state);
-        let expected = match (scanned, interval) {
-            (Ok(t), Some(i)) => {
-                out.digests.insert(i, t.rows.finish());
-                t.expected
-            }
-            (Ok(t), None) => t.expected,
-            (Err(e), Some(_)) => return Err(err("read rows", e)),
-            (Err(e), None) => {
-                out.problems.push(format!("table {}: its rows cannot be read: {e}", table.name));
-                continue;
-            }
-        };
-        // The index side: each index alone, in its order.
-        for (ix, expected) in indexes.iter().zip(&expected) {
-            match scan_index(conn, &table.name, ix) {
-                Ok((found, mut problems)) => {
-                    if found.count != expected.count {
-                        problems.push(format!(
-                            "wrong # of entries in index {}: {} entries, table {} has {} rows",
-                            ix.name, found.count, table.name, expected.count
-                        ));
-                    } else if found != *expected {
-                        problems.push(format!(
-                            "index {} holds entries that differ from table {}'s rows ({} of each)",
-                            ix.name, table.name, found.count
-                        ));
-                    }
-                    out.problems
-                        .extend(problems.into_iter().map(|p| format!("{p}; REINDEX {} rebuilds the index from its table", ix.name)));
+    let planned = plan_tables(conn, &mut out.problems).map_err(|e| err("read the schema", e))?;
+    let aside_jobs: Vec<(&str, &IndexInfo)> =
+        planned.iter().filter(|t| t.interval.is_some()).flat_map(|t| t.indexes.iter().map(move |ix| (t.name.as_str(), ix))).collect();
+    let aside = if aside_jobs.is_empty() { None } else { reader_at_the_same_state(p) };
+    std::thread::scope(|s| -> Result<(), ProjectionError> {
+        let early = aside.map(|q| {
+            s.spawn(move || {
+                aside_jobs.into_iter().map(|(t, ix)| ((t, ix.name.as_str()), scan_index(q.connection(), t, ix))).collect::<HashMap<_, _>>()
+            })
+        });
+        // The table side: one scan per table, every index's entries and the row digest.
+        let mut scanned = Vec::new();
+        for t in &planned {
+            let state = TableFold {
+                keys: t.indexes.iter().map(|ix| ix.keys.iter().map(|&(at, _)| at).collect()).collect(),
+                expected: vec![Multiset::default(); t.indexes.len()],
+                ohlcv: t.interval.is_some(),
+                rows: RowDigest::default(),
+                symbols: SymbolIds::default(),
+            };
+            match (fold(conn, &t.select, &format!("main.{} NOT INDEXED", quote(&t.name)), None, state), t.interval) {
+                (Ok(f), Some(i)) => {
+                    out.digests.insert(i, f.rows.finish());
+                    scanned.push((t, f.expected));
                 }
-                Err(e) => out.problems.push(format!("index {} cannot be read: {e}", ix.name)),
+                (Ok(f), None) => scanned.push((t, f.expected)),
+                (Err(e), Some(_)) => return Err(err("read rows", e)),
+                (Err(e), None) => out.problems.push(format!("table {}: its rows cannot be read: {e}", t.name)),
             }
+        }
+        // The index side: each index alone, in its order; taken from the scan
+        // aside when it matches its table, else scanned here.
+        let mut early = early.and_then(|h| h.join().ok()).unwrap_or_default();
+        for (t, expected) in scanned {
+            for (ix, expected) in t.indexes.iter().zip(&expected) {
+                let found = match early.remove(&(t.name.as_str(), ix.name.as_str())) {
+                    Some(Ok((set, problems))) if set == *expected && problems.is_empty() => Ok((set, problems)),
+                    _ => scan_index(conn, &t.name, ix),
+                };
+                out.problems.extend(index_problems(&t.name, ix, *expected, found));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A second read-only connection to `p`'s file, pinned at a snapshot that
+/// holds the same `candlelog_state` as `p`'s, or `None` (a writer committed
+/// in between, or the file cannot be opened again). candlelog writes its
+/// state in every transaction that writes its tables, so both snapshots
+/// hold the same `ohlcv_*` rows, unless another program wrote them
+/// (which the rescan in [`audit`] covers).
+fn reader_at_the_same_state(p: &Projection) -> Option<Projection> {
+    let mut q = Projection::open_read_only(p.path()).ok()?;
+    let theirs = q.pin().ok()?;
+    (p.applied().ok()? == theirs).then_some(q)
+}
+
+/// A table [`audit`] checks by its scans: its select list and the indexes it covers.
+struct PlannedTable {
+    name: String,
+    interval: Option<Interval>,
+    select: Vec<String>,
+    indexes: Vec<IndexInfo>,
+}
+
+/// Every table of the main schema with something to scan; a table whose
+/// indexes the scans cannot cover gets `PRAGMA integrity_check(table)`
+/// here, its findings added to `problems`.
+fn plan_tables(conn: &Connection, problems: &mut Vec<String>) -> Result<Vec<PlannedTable>, rusqlite::Error> {
+    let mut out = Vec::new();
+    for table in tables(conn)? {
+        let interval = Interval::ALL.into_iter().find(|i| i.table() == table.name);
+        match plan(conn, &table, interval.is_some()) {
+            Ok(Some((select, indexes))) if !(indexes.is_empty() && interval.is_none()) => {
+                out.push(PlannedTable { name: table.name, interval, select, indexes })
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => fallback(conn, &table.name, problems),
+            Err(e) => problems.push(format!("table {}: its indexes cannot be read: {e}", table.name)),
         }
     }
     Ok(out)
+}
+
+/// What one index's scan says against the entries its table's rows call for.
+fn index_problems(table: &str, ix: &IndexInfo, expected: Multiset, found: Result<(Multiset, Vec<String>), rusqlite::Error>) -> Vec<String> {
+    let (found, mut problems) = match found {
+        Ok(f) => f,
+        Err(e) => return vec![format!("index {} cannot be read: {e}", ix.name)],
+    };
+    if found.count != expected.count {
+        problems
+            .push(format!("wrong # of entries in index {}: {} entries, table {table} has {} rows", ix.name, found.count, expected.count));
+    } else if found != expected {
+        problems.push(format!("index {} holds entries that differ from table {table}'s rows ({} of each)", ix.name, found.count));
+    }
+    problems.into_iter().map(|p| format!("{p}; REINDEX {} rebuilds the index from its table", ix.name)).collect()
 }
 
 /// A table of the main schema: its name, and whether it has a rowid.
@@ -540,6 +585,30 @@ fn quote(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Another program deletes a row after the audit's snapshot began and
+    /// leaves `candlelog_state` as it was: the index scanned aside (a newer
+    /// snapshot at the same state) no longer matches the table, and its scan
+    /// again in the audit's own snapshot finds nothing wrong.
+    #[test]
+    fn an_index_scanned_aside_that_disagrees_is_scanned_again_in_the_audits_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sqlite");
+        let mut w = Projection::open(&path).unwrap();
+        w.apply(&crate::projection::checkpoint::tests::batch(0), crate::projection::Applied { lsn: 1, hash: [7; 32] }).unwrap();
+        let mut p = Projection::open_read_only(&path).unwrap();
+        p.pin().unwrap();
+        let before = audit(&p).unwrap();
+        assert!(before.problems.is_empty(), "{:?}", before.problems);
+        w.connection().execute("DELETE FROM ohlcv_h4 WHERE rowid = (SELECT min(rowid) FROM ohlcv_h4)", []).unwrap();
+        assert!(reader_at_the_same_state(&p).is_some(), "the state is unchanged: the indexes are scanned aside");
+        let during = audit(&p).unwrap();
+        assert!(during.problems.is_empty(), "{:?}", during.problems);
+        assert_eq!(during.digests, before.digests, "the rows of the audit's own snapshot");
+        // The audit's own scan still finds a real mismatch in that snapshot.
+        p.pin().unwrap();
+        assert_ne!(audit(&p).unwrap().digests, before.digests);
+    }
 
     #[test]
     fn sqlite_order_of_mixed_values() {
