@@ -76,7 +76,7 @@ struct IndexInfo {
 ///
 /// The `ohlcv_*` tables' indexes are scanned beside their tables' scans, on
 /// a second connection whose snapshot holds the same `candlelog_state`
-/// ([`reader_at_the_same_state`]), so the two scans share both cores. An
+/// (`reader_at_the_same_state`), so the two scans share both cores. An
 /// index whose scan there does not match its table's is scanned again on
 /// `p`'s connection, and that scan is the one reported: what is found is
 /// always found in one snapshot.
