@@ -9,7 +9,8 @@ use crate::event::rows::decode_candle_rows;
 use crate::log::catalog::disk_catalog;
 use crate::log::reader::corrupt;
 use crate::log::{LogError, LogReader};
-use crate::projection::{Applied, ProjectionError};
+use crate::projection::checkpoint::Checkpoints;
+use crate::projection::{Applied, Index, Projection, ProjectionError};
 
 /// Events applied per projection transaction during a replay.
 const CHUNK_EVENTS: usize = 100_000;
@@ -198,55 +199,67 @@ impl Store {
     /// projection lags) the index's thread applies it to the index; each is
     /// fed over a short channel.
     fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {
-        type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
-        let started = std::time::Instant::now();
         let reader = LogReader::open(&self.paths.log)?;
-        let (index, projection) = (&self.index, &mut self.projection);
-        projection.with_checkpoints_aside(|projection, checkpoints| {
-            std::thread::scope(|s| -> Result<u64> {
-                let (decoded_tx, decoded) = std::sync::mpsc::sync_channel::<Chunk>(1);
-                let decoder = s.spawn(move || {
-                    replay_chunks(&reader, from, |events, commits, head| {
-                        let chunk = (std::mem::take(events), std::mem::take(commits), head);
-                        // The apply stopped early: its error is the one to report.
-                        decoded_tx.send(chunk).map_err(|_| crate::Error::Failed("the replay's apply stopped".into()))
-                    })
-                });
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
-                let index_job = (target != Target::Projection).then(|| {
-                    s.spawn(move || -> std::result::Result<(), crate::projection::IndexError> {
-                        for (events, commits, head) in rx {
-                            index.apply(&events, &commits, &[], head)?;
-                        }
-                        Ok(())
-                    })
-                });
-                let applied = (|| -> Result<()> {
-                    for (events, commits, head) in decoded.iter() {
-                        if target != Target::Index {
-                            projection.apply(&events, head)?;
-                            checkpoints.committed();
-                        }
-                        // The index thread stopped early: its error is the one to report.
-                        if target != Target::Projection && tx.send((events, commits, head)).is_err() {
-                            return Err(crate::Error::Failed("the index thread stopped".into()));
-                        }
-                    }
-                    Ok(())
-                })();
-                drop((decoded, tx));
-                let replay_ms = started.elapsed().as_millis() as u64;
-                let total = decoder.join().unwrap_or_else(|_| Err(crate::Error::Failed("the replay's decoder panicked".into())));
-                if let Some(job) = index_job {
-                    job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
-                }
-                applied?;
-                let total = total?;
-                tracing::debug!(events = total, replay_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
-                Ok(total)
-            })
-        })?
+        let index = &self.index;
+        self.projection
+            .with_checkpoints_aside(|projection, checkpoints| replay_pipeline(&reader, from, target, index, projection, checkpoints))?
     }
+}
+
+/// [`Store::replay_into`]'s three threads, inside the projection's
+/// checkpoints aside (`checkpoints.committed()` after each apply).
+fn replay_pipeline(
+    reader: &LogReader,
+    from: Applied,
+    target: Target,
+    index: &Index,
+    projection: &mut Projection,
+    checkpoints: &mut Checkpoints,
+) -> Result<u64> {
+    type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| -> Result<u64> {
+        let (decoded_tx, decoded) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let decoder = s.spawn(move || {
+            replay_chunks(reader, from, |events, commits, head| {
+                let chunk = (std::mem::take(events), std::mem::take(commits), head);
+                // The apply stopped early: its error is the one to report.
+                decoded_tx.send(chunk).map_err(|_| crate::Error::Failed("the replay's apply stopped".into()))
+            })
+        });
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let index_job = (target != Target::Projection).then(|| {
+            s.spawn(move || -> std::result::Result<(), crate::projection::IndexError> {
+                for (events, commits, head) in rx {
+                    index.apply(&events, &commits, &[], head)?;
+                }
+                Ok(())
+            })
+        });
+        let applied = (|| -> Result<()> {
+            for (events, commits, head) in decoded.iter() {
+                if target != Target::Index {
+                    projection.apply(&events, head)?;
+                    checkpoints.committed();
+                }
+                // The index thread stopped early: its error is the one to report.
+                if target != Target::Projection && tx.send((events, commits, head)).is_err() {
+                    return Err(crate::Error::Failed("the index thread stopped".into()));
+                }
+            }
+            Ok(())
+        })();
+        drop((decoded, tx));
+        let replay_ms = started.elapsed().as_millis() as u64;
+        let total = decoder.join().unwrap_or_else(|_| Err(crate::Error::Failed("the replay's decoder panicked".into())));
+        if let Some(job) = index_job {
+            job.join().unwrap_or_else(|_| Err(crate::projection::IndexError::panicked(index.path())))?;
+        }
+        applied?;
+        let total = total?;
+        tracing::debug!(events = total, replay_ms, joined_ms = started.elapsed().as_millis() as u64, "replayed");
+        Ok(total)
+    })
 }
 
 /// Replays the frames after `from` gathered into chunks of about [`CHUNK_EVENTS`] events
