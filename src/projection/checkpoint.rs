@@ -11,7 +11,7 @@
 //! checkpoint of its last commit before its next transaction, and the WAL
 //! starts over.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use rusqlite::{Connection, OpenFlags};
@@ -24,30 +24,34 @@ const AUTOCHECKPOINT_PAGES: u32 = 1000;
 
 /// How long the WAL may grow, in bytes, before the writer waits for the
 /// checkpointer so that the WAL starts over.
-pub const WAL_LIMIT_BYTES: i64 = 256 << 20;
+pub const WAL_LIMIT_BYTES: u64 = 256 << 20;
 
 /// The writer's side: asks for checkpoints and, past the limit, waits for one.
 pub struct Checkpoints {
     ask: SyncSender<()>,
-    /// Each checkpoint's count of frames in the WAL when it ran.
-    done: Receiver<i64>,
+    done: Receiver<()>,
     /// A checkpoint asked for and not yet done.
     running: bool,
-    /// Frames in the WAL, as the last checkpoint found them.
-    frames: i64,
-    limit_frames: i64,
+    /// The database's WAL file, whose size the writer reads after each commit.
+    wal: PathBuf,
+    limit_bytes: u64,
 }
 
 impl Checkpoints {
     /// Called after each commit: asks for a checkpoint when none is running;
     /// with the WAL past the limit, waits for one covering this commit.
+    ///
+    /// The writer reads the WAL's size itself rather than trusting the last
+    /// checkpoint's count, which a slow checkpointer leaves stale while the
+    /// writer goes on. The file is never smaller than what the WAL holds, and
+    /// SQLite cuts it back to `journal_size_limit` (below the limit) at the
+    /// first commit after it starts over, so past the limit means the WAL
+    /// has not started over since it passed it.
     pub fn committed(&mut self) {
-        if self.running
-            && let Ok(frames) = self.done.try_recv()
-        {
-            (self.running, self.frames) = (false, frames);
+        if self.running && self.done.try_recv().is_ok() {
+            self.running = false;
         }
-        if self.frames > self.limit_frames {
+        if self.wal_bytes() > self.limit_bytes {
             self.wait();
             self.ask();
             self.wait();
@@ -56,13 +60,17 @@ impl Checkpoints {
         }
     }
 
+    fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(&self.wal).map_or(0, |m| m.len())
+    }
+
     fn ask(&mut self) {
         self.running = self.ask.send(()).is_ok();
     }
 
     fn wait(&mut self) {
         if self.running {
-            self.frames = self.done.recv().unwrap_or(0);
+            let _ = self.done.recv();
             self.running = false;
         }
     }
@@ -80,26 +88,27 @@ impl Projection {
     /// [`Projection::with_checkpoints_aside`] with the WAL limited to `limit_bytes`.
     fn checkpointing_aside<T>(
         &mut self,
-        limit_bytes: i64,
+        limit_bytes: u64,
         f: impl FnOnce(&mut Projection, &mut Checkpoints) -> T,
     ) -> Result<T, ProjectionError> {
         let path = self.path().to_path_buf();
         let aside = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(|source| sql_err(&path, "open the checkpointing connection", source))?;
-        let page: i64 = self.connection().query_row("PRAGMA page_size;", [], |r| r.get(0)).map_err(|e| sql_err(&path, "page_size", e))?;
         self.set_autocheckpoint(0)?;
         let out = std::thread::scope(|s| {
             let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
-            let (done_tx, done) = std::sync::mpsc::sync_channel::<i64>(1);
+            let (done_tx, done) = std::sync::mpsc::sync_channel::<()>(1);
             let at = &path;
             let checkpointer = s.spawn(move || {
                 for () in asked {
-                    if done_tx.send(checkpoint(&aside, at)).is_err() {
+                    checkpoint(&aside, at);
+                    if done_tx.send(()).is_err() {
                         break;
                     }
                 }
             });
-            let mut checkpoints = Checkpoints { ask, done, running: false, frames: 0, limit_frames: limit_bytes / page.max(512) };
+            let wal = crate::durable::with_suffix(&path, "-wal");
+            let mut checkpoints = Checkpoints { ask, done, running: false, wal, limit_bytes };
             let out = f(self, &mut checkpoints);
             drop(checkpoints);
             if checkpointer.join().is_err() {
@@ -119,19 +128,14 @@ impl Projection {
 }
 
 /// One passive checkpoint: as many WAL pages as no reader still needs.
-/// Returns the frames in the WAL (0 when it failed).
-fn checkpoint(conn: &Connection, path: &Path) -> i64 {
+fn checkpoint(conn: &Connection, path: &Path) {
     let done =
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE);", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
     match done {
         Ok((busy, log, copied)) => {
             tracing::trace!(path = %path.display(), busy, log, copied, "checkpointed aside");
-            log
         }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), "checkpoint aside failed (the pages stay in the WAL): {e}");
-            0
-        }
+        Err(e) => tracing::warn!(path = %path.display(), "checkpoint aside failed (the pages stay in the WAL): {e}"),
     }
 }
 
