@@ -5,7 +5,9 @@
 
 use super::{LogBase, Paths};
 use crate::error::{Error, Result};
-use crate::event::{Event, Lsn};
+use crate::event::Lsn;
+use crate::event::codec::{Columns, decode_candle_parts};
+use crate::log::reader::corrupt;
 use crate::log::{LogError, LogReader};
 use crate::projection::{Digests, LogRows};
 
@@ -59,14 +61,14 @@ pub fn log_rows_at(paths: &Paths, lsn: Lsn) -> Result<LogRows> {
     }
     let mut boundary = lsn == after;
     if !boundary {
-        let replayed = reader.replay::<Halt>(start, |meta, events| {
+        // The candles as parts, not events: no `Candle` per row (`verify --deep`'s path).
+        let (mut cols, mut events) = (Columns::default(), Vec::new());
+        let replayed = reader.replay_payloads::<Halt>(start, |path, meta, raw| {
             let last = meta.header.last_lsn();
             if meta.header.first_lsn > after && last <= lsn {
-                for e in &events {
-                    if let Event::Candle(c) = e {
-                        rows.insert(c);
-                    }
-                }
+                let (count, format) = (meta.header.event_count as usize, meta.header.event_format);
+                decode_candle_parts(raw, count, format, &mut cols, &mut events, |_, c| rows.insert_parts(c))
+                    .map_err(|e| Halt::from(corrupt(path, meta, e.to_string())))?;
             }
             boundary |= last == lsn;
             if last >= lsn { Err(Halt::Done) } else { Ok(()) }
