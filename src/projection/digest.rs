@@ -205,6 +205,17 @@ impl Series {
         self.chunks.iter().flatten()
     }
 
+    /// Puts `later`'s rows after this series' own, as if pushed one by one
+    /// (its chunks are moved, not copied).
+    fn append(&mut self, later: Series) {
+        let last = self.chunks.last().and_then(|c| c.last()).map(|r| r.ts);
+        let first = later.chunks.first().and_then(|c| c.first()).map(|r| r.ts);
+        if later.unordered || last.zip(first).is_some_and(|(last, first)| first <= last) {
+            self.unordered = true;
+        }
+        self.chunks.extend(later.chunks.into_iter().filter(|c| !c.is_empty()));
+    }
+
     /// Ascending open times, the latest candle per open time.
     fn settle(&mut self) {
         if !self.unordered {
@@ -323,6 +334,18 @@ impl LogRows {
         let hash = row_hash(self.symbols.key(id), c.open_time, &values, trades);
         let candle = u128::from_le_bytes(crate::event::codec::parts_digest(c, &mut self.body));
         self.series[slot].1.push(Row::new(c.open_time, hash, candle));
+    }
+
+    /// Appends the rows of `later`, read from the log after everything in
+    /// `self`: the result is what one pass over both would give (a candle
+    /// in `later` replaces an earlier one with the same key).
+    pub fn append(&mut self, later: LogRows) {
+        let LogRows { series, symbols, .. } = later;
+        for ((id, interval), rows) in series {
+            let mine = self.symbols.id(symbols.name(id));
+            let slot = self.series_slot(mine, interval);
+            self.series[slot].1.append(rows);
+        }
     }
 
     /// Applies a projection row (a base snapshot's): it replaces any earlier row with the same key.
@@ -486,5 +509,37 @@ mod log_rows_tests {
         c.settle();
         assert_ne!(a.digests(), c.digests(), "a revision replaces the earlier candle");
         assert_eq!(c.digests()[&Interval::H4].rows, 4);
+    }
+
+    #[test]
+    fn rows_read_in_two_parts_and_appended_are_the_rows_of_one_pass() {
+        // Revisions inside each part and across the split, a symbol only in the
+        // second part, and a part that starts before where the first ended.
+        let log = [
+            candle("AUSDT", 1, 150),
+            candle("BUSDT", 1, 150),
+            candle("AUSDT", 2, 150),
+            candle("AUSDT", 2, 120),
+            candle("AUSDT", 3, 150),
+            candle("AUSDT", 2, 130),
+            candle("CUSDT", 5, 150),
+            candle("AUSDT", 4, 150),
+            candle("BUSDT", 1, 170),
+            candle("BUSDT", 2, 150),
+        ];
+        let mut one = LogRows::default();
+        log.iter().for_each(|c| one.insert(c));
+        one.settle();
+        for split in 0..=log.len() {
+            let (mut first, mut second) = (LogRows::default(), LogRows::default());
+            log[..split].iter().for_each(|c| first.insert(c));
+            log[split..].iter().for_each(|c| second.insert(c));
+            first.append(second);
+            first.settle();
+            assert_eq!(first.digests(), one.digests(), "split at {split}");
+            assert_eq!(first.series(), one.series(), "split at {split}");
+            assert_eq!(first.candle_sums(), one.candle_sums(), "split at {split}");
+        }
+        assert_eq!(one.digests()[&Interval::H4].rows, 7);
     }
 }

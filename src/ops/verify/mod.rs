@@ -20,6 +20,8 @@ use crate::projection::structure::Audit;
 use crate::projection::{Applied, Index, LogRows, Projection, hex};
 use crate::store::{LogBase, Paths, writer_pid};
 
+mod frames;
+
 /// What a finding is about: `kind` in `verify --json` (the JSON names are
 /// unchanged snake-case strings; [`Kind::as_str`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -265,6 +267,8 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             r.warnings.push(problem(Kind::TornTail, path, Some(*offset), Some(scan.next_lsn), message));
         }
         let damaged: HashSet<u64> = scan.damage.iter().filter(|d| d.kind == DamageKind::HashMismatch).map(|d| d.offset).collect();
+        // The frames whose candles --deep decodes, after the loop (frames.rs).
+        let mut candle_frames = Vec::new();
         for meta in &scan.frames {
             r.frames += 1;
             let last = meta.header.last_lsn();
@@ -285,28 +289,13 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             if !deep || damaged.contains(&meta.offset) {
                 continue;
             }
-            let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
-            // The candles as parts: no `Candle` per event. A frame that fails to
-            // decode hands out no candle (all or none) and counts no events.
-            let first_lsn = meta.header.first_lsn;
-            let mut candles = 0u64;
-            let decoded = dec.decode_candles(frame, meta, |k, c| {
-                let lsn = first_lsn + k as u64;
-                candles += 1;
-                if let Err(err) = c.validate() {
-                    r.problems.push(problem(Kind::InvalidCandle, path, Some(meta.offset), Some(lsn), err.to_string()));
-                }
-                if lsn > base_lsn && lsn <= replay_to {
-                    rows.insert_parts(c);
-                }
-            });
-            match decoded {
-                Err(message) => r.problems.push(problem(Kind::BadPayload, path, Some(meta.offset), Some(first_lsn), message)),
-                Ok(()) => {
-                    r.events += u64::from(meta.header.event_count);
-                    r.candles += candles;
-                }
-            }
+            candle_frames.push(meta);
+        }
+        if !candle_frames.is_empty() {
+            let decoded = frames::decode(path, data, &candle_frames, base_lsn, replay_to).map_err(|e| Error::io("zstd init", path, e))?;
+            r.problems.extend(decoded.problems);
+            (r.events, r.candles) = (r.events + decoded.events, r.candles + decoded.candles);
+            rows.append(decoded.rows);
         }
         if scan.header.is_some() {
             r.head_lsn = scan.next_lsn - 1;
