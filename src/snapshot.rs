@@ -275,7 +275,7 @@ fn unpack(m: &SnapshotManifest, compressed: impl Read, dest: &Path, durable: boo
 const CHUNK: usize = 1 << 20;
 
 /// Bytes written between two write-backs started early (`durable` unpacking).
-const FLUSH_EVERY: u64 = 256 << 20;
+const FLUSH_EVERY: u64 = 32 << 20;
 
 /// Copies `raw` (the decompressing reader) into `f`, returning the bytes
 /// copied and their blake3. Two threads: this one reads and decompresses
