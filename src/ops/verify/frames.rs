@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use super::{Kind, Problem, problem};
+use crate::error::{Error, Result};
 use crate::event::Lsn;
 use crate::log::{FrameDecoder, FrameMeta};
 use crate::projection::LogRows;
@@ -39,7 +40,7 @@ impl Decoded {
 /// Decodes `frames` (each already checked against its hash) of the segment
 /// `data` read from `path`, keeping as rows the candles with LSNs after
 /// `after` and up to `upto`.
-pub(super) fn decode(path: &Path, data: &[u8], frames: &[&FrameMeta], after: Lsn, upto: Lsn) -> std::io::Result<Decoded> {
+pub(super) fn decode(path: &Path, data: &[u8], frames: &[&FrameMeta], after: Lsn, upto: Lsn) -> Result<Decoded> {
     let events: u64 = frames.iter().map(|m| u64::from(m.header.event_count)).sum();
     if events < SPLIT_EVENTS {
         return decode_part(path, data, frames, after, upto);
@@ -57,14 +58,15 @@ pub(super) fn decode(path: &Path, data: &[u8], frames: &[&FrameMeta], after: Lsn
     std::thread::scope(|s| {
         let early = s.spawn(|| decode_part(path, data, first, after, upto));
         let late = decode_part(path, data, second, after, upto);
-        let mut out = early.join().unwrap_or_else(|_| Err(std::io::Error::other("a frame decoding thread panicked")))?;
+        let panicked = || Err(Error::Failed(format!("{}: the thread decoding the first half of its frames panicked", path.display())));
+        let mut out = early.join().unwrap_or_else(|_| panicked())?;
         out.append(late?);
         Ok(out)
     })
 }
 
-fn decode_part(path: &Path, data: &[u8], frames: &[&FrameMeta], after: Lsn, upto: Lsn) -> std::io::Result<Decoded> {
-    let mut dec = FrameDecoder::new()?;
+fn decode_part(path: &Path, data: &[u8], frames: &[&FrameMeta], after: Lsn, upto: Lsn) -> Result<Decoded> {
+    let mut dec = FrameDecoder::new().map_err(|e| Error::io("zstd init", path, e))?;
     let mut out = Decoded::default();
     for meta in frames {
         let frame = data.get(meta.offset as usize..).unwrap_or(&[]);

@@ -292,7 +292,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             candle_frames.push(meta);
         }
         if !candle_frames.is_empty() {
-            let decoded = frames::decode(path, data, &candle_frames, base_lsn, replay_to).map_err(|e| Error::io("zstd init", path, e))?;
+            let decoded = frames::decode(path, data, &candle_frames, base_lsn, replay_to)?;
             r.problems.extend(decoded.problems);
             (r.events, r.candles) = (r.events + decoded.events, r.candles + decoded.candles);
             rows.append(decoded.rows);
