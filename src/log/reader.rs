@@ -459,6 +459,25 @@ impl LogReader {
     ) -> Result<ReplayEnd, E> {
         let mut raw = Vec::new();
         let mut dec = zstd::bulk::Decompressor::new().map_err(|e| LogError::io("zstd init", "", e))?;
+        self.replay_segments(after, |path, data, frames| {
+            for meta in frames {
+                let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
+                decompress_frame(frame, meta, &mut dec, &mut raw).map_err(|message| corrupt(path, meta, message))?;
+                f(path, meta, &raw)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// As [`LogReader::replay_payloads`], a segment at a time: `f` gets each
+    /// segment's path, its bytes and its frames after `after` (each checked
+    /// against its hash, still compressed), for a reader that decodes them
+    /// its own way (on two threads: `store::frames`).
+    pub fn replay_segments<E: From<LogError>>(
+        &self,
+        after: ChainPos,
+        mut f: impl FnMut(&Path, &[u8], &[&FrameMeta]) -> Result<(), E>,
+    ) -> Result<ReplayEnd, E> {
         if after.lsn == 0 && after.hash != ChainPos::GENESIS.hash {
             return Err(mismatch(self.segments.first().map(|s| s.name.as_path()), 0, 0).into());
         }
@@ -493,6 +512,7 @@ impl LogReader {
                     }
                 }
             }
+            let mut frames = Vec::with_capacity(checked.scan.frames.len());
             for meta in &checked.scan.frames {
                 let last = meta.header.last_lsn();
                 if last <= after.lsn {
@@ -507,9 +527,10 @@ impl LogReader {
                 if !boundary_seen {
                     return Err(mismatch(Some(path), meta.offset, after.lsn).into());
                 }
-                let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
-                decompress_frame(frame, meta, &mut dec, &mut raw).map_err(|message| corrupt(path, meta, message))?;
-                f(path, meta, &raw)?;
+                frames.push(meta);
+            }
+            if !frames.is_empty() {
+                f(path, &data, &frames)?;
             }
             end = ReplayEnd { head_lsn: checked.scan.next_lsn - 1, head_hash: checked.scan.head_hash };
         }

@@ -4,6 +4,7 @@
 
 pub mod base;
 mod catchup;
+pub mod frames;
 pub mod identity;
 mod ingest;
 mod lock;

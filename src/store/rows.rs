@@ -3,12 +3,12 @@
 //! LSN must hold. Backup records it in the snapshot's manifest; restore,
 //! recover and drill check a snapshot's rows against it.
 
+use super::frames::{FindingKind, frame_rows};
 use super::{LogBase, Paths};
 use crate::error::{Error, Result};
 use crate::event::Lsn;
-use crate::event::codec::{Columns, decode_candle_parts};
 use crate::log::reader::corrupt;
-use crate::log::{LogError, LogReader};
+use crate::log::{FrameMeta, LogError, LogReader};
 use crate::projection::{Digests, LogRows};
 
 /// Why a replay stopped.
@@ -61,16 +61,17 @@ pub fn log_rows_at(paths: &Paths, lsn: Lsn) -> Result<LogRows> {
     }
     let mut boundary = lsn == after;
     if !boundary {
-        // The candles as parts, not events: no `Candle` per row (`verify --deep`'s path).
-        let (mut cols, mut events) = (Columns::default(), Vec::new());
-        let replayed = reader.replay_payloads::<Halt>(start, |path, meta, raw| {
-            let last = meta.header.last_lsn();
-            if meta.header.first_lsn > after && last <= lsn {
-                let (count, format) = (meta.header.event_count as usize, meta.header.event_format);
-                decode_candle_parts(raw, count, format, &mut cols, &mut events, |_, c| rows.insert_parts(c))
-                    .map_err(|e| Halt::from(corrupt(path, meta, e.to_string())))?;
+        // The candles as parts, not events, a large segment on two threads (`frames`).
+        let replayed = reader.replay_segments::<Halt>(start, |path, data, frames| {
+            let wanted: Vec<&FrameMeta> =
+                frames.iter().copied().filter(|m| m.header.first_lsn > after && m.header.last_lsn() <= lsn).collect();
+            let part = frame_rows(path, data, &wanted, (after, lsn), false).map_err(Halt::Failed)?;
+            if let Some(bad) = part.findings.into_iter().find(|f| f.kind == FindingKind::BadPayload) {
+                return Err(Halt::from(corrupt(path, bad.frame, bad.message)));
             }
-            boundary |= last == lsn;
+            rows.append(part.rows);
+            let last = frames.last().map_or(0, |m| m.header.last_lsn());
+            boundary |= frames.iter().any(|m| m.header.last_lsn() == lsn);
             if last >= lsn { Err(Halt::Done) } else { Ok(()) }
         });
         match replayed {

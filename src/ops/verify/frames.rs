@@ -1,24 +1,17 @@
 //! `verify --deep`'s log side for one segment: every candle of its frames
-//! decoded, checked and kept as the rows the log gives. A large segment is
-//! read on two threads, each taking half of its frames into rows of its own;
-//! the second half's rows are then appended after the first's, which gives
-//! what one pass would (`LogRows::append`: a later candle still replaces an
-//! earlier one).
+//! decoded, checked and kept as the rows the log gives (`store::frames`, on
+//! two threads for a large segment), its findings as the audit's problems.
 
 use std::path::Path;
 
 use super::{Kind, Problem, problem};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::Lsn;
-use crate::log::{FrameDecoder, FrameMeta};
+use crate::log::FrameMeta;
 use crate::projection::LogRows;
-
-/// Below this many events a segment is read on one thread: a second
-/// thread's start and the merge would cost more than they save.
-const SPLIT_EVENTS: u64 = 64 * 1024;
+use crate::store::frames::{FindingKind, frame_rows};
 
 /// What the frames of one segment gave.
-#[derive(Default)]
 pub(super) struct Decoded {
     /// The candles with LSNs in the range asked for, as rows.
     pub rows: LogRows,
@@ -28,72 +21,23 @@ pub(super) struct Decoded {
     pub candles: u64,
 }
 
-impl Decoded {
-    fn append(&mut self, later: Decoded) {
-        self.rows.append(later.rows);
-        self.problems.extend(later.problems);
-        self.events += later.events;
-        self.candles += later.candles;
-    }
-}
-
 /// Decodes `frames` (each already checked against its hash) of the segment
 /// `data` read from `path`, keeping as rows the candles with LSNs after
-/// `after` and up to `upto`.
+/// `after` and up to `upto`, and checking every candle.
 pub(super) fn decode(path: &Path, data: &[u8], frames: &[&FrameMeta], after: Lsn, upto: Lsn) -> Result<Decoded> {
-    let events: u64 = frames.iter().map(|m| u64::from(m.header.event_count)).sum();
-    if events < SPLIT_EVENTS {
-        return decode_part(path, data, frames, after, upto);
-    }
-    // Split where half of the events are behind.
-    let mut behind = 0;
-    let half = frames
-        .iter()
-        .position(|m| {
-            behind += u64::from(m.header.event_count);
-            behind * 2 >= events
+    let out = frame_rows(path, data, frames, (after, upto), true)?;
+    let problems = out
+        .findings
+        .into_iter()
+        .map(|f| {
+            let kind = match f.kind {
+                FindingKind::InvalidCandle => Kind::InvalidCandle,
+                FindingKind::BadPayload => Kind::BadPayload,
+            };
+            problem(kind, path, Some(f.frame.offset), Some(f.lsn), f.message)
         })
-        .map_or(frames.len(), |k| k + 1);
-    let (first, second) = frames.split_at(half);
-    std::thread::scope(|s| {
-        let early = s.spawn(|| decode_part(path, data, first, after, upto));
-        let late = decode_part(path, data, second, after, upto);
-        let panicked = || Err(Error::Failed(format!("{}: the thread decoding the first half of its frames panicked", path.display())));
-        let mut out = early.join().unwrap_or_else(|_| panicked())?;
-        out.append(late?);
-        Ok(out)
-    })
-}
-
-fn decode_part(path: &Path, data: &[u8], frames: &[&FrameMeta], after: Lsn, upto: Lsn) -> Result<Decoded> {
-    let mut dec = FrameDecoder::new().map_err(|e| Error::io("zstd init", path, e))?;
-    let mut out = Decoded::default();
-    for meta in frames {
-        let frame = data.get(meta.offset as usize..).unwrap_or(&[]);
-        // The candles as parts: no `Candle` per event. A frame that fails to
-        // decode hands out no candle (all or none) and counts no events.
-        let first_lsn = meta.header.first_lsn;
-        let mut candles = 0u64;
-        let Decoded { rows, problems, .. } = &mut out;
-        let decoded = dec.decode_candles(frame, meta, |k, c| {
-            let lsn = first_lsn + k as u64;
-            candles += 1;
-            if let Err(err) = c.validate() {
-                problems.push(problem(Kind::InvalidCandle, path, Some(meta.offset), Some(lsn), err.to_string()));
-            }
-            if lsn > after && lsn <= upto {
-                rows.insert_parts(c);
-            }
-        });
-        match decoded {
-            Err(message) => out.problems.push(problem(Kind::BadPayload, path, Some(meta.offset), Some(first_lsn), message)),
-            Ok(()) => {
-                out.events += u64::from(meta.header.event_count);
-                out.candles += candles;
-            }
-        }
-    }
-    Ok(out)
+        .collect();
+    Ok(Decoded { rows: out.rows, problems, events: out.events, candles: out.candles })
 }
 
 #[cfg(test)]
@@ -127,7 +71,7 @@ mod tests {
         let paths = split_store(dir.path());
         let r = verify(&paths, true).unwrap();
         assert_eq!((r.segments, r.candles), (1, 80_001));
-        assert!(r.candles >= super::SPLIT_EVENTS, "the segment is split");
+        assert!(r.candles >= crate::store::frames::SPLIT_EVENTS, "the segment is split");
         assert!(r.ok && r.problems.is_empty(), "{:?}", r.problems);
 
         // The projection's row as it was before the revision: no longer the log's.
