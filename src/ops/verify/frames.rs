@@ -1,43 +1,19 @@
-//! `verify --deep`'s log side for one segment: every candle of its frames
-//! decoded, checked and kept as the rows the log gives (`store::frames`, on
-//! two threads for a large segment), its findings as the audit's problems.
+//! `verify --deep`'s log side: each segment's candles decoded, checked and
+//! kept as the rows the log gives by `store::frames` (on two threads for a
+//! large segment); here its findings become the audit's problems.
 
 use std::path::Path;
 
 use super::{Kind, Problem, problem};
-use crate::error::Result;
-use crate::event::Lsn;
-use crate::log::FrameMeta;
-use crate::projection::LogRows;
-use crate::store::frames::{FindingKind, frame_rows};
+use crate::store::frames::{Finding, FindingKind};
 
-/// What the frames of one segment gave.
-pub(super) struct Decoded {
-    /// The candles with LSNs in the range asked for, as rows.
-    pub rows: LogRows,
-    pub problems: Vec<Problem>,
-    /// Events and candles of the frames that decoded.
-    pub events: u64,
-    pub candles: u64,
-}
-
-/// Decodes `frames` (each already checked against its hash) of the segment
-/// `data` read from `path`, keeping as rows the candles with LSNs after
-/// `after` and up to `upto`, and checking every candle.
-pub(super) fn decode(path: &Path, data: &[u8], frames: &[&FrameMeta], after: Lsn, upto: Lsn) -> Result<Decoded> {
-    let out = frame_rows(path, data, frames, (after, upto), true)?;
-    let problems = out
-        .findings
-        .into_iter()
-        .map(|f| {
-            let kind = match f.kind {
-                FindingKind::InvalidCandle => Kind::InvalidCandle,
-                FindingKind::BadPayload => Kind::BadPayload,
-            };
-            problem(kind, path, Some(f.frame.offset), Some(f.lsn), f.message)
-        })
-        .collect();
-    Ok(Decoded { rows: out.rows, problems, events: out.events, candles: out.candles })
+/// A finding of `store::frames` as the audit reports it.
+pub(super) fn problem_of(path: &Path, f: Finding<'_>) -> Problem {
+    let kind = match f.kind {
+        FindingKind::InvalidCandle => Kind::InvalidCandle,
+        FindingKind::BadPayload => Kind::BadPayload,
+    };
+    problem(kind, path, Some(f.frame.offset), Some(f.lsn), f.message)
 }
 
 #[cfg(test)]

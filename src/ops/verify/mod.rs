@@ -18,6 +18,7 @@ use crate::log::frame::EVENT_FORMAT_LOSS;
 use crate::log::{ChainPos, ChainWalk, Damage, DamageKind, FrameDecoder, LocalSegments, SegmentEnd};
 use crate::projection::structure::Audit;
 use crate::projection::{Applied, Index, LogRows, Projection, hex};
+use crate::store::frames::frame_rows;
 use crate::store::{LogBase, Paths, writer_pid};
 
 mod frames;
@@ -267,7 +268,7 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             r.warnings.push(problem(Kind::TornTail, path, Some(*offset), Some(scan.next_lsn), message));
         }
         let damaged: HashSet<u64> = scan.damage.iter().filter(|d| d.kind == DamageKind::HashMismatch).map(|d| d.offset).collect();
-        // The frames whose candles --deep decodes, after the loop (frames.rs).
+        // The frames whose candles --deep decodes, after the loop (`store::frames`).
         let mut candle_frames = Vec::new();
         for meta in &scan.frames {
             r.frames += 1;
@@ -292,10 +293,10 @@ pub fn verify(paths: &Paths, deep: bool) -> Result<VerifyReport> {
             candle_frames.push(meta);
         }
         if !candle_frames.is_empty() {
-            let decoded = frames::decode(path, data, &candle_frames, base_lsn, replay_to)?;
-            r.problems.extend(decoded.problems);
-            (r.events, r.candles) = (r.events + decoded.events, r.candles + decoded.candles);
-            rows.append(decoded.rows);
+            let part = frame_rows(path, data, &candle_frames, (base_lsn, replay_to), true)?;
+            r.problems.extend(part.findings.into_iter().map(|f| frames::problem_of(path, f)));
+            (r.events, r.candles) = (r.events + part.events, r.candles + part.candles);
+            rows.append(part.rows);
         }
         if scan.header.is_some() {
             r.head_lsn = scan.next_lsn - 1;
