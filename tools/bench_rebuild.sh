@@ -58,12 +58,14 @@ python3 tools/sqlite_limit.py "$DIR" "${args[@]}" | tee "$TMP/limit"
 read -r L_WALL L_CPU < <(awk '$1 == "limit" { print $2, $8 }' "$TMP/limit")
 PY_WALL=$(awk '$1 == "py-symbol" { print $2 }' "$TMP/limit")
 WAL_WALL=$(awk '$1 == "limit-wal" { print $2 }' "$TMP/limit")
+PAGE_WALL=$(awk '$1 == "limit-page" { print $2 }' "$TMP/limit")
 
 echo "== summary ($CANDLES candles)"
-awk -v n="$CANDLES" -v rw="$RB_WALL" -v rc="$RB_CPU" -v lw="$L_WALL" -v lc="$L_CPU" -v py="${PY_WALL:-0}" -v ww="${WAL_WALL:-0}" 'BEGIN {
+awk -v n="$CANDLES" -v rw="$RB_WALL" -v rc="$RB_CPU" -v lw="$L_WALL" -v lc="$L_CPU" -v py="${PY_WALL:-0}" -v ww="${WAL_WALL:-0}" -v pw="${PAGE_WALL:-0}" 'BEGIN {
     printf "   rebuild: %.2f s wall = %.0f candles/s; %.2f s CPU = %.0f candles/s (medians)\n", rw, n / rw, rc, n / rc
     printf "   limit:   %.2f s wall = %.0f candles/s; %.2f s CPU = %.0f candles/s\n", lw, n / lw, lc, n / lc
     printf "   rebuild / limit: %.0f %% by wall, %.0f %% by CPU (target >= 70 %%)\n", 100 * lw / rw, 100 * lc / rc
+    if (pw > 0) printf "   rebuild / limit-page (the limit with the projection'"'"'s page size): %.0f %% by wall\n", 100 * pw / rw
     if (ww > 0) printf "   rebuild / limit-wal (the same load in WAL mode, as the projection is): %.0f %% by wall\n", 100 * ww / rw
     if (py > 0) printf "   rebuild / best Python path (py-symbol, wall): %.1fx (target >= 3x)\n", py / rw
 }'
@@ -72,14 +74,25 @@ PAIRS=${PAIRS:-0}
 if (( PAIRS > 0 )); then
     echo "== $PAIRS pairs: rebuild, then the limit"
     shares=()
+    pshares=()
     for pair in $(seq 1 "$PAIRS"); do
         /usr/bin/time -f '%e' -o "$TMP/time" "$BIN" --data-dir "$DIR" rebuild >/dev/null
         rw=$(cat "$TMP/time")
         python3 tools/sqlite_limit.py "$DIR" --runs 1 --no-python >"$TMP/limit"
         lw=$(awk '$1 == "limit" { print $2 }' "$TMP/limit")
+        pw=$(awk '$1 == "limit-page" { print $2 }' "$TMP/limit")
         share=$(awk -v r="$rw" -v l="$lw" 'BEGIN { printf "%.0f", 100 * l / r }')
         shares+=("$share")
-        echo "   pair $pair: rebuild $rw s, limit $lw s: $share %"
+        if [[ -n "$pw" ]]; then
+            pshare=$(awk -v r="$rw" -v l="$pw" 'BEGIN { printf "%.0f", 100 * l / r }')
+            pshares+=("$pshare")
+            echo "   pair $pair: rebuild $rw s, limit $lw s: $share %; limit-page $pw s: $pshare %"
+        else
+            echo "   pair $pair: rebuild $rw s, limit $lw s: $share %"
+        fi
     done
     echo "   rebuild / limit, median of the pairs: $(printf '%s\n' "${shares[@]}" | median) % (target >= 70 %)"
+    if (( ${#pshares[@]} > 0 )); then
+        echo "   rebuild / limit-page, median of the pairs: $(printf '%s\n' "${pshares[@]}" | median) %"
+    fi
 fi

@@ -22,7 +22,7 @@ fn backup_restore_recover_and_drill_through_s3() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let fixtures = tmp.path().join("fixtures");
-    support::gen_archives(&fixtures, 2, 3);
+    support::gen_archives(&fixtures, 8, 3);
     let repo = "s3://candlelog/nightly/repo";
     assert_eq!(run(&s3, &dir, &["--segment-bytes", "4096", "import", "--group-files", "1", fixtures.to_str().unwrap()]).code, 0);
     let r = run(&s3, &dir, &["backup", "--to", repo, "--json"]);
