@@ -142,12 +142,19 @@ impl Store {
                 if clear_index {
                     index.clear()?;
                 }
+                let cleared_ms = started.elapsed().as_millis() as u64;
+                let mut applying = std::time::Duration::ZERO;
                 replay_chunks(&LogReader::open(&log)?, from, |events, commits, head| {
                     if stop.load(Ordering::Relaxed) {
                         return Err(crate::Error::Failed("the rebuild stopped".into()));
                     }
-                    Ok(index.apply(events, commits, &[], head)?)
+                    let t = std::time::Instant::now();
+                    index.apply(events, commits, &[], head)?;
+                    applying += t.elapsed();
+                    Ok(())
                 })?;
+                let (apply_ms, indexed_ms) = (applying.as_millis() as u64, started.elapsed().as_millis() as u64);
+                tracing::debug!(cleared_ms, apply_ms, indexed_ms, "rebuilt the index");
                 Ok(())
             });
             let mut total = 0u64;
