@@ -6,12 +6,15 @@
 //! - `recover` after the projection is destroyed (snapshot + tail replay +
 //!   deep verify), each step timed;
 //! - the replaced system's way: `PRAGMA integrity_check` of the newest backup
-//!   file, then copying it over (which loses every candle after it);
+//!   file, then copying it over (which loses every candle after it); that file
+//!   has SQLite's default 4 KiB pages, as the replaced system's database had
+//!   (candlelog's projection has 16 KiB, on which `integrity_check` is slower);
 //! - `zstd -d` of the snapshot file (the CLI when `zstd` is on PATH, else the
 //!   zstd crate's streaming decoder, said so in the output) against
 //!   `snapshot::unpack_to` of the same file (hashes checked, written durably);
 //! - `verify --deep` of the recovered directory against `PRAGMA
-//!   integrity_check` alone of its projection (the same bundled SQLite).
+//!   integrity_check` alone of its projection (the same bundled SQLite), and
+//!   of a copy of it with 4 KiB pages (printed beside it).
 //!
 //! - before that, NIGHTS (3) nightly backups after one more day each
 //!   (SYMBOLS × 6 4h candles), to a repository taking full snapshots (the way
@@ -143,6 +146,22 @@ fn integrity_check(db: &Path) -> String {
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
 }
 
+/// Rewrites the database at `db` (no WAL beside it) with SQLite's default
+/// 4 KiB pages (untimed): what the replaced system's plain SQLite file had.
+fn with_default_pages(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=DELETE; PRAGMA page_size=4096; VACUUM;").unwrap();
+    assert_eq!(conn.query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0)).unwrap(), 4096);
+}
+
+/// A copy of the database at `db` (its WAL included) at `out`, with 4 KiB pages.
+fn default_pages_copy(db: &Path, out: &Path) {
+    let _ = std::fs::remove_file(out);
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute("VACUUM INTO ?1", [out.to_str().unwrap()]).unwrap();
+    with_default_pages(out);
+}
+
 fn main() {
     let symbols = env("SYMBOLS", 2000);
     let runs = env("RUNS", 3).max(1) as usize;
@@ -235,8 +254,10 @@ fn one_size(symbols: u64, size: u64, runs: usize, zstd_cli: bool) -> String {
     // The replaced system's backup file: the snapshot, unpacked (untimed).
     let legacy_backup = tmp.join("legacy-backup.sqlite");
     candlelog::snapshot::unpack_to(&manifest, std::fs::File::open(&snapshot_file).unwrap(), &legacy_backup).unwrap();
+    with_default_pages(&legacy_backup);
 
     let (mut rec, mut old, mut unpack, mut zstd_d, mut deep, mut check) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut check4 = vec![];
     for run in 1..=runs {
         // Disaster: the projection is destroyed.
         for f in ["candles.sqlite-wal", "candles.sqlite-shm"] {
@@ -295,7 +316,19 @@ fn one_size(symbols: u64, size: u64, runs: usize, zstd_cli: bool) -> String {
         let v = candlelog::ops::verify::verify(&paths, true).unwrap();
         deep.push(secs(t));
         assert!(v.ok, "{:?}", v.problems);
-        println!("  verify --deep {:.2} s ({} candles); integrity_check alone {:.2} s ({ok})", deep[run - 1], v.candles, check[run - 1]);
+        let copy = tmp.join("pages-4k.sqlite");
+        default_pages_copy(&paths.projection, &copy);
+        let t = Instant::now();
+        let ok4 = integrity_check(&copy);
+        check4.push(secs(t));
+        let _ = std::fs::remove_file(&copy);
+        println!(
+            "  verify --deep {:.2} s ({} candles); integrity_check alone {:.2} s ({ok}); of a 4 KiB-page copy {:.2} s ({ok4})",
+            deep[run - 1],
+            v.candles,
+            check[run - 1],
+            check4[run - 1]
+        );
     }
     // Each run's pair ran back to back: the median of their ratios is the
     // figure least moved by the host's speed drifting between runs.
@@ -309,6 +342,8 @@ fn one_size(symbols: u64, size: u64, runs: usize, zstd_cli: bool) -> String {
         deep / check
     );
     println!("median of each run's ratio: recover {:.2}, unpack_to {:.2}, verify --deep {:.2}", paired[0], paired[1], paired[2]);
+    let check4 = median(check4);
+    println!("verify --deep vs integrity_check of a 4 KiB-page copy: {deep:.2} s vs {check4:.2} s = {:.2}", deep / check4);
     format!(
         "| {total} | {rec:.2} s | {old:.2} s | {:.2} ({:.2}) | {unpack:.2} s | {zstd_d:.2} s | {:.2} ({:.2}) | {deep:.2} s | {check:.2} s | {:.2} ({:.2}) |",
         rec / old,
