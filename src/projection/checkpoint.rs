@@ -180,33 +180,43 @@ pub(crate) mod tests {
     }
 
     /// The largest the WAL grows while twenty batches are applied with
-    /// checkpoints aside and the WAL limited to `limit_bytes`; with the
-    /// projection, for the checks after.
-    fn largest_wal(dir: &Path, limit_bytes: u64) -> (u64, Projection) {
-        let path = dir.join(format!("p{limit_bytes}.sqlite"));
+    /// checkpoints aside and the WAL limited to `limit_bytes`, or with no
+    /// checkpoint at all (`None`); with the projection, for the checks after.
+    fn largest_wal(dir: &Path, limit_bytes: Option<u64>) -> (u64, Projection) {
+        let path = dir.join(format!("p{limit_bytes:?}.sqlite"));
         let mut p = Projection::open(&path).unwrap();
         let mut largest = 0;
-        p.checkpointing_aside(limit_bytes, |p, checkpoints| {
-            assert_eq!(autocheckpoint(p), 0);
+        let mut apply_all = |p: &mut Projection, committed: &mut dyn FnMut()| {
             for k in 0..20 {
                 p.apply(&batch(k), Applied { lsn: k as u64 + 1, hash: [7; 32] }).unwrap();
                 largest = largest.max(wal_bytes(&path));
-                checkpoints.committed();
+                committed();
             }
-        })
-        .unwrap();
+        };
+        match limit_bytes {
+            Some(limit) => p
+                .checkpointing_aside(limit, |p, checkpoints| {
+                    assert_eq!(autocheckpoint(p), 0);
+                    apply_all(p, &mut || checkpoints.committed());
+                })
+                .unwrap(),
+            None => {
+                p.set_autocheckpoint(0).unwrap();
+                apply_all(&mut p, &mut || {});
+            }
+        }
         (largest, p)
     }
 
     #[test]
     fn past_its_limit_the_wal_starts_over_and_the_writer_gets_its_autocheckpoint_back() {
         let dir = tempfile::tempdir().unwrap();
-        // Unlimited, the writer goes straight on and the WAL never starts over.
-        let (unbounded, _) = largest_wal(dir.path(), u64::MAX);
-        let (bounded, p) = largest_wal(dir.path(), 1);
+        // With nothing checkpointed the WAL keeps every batch's pages: what a writer that never waits risks.
+        let (all, _) = largest_wal(dir.path(), None);
+        let (bounded, p) = largest_wal(dir.path(), Some(1));
         assert_eq!(autocheckpoint(&p), i64::from(AUTOCHECKPOINT_PAGES));
         // Limited, it starts over after every batch: it holds one or two batches' pages, not twenty.
-        assert!(bounded > 0 && bounded * 4 < unbounded, "the WAL grew to {bounded} bytes, {unbounded} when never started over");
+        assert!(bounded > 0 && bounded * 4 < all, "the WAL grew to {bounded} bytes, {all} with every batch kept");
         assert_eq!(p.connection().query_row("SELECT count(*) FROM ohlcv_h4", [], |r| r.get::<_, i64>(0)).unwrap(), 40_000);
     }
 
