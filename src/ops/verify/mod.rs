@@ -8,7 +8,7 @@
 //! gaps inside each series.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -434,15 +434,18 @@ fn on_projection<T: Send + 'static>(
     std::thread::spawn(move || Projection::open_read_only(&path).and_then(|p| job(&p)).map_err(|e| e.to_string()))
 }
 
+/// Whether the file at `path` is there; if not, a warning that the next
+/// writer (or `rebuild`) creates it.
+fn present(r: &mut VerifyReport, kind: Kind, path: &Path, what: &str) -> bool {
+    let there = path.exists();
+    if !there {
+        r.warnings.push(problem(kind, path, None, None, format!("no {what}; the next writer (or `rebuild`) creates it")));
+    }
+    there
+}
+
 fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
-    if !paths.projection.exists() {
-        r.warnings.push(problem(
-            Kind::ProjectionMissing,
-            &paths.projection,
-            None,
-            None,
-            "no SQLite projection; the next writer (or `rebuild`) creates it".into(),
-        ));
+    if !present(r, Kind::ProjectionMissing, &paths.projection, "SQLite projection") {
         return None;
     }
     match Projection::open_read_only(&paths.projection) {
@@ -455,14 +458,7 @@ fn open_projection(paths: &Paths, r: &mut VerifyReport) -> Option<Projection> {
 }
 
 fn open_index(paths: &Paths, r: &mut VerifyReport) -> Option<Index> {
-    if !paths.index.exists() {
-        r.warnings.push(problem(
-            Kind::IndexMissing,
-            &paths.index,
-            None,
-            None,
-            "no redb index; the next writer (or `rebuild`) creates it".into(),
-        ));
+    if !present(r, Kind::IndexMissing, &paths.index, "redb index") {
         return None;
     }
     match Index::open_read_only(&paths.index) {
