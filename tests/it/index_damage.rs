@@ -50,16 +50,22 @@ fn bytes_flipped_on_every_page_of_the_index_never_panic_and_recover_ends_clean()
 }
 
 /// The stored digests of a few candles (first, middle, last of the table),
-/// read from the index through redb itself.
+/// read from the index's digest blocks through redb itself (each block a run
+/// of 24-byte entries: open time i64 LE, then the 16-byte digest).
 fn some_digests(index: &std::path::Path) -> Vec<[u8; 16]> {
-    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
-    const DIGESTS: redb::TableDefinition<(&str, u8, i64), [u8; 16]> = redb::TableDefinition::new("digests");
+    use redb::{ReadableDatabase, ReadableTable};
+    const BLOCKS: redb::TableDefinition<(&str, u8, i64), &[u8]> = redb::TableDefinition::new("digest_blocks");
     let db = redb::Builder::new().open_read_only(index).unwrap();
     let tx = db.begin_read().unwrap();
-    let t = tx.open_table(DIGESTS).unwrap();
-    let n = t.len().unwrap() as usize;
-    assert!(n > 100, "a real digests table, got {n} rows");
-    let all: Vec<[u8; 16]> = t.iter().unwrap().map(|r| r.unwrap().1.value()).collect();
+    let t = tx.open_table(BLOCKS).unwrap();
+    let mut all: Vec<[u8; 16]> = Vec::new();
+    for row in t.iter().unwrap() {
+        let v = row.unwrap().1.value().to_vec();
+        assert_eq!(v.len() % 24, 0, "whole entries");
+        all.extend(v.chunks_exact(24).map(|e| <[u8; 16]>::try_from(&e[8..]).unwrap()));
+    }
+    let n = all.len();
+    assert!(n > 100, "a real digests table, got {n} candles");
     vec![all[0], all[n / 2], all[n - 1]]
 }
 

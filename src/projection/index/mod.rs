@@ -6,10 +6,16 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+mod blocks;
+mod digests;
+
+use digests::Digests;
+
 use super::Applied;
-use crate::event::{Event, Interval, Lsn, codec::candle_digest};
+use crate::event::{Event, Interval, Lsn, codec::parts_digest};
 use crate::log::SegmentInfo;
 use crate::projection::digest::CandleSum;
+use std::ops::ControlFlow;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// META key prefix: `last_backup <repository>` → ended_ms (i64 LE) of its newest successful backup.
@@ -26,11 +32,6 @@ const GAPS: TableDefinition<(&str, u8, i64), i64> = TableDefinition::new("gaps")
 const CURSORS: TableDefinition<(&str, u8), (i64, i64, u64, u64)> = TableDefinition::new("cursors");
 /// A series' cursor while a batch is applied: (first open, last open, candles, revisions).
 type CursorValue = (i64, i64, u64, u64);
-/// (symbol, interval code, open time) → first 16 bytes of blake3(encoded candle).
-/// Read and written as `&[u8; 16]`, which redb stores exactly as `[u8; 16]`
-/// (same type name and bytes) without a `Vec` per value and byte-by-byte
-/// copies: a fifth of reading every digest was that.
-const DIGESTS: TableDefinition<(&str, u8, i64), &[u8; 16]> = TableDefinition::new("digests");
 /// commit time (ms) → last LSN committed at that time
 const COMMITS: TableDefinition<i64, u64> = TableDefinition::new("commits");
 /// Prometheus sample (name with labels) → value: counters and last-run gauges
@@ -144,7 +145,11 @@ impl Index {
             let idx = Index { db: Db::Rw(db), path: path.to_path_buf(), pinned: None };
             let tx = idx.begin_write()?;
             for_each_table(&tx, &idx.path)?;
+            let converted = digests::convert_legacy(&tx, &idx.path)?;
             tx.commit().map_err(|e| ierr(&idx.path, "commit", e))?;
+            if let Some(candles) = converted {
+                tracing::info!(candles, path = %idx.path.display(), "converted the index's candle digests to blocks");
+            }
             Ok(idx)
         })
     }
@@ -215,13 +220,14 @@ impl Index {
     pub fn digests(&self, keys: &[(&str, Interval, i64)]) -> Result<Vec<Option<[u8; 16]>>, IndexError> {
         self.guarded("digests", || {
             let tx = self.read()?;
-            let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
+            let t = Digests::open(&tx, &self.path)?;
             let cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
             // A series with no cursor has no stored candles: skip its lookups (a bulk import's common case).
             let mut known: std::collections::HashMap<(&str, u8), bool> = std::collections::HashMap::new();
+            let mut last = digests::LastBlock::default();
             let mut out = Vec::with_capacity(keys.len());
-            for (s, i, o) in keys {
-                let series = (*s, i.code());
+            for &(s, i, o) in keys {
+                let series = (s, i.code());
                 let exists = match known.get(&series) {
                     Some(&e) => e,
                     None => {
@@ -230,7 +236,7 @@ impl Index {
                         e
                     }
                 };
-                out.push(if exists { t.get((*s, i.code(), *o)).map_err(self.e("read digest"))?.map(|g| *g.value()) } else { None });
+                out.push(if exists { t.get(&self.path, &mut last, s, i, o)? } else { None });
             }
             Ok(out)
         })
@@ -241,10 +247,12 @@ impl Index {
     pub fn count_between(&self, symbol: &str, interval: Interval, from: i64, to: i64) -> Result<u64, IndexError> {
         self.guarded("count digests", || {
             let tx = self.read()?;
-            let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
-            let code = interval.code();
-            let range = t.range((symbol, code, from)..=(symbol, code, to)).map_err(self.e("read digests"))?;
-            Ok(range.count() as u64)
+            let mut n = 0u64;
+            Digests::open(&tx, &self.path)?.scan(&self.path, (symbol, interval), (from, to), false, |_| {
+                n += 1;
+                ControlFlow::Continue(())
+            })?;
+            Ok(n)
         })
     }
 
@@ -252,70 +260,9 @@ impl Index {
     pub fn apply(&self, events: &[Event], commits: &[(i64, Lsn)], catalog: &[SegmentInfo], head: Applied) -> Result<(), IndexError> {
         self.guarded("apply", || {
             let tx = self.begin_write()?;
+            self.apply_candles(&tx, events)?;
+            self.apply_records(&tx, events)?;
             {
-                let mut digests = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
-                let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
-                // Each series' cursor, read once; candles come series by series,
-                // so the previous candle's series is tried first (no lookup, no
-                // allocation per candle).
-                let mut series: Vec<((crate::event::Symbol, u8), CursorValue)> = Vec::new();
-                let mut slot: std::collections::HashMap<(crate::event::Symbol, u8), usize> = Default::default();
-                let mut last: Option<usize> = None;
-                let mut last_sync: Option<Vec<u8>> = None;
-                let mut backed_up: Vec<(String, i64)> = Vec::new();
-                let mut classes: Vec<(String, Option<u8>)> = Vec::new();
-                let mut gaps = tx.open_table(GAPS).map_err(self.e("open gaps"))?;
-                for e in events {
-                    if let Event::Gap(g) = e {
-                        gaps.insert((g.symbol.as_str(), g.interval.code(), g.first_open), g.last_open).map_err(self.e("write gap"))?;
-                    }
-                    if let Event::Run(r) = e {
-                        match r.kind {
-                            k if k.syncs_series() => {
-                                last_sync = Some(encode_run_summary(r));
-                                classes.extend(symbol_classes(r));
-                            }
-                            crate::event::RunKind::Backup => backed_up.extend(
-                                r.outcomes
-                                    .iter()
-                                    .filter(|o| o.status == crate::event::OutcomeStatus::Ok)
-                                    .map(|o| (format!("{LAST_BACKUP}{}", o.unit), r.ended_ms)),
-                            ),
-                            _ => {}
-                        }
-                    }
-                    let Event::Candle(c) = e else { continue };
-                    let code = c.interval.code();
-                    let d = candle_digest(c);
-                    let old =
-                        digests.insert((c.symbol.as_str(), code, c.open_time), &d).map_err(self.e("write digest"))?.map(|g| *g.value());
-                    let at = match last.filter(|&k| series.get(k).is_some_and(|((s, i), _)| *i == code && s == &c.symbol)) {
-                        Some(k) => k,
-                        None => match slot.get(&(c.symbol.clone(), code)) {
-                            Some(&k) => k,
-                            None => {
-                                let v = cursors.get((c.symbol.as_str(), code)).map_err(self.e("read cursor"))?.map(|g| g.value());
-                                series.push(((c.symbol.clone(), code), v.unwrap_or((i64::MAX, i64::MIN, 0, 0))));
-                                slot.insert((c.symbol.clone(), code), series.len() - 1);
-                                series.len() - 1
-                            }
-                        },
-                    };
-                    last = Some(at);
-                    let Some((_, cur)) = series.get_mut(at) else { continue };
-                    match old {
-                        None => {
-                            cur.0 = cur.0.min(c.open_time);
-                            cur.1 = cur.1.max(c.open_time);
-                            cur.2 += 1;
-                        }
-                        Some(o) if o != d => cur.3 += 1,
-                        Some(_) => {}
-                    }
-                }
-                for ((sym, code), v) in &series {
-                    cursors.insert((sym.as_str(), *code), v).map_err(self.e("write cursor"))?;
-                }
                 let mut commit_t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
                 for &(ms, lsn) in commits {
                     let prev = commit_t.get(ms).map_err(self.e("read commit"))?.map(|g| g.value()).unwrap_or(0);
@@ -328,23 +275,108 @@ impl Index {
                 let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
                 meta.insert("applied_lsn", head.lsn.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
                 meta.insert("head_hash", head.hash.as_slice()).map_err(self.e("write meta"))?;
-                if let Some(summary) = &last_sync {
-                    meta.insert("last_sync", summary.as_slice()).map_err(self.e("write meta"))?;
-                }
-                for (key, ended_ms) in &backed_up {
-                    meta.insert(key.as_str(), ended_ms.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
-                }
-                for (symbol, class) in &classes {
-                    let key = format!("{CLASS}{symbol}");
-                    match class {
-                        Some(code) => meta.insert(key.as_str(), [*code].as_slice()).map(drop),
-                        None => meta.remove(key.as_str()).map(drop),
-                    }
-                    .map_err(self.e("write meta"))?;
-                }
             }
             tx.commit().map_err(self.e("commit"))
         })
+    }
+
+    /// Puts each candle's digest, block by block, and moves its series'
+    /// cursor: a candle not stored before widens it and counts, one whose
+    /// digest changed counts a revision.
+    fn apply_candles(&self, tx: &redb::WriteTransaction, events: &[Event]) -> Result<(), IndexError> {
+        let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
+        // Each series' cursor, read once; candles come series by series,
+        // so the previous candle's series is tried first (no lookup, no
+        // allocation per candle).
+        let mut series: Vec<((crate::event::Symbol, u8), CursorValue)> = Vec::new();
+        let mut slot: std::collections::HashMap<(crate::event::Symbol, u8), usize> = Default::default();
+        let mut last: Option<usize> = None;
+        // (series slot, block, open time, digest) of each candle.
+        let mut puts: Vec<(usize, i64, i64, [u8; 16])> = Vec::new();
+        let mut body = Vec::with_capacity(128);
+        for e in events {
+            let Event::Candle(c) = e else { continue };
+            let code = c.interval.code();
+            let at = match last.filter(|&k| series.get(k).is_some_and(|((s, i), _)| *i == code && s == &c.symbol)) {
+                Some(k) => k,
+                None => match slot.get(&(c.symbol.clone(), code)) {
+                    Some(&k) => k,
+                    None => {
+                        let v = cursors.get((c.symbol.as_str(), code)).map_err(self.e("read cursor"))?.map(|g| g.value());
+                        series.push(((c.symbol.clone(), code), v.unwrap_or((i64::MAX, i64::MIN, 0, 0))));
+                        slot.insert((c.symbol.clone(), code), series.len() - 1);
+                        series.len() - 1
+                    }
+                },
+            };
+            last = Some(at);
+            puts.push((at, blocks::block_of(c.interval, c.open_time), c.open_time, parts_digest(&c.parts(), &mut body)));
+        }
+        // A stable sort: a candle logged twice in these frames is put in log order.
+        puts.sort_by_key(|p| (p.0, p.1, p.2));
+        let mut digests = digests::Writer::open(tx, &self.path)?;
+        for group in puts.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let Some(&(at, block, _, _)) = group.first() else { continue };
+            let Some(((symbol, code), cur)) = series.get_mut(at) else { continue };
+            let candles = group.iter().map(|&(_, _, open, digest)| (open, digest));
+            digests.put_block(&self.path, (symbol.as_str(), *code, block), candles, |open, new, old| match old {
+                None => {
+                    cur.0 = cur.0.min(open);
+                    cur.1 = cur.1.max(open);
+                    cur.2 += 1;
+                }
+                Some(o) if o != new => cur.3 += 1,
+                Some(_) => {}
+            })?;
+        }
+        for ((sym, code), v) in &series {
+            cursors.insert((sym.as_str(), *code), v).map_err(self.e("write cursor"))?;
+        }
+        Ok(())
+    }
+
+    /// What gaps and run records put in the index: the gaps table, the last
+    /// sync's summary and its symbol classes, each repository's last backup.
+    fn apply_records(&self, tx: &redb::WriteTransaction, events: &[Event]) -> Result<(), IndexError> {
+        let mut last_sync: Option<Vec<u8>> = None;
+        let mut backed_up: Vec<(String, i64)> = Vec::new();
+        let mut classes: Vec<(String, Option<u8>)> = Vec::new();
+        let mut gaps = tx.open_table(GAPS).map_err(self.e("open gaps"))?;
+        for e in events {
+            if let Event::Gap(g) = e {
+                gaps.insert((g.symbol.as_str(), g.interval.code(), g.first_open), g.last_open).map_err(self.e("write gap"))?;
+            }
+            let Event::Run(r) = e else { continue };
+            match r.kind {
+                k if k.syncs_series() => {
+                    last_sync = Some(encode_run_summary(r));
+                    classes.extend(symbol_classes(r));
+                }
+                crate::event::RunKind::Backup => backed_up.extend(
+                    r.outcomes
+                        .iter()
+                        .filter(|o| o.status == crate::event::OutcomeStatus::Ok)
+                        .map(|o| (format!("{LAST_BACKUP}{}", o.unit), r.ended_ms)),
+                ),
+                _ => {}
+            }
+        }
+        let mut meta = tx.open_table(META).map_err(self.e("open meta"))?;
+        if let Some(summary) = &last_sync {
+            meta.insert("last_sync", summary.as_slice()).map_err(self.e("write meta"))?;
+        }
+        for (key, ended_ms) in &backed_up {
+            meta.insert(key.as_str(), ended_ms.to_le_bytes().as_slice()).map_err(self.e("write meta"))?;
+        }
+        for (symbol, class) in &classes {
+            let key = format!("{CLASS}{symbol}");
+            match class {
+                Some(code) => meta.insert(key.as_str(), [*code].as_slice()).map(drop),
+                None => meta.remove(key.as_str()).map(drop),
+            }
+            .map_err(self.e("write meta"))?;
+        }
+        Ok(())
     }
 
     /// Records catalog changes that carry no events (sealing a segment).
@@ -362,7 +394,8 @@ impl Index {
             tx.delete_table(META).map_err(self.e("delete meta"))?;
             tx.delete_table(SEGMENTS).map_err(self.e("delete segments"))?;
             tx.delete_table(CURSORS).map_err(self.e("delete cursors"))?;
-            tx.delete_table(DIGESTS).map_err(self.e("delete digests"))?;
+            tx.delete_table(digests::BLOCKS).map_err(self.e("delete digest blocks"))?;
+            tx.delete_table(digests::LEGACY).map_err(self.e("delete digests"))?;
             tx.delete_table(COMMITS).map_err(self.e("delete commits"))?;
             tx.delete_table(GAPS).map_err(self.e("delete gaps"))?;
             for_each_table(&tx, &self.path)?;
@@ -412,27 +445,19 @@ impl Index {
     pub fn candle_sums(&self) -> Result<std::collections::BTreeMap<(String, Interval), CandleSum>, IndexError> {
         self.guarded("sum digests", || {
             let tx = self.read()?;
-            let t = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
             let mut out = std::collections::BTreeMap::new();
             let mut current: Option<((String, Interval), CandleSum)> = None;
-            for row in t.iter().map_err(self.e("read digests"))? {
-                let (k, v) = row.map_err(self.e("read digests"))?;
-                let (sym, code, open) = k.value();
+            Digests::open(&tx, &self.path)?.for_each(&self.path, |sym, code, open, digest| {
                 let same = current.as_ref().is_some_and(|((s, i), _)| s == sym && i.code() == code);
                 if !same {
-                    let interval = Interval::from_code(code).ok_or_else(|| {
-                        ierr(
-                            &self.path,
-                            "read digests",
-                            redb::Error::Corrupted(format!("{sym}: a digest key with unknown interval code {code}")),
-                        )
-                    })?;
+                    let interval = Interval::from_code(code).ok_or_else(|| digests::unknown_interval(&self.path, sym, code))?;
                     out.extend(current.replace(((sym.to_owned(), interval), CandleSum::default())));
                 }
                 if let Some((_, sum)) = &mut current {
-                    sum.add(open, u128::from_le_bytes(*v.value()));
+                    sum.add(open, u128::from_le_bytes(digest));
                 }
-            }
+                Ok(())
+            })?;
             out.extend(current);
             Ok(out)
         })
@@ -445,16 +470,19 @@ impl Index {
     pub fn split_at(&self, symbol: &str, interval: Interval, t: i64) -> Result<(Option<i64>, u64), IndexError> {
         self.guarded("split series", || {
             let tx = self.read()?;
-            let table = tx.open_table(DIGESTS).map_err(self.e("open digests"))?;
-            let code = interval.code();
-            let before = match table.range((symbol, code, i64::MIN)..=(symbol, code, t)).map_err(self.e("read digests"))?.next_back() {
-                Some(row) => Some(row.map_err(self.e("read digests"))?.0.value().2),
-                None => None,
-            };
-            let after = match t.checked_add(1) {
-                Some(from) => table.range((symbol, code, from)..=(symbol, code, i64::MAX)).map_err(self.e("read digests"))?.count() as u64,
-                None => 0,
-            };
+            let table = Digests::open(&tx, &self.path)?;
+            let mut before = None;
+            table.scan(&self.path, (symbol, interval), (i64::MIN, t), true, |open| {
+                before = Some(open);
+                ControlFlow::Break(())
+            })?;
+            let mut after = 0u64;
+            if let Some(from) = t.checked_add(1) {
+                table.scan(&self.path, (symbol, interval), (from, i64::MAX), false, |_| {
+                    after += 1;
+                    ControlFlow::Continue(())
+                })?;
+            }
             Ok((before, after))
         })
     }
@@ -638,7 +666,7 @@ fn for_each_table(tx: &redb::WriteTransaction, path: &Path) -> Result<(), IndexE
     tx.open_table(META).map_err(e("open meta"))?;
     tx.open_table(SEGMENTS).map_err(e("open segments"))?;
     tx.open_table(CURSORS).map_err(e("open cursors"))?;
-    tx.open_table(DIGESTS).map_err(e("open digests"))?;
+    tx.open_table(digests::BLOCKS).map_err(e("open digest blocks"))?;
     tx.open_table(COMMITS).map_err(e("open commits"))?;
     tx.open_table(METRICS).map_err(e("open metrics"))?;
     tx.open_table(GAPS).map_err(e("open gaps"))?;
@@ -696,24 +724,6 @@ fn ierr(path: &Path, op: &'static str, e: impl Into<redb::Error>) -> IndexError 
 mod tests {
     use super::*;
     use crate::event::{Outcome, OutcomeStatus, Run, RunKind};
-
-    /// Digests written as `[u8; 16]` (every index before this type) read back
-    /// through `&[u8; 16]`, and the other way: the same table to redb.
-    #[test]
-    fn digests_are_the_same_table_as_arrays_and_as_references() {
-        const AS_ARRAYS: TableDefinition<(&str, u8, i64), [u8; 16]> = TableDefinition::new("digests");
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("i.redb")).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(AS_ARRAYS).unwrap().insert(("BTCUSDT", 9, 7), [3u8; 16]).unwrap();
-        tx.open_table(DIGESTS).unwrap().insert(("ETHUSDT", 9, 8), &[5u8; 16]).unwrap();
-        tx.commit().unwrap();
-        let tx = db.begin_read().unwrap();
-        let t = tx.open_table(DIGESTS).unwrap();
-        assert_eq!(t.get(("BTCUSDT", 9, 7)).unwrap().map(|g| *g.value()), Some([3u8; 16]));
-        let t = tx.open_table(AS_ARRAYS).unwrap();
-        assert_eq!(t.get(("ETHUSDT", 9, 8)).unwrap().map(|g| g.value()), Some([5u8; 16]));
-    }
 
     fn run(kind: RunKind, ended_ms: i64) -> Event {
         let ok = |unit: &str| Outcome {
