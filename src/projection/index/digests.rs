@@ -9,7 +9,7 @@ use std::path::Path;
 use redb::{ReadableTable, TableDefinition};
 
 use super::blocks::{Block, BlockBuf, block_of};
-use super::{IndexError, ierr};
+use super::{IndexError, ierr, open_if_present};
 use crate::event::Interval;
 
 /// (symbol, interval code, block) → the block's `(open time, digest)` entries (`blocks.rs`).
@@ -36,12 +36,9 @@ pub(super) struct LastBlock {
 
 impl Digests {
     pub fn open(tx: &redb::ReadTransaction, path: &Path) -> Result<Digests, IndexError> {
-        match tx.open_table(BLOCKS) {
-            Ok(t) => Ok(Digests::Blocks(t)),
-            Err(redb::TableError::TableDoesNotExist(_)) => {
-                tx.open_table(LEGACY).map(Digests::Legacy).map_err(|e| ierr(path, "open digests", e))
-            }
-            Err(e) => Err(ierr(path, "open digest blocks", e)),
+        match open_if_present(tx, BLOCKS, path, "open digest blocks")? {
+            Some(t) => Ok(Digests::Blocks(t)),
+            None => tx.open_table(LEGACY).map(Digests::Legacy).map_err(|e| ierr(path, "open digests", e)),
         }
     }
 

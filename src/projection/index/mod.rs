@@ -554,12 +554,8 @@ impl Index {
     pub fn gaps(&self) -> Result<Vec<crate::event::Gap>, IndexError> {
         self.guarded("gaps", || {
             let tx = self.read()?;
-            let t = match tx.open_table(GAPS) {
-                Ok(t) => t,
-                // An index written before gaps existed: none recorded.
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(ierr(&self.path, "open gaps", e)),
-            };
+            // An index written before gaps existed: none recorded.
+            let Some(t) = open_if_present(&tx, GAPS, &self.path, "open gaps")? else { return Ok(Vec::new()) };
             let mut out = Vec::new();
             for row in t.iter().map_err(self.e("read gaps"))? {
                 let (k, v) = row.map_err(self.e("read gaps"))?;
@@ -595,11 +591,7 @@ impl Index {
     pub fn metrics(&self) -> Result<Vec<(String, f64)>, IndexError> {
         self.guarded("metrics", || {
             let tx = self.read()?;
-            let t = match tx.open_table(METRICS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(ierr(&self.path, "open metrics", e)),
-            };
+            let Some(t) = open_if_present(&tx, METRICS, &self.path, "open metrics")? else { return Ok(Vec::new()) };
             let mut out = Vec::new();
             for row in t.iter().map_err(self.e("read metrics"))? {
                 let (k, v) = row.map_err(self.e("read metrics"))?;
@@ -659,6 +651,20 @@ fn encode_run_summary(r: &crate::event::Run) -> Vec<u8> {
         b.extend_from_slice(&v.to_le_bytes());
     }
     b
+}
+
+/// Opens a table an index written by an older version may not have: `None` then.
+fn open_if_present<K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+    path: &Path,
+    op: &'static str,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, IndexError> {
+    match tx.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(ierr(path, op, e)),
+    }
 }
 
 fn for_each_table(tx: &redb::WriteTransaction, path: &Path) -> Result<(), IndexError> {
