@@ -7,6 +7,7 @@ mod crash;
 mod golden;
 mod health;
 mod index_damage;
+mod index_format;
 mod property;
 mod prune;
 mod readers;
