@@ -1,7 +1,9 @@
 //! The redb index: segment catalog, per-series cursors and candle digests
-//! (for exact de-duplication), and commit time → LSN (for point-in-time
-//! restore). Derived from the log; `rebuild` recreates it.
+//! (for exact de-duplication; kept in blocks, `blocks.rs`, and read through
+//! `digests.rs`), and commit time → LSN (for point-in-time restore). Derived
+//! from the log; `rebuild` recreates it.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -15,7 +17,6 @@ use super::Applied;
 use crate::event::{Event, Interval, Lsn, codec::parts_digest};
 use crate::log::SegmentInfo;
 use crate::projection::digest::CandleSum;
-use std::ops::ControlFlow;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// META key prefix: `last_backup <repository>` → ended_ms (i64 LE) of its newest successful backup.
