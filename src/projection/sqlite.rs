@@ -45,6 +45,22 @@ struct Stage {
     rows: RowSorter,
     /// The head of the last frames staged: recorded when the rows go in.
     head: Option<Applied>,
+    /// A rebuild's drop of the old tables, beside the log read (`begin_rebuild`).
+    dropping: DropJob,
+}
+
+/// The thread dropping a rebuild's old tables on a connection of its own.
+/// Joined before anything else writes ([`Projection::dropped`]), and when
+/// dropped unjoined (a rebuild that failed first): its transaction must
+/// never land after a later writer's.
+struct DropJob(Option<std::thread::JoinHandle<Result<(), ProjectionError>>>);
+
+impl Drop for DropJob {
+    fn drop(&mut self) {
+        if let Some(job) = self.0.take() {
+            let _ = job.join();
+        }
+    }
 }
 
 /// The page size of a projection candlelog creates (an existing file, such as
@@ -267,6 +283,7 @@ impl Projection {
     /// revision), and records the staged head: one transaction. The tables
     /// are written front to back instead of at random places.
     fn unstage(&mut self) -> Result<(), ProjectionError> {
+        self.dropped()?;
         let Some(stage) = self.stage.take() else { return Ok(()) };
         let path = self.path.clone();
         let started = std::time::Instant::now();
@@ -361,20 +378,30 @@ impl Projection {
 
     /// Drops candlelog's tables (only its own: the file may be the agent's
     /// database) and resets the state, ready for a bulk rebuild: until
-    /// `finish_rebuild`, applied rows are collected in `rows`.
+    /// `finish_rebuild`, applied rows are collected in `rows`. The drop runs
+    /// on a connection of its own, beside the caller's reading of the log
+    /// (dropping reads every page of the old tables), and is waited for
+    /// before anything else writes.
     pub fn begin_rebuild(&mut self, rows: RowSorter) -> Result<(), ProjectionError> {
-        let mut sql = String::from("BEGIN;");
-        for i in Interval::ALL {
-            sql += &format!("DROP INDEX IF EXISTS idx_{t}_symbol; DROP TABLE IF EXISTS {t};", t = i.table());
-        }
-        sql += "DELETE FROM candlelog_state; COMMIT; PRAGMA synchronous=OFF;";
-        let started = std::time::Instant::now();
-        self.conn.execute_batch(&sql).map_err(|e| self.err("drop tables for rebuild", e))?;
-        tracing::debug!(dropped_ms = started.elapsed().as_millis() as u64, "dropped the tables for the rebuild");
+        self.conn.execute_batch("PRAGMA synchronous=OFF;").map_err(|e| self.err("begin rebuild", e))?;
+        let path = self.path.clone();
+        let job = std::thread::Builder::new()
+            .name("rebuild-drop".into())
+            .spawn(move || drop_for_rebuild(&path))
+            .map_err(|e| crate::durable::IoError::new("start the thread dropping the old tables", &self.path, e))?;
         self.tables.clear();
         self.defer_indexes = true;
-        self.stage = Some(Stage { rows, head: None });
+        self.stage = Some(Stage { rows, head: None, dropping: DropJob(Some(job)) });
         Ok(())
+    }
+
+    /// Waits for a rebuild's drop of the old tables, if one is running.
+    fn dropped(&mut self) -> Result<(), ProjectionError> {
+        let Some(job) = self.stage.as_mut().and_then(|s| s.dropping.0.take()) else { return Ok(()) };
+        job.join().unwrap_or_else(|_| {
+            let panicked = std::io::Error::other("the thread dropping the old tables panicked");
+            Err(crate::durable::IoError::new("drop tables for rebuild", &self.path, panicked).into())
+        })
     }
 
     /// Inserts the collected rows, creates the deferred indexes and makes the
@@ -396,6 +423,7 @@ impl Projection {
     /// After `begin_rebuild`: copies every `ohlcv_*` table of the SQLite file
     /// at `base` (a base snapshot) and records `head` as applied.
     pub fn load_base(&mut self, base: &Path, head: Applied) -> Result<(), ProjectionError> {
+        self.dropped()?;
         let b =
             base.to_str().ok_or_else(|| ProjectionError::Untrusted { path: base.to_path_buf(), message: "path is not UTF-8".into() })?;
         self.conn.execute("ATTACH DATABASE ?1 AS base", [b]).map_err(|e| self.err("attach base snapshot", e))?;
@@ -501,7 +529,7 @@ impl Projection {
     /// are collected in `rows` (the applied LSN stays where it is) and then
     /// inserted in key order, as a rebuild does.
     pub fn begin_sorted_load(&mut self, rows: RowSorter) {
-        self.stage = Some(Stage { rows, head: None });
+        self.stage = Some(Stage { rows, head: None, dropping: DropJob(None) });
     }
 
     /// Inserts the rows collected since `begin_sorted_load` and creates the
@@ -700,6 +728,21 @@ pub fn schema_problems(conn: &Connection) -> Result<Vec<String>, rusqlite::Error
     Ok(problems)
 }
 
+/// [`Projection::begin_rebuild`]'s drop of candlelog's tables and state, in
+/// one transaction on a connection of its own.
+fn drop_for_rebuild(path: &Path) -> Result<(), ProjectionError> {
+    let started = std::time::Instant::now();
+    let conn = Connection::open(path).map_err(|e| sql_err(path, "open", e))?;
+    let mut sql = String::from("PRAGMA busy_timeout=10000; BEGIN;");
+    for i in Interval::ALL {
+        sql += &format!("DROP INDEX IF EXISTS idx_{t}_symbol; DROP TABLE IF EXISTS {t};", t = i.table());
+    }
+    sql += "DELETE FROM candlelog_state; COMMIT;";
+    conn.execute_batch(&sql).map_err(|e| sql_err(path, "drop tables for rebuild", e))?;
+    tracing::debug!(dropped_ms = started.elapsed().as_millis() as u64, "dropped the tables for the rebuild");
+    Ok(())
+}
+
 pub(super) fn sql_err(path: &Path, op: &str, source: rusqlite::Error) -> ProjectionError {
     ProjectionError::Sqlite { path: path.to_path_buf(), op: op.to_string(), source }
 }
@@ -730,5 +773,37 @@ mod tests {
         let copy = dir.path().join("agent-copy.sqlite");
         a.copy_into(&copy).unwrap();
         assert_eq!(page_size(&copy), 4096);
+    }
+
+    fn tables(path: &Path) -> Vec<String> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    /// The drop of a rebuild's old tables runs on its own connection: it has
+    /// ended (only candlelog's tables gone) once the rebuild goes on, and also
+    /// when a rebuild that failed first is dropped, so it can never land after
+    /// a later writer's rows.
+    #[test]
+    fn a_rebuilds_drop_of_the_old_tables_has_ended_before_anything_else_writes() {
+        use crate::projection::checkpoint::tests::batch;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sqlite");
+        Connection::open(&path).unwrap().execute_batch("CREATE TABLE mine (x);").unwrap();
+        let mut p = Projection::open(&path).unwrap();
+        p.apply(&batch(0), Applied { lsn: 2000, hash: [1; 32] }).unwrap();
+        assert!(tables(&path).contains(&"ohlcv_h4".to_string()));
+
+        p.begin_rebuild(RowSorter::new(dir.path())).unwrap();
+        drop(p);
+        assert_eq!(tables(&path), ["candlelog_state", "mine"], "a rebuild dropped before its end");
+
+        let mut p = Projection::open(&path).unwrap();
+        p.apply(&batch(0), Applied { lsn: 2000, hash: [1; 32] }).unwrap();
+        p.begin_rebuild(RowSorter::new(dir.path())).unwrap();
+        p.finish_rebuild().unwrap();
+        assert_eq!(tables(&path), ["candlelog_state", "mine"], "a rebuild of no rows");
+        assert_eq!(p.applied().unwrap(), Applied::default());
     }
 }
