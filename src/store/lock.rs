@@ -50,11 +50,23 @@ impl DirLock {
 /// `/proc/locks`, where the kernel lists every flock with its file's device
 /// and inode. `None` when no writer holds it, or where `/proc/locks` cannot be
 /// read (then readers simply cannot tell a write in flight from a torn tail).
+///
+/// The kernel builds that listing page by page while locks come and go (every
+/// redb reader takes and drops byte-range locks), and a line can slip past a
+/// page boundary and be skipped: a listing without the writer is read again,
+/// up to [`LOCK_READS`] times, before "no writer" is believed.
 pub fn writer_pid(path: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     let (major, minor) = (rustix::fs::major(meta.dev()), rustix::fs::minor(meta.dev()));
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    (0..LOCK_READS).find_map(|_| flock_holder(&std::fs::read_to_string("/proc/locks").ok()?, (major, minor, meta.ino())))
+}
+
+/// How many times [`writer_pid`] reads `/proc/locks` before it says no writer holds the lock.
+const LOCK_READS: usize = 3;
+
+/// The pid holding a write flock on the file `(major, minor, inode)` in a `/proc/locks` listing.
+fn flock_holder(locks: &str, (major, minor, inode): (u32, u32, u64)) -> Option<u32> {
     locks.lines().find_map(|line| {
         // "1: FLOCK  ADVISORY  WRITE 17618 fe:00:10010654 0 EOF"; waiters are listed as "1: -> FLOCK ...".
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -63,7 +75,7 @@ pub fn writer_pid(path: &Path) -> Option<u32> {
         let maj = u32::from_str_radix(parts.next()?, 16).ok()?;
         let min = u32::from_str_radix(parts.next()?, 16).ok()?;
         let ino: u64 = parts.next()?.parse().ok()?;
-        (maj == major && min == minor && ino == meta.ino()).then(|| pid.parse().ok()).flatten()
+        (maj == major && min == minor && ino == inode).then(|| pid.parse().ok()).flatten()
     })
 }
 
@@ -124,6 +136,17 @@ mod tests {
         assert!(matches!(DirLock::exclusive(&path), Err(Error::Locked { .. })));
         drop(held);
         assert_eq!(writer_pid(&path), None);
+    }
+
+    #[test]
+    fn only_a_held_write_flock_on_that_file_names_its_writer() {
+        let listing = "1: POSIX  ADVISORY  WRITE 900 fe:00:77 0 EOF\n\
+                       2: -> FLOCK  ADVISORY  WRITE 901 fe:00:77 0 EOF\n\
+                       3: FLOCK  ADVISORY  WRITE 902 fe:00:78 0 EOF\n\
+                       4: FLOCK  ADVISORY  WRITE 903 fe:01:77 0 EOF\n\
+                       5: FLOCK  ADVISORY  WRITE 904 fe:00:77 0 EOF\n";
+        assert_eq!(flock_holder(listing, (0xfe, 0, 77)), Some(904), "not a POSIX lock, a waiter, another inode or device");
+        assert_eq!(flock_holder(&listing.replace("5: FLOCK", "5: POSIX"), (0xfe, 0, 77)), None);
     }
 
     #[test]

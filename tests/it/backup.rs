@@ -353,7 +353,8 @@ fn restore_force_into_a_live_directory_waits_for_no_writer_and_moves_nothing() {
     let r = run(tmp.path(), &["restore", "--from", repo.to_str().unwrap(), "--into", dir.to_str().unwrap(), "--force", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(json(&r)["previous_moved_to"].as_str().unwrap().contains("data.replaced-"));
-    assert_eq!(run(&dir, &["verify", "--deep"]).code, 0);
+    let v = run(&dir, &["verify", "--deep"]);
+    assert_eq!(v.code, 0, "verify --deep of the restored directory: {}{}", v.stdout, v.stderr);
 }
 
 /// Issue 10, part 8: a point past the repository's newest frame is refused
