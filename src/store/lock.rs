@@ -54,7 +54,7 @@ impl DirLock {
 /// The kernel builds that listing page by page while locks come and go (every
 /// redb reader takes and drops byte-range locks), and a line can slip past a
 /// page boundary and be skipped: a listing without the writer is read again,
-/// up to [`LOCK_READS`] times, before "no writer" is believed.
+/// up to three times (`LOCK_READS`), before "no writer" is believed.
 pub fn writer_pid(path: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
