@@ -82,6 +82,12 @@ impl BlockBuf {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The block as written so far: checked already (made from a checked
+    /// block and puts that keep the order), so not checked again.
+    pub fn as_block(&self) -> Block<'_> {
+        Block(&self.0)
+    }
 }
 
 /// The first of the `n` entries whose open time is not before `open`.

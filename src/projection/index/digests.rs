@@ -27,11 +27,12 @@ pub(super) enum Digests {
     Legacy(Ro<&'static [u8; 16]>),
 }
 
-/// The last block [`Digests::get`] read: lookups come series by series in time order.
+/// The last block [`Digests::get`] read, checked once: lookups come series by
+/// series in time order.
 #[derive(Default)]
 pub(super) struct LastBlock {
     key: Option<(String, u8, i64)>,
-    bytes: Vec<u8>,
+    block: BlockBuf,
 }
 
 impl Digests {
@@ -59,13 +60,10 @@ impl Digests {
         let block = block_of(interval, open);
         if last.key.as_ref().is_none_or(|(s, c, b)| (s.as_str(), *c, *b) != (symbol, code, block)) {
             let stored = t.get((symbol, code, block)).map_err(|e| ierr(path, "read digest block", e))?;
-            last.bytes.clear();
-            if let Some(g) = stored {
-                last.bytes.extend_from_slice(g.value());
-            }
+            last.block = load(path, (symbol, code, block), stored.as_ref().map(|g| g.value()))?;
             last.key = Some((symbol.to_owned(), code, block));
         }
-        Ok(parse(path, symbol, code, block, &last.bytes)?.get(open))
+        Ok(last.block.as_block().get(open))
     }
 
     /// Visits one series' candles with open times in `from..=to`, in open-time
@@ -158,10 +156,7 @@ impl<'t> Writer<'t> {
         mut replaced: impl FnMut(i64, [u8; 16], Option<[u8; 16]>),
     ) -> Result<(), IndexError> {
         let stored = self.0.get((symbol, code, block)).map_err(|e| ierr(path, "read digest block", e))?;
-        let mut buf = match &stored {
-            Some(g) => BlockBuf::from_block(parse(path, symbol, code, block, g.value())?),
-            None => BlockBuf::default(),
-        };
+        let mut buf = load(path, (symbol, code, block), stored.as_ref().map(|g| g.value()))?;
         drop(stored);
         for (open, digest) in candles {
             replaced(open, digest, buf.put(open, digest));
@@ -217,6 +212,11 @@ pub(super) fn convert_legacy(tx: &redb::WriteTransaction, path: &Path) -> Result
 
 pub(super) fn unknown_interval(path: &Path, symbol: &str, code: u8) -> IndexError {
     ierr(path, "read digests", redb::Error::Corrupted(format!("{symbol}: a digest key with unknown interval code {code}")))
+}
+
+/// A stored block (or none yet) as a block to read or write, checked.
+fn load(path: &Path, (symbol, code, block): (&str, u8, i64), stored: Option<&[u8]>) -> Result<BlockBuf, IndexError> {
+    stored.map_or(Ok(BlockBuf::default()), |bytes| parse(path, symbol, code, block, bytes).map(BlockBuf::from_block))
 }
 
 fn parse<'a>(path: &Path, symbol: &str, code: u8, block: i64, bytes: &'a [u8]) -> Result<Block<'a>, IndexError> {

@@ -396,7 +396,6 @@ impl Index {
             tx.delete_table(SEGMENTS).map_err(self.e("delete segments"))?;
             tx.delete_table(CURSORS).map_err(self.e("delete cursors"))?;
             tx.delete_table(digests::BLOCKS).map_err(self.e("delete digest blocks"))?;
-            tx.delete_table(digests::LEGACY).map_err(self.e("delete digests"))?;
             tx.delete_table(COMMITS).map_err(self.e("delete commits"))?;
             tx.delete_table(GAPS).map_err(self.e("delete gaps"))?;
             for_each_table(&tx, &self.path)?;
