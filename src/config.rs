@@ -83,6 +83,11 @@ pub struct RepositoryConfig {
     /// Take a snapshot only when the repository's newest one is at least this
     /// old (e.g. "7d"); unset: at every backup. Segments go up every time.
     pub snapshot_every: Option<String>,
+    /// Also take a snapshot when the log since the newest one holds this
+    /// percentage of that snapshot's LSN (1-100): a restore then replays at
+    /// most about that share of the store. Alone (without `snapshot_every`):
+    /// a snapshot only then. Unset: no bound on the tail.
+    pub snapshot_tail_percent: Option<u32>,
     /// At most this many delta snapshots (the pages changed since the
     /// previous snapshot) after a full one; 0: every snapshot is full.
     /// Default 14.
@@ -284,8 +289,7 @@ mod tests {
         let uncommented: String = text
             .lines()
             .map(|l| {
-                let keys =
-                    ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_every", "#delta_", "#\"1d\""];
+                let keys = ["#[[backup.repositories]]", "#path", "#keep_days", "#prune_segments_days", "#snapshot_", "#delta_", "#\"1d\""];
                 if keys.iter().any(|k| l.starts_with(k)) { &l[1..] } else { l }
             })
             .collect::<Vec<_>>()
@@ -298,6 +302,7 @@ mod tests {
         assert_eq!((repos[0].keep_days, repos[0].prune_segments_days), (Some(14), Some(30)));
         assert_eq!(repos[2].path, Path::new("s3://company-backups/candlelog"));
         assert_eq!(parse_duration(repos[2].snapshot_every.as_deref().unwrap()).unwrap().as_secs(), 7 * 86_400);
+        assert_eq!(repos[2].snapshot_tail_percent, Some(2));
         assert_eq!((repos[2].delta_chain_max, repos[2].delta_max_percent), (Some(14), Some(50)));
         assert!(Config::load(&q, true).unwrap().health.freshness.contains_key("1d"));
     }

@@ -108,6 +108,9 @@ pub struct SnapshotPolicy {
     /// `None`: at every backup. Segments are uploaded either way, so this
     /// trades replay time at restore for repository space, never data.
     pub every_ms: Option<i64>,
+    /// With spacing, also when the log since the newest snapshot holds this
+    /// percentage of its LSN (`snapshot_tail_percent`); alone, only then.
+    pub tail_percent: Option<u32>,
     /// When the snapshot is a delta of the repository's newest one (chain.rs).
     pub delta: DeltaPolicy,
 }
@@ -151,15 +154,7 @@ pub fn backup_with(store: &mut dyn Writer, repo: &dyn Repository, policy: Snapsh
         tracing::info!(repository = %repo.location(), "removed {t}, left by a killed backup");
     }
     let mut report = BackupReport::empty(repo.location());
-    if let Some(every) = policy.every_ms {
-        let (list, _) = manifests(repo)?;
-        let now = crate::log::writer::now_ms();
-        if let Some(newest) = list.iter().max_by_key(|m| m.created_ms)
-            && now - newest.created_ms < every
-        {
-            report.snapshot_skipped = Some(format!("the newest snapshot, {}, is younger than snapshot_every", newest.file));
-        }
-    }
+    report.snapshot_skipped = snapshot_not_due(store.paths(), repo, policy)?;
     let tmp = store.paths().root.join(format!(".snapshot-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let done = (|| {
@@ -179,6 +174,43 @@ pub fn backup_with(store: &mut dyn Writer, repo: &dyn Repository, policy: Snapsh
     done?;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Why `policy` takes no snapshot at this backup, or `None` when one is due:
+/// always without spacing or without a snapshot yet; with spacing, when the
+/// newest snapshot is `snapshot_every` old or the log since it (the
+/// projection's LSN less the snapshot's) reaches `snapshot_tail_percent` of
+/// the snapshot's LSN. The second bounds a restore's replay, whatever the
+/// rate of change: a snapshot costs the whole store, and it is taken once
+/// per that share of the store changed, so a night costs what it changed.
+fn snapshot_not_due(paths: &Paths, repo: &dyn Repository, policy: SnapshotPolicy) -> Result<Option<String>> {
+    if policy.every_ms.is_none() && policy.tail_percent.is_none() {
+        return Ok(None);
+    }
+    let (list, _) = manifests(repo)?;
+    let Some(newest) = list.iter().max_by_key(|m| m.created_ms) else { return Ok(None) };
+    let age = crate::log::writer::now_ms() - newest.created_ms;
+    if policy.every_ms.is_some_and(|every| age >= every) {
+        return Ok(None);
+    }
+    // A projection that cannot be read is copied (and its error reported) as it would be without spacing.
+    let Ok(lsn) = crate::projection::Projection::open_read_only(&paths.projection).and_then(|p| p.applied()).map(|a| a.lsn) else {
+        return Ok(None);
+    };
+    let tail = lsn.saturating_sub(newest.lsn);
+    if let Some(percent) = policy.tail_percent
+        && u128::from(tail) * 100 >= u128::from(percent) * u128::from(newest.lsn)
+    {
+        return Ok(None);
+    }
+    let mut why = vec![];
+    if policy.every_ms.is_some() {
+        why.push("is younger than snapshot_every".to_string());
+    }
+    if let Some(percent) = policy.tail_percent {
+        why.push(format!("has {tail} events of log after it, under snapshot_tail_percent ({percent} % of its LSN {})", newest.lsn));
+    }
+    Ok(Some(format!("the newest snapshot, {}, {}", newest.file, why.join(" and "))))
 }
 
 /// Checks that the data directory's chain is the repository's (its marker's

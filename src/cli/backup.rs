@@ -197,6 +197,14 @@ pub fn configured_targets(
                 chain_max: r.delta_chain_max.unwrap_or(defaults.chain_max),
                 max_percent: r.delta_max_percent.unwrap_or(defaults.max_percent),
             };
+            if let Some(p) = r.snapshot_tail_percent
+                && !(1..=100).contains(&p)
+            {
+                return Err(candlelog::Error::Usage(format!(
+                    "[[backup.repositories]] {}: snapshot_tail_percent = {p} is not a percentage from 1 to 100",
+                    r.path.display()
+                )));
+            }
             if !(1..=100).contains(&delta.max_percent) {
                 return Err(candlelog::Error::Usage(format!(
                     "[[backup.repositories]] {}: delta_max_percent = {} is not a percentage from 1 to 100",
@@ -209,7 +217,7 @@ pub fn configured_targets(
                 keep_days: r.keep_days,
                 // The flag wins over the repository's `prune_segments_days`.
                 prune_before_ms: prune_before.or(r.prune_segments_days.map(|d| now - i64::from(d) * 86_400_000)),
-                policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64), delta },
+                policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64), tail_percent: r.snapshot_tail_percent, delta },
             })
         })
         .collect()

@@ -325,6 +325,55 @@ fn snapshot_every_skips_young_snapshots_but_never_the_segments() {
     assert!(r.stderr.contains("snapshot_every"), "{}", r.stderr);
 }
 
+/// Issue 12, target 6: with `snapshot_tail_percent`, a spaced repository still
+/// takes a snapshot once the log since its newest one holds that share of it,
+/// so a restore's replay stays bounded; below it a backup uploads segments only.
+#[test]
+fn snapshot_tail_percent_takes_a_snapshot_once_the_tail_is_that_share_of_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = |percent: u32| {
+        let text = format!(
+            "[[backup.repositories]]\npath = {:?}\nsnapshot_every = \"30d\"\nsnapshot_tail_percent = {percent}\n",
+            repo.to_str().unwrap()
+        );
+        std::fs::write(dir.join("candlelog.toml"), text).unwrap();
+    };
+    config(60);
+    let months = |n: u8| {
+        let f = tmp.path().join(format!("months-{n}"));
+        support::gen_archives(&f, 4, n);
+        assert_eq!(run(&dir, &["import", f.to_str().unwrap()]).code, 0);
+    };
+    months(2);
+    let first = json(&run(&dir, &["backup", "--json"]));
+    let first_lsn = first[0]["snapshot"]["lsn"].as_u64().expect("the first backup takes one");
+    // One more month of the 4 symbols: half as many events again, under 60 %.
+    months(3);
+    let second = json(&run(&dir, &["backup", "--json"]));
+    assert!(second[0]["snapshot"].is_null(), "{second}");
+    let why = second[0]["snapshot_skipped"].as_str().unwrap();
+    assert!(why.contains("younger than snapshot_every") && why.contains("snapshot_tail_percent (60 %"), "{why}");
+    assert!(second[0]["segments_uploaded"].as_u64().unwrap() >= 1, "segments still go up: {second}");
+    // A fourth month: the tail since the snapshot is now about the whole of it.
+    months(4);
+    let third = json(&run(&dir, &["backup", "--json"]));
+    let third_lsn = third[0]["snapshot"]["lsn"].as_u64().unwrap_or_else(|| panic!("the tail is over 60 %: {third}"));
+    assert!(third_lsn >= first_lsn * 16 / 10, "{first_lsn} → {third_lsn}");
+    let into = tmp.path().join("restored");
+    let r = run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["snapshot_lsn"].as_u64(), Some(third_lsn));
+    assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
+    // Not a percentage: a clear configuration error, nothing written.
+    config(0);
+    let r = run(&dir, &["backup"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("snapshot_tail_percent = 0 is not a percentage"), "{}", r.stderr);
+}
+
 /// Issue 10, part 1: `restore --force` into a live data directory takes its
 /// writer lock first (75, naming the holder, nothing moved) and holds it
 /// until the new directory is in place.
