@@ -22,6 +22,7 @@ pub mod object;
 pub mod prune;
 pub mod repo;
 pub mod source;
+pub mod uploaded;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -259,31 +260,44 @@ fn shares_a_segment(paths: &crate::store::Paths, segments: &RepoSegments<'_>) ->
 }
 
 /// Uploads the sealed segments the repository lacks, each read back before
-/// it counts; refuses a repository that holds another history.
+/// it counts; refuses a repository that holds another history. A segment
+/// recorded as held by the repository (`uploaded.rs`: its number, length and
+/// footer unchanged, its object still listed) is counted without reading it.
 fn upload_segments(paths: &Paths, repo: &dyn Repository, report: &mut BackupReport) -> Result<()> {
     // The objects per segment number: this log's segment must be one of them (another is another history).
     let mut by_seq: HashMap<u64, Vec<String>> = HashMap::new();
     for (seq, name, _) in segment_objects(repo)? {
         by_seq.entry(seq).or_default().push(name);
     }
+    let held = |seq: u64, name: &str| by_seq.get(&seq).is_some_and(|p| p.iter().any(|n| n == name));
+    let record_at = uploaded::path_beside(&page_hashes_path(paths, repo));
+    let mut record = uploaded::Uploaded::load(&record_at);
+    let footers: HashMap<u64, (u64, [u8; 32])> = crate::log::catalog::disk_catalog(&paths.log, crate::log::ChainPos::GENESIS)?
+        .into_iter()
+        .filter(|s| s.sealed)
+        .map(|s| (s.seq, (s.bytes, s.head_hash)))
+        .collect();
     let segments = crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?;
     let first_seq = segments_start(paths, repo, &by_seq)?;
     for (seq, path) in segments.iter().filter(|(seq, _)| *seq >= first_seq) {
+        if let Some((bytes, head)) = footers.get(seq)
+            && record.name(*seq, *bytes, head).is_some_and(|name| held(*seq, name))
+        {
+            report.segments_present += 1;
+            continue;
+        }
         let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
         let scan = scan_segment(path, *seq, &bytes, false, None);
-        if !matches!(scan.end, SegmentEnd::Sealed(_)) {
+        let SegmentEnd::Sealed(footer) = scan.end else {
             continue; // only sealed segments never change
-        }
+        };
         if let Some(d) = scan.damage.into_iter().next() {
             return Err(d.into_error().into());
         }
         let hash = blake3::hash(&bytes);
         let name = segment_object_name(*seq, &hash);
         match by_seq.get(seq) {
-            Some(present) if present.contains(&name) => {
-                report.segments_present += 1;
-                continue;
-            }
+            Some(_) if held(*seq, &name) => report.segments_present += 1,
             Some(other) => {
                 let other = other.join(" and ");
                 return Err(RepoError::incomplete(
@@ -295,12 +309,17 @@ fn upload_segments(paths: &Paths, repo: &dyn Repository, report: &mut BackupRepo
                 )
                 .into());
             }
-            None => {}
+            None => {
+                repo.put(&name, &bytes)?;
+                read_back(repo, &name, &hash.to_hex(), bytes.len() as u64)?;
+                report.segments_uploaded += 1;
+                report.bytes_uploaded += bytes.len() as u64;
+            }
         }
-        repo.put(&name, &bytes)?;
-        read_back(repo, &name, &hash.to_hex(), bytes.len() as u64)?;
-        report.segments_uploaded += 1;
-        report.bytes_uploaded += bytes.len() as u64;
+        record.record(*seq, bytes.len() as u64, footer.head_hash, name);
+    }
+    if let Err(e) = record.save(&record_at) {
+        tracing::warn!(path = %record_at.display(), "the segments the repository holds were not recorded ({e}): the next backup reads them again");
     }
     Ok(())
 }

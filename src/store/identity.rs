@@ -56,13 +56,33 @@ pub fn chain_identity(paths: &Paths) -> Result<Option<ChainPos>> {
         return Ok(Some(ChainPos::new(base.first_lsn - 1, base.base_hash()?)).filter(|p| p.lsn > 0));
     }
     let path = segment_path(&paths.log, 1);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match first_frame(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("read", &path, e)),
     };
     let scan = crate::log::scan_segment(&path, 1, &bytes, true, None);
     Ok(scan.frames.first().map(|f| ChainPos::new(f.header.last_lsn(), f.hash)))
+}
+
+/// The bytes of a segment up to the end of its first frame (the frame's
+/// header says how long it is), or the whole file when that header cannot
+/// be read: the identity is asked at every backup, and the first segment of
+/// a large log is tens of MB.
+fn first_frame(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use crate::log::frame::{FRAME_HEADER_LEN, FrameHeader};
+    use crate::log::segment::SEGMENT_HEADER_LEN;
+    use std::io::Read;
+    let prefix = (SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64;
+    let mut f = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    f.by_ref().take(prefix).read_to_end(&mut bytes)?;
+    let frame = bytes.get(SEGMENT_HEADER_LEN..).and_then(|h| <&[u8; FRAME_HEADER_LEN]>::try_from(h).ok());
+    match frame.and_then(|h| FrameHeader::decode(h).ok()) {
+        Some(h) => f.take((SEGMENT_HEADER_LEN as u64 + h.frame_len()).saturating_sub(prefix)).read_to_end(&mut bytes)?,
+        None => f.read_to_end(&mut bytes)?,
+    };
+    Ok(bytes)
 }
 
 /// Whether the chain in `paths` passes through `pos`: `Some(true)` when it

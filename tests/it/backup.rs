@@ -325,6 +325,47 @@ fn snapshot_every_skips_young_snapshots_but_never_the_segments() {
     assert!(r.stderr.contains("snapshot_every"), "{}", r.stderr);
 }
 
+/// A nightly backup counts the segments a repository holds from the record it
+/// keeps (`DIR/backup-pages/*.segments`) instead of reading its whole log, but
+/// only while the repository still lists them: one deleted there goes up again.
+#[test]
+fn segments_known_to_a_repository_are_recorded_and_a_lost_one_goes_up_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    let fixtures = tmp.path().join("fixtures");
+    support::gen_archives(&fixtures, 2, 2);
+    assert_eq!(run(&dir, &["--segment-bytes", "4096", "import", "--group-files", "1", fixtures.to_str().unwrap()]).code, 0);
+    let backup = || {
+        let r = run(&dir, &["backup", "--to", repo.to_str().unwrap(), "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        json(&r)
+    };
+    let first = backup();
+    let uploaded = first[0]["segments_uploaded"].as_u64().unwrap();
+    assert!(uploaded >= 3, "{first}");
+    let record = std::fs::read_dir(dir.join("backup-pages"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "segments"))
+        .expect("a record of the segments the repository holds");
+    let lines = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(lines.lines().count() as u64, uploaded, "{lines}");
+    // The repository loses segment 2; the record still names it.
+    let lost = repo.join(lines.lines().nth(1).unwrap().split(' ').nth(3).unwrap());
+    std::fs::remove_file(&lost).unwrap();
+    let second = backup();
+    assert_eq!(second[0]["segments_uploaded"], 2, "the lost one and the one this backup sealed: {second}");
+    assert!(lost.exists());
+    // A record that cannot be read is no record: every segment is read and matched again.
+    std::fs::write(&record, "not a record\n").unwrap();
+    let third = backup();
+    assert_eq!(third[0]["segments_uploaded"], 1, "{third}");
+    assert_eq!(third[0]["segments_present"].as_u64(), Some(uploaded + 1), "{third}");
+    assert_eq!(std::fs::read_to_string(&record).unwrap().lines().count() as u64, uploaded + 2);
+    assert_eq!(run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep"]).code, 0);
+}
+
 /// Issue 12, target 6: with `snapshot_tail_percent`, a spaced repository still
 /// takes a snapshot once the log since its newest one holds that share of it,
 /// so a restore's replay stays bounded; below it a backup uploads segments only.
