@@ -272,11 +272,7 @@ fn upload_segments(paths: &Paths, repo: &dyn Repository, report: &mut BackupRepo
     let held = |seq: u64, name: &str| by_seq.get(&seq).is_some_and(|p| p.iter().any(|n| n == name));
     let record_at = uploaded::path_beside(&page_hashes_path(paths, repo));
     let mut record = uploaded::Uploaded::load(&record_at);
-    let footers: HashMap<u64, (u64, [u8; 32])> = crate::log::catalog::disk_catalog(&paths.log, crate::log::ChainPos::GENESIS)?
-        .into_iter()
-        .filter(|s| s.sealed)
-        .map(|s| (s.seq, (s.bytes, s.head_hash)))
-        .collect();
+    let footers = sealed_footers(paths)?;
     let segments = crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?;
     let first_seq = segments_start(paths, repo, &by_seq)?;
     for (seq, path) in segments.iter().filter(|(seq, _)| *seq >= first_seq) {
@@ -286,42 +282,65 @@ fn upload_segments(paths: &Paths, repo: &dyn Repository, report: &mut BackupRepo
             report.segments_present += 1;
             continue;
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-        let scan = scan_segment(path, *seq, &bytes, false, None);
-        let SegmentEnd::Sealed(footer) = scan.end else {
+        let Some(sealed) = read_sealed(path, *seq)? else {
             continue; // only sealed segments never change
         };
-        if let Some(d) = scan.damage.into_iter().next() {
-            return Err(d.into_error().into());
-        }
-        let hash = blake3::hash(&bytes);
-        let name = segment_object_name(*seq, &hash);
         match by_seq.get(seq) {
-            Some(_) if held(*seq, &name) => report.segments_present += 1,
-            Some(other) => {
-                let other = other.join(" and ");
-                return Err(RepoError::incomplete(
-                    repo.location(),
-                    format!(
-                        "holds {other} as segment {seq}, but this log's segment {seq} is {name}: this data directory's log is not \
-                         the history backed up there (restored to an earlier point?); back up to a new repository"
-                    ),
-                )
-                .into());
-            }
+            Some(_) if held(*seq, &sealed.name) => report.segments_present += 1,
+            Some(other) => return Err(another_history(repo, *seq, &other.join(" and "), &sealed.name)),
             None => {
-                repo.put(&name, &bytes)?;
-                read_back(repo, &name, &hash.to_hex(), bytes.len() as u64)?;
+                repo.put(&sealed.name, &sealed.bytes)?;
+                read_back(repo, &sealed.name, &sealed.blake3, sealed.bytes.len() as u64)?;
                 report.segments_uploaded += 1;
-                report.bytes_uploaded += bytes.len() as u64;
+                report.bytes_uploaded += sealed.bytes.len() as u64;
             }
         }
-        record.record(*seq, bytes.len() as u64, footer.head_hash, name);
+        record.record(*seq, sealed.bytes.len() as u64, sealed.head_hash, sealed.name);
     }
     if let Err(e) = record.save(&record_at) {
         tracing::warn!(path = %record_at.display(), "the segments the repository holds were not recorded ({e}): the next backup reads them again");
     }
     Ok(())
+}
+
+/// Length and footer head hash of each sealed segment of the local log, from
+/// their footers (nothing else of them is read).
+fn sealed_footers(paths: &Paths) -> Result<HashMap<u64, (u64, [u8; 32])>> {
+    let catalog = crate::log::catalog::disk_catalog(&paths.log, crate::log::ChainPos::GENESIS)?;
+    Ok(catalog.into_iter().filter(|s| s.sealed).map(|s| (s.seq, (s.bytes, s.head_hash))).collect())
+}
+
+/// A sealed local segment, read whole and checked, as the object it uploads as.
+struct Sealed {
+    bytes: Vec<u8>,
+    name: String,
+    blake3: String,
+    head_hash: [u8; 32],
+}
+
+/// Reads segment `seq` at `path`: `None` when it is not sealed (the active
+/// one), an error naming the damage when its frames do not check.
+fn read_sealed(path: &std::path::Path, seq: u64) -> Result<Option<Sealed>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let scan = scan_segment(path, seq, &bytes, false, None);
+    let SegmentEnd::Sealed(footer) = scan.end else { return Ok(None) };
+    if let Some(d) = scan.damage.into_iter().next() {
+        return Err(d.into_error().into());
+    }
+    let hash = blake3::hash(&bytes);
+    Ok(Some(Sealed { name: segment_object_name(seq, &hash), blake3: hash.to_hex().to_string(), head_hash: footer.head_hash, bytes }))
+}
+
+/// The repository holds `other` as segment `seq` where this log has `name`.
+fn another_history(repo: &dyn Repository, seq: u64, other: &str, name: &str) -> Error {
+    RepoError::incomplete(
+        repo.location(),
+        format!(
+            "holds {other} as segment {seq}, but this log's segment {seq} is {name}: this data directory's log is not \
+             the history backed up there (restored to an earlier point?); back up to a new repository"
+        ),
+    )
+    .into()
 }
 
 /// The first segment to upload: the repository's log start; a data directory
