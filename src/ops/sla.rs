@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::event::{Event, OutcomeStatus, Run, fmt_ms as at};
+use crate::event::{Event, OutcomeStatus, Run, RunKind, fmt_ms as at};
 use crate::log::LogReader;
 use crate::store::Paths;
 
@@ -129,17 +129,40 @@ fn run_ok(r: &Run, min_success: f64) -> bool {
     units > 0 && !skipped && ok as f64 >= min_success * units as f64
 }
 
+/// The times a repository received a backup, sorted: the end of each backup
+/// run of the log that succeeded for it (its segments went up, with a snapshot
+/// or not: `snapshot_every` and `snapshot_tail_percent` nights), and the
+/// creation time of each of its snapshots that no such run published (taken
+/// before backups were recorded in the log, or by another copy of the data
+/// directory). Retention-only runs are `skipped`, never a backup.
+fn backup_times(repo: &dyn crate::backup::Repository, backup_runs: &[Run]) -> Result<Vec<i64>> {
+    let location = repo.location();
+    let ran: Vec<(i64, i64)> = backup_runs
+        .iter()
+        .filter(|r| r.outcomes.iter().any(|o| o.unit == location && o.status == OutcomeStatus::Ok))
+        .map(|r| (r.started_ms, r.ended_ms))
+        .collect();
+    let published = crate::backup::manifests(repo)?.0.into_iter().map(|m| m.created_ms);
+    let mut times: Vec<i64> = published.filter(|t| !ran.iter().any(|(s, e)| s <= t && t <= e)).chain(ran.iter().map(|&(_, e)| e)).collect();
+    times.sort_unstable();
+    Ok(times)
+}
+
 pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
     paths.require_dir()?;
     let mut runs: Vec<Run> = Vec::new();
+    let mut backup_runs: Vec<Run> = Vec::new();
     let mut first_commit = None;
     let reader = LogReader::open(&paths.log)?;
     reader.replay::<Error>(reader.start()?, |meta, events| {
         first_commit.get_or_insert(meta.header.commit_ms);
-        runs.extend(events.into_iter().filter_map(|e| match e {
-            Event::Run(r) if r.kind.syncs_series() => Some(r),
-            _ => None,
-        }));
+        for e in events {
+            match e {
+                Event::Run(r) if r.kind.syncs_series() => runs.push(r),
+                Event::Run(r) if r.kind == RunKind::Backup => backup_runs.push(r),
+                _ => {}
+            }
+        }
         Ok(())
     })?;
     let today = opts.now_ms - opts.now_ms.rem_euclid(DAY_MS);
@@ -213,13 +236,12 @@ pub fn sla(paths: &Paths, opts: &SlaOptions) -> Result<SlaReport> {
             prev = Some(t);
         }
     }
-    // Backups: snapshot creation times per repository (every backup publishes one).
+    // Backups: when each repository last received the log (see `backup_times`).
     let mut backups = Vec::new();
     for dir in &opts.repositories {
         let repo = crate::backup::object::open_repository(&dir.to_string_lossy())?;
-        let mut times: Vec<i64> =
-            crate::backup::manifests(repo.as_ref())?.0.iter().map(|m| m.created_ms).filter(|&t| t <= opts.now_ms).collect();
-        times.sort_unstable();
+        let mut times = backup_times(repo.as_ref(), &backup_runs)?;
+        times.retain(|&t| t <= opts.now_ms);
         let before = times.iter().rev().find(|&&t| t < window_start).copied().unwrap_or(window_start);
         let inside: Vec<i64> = times.iter().copied().filter(|&t| t >= window_start).collect();
         let mut worst = 0i64;

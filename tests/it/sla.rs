@@ -115,6 +115,55 @@ fn a_missed_night_and_a_failed_sync_are_exactly_the_breaches() {
     assert_eq!(json(&r)["breaches"].as_array().unwrap().len(), 0);
 }
 
+fn backup_run(id: &str, started_ms: i64, repository: &str, status: OutcomeStatus) -> Event {
+    let outcome = Outcome { unit: repository.to_string(), interval: None, status, appended: 1, revisions: 0, message: String::new() };
+    Event::Run(Run {
+        kind: RunKind::Backup,
+        id: format!("{id}-{started_ms}"),
+        started_ms,
+        ended_ms: started_ms + 300_000,
+        outcomes: vec![outcome],
+    })
+}
+
+/// A spaced repository (`snapshot_every`, `snapshot_tail_percent`) gets a
+/// snapshot once in a while but its segments every night: the RPO is the
+/// nights' backup runs in the log, not the snapshots alone. A night with only
+/// retention, or a failed backup, is still a gap.
+#[test]
+fn nights_whose_backup_sent_only_segments_count_for_the_rpo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::new(&tmp.path().join("data"), None);
+    init(&paths).unwrap();
+    let repo = tmp.path().join("repo");
+    // A real repository, whose one snapshot (made now) lies after the window.
+    let r = run(&paths.root, &["backup", "--to", repo.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let location = json(&r)[0]["repository"].as_str().unwrap().to_string();
+    {
+        let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
+        for d in 0..31 {
+            store.append(&[sync_run(day(d) + 3_900_000, &[])]).unwrap();
+            let night = day(d) + 7_200_000;
+            let backup = match d {
+                14 => backup_run("retention", night, &location, OutcomeStatus::Skipped),
+                15 => backup_run("backup", night, &location, OutcomeStatus::Failed),
+                _ => backup_run("backup", night, &location, OutcomeStatus::Ok),
+            };
+            store.append(&[backup]).unwrap();
+        }
+    }
+    std::fs::write(paths.root.join("candlelog.toml"), format!("[[backup.repositories]]\npath = {:?}\n", repo.to_str().unwrap())).unwrap();
+    let r = run(&paths.root, &["sla", "--days", "30", "--json", "--now", "2026-03-31T12:00:00Z"]);
+    let v = json(&r);
+    assert_eq!(r.code, 1, "{v:#}");
+    let breaches: Vec<(&str, &str)> =
+        v["breaches"].as_array().unwrap().iter().map(|b| (b["kind"].as_str().unwrap(), b["when"].as_str().unwrap())).collect();
+    assert_eq!(breaches, [("rpo", "2026-03-14T02:05:00Z")], "{v:#}");
+    assert_eq!(v["backups"][0]["worst_gap_hours"], 72.0);
+    assert_eq!(v["backups"][0]["backups"], 28);
+}
+
 /// A directory that started syncing on March 25 did not miss the 24 nights
 /// before it existed.
 #[test]
