@@ -587,6 +587,28 @@ pub fn segment_objects(repo: &dyn Repository) -> Result<Vec<(u64, String, String
     Ok(v)
 }
 
+/// Where a repository's log ends: the last frame of its newest segment.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RepoHead {
+    pub seq: u64,
+    pub lsn: u64,
+    pub commit_ms: i64,
+}
+
+/// The repository's log head, read from its newest segment (checked against
+/// the hash in its name, a damaged one refused); `None` without segments.
+pub fn repo_head(repo: &dyn Repository) -> Result<Option<RepoHead>> {
+    let segments = RepoSegments::list(repo)?;
+    let Some(seq) = segments.objects().map(|(seq, _, _)| seq).max() else { return Ok(None) };
+    let Some(bytes) = segments.fetch(seq)? else { return Ok(None) };
+    let name = std::path::PathBuf::from(format!("{}/segments/{seq:020}", repo.location()));
+    let scan = scan_segment(&name, seq, &bytes, false, None);
+    if let Some(d) = scan.damage.into_iter().next() {
+        return Err(d.into_error().into());
+    }
+    Ok(scan.frames.last().map(|f| RepoHead { seq, lsn: f.header.last_lsn(), commit_ms: f.header.commit_ms }))
+}
+
 /// Deletes snapshots (manifest first, then data) created more than
 /// `keep_days` before `now_ms`, never the newest one nor one a kept delta is
 /// built on (its chain, chain.rs), newest first (a delta goes before its

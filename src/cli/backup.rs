@@ -83,13 +83,29 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let first_seq = start.as_ref().map_or(1, |s| s.first_seq);
             let segs: Vec<_> = segment_objects(repo.as_ref())?.into_iter().filter(|s| s.0 >= first_seq).collect();
             let (snaps, bad) = manifests(repo.as_ref())?;
+            // A damaged newest segment is `backup verify`'s to report: the listing goes on without the head.
+            let (head, head_error) = match candlelog::backup::repo_head(repo.as_ref()) {
+                Ok(h) => (h, None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            // What a restore of the head replays on top of the newest snapshot (`snapshot_tail_percent`).
+            let after_newest = head.zip(snaps.iter().map(|m| m.lsn).max()).map(|(h, lsn)| h.lsn.saturating_sub(lsn));
             if *json {
                 let segs: Vec<_> = segs.iter().map(|(s, n, h)| serde_json::json!({"seq": s, "object": n, "blake3": h})).collect();
                 print_json(&serde_json::json!({
-                    "repository": repo_loc(from), "log_start": start, "segments": segs, "snapshots": snaps, "unreadable": bad
+                    "repository": repo_loc(from), "log_start": start, "log_head": head, "log_head_error": head_error,
+                    "events_after_newest_snapshot": after_newest,
+                    "segments": segs, "snapshots": snaps, "unreadable": bad
                 }))?;
             } else {
                 outln!("{}: {} segment(s), {} snapshot(s)", from.display(), segs.len(), snaps.len());
+                if let Some(h) = &head {
+                    let after = after_newest.map_or(String::new(), |n| format!("; {n} event(s) after the newest snapshot"));
+                    outln!("  log head LSN {}, committed {} (segment {}){after}", h.lsn, super::fmt_ms(h.commit_ms), h.seq);
+                }
+                if let Some(e) = &head_error {
+                    outln!("  log head UNREADABLE: {e}; run `candlelog backup verify --from {}`", from.display());
+                }
                 if let Some(s) = &start {
                     outln!(
                         "  log starts at segment {} (LSN {}): older segments were pruned{}",

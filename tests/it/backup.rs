@@ -398,6 +398,11 @@ fn snapshot_tail_percent_takes_a_snapshot_once_the_tail_is_that_share_of_the_sto
     let why = second[0]["snapshot_skipped"].as_str().unwrap();
     assert!(why.contains("younger than snapshot_every") && why.contains("snapshot_tail_percent (60 %"), "{why}");
     assert!(second[0]["segments_uploaded"].as_u64().unwrap() >= 1, "segments still go up: {second}");
+    // `backup list` says how far the repository's log reaches past its newest snapshot.
+    let list = json(&run(&dir, &["backup", "list", "--from", repo.to_str().unwrap(), "--json"]));
+    let (head, after) = (list["log_head"]["lsn"].as_u64().unwrap(), list["events_after_newest_snapshot"].as_u64().unwrap());
+    assert!(after >= 700 && head == first_lsn + after, "{list}");
+    assert!(why.contains(&format!("has {after} events of log after it")), "{why} {list}");
     // A fourth month: the tail since the snapshot is now about the whole of it.
     months(4);
     let third = json(&run(&dir, &["backup", "--json"]));
@@ -408,6 +413,16 @@ fn snapshot_tail_percent_takes_a_snapshot_once_the_tail_is_that_share_of_the_sto
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)["snapshot_lsn"].as_u64(), Some(third_lsn));
     assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
+    // A damaged newest segment is named, and the listing goes on.
+    let newest = std::fs::read_dir(repo.join("segments")).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(&newest, bytes).unwrap();
+    let r = run(&dir, &["backup", "list", "--from", repo.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let list = json(&r);
+    assert!(list["log_head"].is_null() && list["log_head_error"].as_str().unwrap().contains("blake3"), "{list}");
+    assert_eq!(list["snapshots"].as_array().unwrap().len(), 2, "{list}");
     // Not a percentage: a clear configuration error, nothing written.
     config(0);
     let r = run(&dir, &["backup"]);
