@@ -162,9 +162,18 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let targets: Vec<Target> = if args.to.is_empty() {
                 configured_targets(&config, prune_before, now)?
             } else {
+                // A repository the config lists keeps its snapshot settings (spacing, deltas) under --to, as the
+                // shipped units name it; its retention and pruning run only without --to (or with the flag).
+                let configured = configured_targets(&config, None, now)?;
+                let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
                 args.to
                     .iter()
-                    .map(|p| Target { location: loc(p), keep_days: None, prune_before_ms: prune_before, policy: SnapshotPolicy::default() })
+                    .map(|p| {
+                        let location = loc(p);
+                        let listed = configured.iter().find(|t| same(&t.location, &location));
+                        let policy = listed.map_or_else(SnapshotPolicy::default, |t| t.policy);
+                        Target { location, keep_days: None, prune_before_ms: prune_before, policy }
+                    })
                     .collect()
             };
             if targets.is_empty() {

@@ -308,6 +308,9 @@ fn snapshot_every_skips_young_snapshots_but_never_the_segments() {
     assert!(second[0]["snapshot"].is_null(), "{second}");
     assert!(second[0]["snapshot_skipped"].as_str().unwrap().contains("younger than snapshot_every"), "{second}");
     assert!(second[0]["segments_uploaded"].as_u64().unwrap() >= 1, "segments still go up: {second}");
+    // Named with --to (as the shipped cron line and unit do), the listed repository keeps its spacing.
+    let third = json(&run(&dir, &["backup", "--to", &format!("{}/", repo.display()), "--json"]));
+    assert!(third[0]["snapshot"].is_null() && third[0]["snapshot_skipped"].is_string(), "{third}");
     // The restore replays what the skipped snapshot would have held.
     let into = tmp.path().join("restored");
     let r = run(&dir, &["restore", "--from", repo.to_str().unwrap(), "--into", into.to_str().unwrap(), "--json"]);
