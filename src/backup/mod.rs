@@ -15,6 +15,7 @@
 //! in format/repository.md. This layer moves objects (streamed: no object is
 //! held whole in memory) and checks them; the commands that use it are in ops/.
 
+pub mod carry;
 pub mod chain;
 pub mod error;
 pub mod marker;
@@ -396,7 +397,8 @@ fn publish_snapshot(
             tracing::debug!(ms = t.elapsed().as_millis() as u64, "snapshot: {what}");
             *t = Instant::now();
         };
-        let proven = rows_as_the_log_gives(paths, tmp, applied.lsn)?;
+        let sums_at = page_hashes_path(paths, repo).with_extension("sums");
+        let proven = rows_as_the_log_gives(paths, tmp, applied.lsn, &sums_at)?;
         step("rows and indexes checked against the log", &mut t);
         let image = snapshot::pages::PageImage::scan(tmp)?;
         step("pages hashed", &mut t);
@@ -429,6 +431,10 @@ fn publish_snapshot(
         {
             tracing::warn!(path = %pages_at.display(), "page hashes not kept ({e}): the next snapshot is a full one");
         }
+        // The next night's log side starts from these sums, once this snapshot's anchor is in the log.
+        if let Err(e) = carry::keep(&sums_at, applied, &proven.sums) {
+            tracing::warn!(path = %sums_at.display(), "the rows' sums were not kept ({e}): the next backup replays the whole log");
+        }
         let anchor = proven.anchor(&manifest, applied)?;
         Ok::<_, Error>((manifest, json.len() as u64, anchor))
     })();
@@ -455,6 +461,8 @@ pub fn page_hashes_path(paths: &crate::store::Paths, repo: &dyn Repository) -> s
 struct Proven {
     /// The rows' digests, equal in the copy and in the log at the copy's LSN.
     digests: crate::projection::Digests,
+    /// The same, unfinished (`carry.rs`).
+    sums: std::collections::BTreeMap<crate::event::Interval, crate::projection::digest::RowDigest>,
     /// The series the log gives at that LSN: what the redb index holds there.
     series: Vec<crate::event::AnchorSeries>,
     /// `CHECK_STRUCTURE` when every index of the copy holds exactly its table's entries.
@@ -485,15 +493,15 @@ impl Proven {
 /// a projection that drifted from the log is never published as a backup.
 /// The copy's table scan also checks every index against its table
 /// (`projection::structure`), and the log's replay gives its series.
-fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, lsn: u64) -> Result<Proven> {
+fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, lsn: u64, sums: &std::path::Path) -> Result<Proven> {
     let (from_log, in_copy) = std::thread::scope(|s| {
-        let from_log = s.spawn(|| crate::store::log_rows_at(paths, lsn).map(|rows| (rows.digests(), anchor_series(&rows))));
+        let from_log = s.spawn(|| carry::log_side(paths, sums, lsn));
         let in_copy =
             crate::projection::Projection::open_read_only(copy).and_then(|p| crate::projection::structure::audit(&p)).map_err(Error::from);
         (from_log.join().unwrap_or_else(|_| Err(Error::Failed("the log digest thread panicked".into()))), in_copy)
     });
-    let ((from_log, series), in_copy) = (from_log?, in_copy?);
-    if let Some((i, e, f)) = crate::projection::digest::differences(&from_log, &in_copy.digests).first() {
+    let (from_log, in_copy) = (from_log?, in_copy?);
+    if let Some((i, e, f)) = crate::projection::digest::differences(&from_log.digests, &in_copy.digests).first() {
         return Err(Error::Damaged(format!(
             "{}: table {} holds {} rows at LSN {lsn} that differ from the log's ({} rows): no snapshot of it is published; \
              run `candlelog verify --deep`, then `candlelog rebuild`",
@@ -510,29 +518,7 @@ fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, ls
         tracing::warn!(copy = %copy.display(), "indexes against their tables: {}", in_copy.problems.join("; "));
         0
     };
-    Ok(Proven { digests: from_log, series, structure })
-}
-
-/// Each series of `rows` as an anchor records it.
-fn anchor_series(rows: &crate::projection::LogRows) -> Vec<crate::event::AnchorSeries> {
-    let sums = rows.candle_sums();
-    rows.series()
-        .into_iter()
-        .filter_map(|((sym, interval), opens)| {
-            let (first_open, last_open) = (*opens.first()?, *opens.last()?);
-            let sum = sums.get(&(sym.to_string(), interval)).copied().unwrap_or_default();
-            let symbol = crate::event::Symbol::parse(sym).ok()?;
-            Some(crate::event::AnchorSeries {
-                symbol,
-                interval,
-                candles: sum.candles,
-                first_open,
-                last_open,
-                opens: sum.opens,
-                digests: sum.digests,
-            })
-        })
-        .collect()
+    Ok(Proven { digests: from_log.digests, sums: from_log.sums, series: from_log.series, structure })
 }
 
 /// The snapshot manifests of a repository, oldest LSN first. Unreadable or

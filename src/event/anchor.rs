@@ -57,6 +57,18 @@ pub struct AnchorSeries {
 }
 
 impl Anchor {
+    /// Each series' first and last open time, by (symbol, interval): a key
+    /// inside its span may be a row of the anchored snapshot (a revision, or a
+    /// gap filled), a key outside it is not.
+    pub fn spans(&self) -> std::collections::HashMap<(&str, Interval), (i64, i64)> {
+        self.series.iter().map(|s| ((s.symbol.as_str(), s.interval), (s.first_open, s.last_open))).collect()
+    }
+
+    /// Whether `ts` lies inside the span of (`symbol`, `interval`) in `spans` ([`Anchor::spans`]).
+    pub fn within(spans: &std::collections::HashMap<(&str, Interval), (i64, i64)>, symbol: &str, interval: Interval, ts: i64) -> bool {
+        spans.get(&(symbol, interval)).is_some_and(|(first, last)| (*first..=*last).contains(&ts))
+    }
+
     /// The checks that passed, as words.
     pub fn checks_str(&self) -> String {
         let mut v = Vec::new();

@@ -121,6 +121,16 @@ impl RowDigest {
         self.rows += 1;
     }
 
+    /// A digest carried from its row count and lane sums ([`RowDigest::parts`]).
+    pub fn from_parts(rows: u64, sum: [u128; 2]) -> RowDigest {
+        RowDigest { sum, rows }
+    }
+
+    /// Row count and lane sums: what later rows can be added to, unlike [`RowDigest::finish`].
+    pub fn parts(&self) -> (u64, [u128; 2]) {
+        (self.rows, self.sum)
+    }
+
     pub fn finish(self) -> TableDigest {
         let mut h = blake3::Hasher::new();
         h.update(&self.rows.to_le_bytes());
@@ -365,6 +375,11 @@ impl LogRows {
 
     /// Digest per table (after `settle`).
     pub fn digests(&self) -> BTreeMap<Interval, TableDigest> {
+        self.sums().into_iter().map(|(i, d)| (i, d.finish())).collect()
+    }
+
+    /// Digest per table, unfinished (after `settle`): what a later tail's rows can be added to.
+    pub fn sums(&self) -> BTreeMap<Interval, RowDigest> {
         let mut acc: BTreeMap<Interval, RowDigest> = BTreeMap::new();
         for ((_, i), s) in &self.series {
             let d = acc.entry(*i).or_default();
@@ -372,7 +387,7 @@ impl LogRows {
                 d.add_hash(r.hash());
             }
         }
-        acc.into_iter().map(|(i, d)| (i, d.finish())).collect()
+        acc
     }
 
     /// Every series' open times, ascending (after `settle`), series ordered

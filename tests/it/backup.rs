@@ -369,6 +369,76 @@ fn segments_known_to_a_repository_are_recorded_and_a_lost_one_goes_up_again() {
     assert_eq!(run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep"]).code, 0);
 }
 
+/// Issue 12, target 6: a night's backup carries the log's row digests from the
+/// last snapshot this directory published (its sums kept beside the page
+/// hashes, proven by that snapshot's anchor in the log) instead of replaying
+/// the whole log, and publishes what the whole replay gives (`backup verify
+/// --deep` recomputes it from the segments). A revision inside an anchored
+/// series, or kept sums the anchor does not prove, take the whole replay; a
+/// projection that drifted is refused either way.
+#[test]
+fn a_nights_log_digests_are_carried_from_the_last_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    let import = |f: &std::path::Path| assert_eq!(run(&dir, &["import", f.to_str().unwrap()]).code, 0);
+    let backup = || {
+        let r = run(&dir, &["-vv", "backup", "--to", repo.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stderr.contains("the log's digests carried from the last snapshot")
+    };
+    let verified = || {
+        let r = run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep"]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    };
+    let months = |n: u8| {
+        let f = tmp.path().join(format!("months-{n}"));
+        support::gen_archives(&f, 3, n);
+        import(&f);
+    };
+    months(2);
+    assert!(!backup(), "nothing kept yet: the whole log");
+    months(3);
+    assert!(backup(), "a month after the anchored snapshot is carried");
+    verified();
+    // Kept sums that do not finish to the anchor's digests are not used.
+    let sums = std::fs::read_dir(dir.join("backup-pages"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sums"))
+        .unwrap();
+    let text = std::fs::read_to_string(&sums).unwrap();
+    let lane = text.split('"').find(|w| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit())).unwrap().to_string();
+    let other = format!("{:032x}", u128::from_str_radix(&lane, 16).unwrap() ^ 1);
+    std::fs::write(&sums, text.replacen(&lane, &other, 1)).unwrap();
+    months(4);
+    assert!(!backup(), "sums the anchor does not prove");
+    verified();
+    months(5);
+    assert!(backup());
+    // A drifted projection is refused with the digests carried as with them replayed.
+    months(6);
+    rusqlite::Connection::open(dir.join("candles.sqlite"))
+        .unwrap()
+        .execute_batch("UPDATE ohlcv_h4 SET volume = volume + 1 WHERE rowid = 3")
+        .unwrap();
+    let r = run(&dir, &["-vv", "backup", "--to", repo.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("the log's digests carried") && r.stderr.contains("differ from the log"), "{}", r.stderr);
+    assert_eq!(run(&dir, &["rebuild"]).code, 0);
+    // A revision of a candle the last snapshot holds: its old row is not at hand.
+    let f = tmp.path().join("revision");
+    let mut rows = support::month_rows(1, 2024, 1);
+    let mut fields: Vec<String> = rows[10].split(',').map(str::to_string).collect();
+    fields[5].push('1');
+    rows[10] = fields.join(",");
+    std::fs::create_dir_all(&f).unwrap();
+    support::write_archive(&f, "SYM0USDT", 2024, 1, &rows, true);
+    import(&f);
+    assert!(!backup(), "a revision inside the span takes the whole replay");
+    verified();
+}
+
 /// Issue 12, target 6: with `snapshot_tail_percent`, a spaced repository still
 /// takes a snapshot once the log since its newest one holds that share of it,
 /// so a restore's replay stays bounded; below it a backup uploads segments only.

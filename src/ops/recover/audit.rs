@@ -183,13 +183,8 @@ impl TailProof {
     /// not at hand, so the index's sums cannot be carried, and the snapshot
     /// is not read to tell a revision from a gap filled.
     fn within_snapshot(&self) -> bool {
-        let spans: FxHashMap<(u32, Interval), (i64, i64)> = self
-            .anchor
-            .series
-            .iter()
-            .filter_map(|s| Some(((self.symbols.find(s.symbol.as_str())?, s.interval), (s.first_open, s.last_open))))
-            .collect();
-        self.rows.keys().any(|(sym, i, ts)| spans.get(&(*sym, *i)).is_some_and(|(first, last)| (*first..=*last).contains(ts)))
+        let spans = self.anchor.spans();
+        self.rows.keys().any(|(sym, i, ts)| Anchor::within(&spans, self.symbols.name(*sym), *i, *ts))
     }
 
     /// The tail's time range in each table it writes, split in two parts at
