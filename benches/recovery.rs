@@ -102,6 +102,9 @@ fn nightly(store: &mut Store, tmp: &std::path::Path, symbols: u64, from: u64, ni
         let t = Instant::now();
         let r = backup_with(store, repo, *policy).unwrap();
         println!("nightly: first backup to the {name} repository: {:.1} s, {} bytes", t.elapsed().as_secs_f64(), r.bytes_uploaded);
+        if let Some(a) = &r.anchor {
+            store.append(&[Event::Anchor(a.clone())]).unwrap();
+        }
     }
     let mut results: [Vec<(f64, u64)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for night in 0..nights {
@@ -112,6 +115,10 @@ fn nightly(store: &mut Store, tmp: &std::path::Path, symbols: u64, from: u64, ni
             let t = Instant::now();
             let r = backup_with(store, repo, *policy).unwrap();
             let secs = t.elapsed().as_secs_f64();
+            // As the `backup` command does: the snapshot's anchor lets the next night carry the log's digests.
+            if let Some(a) = &r.anchor {
+                store.append(&[Event::Anchor(a.clone())]).unwrap();
+            }
             let snap = match &r.snapshot {
                 Some(s) => format!("snapshot {} bytes{}", s.file_bytes, if s.parent.is_some() { ", a delta" } else { "" }),
                 None => "segments only".to_string(),

@@ -16,13 +16,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::{Anchor, AnchorSeries, Event, Interval, Symbol};
 use crate::log::{ChainPos, LogReader};
-use crate::projection::digest::{RowDigest, SymbolIds, row_hash, row_values};
+use crate::projection::digest::{RowDigest, TailRows};
 use crate::projection::{Digests, hex, unhex32};
 use crate::store::{LogBase, Paths};
 
@@ -87,9 +86,7 @@ impl Kept {
 /// and candle digest), and the snapshot's anchor when the log holds it.
 #[derive(Default)]
 struct Tail {
-    rows: FxHashMap<(u32, Interval, i64), ([u128; 2], u128)>,
-    symbols: SymbolIds,
-    body: Vec<u8>,
+    rows: TailRows,
     anchor: Option<Anchor>,
     lossy: bool,
 }
@@ -107,15 +104,14 @@ fn carried(paths: &Paths, kept: &Path, lsn: u64) -> Result<Option<LogSide>> {
     if finished != anchored {
         return Ok(None);
     }
-    let spans = anchor.spans();
-    if tail.rows.keys().any(|(sym, i, ts)| Anchor::within(&spans, tail.symbols.name(*sym), *i, *ts)) {
+    if tail.rows.touches(anchor) {
         return Ok(None);
     }
     let mut series: BTreeMap<(String, Interval), AnchorSeries> =
         anchor.series.iter().map(|s| ((s.symbol.as_str().to_string(), s.interval), s.clone())).collect();
-    for (&(sym, i, ts), &(hash, digest)) in &tail.rows {
+    for (&(sym, i, ts), &(hash, digest)) in &tail.rows.rows {
         sums.entry(i).or_default().add_hash(hash);
-        let name = tail.symbols.name(sym);
+        let name = tail.rows.symbols.name(sym);
         let s = match series.entry((name.to_string(), i)) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
@@ -129,7 +125,7 @@ fn carried(paths: &Paths, kept: &Path, lsn: u64) -> Result<Option<LogSide>> {
         s.opens = s.opens.wrapping_add(ts);
         s.digests = s.digests.wrapping_add(digest);
     }
-    tracing::debug!(from = base.lsn, to = lsn, rows = tail.rows.len(), "the log's digests carried from the last snapshot");
+    tracing::debug!(from = base.lsn, to = lsn, rows = tail.rows.rows.len(), "the log's digests carried from the last snapshot");
     let digests = sums.iter().map(|(i, d)| (*i, d.finish())).collect();
     Ok(Some(LogSide { digests, sums, series: series.into_values().collect() }))
 }
@@ -147,14 +143,7 @@ fn read_tail(paths: &Paths, base: ChainPos, lsn: u64) -> Result<Tail> {
         let within = meta.header.last_lsn() <= lsn;
         for e in &events {
             match e {
-                Event::Candle(c) if within => {
-                    let parts = c.parts();
-                    let id = tail.symbols.id(c.symbol.as_str());
-                    let (values, trades) = row_values(&parts);
-                    let hash = row_hash(tail.symbols.key(id), c.open_time, &values, trades);
-                    let digest = u128::from_le_bytes(crate::event::codec::parts_digest(&parts, &mut tail.body));
-                    tail.rows.insert((id, c.interval, c.open_time), (hash, digest));
-                }
+                Event::Candle(c) if within => tail.rows.insert(c),
                 Event::Anchor(a) if a.lsn == base.lsn && a.head_hash == base.hash => tail.anchor = Some(a.clone()),
                 _ => {}
             }

@@ -140,6 +140,42 @@ impl RowDigest {
     }
 }
 
+/// A candle's row hash (under its symbol's key, [`symbol_key`]) and its
+/// candle digest (`codec::parts_digest`, as the index stores it); `body` is a
+/// buffer kept between candles.
+pub fn candle_hashes(key: &[u8; 32], c: &CandleParts<'_>, body: &mut Vec<u8>) -> ([u128; 2], u128) {
+    let (values, trades) = row_values(c);
+    (row_hash(key, c.open_time, &values, trades), u128::from_le_bytes(crate::event::codec::parts_digest(c, body)))
+}
+
+/// The latest candle per key of a log's tail, as its row hash and candle
+/// digest, keyed by (symbol id in `symbols`, interval, open time): what
+/// `recover`'s tail audit checks and a backup carries forward.
+#[derive(Default)]
+pub struct TailRows {
+    pub rows: FxHashMap<(u32, Interval, i64), ([u128; 2], u128)>,
+    pub symbols: SymbolIds,
+    body: Vec<u8>,
+}
+
+impl TailRows {
+    /// Applies a candle: it replaces any earlier one of the tail with the same key.
+    pub fn insert(&mut self, c: &Candle) {
+        let parts = c.parts();
+        let id = self.symbols.id(c.symbol.as_str());
+        let hashes = candle_hashes(self.symbols.key(id), &parts, &mut self.body);
+        self.rows.insert((id, c.interval, c.open_time), hashes);
+    }
+
+    /// Whether a key of the tail lies inside its series' span in `anchor`: a
+    /// row the anchored snapshot may hold (a revision, or a gap filled), whose
+    /// old hash is not at hand.
+    pub fn touches(&self, anchor: &crate::event::Anchor) -> bool {
+        let spans = anchor.spans();
+        self.rows.keys().any(|(sym, i, ts)| crate::event::Anchor::within(&spans, self.symbols.name(*sym), *i, *ts))
+    }
+}
+
 /// The values a projection row holds for a candle.
 pub fn row_values(c: &CandleParts<'_>) -> ([f64; 6], i64) {
     let [open, high, low, close, volume, quote_volume, ..] = &c.decimals;
@@ -340,9 +376,7 @@ impl LogRows {
     pub fn insert_parts(&mut self, c: &CandleParts<'_>) {
         let slot = self.slot(c.symbol, c.interval);
         let id = self.series[slot].0.0;
-        let (values, trades) = row_values(c);
-        let hash = row_hash(self.symbols.key(id), c.open_time, &values, trades);
-        let candle = u128::from_le_bytes(crate::event::codec::parts_digest(c, &mut self.body));
+        let (hash, candle) = candle_hashes(self.symbols.key(id), c, &mut self.body);
         self.series[slot].1.push(Row::new(c.open_time, hash, candle));
     }
 

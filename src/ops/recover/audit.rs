@@ -33,11 +33,8 @@ use rustc_hash::FxHashMap;
 use super::*;
 use crate::event::{Anchor, CHECKS_ALL, Candle};
 use crate::ops::verify::{Kind, Problem, VerifyReport};
-use crate::projection::digest::{CandleSum, SymbolIds, row_hash, row_values};
+use crate::projection::digest::{CandleSum, TailRows, row_hash};
 use crate::projection::unhex32;
-
-/// A row's key: symbol (its id in `TailProof::symbols`), interval (its table), open time.
-type Key = (u32, Interval, i64);
 
 /// One series as the index must hold it: its digest sums and first and last open time.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -78,11 +75,7 @@ pub(super) fn read_index(path: PathBuf) -> std::thread::JoinHandle<IndexRead> {
 pub(super) struct TailProof {
     anchor: Anchor,
     /// The latest candle per key in the tail: its row hash and candle digest.
-    rows: FxHashMap<Key, ([u128; 2], u128)>,
-    /// The tail's symbols.
-    symbols: SymbolIds,
-    /// The encoded candle body `codec::parts_digest` hashes, kept between candles.
-    body: Vec<u8>,
+    tail: TailRows,
     /// Candles of the tail that fail validation.
     invalid: Vec<Problem>,
     events: u64,
@@ -116,15 +109,7 @@ impl TailProof {
             return Ok(None);
         }
         let (Some(head), Some(raw)) = (unhex32(&m.head_hash), unhex32(&m.raw_blake3)) else { return Ok(None) };
-        let mut proof = TailProof {
-            anchor: empty_anchor(),
-            rows: FxHashMap::default(),
-            symbols: SymbolIds::default(),
-            body: Vec::new(),
-            invalid: Vec::new(),
-            events: 0,
-            candles: 0,
-        };
+        let mut proof = TailProof { anchor: empty_anchor(), tail: TailRows::default(), invalid: Vec::new(), events: 0, candles: 0 };
         let (mut anchored, mut lossy) = (false, false);
         let reader = LogReader::open(&paths.log)?;
         let replayed = reader.replay::<Error>(ChainPos::new(m.lsn, head), |meta, events| {
@@ -169,12 +154,7 @@ impl TailProof {
                 message: e.to_string(),
             });
         }
-        let parts = c.parts();
-        let id = self.symbols.id(c.symbol.as_str());
-        let (values, trades) = row_values(&parts);
-        let hash = row_hash(self.symbols.key(id), c.open_time, &values, trades);
-        let digest = u128::from_le_bytes(crate::event::codec::parts_digest(&parts, &mut self.body));
-        self.rows.insert((id, c.interval, c.open_time), (hash, digest));
+        self.tail.insert(c);
     }
 
     /// Whether a key the tail writes lies within the first and last open
@@ -183,15 +163,14 @@ impl TailProof {
     /// not at hand, so the index's sums cannot be carried, and the snapshot
     /// is not read to tell a revision from a gap filled.
     fn within_snapshot(&self) -> bool {
-        let spans = self.anchor.spans();
-        self.rows.keys().any(|(sym, i, ts)| Anchor::within(&spans, self.symbols.name(*sym), *i, *ts))
+        self.tail.touches(&self.anchor)
     }
 
     /// The tail's time range in each table it writes, split in two parts at
     /// the median of its keys' open times: one scan per core.
     fn scan_parts(&self) -> [Vec<(Interval, i64, i64)>; 2] {
         let mut times: BTreeMap<Interval, Vec<i64>> = BTreeMap::new();
-        for (_, i, ts) in self.rows.keys() {
+        for (_, i, ts) in self.tail.rows.keys() {
             times.entry(*i).or_default().push(*ts);
         }
         let mut parts: [Vec<(Interval, i64, i64)>; 2] = Default::default();
@@ -227,9 +206,9 @@ impl TailProof {
             let mut rows = stmt.query([from, to]).map_err(err)?;
             while let Some(r) = rows.next().map_err(err)? {
                 let sym = r.get_ref(1).map_err(err)?.as_str().map_err(|e| err(e.into()))?;
-                let Some(id) = self.symbols.find(sym) else { continue };
+                let Some(id) = self.tail.symbols.find(sym) else { continue };
                 let ts: i64 = r.get(0).map_err(err)?;
-                let Some((expected, _)) = self.rows.get(&(id, i, ts)) else { continue };
+                let Some((expected, _)) = self.tail.rows.get(&(id, i, ts)) else { continue };
                 let mut v = [0f64; 6];
                 for (k, slot) in v.iter_mut().enumerate() {
                     *slot = r.get(k + 2).map_err(err)?;
@@ -237,7 +216,7 @@ impl TailProof {
                 let trades: i64 = r.get(8).map_err(err)?;
                 let f = found.entry(i).or_default();
                 f.0 += 1;
-                if *expected != row_hash(self.symbols.key(id), ts, &v, trades) {
+                if *expected != row_hash(self.tail.symbols.key(id), ts, &v, trades) {
                     f.1 += 1;
                 }
             }
@@ -252,7 +231,7 @@ impl TailProof {
             self.anchor.lsn,
             self.anchor.checks_str(),
             self.events,
-            self.rows.len()
+            self.tail.rows.len()
         )
     }
 
@@ -316,7 +295,7 @@ impl TailProof {
             }
         }
         let mut added: BTreeMap<Interval, u64> = BTreeMap::new();
-        for (_, i, _) in self.rows.keys() {
+        for (_, i, _) in self.tail.rows.keys() {
             *added.entry(*i).or_default() += 1;
         }
         let counts = match counts {
@@ -359,13 +338,13 @@ impl TailProof {
             })
             .collect();
         let mut tail: FxHashMap<(u32, Interval), SeriesSum> = FxHashMap::default();
-        for ((sym, i, ts), (_, digest)) in &self.rows {
+        for ((sym, i, ts), (_, digest)) in &self.tail.rows {
             let e = tail.entry((*sym, *i)).or_insert(SeriesSum { first: *ts, last: *ts, ..Default::default() });
             e.sum.add(*ts, *digest);
             (e.first, e.last) = (e.first.min(*ts), e.last.max(*ts));
         }
         for ((sym, i), t) in tail {
-            let e = expected.entry((self.symbols.name(sym).to_string(), i)).or_insert(SeriesSum {
+            let e = expected.entry((self.tail.symbols.name(sym).to_string(), i)).or_insert(SeriesSum {
                 first: t.first,
                 last: t.last,
                 ..Default::default()
