@@ -107,11 +107,22 @@ fn carried(paths: &Paths, kept: &Path, lsn: u64) -> Result<Option<LogSide>> {
     if tail.rows.touches(anchor) {
         return Ok(None);
     }
+    for (&(_, i, _), &(hash, _)) in &tail.rows.rows {
+        sums.entry(i).or_default().add_hash(hash);
+    }
+    let series = carry_series(anchor, &tail.rows)?;
+    tracing::debug!(from = base.lsn, to = lsn, rows = tail.rows.rows.len(), "the log's digests carried from the last snapshot");
+    let digests = sums.iter().map(|(i, d)| (*i, d.finish())).collect();
+    Ok(Some(LogSide { digests, sums, series }))
+}
+
+/// The anchor's series with the tail's candles added (none of them inside an
+/// anchored span: [`TailRows::touches`]), ordered by (symbol, interval).
+fn carry_series(anchor: &Anchor, tail: &TailRows) -> Result<Vec<AnchorSeries>> {
     let mut series: BTreeMap<(String, Interval), AnchorSeries> =
         anchor.series.iter().map(|s| ((s.symbol.as_str().to_string(), s.interval), s.clone())).collect();
-    for (&(sym, i, ts), &(hash, digest)) in &tail.rows.rows {
-        sums.entry(i).or_default().add_hash(hash);
-        let name = tail.rows.symbols.name(sym);
+    for (&(sym, i, ts), &(_, digest)) in &tail.rows {
+        let name = tail.symbols.name(sym);
         let s = match series.entry((name.to_string(), i)) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
@@ -125,9 +136,7 @@ fn carried(paths: &Paths, kept: &Path, lsn: u64) -> Result<Option<LogSide>> {
         s.opens = s.opens.wrapping_add(ts);
         s.digests = s.digests.wrapping_add(digest);
     }
-    tracing::debug!(from = base.lsn, to = lsn, rows = tail.rows.rows.len(), "the log's digests carried from the last snapshot");
-    let digests = sums.iter().map(|(i, d)| (*i, d.finish())).collect();
-    Ok(Some(LogSide { digests, sums, series: series.into_values().collect() }))
+    Ok(series.into_values().collect())
 }
 
 /// Replays the log after `base` (its chain hash checked there): candles up
@@ -165,4 +174,65 @@ fn anchor_series(rows: &crate::projection::LogRows) -> Vec<AnchorSeries> {
             Some(AnchorSeries { symbol, interval, candles: sum.candles, first_open, last_open, opens: sum.opens, digests: sum.digests })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::{DirRepository, backup, page_hashes_path};
+    use crate::event::{Candle, Decimal};
+    use crate::store::{Store, StoreOptions, init};
+
+    const H4: i64 = 14_400_000;
+
+    fn candle(sym: &str, k: i64, close: u128) -> Event {
+        let d = |m| Decimal::from_parts(false, m, 2).unwrap();
+        Event::Candle(Candle {
+            symbol: Symbol::parse(sym).unwrap(),
+            interval: Interval::H4,
+            open_time: 1_704_067_200_000 + k * H4,
+            close_time: 1_704_067_200_000 + (k + 1) * H4 - 1,
+            open: d(100),
+            high: d(200),
+            low: d(50),
+            close: d(close),
+            volume: d(1),
+            quote_volume: d(1),
+            trades: 1,
+            taker_buy_volume: d(0),
+            taker_buy_quote_volume: d(0),
+        })
+    }
+
+    fn night(symbols: &[&str], from: i64, to: i64) -> Vec<Event> {
+        symbols.iter().flat_map(|s| (from..to).map(move |k| candle(s, k, 100 + k as u128))).collect()
+    }
+
+    #[test]
+    fn carried_digests_and_series_are_the_whole_replays_and_a_revision_is_not_carried() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::new(&tmp.path().join("data"), None);
+        init(&paths).unwrap();
+        let repo = DirRepository::open(&tmp.path().join("repo")).unwrap();
+        let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
+        store.append(&night(&["AAAUSDT", "BBBUSDT"], 0, 20)).unwrap();
+        backup(&mut store, &repo).unwrap();
+        let kept = page_hashes_path(&paths, &repo).with_extension("sums");
+        // A night: both series go on, a third starts, one candle is logged twice (the later wins).
+        store.append(&night(&["AAAUSDT", "BBBUSDT", "CCCUSDT"], 20, 26)).unwrap();
+        store.append(&[candle("CCCUSDT", 25, 150)]).unwrap();
+        let lsn = store.head().lsn;
+        let side = carried(&paths, &kept, lsn).unwrap().expect("a night after the anchored snapshot is carried");
+        let rows = crate::store::log_rows_at(&paths, lsn).unwrap();
+        assert_eq!(side.digests, rows.digests());
+        assert_eq!(side.series, anchor_series(&rows));
+        assert_eq!(side.sums.values().map(|d| d.parts().0).sum::<u64>(), 2 * 26 + 6);
+        // A revision of a candle the snapshot holds: its old row is not at hand.
+        store.append(&[candle("AAAUSDT", 3, 77)]).unwrap();
+        assert!(carried(&paths, &kept, store.head().lsn).unwrap().is_none());
+        // Sums no anchor proves are not used.
+        let other = tmp.path().join("other.sums");
+        keep(&other, store.head(), &side.sums).unwrap();
+        assert!(carried(&paths, &other, store.head().lsn).unwrap().is_none());
+    }
 }
