@@ -180,28 +180,14 @@ fn anchor_series(rows: &crate::projection::LogRows) -> Vec<AnchorSeries> {
 mod tests {
     use super::*;
     use crate::backup::{DirRepository, backup, page_hashes_path};
-    use crate::event::{Candle, Decimal};
+    use crate::event::Candle;
     use crate::store::{Store, StoreOptions, init};
 
     const H4: i64 = 14_400_000;
 
     fn candle(sym: &str, k: i64, close: u128) -> Event {
-        let d = |m| Decimal::from_parts(false, m, 2).unwrap();
-        Event::Candle(Candle {
-            symbol: Symbol::parse(sym).unwrap(),
-            interval: Interval::H4,
-            open_time: 1_704_067_200_000 + k * H4,
-            close_time: 1_704_067_200_000 + (k + 1) * H4 - 1,
-            open: d(100),
-            high: d(200),
-            low: d(50),
-            close: d(close),
-            volume: d(1),
-            quote_volume: d(1),
-            trades: 1,
-            taker_buy_volume: d(0),
-            taker_buy_quote_volume: d(0),
-        })
+        let open = 1_704_067_200_000 + k * H4;
+        Event::Candle(Candle::for_tests(sym, open, open + H4 - 1, close))
     }
 
     fn night(symbols: &[&str], from: i64, to: i64) -> Vec<Event> {

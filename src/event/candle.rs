@@ -112,6 +112,28 @@ pub struct CandleParts<'a> {
 const DECIMAL_FIELDS: [&str; 8] = ["open", "high", "low", "close", "volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume"];
 
 impl Candle {
+    /// A valid 4h candle for unit tests: open 1.00, high 2.00, low 0.50,
+    /// volumes 0.01, one trade, and `close` in hundredths.
+    #[cfg(test)]
+    pub(crate) fn for_tests(sym: &str, open_time: i64, close_time: i64, close: u128) -> Candle {
+        let d = |m| Decimal::from_parts(false, m, 2).unwrap();
+        Candle {
+            symbol: Symbol::parse(sym).unwrap(),
+            interval: Interval::H4,
+            open_time,
+            close_time,
+            open: d(100),
+            high: d(200),
+            low: d(50),
+            close: d(close),
+            volume: d(1),
+            quote_volume: d(1),
+            trades: 1,
+            taker_buy_volume: d(0),
+            taker_buy_quote_volume: d(0),
+        }
+    }
+
     /// Checks the invariants of DESIGN.md (4): alignment, close time, OHLC
     /// ordering, non-negative volumes.
     pub fn validate(&self) -> Result<(), CandleError> {

@@ -504,25 +504,9 @@ mod tests {
 #[cfg(test)]
 mod log_rows_tests {
     use super::*;
-    use crate::event::{Decimal, Symbol};
 
     fn candle(sym: &str, ts: i64, close: u128) -> Candle {
-        let d = |m| Decimal::from_parts(false, m, 2).unwrap();
-        Candle {
-            symbol: Symbol::parse(sym).unwrap(),
-            interval: Interval::H4,
-            open_time: ts,
-            close_time: ts + 1,
-            open: d(100),
-            high: d(200),
-            low: d(50),
-            close: d(close),
-            volume: d(1),
-            quote_volume: d(1),
-            trades: 1,
-            taker_buy_volume: d(0),
-            taker_buy_quote_volume: d(0),
-        }
+        Candle::for_tests(sym, ts, ts + 1, close)
     }
 
     #[test]
