@@ -5,7 +5,7 @@
 //! (half a delta night's row check). When this data directory published the
 //! repository's last snapshot, they are carried forward from it instead:
 //! its tables' unfinished digests (row count and lane sums, kept at
-//! `DIR/backup-pages/<key>.sums`) plus the rows of the log's tail after it.
+//! `DIR/backup-pages/<key>.sums`, `local_state_path`) plus the rows of the log's tail after it.
 //! The kept sums are trusted only when they finish to the table digests of
 //! the anchor the log holds for that snapshot (its LSN and chain hash): a
 //! blake3 preimage cannot be forged, and the anchor sits in the chain-hashed
@@ -27,10 +27,20 @@ use crate::store::{LogBase, Paths};
 
 /// What the log gives at a backup's LSN.
 pub struct LogSide {
-    pub digests: Digests,
-    /// The same, unfinished: what the next night's tail is added to.
+    /// Each table's digest, unfinished: what the next night's tail is added to.
     pub sums: BTreeMap<Interval, RowDigest>,
     pub series: Vec<AnchorSeries>,
+}
+
+impl LogSide {
+    /// Each table's digest, finished: what the copy's rows must give.
+    pub fn digests(&self) -> Digests {
+        finish(&self.sums)
+    }
+}
+
+fn finish(sums: &BTreeMap<Interval, RowDigest>) -> Digests {
+    sums.iter().map(|(i, d)| (*i, d.finish())).collect()
 }
 
 /// The log side at `lsn`, carried from the sums kept at `kept` when they are
@@ -42,7 +52,7 @@ pub fn log_side(paths: &Paths, kept: &Path, lsn: u64) -> Result<LogSide> {
         Err(e) => tracing::debug!("the log's digests are not carried ({e}): the whole log is replayed"),
     }
     let rows = crate::store::log_rows_at(paths, lsn)?;
-    Ok(LogSide { digests: rows.digests(), sums: rows.sums(), series: anchor_series(&rows) })
+    Ok(LogSide { sums: rows.sums(), series: anchor_series(&rows) })
 }
 
 /// Keeps the unfinished digests of the snapshot at `at` for the next night
@@ -98,10 +108,9 @@ fn carried(paths: &Paths, kept: &Path, lsn: u64) -> Result<Option<LogSide>> {
     }
     let tail = read_tail(paths, base, lsn)?;
     let Some(anchor) = tail.anchor.as_ref().filter(|_| !tail.lossy) else { return Ok(None) };
-    let finished: Digests = sums.iter().map(|(i, d)| (*i, d.finish())).collect();
     let anchored: Digests =
         anchor.tables.iter().map(|t| (t.interval, crate::projection::TableDigest { rows: t.rows, digest: t.digest })).collect();
-    if finished != anchored {
+    if finish(&sums) != anchored {
         return Ok(None);
     }
     if tail.rows.touches(anchor) {
@@ -112,8 +121,7 @@ fn carried(paths: &Paths, kept: &Path, lsn: u64) -> Result<Option<LogSide>> {
     }
     let series = carry_series(anchor, &tail.rows)?;
     tracing::debug!(from = base.lsn, to = lsn, rows = tail.rows.rows.len(), "the log's digests carried from the last snapshot");
-    let digests = sums.iter().map(|(i, d)| (*i, d.finish())).collect();
-    Ok(Some(LogSide { digests, sums, series }))
+    Ok(Some(LogSide { sums, series }))
 }
 
 /// The anchor's series with the tail's candles added (none of them inside an
@@ -179,7 +187,7 @@ fn anchor_series(rows: &crate::projection::LogRows) -> Vec<AnchorSeries> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::{DirRepository, backup, page_hashes_path};
+    use crate::backup::{DirRepository, backup, local_state_path};
     use crate::event::Candle;
     use crate::store::{Store, StoreOptions, init};
 
@@ -203,14 +211,14 @@ mod tests {
         let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
         store.append(&night(&["AAAUSDT", "BBBUSDT"], 0, 20)).unwrap();
         backup(&mut store, &repo).unwrap();
-        let kept = page_hashes_path(&paths, &repo).with_extension("sums");
+        let kept = local_state_path(&paths, &repo, "sums");
         // A night: both series go on, a third starts, one candle is logged twice (the later wins).
         store.append(&night(&["AAAUSDT", "BBBUSDT", "CCCUSDT"], 20, 26)).unwrap();
         store.append(&[candle("CCCUSDT", 25, 150)]).unwrap();
         let lsn = store.head().lsn;
         let side = carried(&paths, &kept, lsn).unwrap().expect("a night after the anchored snapshot is carried");
         let rows = crate::store::log_rows_at(&paths, lsn).unwrap();
-        assert_eq!(side.digests, rows.digests());
+        assert_eq!(side.digests(), rows.digests());
         assert_eq!(side.series, anchor_series(&rows));
         assert_eq!(side.sums.values().map(|d| d.parts().0).sum::<u64>(), 2 * 26 + 6);
         // A revision of a candle the snapshot holds: its old row is not at hand.

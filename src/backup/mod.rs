@@ -271,7 +271,7 @@ fn upload_segments(paths: &Paths, repo: &dyn Repository, report: &mut BackupRepo
         by_seq.entry(seq).or_default().push(name);
     }
     let held = |seq: u64, name: &str| by_seq.get(&seq).is_some_and(|p| p.iter().any(|n| n == name));
-    let record_at = uploaded::path_beside(&page_hashes_path(paths, repo));
+    let record_at = local_state_path(paths, repo, "segments");
     let mut record = uploaded::Uploaded::load(&record_at);
     let footers = sealed_footers(paths)?;
     let segments = crate::log::segment::list_segments(&paths.log).map_err(|e| Error::io("list", &paths.log, e))?;
@@ -397,7 +397,7 @@ fn publish_snapshot(
             tracing::debug!(ms = t.elapsed().as_millis() as u64, "snapshot: {what}");
             *t = Instant::now();
         };
-        let sums_at = page_hashes_path(paths, repo).with_extension("sums");
+        let sums_at = local_state_path(paths, repo, "sums");
         let proven = rows_as_the_log_gives(paths, tmp, applied.lsn, &sums_at)?;
         step("rows and indexes checked against the log", &mut t);
         let image = snapshot::pages::PageImage::scan(tmp)?;
@@ -419,7 +419,7 @@ fn publish_snapshot(
         repo.write_from(&pack_name(&pack), &mut pack)?;
         step("quick_check, compressed and uploaded", &mut t);
         let mut manifest = pack.manifest();
-        manifest.row_digests = Some(snapshot::row_digests_json(&proven.digests));
+        manifest.row_digests = Some(snapshot::row_digests_json(&proven.side.digests()));
         // Read back before the manifest makes it a backup.
         read_back(repo, &manifest.file, &manifest.file_blake3, manifest.file_bytes)?;
         step("read back", &mut t);
@@ -432,7 +432,7 @@ fn publish_snapshot(
             tracing::warn!(path = %pages_at.display(), "page hashes not kept ({e}): the next snapshot is a full one");
         }
         // The next night's log side starts from these sums, once this snapshot's anchor is in the log.
-        if let Err(e) = carry::keep(&sums_at, applied, &proven.sums) {
+        if let Err(e) = carry::keep(&sums_at, applied, &proven.side.sums) {
             tracing::warn!(path = %sums_at.display(), "the rows' sums were not kept ({e}): the next backup replays the whole log");
         }
         let anchor = proven.anchor(&manifest, applied)?;
@@ -453,18 +453,22 @@ fn pack_name(pack: &snapshot::Pack) -> String {
 /// Where the page hashes of the last snapshot published to `repo` are kept:
 /// `DIR/backup-pages/<blake3 of the repository's location, 16 hex digits>.pages`.
 pub fn page_hashes_path(paths: &crate::store::Paths, repo: &dyn Repository) -> std::path::PathBuf {
+    local_state_path(paths, repo, "pages")
+}
+
+/// What the data directory keeps about `repo` (never in the repository):
+/// `DIR/backup-pages/<blake3 of the repository's location, 16 hex digits>.<kind>`,
+/// `pages` (page hashes), `segments` (`uploaded.rs`) or `sums` (`carry.rs`).
+pub fn local_state_path(paths: &crate::store::Paths, repo: &dyn Repository, kind: &str) -> std::path::PathBuf {
     let key = blake3::hash(repo.location().as_bytes()).to_hex();
-    paths.root.join("backup-pages").join(format!("{}.pages", &key.as_str()[..16]))
+    paths.root.join("backup-pages").join(format!("{}.{kind}", &key.as_str()[..16]))
 }
 
 /// What a backup proved about its projection copy before publishing it.
 struct Proven {
-    /// The rows' digests, equal in the copy and in the log at the copy's LSN.
-    digests: crate::projection::Digests,
-    /// The same, unfinished (`carry.rs`).
-    sums: std::collections::BTreeMap<crate::event::Interval, crate::projection::digest::RowDigest>,
-    /// The series the log gives at that LSN: what the redb index holds there.
-    series: Vec<crate::event::AnchorSeries>,
+    /// What the log gives at the copy's LSN: the rows' digests (equal in the
+    /// copy) and the series (what the redb index holds there).
+    side: carry::LogSide,
     /// `CHECK_STRUCTURE` when every index of the copy holds exactly its table's entries.
     structure: u8,
 }
@@ -475,7 +479,8 @@ impl Proven {
     fn anchor(self, m: &SnapshotManifest, applied: crate::projection::Applied) -> Result<crate::event::Anchor> {
         let raw_blake3 = crate::projection::unhex32(&m.raw_blake3)
             .ok_or_else(|| Error::Failed(format!("snapshot {}: raw_blake3 {:?} is not 64 hex digits", m.file, m.raw_blake3)))?;
-        let tables = self.digests.iter().map(|(i, d)| crate::event::AnchorTable { interval: *i, rows: d.rows, digest: d.digest }).collect();
+        let tables =
+            self.side.digests().iter().map(|(i, d)| crate::event::AnchorTable { interval: *i, rows: d.rows, digest: d.digest }).collect();
         Ok(crate::event::Anchor {
             lsn: applied.lsn,
             head_hash: applied.hash,
@@ -483,7 +488,7 @@ impl Proven {
             raw_blake3,
             checks: crate::event::CHECK_QUICK | self.structure,
             tables,
-            series: self.series,
+            series: self.side.series,
         })
     }
 }
@@ -501,7 +506,7 @@ fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, ls
         (from_log.join().unwrap_or_else(|_| Err(Error::Failed("the log digest thread panicked".into()))), in_copy)
     });
     let (from_log, in_copy) = (from_log?, in_copy?);
-    if let Some((i, e, f)) = crate::projection::digest::differences(&from_log.digests, &in_copy.digests).first() {
+    if let Some((i, e, f)) = crate::projection::digest::differences(&from_log.digests(), &in_copy.digests).first() {
         return Err(Error::Damaged(format!(
             "{}: table {} holds {} rows at LSN {lsn} that differ from the log's ({} rows): no snapshot of it is published; \
              run `candlelog verify --deep`, then `candlelog rebuild`",
@@ -518,7 +523,7 @@ fn rows_as_the_log_gives(paths: &crate::store::Paths, copy: &std::path::Path, ls
         tracing::warn!(copy = %copy.display(), "indexes against their tables: {}", in_copy.problems.join("; "));
         0
     };
-    Ok(Proven { digests: from_log.digests, sums: from_log.sums, series: from_log.series, structure })
+    Ok(Proven { side: from_log, structure })
 }
 
 /// The snapshot manifests of a repository, oldest LSN first. Unreadable or

@@ -12,12 +12,12 @@
 //! scanned, hashed, and uploaded or matched by name.
 //!
 //! `DIR/backup-pages/<key>.segments`, beside the page hashes of the same
-//! repository (`page_hashes_path`): one line per segment, `seq length
+//! repository (`local_state_path`): one line per segment, `seq length
 //! head_hash(hex) object-name`. Local state, never in a repository; a missing
 //! or unreadable file is an empty one, and a lost write costs only the reads.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What one sealed segment looked like when the repository was known to hold it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,12 +73,6 @@ fn parse_line(line: &str) -> Option<(u64, Known)> {
     let head_hash = crate::projection::unhex32(f.next()?)?;
     let name = f.next()?.to_string();
     f.next().is_none().then_some((seq, Known { bytes, head_hash, name }))
-}
-
-/// Where the segments known to be in the repository whose page hashes are
-/// kept at `pages` are recorded: the same name, `.segments`.
-pub fn path_beside(pages: &Path) -> PathBuf {
-    pages.with_extension("segments")
 }
 
 #[cfg(test)]
