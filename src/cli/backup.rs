@@ -342,6 +342,9 @@ pub fn run_restore(_cli: &Cli, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&r)?;
     } else {
+        for s in &r.steps {
+            outln!("{:<17} {:>7} ms  {}", s.name, s.ms, s.detail);
+        }
         for x in &r.rejected_snapshots {
             outln!("snapshot refused: {x}");
         }

@@ -1,5 +1,6 @@
 //! `drill`: the monthly restore test. Restore the newest backup into a
-//! temporary directory, verify it deeply, compare it with the live log
+//! temporary directory, verified as `restore` verifies (src/ops/restore.rs),
+//! compare it with the live log
 //! replayed to the same LSN, report the measured RTO, clean up.
 
 use std::time::Instant;
@@ -22,7 +23,7 @@ pub struct DrillReport {
     pub snapshot_lsn: Option<u64>,
     /// Snapshots the restore refused (each named, with why): each is a problem.
     pub rejected_snapshots: Vec<String>,
-    /// Restore + deep verify of the copy: the measured recovery time.
+    /// The restore with its final audit of the copy: the measured recovery time.
     pub rto_ms: u64,
     pub compare_ms: u64,
     pub tables_compared: usize,

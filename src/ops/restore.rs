@@ -1,7 +1,19 @@
 //! `restore`: builds a complete data directory (log, index, projection) from a
-//! repository in a temporary directory, verifies it deeply, and only then
-//! moves it into place. Cut at an LSN or a commit time, it answers "what did
-//! the agent see at 01:05?".
+//! repository in a temporary directory, verifies it, and only then moves it
+//! into place. Cut at an LSN or a commit time, it answers "what did the agent
+//! see at 01:05?".
+//!
+//! ```text
+//! verify segments ─► the repository's chain walked, each segment checked and written
+//! restore snapshot ► the newest snapshot the restored log anchors (src/ops/verify/tail.rs;
+//!                    an older one only when its tail is short), its bytes proven by the
+//!                    anchor; else the newest good one, checked whole against the log; the
+//!                    index built from the log on other threads meanwhile
+//! replay tail ─────► opening the store applies the log after the snapshot
+//! final audit ─────► "verify tail" after an anchored snapshot (what verify --deep proves,
+//!                    from the tail alone), else verify --deep; when verify tail finds a
+//!                    problem, a second round checks every snapshot whole
+//! ```
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,6 +21,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::recover::Step;
+use super::verify::tail::{self, TailProof};
 use crate::backup::{RepoError, RepoSegments, Repository, check_format, manifests};
 use crate::error::{Error, Result};
 use crate::log::{ChainPos, ChainWalk, DamageKind};
@@ -41,6 +55,10 @@ pub struct RestoreReport {
     /// Where the directory's previous contents were moved (with --force).
     pub previous_moved_to: Option<String>,
     pub elapsed_ms: u64,
+    /// Each step timed (the measured RTO): verify segments, restore
+    /// snapshot, replay tail, and the final audit (`verify tail` after a
+    /// snapshot anchored in the restored log, else `verify --deep`).
+    pub steps: Vec<Step>,
 }
 
 pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Result<RestoreReport> {
@@ -67,7 +85,7 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
     let _ = std::fs::remove_dir_all(&temp);
     remove_stale_restores(parent, name);
     let result = build(repo, &temp, cut);
-    let Built { head_lsn, head_hash, snapshot_lsn, rejected_snapshots, segments } = match result {
+    let Built { head_lsn, head_hash, snapshot_lsn, rejected_snapshots, segments, steps } = match result {
         Ok(x) => x,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&temp);
@@ -94,6 +112,7 @@ pub fn restore(repo: &dyn Repository, into: &Path, cut: Cut, force: bool) -> Res
         segments,
         previous_moved_to: previous,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        steps,
     })
 }
 
@@ -119,6 +138,7 @@ struct Built {
     snapshot_lsn: Option<u64>,
     rejected_snapshots: Vec<String>,
     segments: u64,
+    steps: Vec<Step>,
 }
 
 /// Whether a frame lies within the cut.
@@ -143,6 +163,8 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     for why in &rejected {
         tracing::warn!("snapshot manifest skipped: {why}");
     }
+    let mut steps = Vec::new();
+    let t = Instant::now();
     let (target, boundaries, written) = restore_segments(&source, first_seq, start, cut, &paths)?;
     check_target(repo, &source, &list, start, target)?;
     check_not_beyond_head(repo, cut, target)?;
@@ -154,18 +176,79 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
         return Err(RepoError::incomplete(repo.location(), message).into());
     }
     let target = target.unwrap_or_default().pos;
-    let snapshot_lsn = restore_snapshot(repo, &source, &list, &boundaries, (start, target.lsn), &paths, &mut rejected)?;
-    // Opening catches the projection up from the snapshot and builds the index from the log.
-    drop(Store::open(&paths, StoreOptions::default())?);
-    let report = super::verify::verify(&paths, true)?;
-    if !report.ok {
+    steps.push(step("verify segments", t, format!("{written} segment(s) checked and written, head LSN {}", target.lsn)));
+    let snapshots = Snapshots { repo, source: &source, list: &list, boundaries: &boundaries, start, target: target.lsn };
+    let mut round = 1;
+    let snapshot_lsn = loop {
+        // The first round proves an anchored snapshot from the log's tail; the
+        // second, after that audit failed, checks every snapshot whole.
+        let prove = round == 1;
+        let (snapshot_lsn, proof) = restore_projection(&snapshots, &paths, prove, &mut rejected, &mut steps)?;
+        let t = Instant::now();
+        // Opening catches the projection up from the snapshot (and the index, when not built yet).
+        let replayed = Store::open(&paths, StoreOptions::default())?.report().replayed_projection;
+        steps.push(step("replay tail", t, format!("{replayed} events applied to the projection")));
+        let t = Instant::now();
+        let (report, name) = tail::final_audit(&paths, proof.as_ref(), None)?;
+        if report.ok {
+            steps.push(step(name, t, proof.as_ref().map_or("ok".into(), |p| format!("ok: {}", p.describe()))));
+            break snapshot_lsn;
+        }
         let first = report.problems.first().map(|p| format!("{}: {} {}", p.kind, p.path, p.message)).unwrap_or_default();
+        if proof.is_some() && round == 1 {
+            steps.push(step(name, t, format!("{} problem(s) (first: {first}): checking every snapshot whole", report.problems.len())));
+            crate::durable::remove_with_companions(&paths.projection);
+            crate::durable::remove_with_companions(&paths.index);
+            round += 1;
+            continue;
+        }
         return Err(Error::Damaged(format!(
             "the restored copy does not verify ({} problems; first: {first}); nothing was moved into place",
             report.problems.len()
         )));
-    }
-    Ok(Built { head_lsn: target.lsn, head_hash: target.hash, snapshot_lsn, rejected_snapshots: rejected, segments: written })
+    };
+    Ok(Built { head_lsn: target.lsn, head_hash: target.hash, snapshot_lsn, rejected_snapshots: rejected, segments: written, steps })
+}
+
+/// A step of the report, timed from `t`.
+fn step(name: &'static str, t: Instant, detail: String) -> Step {
+    Step { name, ms: t.elapsed().as_millis() as u64, detail }
+}
+
+/// The projection and index of the restored directory, before its store
+/// opens: the newest good snapshot unpacked ([`restore_snapshot`]) while
+/// the index is built from the restored log on other threads. Returns the
+/// snapshot's LSN and, when `prove` and it is anchored in the log, the
+/// tail's proof of it.
+fn restore_projection(
+    snapshots: &Snapshots<'_>,
+    paths: &Paths,
+    prove: bool,
+    rejected: &mut Vec<String>,
+    steps: &mut Vec<Step>,
+) -> Result<(Option<u64>, Option<TailProof>)> {
+    let t = Instant::now();
+    // A pruned repository's log starts from a base the snapshot step writes: its index is left to the store.
+    let early_index = snapshots.source.start.is_none();
+    let (restored, indexed) = std::thread::scope(|s| {
+        let indexing = early_index.then(|| s.spawn(|| crate::store::catch_up_index(paths)));
+        let restored = restore_snapshot(snapshots, paths, prove, rejected);
+        let indexed = indexing.map(|h| h.join().unwrap_or_else(|_| Err(Error::Failed("the index's thread panicked".into()))));
+        (restored, indexed)
+    });
+    let (snapshot_lsn, proof) = restored?;
+    let indexed = indexed.transpose()?;
+    let detail = match (snapshot_lsn, &proof) {
+        (Some(lsn), Some(_)) => format!("snapshot at LSN {lsn}, anchored in the restored log"),
+        (Some(lsn), None) => format!("snapshot at LSN {lsn}"),
+        (None, _) => "no usable snapshot: the projection is built from the log".into(),
+    };
+    let detail = match indexed {
+        Some(n) => format!("{detail}; {n} events indexed beside it"),
+        None => detail,
+    };
+    steps.push(step("restore snapshot", t, detail));
+    Ok((snapshot_lsn, proof))
 }
 
 /// The last frame kept, the chain hash at every frame boundary kept, and the segments written.
@@ -277,52 +360,66 @@ fn earliest(list: &[SnapshotManifest], first_lsn: u64) -> String {
         .map_or("none: it holds no snapshot after the start".into(), |l| format!("LSN {l}"))
 }
 
+/// What [`restore_snapshot`] chooses from: the repository's snapshots, and
+/// the restored log's boundaries from `start` to `target`.
+struct Snapshots<'a> {
+    repo: &'a dyn Repository,
+    source: &'a RepoSegments<'a>,
+    list: &'a [SnapshotManifest],
+    boundaries: &'a HashMap<u64, [u8; 32]>,
+    start: ChainPos,
+    target: u64,
+}
+
 /// The newest snapshot at or before the cut (`(start, target)`) that sits on
 /// the chain and checks out: streamed against its manifest, then its schema,
 /// quick_check, state row and rows (src/snapshot.rs, `check_contents`)
 /// against the restored log at its LSN — or, from a pruned repository whose
-/// log before it is gone, against its manifest's digests. Each one refused is
-/// added to `rejected`, naming it. From a pruned repository it also becomes
-/// the log's base.
+/// log before it is gone, against its manifest's digests. With `prove`, a
+/// snapshot the restored log anchors comes first ([`proven`]): its schema
+/// and state row are checked, the rest is the anchor's to prove (the tail's
+/// audit, src/ops/verify/tail.rs). Each one refused is added to `rejected`,
+/// naming it. From a pruned repository it also becomes the log's base.
 fn restore_snapshot(
-    repo: &dyn Repository,
-    source: &RepoSegments<'_>,
-    list: &[SnapshotManifest],
-    boundaries: &HashMap<u64, [u8; 32]>,
-    (start, target): (ChainPos, u64),
+    snapshots: &Snapshots<'_>,
     paths: &Paths,
+    prove: bool,
     rejected: &mut Vec<String>,
-) -> Result<Option<u64>> {
+) -> Result<(Option<u64>, Option<TailProof>)> {
+    let Snapshots { repo, source, list, boundaries, start, target } = *snapshots;
     let first_lsn = start.next_lsn();
     let mut refuse = |why: String| {
         tracing::warn!("snapshot skipped: {why}");
-        rejected.push(why);
-    };
-    for m in list.iter().rev().filter(|m| m.lsn <= target && m.lsn + 1 >= first_lsn) {
-        if boundaries.get(&m.lsn).map(|h| hex(h)) != Some(m.head_hash.clone()) {
-            refuse(format!("snapshot {}: its head hash at LSN {} is not on the log's chain", m.file, m.lsn));
-            continue;
+        if !rejected.contains(&why) {
+            rejected.push(why);
         }
-        // A delta is built through its chain (src/backup/chain.rs), proven by its raw_blake3.
-        let unpacked = crate::backup::chain::materialize(repo, list, m, &paths.projection);
-        // The log before the snapshot is in the restored directory unless the repository was pruned.
-        let checked = unpacked.and_then(|()| {
-            snapshot::check_contents(m, &paths.projection, || {
-                if source.start.is_some() { Ok(None) } else { crate::store::log_digests_at(paths, m.lsn).map(Some) }
-            })
-        });
-        match checked {
+    };
+    let pruned = source.start.is_some();
+    let mut on_chain = Vec::new();
+    for m in list.iter().rev().filter(|m| m.lsn <= target && m.lsn + 1 >= first_lsn) {
+        match boundaries.get(&m.lsn).map(|h| hex(h)) == Some(m.head_hash.clone()) {
+            true => on_chain.push(m),
+            false => refuse(format!("snapshot {}: its head hash at LSN {} is not on the log's chain", m.file, m.lsn)),
+        }
+    }
+    if prove
+        && !pruned
+        && let Some((m, proof)) = proven(&on_chain, paths, target)
+    {
+        match unpack_checked(snapshots, m, paths, true) {
+            Ok(_) => return Ok((Some(m.lsn), Some(proof))),
+            Err(why) => refuse(why),
+        }
+    }
+    for m in on_chain {
+        match unpack_checked(snapshots, m, paths, false) {
             Ok(snapshot::RowsChecked::Unchecked) => tracing::warn!(
                 snapshot = %m.file,
                 "its rows cannot be checked: its manifest has no row_digests (written before backups recorded them) and the log before it was pruned"
             ),
             Ok(_) => {}
-            Err(e) => {
-                crate::durable::remove_with_companions(&paths.projection);
-                refuse(match e {
-                    Error::Damaged(message) if message.starts_with("snapshot ") => message,
-                    e => format!("snapshot {}: {e}", m.file),
-                });
+            Err(why) => {
+                refuse(why);
                 continue;
             }
         }
@@ -338,9 +435,9 @@ fn restore_snapshot(
             };
             crate::backup::chain::keep_as_base(repo, m, &paths.projection, base, paths)?;
         }
-        return Ok(Some(m.lsn));
+        return Ok((Some(m.lsn), None));
     }
-    if source.start.is_some() {
+    if pruned {
         return Err(RepoError::incomplete(
             repo.location(),
             format!(
@@ -350,5 +447,54 @@ fn restore_snapshot(
         )
         .into());
     }
-    Ok(None)
+    Ok((None, None))
+}
+
+/// How far back, as a share of the restored log (percent), a snapshot the
+/// log anchors is preferred to a newer one it does not: its tail is
+/// replayed, where the newer one's rows would be checked against the whole
+/// log. The newest snapshot is anchored only by the next backup's segments.
+const PROVEN_TAIL_PERCENT: u64 = 10;
+
+/// The newest of `on_chain` (newest first) whose anchor the restored log
+/// holds and whose tail proves it (src/ops/verify/tail.rs), with that
+/// proof: the newest snapshot, or an older one whose tail is at most
+/// [`PROVEN_TAIL_PERCENT`] of the log up to `target`.
+fn proven<'a>(on_chain: &[&'a SnapshotManifest], paths: &Paths, target: u64) -> Option<(&'a SnapshotManifest, TailProof)> {
+    let near = |k: usize, m: &SnapshotManifest| k == 0 || (target - m.lsn) * 100 <= target * PROVEN_TAIL_PERCENT;
+    on_chain.iter().enumerate().take_while(|(k, m)| near(*k, m)).find_map(|(_, m)| match TailProof::gather(paths, m) {
+        Ok(Some(proof)) => Some((*m, proof)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(snapshot = %m.file, "the tail's proof cannot be gathered ({e})");
+            None
+        }
+    })
+}
+
+/// Unpacks `m` (a delta through its chain, src/backup/chain.rs, proven by
+/// its raw_blake3) as the projection and checks it: its schema and state
+/// row when `proven` by an anchor, else all of `snapshot::check_contents`
+/// against the restored log at its LSN (or, pruned, the manifest's
+/// digests). A snapshot refused is removed and named in the error.
+fn unpack_checked(
+    snapshots: &Snapshots<'_>,
+    m: &SnapshotManifest,
+    paths: &Paths,
+    proven: bool,
+) -> std::result::Result<snapshot::RowsChecked, String> {
+    let pruned = snapshots.source.start.is_some();
+    let checked = crate::backup::chain::materialize(snapshots.repo, snapshots.list, m, &paths.projection).and_then(|()| match proven {
+        true => snapshot::check_restored(m, &paths.projection).map(|()| snapshot::RowsChecked::Log),
+        false => snapshot::check_contents(m, &paths.projection, || {
+            if pruned { Ok(None) } else { crate::store::log_digests_at(paths, m.lsn).map(Some) }
+        }),
+    });
+    checked.map_err(|e| {
+        crate::durable::remove_with_companions(&paths.projection);
+        match e {
+            Error::Damaged(message) if message.starts_with("snapshot ") => message,
+            e => format!("snapshot {}: {e}", m.file),
+        }
+    })
 }

@@ -269,6 +269,44 @@ fn replay_pipeline(
     })
 }
 
+/// Brings the index of a directory no writer can reach (a restore's own
+/// temporary one, before its store is opened) level with its log: one
+/// thread decodes, this one applies, so it can run beside other work on
+/// the directory that does not touch the index (unpacking the projection).
+/// A log with a base is left to [`Store::open`], which seeds the index from
+/// the base's rows. Returns the events applied.
+pub fn catch_up_index(paths: &super::Paths) -> Result<u64> {
+    if LogBase::load(paths)?.is_some() {
+        return Ok(0);
+    }
+    let index = Index::open(&paths.index)?;
+    let from = index.applied()?;
+    let reader = LogReader::open(&paths.log)?;
+    type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
+    let mut head = from;
+    let total = std::thread::scope(|s| -> Result<u64> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let decoder = s.spawn(move || {
+            replay_chunks(&reader, from, |events, commits, head| {
+                tx.send((std::mem::take(events), std::mem::take(commits), head))
+                    .map_err(|_| crate::Error::Failed("the index's apply stopped".into()))
+            })
+        });
+        let applied = rx.iter().try_for_each(|(events, commits, at)| {
+            head = at;
+            index.apply(&events, &commits, &[], at)
+        });
+        drop(rx);
+        let total = decoder.join().unwrap_or_else(|_| Err(crate::Error::Failed("the index's decoder panicked".into())));
+        applied?;
+        total
+    })?;
+    if total > 0 {
+        index.record_segments(&disk_catalog(&paths.log, head)?)?;
+    }
+    Ok(total)
+}
+
 /// Replays the frames after `from` gathered into chunks of about [`CHUNK_EVENTS`] events
 /// (the first ones smaller, from [`FIRST_CHUNK_EVENTS`], so a consumer starts early):
 /// `apply` gets each chunk's events, each frame's (commit time, last LSN) and the chain

@@ -13,7 +13,7 @@ mod rows;
 pub mod view;
 
 pub use base::LogBase;
-pub use catchup::RebuildStats;
+pub use catchup::{RebuildStats, catch_up_index};
 pub use identity::{ChainId, chain_identity, passes_through};
 pub use ingest::{IngestStats, Overlay};
 pub use lock::{DirLock, SERVICE_ROLE, service_pid, writer_pid};

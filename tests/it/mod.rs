@@ -16,6 +16,7 @@ mod recover_anchor;
 mod recover_damage;
 mod repository;
 mod repository_format;
+mod restore_anchor;
 mod s3;
 mod service;
 mod service_http;

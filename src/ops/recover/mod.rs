@@ -12,10 +12,9 @@
 //! replay tail ─────► opening the store applies the log after the snapshot
 //! report ──────────► each step timed (the measured RTO) and a final verify --deep, or,
 //!                    after a snapshot anchored in the local log, "verify tail": the
-//!                    same checks from the tail alone (audit.rs)
+//!                    same checks from the tail alone (src/ops/verify/tail.rs)
 //! ```
 
-mod audit;
 mod base;
 mod losses;
 mod segments;
@@ -36,6 +35,7 @@ use crate::log::frame::EVENT_FORMAT_LOSS;
 use crate::log::salvage::{SalvageSpec, Salvaged, salvage};
 use crate::log::segment::{SegmentHeader, list_segments, parse_segment_name, segment_path};
 use crate::log::{ChainCursor, ChainPos, Checked, LogReader, SegmentEnd};
+use crate::ops::verify::tail;
 use crate::projection::{Index, LogRows, Projection, hex};
 use crate::snapshot::{self, SnapshotManifest};
 use crate::store::{DirLock, LogBase, Paths, Store, StoreOptions, quarantine};
@@ -198,7 +198,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         // An index level with the log head is left as it is by the replay: the
         // tail audit's read of it (all its digests) runs beside the restore.
         let early_index = (round == 1 && !trusted && index_ok && index_applied.is_some_and(|a| a.lsn > 0 && a.lsn == r.head_lsn))
-            .then(|| audit::read_index(paths.index.clone()));
+            .then(|| tail::read_index(paths.index.clone()));
         let detail = if trusted {
             "projection trusted: kept".to_string()
         } else {
@@ -220,13 +220,13 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         };
         // The early read ends before the store opens the index for writing; the
         // restore's step counts the wait for it.
-        let early_index = early_index.map(audit::join_index);
+        let early_index = early_index.map(tail::join_index);
         r.steps.push(Step { name: "restore snapshot", ms: t.elapsed().as_millis() as u64, detail });
 
         // The first round after a restored snapshot: is it anchored in the local log?
-        // Then the tail alone is audited (audit.rs), decoded beside the replay.
+        // Then the tail alone is audited (src/ops/verify/tail.rs), decoded beside the replay.
         let proof_job = match (&restored, round) {
-            (Some(m), 1) => Some(audit::TailProof::start(paths.clone(), m.clone())),
+            (Some(m), 1) => Some(tail::TailProof::start(paths.clone(), m.clone())),
             _ => None,
         };
 
@@ -240,7 +240,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         let replayed_ms = t.elapsed();
         // What the tail's decode took beyond the replay counts in the audit's step.
         let joined = Instant::now();
-        let proof = proof_job.and_then(audit::join_proof);
+        let proof = proof_job.and_then(tail::join_proof);
         let gathered = joined.elapsed();
         let t = Instant::now();
         let store = match opened {
@@ -272,14 +272,7 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
 
         // 4. final verify --deep, or the tail's audit after an anchored snapshot.
         let t = Instant::now();
-        let (v, name) = match &proof {
-            Some(p) => {
-                let mut v = super::verify::verify(paths, false)?;
-                p.audit(paths, &mut v, early_index);
-                (v, "verify tail")
-            }
-            None => (super::verify::verify(paths, true)?, "verify --deep"),
-        };
+        let (v, name) = tail::final_audit(paths, proof.as_ref(), early_index)?;
         let blamed = |path: &Path| v.problems.iter().any(|p| Path::new(&p.path) == path);
         (distrust_projection, distrust_index) = (blamed(&paths.projection), blamed(&paths.index));
         let again = round == 1 && !v.ok && (distrust_projection || distrust_index);

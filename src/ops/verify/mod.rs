@@ -22,6 +22,7 @@ use crate::store::frames::frame_rows;
 use crate::store::{LogBase, Paths, writer_pid};
 
 mod frames;
+pub(crate) mod tail;
 
 /// What a finding is about: `kind` in `verify --json` (the JSON names are
 /// unchanged snake-case strings; [`Kind::as_str`]).

@@ -1,5 +1,5 @@
-//! `recover`'s final audit after an anchored snapshot ("verify tail"): what
-//! `verify --deep` proves, from the tail alone.
+//! The final audit of `recover` and `restore` after an anchored snapshot
+//! ("verify tail"): what `verify --deep` proves, from the tail alone.
 //!
 //! A restored snapshot whose raw bytes (size and blake3, checked while
 //! unpacking) are an [`Anchor`]'s in the local log — whose chain the segment
@@ -23,18 +23,37 @@
 //!
 //! Anything this cannot decide (no anchor, a log base, a recorded loss in the
 //! tail, a tail candle inside the snapshot's span of its series) is `None`: the full
-//! `verify --deep` runs instead. A problem found is reported like
-//! `verify --deep`'s, so recover's second round (`Trust::Checked`) follows.
+//! `verify --deep` runs instead ([`final_audit`]). A problem found is reported like
+//! `verify --deep`'s, so the caller's second round (checking every snapshot whole) follows.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 
-use super::*;
-use crate::event::{Anchor, CHECKS_ALL, Candle};
-use crate::ops::verify::{Kind, Problem, VerifyReport};
+use super::{Kind, Problem, VerifyReport};
+use crate::error::{Error, Result};
+use crate::event::{Anchor, CHECKS_ALL, Candle, Event, Interval};
+use crate::log::frame::EVENT_FORMAT_LOSS;
+use crate::log::{ChainPos, LogReader};
 use crate::projection::digest::{CandleSum, TailRows, row_hash};
-use crate::projection::unhex32;
+use crate::projection::{Index, Projection, unhex32};
+use crate::snapshot::SnapshotManifest;
+use crate::store::{LogBase, Paths};
+
+/// The audit that ends a recovery: with a tail proof, `verify` without
+/// `--deep` plus [`TailProof::audit`] ("verify tail"); without one, the
+/// full `verify --deep`. Returns the report and the step's name.
+pub(crate) fn final_audit(paths: &Paths, proof: Option<&TailProof>, early: Option<IndexRead>) -> Result<(VerifyReport, &'static str)> {
+    Ok(match proof {
+        Some(p) => {
+            let mut v = super::verify(paths, false)?;
+            p.audit(paths, &mut v, early);
+            (v, "verify tail")
+        }
+        None => (super::verify(paths, true)?, "verify --deep"),
+    })
+}
 
 /// One series as the index must hold it: its digest sums and first and last open time.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -48,10 +67,10 @@ struct SeriesSum {
 type IndexHeld = std::result::Result<(Vec<crate::projection::Cursor>, BTreeMap<(String, Interval), CandleSum>), String>;
 
 /// The index as read: the LSN it had applied, and what it holds.
-pub(super) type IndexRead = (Option<u64>, IndexHeld);
+pub(crate) type IndexRead = (Option<u64>, IndexHeld);
 
 /// [`read_index`]'s thread, joined: what it read.
-pub(super) fn join_index(h: std::thread::JoinHandle<IndexRead>) -> IndexRead {
+pub(crate) fn join_index(h: std::thread::JoinHandle<IndexRead>) -> IndexRead {
     h.join().unwrap_or_else(|_| (None, Err("index thread panicked".into())))
 }
 
@@ -59,7 +78,7 @@ pub(super) fn join_index(h: std::thread::JoinHandle<IndexRead>) -> IndexRead {
 /// (every digest: the part of the audit that grows with the store) on
 /// another thread. `recover` starts it while the snapshot is restored when
 /// the index is already level with the log, so the replay leaves it as it is.
-pub(super) fn read_index(path: PathBuf) -> std::thread::JoinHandle<IndexRead> {
+pub(crate) fn read_index(path: PathBuf) -> std::thread::JoinHandle<IndexRead> {
     std::thread::spawn(move || {
         let i = match Index::open_read_only(&path) {
             Ok(i) => i,
@@ -72,7 +91,7 @@ pub(super) fn read_index(path: PathBuf) -> std::thread::JoinHandle<IndexRead> {
 }
 
 /// What the tail proves, gathered before the replay.
-pub(super) struct TailProof {
+pub(crate) struct TailProof {
     anchor: Anchor,
     /// The latest candle per key in the tail: its row hash and candle digest.
     tail: TailRows,
@@ -83,11 +102,11 @@ pub(super) struct TailProof {
 }
 
 /// [`TailProof::start`]'s thread.
-pub(super) type ProofJob = std::thread::JoinHandle<Result<Option<TailProof>>>;
+pub(crate) type ProofJob = std::thread::JoinHandle<Result<Option<TailProof>>>;
 
 /// [`TailProof::start`]'s thread, joined: the proof, or `None` (with the
 /// reason logged) when the full `verify --deep` must run.
-pub(super) fn join_proof(h: ProofJob) -> Option<TailProof> {
+pub(crate) fn join_proof(h: ProofJob) -> Option<TailProof> {
     let gathered = h.join().unwrap_or_else(|_| Err(Error::Failed("the tail audit's thread panicked".into())));
     gathered.unwrap_or_else(|e| {
         tracing::warn!("the tail audit cannot start ({e}): the full verify --deep runs");
@@ -98,13 +117,13 @@ pub(super) fn join_proof(h: ProofJob) -> Option<TailProof> {
 impl TailProof {
     /// Starts [`TailProof::gather`] on its own thread, to run beside the
     /// replay: it reads only the log.
-    pub(super) fn start(paths: Paths, m: SnapshotManifest) -> ProofJob {
+    pub(crate) fn start(paths: Paths, m: SnapshotManifest) -> ProofJob {
         std::thread::spawn(move || TailProof::gather(&paths, &m))
     }
 
     /// Decodes the tail after the restored snapshot `m` and finds the anchor
     /// proving it. `None`: the full audit is needed (module doc).
-    fn gather(paths: &Paths, m: &SnapshotManifest) -> Result<Option<TailProof>> {
+    pub(crate) fn gather(paths: &Paths, m: &SnapshotManifest) -> Result<Option<TailProof>> {
         if LogBase::load(paths)?.is_some() {
             return Ok(None);
         }
@@ -225,7 +244,7 @@ impl TailProof {
     }
 
     /// One line for the report.
-    pub(super) fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "snapshot at LSN {} anchored in the log ({}); {} tail events checked, {} rows",
             self.anchor.lsn,
@@ -239,7 +258,7 @@ impl TailProof {
     /// recovered directory) what `verify --deep` would find, from the tail.
     /// `early`: the index as read before the replay ([`read_index`]), used
     /// when it had applied what the index holds now (the replay left it).
-    pub(super) fn audit(&self, paths: &Paths, v: &mut VerifyReport, early: Option<IndexRead>) {
+    pub(crate) fn audit(&self, paths: &Paths, v: &mut VerifyReport, early: Option<IndexRead>) {
         v.events = self.events;
         v.candles = self.candles;
         v.problems.extend(self.invalid.iter().cloned());
