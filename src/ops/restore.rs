@@ -233,6 +233,7 @@ fn restore_projection(
     let (restored, indexed) = std::thread::scope(|s| {
         let indexing = early_index.then(|| s.spawn(|| crate::store::catch_up_index(paths)));
         let restored = restore_snapshot(snapshots, paths, prove, rejected);
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "the snapshot restored");
         let indexed = indexing.map(|h| h.join().unwrap_or_else(|_| Err(Error::Failed("the index's thread panicked".into()))));
         (restored, indexed)
     });

@@ -279,6 +279,7 @@ pub fn catch_up_index(paths: &super::Paths) -> Result<u64> {
     if LogBase::load(paths)?.is_some() {
         return Ok(0);
     }
+    let started = std::time::Instant::now();
     let index = Index::open(&paths.index)?;
     let from = index.applied()?;
     let reader = LogReader::open(&paths.log)?;
@@ -304,6 +305,7 @@ pub fn catch_up_index(paths: &super::Paths) -> Result<u64> {
     if total > 0 {
         index.record_segments(&disk_catalog(&paths.log, head)?)?;
     }
+    tracing::debug!(events = total, ms = started.elapsed().as_millis() as u64, "caught the index up from the log");
     Ok(total)
 }
 
