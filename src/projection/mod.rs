@@ -11,7 +11,7 @@ pub mod sqlite;
 pub mod structure;
 
 pub use digest::{Digests, DigestsAt, LogRows, TableDigest};
-pub use index::{Cursor, Index, IndexError, SyncSummary};
+pub use index::{CandleBatch, Cursor, Index, IndexError, SyncSummary};
 pub use sorted::RowSorter;
 pub use sqlite::{Projection, ProjectionError};
 

@@ -10,7 +10,7 @@ use crate::log::catalog::disk_catalog;
 use crate::log::reader::corrupt;
 use crate::log::{LogError, LogReader};
 use crate::projection::checkpoint::Checkpoints;
-use crate::projection::{Applied, Index, Projection, ProjectionError};
+use crate::projection::{Applied, CandleBatch, Index, Projection, ProjectionError};
 
 /// Events applied per projection transaction during a replay.
 const CHUNK_EVENTS: usize = 100_000;
@@ -124,9 +124,9 @@ impl Store {
     }
 
     /// A rebuild's replay of the frames after `from`, on both cores: the
-    /// index's thread reads the log on its own, decodes every event in full
-    /// (the decoder that validates everything) and applies it chunk by
-    /// chunk, while this thread reads the same frames straight into the
+    /// index's thread reads the log on its own, decodes every event (candles
+    /// as parts, checked by the same rules as a full decode, into a
+    /// [`CandleBatch`]) and applies them chunk by chunk, while this thread reads the same frames straight into the
     /// projection's row sorter (`event::rows`: nine values a candle, no
     /// `Candle`), then inserts the sorted rows (`finish_rebuild`) while the
     /// index thread finishes. Both walks check every hash and the chain.
@@ -144,12 +144,12 @@ impl Store {
                 }
                 let cleared_ms = started.elapsed().as_millis() as u64;
                 let mut applying = std::time::Duration::ZERO;
-                replay_chunks(&LogReader::open(&log)?, from, |events, commits, head| {
+                replay_index_chunks(&LogReader::open(&log)?, from, |c| {
                     if stop.load(Ordering::Relaxed) {
                         return Err(crate::Error::Failed("the rebuild stopped".into()));
                     }
                     let t = std::time::Instant::now();
-                    index.apply(events, commits, &[], head)?;
+                    index.apply_batch(&mut c.batch, &c.records, &c.commits, &[], c.head)?;
                     applying += t.elapsed();
                     Ok(())
                 })?;
@@ -283,19 +283,17 @@ pub fn catch_up_index(paths: &super::Paths) -> Result<u64> {
     let index = Index::open(&paths.index)?;
     let from = index.applied()?;
     let reader = LogReader::open(&paths.log)?;
-    type Chunk = (Vec<Event>, Vec<(i64, u64)>, Applied);
     let mut head = from;
     let total = std::thread::scope(|s| -> Result<u64> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<IndexChunk>(1);
         let decoder = s.spawn(move || {
-            replay_chunks(&reader, from, |events, commits, head| {
-                tx.send((std::mem::take(events), std::mem::take(commits), head))
-                    .map_err(|_| crate::Error::Failed("the index's apply stopped".into()))
+            replay_index_chunks(&reader, from, |chunk| {
+                tx.send(std::mem::take(chunk)).map_err(|_| crate::Error::Failed("the index's apply stopped".into()))
             })
         });
-        let applied = rx.iter().try_for_each(|(events, commits, at)| {
-            head = at;
-            index.apply(&events, &commits, &[], at)
+        let applied = rx.iter().try_for_each(|mut c| {
+            head = c.head;
+            index.apply_batch(&mut c.batch, &c.records, &c.commits, &[], c.head)
         });
         drop(rx);
         let total = decoder.join().unwrap_or_else(|_| Err(crate::Error::Failed("the index's decoder panicked".into())));
@@ -306,6 +304,47 @@ pub fn catch_up_index(paths: &super::Paths) -> Result<u64> {
         index.record_segments(&disk_catalog(&paths.log, head)?)?;
     }
     tracing::debug!(events = total, ms = started.elapsed().as_millis() as u64, "caught the index up from the log");
+    Ok(total)
+}
+
+/// A chunk of frames as the index applies them: their candles gathered
+/// (digests hashed), their other events, each frame's (commit time, last
+/// LSN), and the chain position after them.
+#[derive(Default)]
+struct IndexChunk {
+    batch: CandleBatch,
+    records: Vec<Event>,
+    commits: Vec<(i64, u64)>,
+    head: Applied,
+}
+
+/// [`replay_chunks`] for the index alone: each frame's candles are read as
+/// parts (`codec::decode_candle_parts`: no `Candle` built, every byte
+/// checked by the same rules) straight into the chunk's [`CandleBatch`].
+fn replay_index_chunks(reader: &LogReader, from: Applied, mut apply: impl FnMut(&mut IndexChunk) -> Result<()>) -> Result<u64> {
+    let mut chunk = IndexChunk { head: from, ..Default::default() };
+    let (mut total, mut limit) = (0u64, FIRST_CHUNK_EVENTS);
+    let (mut cols, mut events) = (codec::Columns::default(), Vec::new());
+    reader.replay_payloads::<crate::Error>(from, |path, meta, raw| {
+        let count = meta.header.event_count as usize;
+        let batch = &mut chunk.batch;
+        codec::decode_candle_parts(raw, count, meta.header.event_format, &mut cols, &mut events, |_, c| batch.push(c))
+            .map_err(|e| corrupt(path, meta, e.to_string()))?;
+        chunk.records.extend(events.drain(..).filter(|e| !matches!(e, Event::Candle(_))));
+        chunk.commits.push((meta.header.commit_ms, meta.header.last_lsn()));
+        chunk.head = Applied { lsn: meta.header.last_lsn(), hash: meta.hash };
+        total += count as u64;
+        if chunk.batch.len() + chunk.records.len() >= limit {
+            let head = chunk.head;
+            apply(&mut chunk)?;
+            chunk = IndexChunk { head, ..Default::default() };
+            limit = (limit * 2).min(CHUNK_EVENTS);
+        }
+        Ok(())
+    })?;
+    if !chunk.commits.is_empty() {
+        apply(&mut chunk)?;
+    }
     Ok(total)
 }
 
@@ -345,4 +384,48 @@ fn replay_chunks(
     })?;
     flush(&mut events, &mut commits, last)?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Decimal, Event, Gap, Interval, Symbol};
+    use crate::projection::Index;
+    use crate::projection::checkpoint::tests::batch;
+    use crate::store::{Paths, Store, StoreOptions, catch_up_index, init};
+
+    /// The index a writer kept (each frame's `Candle`s applied) and one
+    /// caught up from the log's frames read as parts (`CandleBatch`) hold the
+    /// same cursors, digests and gaps: frames of candles only, a frame
+    /// mixing candles with a gap, and revisions.
+    #[test]
+    fn an_index_caught_up_from_parts_is_the_one_the_writer_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(&dir.path().join("data"), None);
+        init(&paths).unwrap();
+        let mut store = Store::open(&paths, StoreOptions::default()).unwrap();
+        for k in 0..6 {
+            let mut events = batch(k);
+            if k == 3 {
+                let mut revised = batch(1).swap_remove(5);
+                if let Event::Candle(c) = &mut revised {
+                    c.close = Decimal::parse("1.75").unwrap();
+                }
+                events.push(revised);
+                let symbol = Symbol::parse("S00USDT").unwrap();
+                events.push(Event::Gap(Gap { symbol, interval: Interval::H4, first_open: -8, last_open: -4 }));
+            }
+            store.append(&events).unwrap();
+        }
+        drop(store);
+        let held = |path: &std::path::Path| {
+            let i = Index::open_read_only(path).unwrap();
+            (i.applied().unwrap(), i.cursors().unwrap(), i.candle_sums().unwrap(), i.gaps().unwrap())
+        };
+        let kept = held(&paths.index);
+        assert!(kept.1.iter().any(|c| c.revisions == 1), "the revision counted");
+        assert_eq!(kept.3.len(), 1, "the gap recorded");
+        std::fs::rename(&paths.index, dir.path().join("kept.redb")).unwrap();
+        assert_eq!(catch_up_index(&paths).unwrap(), 6 * 2_000 + 2);
+        assert_eq!(held(&paths.index), kept);
+    }
 }

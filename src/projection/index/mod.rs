@@ -14,7 +14,7 @@ mod digests;
 use digests::Digests;
 
 use super::Applied;
-use crate::event::{Event, Interval, Lsn, codec::parts_digest};
+use crate::event::{CandleParts, Event, Interval, Lsn, Symbol, codec::parts_digest};
 use crate::log::SegmentInfo;
 use crate::projection::digest::CandleSum;
 
@@ -47,6 +47,53 @@ pub struct IndexError {
     /// Boxed: redb's error is large and errors travel through every `Result`.
     #[source]
     pub source: Box<redb::Error>,
+}
+
+/// Candles gathered for [`Index::apply_batch`], in log order: each one's
+/// series (a slot in `series`), digest block, open time and digest. Built
+/// wherever the candles are decoded (from `Candle`s, or from a frame's
+/// parts without building them), so the digests are hashed there.
+#[derive(Default)]
+pub struct CandleBatch {
+    series: Vec<(Symbol, u8)>,
+    slot: std::collections::HashMap<(Symbol, u8), usize>,
+    /// The previous candle's slot: candles come series by series, so it is
+    /// tried first (no lookup, no allocation per candle).
+    last: Option<usize>,
+    puts: Vec<(usize, i64, i64, [u8; 16])>,
+    body: Vec<u8>,
+}
+
+impl CandleBatch {
+    /// Adds a candle.
+    pub fn push(&mut self, c: &CandleParts<'_>) {
+        let code = c.interval.code();
+        let at = match self.last.filter(|&k| self.series.get(k).is_some_and(|(s, i)| *i == code && s == c.symbol)) {
+            Some(k) => k,
+            None => *self.slot.entry((c.symbol.clone(), code)).or_insert_with(|| {
+                self.series.push((c.symbol.clone(), code));
+                self.series.len() - 1
+            }),
+        };
+        self.last = Some(at);
+        self.puts.push((at, blocks::block_of(c.interval, c.open_time), c.open_time, parts_digest(c, &mut self.body)));
+    }
+
+    /// Candles gathered.
+    pub fn len(&self) -> usize {
+        self.puts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.series.clear();
+        self.slot.clear();
+        self.last = None;
+        self.puts.clear();
+    }
 }
 
 /// One series' position, as `status` and the next sync see it.
@@ -259,10 +306,30 @@ impl Index {
 
     /// Applies whole frames: `commits` holds (commit_ms, last LSN) per frame.
     pub fn apply(&self, events: &[Event], commits: &[(i64, Lsn)], catalog: &[SegmentInfo], head: Applied) -> Result<(), IndexError> {
+        let mut batch = CandleBatch::default();
+        for e in events {
+            if let Event::Candle(c) = e {
+                batch.push(&c.parts());
+            }
+        }
+        self.apply_batch(&mut batch, events, commits, catalog, head)
+    }
+
+    /// [`Index::apply`] with the frames' candles already gathered in
+    /// `batch` (which is emptied) and their other events in `records`
+    /// (candles among them are not applied again).
+    pub fn apply_batch(
+        &self,
+        batch: &mut CandleBatch,
+        records: &[Event],
+        commits: &[(i64, Lsn)],
+        catalog: &[SegmentInfo],
+        head: Applied,
+    ) -> Result<(), IndexError> {
         self.guarded("apply", || {
             let tx = self.begin_write()?;
-            self.apply_candles(&tx, events)?;
-            self.apply_records(&tx, events)?;
+            self.apply_candles(&tx, batch)?;
+            self.apply_records(&tx, records)?;
             {
                 let mut commit_t = tx.open_table(COMMITS).map_err(self.e("open commits"))?;
                 for &(ms, lsn) in commits {
@@ -281,44 +348,22 @@ impl Index {
         })
     }
 
-    /// Puts each candle's digest, block by block, and moves its series'
-    /// cursor: a candle not stored before widens it and counts, one whose
-    /// digest changed counts a revision.
-    fn apply_candles(&self, tx: &redb::WriteTransaction, events: &[Event]) -> Result<(), IndexError> {
+    /// Puts each candle's digest of `batch`, block by block, and moves its
+    /// series' cursor: a candle not stored before widens it and counts, one
+    /// whose digest changed counts a revision. Empties `batch`.
+    fn apply_candles(&self, tx: &redb::WriteTransaction, batch: &mut CandleBatch) -> Result<(), IndexError> {
         let mut cursors = tx.open_table(CURSORS).map_err(self.e("open cursors"))?;
-        // Each series' cursor, read once; candles come series by series,
-        // so the previous candle's series is tried first (no lookup, no
-        // allocation per candle).
-        let mut series: Vec<((crate::event::Symbol, u8), CursorValue)> = Vec::new();
-        let mut slot: std::collections::HashMap<(crate::event::Symbol, u8), usize> = Default::default();
-        let mut last: Option<usize> = None;
-        // (series slot, block, open time, digest) of each candle.
-        let mut puts: Vec<(usize, i64, i64, [u8; 16])> = Vec::new();
-        let mut body = Vec::with_capacity(128);
-        for e in events {
-            let Event::Candle(c) = e else { continue };
-            let code = c.interval.code();
-            let at = match last.filter(|&k| series.get(k).is_some_and(|((s, i), _)| *i == code && s == &c.symbol)) {
-                Some(k) => k,
-                None => match slot.get(&(c.symbol.clone(), code)) {
-                    Some(&k) => k,
-                    None => {
-                        let v = cursors.get((c.symbol.as_str(), code)).map_err(self.e("read cursor"))?.map(|g| g.value());
-                        series.push(((c.symbol.clone(), code), v.unwrap_or((i64::MAX, i64::MIN, 0, 0))));
-                        slot.insert((c.symbol.clone(), code), series.len() - 1);
-                        series.len() - 1
-                    }
-                },
-            };
-            last = Some(at);
-            puts.push((at, blocks::block_of(c.interval, c.open_time), c.open_time, parts_digest(&c.parts(), &mut body)));
+        let mut series: Vec<CursorValue> = Vec::with_capacity(batch.series.len());
+        for (symbol, code) in &batch.series {
+            let v = cursors.get((symbol.as_str(), *code)).map_err(self.e("read cursor"))?.map(|g| g.value());
+            series.push(v.unwrap_or((i64::MAX, i64::MIN, 0, 0)));
         }
         // A stable sort: a candle logged twice in these frames is put in log order.
-        puts.sort_by_key(|p| (p.0, p.1, p.2));
+        batch.puts.sort_by_key(|p| (p.0, p.1, p.2));
         let mut digests = digests::Writer::open(tx, &self.path)?;
-        for group in puts.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        for group in batch.puts.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
             let Some(&(at, block, _, _)) = group.first() else { continue };
-            let Some(((symbol, code), cur)) = series.get_mut(at) else { continue };
+            let (Some((symbol, code)), Some(cur)) = (batch.series.get(at), series.get_mut(at)) else { continue };
             let candles = group.iter().map(|&(_, _, open, digest)| (open, digest));
             digests.put_block(&self.path, (symbol.as_str(), *code, block), candles, |open, new, old| match old {
                 None => {
@@ -330,9 +375,10 @@ impl Index {
                 Some(_) => {}
             })?;
         }
-        for ((sym, code), v) in &series {
+        for ((sym, code), v) in batch.series.iter().zip(&series) {
             cursors.insert((sym.as_str(), *code), v).map_err(self.e("write cursor"))?;
         }
+        batch.clear();
         Ok(())
     }
 
