@@ -204,17 +204,22 @@ impl Store {
     /// one reads and decodes the log chunk by chunk, this one applies each
     /// chunk to the projection while the next is decoded, and (unless only the
     /// projection lags) the index's thread applies it to the index; each is
-    /// fed over a short channel.
+    /// fed over a short channel. The index alone is caught up by
+    /// [`replay_index`], which reads the candles as parts.
     fn replay_into(&mut self, target: Target, from: Applied) -> Result<u64> {
         let reader = LogReader::open(&self.paths.log)?;
         let index = &self.index;
+        if target == Target::Index {
+            return replay_index(index, &reader, from);
+        }
         self.projection
             .with_checkpoints_aside(|projection, checkpoints| replay_pipeline(&reader, from, target, index, projection, checkpoints))?
     }
 }
 
-/// [`Store::replay_into`]'s three threads, inside the projection's
-/// checkpoints aside (`checkpoints.committed()` after each apply).
+/// [`Store::replay_into`]'s three threads for the projection (and with
+/// `Target::Both` the index), inside the projection's checkpoints aside
+/// (`checkpoints.committed()` after each apply).
 fn replay_pipeline(
     reader: &LogReader,
     from: Applied,
@@ -235,7 +240,7 @@ fn replay_pipeline(
             })
         });
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
-        let index_job = (target != Target::Projection).then(|| {
+        let index_job = (target == Target::Both).then(|| {
             s.spawn(move || -> std::result::Result<(), crate::projection::IndexError> {
                 for (events, commits, head) in rx {
                     index.apply(&events, &commits, &[], head)?;
@@ -245,12 +250,10 @@ fn replay_pipeline(
         });
         let applied = (|| -> Result<()> {
             for (events, commits, head) in decoded.iter() {
-                if target != Target::Index {
-                    projection.apply(&events, head)?;
-                    checkpoints.committed();
-                }
+                projection.apply(&events, head)?;
+                checkpoints.committed();
                 // The index thread stopped early: its error is the one to report.
-                if target != Target::Projection && tx.send((events, commits, head)).is_err() {
+                if target == Target::Both && tx.send((events, commits, head)).is_err() {
                     return Err(crate::Error::Failed("the index thread stopped".into()));
                 }
             }
@@ -282,29 +285,31 @@ pub fn catch_up_index(paths: &super::Paths) -> Result<u64> {
     let started = std::time::Instant::now();
     let index = Index::open(&paths.index)?;
     let from = index.applied()?;
-    let reader = LogReader::open(&paths.log)?;
-    let mut head = from;
-    let total = std::thread::scope(|s| -> Result<u64> {
+    let total = replay_index(&index, &LogReader::open(&paths.log)?, from)?;
+    if total > 0 {
+        index.record_segments(&disk_catalog(&paths.log, index.applied()?)?)?;
+    }
+    tracing::debug!(events = total, ms = started.elapsed().as_millis() as u64, "caught the index up from the log");
+    Ok(total)
+}
+
+/// Replays the frames after `from` into the index alone, on two threads:
+/// one reads the frames into [`IndexChunk`]s ([`replay_index_chunks`]:
+/// candles as parts, digests hashed there), this one applies each chunk.
+fn replay_index(index: &Index, reader: &LogReader, from: Applied) -> Result<u64> {
+    std::thread::scope(|s| -> Result<u64> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<IndexChunk>(1);
         let decoder = s.spawn(move || {
-            replay_index_chunks(&reader, from, |chunk| {
+            replay_index_chunks(reader, from, |chunk| {
                 tx.send(std::mem::take(chunk)).map_err(|_| crate::Error::Failed("the index's apply stopped".into()))
             })
         });
-        let applied = rx.iter().try_for_each(|mut c| {
-            head = c.head;
-            index.apply_batch(&mut c.batch, &c.records, &c.commits, &[], c.head)
-        });
+        let applied = rx.iter().try_for_each(|mut c| index.apply_batch(&mut c.batch, &c.records, &c.commits, &[], c.head));
         drop(rx);
         let total = decoder.join().unwrap_or_else(|_| Err(crate::Error::Failed("the index's decoder panicked".into())));
         applied?;
         total
-    })?;
-    if total > 0 {
-        index.record_segments(&disk_catalog(&paths.log, head)?)?;
-    }
-    tracing::debug!(events = total, ms = started.elapsed().as_millis() as u64, "caught the index up from the log");
-    Ok(total)
+    })
 }
 
 /// A chunk of frames as the index applies them: their candles gathered
