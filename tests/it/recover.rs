@@ -73,6 +73,12 @@ fn each_kind_of_damage_is_recovered_to_the_truth() {
             support::plant_foreign_companion(&d.join("candles.sqlite-wal"), "-wal");
         }),
         ("corrupted index.redb", |d| std::fs::write(d.join("index.redb"), b"not redb").unwrap()),
+        // The index is caught up from the log beside the snapshot's restore.
+        ("deleted projection and index.redb", |d| {
+            for f in ["candles.sqlite", "candles.sqlite-wal", "candles.sqlite-shm", "index.redb"] {
+                let _ = std::fs::remove_file(d.join(f));
+            }
+        }),
         ("torn tail of the active segment", |d| {
             use std::io::Write;
             let seg = support::segments(d).pop().unwrap();

@@ -8,7 +8,8 @@
 //!                    then the newest good snapshot (binary search over backup points, confirm
 //!                    its bytes, schema and state row, newest-first fallback), else rebuilt from
 //!                    the log; its quick_check and rows are proven by the final verify --deep,
-//!                    and a second round checks every snapshot whole when that fails
+//!                    and a second round checks every snapshot whole when that fails; an
+//!                    index behind the log head is caught up from the log beside it
 //! replay tail ─────► opening the store applies the log after the snapshot
 //! report ──────────► each step timed (the measured RTO) and a final verify --deep, or,
 //!                    after a snapshot anchored in the local log, "verify tail": the
@@ -199,6 +200,13 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         // tail audit's read of it (all its digests) runs beside the restore.
         let early_index = (round == 1 && !trusted && index_ok && index_applied.is_some_and(|a| a.lsn > 0 && a.lsn == r.head_lsn))
             .then(|| tail::read_index(paths.index.clone()));
+        // An index behind the log head (lost, set aside) is caught up from the log
+        // on two threads beside the restore, as `restore` builds its own.
+        let level = index_ok && index_applied.is_some_and(|a| a.lsn == r.head_lsn);
+        let indexing = (!trusted && !level).then(|| {
+            let paths = paths.clone();
+            std::thread::spawn(move || crate::store::catch_up_index(&paths))
+        });
         let detail = if trusted {
             "projection trusted: kept".to_string()
         } else {
@@ -221,6 +229,14 @@ pub fn recover(paths: &Paths, repos: &[&dyn Repository], opts: StoreOptions) -> 
         // The early read ends before the store opens the index for writing; the
         // restore's step counts the wait for it.
         let early_index = early_index.map(tail::join_index);
+        // Whatever that catch-up did not do, the store's open does.
+        match indexing.map(|h| h.join()) {
+            Some(Ok(Err(e))) => {
+                tracing::warn!("the index's catch-up beside the restore stopped ({e}): the store's open goes on from where it got")
+            }
+            Some(Err(_)) => tracing::warn!("the index's catch-up beside the restore panicked: the store's open catches it up"),
+            _ => {}
+        }
         r.steps.push(Step { name: "restore snapshot", ms: t.elapsed().as_millis() as u64, detail });
 
         // The first round after a restored snapshot: is it anchored in the local log?
