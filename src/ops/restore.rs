@@ -163,10 +163,27 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
     for why in &rejected {
         tracing::warn!("snapshot manifest skipped: {why}");
     }
-    let mut steps = Vec::new();
     let t = Instant::now();
-    let (target, boundaries, written) = restore_segments(&source, first_seq, start, cut, &paths)?;
-    check_target(repo, &source, &list, start, target)?;
+    let (target, boundaries, written) = restore_log(&source, &list, (first_seq, start), cut, &paths)?;
+    let mut steps = vec![step("verify segments", t, format!("{written} segment(s) checked and written, head LSN {}", target.lsn))];
+    let snapshots = Snapshots { repo, source: &source, list: &list, boundaries: &boundaries, start, target: target.lsn };
+    let snapshot_lsn = project_and_audit(&snapshots, &paths, &mut rejected, &mut steps)?;
+    Ok(Built { head_lsn: target.lsn, head_hash: target.hash, snapshot_lsn, rejected_snapshots: rejected, segments: written, steps })
+}
+
+/// The restored log ([`restore_segments`]) up to the cut, refused when the
+/// repository cannot give that point: its last frame, the chain hash at
+/// every frame boundary, and the segments written.
+fn restore_log(
+    source: &RepoSegments<'_>,
+    list: &[SnapshotManifest],
+    (first_seq, start): (u64, ChainPos),
+    cut: Cut,
+    paths: &Paths,
+) -> Result<(ChainPos, HashMap<u64, [u8; 32]>, u64)> {
+    let repo = source.repo();
+    let (target, boundaries, written) = restore_segments(source, first_seq, start, cut, paths)?;
+    check_target(repo, source, list, start, target)?;
     check_not_beyond_head(repo, cut, target)?;
     if let (Cut::Head, Some(id), Some(t)) = (cut, source.identity, target)
         && t.pos.lsn < id.lsn
@@ -175,39 +192,40 @@ fn build(repo: &dyn Repository, temp: &Path, cut: Cut) -> Result<Built> {
             format!("its segments end at LSN {}, before its chain's identity (LSN {}): they are not its chain", t.pos.lsn, id.lsn);
         return Err(RepoError::incomplete(repo.location(), message).into());
     }
-    let target = target.unwrap_or_default().pos;
-    steps.push(step("verify segments", t, format!("{written} segment(s) checked and written, head LSN {}", target.lsn)));
-    let snapshots = Snapshots { repo, source: &source, list: &list, boundaries: &boundaries, start, target: target.lsn };
+    Ok((target.unwrap_or_default().pos, boundaries, written))
+}
+
+/// The projection and index on the restored log ([`restore_projection`]),
+/// the tail replayed by the store's open, then the final audit: `verify
+/// tail` after a snapshot the log anchors, else `verify --deep`. A failed
+/// `verify tail` removes both and runs once more, every snapshot checked
+/// whole. Returns the snapshot's LSN.
+fn project_and_audit(snapshots: &Snapshots<'_>, paths: &Paths, rejected: &mut Vec<String>, steps: &mut Vec<Step>) -> Result<Option<u64>> {
     let mut round = 1;
-    let snapshot_lsn = loop {
-        // The first round proves an anchored snapshot from the log's tail; the
-        // second, after that audit failed, checks every snapshot whole.
-        let prove = round == 1;
-        let (snapshot_lsn, proof) = restore_projection(&snapshots, &paths, prove, &mut rejected, &mut steps)?;
+    loop {
+        let (snapshot_lsn, proof) = restore_projection(snapshots, paths, round == 1, rejected, steps)?;
         let t = Instant::now();
         // Opening catches the projection up from the snapshot (and the index, when not built yet).
-        let replayed = Store::open(&paths, StoreOptions::default())?.report().replayed_projection;
+        let replayed = Store::open(paths, StoreOptions::default())?.report().replayed_projection;
         steps.push(step("replay tail", t, format!("{replayed} events applied to the projection")));
         let t = Instant::now();
-        let (report, name) = tail::final_audit(&paths, proof.as_ref(), None)?;
+        let (report, name) = tail::final_audit(paths, proof.as_ref(), None)?;
         if report.ok {
             steps.push(step(name, t, proof.as_ref().map_or("ok".into(), |p| format!("ok: {}", p.describe()))));
-            break snapshot_lsn;
+            return Ok(snapshot_lsn);
         }
         let first = report.problems.first().map(|p| format!("{}: {} {}", p.kind, p.path, p.message)).unwrap_or_default();
-        if proof.is_some() && round == 1 {
-            steps.push(step(name, t, format!("{} problem(s) (first: {first}): checking every snapshot whole", report.problems.len())));
-            crate::durable::remove_with_companions(&paths.projection);
-            crate::durable::remove_with_companions(&paths.index);
-            round += 1;
-            continue;
+        if proof.is_none() || round == 2 {
+            return Err(Error::Damaged(format!(
+                "the restored copy does not verify ({} problems; first: {first}); nothing was moved into place",
+                report.problems.len()
+            )));
         }
-        return Err(Error::Damaged(format!(
-            "the restored copy does not verify ({} problems; first: {first}); nothing was moved into place",
-            report.problems.len()
-        )));
-    };
-    Ok(Built { head_lsn: target.lsn, head_hash: target.hash, snapshot_lsn, rejected_snapshots: rejected, segments: written, steps })
+        steps.push(step(name, t, format!("{} problem(s) (first: {first}): checking every snapshot whole", report.problems.len())));
+        crate::durable::remove_with_companions(&paths.projection);
+        crate::durable::remove_with_companions(&paths.index);
+        round = 2;
+    }
 }
 
 /// A step of the report, timed from `t`.
