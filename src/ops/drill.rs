@@ -25,6 +25,8 @@ pub struct DrillReport {
     pub rejected_snapshots: Vec<String>,
     /// The restore with its final audit of the copy: the measured recovery time.
     pub rto_ms: u64,
+    /// The restore's steps, each timed: where the RTO goes.
+    pub restore_steps: Vec<super::recover::Step>,
     pub compare_ms: u64,
     pub tables_compared: usize,
     pub problems: Vec<String>,
@@ -58,6 +60,7 @@ pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
         snapshot_lsn: None,
         rejected_snapshots: Vec::new(),
         rto_ms,
+        restore_steps: Vec::new(),
         compare_ms: 0,
         tables_compared: 0,
         problems: Vec::new(),
@@ -74,6 +77,7 @@ pub fn drill(live: &Paths, repo: &dyn Repository) -> Result<DrillReport> {
     };
     report.restored_lsn = r.head_lsn;
     report.snapshot_lsn = r.snapshot_lsn;
+    report.restore_steps = r.steps;
     // The restore fell back past them, but a backup holding a snapshot that must be refused is not sound.
     let fell_back_to = r.snapshot_lsn.map_or("the log alone".to_string(), |l| format!("the snapshot at LSN {l}"));
     report.problems.extend(r.rejected_snapshots.iter().map(|why| format!("{why} (the restore used {fell_back_to} instead)")));

@@ -126,6 +126,9 @@ fn drill_restores_checks_and_reports_the_rto_and_fails_on_a_damaged_backup() {
     // The backup's own Run record and its anchor come after what it copied, then the drill's.
     assert_eq!(v["restored_lsn"].as_u64().unwrap() + 3, json(&run(&dir, &["status", "--json"]))["head_lsn"].as_u64().unwrap());
     assert!(v["rto_ms"].as_u64().is_some() && v["tables_compared"] == 1);
+    let steps: Vec<&str> = v["restore_steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(steps[..3], ["verify segments", "restore snapshot", "replay tail"], "{v:#}");
+    assert!(["verify tail", "verify --deep"].contains(&steps[3]), "{v:#}");
     // More data committed after the backup: the drill compares at the backup's LSN.
     assert_eq!(
         run(
