@@ -257,8 +257,21 @@ fn restore_projection(
     });
     let (snapshot_lsn, proof) = restored?;
     let indexed = indexed.transpose()?;
+    // The newest snapshot on the restored chain, when an older anchored one was taken instead.
+    let newer = snapshots
+        .list
+        .iter()
+        .filter(|m| m.lsn <= snapshots.target && snapshots.boundaries.get(&m.lsn).map(|h| hex(h)).as_ref() == Some(&m.head_hash))
+        .map(|m| m.lsn)
+        .max()
+        .filter(|&n| proof.is_some() && snapshot_lsn.is_some_and(|lsn| n > lsn));
     let detail = match (snapshot_lsn, &proof) {
-        (Some(lsn), Some(_)) => format!("snapshot at LSN {lsn}, anchored in the restored log"),
+        (Some(lsn), Some(_)) => match newer {
+            Some(n) => format!(
+                "snapshot at LSN {lsn}, anchored in the restored log (the newer one at LSN {n} is anchored only by the next backup's segments: the log after LSN {lsn} is replayed instead)"
+            ),
+            None => format!("snapshot at LSN {lsn}, anchored in the restored log"),
+        },
         (Some(lsn), None) => format!("snapshot at LSN {lsn}"),
         (None, _) => "no usable snapshot: the projection is built from the log".into(),
     };

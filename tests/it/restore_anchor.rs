@@ -55,7 +55,9 @@ fn a_restore_proves_the_snapshot_its_log_anchors_and_audits_only_the_tail() {
     assert_eq!(step_names(&r), ["verify segments", "restore snapshot", "replay tail", "verify tail"], "{r:#}");
     let snapshot = r["snapshot_lsn"].as_u64().expect("restored from a snapshot");
     assert!(snapshot < newest_snapshot_lsn(&dir, &repo), "the anchored one, not the newest: {r:#}");
-    assert!(step_detail(&r, "restore snapshot").contains("anchored in the restored log"), "{r:#}");
+    let restored = step_detail(&r, "restore snapshot");
+    assert!(restored.contains("anchored in the restored log"), "{r:#}");
+    assert!(restored.contains(&format!("the newer one at LSN {}", newest_snapshot_lsn(&dir, &repo))), "{restored}");
     assert!(step_detail(&r, "verify tail").starts_with("ok: snapshot at LSN"), "{r:#}");
     let replayed = step_detail(&r, "replay tail");
     let events: u64 = replayed.split(' ').next().unwrap().parse().unwrap();
