@@ -450,24 +450,35 @@ impl Projection {
 
     /// Each series' first and last open time and row count, per table.
     pub fn series_extents(&self) -> Result<Vec<crate::projection::Cursor>, ProjectionError> {
+        let err = |e| self.err("read series", e);
         let mut out = Vec::new();
         for i in self.intervals() {
-            let sql = format!("SELECT symbol, min(timestamp), max(timestamp), count(*) FROM {} GROUP BY symbol", i.table());
-            let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err("read series", e))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(crate::projection::Cursor {
-                        symbol: r.get(0)?,
-                        interval: i,
-                        first_open: r.get(1)?,
-                        last_open: r.get(2)?,
-                        candles: r.get::<_, i64>(3)? as u64,
-                        revisions: 0,
-                    })
-                })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| self.err("read series", e))?;
-            out.extend(rows);
+            // In primary-key order SQLite reads the covering `(timestamp, symbol)`
+            // index alone; grouping by symbol went through the symbol index and
+            // looked up every row in the table (5.1 s against 0.3 s at 3 M rows).
+            let sql = format!("SELECT timestamp, symbol FROM {} ORDER BY timestamp, symbol", i.table());
+            let mut stmt = self.conn.prepare(&sql).map_err(err)?;
+            let mut rows = stmt.query([]).map_err(err)?;
+            // symbol → (first open, last open, candles); times come in order.
+            let mut series: std::collections::HashMap<String, (i64, i64, u64)> = Default::default();
+            while let Some(r) = rows.next().map_err(err)? {
+                let ts: i64 = r.get(0).map_err(err)?;
+                let sym = r.get_ref(1).map_err(err)?.as_str().map_err(|e| err(e.into()))?;
+                match series.get_mut(sym) {
+                    Some(e) => (e.1, e.2) = (ts, e.2 + 1),
+                    None => drop(series.insert(sym.to_string(), (ts, ts, 1))),
+                }
+            }
+            let mut found: Vec<_> = series.into_iter().collect();
+            found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out.extend(found.into_iter().map(|(symbol, (first_open, last_open, candles))| crate::projection::Cursor {
+                symbol,
+                interval: i,
+                first_open,
+                last_open,
+                candles,
+                revisions: 0,
+            }));
         }
         Ok(out)
     }
@@ -773,6 +784,32 @@ mod tests {
         let copy = dir.path().join("agent-copy.sqlite");
         a.copy_into(&copy).unwrap();
         assert_eq!(page_size(&copy), 4096);
+    }
+
+    #[test]
+    fn series_extents_are_what_grouping_by_symbol_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Projection::open(&dir.path().join("candles.sqlite")).unwrap();
+        // 20 symbols, their rows interleaved in key order; the last batch starts later for two.
+        for k in [0, 1, 3] {
+            let mut events = crate::projection::checkpoint::tests::batch(k);
+            if k == 3 {
+                events.retain(|e| !matches!(e, Event::Candle(c) if c.symbol.as_str() < "S02USDT"));
+            }
+            p.apply(&events, Applied { lsn: k as u64 + 1, hash: [k as u8; 32] }).unwrap();
+        }
+        let grouped: Vec<(String, i64, i64, i64)> = p
+            .conn
+            .prepare("SELECT symbol, min(timestamp), max(timestamp), count(*) FROM ohlcv_h4 NOT INDEXED GROUP BY symbol")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let extents: Vec<(String, i64, i64, i64)> =
+            p.series_extents().unwrap().into_iter().map(|c| (c.symbol, c.first_open, c.last_open, c.candles as i64)).collect();
+        assert_eq!(grouped.len(), 20);
+        assert_eq!(extents, grouped);
     }
 
     fn tables(path: &Path) -> Vec<String> {
