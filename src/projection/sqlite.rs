@@ -596,13 +596,21 @@ impl Projection {
         if !self.tables.contains(&interval) {
             return Ok(out);
         }
-        let sql = format!("SELECT symbol, timestamp FROM {} ORDER BY symbol, timestamp", interval.table());
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err("read open times", e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err("read open times", e))?;
-        while let Some(r) = rows.next().map_err(|e| self.err("read open times", e))? {
-            let sym: String = r.get(0).map_err(|e| self.err("read open times", e))?;
-            let ts: i64 = r.get(1).map_err(|e| self.err("read open times", e))?;
-            out.entry(sym).or_default().push(ts);
+        let err = |e| self.err("read open times", e);
+        // In primary-key order SQLite reads the covering `(timestamp, symbol)` index
+        // alone, and each symbol's times arrive ascending; ordering by symbol went
+        // through the symbol index, a lookup in the table and a sort per row
+        // (`health` at 10 M rows: 38 s).
+        let sql = format!("SELECT timestamp, symbol FROM {} ORDER BY timestamp, symbol", interval.table());
+        let mut stmt = self.conn.prepare(&sql).map_err(err)?;
+        let mut rows = stmt.query([]).map_err(err)?;
+        while let Some(r) = rows.next().map_err(err)? {
+            let ts: i64 = r.get(0).map_err(err)?;
+            let sym = r.get_ref(1).map_err(err)?.as_str().map_err(|e| err(e.into()))?;
+            match out.get_mut(sym) {
+                Some(times) => times.push(ts),
+                None => drop(out.insert(sym.to_string(), vec![ts])),
+            }
         }
         Ok(out)
     }
@@ -787,7 +795,7 @@ mod tests {
     }
 
     #[test]
-    fn series_extents_are_what_grouping_by_symbol_gives() {
+    fn series_extents_and_open_times_are_what_grouping_by_symbol_gives() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Projection::open(&dir.path().join("candles.sqlite")).unwrap();
         // 20 symbols, their rows interleaved in key order; the last batch starts later for two.
@@ -810,6 +818,12 @@ mod tests {
             p.series_extents().unwrap().into_iter().map(|c| (c.symbol, c.first_open, c.last_open, c.candles as i64)).collect();
         assert_eq!(grouped.len(), 20);
         assert_eq!(extents, grouped);
+        // Each symbol's open times, ascending, as many as it has rows.
+        let times = p.open_times(Interval::H4).unwrap();
+        let from_times: Vec<(String, i64, i64, i64)> =
+            times.iter().map(|(s, t)| (s.clone(), t[0], *t.last().unwrap(), t.len() as i64)).collect();
+        assert_eq!(from_times, grouped);
+        assert!(times.values().all(|t| t.windows(2).all(|w| w[0] < w[1])), "ascending");
     }
 
     fn tables(path: &Path) -> Vec<String> {
