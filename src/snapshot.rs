@@ -342,6 +342,55 @@ pub fn row_digests_json(d: &Digests) -> BTreeMap<String, String> {
     d.iter().filter(|(_, t)| t.rows > 0).map(|(i, t)| (i.table().to_string(), hex(&t.digest))).collect()
 }
 
+/// [`check_contents`] for a snapshot built at `db` (its bytes proven by its
+/// manifest's `raw_blake3`) that `anchor` names: the backup that published
+/// it checked these exact bytes (`quick_check`, every index against its
+/// table, its rows against the log at its LSN) and recorded the result in
+/// the chain-hashed log, so the same checks on the same bytes are not run
+/// again. What is checked: the anchor is this snapshot's, with every check
+/// passed; the schema and state row; the manifest's `row_digests` and the
+/// log's rows at its LSN (`from_log`, when at hand) against the anchor's
+/// table digests.
+pub fn check_anchored(m: &SnapshotManifest, db: &Path, anchor: &crate::event::Anchor, from_log: Option<&Digests>) -> Result<()> {
+    let refuse = |what: String| refused(m, what);
+    if !anchors(anchor, m) {
+        return refuse(format!("the anchor at LSN {} names other bytes or not every check", anchor.lsn));
+    }
+    check_restored(m, db)?;
+    let proven: Digests =
+        anchor.tables.iter().map(|t| (t.interval, crate::projection::digest::TableDigest { rows: t.rows, digest: t.digest })).collect();
+    if let Some(recorded) = &m.row_digests {
+        let found = row_digests_json(&proven);
+        if let Some(table) = found.keys().chain(recorded.keys()).find(|t| found.get(*t) != recorded.get(*t)) {
+            return refuse(format!(
+                "its manifest's row_digests differ from the digests the log's anchor proved for it (table {table}: the anchor {}, the manifest {})",
+                found.get(table).map_or("no rows", String::as_str),
+                recorded.get(table).map_or("no rows", String::as_str)
+            ));
+        }
+    }
+    if let Some((i, e, f)) = from_log.and_then(|expected| differences(expected, &proven).first().copied()) {
+        return refuse(format!(
+            "its anchor's rows differ from the log's at LSN {} (table {}: {} rows, the log gives {} rows)",
+            m.lsn,
+            i.table(),
+            f.rows,
+            e.rows
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `anchor` proves snapshot `m`: its LSN, head hash and raw bytes,
+/// with every check passed on them.
+pub fn anchors(anchor: &crate::event::Anchor, m: &SnapshotManifest) -> bool {
+    anchor.lsn == m.lsn
+        && hex(&anchor.head_hash) == m.head_hash
+        && hex(&anchor.raw_blake3) == m.raw_blake3
+        && anchor.raw_bytes == m.raw_bytes
+        && anchor.checks & crate::event::CHECKS_ALL == crate::event::CHECKS_ALL
+}
+
 /// How far the rows of a snapshot that passed [`check_contents`] were checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowsChecked {

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::{RepoSegments, Repository, SnapshotManifest, check_format, manifests};
 use crate::error::{Error, Result};
+use crate::event::{Anchor, Event};
 use crate::log::{ChainWalk, DamageKind, decode_frame};
 use crate::projection::{Digests, DigestsAt, LogRows, hex};
 
@@ -31,6 +32,10 @@ pub struct RepoVerifyReport {
     /// The first LSN the segments hold (above 1 when older ones were pruned).
     pub first_lsn: u64,
     pub head_lsn: u64,
+    /// With `deep`: snapshots whose bytes an anchor in the segments names
+    /// (the backup's own checks of those bytes, recorded in the chain), so
+    /// their quick_check and row scan were not run again.
+    pub anchored_snapshots: u64,
     pub problems: Vec<String>,
 }
 
@@ -55,6 +60,7 @@ pub fn verify_repo_with(repo: &dyn Repository, deep: bool, progress: &mut dyn Fn
         snapshots: 0,
         first_lsn: 1,
         head_lsn: 0,
+        anchored_snapshots: 0,
         problems: Vec::new(),
     };
     let source = RepoSegments::list(repo)?;
@@ -66,6 +72,8 @@ pub fn verify_repo_with(repo: &dyn Repository, deep: bool, progress: &mut dyn Fn
     // The rows at each snapshot's LSN, from the segments: only from a chain
     // that starts at LSN 1 (a pruned one lacks the rows before its start).
     let mut rows = (deep && start.lsn == 0).then(|| DigestsAt::new(LogRows::default(), 0, list.iter().map(|m| m.lsn)));
+    // The anchors among the frames decoded for those rows: each proves a snapshot's bytes.
+    let mut anchors: Vec<Anchor> = Vec::new();
     let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd init", "", e))?;
     let walk = ChainWalk::new(&source, first_seq, start).map_err(|f| Error::Failed(f.message))?;
     let mut want = first_seq;
@@ -90,7 +98,10 @@ pub fn verify_repo_with(repo: &dyn Repository, deep: bool, progress: &mut dyn Fn
                 boundaries.insert(f.header.last_lsn(), hex(&f.hash));
                 let Some(at) = rows.as_mut().filter(|at| !at.done(f.header.first_lsn.saturating_sub(1))) else { continue };
                 match decode_frame(data.get(f.offset as usize..).unwrap_or(&[]), f, &mut dec) {
-                    Ok(events) => at.frame(f.header.last_lsn(), &events),
+                    Ok(events) => {
+                        at.frame(f.header.last_lsn(), &events);
+                        anchors.extend(events.iter().filter_map(|e| if let Event::Anchor(a) = e { Some(a.clone()) } else { None }));
+                    }
                     Err(message) => {
                         r.problems.push(format!("{obj} at byte offset {}: bad_payload: {message}", f.offset));
                         rows = None;
@@ -110,7 +121,9 @@ pub fn verify_repo_with(repo: &dyn Repository, deep: bool, progress: &mut dyn Fn
             r.head_lsn, id.lsn
         ));
     }
-    check_snapshots(repo, (list, bad), deep, &boundaries, rows.as_ref(), &mut r, progress)?;
+    // A chain refused on the way proves nothing: its anchors are not used.
+    let anchors = if rows.is_some() { anchors } else { Vec::new() };
+    check_snapshots(repo, (list, bad), deep, (&boundaries, rows.as_ref(), &anchors), &mut r, progress)?;
     r.ok = r.problems.is_empty();
     Ok(r)
 }
@@ -121,8 +134,7 @@ fn check_snapshots(
     repo: &dyn Repository,
     (list, bad): (Vec<SnapshotManifest>, Vec<String>),
     deep: bool,
-    boundaries: &HashMap<u64, String>,
-    rows: Option<&DigestsAt>,
+    (boundaries, rows, anchors): (&HashMap<u64, String>, Option<&DigestsAt>, &[Anchor]),
     r: &mut RepoVerifyReport,
     progress: &mut dyn FnMut(VerifyProgress),
 ) -> Result<()> {
@@ -146,8 +158,10 @@ fn check_snapshots(
             r.problems.push(format!("snapshot {}: its head hash at LSN {} is not on the segments' chain", m.file, m.lsn));
         }
         let from_log = rows.and_then(|at| at.at(m.lsn));
+        let anchor = anchors.iter().find(|a| crate::snapshot::anchors(a, m));
+        r.anchored_snapshots += u64::from(deep && anchor.is_some());
         let checked = if deep {
-            unpack_and_check(repo, (&list, m), &mut builder, &tmpdir, from_log)
+            unpack_and_check(repo, (&list, m), &mut builder, &tmpdir, (from_log, anchor))
         } else {
             super::chain::lineage(&list, m).and_then(|_| hash_matches(repo, m))
         };
@@ -173,15 +187,19 @@ fn hash_matches(repo: &dyn Repository, m: &SnapshotManifest) -> Result<()> {
 /// Streams the snapshot out (checking every byte against the manifest; a
 /// delta through its chain, onto its parent's database when that is the one
 /// the scratch file holds) into a scratch file and checks what it holds, its
-/// rows against `from_log` when the chain gave them.
+/// rows against `from_log` when the chain gave them; a snapshot an anchor of
+/// the chain names is proven by it (`snapshot::check_anchored`).
 fn unpack_and_check(
     repo: &dyn Repository,
     (list, m): (&[SnapshotManifest], &SnapshotManifest),
     builder: &mut super::chain::Builder,
     tmpdir: &std::path::Path,
-    from_log: Option<&Digests>,
+    (from_log, anchor): (Option<&Digests>, Option<&Anchor>),
 ) -> Result<()> {
     let p = tmpdir.join("snapshot.sqlite");
     builder.build(repo, list, m, &p, false)?;
-    crate::snapshot::check_contents(m, &p, || Ok(from_log.cloned())).map(|_| ())
+    match anchor {
+        Some(a) => crate::snapshot::check_anchored(m, &p, a, from_log),
+        None => crate::snapshot::check_contents(m, &p, || Ok(from_log.cloned())).map(|_| ()),
+    }
 }

@@ -108,3 +108,35 @@ fn a_restore_refuses_a_damaged_anchored_snapshot_and_loses_nothing() {
     assert_eq!(step_names(&r).last().unwrap(), "verify --deep", "{r:#}");
     assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), truth);
 }
+
+/// `backup verify --deep` proves a snapshot the segments anchor by its
+/// anchor (its bytes, then the manifest's and the log's digests against the
+/// anchor's) instead of running quick_check and the row scan again; a
+/// manifest whose `row_digests` differ from the anchor's is still a problem.
+#[test]
+fn backup_verify_deep_proves_an_anchored_snapshot_by_its_anchor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, repo) = two_backups(tmp.path());
+    let verify = || run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep", "--json"]);
+    let r = verify();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let v = json(&r);
+    assert_eq!((v["snapshots"].as_u64(), v["anchored_snapshots"].as_u64()), (Some(2), Some(1)), "{v:#}");
+
+    // The anchored (older) snapshot's manifest, its row digest rewritten.
+    let oldest = std::fs::read_dir(repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .min()
+        .unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&oldest).unwrap()).unwrap();
+    let digest = m["row_digests"]["ohlcv_h4"].as_str().unwrap().to_string();
+    let flipped = format!("{}{}", if digest.starts_with('0') { "1" } else { "0" }, &digest[1..]);
+    m["row_digests"]["ohlcv_h4"] = serde_json::Value::String(flipped);
+    std::fs::write(&oldest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let r = verify();
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let problems = json(&r)["problems"].to_string();
+    assert!(problems.contains("row_digests differ from the digests the log's anchor proved"), "{problems}");
+}

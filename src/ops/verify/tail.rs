@@ -33,7 +33,7 @@ use rustc_hash::FxHashMap;
 
 use super::{Kind, Problem, VerifyReport};
 use crate::error::{Error, Result};
-use crate::event::{Anchor, CHECKS_ALL, Candle, Event, Interval};
+use crate::event::{Anchor, Candle, Event, Interval};
 use crate::log::frame::EVENT_FORMAT_LOSS;
 use crate::log::{ChainPos, LogReader};
 use crate::projection::digest::{CandleSum, TailRows, row_hash};
@@ -127,7 +127,7 @@ impl TailProof {
         if LogBase::load(paths)?.is_some() {
             return Ok(None);
         }
-        let (Some(head), Some(raw)) = (unhex32(&m.head_hash), unhex32(&m.raw_blake3)) else { return Ok(None) };
+        let Some(head) = unhex32(&m.head_hash) else { return Ok(None) };
         let mut proof = TailProof { anchor: empty_anchor(), tail: TailRows::default(), invalid: Vec::new(), events: 0, candles: 0 };
         let (mut anchored, mut lossy) = (false, false);
         let reader = LogReader::open(&paths.log)?;
@@ -140,13 +140,7 @@ impl TailProof {
                 proof.events += 1;
                 match e {
                     Event::Candle(c) => proof.candle(c, meta.header.first_lsn + k as u64, &paths.log),
-                    Event::Anchor(a)
-                        if a.lsn == m.lsn
-                            && a.head_hash == head
-                            && a.raw_blake3 == raw
-                            && a.raw_bytes == m.raw_bytes
-                            && a.checks & CHECKS_ALL == CHECKS_ALL =>
-                    {
+                    Event::Anchor(a) if crate::snapshot::anchors(a, m) => {
                         proof.anchor = a.clone();
                         anchored = true;
                     }
