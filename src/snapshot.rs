@@ -359,15 +359,12 @@ pub fn check_anchored(m: &SnapshotManifest, db: &Path, anchor: &crate::event::An
     check_restored(m, db)?;
     let proven: Digests =
         anchor.tables.iter().map(|t| (t.interval, crate::projection::digest::TableDigest { rows: t.rows, digest: t.digest })).collect();
-    if let Some(recorded) = &m.row_digests {
-        let found = row_digests_json(&proven);
-        if let Some(table) = found.keys().chain(recorded.keys()).find(|t| found.get(*t) != recorded.get(*t)) {
-            return refuse(format!(
-                "its manifest's row_digests differ from the digests the log's anchor proved for it (table {table}: the anchor {}, the manifest {})",
-                found.get(table).map_or("no rows", String::as_str),
-                recorded.get(table).map_or("no rows", String::as_str)
-            ));
-        }
+    if let Some((table, found, recorded)) = row_digests_differ(m, &proven) {
+        return refuse(format!(
+            "its manifest's row_digests differ from the digests the log's anchor proved for it (table {table}: the anchor {}, the manifest {})",
+            found.as_deref().unwrap_or("no rows"),
+            recorded.as_deref().unwrap_or("no rows")
+        ));
     }
     if let Some((i, e, f)) = from_log.and_then(|expected| differences(expected, &proven).first().copied()) {
         return refuse(format!(
@@ -379,6 +376,16 @@ pub fn check_anchored(m: &SnapshotManifest, db: &Path, anchor: &crate::event::An
         ));
     }
     Ok(())
+}
+
+/// The first table whose digest in `m`'s `row_digests` is not `found`'s, as
+/// (table, the digest `found` gives, the manifest's); `None` when they agree
+/// or the manifest records none.
+fn row_digests_differ(m: &SnapshotManifest, found: &Digests) -> Option<(String, Option<String>, Option<String>)> {
+    let recorded = m.row_digests.as_ref()?;
+    let found = row_digests_json(found);
+    let table = found.keys().chain(recorded.keys()).find(|t| found.get(*t) != recorded.get(*t))?;
+    Some((table.clone(), found.get(table).cloned(), recorded.get(table).cloned()))
 }
 
 /// Whether `anchor` proves snapshot `m`: its LSN, head hash and raw bytes,
@@ -476,15 +483,12 @@ pub fn check_contents(m: &SnapshotManifest, db: &Path, from_log: impl FnOnce() -
         Err(e) => return refuse(format!("its rows cannot be read: {e}")),
     };
     drop(p);
-    if let Some(recorded) = &m.row_digests {
-        let found = row_digests_json(&found);
-        if let Some(table) = found.keys().chain(recorded.keys()).find(|t| found.get(*t) != recorded.get(*t)) {
-            return refuse(format!(
-                "its rows differ from the manifest's row_digests (table {table}: digest {}, the manifest says {})",
-                found.get(table).map_or("of no rows", String::as_str),
-                recorded.get(table).map_or("no rows", String::as_str)
-            ));
-        }
+    if let Some((table, found, recorded)) = row_digests_differ(m, &found) {
+        return refuse(format!(
+            "its rows differ from the manifest's row_digests (table {table}: digest {}, the manifest says {})",
+            found.as_deref().unwrap_or("of no rows"),
+            recorded.as_deref().unwrap_or("no rows")
+        ));
     }
     let Some(expected) = from_log()? else {
         return Ok(if m.row_digests.is_some() { RowsChecked::Manifest } else { RowsChecked::Unchecked });
