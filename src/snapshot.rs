@@ -57,6 +57,12 @@ pub struct SnapshotManifest {
 }
 
 impl SnapshotManifest {
+    /// Whether its head hash is the chain's at its LSN, `boundaries` holding
+    /// the chain hash at every frame boundary of a verified log.
+    pub fn on_chain(&self, boundaries: &std::collections::HashMap<u64, [u8; 32]>) -> bool {
+        boundaries.get(&self.lsn).is_some_and(|h| hex(h) == self.head_hash)
+    }
+
     /// The manifest's own object name (`<stem>.json`).
     pub fn manifest_name(&self) -> String {
         let stem = self.file.strip_suffix(".sqlite.zst").or_else(|| self.file.strip_suffix(".delta.zst")).unwrap_or(&self.file);

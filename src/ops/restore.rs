@@ -261,7 +261,7 @@ fn restore_projection(
     let newer = snapshots
         .list
         .iter()
-        .filter(|m| m.lsn <= snapshots.target && snapshots.boundaries.get(&m.lsn).map(|h| hex(h)).as_ref() == Some(&m.head_hash))
+        .filter(|m| m.lsn <= snapshots.target && snapshots.on_chain(m))
         .map(|m| m.lsn)
         .max()
         .filter(|&n| proof.is_some() && snapshot_lsn.is_some_and(|lsn| n > lsn));
@@ -403,6 +403,13 @@ struct Snapshots<'a> {
     target: u64,
 }
 
+impl Snapshots<'_> {
+    /// Whether `m`'s head hash is the restored log's at its LSN.
+    fn on_chain(&self, m: &SnapshotManifest) -> bool {
+        m.on_chain(self.boundaries)
+    }
+}
+
 /// The newest snapshot at or before the cut (`(start, target)`) that sits on
 /// the chain and checks out: streamed against its manifest, then its schema,
 /// quick_check, state row and rows (src/snapshot.rs, `check_contents`)
@@ -418,7 +425,7 @@ fn restore_snapshot(
     prove: bool,
     rejected: &mut Vec<String>,
 ) -> Result<(Option<u64>, Option<TailProof>)> {
-    let Snapshots { repo, source, list, boundaries, start, target } = *snapshots;
+    let Snapshots { repo, source, list, start, target, .. } = *snapshots;
     let first_lsn = start.next_lsn();
     let mut refuse = |why: String| {
         tracing::warn!("snapshot skipped: {why}");
@@ -429,7 +436,7 @@ fn restore_snapshot(
     let pruned = source.start.is_some();
     let mut on_chain = Vec::new();
     for m in list.iter().rev().filter(|m| m.lsn <= target && m.lsn + 1 >= first_lsn) {
-        match boundaries.get(&m.lsn).map(|h| hex(h)) == Some(m.head_hash.clone()) {
+        match snapshots.on_chain(m) {
             true => on_chain.push(m),
             false => refuse(format!("snapshot {}: its head hash at LSN {} is not on the log's chain", m.file, m.lsn)),
         }
@@ -455,18 +462,7 @@ fn restore_snapshot(
                 continue;
             }
         }
-        if let Some(s) = &source.start {
-            // The older history is not in this repository: the snapshot becomes the log's base.
-            let base = LogBase {
-                format: BASE_FORMAT,
-                first_seq: s.first_seq,
-                first_lsn: s.first_lsn,
-                base_hash: s.base_hash.clone(),
-                snapshot: m.clone(),
-                chain: source.identity.map(crate::store::ChainId::of),
-            };
-            crate::backup::chain::keep_as_base(repo, m, &paths.projection, base, paths)?;
-        }
+        keep_base(snapshots, m, paths)?;
         return Ok((Some(m.lsn), None));
     }
     if pruned {
@@ -480,6 +476,21 @@ fn restore_snapshot(
         .into());
     }
     Ok((None, None))
+}
+
+/// From a pruned repository, whose older history is not there: snapshot
+/// `m`, just restored, becomes the restored log's base.
+fn keep_base(snapshots: &Snapshots<'_>, m: &SnapshotManifest, paths: &Paths) -> Result<()> {
+    let Some(s) = &snapshots.source.start else { return Ok(()) };
+    let base = LogBase {
+        format: BASE_FORMAT,
+        first_seq: s.first_seq,
+        first_lsn: s.first_lsn,
+        base_hash: s.base_hash.clone(),
+        snapshot: m.clone(),
+        chain: snapshots.source.identity.map(crate::store::ChainId::of),
+    };
+    crate::backup::chain::keep_as_base(snapshots.repo, m, &paths.projection, base, paths)
 }
 
 /// How far back, as a share of the restored log (percent), a snapshot the

@@ -37,7 +37,7 @@ use crate::log::salvage::{SalvageSpec, Salvaged, salvage};
 use crate::log::segment::{SegmentHeader, list_segments, parse_segment_name, segment_path};
 use crate::log::{ChainCursor, ChainPos, Checked, LogReader, SegmentEnd};
 use crate::ops::verify::tail;
-use crate::projection::{Index, LogRows, Projection, hex};
+use crate::projection::{Index, LogRows, Projection};
 use crate::snapshot::{self, SnapshotManifest};
 use crate::store::{DirLock, LogBase, Paths, Store, StoreOptions, quarantine};
 use base::*;

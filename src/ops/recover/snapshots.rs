@@ -46,7 +46,7 @@ pub(super) fn best_snapshot(
     };
     for repo in repos {
         let (list, _) = manifests(*repo)?;
-        let on_chain = |m: &SnapshotManifest| m.lsn <= head && boundaries.get(&m.lsn).map(|h| hex(h)) == Some(m.head_hash.clone());
+        let on_chain = |m: &SnapshotManifest| m.lsn <= head && m.on_chain(boundaries);
         // partition_point: the first index where the monotone predicate turns false.
         let cut = list.partition_point(on_chain);
         // Confirm from the binary search's answer down; then, should a manifest in the middle
