@@ -57,6 +57,16 @@ pub struct SnapshotManifest {
 }
 
 impl SnapshotManifest {
+    /// Why this snapshot was refused, naming it: `e` as it is when it names
+    /// the snapshot already (the checks here and unpacking do), else with the
+    /// snapshot's object in front.
+    pub fn refusal(&self, e: Error) -> String {
+        match e {
+            Error::Damaged(message) if message.starts_with("snapshot ") => message,
+            e => format!("snapshot {}: {e}", self.file),
+        }
+    }
+
     /// Whether its head hash is the chain's at its LSN, `boundaries` holding
     /// the chain hash at every frame boundary of a verified log.
     pub fn on_chain(&self, boundaries: &std::collections::HashMap<u64, [u8; 32]>) -> bool {

@@ -167,9 +167,7 @@ fn check_snapshots(
         };
         match checked {
             Ok(()) => {}
-            // Unpacking names the snapshot itself.
-            Err(Error::Damaged(message)) if message.starts_with("snapshot ") => r.problems.push(message),
-            Err(e) => r.problems.push(format!("snapshot {}: {e}", m.file)),
+            Err(e) => r.problems.push(m.refusal(e)),
         }
     }
     let _ = std::fs::remove_dir_all(&tmpdir);

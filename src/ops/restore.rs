@@ -535,9 +535,6 @@ fn unpack_checked(
     });
     checked.map_err(|e| {
         crate::durable::remove_with_companions(&paths.projection);
-        match e {
-            Error::Damaged(message) if message.starts_with("snapshot ") => message,
-            e => format!("snapshot {}: {e}", m.file),
-        }
+        m.refusal(e)
     })
 }

@@ -126,10 +126,11 @@ impl Store {
     /// A rebuild's replay of the frames after `from`, on both cores: the
     /// index's thread reads the log on its own, decodes every event (candles
     /// as parts, checked by the same rules as a full decode, into a
-    /// [`CandleBatch`]) and applies them chunk by chunk, while this thread reads the same frames straight into the
-    /// projection's row sorter (`event::rows`: nine values a candle, no
-    /// `Candle`), then inserts the sorted rows (`finish_rebuild`) while the
-    /// index thread finishes. Both walks check every hash and the chain.
+    /// [`CandleBatch`]) and applies them chunk by chunk, while this thread
+    /// reads the same frames straight into the projection's row sorter
+    /// (`event::rows`: nine values a candle, no `Candle`), then inserts the
+    /// sorted rows (`finish_rebuild`) while the index thread finishes. Both
+    /// walks check every hash and the chain.
     fn rebuild_replay(&mut self, from: Applied, clear_index: bool) -> Result<u64> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let started = std::time::Instant::now();

@@ -59,8 +59,7 @@ pub(super) fn best_snapshot(
             });
             match checked {
                 Ok(()) => return Ok(Some(m.clone())),
-                Err(Error::Damaged(message)) if message.starts_with("snapshot ") => refuse(message),
-                Err(e) => refuse(format!("snapshot {}: {e}", m.file)),
+                Err(e) => refuse(m.refusal(e)),
             }
             crate::durable::remove_with_companions(dest);
         }
