@@ -85,18 +85,17 @@ fn dir_bytes(p: &Path) -> u64 {
 
 /// Nightly backups after one more day each, to a repository that takes a
 /// full snapshot every time (as before issue 12), one that takes deltas, and
-/// one spaced (`snapshot_tail_percent = 2`: segments only until the log since
+/// one spaced (the default, `snapshot_tail_percent = 2`: segments only until the log since
 /// its snapshot is 2 % of it), the order rotating night by night; prints each,
 /// the medians and the means (a spaced repository's cost per night over its
 /// snapshot cycle), then restores the head from the delta and the spaced
 /// repositories (each one verified step; the spaced one replays its tail).
 fn nightly(store: &mut Store, tmp: &std::path::Path, symbols: u64, from: u64, nights: u64) {
-    let full_policy = SnapshotPolicy { delta: DeltaPolicy { chain_max: 0, ..DeltaPolicy::default() }, ..SnapshotPolicy::default() };
-    let spaced_policy = SnapshotPolicy { tail_percent: Some(2), ..SnapshotPolicy::default() };
+    let full_policy = SnapshotPolicy { delta: DeltaPolicy { chain_max: 0, ..DeltaPolicy::default() }, ..SnapshotPolicy::every_backup() };
     let repos = [
         ("full", DirRepository::open(&tmp.join("repo-full")).unwrap(), full_policy),
-        ("delta", DirRepository::open(&tmp.join("repo-delta")).unwrap(), SnapshotPolicy::default()),
-        ("spaced", DirRepository::open(&tmp.join("repo-spaced")).unwrap(), spaced_policy),
+        ("delta", DirRepository::open(&tmp.join("repo-delta")).unwrap(), SnapshotPolicy::every_backup()),
+        ("spaced", DirRepository::open(&tmp.join("repo-spaced")).unwrap(), SnapshotPolicy::default()),
     ];
     for (name, repo, policy) in &repos {
         let t = Instant::now();

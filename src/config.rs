@@ -74,19 +74,20 @@ pub struct BackupConfig {
 pub struct RepositoryConfig {
     /// A local directory.
     pub path: PathBuf,
-    /// Snapshots older than this many days are deleted after a backup (never the newest).
+    /// Snapshots older than this many days are deleted after a backup, never
+    /// the newest of them (a restore to the start of the window needs it).
     pub keep_days: Option<u32>,
     /// After a backup, segments committed more than this many days ago that no
     /// retained snapshot needs are deleted (`--prune-segments-before` with a date
     /// this many days back). Unset: segments are kept.
     pub prune_segments_days: Option<u32>,
-    /// Take a snapshot only when the repository's newest one is at least this
-    /// old (e.g. "7d"); unset: at every backup. Segments go up every time.
+    /// Take a snapshot when the repository's newest one is at least this
+    /// old (e.g. "7d"). Segments go up every time.
     pub snapshot_every: Option<String>,
-    /// Also take a snapshot when the log since the newest one holds this
-    /// percentage of that snapshot's LSN (1-100): a restore then replays at
-    /// most about that share of the store. Alone (without `snapshot_every`):
-    /// a snapshot only then. Unset: no bound on the tail.
+    /// Take a snapshot when the log since the newest one holds this
+    /// percentage of that snapshot's LSN (0-100): a restore then replays at
+    /// most about that share of the store. 0: a snapshot at every backup.
+    /// Unset: 2, or with `snapshot_every` alone no bound on the tail.
     pub snapshot_tail_percent: Option<u32>,
     /// At most this many delta snapshots (the pages changed since the
     /// previous snapshot) after a full one; 0: every snapshot is full.

@@ -128,7 +128,7 @@ def main():
         with open(J("data2", "candlelog.toml"), "w") as f:
             f.write(f'[[backup.repositories]]\npath = "{J("prepo")}"\nkeep_days = 0\n')
         must(["--data-dir", J("data2"), "backup"])
-        must(["--data-dir", J("data2"), "backup", "--prune-segments-before", tomorrow])
+        must(["--data-dir", J("data2"), "backup", "--snapshot", "--prune-segments-before", tomorrow])
         must(["restore", "--from", J("prepo"), "--into", J("pruned")])
         for d in ("data", "pruned"):
             if run(["--data-dir", J(d), "verify", "--deep"]).returncode != 0:

@@ -92,11 +92,13 @@ impl BackupReport {
 }
 
 /// Seals the active segment, uploads the sealed segments the repository
-/// lacks (verifying what it wrote), then publishes a snapshot: data first,
+/// lacks (verifying what it wrote), then publishes a snapshot whatever the
+/// spacing ([`SnapshotPolicy::every_backup`]; the CLI's default spaces them,
+/// [`backup_with`] takes a policy): data first,
 /// manifest last; last, appends the snapshot's anchor to the log (the
 /// `backup` command appends it with its `Run` record instead).
 pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> {
-    let report = backup_with(store, repo, SnapshotPolicy::default())?;
+    let report = backup_with(store, repo, SnapshotPolicy::every_backup())?;
     if let Some(a) = &report.anchor {
         store.append(&[crate::event::Event::Anchor(a.clone())])?;
     }
@@ -104,7 +106,7 @@ pub fn backup(store: &mut Store, repo: &dyn Repository) -> Result<BackupReport> 
 }
 
 /// When a backup takes a snapshot, and when that is a delta.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct SnapshotPolicy {
     /// Only when the repository's newest snapshot is at least this old (ms);
     /// `None`: at every backup. Segments are uploaded either way, so this
@@ -115,6 +117,38 @@ pub struct SnapshotPolicy {
     pub tail_percent: Option<u32>,
     /// When the snapshot is a delta of the repository's newest one (chain.rs).
     pub delta: DeltaPolicy,
+}
+
+/// The share of the store a restore replays at most on top of a repository's
+/// newest snapshot when its configuration says nothing (`snapshot_tail_percent`).
+pub const DEFAULT_TAIL_PERCENT: u32 = 2;
+
+/// By default a backup takes a snapshot once the log since the newest one
+/// holds [`DEFAULT_TAIL_PERCENT`] of the store: a night costs what it brought.
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy { every_ms: None, tail_percent: Some(DEFAULT_TAIL_PERCENT), delta: DeltaPolicy::default() }
+    }
+}
+
+impl SnapshotPolicy {
+    /// A snapshot at every backup (`snapshot_tail_percent = 0`, `--snapshot`).
+    pub fn every_backup() -> Self {
+        SnapshotPolicy { tail_percent: None, ..SnapshotPolicy::default() }
+    }
+
+    /// A repository's `snapshot_every` (ms) and `snapshot_tail_percent` as a
+    /// policy: a tail percentage of 0 means a snapshot at every backup; unset,
+    /// it is [`DEFAULT_TAIL_PERCENT`] unless `snapshot_every` alone spaces them.
+    pub fn configured(every_ms: Option<i64>, tail_percent: Option<u32>, delta: DeltaPolicy) -> Self {
+        let tail_percent = match (tail_percent, every_ms) {
+            (Some(0), _) => return SnapshotPolicy { delta, ..SnapshotPolicy::every_backup() },
+            (Some(p), _) => Some(p),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_TAIL_PERCENT),
+        };
+        SnapshotPolicy { every_ms, tail_percent, delta }
+    }
 }
 
 /// What a backup asks of the data directory's writer. The one-shot `backup`
@@ -601,17 +635,13 @@ pub fn repo_head(repo: &dyn Repository) -> Result<Option<RepoHead>> {
 }
 
 /// Deletes snapshots (manifest first, then data) created more than
-/// `keep_days` before `now_ms`, never the newest one nor one a kept delta is
-/// built on (its chain, chain.rs), newest first (a delta goes before its
-/// parent). Segments are history and are kept. Returns the manifests removed.
+/// `keep_days` before `now_ms` ([`expired`]), newest first (a delta goes
+/// before its parent). Segments are history and are kept. Returns the
+/// manifests removed.
 pub fn apply_retention(repo: &dyn Repository, keep_days: u32, now_ms: i64) -> Result<Vec<String>> {
     let (list, _) = manifests(repo)?;
-    let newest = list.iter().max_by_key(|m| m.created_ms).map(|m| m.file.clone());
-    let horizon = now_ms - i64::from(keep_days) * 86_400_000;
-    let expired = |m: &SnapshotManifest| m.created_ms < horizon && Some(&m.file) != newest.as_ref();
-    let needed = chain::needed_by(&list, list.iter().filter(|m| !expired(m)));
     let mut removed = Vec::new();
-    for m in list.iter().rev().filter(|m| expired(m) && !needed.contains(&m.file)) {
+    for m in expired(&list, now_ms - i64::from(keep_days) * 86_400_000).into_iter().rev() {
         let manifest = m.manifest_name();
         // Manifest first: a snapshot without its manifest is an unreferenced file, never a broken backup.
         repo.delete(&manifest)?;
@@ -621,9 +651,56 @@ pub fn apply_retention(repo: &dyn Repository, keep_days: u32, now_ms: i64) -> Re
     Ok(removed)
 }
 
+/// The snapshots of `list` (oldest first) retention deletes at `horizon`:
+/// those created before it, but never the newest of them, which a restore to
+/// any moment since the horizon starts from (with spaced snapshots there may
+/// be none inside the window), nor one a kept delta is built on (its chain,
+/// chain.rs). With no snapshot inside the window, that is the newest one.
+fn expired(list: &[SnapshotManifest], horizon: i64) -> Vec<&SnapshotManifest> {
+    let covers_horizon = list.iter().filter(|m| m.created_ms <= horizon).max_by_key(|m| m.created_ms).map(|m| &m.file);
+    let old = |m: &SnapshotManifest| m.created_ms < horizon && Some(&m.file) != covers_horizon;
+    let needed = chain::needed_by(list, list.iter().filter(|m| !old(m)));
+    list.iter().filter(|m| old(m) && !needed.contains(&m.file)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn made_at(created_ms: i64, parent: Option<&str>) -> SnapshotManifest {
+        SnapshotManifest {
+            format: REPO_FORMAT,
+            lsn: created_ms as u64,
+            head_hash: String::new(),
+            file: format!("snapshots/{created_ms}"),
+            file_bytes: 0,
+            file_blake3: String::new(),
+            raw_bytes: 0,
+            raw_blake3: format!("raw{created_ms}"),
+            rows: std::collections::BTreeMap::new(),
+            row_digests: None,
+            created_ms,
+            candlelog_version: String::new(),
+            parent: parent.map(String::from),
+            parent_raw_blake3: parent.map(|p| format!("raw{}", &p["snapshots/".len()..])),
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_snapshot_a_restore_to_the_start_of_the_window_needs() {
+        let files = |v: Vec<&SnapshotManifest>| v.into_iter().map(|m| m.created_ms).collect::<Vec<_>>();
+        // Spaced snapshots on days 1, 20 and 40; a window from day 30 keeps day 20's.
+        let list = [made_at(1, None), made_at(20, None), made_at(40, None)];
+        assert_eq!(files(expired(&list, 30)), vec![1]);
+        // All before the horizon: only the newest stays; all inside: none goes.
+        assert_eq!(files(expired(&list, 50)), vec![1, 20]);
+        assert_eq!(files(expired(&list, 1)), Vec::<i64>::new());
+        // One taken at the horizon itself covers it alone.
+        assert_eq!(files(expired(&list, 20)), vec![1]);
+        // A delta kept keeps its chain.
+        let chain = [made_at(1, None), made_at(20, Some("snapshots/1")), made_at(40, Some("snapshots/20"))];
+        assert_eq!(files(expired(&chain, 50)), Vec::<i64>::new());
+    }
 
     #[test]
     fn object_names_are_exactly_what_backups_write() {

@@ -25,10 +25,15 @@ pub struct Args {
     /// snapshot needs. Restores then start at the oldest snapshot. Default: keep all history.
     #[arg(long, value_name = "DATE")]
     pub prune_segments_before: Option<String>,
-    /// Take a full snapshot, never a delta of the repository's newest one
+    /// Take a full snapshot now, never a delta of the repository's newest one
     /// (a delta holds only the pages changed since; see delta_chain_max).
     #[arg(long)]
     pub full_snapshot: bool,
+    /// Take a snapshot now, whatever the repository's spacing (by default one
+    /// comes once the log since the newest holds 2 % of the store; see
+    /// snapshot_tail_percent). A delta when it can be.
+    #[arg(long)]
+    pub snapshot: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -180,8 +185,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 return Err(candlelog::Error::Usage("backup needs --to REPO or [[backup.repositories]] in the config".into()).into());
             }
             let mut targets = targets;
-            if args.full_snapshot {
-                for t in &mut targets {
+            for t in &mut targets {
+                if args.snapshot || args.full_snapshot {
+                    t.policy = SnapshotPolicy { delta: t.policy.delta, ..SnapshotPolicy::every_backup() };
+                }
+                if args.full_snapshot {
                     t.policy.delta.chain_max = 0;
                 }
             }
@@ -223,10 +231,10 @@ pub fn configured_targets(
                 max_percent: r.delta_max_percent.unwrap_or(defaults.max_percent),
             };
             if let Some(p) = r.snapshot_tail_percent
-                && !(1..=100).contains(&p)
+                && p > 100
             {
                 return Err(candlelog::Error::Usage(format!(
-                    "[[backup.repositories]] {}: snapshot_tail_percent = {p} is not a percentage from 1 to 100",
+                    "[[backup.repositories]] {}: snapshot_tail_percent = {p} is not a percentage from 0 (a snapshot at every backup) to 100",
                     r.path.display()
                 )));
             }
@@ -242,7 +250,7 @@ pub fn configured_targets(
                 keep_days: r.keep_days,
                 // The flag wins over the repository's `prune_segments_days`.
                 prune_before_ms: prune_before.or(r.prune_segments_days.map(|d| now - i64::from(d) * 86_400_000)),
-                policy: SnapshotPolicy { every_ms: every.map(|d| d.as_millis() as i64), tail_percent: r.snapshot_tail_percent, delta },
+                policy: SnapshotPolicy::configured(every.map(|d| d.as_millis() as i64), r.snapshot_tail_percent, delta),
             })
         })
         .collect()

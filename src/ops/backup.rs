@@ -18,7 +18,7 @@ use crate::store::Store;
 pub struct Target {
     /// A directory or `s3://bucket/prefix`.
     pub location: String,
-    /// Snapshot retention in days (never the newest snapshot).
+    /// Snapshot retention in days (never the newest snapshot before the window).
     pub keep_days: Option<u32>,
     /// Prune segments committed entirely before this time (ms).
     pub prune_before_ms: Option<i64>,

@@ -178,7 +178,7 @@ fn kill_9_during_backup_leaves_a_repository_that_verifies() {
     for round in 0..8 {
         assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
         let mut child = support::bin()
-            .args(["--data-dir", dir.to_str().unwrap(), "backup", "--to", repo.to_str().unwrap()])
+            .args(["--data-dir", dir.to_str().unwrap(), "backup", "--to", repo.to_str().unwrap(), "--snapshot"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -193,7 +193,7 @@ fn kill_9_during_backup_leaves_a_repository_that_verifies() {
     // After the killed ones, a backup that completes is followed by a delta of it (issue 12):
     // whatever a kill left (a delta without its manifest, page hashes of an older one) is never built on.
     assert_eq!(run(&dir, &["import", support::shared_archives().to_str().unwrap()]).code, 0);
-    let r = run(&dir, &["backup", "--to", repo.to_str().unwrap(), "--json"]);
+    let r = run(&dir, &["backup", "--to", repo.to_str().unwrap(), "--snapshot", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(support::json(&r)[0]["snapshot"]["parent"].is_string(), "{}", r.stdout);
     let v = run(&dir, &["backup", "verify", "--from", repo.to_str().unwrap(), "--deep"]);
@@ -500,10 +500,10 @@ fn snapshot_tail_percent_takes_a_snapshot_once_the_tail_is_that_share_of_the_sto
     assert!(list["log_head"].is_null() && list["log_head_error"].as_str().unwrap().contains("blake3"), "{list}");
     assert_eq!(list["snapshots"].as_array().unwrap().len(), 2, "{list}");
     // Not a percentage: a clear configuration error, nothing written.
-    config(0);
+    config(101);
     let r = run(&dir, &["backup"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("snapshot_tail_percent = 0 is not a percentage"), "{}", r.stderr);
+    assert!(r.stderr.contains("snapshot_tail_percent = 101 is not a percentage from 0"), "{}", r.stderr);
 }
 
 /// Issue 10, part 1: `restore --force` into a live data directory takes its

@@ -65,7 +65,7 @@ fn issue_12_nightly_backups_upload_deltas_and_restore_through_the_chain() {
     for night in 1..=3 {
         a_night(&dir, tmp.path(), night);
         let before = dir_bytes(&repo);
-        let r = backup(&dir, &["--to", s(&repo)]);
+        let r = backup(&dir, &["--to", s(&repo), "--snapshot"]);
         let snap = &r["snapshot"];
         // A delta of the previous snapshot, a small fraction of a full one: what changed, not the store.
         assert_eq!(snap["parent"].as_str(), files.last().map(String::as_str), "night {night}: {r}");
@@ -116,13 +116,51 @@ fn issue_12_nightly_backups_upload_deltas_and_restore_through_the_chain() {
     assert_eq!(table_rows(&into2.join("candles.sqlite"), "ohlcv_h4"), truth);
     // The next backup is never a delta on the damaged chain: a full snapshot, which restores.
     a_night(&dir, tmp.path(), 4);
-    let r = backup(&dir, &["--to", s(&repo)]);
+    let r = backup(&dir, &["--to", s(&repo), "--snapshot"]);
     assert!(r["snapshot"]["parent"].is_null(), "{r}");
     let into3 = tmp.path().join("restored3");
     let rr = run(&dir, &["restore", "--from", s(&repo), "--into", s(&into3), "--json"]);
     assert_eq!(rr.code, 0, "{}", rr.stderr);
     assert_eq!(json(&rr)["snapshot_lsn"], r["snapshot"]["lsn"]);
     assert_eq!(table_rows(&into3.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
+}
+
+/// Issue 12, target 6, by default: with no policy configured a backup takes a
+/// snapshot once the log since the newest one holds 2 % of the store, so a
+/// small night uploads its segment only and a restore replays it; `--snapshot`
+/// takes one anyway, and `snapshot_tail_percent = 0` takes one at every backup.
+#[test]
+fn by_default_a_night_under_2_percent_of_the_store_uploads_its_segment_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = store(tmp.path());
+    let repo = tmp.path().join("repo");
+    let first = backup(&dir, &["--to", s(&repo)]);
+    let full = first["snapshot"]["file_bytes"].as_u64().expect("the first backup takes a snapshot");
+    a_night(&dir, tmp.path(), 1);
+    let r = backup(&dir, &["--to", s(&repo)]);
+    assert!(r["snapshot"].is_null(), "{r}");
+    assert!(r["snapshot_skipped"].as_str().unwrap().contains("under snapshot_tail_percent (2 % of its LSN"), "{r}");
+    let uploaded = r["bytes_uploaded"].as_u64().unwrap();
+    assert!(uploaded > 0 && uploaded * 20 < full, "a night's segment, {uploaded} bytes, against a snapshot's {full}");
+    let into = tmp.path().join("restored");
+    let rr = run(&dir, &["restore", "--from", s(&repo), "--into", s(&into), "--json"]);
+    assert_eq!(rr.code, 0, "{}", rr.stderr);
+    assert_eq!(json(&rr)["snapshot_lsn"], first["snapshot"]["lsn"], "{}", rr.stdout);
+    assert_eq!(table_rows(&into.join("candles.sqlite"), "ohlcv_h4"), table_rows(&dir.join("candles.sqlite"), "ohlcv_h4"));
+    // About 1,050 events are 2 % of the ~52,500 candles: the sixth night of ~180 brings the snapshot.
+    let nights = (2..=8).find(|&night| {
+        a_night(&dir, tmp.path(), night);
+        backup(&dir, &["--to", s(&repo)])["snapshot"].is_object()
+    });
+    assert!(nights.is_some_and(|n| (5..=7).contains(&n)), "the snapshot came at night {nights:?}");
+    // Asked for, one comes now: a delta of the newest.
+    a_night(&dir, tmp.path(), 9);
+    assert!(backup(&dir, &["--to", s(&repo), "--snapshot"])["snapshot"]["parent"].is_string());
+    // snapshot_tail_percent = 0: one at every backup, even one that brings nothing new.
+    std::fs::write(dir.join("candlelog.toml"), format!("[[backup.repositories]]\npath = {:?}\nsnapshot_tail_percent = 0\n", s(&repo)))
+        .unwrap();
+    assert!(backup(&dir, &[])["snapshot"].is_object());
+    assert_eq!(snapshots(&repo, ".json").len(), 4);
 }
 
 #[test]
@@ -132,7 +170,7 @@ fn issue_12_the_chain_is_capped_and_retention_and_pruning_keep_its_base() {
     let repo = tmp.path().join("repo");
     std::fs::write(
         dir.join("candlelog.toml"),
-        format!("[[backup.repositories]]\npath = {:?}\nkeep_days = 0\ndelta_chain_max = 2\n", s(&repo)),
+        format!("[[backup.repositories]]\npath = {:?}\nkeep_days = 0\ndelta_chain_max = 2\nsnapshot_tail_percent = 0\n", s(&repo)),
     )
     .unwrap();
     // full, delta, delta; keep_days = 0 expires all but the newest, yet the chain stays.
@@ -157,9 +195,9 @@ fn issue_12_the_chain_is_capped_and_retention_and_pruning_keep_its_base() {
     let pruned = tmp.path().join("pruned");
     for night in 4..=5 {
         a_night(&dir, tmp.path(), night);
-        backup(&dir, &["--to", s(&pruned)]);
+        backup(&dir, &["--to", s(&pruned), "--snapshot"]);
     }
-    let r = backup(&dir, &["--to", s(&pruned), "--prune-segments-before", "2100-01-01"]);
+    let r = backup(&dir, &["--to", s(&pruned), "--snapshot", "--prune-segments-before", "2100-01-01"]);
     assert!(r["snapshot"]["parent"].is_string(), "{r}");
     assert!(!r["pruned"]["pruned"].as_array().unwrap().is_empty(), "{r}");
     assert_eq!(snapshots(&pruned, ".json").len(), 3, "prune deletes segments, never a snapshot");

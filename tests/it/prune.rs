@@ -32,7 +32,7 @@ fn pruned_repository(tmp: &Path) -> (PathBuf, PathBuf, serde_json::Value) {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)[0]["pruned"]["pruned"].as_array().unwrap().len(), 0);
     assert_eq!(segment_seqs(&repo)[0], 1);
-    let r = run(&dir, &["backup", "--prune-segments-before", &tomorrow(), "--json"]);
+    let r = run(&dir, &["backup", "--snapshot", "--prune-segments-before", &tomorrow(), "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     (dir, repo, json(&r)[0].clone())
 }

@@ -1217,7 +1217,7 @@ fn a_prune_today_leaves_the_golden_pruned_layout() {
     let dir = golden_data_dir(tmp.path());
     let repo = copy_of("valid", tmp.path());
     // Segment 1 is committed before 2026-01-23 and ends at the oldest snapshot (LSN 4).
-    let r = run(&dir, &["backup", "--to", s(&repo), "--prune-segments-before", "2026-01-23", "--json"]);
+    let r = run(&dir, &["backup", "--to", s(&repo), "--snapshot", "--prune-segments-before", "2026-01-23", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = &json(&r)[0];
     assert_eq!((report["segments_uploaded"].as_u64(), report["segments_present"].as_u64()), (Some(0), Some(2)), "{report}");
