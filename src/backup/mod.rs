@@ -635,7 +635,8 @@ pub fn repo_head(repo: &dyn Repository) -> Result<Option<RepoHead>> {
 }
 
 /// Deletes snapshots (manifest first, then data) created more than
-/// `keep_days` before `now_ms` ([`expired`]), newest first (a delta goes
+/// `keep_days` before `now_ms` (but see `expired`: never the one a restore to the
+/// window's start needs, nor a kept delta's chain), newest first (a delta goes
 /// before its parent). Segments are history and are kept. Returns the
 /// manifests removed.
 pub fn apply_retention(repo: &dyn Repository, keep_days: u32, now_ms: i64) -> Result<Vec<String>> {
