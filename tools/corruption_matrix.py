@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -67,6 +68,21 @@ def sqlite_meaning(path):
             c.close()
     except sqlite3.Error:
         return None
+
+
+def after_a_writer(tree, more):
+    """What a data directory holds after the next writer imports `more` into it:
+    the import's and `verify --deep`'s exit codes, `status` and the projection's
+    rows. redb keeps no page checksums, so a flip in an index is judged by its
+    effect: one that leaves this as it is for a healthy copy changed nothing a
+    reader or a writer uses (the unused commit slot of its header, free pages)."""
+    imported = run(["--data-dir", tree, "import", more]).returncode
+    verified = run(["--data-dir", tree, "verify", "--deep"]).returncode
+    meaning = sqlite_meaning(os.path.join(tree, "candles.sqlite"))
+    # The head hash and the log's size follow the new frames' commit times: they differ from run to run.
+    status = re.sub(r"[0-9a-f]{64}|\d+ bytes", "", run(["--data-dir", tree, "status"]).stdout)
+    candles = meaning and {t: rows for t, rows in meaning[1].items() if t.startswith("ohlcv_")}
+    return (imported, verified, status, candles)
 
 
 def offsets(size, n, rng):
@@ -159,19 +175,27 @@ def main():
             kinds[f"repo {n}"] = ("repo", n, ["backup-verify"], False)
         if a.kinds:
             kinds = {k: v for k, v in kinds.items() if k in a.kinds.split(",")}
+        # Archives for the writer that judges an index flip's effect: 2 more symbols, 2 more months.
+        more = J("arch-more")
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools/gen_archives.py"), more, "--symbols", "12", "--months", "8"],
+                       check=True, capture_output=True)
 
         for kind, (tree, rel, checkers, want_offset) in kinds.items():
             src = J(tree)
             size = os.path.getsize(os.path.join(src, rel))
             ts = {c: Tally(kind, c) for c in checkers}
-            is_sqlite = rel.endswith(".sqlite")
+            is_sqlite, is_redb = rel.endswith(".sqlite"), rel.endswith(".redb")
             healthy = sqlite_meaning(os.path.join(src, rel)) if is_sqlite else None
+            if is_redb:
+                copy(src, J("t"))
+                healthy = after_a_writer(J("t"), more)
+                shutil.rmtree(J("t"), ignore_errors=True)
             for off in offsets(size, a.offsets, rng):
                 t = J("t")
                 copy(src, t)
                 path = os.path.join(t, rel)
                 flip(path, off)
-                no_effect = is_sqlite and sqlite_meaning(path) == healthy
+                outcomes = []
                 for c in checkers:
                     if c == "verify":
                         r = run(["--data-dir", t, "verify", "--deep", "--json"])
@@ -186,6 +210,13 @@ def main():
                     else:
                         r = run(["backup", "verify", "--from", t, "--deep", "--json"])
                         bad = r.returncode != 0
+                    outcomes.append((c, r, bad))
+                if is_sqlite:
+                    no_effect = sqlite_meaning(path) == healthy
+                else:
+                    # The checkers only read: the same copy then takes the writer, at the healthy one's path.
+                    no_effect = is_redb and after_a_writer(t, more) == healthy
+                for c, r, bad in outcomes:
                     out = r.stdout + r.stderr
                     x = ts[c]
                     x.flips += 1
