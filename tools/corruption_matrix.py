@@ -177,8 +177,9 @@ def main():
             kinds = {k: v for k, v in kinds.items() if k in a.kinds.split(",")}
         # Archives for the writer that judges an index flip's effect: 2 more symbols, 2 more months.
         more = J("arch-more")
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools/gen_archives.py"), more, "--symbols", "12", "--months", "8"],
-                       check=True, capture_output=True)
+        if any(rel.endswith(".redb") for _, rel, _, _ in kinds.values()):
+            subprocess.run([sys.executable, os.path.join(ROOT, "tools/gen_archives.py"), more, "--symbols", "12", "--months", "8"],
+                           check=True, capture_output=True)
 
         for kind, (tree, rel, checkers, want_offset) in kinds.items():
             src = J(tree)

@@ -141,13 +141,11 @@ impl SnapshotPolicy {
     /// policy: a tail percentage of 0 means a snapshot at every backup; unset,
     /// it is [`DEFAULT_TAIL_PERCENT`] unless `snapshot_every` alone spaces them.
     pub fn configured(every_ms: Option<i64>, tail_percent: Option<u32>, delta: DeltaPolicy) -> Self {
-        let tail_percent = match (tail_percent, every_ms) {
-            (Some(0), _) => return SnapshotPolicy { delta, ..SnapshotPolicy::every_backup() },
-            (Some(p), _) => Some(p),
-            (None, Some(_)) => None,
-            (None, None) => Some(DEFAULT_TAIL_PERCENT),
-        };
-        SnapshotPolicy { every_ms, tail_percent, delta }
+        match tail_percent {
+            Some(0) => SnapshotPolicy { delta, ..SnapshotPolicy::every_backup() },
+            Some(p) => SnapshotPolicy { every_ms, tail_percent: Some(p), delta },
+            None => SnapshotPolicy { every_ms, tail_percent: every_ms.is_none().then_some(DEFAULT_TAIL_PERCENT), delta },
+        }
     }
 }
 
