@@ -214,6 +214,31 @@ fn write_temp<T>(tmp: &Path, fill: impl FnOnce(&mut File) -> std::io::Result<T>)
     Ok(v)
 }
 
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to
+/// disk, without waiting for them and without flushing the disk's cache: a
+/// large file written this way as it grows finds little left to write at its
+/// final fsync, and the writing overlaps whatever produces the bytes. Only a
+/// hint: durability still comes from the fsync, which also reports any
+/// write-back error.
+///
+/// On Linux this is `posix_fadvise(POSIX_FADV_DONTNEED)`, which starts the
+/// write-back of the range's dirty pages and drops only pages already clean
+/// (the bytes just written are dirty, so they stay cached for whoever reads
+/// the file next). Elsewhere it is an `fdatasync`, which waits, and on a disk
+/// with a write-back cache flushes it each time (docs/performance.md).
+pub fn start_writeback(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        rustix::fs::fadvise(file, offset, std::num::NonZeroU64::new(len), rustix::fs::Advice::DontNeed)?;
+        Ok(())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (offset, len);
+        file.sync_data()
+    }
+}
+
 /// [`write_with`] for bytes already in memory (manifests, small files).
 pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with(path, |f| f.write_all(bytes))

@@ -298,10 +298,13 @@ const FLUSH_EVERY: u64 = 32 << 20;
 /// (and hashes the compressed bytes, in the reader), the other hashes what
 /// comes out and writes it, so a restore takes about as long as zstd alone;
 /// at most a few chunks are in flight (memory stays a few MiB). With
-/// `durable`, a third thread `fdatasync`s what was written every
-/// [`FLUSH_EVERY`] bytes while the rest is still being decompressed, so the
-/// caller's final fsync finds little left to write; its error, if any, is
-/// returned (never swallowed: a later fsync of the same file may not report it).
+/// `durable`, a third thread starts the write-back of every [`FLUSH_EVERY`]
+/// bytes written ([`crate::durable::start_writeback`]) while the rest is
+/// still being decompressed, so the caller's final fsync finds little left
+/// to write. It does not wait for the disk or flush its cache: an
+/// `fdatasync` per 32 MiB did, and on a disk with a write-back cache their
+/// number set the time (docs/performance.md). A write-back error is
+/// reported by the caller's fsync.
 fn decompress_into(mut raw: impl Read, f: &mut std::fs::File, durable: bool) -> std::io::Result<(u64, String)> {
     use std::io::Write;
     use std::sync::mpsc::sync_channel;
@@ -309,11 +312,11 @@ fn decompress_into(mut raw: impl Read, f: &mut std::fs::File, durable: bool) -> 
     std::thread::scope(|s| {
         let (full, filled) = sync_channel::<Vec<u8>>(4);
         let (empty, emptied) = sync_channel::<Vec<u8>>(8);
-        let (tick, ticks) = sync_channel::<()>(1);
+        let (tick, ticks) = sync_channel::<(u64, u64)>(1);
         let flusher = flush_handle.map(|h| {
             s.spawn(move || -> std::io::Result<()> {
-                for () in ticks {
-                    h.sync_data()?;
+                for (from, to) in ticks {
+                    crate::durable::start_writeback(&h, from, to - from)?;
                 }
                 Ok(())
             })
@@ -327,8 +330,8 @@ fn decompress_into(mut raw: impl Read, f: &mut std::fs::File, durable: bool) -> 
                 f.write_all(&chunk)?;
                 bytes += chunk.len() as u64;
                 let _ = empty.try_send(chunk);
-                // A tick the flusher has not taken yet covers these bytes too.
-                if bytes - flushed >= FLUSH_EVERY && tick.try_send(()).is_ok() {
+                // Bytes a tick the flusher has not taken yet leaves out go with the next.
+                if bytes - flushed >= FLUSH_EVERY && tick.try_send((flushed, bytes)).is_ok() {
                     flushed = bytes;
                 }
             }
@@ -550,5 +553,30 @@ mod tests {
         bad[mid] ^= 0x40;
         assert!(matches!(unpack_to(&m, &bad[..], &out), Err(Error::Damaged(_))));
         assert!(!out.exists(), "a damaged snapshot leaves no file behind");
+    }
+
+    /// A snapshot larger than [`FLUSH_EVERY`]: its write-back is started as it
+    /// is written (`durable::start_writeback`), and the bytes come out whole.
+    #[test]
+    fn a_snapshot_larger_than_a_write_back_step_unpacks_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("copy.sqlite");
+        {
+            let c = rusqlite::Connection::open(&raw).unwrap();
+            let rows = FLUSH_EVERY / (64 << 10) * 5 / 4;
+            c.execute_batch(&format!(
+                "CREATE TABLE t (b BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+                 INSERT INTO t SELECT randomblob(65536) FROM n;"
+            ))
+            .unwrap();
+        }
+        assert!(std::fs::metadata(&raw).unwrap().len() > FLUSH_EVERY);
+        let mut pack = pack(&raw, 7, [3; 32], "snapshots/x.sqlite.zst", 5).unwrap();
+        let mut compressed = Vec::new();
+        pack.read_to_end(&mut compressed).unwrap();
+        let m = pack.manifest();
+        let out = dir.path().join("restored.sqlite");
+        unpack_to(&m, &compressed[..], &out).unwrap();
+        assert_eq!(blake3::hash(&std::fs::read(&out).unwrap()), blake3::hash(&std::fs::read(&raw).unwrap()));
     }
 }
