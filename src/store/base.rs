@@ -21,7 +21,7 @@ use super::Paths;
 use crate::error::{Error, Result};
 use crate::projection::{Applied, unhex32};
 use crate::snapshot::SnapshotManifest;
-use crate::snapshot::unpack_to;
+use crate::snapshot::unpack_scratch;
 
 pub const BASE_FORMAT: u32 = 1;
 
@@ -118,7 +118,7 @@ impl LogBase {
     /// Adds the snapshot's rows to `rows`: the state before the log's frames after `snapshot.lsn`.
     pub fn rows_into(&self, paths: &Paths, rows: &mut crate::projection::LogRows) -> Result<()> {
         let tmp = std::env::temp_dir().join(format!("candlelog-base-{}-{}.sqlite", std::process::id(), self.snapshot.lsn));
-        let read = self.unpack_to(paths, &tmp).and_then(|()| {
+        let read = self.unpack_scratch(paths, &tmp).and_then(|()| {
             Ok(crate::projection::Projection::open_read_only(&tmp)?.for_each_row(|i, ts, sym, v, t| rows.insert_row(sym, i, ts, v, t))?)
         });
         crate::durable::remove_with_companions(&tmp);
@@ -128,11 +128,14 @@ impl LogBase {
     /// Checks the snapshot against its manifest while streaming the SQLite
     /// file to `dest`, then what it holds (schema, quick_check, state row, the
     /// manifest's row digests: `snapshot::check_contents`), as a restore did
-    /// before it became the base: nothing in it is used unchecked.
-    pub fn unpack_to(&self, paths: &Paths, dest: &std::path::Path) -> Result<()> {
+    /// before it became the base: nothing in it is used unchecked. `dest` is
+    /// a scratch copy, read and removed by the caller, so it is not made
+    /// durable (`snapshot::unpack_scratch`): what must survive a crash is
+    /// what the caller commits from it.
+    pub fn unpack_scratch(&self, paths: &Paths, dest: &std::path::Path) -> Result<()> {
         let file = paths.base_snapshot();
         let compressed = std::fs::File::open(&file).map_err(|e| Error::io("open", &file, e))?;
-        let checked = unpack_to(&self.snapshot, std::io::BufReader::new(compressed), dest)
+        let checked = unpack_scratch(&self.snapshot, std::io::BufReader::new(compressed), dest)
             .and_then(|()| crate::snapshot::check_contents(&self.snapshot, dest, || Ok(None)).map(|_| ()));
         if checked.is_err() {
             crate::durable::remove_with_companions(dest);

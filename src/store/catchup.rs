@@ -115,7 +115,7 @@ impl Store {
     fn load_base(&mut self, base: &LogBase) -> Result<Applied> {
         let head = base.applied()?;
         let tmp = self.paths.root.join(format!(".base-{}.sqlite", std::process::id()));
-        let loaded = base.unpack_to(&self.paths, &tmp).and_then(|()| Ok(self.projection.load_base(&tmp, head)?));
+        let loaded = base.unpack_scratch(&self.paths, &tmp).and_then(|()| Ok(self.projection.load_base(&tmp, head)?));
         crate::durable::remove_with_companions(&tmp);
         loaded?;
         self.index.seed(&self.projection.series_extents()?, head)?;
