@@ -14,11 +14,15 @@ same rows into them, timing three ways of doing it:
              no per-row host-language cost. This is "the SQLite limit" that
              `candlelog rebuild` is compared with.
   limit-wal  the same load into a file in WAL mode, as the projection is
-             (so readers never wait on a writer): `synchronous=OFF` during
-             the load, then `synchronous=NORMAL` and a `wal_checkpoint
-             (TRUNCATE)`, timed, as `rebuild` does. Every page is written
-             twice, to the WAL and back into the file. Not the issue's
-             limit: printed beside it, to say what WAL mode costs.
+             (so readers never wait on a writer), with `synchronous=NORMAL`
+             as the projection has, then a `wal_checkpoint(TRUNCATE)`, timed,
+             as `rebuild` does: the WAL is synced before its pages are copied
+             into the file and the file after. Every page is written twice,
+             to the WAL and back into the file. Not the issue's limit:
+             printed beside it, to say what WAL mode costs. (Until
+             2026-12-05 this load, like `rebuild`, ran with
+             `synchronous=OFF`, under which the checkpoint synced neither
+             file: faster, and not durable.)
   limit-page the limit's load into a file with the projection's page size,
              printed when that is not SQLite's default for a fresh file
              (candlelog creates its projections with 16 KiB pages, SQLite's
@@ -98,7 +102,7 @@ def load_sql(path, stage_path, tables, indexes, candles, wal=False, page_size=No
     conn = fresh(path, tables, page_size)
     if wal:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("ATTACH DATABASE ? AS stage", (stage_path,))
     t0 = clocks()
     conn.execute("BEGIN")
@@ -110,7 +114,6 @@ def load_sql(path, stage_path, tables, indexes, candles, wal=False, page_size=No
         conn.execute(sql)
     conn.execute("COMMIT")
     if wal:
-        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     wall, cpu = clocks()
     conn.close()

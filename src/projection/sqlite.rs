@@ -390,8 +390,16 @@ impl Projection {
     /// on a connection of its own, beside the caller's reading of the log
     /// (dropping reads every page of the old tables), and is waited for
     /// before anything else writes.
+    ///
+    /// The load keeps `synchronous=NORMAL`. In WAL mode that setting costs
+    /// nothing until a checkpoint, where it syncs the WAL before copying its
+    /// pages into the database and the database after: `OFF` (as the rebuild
+    /// once had) let the checkpoint inside its commit copy an unsynced WAL
+    /// into the file without a sync, and the `TRUNCATE` checkpoint after it,
+    /// finding nothing left to copy, emptied the WAL without syncing the file
+    /// either, so a power cut after a successful rebuild could tear the
+    /// projection.
     pub fn begin_rebuild(&mut self, rows: RowSorter) -> Result<(), ProjectionError> {
-        self.conn.execute_batch("PRAGMA synchronous=OFF;").map_err(|e| self.err("begin rebuild", e))?;
         let path = self.path.clone();
         let job = std::thread::Builder::new()
             .name("rebuild-drop".into())
@@ -423,7 +431,7 @@ impl Projection {
             self.conn.execute_batch(&create_index_sql(i)).map_err(|e| self.err("create index", e))?;
         }
         let indexed_ms = started.elapsed().as_millis() as u64;
-        self.conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err("checkpoint", e))?;
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err("checkpoint", e))?;
         tracing::debug!(inserted_ms, indexed_ms, checkpointed_ms = started.elapsed().as_millis() as u64, "finished the rebuild");
         Ok(())
     }
@@ -881,5 +889,24 @@ mod tests {
         assert_eq!(temp_store, 0, "SQLite's default again");
         assert_eq!(p.row_counts().unwrap()[&Interval::H4], 4000);
         assert_eq!(p.applied().unwrap().lsn, 4000);
+    }
+
+    /// A rebuild's load and checkpoints keep `synchronous=NORMAL`: with `OFF`
+    /// the checkpoints copied an unsynced WAL into the file and emptied the
+    /// WAL without syncing the file (`begin_rebuild`).
+    #[test]
+    fn a_rebuild_never_turns_syncing_off() {
+        use crate::projection::checkpoint::tests::batch;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("candles.sqlite");
+        let mut p = Projection::open(&path).unwrap();
+        let synchronous = |p: &Projection| p.conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)).unwrap();
+        p.begin_rebuild(RowSorter::new(dir.path())).unwrap();
+        assert_eq!(synchronous(&p), 1, "NORMAL while the rows are collected and inserted");
+        p.apply(&[batch(0), batch(1)].concat(), Applied { lsn: 4000, hash: [1; 32] }).unwrap();
+        p.finish_rebuild().unwrap();
+        assert_eq!(synchronous(&p), 1);
+        let wal = std::fs::metadata(crate::durable::with_suffix(&path, "-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "every page checkpointed into the file, the WAL emptied");
     }
 }
