@@ -123,6 +123,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
     let mut reports: Vec<FileReport> = Vec::new();
     let mut pending: Vec<FileReport> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
+    let mut digests: Vec<[u8; 16]> = Vec::new();
     let mut overlay = Overlay::new();
     let mut totals = IngestStats::default();
     let mut candles = 0u64;
@@ -147,7 +148,7 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
         };
         let n = parsed.candles.len() as u64;
         candles += n;
-        let (mut evs, stats) = match store.plan(parsed.candles, &mut overlay) {
+        let (mut evs, stats) = match store.plan_digested(parsed.candles, &mut overlay, &mut digests) {
             Ok(x) => x,
             Err(e) => {
                 result = Err(e);
@@ -168,14 +169,14 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
             error: None,
         });
         if (events.len() >= opts.group_events || pending.len() >= opts.group_files)
-            && let Err(e) = commit(store, &mut events, &mut pending, &mut reports, &mut overlay)
+            && let Err(e) = commit(store, &mut events, &mut digests, &mut pending, &mut reports, &mut overlay)
         {
             result = Err(e);
             break;
         }
     }
     if result.is_ok() {
-        result = commit(store, &mut events, &mut pending, &mut reports, &mut overlay);
+        result = commit(store, &mut events, &mut digests, &mut pending, &mut reports, &mut overlay);
     }
     drop(rx);
     let _ = parser.join();
@@ -248,12 +249,13 @@ pub fn import(store: &mut Store, files: Vec<PathBuf>, opts: &ImportOptions) -> R
 fn commit(
     store: &mut Store,
     events: &mut Vec<Event>,
+    digests: &mut Vec<[u8; 16]>,
     pending: &mut Vec<FileReport>,
     reports: &mut Vec<FileReport>,
     overlay: &mut Overlay,
 ) -> Result<()> {
     let n = events.len();
-    let head = store.append_index_behind(std::mem::take(events))?;
+    let head = store.append_index_behind(std::mem::take(events), std::mem::take(digests))?;
     if n > 0 {
         tracing::info!(events = n, files = pending.len(), lsn = head.lsn, "committed");
     }

@@ -69,6 +69,19 @@ impl Store {
     /// An index that fails here is damaged: it is rebuilt from the log and
     /// the lookup made once more.
     pub fn plan(&mut self, candles: Vec<Candle>, overlay: &mut Overlay) -> Result<(Vec<Event>, IngestStats)> {
+        let mut digests = Vec::new();
+        let (events, stats) = self.plan_digested(candles, overlay, &mut digests)?;
+        Ok((events, stats))
+    }
+
+    /// [`Store::plan`], also appending to `digests` the digest of each candle
+    /// event returned, in order, for [`Store::append_index_behind`].
+    pub fn plan_digested(
+        &mut self,
+        candles: Vec<Candle>,
+        overlay: &mut Overlay,
+        digests: &mut Vec<[u8; 16]>,
+    ) -> Result<(Vec<Event>, IngestStats)> {
         let keys: Vec<_> = candles.iter().map(|c| (c.symbol.as_str(), c.interval, c.open_time)).collect();
         let stored = match self.index.digests(&keys) {
             Ok(s) => s,
@@ -108,6 +121,7 @@ impl Store {
             }
             stats.appended += 1;
             overlay.current.insert(key, d);
+            digests.push(d);
             events.push(Event::Candle(c));
         }
         Ok((events, stats))

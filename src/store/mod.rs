@@ -199,8 +199,10 @@ impl Store {
     /// waits for it first, so at most one commit is in flight and they apply
     /// in order. The events are durable in the log when this returns, as with
     /// `append`; a kill before the apply finishes leaves the index behind the
-    /// log, which the next open catches up.
-    pub fn append_index_behind(&mut self, events: Vec<Event>) -> Result<Applied> {
+    /// log, which the next open catches up. `digests` are those of the
+    /// candle events, in order (`Store::plan_digested`), so the index's apply
+    /// does not hash them again; any other count is ignored.
+    pub fn append_index_behind(&mut self, events: Vec<Event>, digests: Vec<[u8; 16]>) -> Result<Applied> {
         self.settle_index()?;
         if let Some(cause) = &self.stale {
             return Err(Error::Stale(cause.clone()));
@@ -214,7 +216,7 @@ impl Store {
         let events = Arc::new(events);
         let job = {
             let (index, events) = (Arc::clone(&self.index), Arc::clone(&events));
-            std::thread::spawn(move || index.apply(&events, &commits, &catalog, head))
+            std::thread::spawn(move || index.apply_digested(&events, &digests, &commits, &catalog, head))
         };
         self.index_job = Some(IndexJob { head, thread: Some(job) });
         if let Err(e) = self.projection.apply(&events, head) {

@@ -67,6 +67,13 @@ pub struct CandleBatch {
 impl CandleBatch {
     /// Adds a candle.
     pub fn push(&mut self, c: &CandleParts<'_>) {
+        let digest = parts_digest(c, &mut self.body);
+        self.push_digested(c, digest);
+    }
+
+    /// [`CandleBatch::push`] of a candle whose digest (`codec::parts_digest`)
+    /// is already at hand.
+    pub fn push_digested(&mut self, c: &CandleParts<'_>, digest: [u8; 16]) {
         let code = c.interval.code();
         let at = match self.last.filter(|&k| self.series.get(k).is_some_and(|(s, i)| *i == code && s == c.symbol)) {
             Some(k) => k,
@@ -76,7 +83,7 @@ impl CandleBatch {
             }),
         };
         self.last = Some(at);
-        self.puts.push((at, blocks::block_of(c.interval, c.open_time), c.open_time, parts_digest(c, &mut self.body)));
+        self.puts.push((at, blocks::block_of(c.interval, c.open_time), c.open_time, digest));
     }
 
     /// Candles gathered.
@@ -306,9 +313,29 @@ impl Index {
 
     /// Applies whole frames: `commits` holds (commit_ms, last LSN) per frame.
     pub fn apply(&self, events: &[Event], commits: &[(i64, Lsn)], catalog: &[SegmentInfo], head: Applied) -> Result<(), IndexError> {
+        self.apply_digested(events, &[], commits, catalog, head)
+    }
+
+    /// [`Index::apply`] given the digests of `events`' candles, in order
+    /// (`codec::candle_digest`, as `Store::plan` computed them to compare
+    /// with the stored ones): each candle is hashed once, not twice. Any
+    /// other count of digests is ignored and every candle hashed here.
+    pub fn apply_digested(
+        &self,
+        events: &[Event],
+        digests: &[[u8; 16]],
+        commits: &[(i64, Lsn)],
+        catalog: &[SegmentInfo],
+        head: Applied,
+    ) -> Result<(), IndexError> {
         let mut batch = CandleBatch::default();
-        for e in events {
-            if let Event::Candle(c) = e {
+        let candles = events.iter().filter_map(|e| if let Event::Candle(c) = e { Some(c) } else { None });
+        if digests.len() == candles.clone().count() {
+            for (c, d) in candles.zip(digests) {
+                batch.push_digested(&c.parts(), *d);
+            }
+        } else {
+            for c in candles {
                 batch.push(&c.parts());
             }
         }
