@@ -69,9 +69,7 @@ impl Store {
     /// An index that fails here is damaged: it is rebuilt from the log and
     /// the lookup made once more.
     pub fn plan(&mut self, candles: Vec<Candle>, overlay: &mut Overlay) -> Result<(Vec<Event>, IngestStats)> {
-        let mut digests = Vec::new();
-        let (events, stats) = self.plan_digested(candles, overlay, &mut digests)?;
-        Ok((events, stats))
+        self.plan_digested(candles, overlay, &mut Vec::new())
     }
 
     /// [`Store::plan`], also appending to `digests` the digest of each candle
